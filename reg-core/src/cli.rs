@@ -1,0 +1,173 @@
+//! What every tool shares: the common flags, exit codes, the top-level error
+//! handling, and the stderr side (warnings, errors, the summary).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::layout::Store;
+use crate::output::{is_broken_pipe, Format, Out};
+
+/// Exit status: done.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: failed; the message says what and where.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status: bad usage (clap exits with 2 on its own).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Flags every tool takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2 directory.
+    #[arg(value_name = "ROOT", required_unless_present = "config")]
+    pub root: Option<PathBuf>,
+
+    /// Read the storage root from the registry's config.yml
+    /// (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY overrides it, as for the registry).
+    #[arg(long, value_name = "FILE", conflicts_with = "root")]
+    pub config: Option<PathBuf>,
+
+    /// Print records as tab-separated columns (kind first) instead of JSON lines.
+    #[arg(long)]
+    pub tsv: bool,
+
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Number of threads [default: every core].
+    #[arg(short = 'j', long = "threads", value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl Common {
+    /// Sets up the thread pool and opens the store.
+    pub fn open(&self) -> anyhow::Result<Store> {
+        if let Some(n) = self.threads {
+            // Fails only if a pool exists already (in tests): harmless.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build_global();
+        }
+        let root = match (&self.root, &self.config) {
+            (Some(r), _) => r.clone(),
+            (None, Some(cfg)) => crate::root::from_config(cfg)?,
+            (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
+        };
+        let v2 = crate::root::locate(&root)?;
+        Ok(Store::fs(v2))
+    }
+
+    pub fn format(&self) -> Format {
+        if self.tsv {
+            Format::Tsv
+        } else {
+            Format::Json
+        }
+    }
+
+    /// The record writer on stdout.
+    pub fn out(&self) -> Out {
+        Out::stdout(self.format())
+    }
+}
+
+/// Parses a duration flag (`1h`, `30m`, `7d`, `0s`) for clap.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    crate::time::parse_duration(s)
+}
+
+/// Runs a tool's `run` and turns its result into an exit status: errors are
+/// printed once as `tool: error: cause`, a closed stdout is a quiet success.
+pub fn run_main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{tool}: {err:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// The human side on stderr: warnings and errors as they come, counted, so
+/// a run that met a bad path still finishes and still exits non-zero.
+pub struct Messages {
+    tool: &'static str,
+    errors: AtomicU64,
+    warnings: AtomicU64,
+    quiet: bool,
+}
+
+impl Messages {
+    pub fn new(tool: &'static str, quiet: bool) -> Messages {
+        Messages {
+            tool,
+            errors: AtomicU64::new(0),
+            warnings: AtomicU64::new(0),
+            quiet,
+        }
+    }
+
+    /// Reports a problem that makes the run fail in the end.
+    pub fn error(&self, msg: impl std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("{}: error: {msg}", self.tool);
+    }
+
+    /// Reports a problem that does not change the exit status.
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        self.warnings.fetch_add(1, Ordering::Relaxed);
+        eprintln!("{}: warning: {msg}", self.tool);
+    }
+
+    /// A note for people (not counted), e.g. the cache reminder.
+    pub fn note(&self, msg: impl std::fmt::Display) {
+        eprintln!("{}: {msg}", self.tool);
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn warnings(&self) -> u64 {
+        self.warnings.load(Ordering::Relaxed)
+    }
+
+    /// Prints the one-line summary unless `-q`.
+    pub fn summary(&self, line: impl std::fmt::Display) {
+        if !self.quiet {
+            let mut extra = String::new();
+            if self.errors() > 0 {
+                extra.push_str(&format!(", {} errors", self.errors()));
+            }
+            if self.warnings() > 0 {
+                extra.push_str(&format!(", {} warnings", self.warnings()));
+            }
+            eprintln!("{}: {line}{extra}", self.tool);
+        }
+    }
+
+    /// Exit status: failure if any error was reported.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.errors() > 0 {
+            ExitCode::from(EXIT_FAILED)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+
+    /// Whether progress may be shown (stderr is a terminal).
+    pub fn progress_enabled(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// Adds "writing output" context to a write error, keeping BrokenPipe visible.
+pub fn written(r: std::io::Result<()>) -> anyhow::Result<()> {
+    r.context("writing to stdout")
+}

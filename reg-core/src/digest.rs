@@ -1,0 +1,421 @@
+//! Content digests: `sha256:<64 hex>` and `sha512:<128 hex>`.
+//!
+//! A [`Digest`] is the only way a string from outside (a link file, a line on
+//! stdin, a field of a manifest) becomes part of a storage path: parsing checks
+//! the algorithm and that the encoded part is lowercase hex of the right length,
+//! so a digest can never carry `/`, `..` or anything else into a path.
+//!
+//! Digests are kept as raw bytes (32 or 64), not strings, so that sets of
+//! millions of them stay small; see [`DigestSet`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::str::FromStr;
+
+use sha2::Digest as _;
+
+/// A validated content digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Digest {
+    Sha256([u8; 32]),
+    Sha512([u8; 64]),
+}
+
+/// Why a string is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestError {
+    input: String,
+    why: &'static str,
+}
+
+impl DigestError {
+    fn new(input: &str, why: &'static str) -> DigestError {
+        // Keep messages short even for a garbled multi-kilobyte link file.
+        let mut input: String = input.chars().take(80).collect();
+        if input.len() >= 80 {
+            input.push('…');
+        }
+        DigestError { input, why }
+    }
+}
+
+impl fmt::Display for DigestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid digest {:?}: {}", self.input, self.why)
+    }
+}
+
+impl std::error::Error for DigestError {}
+
+/// The digest algorithms the registry stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    /// Every algorithm, in the order directories are walked.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+
+    /// The name used in digests and as a directory name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// The algorithm with this name, if it is one we know.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Length of the hex part of a digest.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+impl Digest {
+    /// Parses `alg:hex`, refusing anything that is not exactly a known
+    /// algorithm and lowercase hex of its length.
+    pub fn parse(s: &str) -> Result<Digest, DigestError> {
+        let Some((alg, hex)) = s.split_once(':') else {
+            return Err(DigestError::new(s, "expected <algorithm>:<hex>"));
+        };
+        let Some(alg) = Algorithm::from_name(alg) else {
+            return Err(DigestError::new(s, "unknown algorithm (want sha256 or sha512)"));
+        };
+        Digest::from_parts(alg, hex).map_err(|why| DigestError::new(s, why))
+    }
+
+    /// Builds a digest from an algorithm and its hex part (as found in a path).
+    pub fn from_parts(alg: Algorithm, hex: &str) -> Result<Digest, &'static str> {
+        if hex.len() != alg.hex_len() {
+            return Err(match alg {
+                Algorithm::Sha256 => "sha256 wants 64 hex digits",
+                Algorithm::Sha512 => "sha512 wants 128 hex digits",
+            });
+        }
+        match alg {
+            Algorithm::Sha256 => {
+                let mut b = [0u8; 32];
+                decode_hex(hex, &mut b)?;
+                Ok(Digest::Sha256(b))
+            }
+            Algorithm::Sha512 => {
+                let mut b = [0u8; 64];
+                decode_hex(hex, &mut b)?;
+                Ok(Digest::Sha512(b))
+            }
+        }
+    }
+
+    /// Builds a digest from an algorithm name and hex part, both from a path.
+    pub fn from_path_parts(alg: &str, hex: &str) -> Result<Digest, DigestError> {
+        let Some(a) = Algorithm::from_name(alg) else {
+            return Err(DigestError::new(alg, "unknown algorithm directory"));
+        };
+        Digest::from_parts(a, hex).map_err(|why| DigestError::new(&format!("{alg}:{hex}"), why))
+    }
+
+    /// The sha256 digest of `data`.
+    pub fn sha256_of(data: &[u8]) -> Digest {
+        Digest::Sha256(sha2::Sha256::digest(data).into())
+    }
+
+    /// The digest of `data` under this digest's algorithm.
+    pub fn same_alg_of(&self, data: &[u8]) -> Digest {
+        match self {
+            Digest::Sha256(_) => Digest::sha256_of(data),
+            Digest::Sha512(_) => Digest::Sha512(sha2::Sha512::digest(data).into()),
+        }
+    }
+
+    /// Whether `data` hashes to this digest.
+    pub fn matches(&self, data: &[u8]) -> bool {
+        self.same_alg_of(data) == *self
+    }
+
+    /// A streaming hasher for this digest's algorithm.
+    pub fn hasher(&self) -> DigestHasher {
+        match self {
+            Digest::Sha256(_) => DigestHasher::Sha256(sha2::Sha256::new()),
+            Digest::Sha512(_) => DigestHasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Digest::Sha256(_) => Algorithm::Sha256,
+            Digest::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// The raw digest bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Digest::Sha256(b) => b,
+            Digest::Sha512(b) => b,
+        }
+    }
+
+    /// The hex part, lowercase.
+    pub fn hex(&self) -> String {
+        let mut s = String::with_capacity(self.bytes().len() * 2);
+        for b in self.bytes() {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s
+    }
+
+    /// `<alg>/<hex>`: how link directories name a digest.
+    pub fn path_parts(&self) -> String {
+        format!("{}/{}", self.algorithm().name(), self.hex())
+    }
+}
+
+/// Incremental hashing, for checking blobs too large to read at once.
+pub enum DigestHasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl DigestHasher {
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            DigestHasher::Sha256(h) => h.update(data),
+            DigestHasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        match self {
+            DigestHasher::Sha256(h) => Digest::Sha256(h.finalize().into()),
+            DigestHasher::Sha512(h) => Digest::Sha512(h.finalize().into()),
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn decode_hex(hex: &str, out: &mut [u8]) -> Result<(), &'static str> {
+    fn val(c: u8) -> Result<u8, &'static str> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Err("hex digits must be lowercase"),
+            _ => Err("not a hex digit"),
+        }
+    }
+    for (o, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        *o = (val(pair[0])? << 4) | val(pair[1])?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm().name(), self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Digest, DigestError> {
+        Digest::parse(s)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Digest::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A hasher for keys that are already uniformly random (digest bytes): it
+/// takes the first eight bytes it is given instead of hashing them again.
+#[derive(Default, Clone, Copy)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() >= 8 {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[..8]);
+            self.0 ^= u64::from_le_bytes(b);
+        } else {
+            for &x in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(x);
+            }
+        }
+    }
+    // Slice length prefixes carry no information for fixed-size keys.
+    fn write_usize(&mut self, _: usize) {}
+}
+
+/// `BuildHasher` for [`PrehashedHasher`].
+pub type Prehashed = BuildHasherDefault<PrehashedHasher>;
+
+/// A compact set of digests: 32 bytes per sha256 entry plus hash table slack.
+#[derive(Default, Clone)]
+pub struct DigestSet {
+    sha256: HashSet<[u8; 32], Prehashed>,
+    sha512: HashSet<[u8; 64], Prehashed>,
+}
+
+impl DigestSet {
+    pub fn new() -> DigestSet {
+        DigestSet::default()
+    }
+
+    /// Adds a digest; true if it was not there yet.
+    pub fn insert(&mut self, d: Digest) -> bool {
+        match d {
+            Digest::Sha256(b) => self.sha256.insert(b),
+            Digest::Sha512(b) => self.sha512.insert(b),
+        }
+    }
+
+    pub fn contains(&self, d: &Digest) -> bool {
+        match d {
+            Digest::Sha256(b) => self.sha256.contains(b),
+            Digest::Sha512(b) => self.sha512.contains(b),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sha256.len() + self.sha512.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every digest, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.sha256
+            .iter()
+            .map(|b| Digest::Sha256(*b))
+            .chain(self.sha512.iter().map(|b| Digest::Sha512(*b)))
+    }
+
+    pub fn extend(&mut self, other: DigestSet) {
+        self.sha256.extend(other.sha256);
+        self.sha512.extend(other.sha512);
+    }
+}
+
+impl FromIterator<Digest> for DigestSet {
+    fn from_iter<I: IntoIterator<Item = Digest>>(iter: I) -> DigestSet {
+        let mut s = DigestSet::new();
+        for d in iter {
+            s.insert(d);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parses_and_prints() {
+        let d = Digest::parse(EMPTY).unwrap();
+        assert_eq!(d.to_string(), EMPTY);
+        assert_eq!(d, Digest::sha256_of(b""));
+        assert!(d.matches(b""));
+        assert!(!d.matches(b"x"));
+        let long = format!("sha512:{}", "ab".repeat(64));
+        assert_eq!(Digest::parse(&long).unwrap().to_string(), long);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_digest() {
+        let table = [
+            "",
+            "sha256",
+            "sha256:",
+            "sha256:abc",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b8555",
+            "sha256:../../../../etc/passwd/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85\n",
+            " sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ];
+        for s in table {
+            assert!(Digest::parse(s).is_err(), "{s:?} parsed");
+        }
+    }
+
+    #[test]
+    fn error_names_the_input() {
+        let e = Digest::parse("sha256:zz").unwrap_err().to_string();
+        assert!(e.contains("sha256:zz"), "{e}");
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let d = Digest::parse(EMPTY).unwrap();
+        let j = serde_json::to_string(&d).unwrap();
+        assert_eq!(j, format!("\"{EMPTY}\""));
+        let back: Digest = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:00\"").is_err());
+    }
+
+    #[test]
+    fn set_is_compact_and_exact() {
+        let mut s = DigestSet::new();
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        assert!(s.insert(a));
+        assert!(!s.insert(a));
+        assert!(s.contains(&a));
+        assert!(!s.contains(&b));
+        assert_eq!(s.len(), 1);
+        assert_eq!(std::mem::size_of::<[u8; 32]>(), 32);
+    }
+
+    #[test]
+    fn streaming_hash_matches() {
+        let d = Digest::sha256_of(b"hello world");
+        let mut h = d.hasher();
+        h.update(b"hello ");
+        h.update(b"world");
+        assert_eq!(h.finish(), d);
+    }
+}

@@ -1,0 +1,94 @@
+//! Errors that carry the path they are about.
+//!
+//! The library reports problems as values of [`Error`]: each names the path
+//! (as the user would type it) and says what is wrong there. Binaries wrap them
+//! in `anyhow` and choose whether a problem stops the run or is reported while
+//! the walk goes on.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A problem with one path of the storage tree (or of an input file).
+#[derive(Debug)]
+pub struct Error {
+    path: PathBuf,
+    kind: ErrorKind,
+}
+
+/// What is wrong at the path.
+#[derive(Debug)]
+pub enum ErrorKind {
+    /// Reading, listing or deleting failed.
+    Io(io::Error),
+    /// A `link` file that should hold a digest is empty or holds something else.
+    BadLink(String),
+    /// A `link` file is expected here but missing (a tag without `current/link`).
+    MissingLink,
+    /// A blob directory without its `data` file.
+    MissingData,
+    /// A name on disk that breaks the registry's naming rules.
+    BadName(String),
+    /// A manifest that cannot be used: not JSON, wrong digest, bad fields.
+    BadManifest(String),
+    /// Anything else, said in words.
+    Other(String),
+}
+
+impl Error {
+    pub fn new(path: impl Into<PathBuf>, kind: ErrorKind) -> Error {
+        Error {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, err: io::Error) -> Error {
+        Error::new(path, ErrorKind::Io(err))
+    }
+
+    pub fn other(path: impl Into<PathBuf>, msg: impl Into<String>) -> Error {
+        Error::new(path, ErrorKind::Other(msg.into()))
+    }
+
+    /// The path the problem is about.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// Whether this is an I/O "not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        match &self.kind {
+            ErrorKind::Io(e) => write!(f, "{p}: {e}"),
+            ErrorKind::BadLink(why) => write!(f, "{p}: bad link file: {why}"),
+            ErrorKind::MissingLink => write!(f, "{p}: link file missing"),
+            ErrorKind::MissingData => write!(f, "{p}: blob directory without a data file"),
+            ErrorKind::BadName(why) => write!(f, "{p}: {why}"),
+            ErrorKind::BadManifest(why) => write!(f, "{p}: bad manifest: {why}"),
+            ErrorKind::Other(why) => write!(f, "{p}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}

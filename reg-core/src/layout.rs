@@ -1,0 +1,856 @@
+//! The registry's storage layout under `docker/registry/v2`, and enumeration
+//! of what is stored there.
+//!
+//! Paths (see `storage-layout.md`):
+//! - `blobs/<alg>/<hex[0:2]>/<hex>/data`
+//! - `repositories/<name>/_layers/<alg>/<hex>/link`
+//! - `repositories/<name>/_manifests/revisions/<alg>/<hex>/link`
+//! - `repositories/<name>/_manifests/tags/<tag>/current/link`
+//! - `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link`
+//! - `repositories/<name>/_uploads/<id>/{data,startedat,hashstates/...}`
+//!
+//! Enumerations return a [`Listing`]: what was found plus the problems met on
+//! the way, so a tool can report a bad path and go on (reg-ls) or stop
+//! (reg-refs, where skipping could turn live data into garbage).
+
+use std::io::Read;
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+
+use crate::digest::{Algorithm, Digest};
+use crate::error::{Error, ErrorKind, Result};
+use crate::storage::{Backend, EntryType, Fs};
+use crate::time::Time;
+
+/// The largest link file we read: a digest is at most 135 bytes; garbage
+/// beyond that is reported, not loaded.
+const LINK_LIMIT: u64 = 4096;
+
+/// What was found, and what went wrong finding it.
+#[derive(Debug)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub errors: Vec<Error>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            items: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl<T> Listing<T> {
+    fn push_err(&mut self, e: Error) {
+        self.errors.push(e);
+    }
+}
+
+/// A tag and the manifest its `current/link` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+    pub digest: Digest,
+    pub mtime: SystemTime,
+}
+
+/// A manifest revision link (`_manifests/revisions/<alg>/<hex>/link`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub digest: Digest,
+    pub mtime: SystemTime,
+}
+
+/// A `_layers` link: the repository may serve this blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerLink {
+    pub digest: Digest,
+    pub mtime: SystemTime,
+}
+
+/// A stored blob (`blobs/<alg>/<xx>/<hex>/data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+/// An upload in progress (`_uploads/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    /// Size of the partial `data` file (0 if none).
+    pub size: u64,
+    /// From the `startedat` file; the directory's mtime if that is missing.
+    pub started_at: Time,
+    /// Whether `started_at` came from the `startedat` file.
+    pub has_startedat: bool,
+}
+
+/// One directory of blobs to walk: `blobs/<alg>/<prefix>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPrefix {
+    pub alg: Algorithm,
+    pub prefix: String,
+}
+
+// ---- names ---------------------------------------------------------------
+
+/// Checks a repository name against the registry's rules: components match
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`, joined by `/`, 255 chars at most.
+pub fn check_repo_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("empty repository name".into());
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "repository name longer than 255 characters ({})",
+            name.len()
+        ));
+    }
+    for comp in name.split('/') {
+        if !valid_component(comp) {
+            return Err(format!(
+                "invalid repository name {name:?}: component {comp:?} must match [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    let mut i = 0;
+    loop {
+        // An alphanumeric run.
+        let start = i;
+        while i < b.len() && alnum(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        // A separator: ".", "_", "__" or one or more "-".
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if i < b.len() && b[i] == b'_' {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while i < b.len() && b[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Checks a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid tag {tag:?}: must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
+        ))
+    }
+}
+
+/// Checks an upload id (the registry uses UUIDs): letters, digits and `-`.
+pub fn check_upload_id(id: &str) -> std::result::Result<(), String> {
+    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|x| x.is_ascii_alphanumeric() || x == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid upload id {id:?}"))
+    }
+}
+
+// ---- paths ---------------------------------------------------------------
+
+/// Relative paths of the layout. Arguments must be validated names.
+pub mod paths {
+    use crate::digest::Digest;
+
+    pub const BLOBS: &str = "blobs";
+    pub const REPOSITORIES: &str = "repositories";
+
+    pub fn blob_dir(d: &Digest) -> String {
+        let hex = d.hex();
+        format!("blobs/{}/{}/{}", d.algorithm().name(), &hex[..2], hex)
+    }
+    pub fn blob_data(d: &Digest) -> String {
+        blob_dir(d) + "/data"
+    }
+    pub fn repo(repo: &str) -> String {
+        format!("repositories/{repo}")
+    }
+    pub fn tags(repo: &str) -> String {
+        format!("repositories/{repo}/_manifests/tags")
+    }
+    pub fn tag_dir(repo: &str, tag: &str) -> String {
+        format!("repositories/{repo}/_manifests/tags/{tag}")
+    }
+    pub fn tag_current(repo: &str, tag: &str) -> String {
+        format!("repositories/{repo}/_manifests/tags/{tag}/current/link")
+    }
+    pub fn tag_index_entry(repo: &str, tag: &str, d: &Digest) -> String {
+        format!(
+            "repositories/{repo}/_manifests/tags/{tag}/index/{}",
+            d.path_parts()
+        )
+    }
+    pub fn tag_index(repo: &str, tag: &str) -> String {
+        format!("repositories/{repo}/_manifests/tags/{tag}/index")
+    }
+    pub fn revisions(repo: &str) -> String {
+        format!("repositories/{repo}/_manifests/revisions")
+    }
+    pub fn revision_dir(repo: &str, d: &Digest) -> String {
+        format!("repositories/{repo}/_manifests/revisions/{}", d.path_parts())
+    }
+    pub fn revision_link(repo: &str, d: &Digest) -> String {
+        revision_dir(repo, d) + "/link"
+    }
+    pub fn layers(repo: &str) -> String {
+        format!("repositories/{repo}/_layers")
+    }
+    pub fn layer_dir(repo: &str, d: &Digest) -> String {
+        format!("repositories/{repo}/_layers/{}", d.path_parts())
+    }
+    pub fn layer_link(repo: &str, d: &Digest) -> String {
+        layer_dir(repo, d) + "/link"
+    }
+    pub fn uploads(repo: &str) -> String {
+        format!("repositories/{repo}/_uploads")
+    }
+    pub fn upload_dir(repo: &str, id: &str) -> String {
+        format!("repositories/{repo}/_uploads/{id}")
+    }
+}
+
+// ---- the store -----------------------------------------------------------
+
+/// A registry's storage: the layout on top of a [`Backend`].
+pub struct Store {
+    backend: Box<dyn Backend>,
+}
+
+impl Store {
+    pub fn new(backend: Box<dyn Backend>) -> Store {
+        Store { backend }
+    }
+
+    /// A store on the filesystem `v2` directory.
+    pub fn fs(v2: impl Into<std::path::PathBuf>) -> Store {
+        Store::new(Box::new(Fs::new(v2)))
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// The full path of `rel`, for messages.
+    pub fn display(&self, rel: &str) -> std::path::PathBuf {
+        self.backend.display(rel)
+    }
+
+    /// Reads a link file: `Ok(None)` if absent, an error naming the path if it
+    /// is empty, too long, or not exactly a digest.
+    pub fn read_link(&self, rel: &str) -> Result<Option<Digest>> {
+        let Some(bytes) = self.backend.read(rel, LINK_LIMIT).map_err(|e| {
+            if matches!(e.kind(), ErrorKind::Other(_)) {
+                Error::new(
+                    self.display(rel),
+                    ErrorKind::BadLink("longer than any digest".into()),
+                )
+            } else {
+                e
+            }
+        })?
+        else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::new(self.display(rel), ErrorKind::BadLink("not text".into())))?;
+        if text.is_empty() {
+            return Err(Error::new(self.display(rel), ErrorKind::BadLink("empty".into())));
+        }
+        Digest::parse(text)
+            .map(Some)
+            .map_err(|e| Error::new(self.display(rel), ErrorKind::BadLink(e.to_string())))
+    }
+
+    /// Reads a blob's data, at most `limit` bytes; `None` if absent.
+    pub fn read_blob(&self, d: &Digest, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.backend.read(&paths::blob_data(d), limit)
+    }
+
+    /// Size and mtime of a blob's data file; `None` if absent.
+    pub fn blob_meta(&self, d: &Digest) -> Result<Option<crate::storage::Meta>> {
+        self.backend.stat(&paths::blob_data(d))
+    }
+
+    /// Re-hashes a blob's data: `Some(true)` if it matches its digest.
+    pub fn verify_blob(&self, d: &Digest) -> Result<Option<bool>> {
+        let rel = paths::blob_data(d);
+        let Some(mut r) = self.backend.open(&rel)? else {
+            return Ok(None);
+        };
+        let mut h = d.hasher();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = r.read(&mut buf).map_err(|e| Error::io(self.display(&rel), e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(Some(h.finish() == *d))
+    }
+
+    /// Every repository name, sorted. A directory is a repository when it
+    /// holds `_manifests`, `_layers` or `_uploads`; names nest, and a
+    /// repository directory may hold child repositories next to its own `_`
+    /// directories. Names that break the naming rules are errors, not items.
+    pub fn repositories(&self) -> Listing<String> {
+        let mut out = self.discover("");
+        out.items.sort();
+        out
+    }
+
+    fn discover(&self, name: &str) -> Listing<String> {
+        let rel = if name.is_empty() {
+            paths::REPOSITORIES.to_string()
+        } else {
+            paths::repo(name)
+        };
+        let mut out = Listing::default();
+        if name.len() > 255 {
+            // Also stops a symlink loop from recursing forever.
+            out.push_err(Error::new(
+                self.display(&rel),
+                ErrorKind::BadName("path deeper than any repository name (255 characters)".into()),
+            ));
+            return out;
+        }
+        let entries = match self.backend.list(&rel) {
+            Ok(Some(e)) => e,
+            Ok(None) => return out,
+            Err(e) => {
+                out.push_err(e);
+                return out;
+            }
+        };
+        let is_repo = entries.iter().any(|e| {
+            e.ty == EntryType::Dir && matches!(e.name.as_str(), "_manifests" | "_layers" | "_uploads")
+        });
+        if is_repo && !name.is_empty() {
+            match check_repo_name(name) {
+                Ok(()) => out.items.push(name.to_string()),
+                Err(why) => out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why))),
+            }
+        }
+        for e in entries.iter().filter(|e| e.symlink && e.ty == EntryType::Dir) {
+            // Following links here could list one repository under many
+            // names or loop; a tree like that needs a person to look at it.
+            out.push_err(Error::other(
+                self.display(&format!("{rel}/{}", e.name)),
+                "symbolic link to a directory in repositories/: not followed",
+            ));
+        }
+        let children: Vec<String> = entries
+            .into_iter()
+            .filter(|e| e.ty == EntryType::Dir && !e.symlink && !e.name.starts_with('_'))
+            .map(|e| {
+                if name.is_empty() {
+                    e.name
+                } else {
+                    format!("{name}/{}", e.name)
+                }
+            })
+            .collect();
+        let subs: Vec<Listing<String>> = children.par_iter().map(|c| self.discover(c)).collect();
+        for s in subs {
+            out.items.extend(s.items);
+            out.errors.extend(s.errors);
+        }
+        out
+    }
+
+    /// Lists `dir` expecting `<alg>/<hex>/` children, calling `f` for each
+    /// valid digest directory. Unknown algorithm directories and malformed
+    /// hex names are errors.
+    fn digest_dirs(&self, dir: &str, mut f: impl FnMut(&str, Digest) -> Result<()>) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let algs = match self.backend.list(dir) {
+            Ok(Some(a)) => a,
+            Ok(None) => return errors,
+            Err(e) => return vec![e],
+        };
+        let mut algs: Vec<_> = algs.into_iter().filter(|a| a.ty == EntryType::Dir).collect();
+        algs.sort_by(|a, b| a.name.cmp(&b.name));
+        for a in algs {
+            let arel = format!("{dir}/{}", a.name);
+            let Some(alg) = Algorithm::from_name(&a.name) else {
+                errors.push(Error::new(
+                    self.display(&arel),
+                    ErrorKind::BadName("unknown digest algorithm directory".into()),
+                ));
+                continue;
+            };
+            let hexes = match self.backend.list(&arel) {
+                Ok(Some(h)) => h,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            for h in hexes {
+                let hrel = format!("{arel}/{}", h.name);
+                if h.ty != EntryType::Dir {
+                    errors.push(Error::other(self.display(&hrel), "unexpected non-directory"));
+                    continue;
+                }
+                match Digest::from_parts(alg, &h.name) {
+                    Ok(d) => {
+                        if let Err(e) = f(&hrel, d) {
+                            errors.push(e);
+                        }
+                    }
+                    Err(why) => errors.push(Error::new(
+                        self.display(&hrel),
+                        ErrorKind::BadName(format!("not a digest directory: {why}")),
+                    )),
+                }
+            }
+        }
+        errors
+    }
+
+    /// Reads the link in a digest directory and checks it names that digest.
+    /// `Ok(None)` if the directory has no link (deleted through the API).
+    fn dir_link(&self, dir: &str, d: Digest) -> Result<Option<SystemTime>> {
+        let rel = format!("{dir}/link");
+        let Some(linked) = self.read_link(&rel)? else {
+            return Ok(None);
+        };
+        if linked != d {
+            return Err(Error::new(
+                self.display(&rel),
+                ErrorKind::BadLink(format!("names {linked}, but its directory is {d}")),
+            ));
+        }
+        let meta = self.backend.stat(&rel)?;
+        Ok(meta.map(|m| m.mtime))
+    }
+
+    /// The tags of `repo`, sorted by name. A tag directory without
+    /// `current/link` is an error of kind [`ErrorKind::MissingLink`].
+    pub fn tags(&self, repo: &str) -> Listing<Tag> {
+        let mut out = Listing::default();
+        let dir = paths::tags(repo);
+        let entries = match self.backend.list(&dir) {
+            Ok(Some(e)) => e,
+            Ok(None) => return out,
+            Err(e) => {
+                out.push_err(e);
+                return out;
+            }
+        };
+        for e in entries {
+            if e.ty != EntryType::Dir {
+                continue;
+            }
+            if let Err(why) = check_tag(&e.name) {
+                out.push_err(Error::new(
+                    self.display(&format!("{dir}/{}", e.name)),
+                    ErrorKind::BadName(why),
+                ));
+                continue;
+            }
+            let link = paths::tag_current(repo, &e.name);
+            match self.read_link(&link) {
+                Ok(Some(digest)) => match self.backend.stat(&link) {
+                    Ok(Some(m)) => out.items.push(Tag {
+                        name: e.name,
+                        digest,
+                        mtime: m.mtime,
+                    }),
+                    Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
+                    Err(err) => out.push_err(err),
+                },
+                Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
+                Err(err) => out.push_err(err),
+            }
+        }
+        out.items.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The manifest revisions of `repo`, sorted by digest. A revision
+    /// directory without `link` is no revision and is skipped silently.
+    pub fn revisions(&self, repo: &str) -> Listing<Revision> {
+        let mut out = Listing::default();
+        let mut items = Vec::new();
+        out.errors = self.digest_dirs(&paths::revisions(repo), |dir, d| {
+            if let Some(mtime) = self.dir_link(dir, d)? {
+                items.push(Revision { digest: d, mtime });
+            }
+            Ok(())
+        });
+        items.sort_by_key(|a| a.digest);
+        out.items = items;
+        out
+    }
+
+    /// The `_layers` links of `repo`, sorted by digest.
+    pub fn layer_links(&self, repo: &str) -> Listing<LayerLink> {
+        let mut out = Listing::default();
+        let mut items = Vec::new();
+        out.errors = self.digest_dirs(&paths::layers(repo), |dir, d| {
+            if let Some(mtime) = self.dir_link(dir, d)? {
+                items.push(LayerLink { digest: d, mtime });
+            }
+            Ok(())
+        });
+        items.sort_by_key(|a| a.digest);
+        out.items = items;
+        out
+    }
+
+    /// The uploads in progress in `repo`, sorted by id.
+    pub fn uploads(&self, repo: &str) -> Listing<Upload> {
+        let mut out = Listing::default();
+        let dir = paths::uploads(repo);
+        let entries = match self.backend.list(&dir) {
+            Ok(Some(e)) => e,
+            Ok(None) => return out,
+            Err(e) => {
+                out.push_err(e);
+                return out;
+            }
+        };
+        for e in entries {
+            let rel = format!("{dir}/{}", e.name);
+            if e.ty != EntryType::Dir {
+                continue;
+            }
+            if let Err(why) = check_upload_id(&e.name) {
+                out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why)));
+                continue;
+            }
+            match self.upload(repo, &e.name) {
+                Ok(Some(u)) => out.items.push(u),
+                Ok(None) => {}
+                Err(err) => out.push_err(err),
+            }
+        }
+        out.items.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// One upload; `None` if its directory is gone.
+    pub fn upload(&self, repo: &str, id: &str) -> Result<Option<Upload>> {
+        let rel = paths::upload_dir(repo, id);
+        let Some(dir_meta) = self.backend.stat(&rel)? else {
+            return Ok(None);
+        };
+        let size = self.backend.stat(&format!("{rel}/data"))?.map_or(0, |m| m.size);
+        let started = format!("{rel}/startedat");
+        let (started_at, has_startedat) = match self.backend.read(&started, LINK_LIMIT)? {
+            Some(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let t = Time::parse(&text).map_err(|why| Error::other(self.display(&started), why))?;
+                (t, true)
+            }
+            None => (Time(dir_meta.mtime), false),
+        };
+        Ok(Some(Upload {
+            id: id.to_string(),
+            size,
+            started_at,
+            has_startedat,
+        }))
+    }
+
+    /// The blob directories to walk, one unit of parallel work each.
+    pub fn blob_prefixes(&self) -> Listing<BlobPrefix> {
+        let mut out = Listing::default();
+        let algs = match self.backend.list(paths::BLOBS) {
+            Ok(Some(a)) => a,
+            Ok(None) => return out,
+            Err(e) => {
+                out.push_err(e);
+                return out;
+            }
+        };
+        for a in algs {
+            let arel = format!("{}/{}", paths::BLOBS, a.name);
+            if a.ty != EntryType::Dir {
+                continue;
+            }
+            let Some(alg) = Algorithm::from_name(&a.name) else {
+                out.push_err(Error::new(
+                    self.display(&arel),
+                    ErrorKind::BadName("unknown digest algorithm directory".into()),
+                ));
+                continue;
+            };
+            match self.backend.list(&arel) {
+                Ok(Some(ps)) => {
+                    for p in ps {
+                        let ok = p.ty == EntryType::Dir
+                            && p.name.len() == 2
+                            && p.name
+                                .bytes()
+                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                        if ok {
+                            out.items.push(BlobPrefix { alg, prefix: p.name });
+                        } else if p.ty == EntryType::Dir {
+                            out.push_err(Error::new(
+                                self.display(&format!("{arel}/{}", p.name)),
+                                ErrorKind::BadName("not a two-hex-digit blob prefix directory".into()),
+                            ));
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => out.push_err(e),
+            }
+        }
+        out.items
+            .sort_by(|a, b| (a.alg, &a.prefix).cmp(&(b.alg, &b.prefix)));
+        out
+    }
+
+    /// The blobs under one prefix directory, sorted by digest.
+    pub fn blobs_in(&self, p: &BlobPrefix) -> Listing<Blob> {
+        let mut out = Listing::default();
+        let dir = format!("{}/{}/{}", paths::BLOBS, p.alg.name(), p.prefix);
+        let entries = match self.backend.list(&dir) {
+            Ok(Some(e)) => e,
+            Ok(None) => return out,
+            Err(e) => {
+                out.push_err(e);
+                return out;
+            }
+        };
+        for e in entries {
+            let rel = format!("{dir}/{}", e.name);
+            if e.ty != EntryType::Dir {
+                out.push_err(Error::other(self.display(&rel), "unexpected non-directory"));
+                continue;
+            }
+            let d = match Digest::from_parts(p.alg, &e.name) {
+                Ok(d) if e.name.starts_with(&p.prefix) => d,
+                Ok(_) => {
+                    out.push_err(Error::new(
+                        self.display(&rel),
+                        ErrorKind::BadName("blob directory under the wrong prefix".into()),
+                    ));
+                    continue;
+                }
+                Err(why) => {
+                    out.push_err(Error::new(
+                        self.display(&rel),
+                        ErrorKind::BadName(format!("not a blob directory: {why}")),
+                    ));
+                    continue;
+                }
+            };
+            match self.backend.stat(&format!("{rel}/data")) {
+                Ok(Some(m)) if !m.is_dir => out.items.push(Blob {
+                    digest: d,
+                    size: m.size,
+                    mtime: m.mtime,
+                }),
+                Ok(Some(_)) => out.push_err(Error::other(
+                    self.display(&format!("{rel}/data")),
+                    "is a directory",
+                )),
+                Ok(None) => out.push_err(Error::new(self.display(&rel), ErrorKind::MissingData)),
+                Err(err) => out.push_err(err),
+            }
+        }
+        out.items.sort_by_key(|a| a.digest);
+        out
+    }
+
+    /// Every stored blob, walked in parallel (collects them all; for very
+    /// large trees walk [`Store::blob_prefixes`] in chunks instead).
+    pub fn blobs(&self) -> Listing<Blob> {
+        let prefixes = self.blob_prefixes();
+        let mut out = Listing {
+            items: Vec::new(),
+            errors: prefixes.errors,
+        };
+        let parts: Vec<Listing<Blob>> = prefixes.items.par_iter().map(|p| self.blobs_in(p)).collect();
+        for p in parts {
+            out.items.extend(p.items);
+            out.errors.extend(p.errors);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    #[test]
+    fn repo_names() {
+        for ok in [
+            "a",
+            "library/alpine",
+            "org/team/app",
+            "a-b",
+            "a--b",
+            "a__b",
+            "a_b",
+            "a.b",
+            "0x1/y2",
+        ] {
+            assert!(check_repo_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "A", "a/", "/a", "a//b", "-a", "a-", "a___b", "a..b", "_a", "a/_b", "a b", "a/../b", "..",
+            "a.-b",
+        ] {
+            assert!(check_repo_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_repo_name(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn tags() {
+        for ok in ["latest", "v1.2.3", "_x", "A-b_c.d", &"a".repeat(128)] {
+            assert!(check_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "..", "a b", &"a".repeat(129)] {
+            assert!(check_tag(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn put(root: &Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    #[test]
+    fn walks_a_small_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        put(v2, &paths::blob_data(&a), "a");
+        put(v2, &paths::blob_data(&b), "b");
+        // a blob directory without data
+        let c = Digest::sha256_of(b"c");
+        fs::create_dir_all(v2.join(paths::blob_dir(&c))).unwrap();
+        put(v2, &paths::tag_current("x/y", "v1"), &a.to_string());
+        put(v2, &paths::revision_link("x/y", &a), &a.to_string());
+        // a revision directory whose link is gone is no revision
+        fs::create_dir_all(v2.join(paths::revision_dir("x/y", &b))).unwrap();
+        put(v2, &paths::layer_link("x/y", &b), &b.to_string());
+        // child repository next to a repository's own directories
+        put(v2, &paths::layer_link("x/y/z", &b), &b.to_string());
+        // a garbled link
+        put(v2, &paths::tag_current("x/y", "broken"), "");
+        put(
+            v2,
+            "repositories/x/y/_uploads/0000-11/startedat",
+            "2024-01-02T03:04:05Z",
+        );
+        // a bad repository name
+        put(v2, &paths::layer_link("Bad", &b), &b.to_string());
+
+        let s = Store::fs(v2);
+        let repos = s.repositories();
+        assert_eq!(repos.items, vec!["x/y".to_string(), "x/y/z".to_string()]);
+        assert_eq!(repos.errors.len(), 1, "{:?}", repos.errors);
+        assert!(repos.errors[0].to_string().contains("Bad"));
+
+        let tags = s.tags("x/y");
+        assert_eq!(tags.items.len(), 1);
+        assert_eq!(tags.items[0].digest, a);
+        assert_eq!(tags.errors.len(), 1);
+        assert!(
+            tags.errors[0]
+                .to_string()
+                .contains("broken/current/link: bad link file: empty"),
+            "{}",
+            tags.errors[0]
+        );
+
+        let revs = s.revisions("x/y");
+        assert_eq!(revs.items.iter().map(|r| r.digest).collect::<Vec<_>>(), vec![a]);
+        assert!(revs.errors.is_empty());
+
+        assert_eq!(s.layer_links("x/y/z").items.len(), 1);
+        let ups = s.uploads("x/y");
+        assert_eq!(ups.items.len(), 1);
+        assert_eq!(ups.items[0].started_at.to_string(), "2024-01-02T03:04:05Z");
+
+        let blobs = s.blobs();
+        let mut want = vec![a, b];
+        want.sort();
+        assert_eq!(blobs.items.iter().map(|b| b.digest).collect::<Vec<_>>(), want);
+        assert_eq!(blobs.errors.len(), 1);
+        assert!(matches!(blobs.errors[0].kind(), ErrorKind::MissingData));
+        assert_eq!(s.verify_blob(&a).unwrap(), Some(true));
+        put(v2, &paths::blob_data(&b), "not b");
+        assert_eq!(s.verify_blob(&b).unwrap(), Some(false));
+    }
+
+    #[test]
+    fn symlink_loop_in_repositories_ends_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Digest::sha256_of(b"b");
+        put(dir.path(), &paths::layer_link("a", &b), &b.to_string());
+        std::os::unix::fs::symlink("..", dir.path().join("repositories/a/loop")).unwrap();
+        let repos = Store::fs(dir.path()).repositories();
+        assert_eq!(repos.items, vec!["a".to_string()]);
+        assert_eq!(repos.errors.len(), 1);
+        assert!(
+            repos.errors[0].to_string().contains("symbolic link"),
+            "{}",
+            repos.errors[0]
+        );
+    }
+
+    #[test]
+    fn link_that_names_another_digest_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        put(dir.path(), &paths::revision_link("r", &a), &b.to_string());
+        let revs = Store::fs(dir.path()).revisions("r");
+        assert!(revs.items.is_empty());
+        assert_eq!(revs.errors.len(), 1);
+        assert!(matches!(revs.errors[0].kind(), ErrorKind::BadLink(_)));
+    }
+}

@@ -1,0 +1,32 @@
+//! Shared library of the reg tools: the registry's storage layout, manifest
+//! parsing, the JSON-lines record types, and the walks the tools are made of.
+//!
+//! Module map:
+//! - [`digest`]: validated digests and compact digest sets.
+//! - [`storage`]: the only module that touches the storage backend (the filesystem
+//!   today); everything else goes through its [`storage::Backend`] trait.
+//! - [`layout`]: where things live under `docker/registry/v2` and how to enumerate them.
+//! - [`root`]: finding the `v2` directory from a path or the registry's `config.yml`.
+//! - [`record`]: the records of the interface contract, as serde types.
+//! - [`output`]: the single writer of records (JSON lines or TSV) and closed-pipe handling.
+//! - [`manifest`]: what a manifest references, for every format.
+//! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
+//! - [`cli`]: flags every tool shares, exit codes, duration parsing.
+
+pub mod cli;
+pub mod digest;
+pub mod error;
+pub mod layout;
+pub mod ls;
+pub mod manifest;
+pub mod orphans;
+pub mod output;
+pub mod record;
+pub mod refs;
+pub mod rm;
+pub mod root;
+pub mod storage;
+pub mod time;
+
+pub use digest::{Digest, DigestSet};
+pub use error::{Error, Result};

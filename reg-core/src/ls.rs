@@ -1,0 +1,240 @@
+//! `reg-ls`: list what is stored.
+//!
+//! Repositories are walked in parallel and printed in name order, each with its
+//! tags, revisions, `_layers` links and uploads; then blobs, walked in
+//! parallel by prefix directory and printed in digest order. Work is done in
+//! chunks so memory stays bounded on trees with millions of blobs.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+
+use crate::cli::Messages;
+use crate::error::Error;
+use crate::layout::{check_repo_name, Listing, Store};
+use crate::output::Out;
+use crate::record::LsRecord;
+use crate::time::Time;
+
+/// The kinds of entry reg-ls lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Kind {
+    Repo,
+    Tag,
+    Revision,
+    Layer,
+    Blob,
+    Upload,
+}
+
+/// What to list.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Kinds to print; empty means every kind (but see `repos`).
+    pub kinds: Vec<Kind>,
+    /// Only these repositories; when set and `kinds` is empty, blobs (which
+    /// belong to no repository) are not listed.
+    pub repos: Vec<String>,
+    /// Re-hash each blob and add `ok` to blob records.
+    pub verify: bool,
+}
+
+/// Counts for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub repos: u64,
+    pub tags: u64,
+    pub revisions: u64,
+    pub layers: u64,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub uploads: u64,
+    /// Blobs whose data did not hash to their digest (with `verify`).
+    pub corrupt: u64,
+}
+
+impl Config {
+    fn wants(&self, k: Kind) -> bool {
+        if self.kinds.is_empty() {
+            return k != Kind::Blob || self.repos.is_empty();
+        }
+        self.kinds.contains(&k)
+    }
+}
+
+const CHUNK: usize = 64;
+
+fn report<T>(l: Listing<T>, msgs: &Messages) -> Vec<T> {
+    for e in l.errors {
+        msgs.error(e);
+    }
+    l.items
+}
+
+/// Lists the store to `out`. Problems with single paths are reported through
+/// `msgs` (making the exit status 1) and the walk goes on; only write errors
+/// (a closed pipe) end it early.
+pub fn list<W: Write>(
+    store: &Store,
+    cfg: &Config,
+    out: &mut Out<W>,
+    msgs: &Messages,
+) -> anyhow::Result<Stats> {
+    for r in &cfg.repos {
+        check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
+    }
+    let mut stats = Stats::default();
+    let repo_kinds = [Kind::Repo, Kind::Tag, Kind::Revision, Kind::Layer, Kind::Upload];
+    if repo_kinds.iter().any(|k| cfg.wants(*k)) {
+        let mut repos = report(store.repositories(), msgs);
+        if !cfg.repos.is_empty() {
+            for r in &cfg.repos {
+                if !repos.contains(r) {
+                    msgs.error(Error::other(
+                        store.display(&crate::layout::paths::repo(r)),
+                        "no such repository",
+                    ));
+                }
+            }
+            repos.retain(|r| cfg.repos.contains(r));
+        }
+        for chunk in repos.chunks(CHUNK) {
+            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> =
+                chunk.par_iter().map(|r| repo_records(store, cfg, r)).collect();
+            for (records, errors) in lists {
+                for e in errors {
+                    msgs.error(e);
+                }
+                for rec in &records {
+                    count(&mut stats, rec);
+                    out.write(rec)?;
+                }
+            }
+        }
+    }
+    if cfg.wants(Kind::Blob) {
+        let prefixes = report(store.blob_prefixes(), msgs);
+        for chunk in prefixes.chunks(CHUNK) {
+            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
+                .par_iter()
+                .map(|p| {
+                    let l = store.blobs_in(p);
+                    let mut errors = l.errors;
+                    let recs = l
+                        .items
+                        .into_iter()
+                        .map(|b| {
+                            let ok = if cfg.verify {
+                                match store.verify_blob(&b.digest) {
+                                    Ok(v) => v,
+                                    Err(e) => {
+                                        errors.push(e);
+                                        None
+                                    }
+                                }
+                            } else {
+                                None
+                            };
+                            LsRecord::Blob {
+                                digest: b.digest,
+                                size: b.size,
+                                mtime: Time(b.mtime),
+                                ok,
+                            }
+                        })
+                        .collect();
+                    (recs, errors)
+                })
+                .collect();
+            for (records, errors) in lists {
+                for e in errors {
+                    msgs.error(e);
+                }
+                for rec in &records {
+                    count(&mut stats, rec);
+                    if let LsRecord::Blob {
+                        ok: Some(false),
+                        digest,
+                        ..
+                    } = rec
+                    {
+                        msgs.error(format!(
+                            "{}: data does not hash to {digest}",
+                            store.display(&crate::layout::paths::blob_data(digest)).display()
+                        ));
+                    }
+                    out.write(rec)?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(stats)
+}
+
+fn count(s: &mut Stats, r: &LsRecord) {
+    match r {
+        LsRecord::Repo { .. } => s.repos += 1,
+        LsRecord::Tag { .. } => s.tags += 1,
+        LsRecord::Revision { .. } => s.revisions += 1,
+        LsRecord::Layer { .. } => s.layers += 1,
+        LsRecord::Blob { size, ok, .. } => {
+            s.blobs += 1;
+            s.blob_bytes += size;
+            if *ok == Some(false) {
+                s.corrupt += 1;
+            }
+        }
+        LsRecord::Upload { .. } => s.uploads += 1,
+    }
+}
+
+fn repo_records(store: &Store, cfg: &Config, repo: &str) -> (Vec<LsRecord>, Vec<Error>) {
+    let mut recs = Vec::new();
+    let mut errors = Vec::new();
+    let name = || repo.to_string();
+    let t = |m: SystemTime| Time(m);
+    if cfg.wants(Kind::Repo) {
+        recs.push(LsRecord::Repo { repo: name() });
+    }
+    if cfg.wants(Kind::Tag) {
+        let l = store.tags(repo);
+        errors.extend(l.errors);
+        recs.extend(l.items.into_iter().map(|x| LsRecord::Tag {
+            repo: name(),
+            tag: x.name,
+            digest: x.digest,
+            mtime: t(x.mtime),
+        }));
+    }
+    if cfg.wants(Kind::Revision) {
+        let l = store.revisions(repo);
+        errors.extend(l.errors);
+        recs.extend(l.items.into_iter().map(|x| LsRecord::Revision {
+            repo: name(),
+            digest: x.digest,
+            mtime: t(x.mtime),
+        }));
+    }
+    if cfg.wants(Kind::Layer) {
+        let l = store.layer_links(repo);
+        errors.extend(l.errors);
+        recs.extend(l.items.into_iter().map(|x| LsRecord::Layer {
+            repo: name(),
+            digest: x.digest,
+            mtime: t(x.mtime),
+        }));
+    }
+    if cfg.wants(Kind::Upload) {
+        let l = store.uploads(repo);
+        errors.extend(l.errors);
+        recs.extend(l.items.into_iter().map(|x| LsRecord::Upload {
+            repo: name(),
+            id: x.id,
+            size: x.size,
+            started_at: x.started_at,
+        }));
+    }
+    (recs, errors)
+}

@@ -1,0 +1,241 @@
+//! The records of the interface contract, as serde types.
+//!
+//! Every record is one flat JSON object on one line with a `kind` field (flat
+//! objects are friendlier to jq than an envelope). Digests are `"sha256:<hex>"`
+//! strings, times RFC 3339 UTC strings ending in `Z`, sizes integers of bytes.
+//!
+//! # reg-ls ([`LsRecord`])
+//! ```text
+//! {"kind":"repo","repo":"org/app"}
+//! {"kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…","mtime":"…"}
+//! {"kind":"revision","repo":"org/app","digest":"sha256:…","mtime":"…"}
+//! {"kind":"layer","repo":"org/app","digest":"sha256:…","mtime":"…"}
+//! {"kind":"blob","digest":"sha256:…","size":123,"mtime":"…"}            (+ "ok" with --verify)
+//! {"kind":"upload","repo":"org/app","id":"<uuid>","size":0,"started_at":"…"}
+//! ```
+//!
+//! # reg-refs ([`RefRecord`])
+//! ```text
+//! {"kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…"}                 root
+//! {"kind":"revision","repo":"org/app","digest":"sha256:…"}                       root
+//! {"kind":"manifest","repo":"org/app","manifest":"<index>","digest":"<child>"}
+//! {"kind":"config","repo":"org/app","manifest":"…","digest":"…","size":123}
+//! {"kind":"layer","repo":"org/app","manifest":"…","digest":"…","size":123}
+//! {"kind":"referrer","repo":"org/app","manifest":"<subject>","digest":"<referrer>"}
+//! {"kind":"end","tool":"reg-refs",…counts…}                                      trailer
+//! ```
+//!
+//! # reg-orphans ([`OrphanRecord`])
+//! ```text
+//! {"kind":"blob","digest":"…","size":123,"mtime":"…"}
+//! {"kind":"revision","repo":"…","digest":"…","mtime":"…"}
+//! {"kind":"layer","repo":"…","digest":"…","mtime":"…"}
+//! {"kind":"upload","repo":"…","id":"…","size":0,"started_at":"…"}
+//! {"kind":"repo","repo":"…"}
+//! {"kind":"end","tool":"reg-orphans",…counts…}                                   trailer
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::time::Time;
+
+/// A record printed by `reg-ls`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum LsRecord {
+    Repo {
+        repo: String,
+    },
+    Tag {
+        repo: String,
+        tag: String,
+        digest: Digest,
+        mtime: Time,
+    },
+    Revision {
+        repo: String,
+        digest: Digest,
+        mtime: Time,
+    },
+    /// A `_layers` link.
+    Layer {
+        repo: String,
+        digest: Digest,
+        mtime: Time,
+    },
+    Blob {
+        digest: Digest,
+        size: u64,
+        mtime: Time,
+        /// With `--verify`: whether the data hashes to the digest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<bool>,
+    },
+    Upload {
+        repo: String,
+        id: String,
+        size: u64,
+        started_at: Time,
+    },
+}
+
+/// A record printed by `reg-refs`: a root or an edge of the reference graph.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RefRecord {
+    /// Root: a tag and the manifest it points at.
+    Tag {
+        repo: String,
+        tag: String,
+        digest: Digest,
+    },
+    /// Root: a manifest revision (without `--tagged-only`), or an untagged
+    /// revision kept by `--keep-recent`.
+    Revision { repo: String, digest: Digest },
+    /// An index (or manifest list) and one of its child manifests.
+    Manifest {
+        repo: String,
+        manifest: Digest,
+        digest: Digest,
+    },
+    /// A manifest and its config blob.
+    Config {
+        repo: String,
+        manifest: Digest,
+        digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    },
+    /// A manifest and one of its layer blobs (artifact `blobs`, schema1
+    /// `fsLayers`, and every descriptor of an unknown manifest kind too).
+    Layer {
+        repo: String,
+        manifest: Digest,
+        digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    },
+    /// A subject manifest and a manifest that refers to it (OCI `subject`).
+    Referrer {
+        repo: String,
+        manifest: Digest,
+        digest: Digest,
+    },
+    /// The trailer: proof the list is complete.
+    End(RefsEnd),
+}
+
+/// Counts in the `reg-refs` trailer.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefsEnd {
+    /// Always `"reg-refs"`; lets `reg-rm` refuse a list of live references.
+    pub tool: String,
+    pub repos: u64,
+    pub tags: u64,
+    pub manifests: u64,
+    pub references: u64,
+    /// Manifests named but missing from storage (reported on stderr).
+    pub missing: u64,
+    /// True only when every repository was walked (no `--repo` filter): only
+    /// then does the list name every live blob, and only then may
+    /// `reg-orphans` use it. Absent (older input) reads as false.
+    #[serde(default)]
+    pub complete: bool,
+    /// Revision root records (every revision by default; with
+    /// `--tagged-only`, those kept by `--keep-recent`).
+    #[serde(default)]
+    pub revisions: u64,
+}
+
+/// A record printed by `reg-orphans`: something nothing references.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OrphanRecord {
+    Blob {
+        digest: Digest,
+        size: u64,
+        mtime: Time,
+    },
+    Revision {
+        repo: String,
+        digest: Digest,
+        mtime: Time,
+    },
+    /// A `_layers` link whose blob is missing.
+    Layer {
+        repo: String,
+        digest: Digest,
+        mtime: Time,
+    },
+    Upload {
+        repo: String,
+        id: String,
+        size: u64,
+        started_at: Time,
+    },
+    Repo {
+        repo: String,
+    },
+    /// The trailer.
+    End(OrphansEnd),
+}
+
+/// Counts in the `reg-orphans` trailer.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrphansEnd {
+    /// Always `"reg-orphans"`.
+    pub tool: String,
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub revisions: u64,
+    pub layers: u64,
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    pub repos: u64,
+    /// Orphans younger than the grace period, not reported.
+    pub too_young: u64,
+    pub stored_blobs: u64,
+    pub stored_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_flat_with_kind_first() {
+        let d = Digest::sha256_of(b"x");
+        let t = Time::parse("2024-01-02T03:04:05Z").unwrap();
+        let r = LsRecord::Tag {
+            repo: "org/app".into(),
+            tag: "v1".into(),
+            digest: d,
+            mtime: t,
+        };
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            j,
+            format!(
+                r#"{{"kind":"tag","repo":"org/app","tag":"v1","digest":"{d}","mtime":"2024-01-02T03:04:05Z"}}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<LsRecord>(&j).unwrap(), r);
+        let e = RefRecord::End(RefsEnd {
+            tool: "reg-refs".into(),
+            ..Default::default()
+        });
+        let j = serde_json::to_string(&e).unwrap();
+        assert!(
+            j.starts_with(r#"{"kind":"end","tool":"reg-refs","repos":0"#),
+            "{j}"
+        );
+        let b = LsRecord::Blob {
+            digest: d,
+            size: 1,
+            mtime: t,
+            ok: None,
+        };
+        assert!(!serde_json::to_string(&b).unwrap().contains("ok"));
+    }
+}

@@ -1,0 +1,2 @@
+//! Not written yet: see its issue.
+fn main() {}
