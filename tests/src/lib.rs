@@ -1,1 +1,15 @@
-//! Not written yet: see its issue.
+//! Test harness for the reg tools: a private Debian `docker-registry`,
+//! OCI images built in memory, skopeo and HTTP helpers to push them, a fixed
+//! scenario with the expectations it implies, and helpers to run the tools.
+
+pub mod http;
+pub mod oci;
+pub mod registry;
+pub mod scenario;
+pub mod skopeo;
+pub mod tools;
+
+pub use http::Api;
+pub use registry::{GcReport, Registry};
+pub use scenario::{Pushed, Scenario};
+pub use tools::{registry_programs_available, run_tool, tool_path, Run};
