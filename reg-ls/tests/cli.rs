@@ -22,3 +22,80 @@ fn bad_usage_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn sample() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry")
+}
+
+/// A tree with enough blobs that the output outgrows a pipe's buffer.
+fn many_blobs(dir: &std::path::Path, n: usize) {
+    for i in 0..n {
+        let hex = format!("{i:064x}");
+        let blob = dir.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}", &hex[..2]));
+        std::fs::create_dir_all(&blob).unwrap();
+        std::fs::write(blob.join("data"), b"x").unwrap();
+    }
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let tmp = tempfile::tempdir().unwrap();
+    many_blobs(tmp.path(), 3000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // The reader is dropped here, like `| head -1` exiting.
+    assert!(first.starts_with(r#"{"kind":"blob""#), "{first}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sample_tree_kinds_and_tsv() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(sample())
+        .args(["--kind", "tag", "--kind", "repo", "--tsv", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let kinds: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "repo").count(), 5, "{text}");
+    assert_eq!(kinds.iter().filter(|k| **k == "tag").count(), 7, "{text}");
+    for line in text.lines().filter(|l| l.starts_with("tag\t")) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 5, "{line}");
+        assert!(cols[3].starts_with("sha256:") && cols[3].len() == 71, "{line}");
+        assert!(cols[4].ends_with('Z'), "{line}");
+    }
+}
+
+#[test]
+fn config_file_names_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("config.yml");
+    let root = sample().canonicalize().unwrap();
+    std::fs::write(
+        &cfg,
+        format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n", root.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .args(["--kind", "repo", "--config"])
+        .arg(&cfg)
+        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}

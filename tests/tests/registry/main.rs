@@ -7,6 +7,7 @@
 //! must be built first: `cargo build --workspace`.
 
 mod harness;
+mod ls;
 
 use reg_tests::{registry_programs_available, Pushed, Registry, Scenario};
 
