@@ -51,7 +51,9 @@ fn closed_stdout_ends_quietly() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     // The reader is dropped here, like `| head -1` exiting.
     assert!(first.starts_with(r#"{"kind":"blob""#), "{first}");
     let out = child.wait_with_output().unwrap();
@@ -66,7 +68,12 @@ fn sample_tree_kinds_and_tsv() {
         .args(["--kind", "tag", "--kind", "repo", "--tsv", "-q"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stderr.is_empty());
     let text = String::from_utf8(out.stdout).unwrap();
     let kinds: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
@@ -87,7 +94,10 @@ fn config_file_names_the_root() {
     let root = sample().canonicalize().unwrap();
     std::fs::write(
         &cfg,
-        format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n", root.display()),
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n",
+            root.display()
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
@@ -96,6 +106,50 @@ fn config_file_names_the_root() {
         .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+}
+
+#[test]
+fn broken_tree_names_each_path_and_lists_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v2 = tmp.path().join("docker/registry/v2");
+    let put = |rel: &str, content: &str| {
+        let p = v2.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    let good = format!("sha256:{}", "ab".repeat(32));
+    put(&format!("blobs/sha256/ab/{}/data", "ab".repeat(32)), "x");
+    std::fs::create_dir_all(v2.join(format!("blobs/sha256/cd/{}", "cd".repeat(32)))).unwrap();
+    put("repositories/ok/app/_manifests/tags/v1/current/link", &good);
+    put("repositories/ok/app/_manifests/tags/empty/current/link", "");
+    put(
+        "repositories/ok/app/_manifests/tags/junk/current/link",
+        "sha256:nothex",
+    );
+    put("repositories/Bad_Name/_layers/sha256/x/link", &good);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains(r#""tag":"v1""#), "{stdout}");
+    assert!(stdout.contains(r#""kind":"blob""#), "{stdout}");
+    for path in [
+        "tags/empty/current/link",
+        "tags/junk/current/link",
+        &format!("blobs/sha256/cd/{}", "cd".repeat(32)),
+        "repositories/Bad_Name",
+    ] {
+        assert!(stderr.contains(path), "no message naming {path}:\n{stderr}");
+    }
 }

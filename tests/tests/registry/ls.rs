@@ -36,12 +36,17 @@ fn ls_lists_exactly_what_was_pushed() {
         match r["kind"].as_str().unwrap() {
             "repo" => assert!(repos.insert(s(r, "repo")), "repo twice: {r}"),
             "tag" => {
-                let old = tags.entry(s(r, "repo")).or_default().insert(s(r, "tag"), s(r, "digest"));
+                let old = tags
+                    .entry(s(r, "repo"))
+                    .or_default()
+                    .insert(s(r, "tag"), s(r, "digest"));
                 assert!(old.is_none(), "tag twice: {r}");
             }
             "revision" => assert!(revisions.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
             "layer" => assert!(layers.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
-            "blob" => assert!(blobs.insert(s(r, "digest"), r["size"].as_u64().unwrap()).is_none()),
+            "blob" => assert!(blobs
+                .insert(s(r, "digest"), r["size"].as_u64().unwrap())
+                .is_none()),
             "upload" => assert!(uploads.entry(s(r, "repo")).or_default().insert(s(r, "id"))),
             other => panic!("unexpected kind {other}: {r}"),
         }
@@ -59,7 +64,11 @@ fn ls_lists_exactly_what_was_pushed() {
     assert_eq!(repos, catalog, "reg-ls repos vs /v2/_catalog");
     for repo in &repos {
         let served: BTreeSet<String> = api.tags(repo).unwrap().into_iter().collect();
-        let listed: BTreeSet<String> = tags.get(repo).into_iter().flat_map(|t| t.keys().cloned()).collect();
+        let listed: BTreeSet<String> = tags
+            .get(repo)
+            .into_iter()
+            .flat_map(|t| t.keys().cloned())
+            .collect();
         assert_eq!(listed, served, "reg-ls tags vs /v2/{repo}/tags/list");
     }
 
@@ -78,7 +87,11 @@ fn ls_verify_and_filters_on_a_live_tree() {
     let run = run_tool("reg-ls", &[root.as_str(), "--kind", "blob", "--verify"], None);
     let records = run.success().records();
     assert_eq!(records.len(), p.blobs.len());
-    assert!(records.iter().all(|r| r["ok"] == Value::Bool(true)), "{}", run.stdout);
+    assert!(
+        records.iter().all(|r| r["ok"] == Value::Bool(true)),
+        "{}",
+        run.stdout
+    );
 
     // Corrupt one blob on disk: --verify says so, and the exit status too.
     let d = p.unreferenced_blob.strip_prefix("sha256:").unwrap();
@@ -86,13 +99,22 @@ fn ls_verify_and_filters_on_a_live_tree() {
     std::fs::write(&data, b"not what was pushed").unwrap();
     let run = run_tool("reg-ls", &[root.as_str(), "--kind", "blob", "--verify"], None);
     run.expect_code(1);
-    let bad: Vec<_> = run.records().into_iter().filter(|r| r["ok"] == Value::Bool(false)).collect();
+    let bad: Vec<_> = run
+        .records()
+        .into_iter()
+        .filter(|r| r["ok"] == Value::Bool(false))
+        .collect();
     assert_eq!(bad.len(), 1, "{}", run.stdout);
     assert_eq!(bad[0]["digest"], p.unreferenced_blob.as_str());
     assert!(run.stderr.contains(&p.unreferenced_blob[7..]), "{}", run.stderr);
 
     // --repo limits to one repository, nested names included.
     let run = run_tool("reg-ls", &[root.as_str(), "--repo", "a/b", "--kind", "tag"], None);
-    let tags: Vec<_> = run.success().records().iter().map(|r| (s(r, "repo"), s(r, "tag"))).collect();
+    let tags: Vec<_> = run
+        .success()
+        .records()
+        .iter()
+        .map(|r| (s(r, "repo"), s(r, "tag")))
+        .collect();
     assert_eq!(tags, vec![("a/b".to_string(), "1".to_string())]);
 }
