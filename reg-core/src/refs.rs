@@ -1,1 +1,1271 @@
-//! Not written yet: see its issue.
+//! `reg-refs`: the reference graph — what the live manifests of each
+//! repository reference.
+//!
+//! Roots are every tag's current manifest and, by default, every revision (the
+//! registry's own default: nothing untagged is collected). With
+//! [`Config::tagged_only`] an untagged manifest stays live only when it is a
+//! child of a live index, when its OCI `subject` is live (signatures, SBOMs,
+//! attestations, and chains of them), or when its revision link is younger
+//! than [`Config::keep_recent`].
+//!
+//! The walk reads each distinct manifest once, whatever the number of
+//! repositories holding it (a cache keyed by digest), in parallel waves: first
+//! every tag target and revision, then the children the live sets still
+//! need, until nothing new is needed. Only the few fields the graph needs are
+//! kept; the manifest bytes are dropped after parsing.
+//!
+//! It fails closed: a manifest whose data is there but cannot be read, is too
+//! large, is not a manifest or does not hash to its digest, and any listing
+//! problem that could hide a root, end the walk with an error before anything
+//! is written. A manifest whose data is missing (an image already broken) is a
+//! warning, counted in the trailer's `missing`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+
+use crate::cli::Messages;
+use crate::digest::{Digest, Prehashed};
+use crate::error::{Error, ErrorKind};
+use crate::layout::{check_repo_name, paths, Revision, Store, Tag};
+use crate::manifest;
+use crate::output::Out;
+use crate::record::{RefRecord, RefsEnd};
+
+/// The largest manifest read: the registry refuses to store larger ones.
+pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// What counts as a root.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Only tags are roots; untagged manifests live through an index, a
+    /// `subject`, or `keep_recent`.
+    pub tagged_only: bool,
+    /// With `tagged_only`: revisions whose link is younger than this are
+    /// roots too (printed as `revision` records).
+    pub keep_recent: Option<Duration>,
+    /// Only these repositories' roots; empty means all (and only then is the
+    /// result `complete`).
+    pub repos: Vec<String>,
+}
+
+/// Counts for the trailer and the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Repositories walked.
+    pub repos: u64,
+    /// Tag root records.
+    pub tags: u64,
+    /// Revision root records.
+    pub revisions: u64,
+    /// Live (repository, manifest) pairs whose data was read.
+    pub manifests: u64,
+    /// Edge records (manifest, config, layer, referrer).
+    pub references: u64,
+    /// (repository, manifest) pairs named by a tag, a revision or an index
+    /// whose data is missing.
+    pub missing: u64,
+    /// Distinct manifests read and parsed (each once, however many
+    /// repositories hold it).
+    pub parsed: u64,
+}
+
+/// The kind of an edge record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EdgeKind {
+    /// Index → child manifest.
+    Manifest,
+    Config,
+    Layer,
+    /// Subject → referrer.
+    Referrer,
+}
+
+/// One edge of a repository's graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub kind: EdgeKind,
+    /// The referencing manifest (the subject, for a referrer edge).
+    pub manifest: Digest,
+    pub digest: Digest,
+    /// The descriptor's size (config and layer edges).
+    pub size: Option<u64>,
+}
+
+/// The roots and edges of one repository, in output order.
+#[derive(Clone, Debug, Default)]
+pub struct RepoGraph {
+    pub repo: String,
+    /// Tag name and target, by tag name.
+    pub tags: Vec<(String, Digest)>,
+    /// Revision roots, by digest.
+    pub revisions: Vec<Digest>,
+    /// Edges, by manifest digest; within a manifest: children, config,
+    /// layers and other blobs in document order, then referrers by digest.
+    pub edges: Vec<Edge>,
+}
+
+/// The result of [`collect`]: what [`write()`] prints.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// By repository name.
+    pub repos: Vec<RepoGraph>,
+    pub stats: Stats,
+    /// Every repository was walked (no `repos` filter).
+    pub complete: bool,
+}
+
+impl Graph {
+    /// Every record but the trailer, in output order.
+    pub fn records(&self) -> impl Iterator<Item = RefRecord> + '_ {
+        self.repos.iter().flat_map(|r| {
+            let name = &r.repo;
+            let tags = r.tags.iter().map(move |(tag, digest)| RefRecord::Tag {
+                repo: name.clone(),
+                tag: tag.clone(),
+                digest: *digest,
+            });
+            let revs = r.revisions.iter().map(move |d| RefRecord::Revision {
+                repo: name.clone(),
+                digest: *d,
+            });
+            let edges = r.edges.iter().map(move |e| edge_record(name, e));
+            tags.chain(revs).chain(edges)
+        })
+    }
+
+    /// The trailer record's counts.
+    pub fn trailer(&self) -> RefsEnd {
+        RefsEnd {
+            tool: "reg-refs".into(),
+            repos: self.stats.repos,
+            tags: self.stats.tags,
+            manifests: self.stats.manifests,
+            references: self.stats.references,
+            missing: self.stats.missing,
+            complete: self.complete,
+            revisions: self.stats.revisions,
+        }
+    }
+}
+
+fn edge_record(repo: &str, e: &Edge) -> RefRecord {
+    let repo = repo.to_string();
+    let (manifest, digest, size) = (e.manifest, e.digest, e.size);
+    match e.kind {
+        EdgeKind::Manifest => RefRecord::Manifest {
+            repo,
+            manifest,
+            digest,
+        },
+        EdgeKind::Config => RefRecord::Config {
+            repo,
+            manifest,
+            digest,
+            size,
+        },
+        EdgeKind::Layer => RefRecord::Layer {
+            repo,
+            manifest,
+            digest,
+            size,
+        },
+        EdgeKind::Referrer => RefRecord::Referrer {
+            repo,
+            manifest,
+            digest,
+        },
+    }
+}
+
+/// Writes every record, then the trailer, and flushes.
+pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>) -> std::io::Result<()> {
+    for rec in graph.records() {
+        out.write(&rec)?;
+    }
+    out.write(&RefRecord::End(graph.trailer()))?;
+    out.flush()
+}
+
+// ---- manifests ------------------------------------------------------------
+
+/// What the graph keeps of a parsed manifest.
+#[derive(Debug)]
+struct Node {
+    /// Child manifests to follow (index entries).
+    children: Vec<Digest>,
+    /// Config and layer edges (and every other blob descriptor).
+    blobs: Vec<(EdgeKind, Digest, Option<u64>)>,
+    subject: Option<Digest>,
+}
+
+#[derive(Debug)]
+enum Loaded {
+    Parsed(Node),
+    Missing,
+}
+
+fn node_of(m: manifest::Manifest) -> Node {
+    let mut blobs = Vec::with_capacity(m.layers.len() + m.other.len() + 1);
+    if let Some(c) = &m.config {
+        blobs.push((EdgeKind::Config, c.digest, c.size));
+    }
+    // Layers, artifact blobs and schema1 fsLayers: blobs to keep.
+    for d in &m.layers {
+        blobs.push((EdgeKind::Layer, d.digest, d.size));
+    }
+    let mut children: Vec<Digest> = m.children.iter().map(|d| d.digest).collect();
+    // Every descriptor of an unknown kind is kept: as a blob, or, when its
+    // media type says it is a manifest, as a child followed like an index
+    // entry (so what it references is kept too). When in doubt, keep.
+    for d in &m.other {
+        let is_manifest = d
+            .media_type
+            .as_deref()
+            .is_some_and(|t| manifest::Kind::from_media_type(t) != manifest::Kind::Unknown);
+        if is_manifest {
+            children.push(d.digest);
+        } else {
+            blobs.push((EdgeKind::Layer, d.digest, d.size));
+        }
+    }
+    Node {
+        children,
+        blobs,
+        subject: m.subject.map(|d| d.digest),
+    }
+}
+
+/// Reads, checks and parses one manifest. `Ok(Missing)` if its data file is
+/// absent; an error naming the path for anything else that is wrong.
+fn load(store: &Store, d: &Digest) -> Result<Loaded, Error> {
+    let rel = paths::blob_data(d);
+    let bytes = match store.read_blob(d, MANIFEST_LIMIT) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(Loaded::Missing),
+        Err(e) => return Err(e),
+    };
+    if !d.matches(&bytes) {
+        return Err(Error::new(
+            store.display(&rel),
+            ErrorKind::BadManifest(format!(
+                "data does not hash to its digest (it hashes to {})",
+                d.same_alg_of(&bytes)
+            )),
+        ));
+    }
+    let m = manifest::parse(&bytes)
+        .map_err(|e| Error::new(store.display(&rel), ErrorKind::BadManifest(e.to_string())))?;
+    Ok(Loaded::Parsed(node_of(m)))
+}
+
+type Cache = HashMap<Digest, Loaded, Prehashed>;
+
+// ---- liveness -------------------------------------------------------------
+
+/// One repository's roots as listed.
+struct Roots {
+    repo: String,
+    tags: Vec<Tag>,
+    revisions: Vec<Revision>,
+}
+
+/// Why a manifest is live (the first reason found), for messages.
+#[derive(Clone, Debug)]
+enum Why {
+    Tag(String),
+    Revision,
+    Child(Digest),
+    Referrer(Digest),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::Tag(t) => write!(f, "tag {t}"),
+            Why::Revision => write!(f, "a revision link"),
+            Why::Child(i) => write!(f, "index {i}"),
+            Why::Referrer(s) => write!(f, "a referrer of {s}"),
+        }
+    }
+}
+
+/// A repository's live manifests given what is loaded so far, and the
+/// manifests still to load.
+struct Walk {
+    live: BTreeMap<Digest, Why>,
+    /// Revision roots (printed as `revision` records).
+    revision_roots: Vec<Digest>,
+    /// subject → referrers among the repository's revisions.
+    referrers: BTreeMap<Digest, BTreeSet<Digest>>,
+    needed: Vec<Digest>,
+}
+
+fn walk(r: &Roots, cfg: &Config, now: SystemTime, cache: &Cache) -> Walk {
+    let mut referrers: BTreeMap<Digest, BTreeSet<Digest>> = BTreeMap::new();
+    for rev in &r.revisions {
+        if let Some(Loaded::Parsed(Node { subject: Some(s), .. })) = cache.get(&rev.digest) {
+            referrers.entry(*s).or_default().insert(rev.digest);
+        }
+    }
+    let revision_roots: Vec<Digest> = r
+        .revisions
+        .iter()
+        .filter(|rev| {
+            !cfg.tagged_only
+                || cfg
+                    .keep_recent
+                    .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)
+        })
+        .map(|rev| rev.digest)
+        .collect();
+
+    let mut queue: Vec<(Digest, Why)> = Vec::new();
+    queue.extend(r.tags.iter().map(|t| (t.digest, Why::Tag(t.name.clone()))));
+    queue.extend(revision_roots.iter().map(|d| (*d, Why::Revision)));
+    queue.reverse(); // pop in listing order, so the first reason is the tag
+    let mut live = BTreeMap::new();
+    let mut needed = Vec::new();
+    while let Some((d, why)) = queue.pop() {
+        if live.contains_key(&d) {
+            continue;
+        }
+        live.insert(d, why);
+        match cache.get(&d) {
+            None => needed.push(d),
+            Some(Loaded::Missing) => {}
+            Some(Loaded::Parsed(n)) => {
+                queue.extend(n.children.iter().map(|c| (*c, Why::Child(d))));
+            }
+        }
+        if let Some(rs) = referrers.get(&d) {
+            queue.extend(rs.iter().map(|x| (*x, Why::Referrer(d))));
+        }
+    }
+    Walk {
+        live,
+        revision_roots,
+        referrers,
+        needed,
+    }
+}
+
+fn edges_of(w: &Walk, cache: &Cache) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for d in w.live.keys() {
+        let Some(Loaded::Parsed(n)) = cache.get(d) else {
+            continue;
+        };
+        // One record per (kind, target) within a manifest: an image may
+        // list the same layer twice.
+        let mut seen: HashSet<(EdgeKind, Digest)> = HashSet::new();
+        let mut push = |kind, digest, size| {
+            if seen.insert((kind, digest)) {
+                edges.push(Edge {
+                    kind,
+                    manifest: *d,
+                    digest,
+                    size,
+                });
+            }
+        };
+        for c in &n.children {
+            push(EdgeKind::Manifest, *c, None);
+        }
+        for (k, b, size) in &n.blobs {
+            push(*k, *b, *size);
+        }
+        if let Some(rs) = w.referrers.get(d) {
+            for r in rs.iter().filter(|r| w.live.contains_key(r)) {
+                push(EdgeKind::Referrer, *r, None);
+            }
+        }
+    }
+    edges
+}
+
+// ---- the walk -------------------------------------------------------------
+
+/// Lists the roots of every repository in scope. Listing problems that could
+/// hide a root are errors; a tag directory without `current/link` is a warning.
+fn list_roots(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Vec<Roots>> {
+    for r in &cfg.repos {
+        check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
+    }
+    let listing = store.repositories();
+    let mut problems: Vec<String> = listing.errors.iter().map(ToString::to_string).collect();
+    let mut repos = listing.items;
+    if !cfg.repos.is_empty() {
+        for r in &cfg.repos {
+            if !repos.contains(r) {
+                problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
+            }
+        }
+        repos.retain(|r| cfg.repos.contains(r));
+    }
+    let listed: Vec<(Roots, Vec<Error>)> = repos
+        .into_par_iter()
+        .map(|repo| {
+            let tags = store.tags(&repo);
+            let revs = store.revisions(&repo);
+            let mut errors = tags.errors;
+            errors.extend(revs.errors);
+            (
+                Roots {
+                    repo,
+                    tags: tags.items,
+                    revisions: revs.items,
+                },
+                errors,
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(listed.len());
+    for (roots, errors) in listed {
+        for e in errors {
+            if matches!(e.kind(), ErrorKind::MissingLink) {
+                // The registry itself skips such a tag (it cannot be pulled).
+                msgs.warn(format!(
+                    "{}: tag without a current link, skipped: {e}",
+                    roots.repo
+                ));
+            } else {
+                problems.push(format!("{}: {e}", roots.repo));
+            }
+        }
+        out.push(roots);
+    }
+    if !problems.is_empty() {
+        return Err(fail(
+            msgs,
+            problems,
+            "a tag or revision that cannot be read could hide live manifests",
+        ));
+    }
+    Ok(out)
+}
+
+/// Loads `wanted` (digest → a repository naming it) in parallel into the
+/// cache. Every manifest that cannot be used is reported; any makes it fail.
+fn load_all(
+    store: &Store,
+    wanted: BTreeMap<Digest, String>,
+    cache: &mut Cache,
+    msgs: &Messages,
+) -> anyhow::Result<()> {
+    let wanted: Vec<(Digest, String)> = wanted.into_iter().collect();
+    let results: Vec<Result<Loaded, Error>> = wanted.par_iter().map(|(d, _)| load(store, d)).collect();
+    let mut problems = Vec::new();
+    for ((d, repo), res) in wanted.into_iter().zip(results) {
+        match res {
+            Ok(l) => {
+                cache.insert(d, l);
+            }
+            Err(e) => problems.push(format!("{repo}: manifest {d}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(fail(
+            msgs,
+            problems,
+            "a manifest that cannot be used could hide live blobs",
+        ));
+    }
+    Ok(())
+}
+
+/// Turns the problems found into the error that ends the run. Every problem
+/// is said once: all but the first through `msgs`, the first in the error
+/// itself, so the last line names a path even when there is one problem.
+fn fail(msgs: &Messages, mut problems: Vec<String>, why: &str) -> anyhow::Error {
+    let first = problems.remove(0);
+    let more = problems.len();
+    for p in problems {
+        msgs.error(p);
+    }
+    if more == 0 {
+        anyhow::anyhow!("{first} ({why}; nothing written)")
+    } else {
+        anyhow::anyhow!("{first} (and {more} more problem(s) above; {why}; nothing written)")
+    }
+}
+
+/// Walks the store and returns the reference graph, or, if anything could
+/// hide a live blob, an error naming the first problem (any others are
+/// reported through `msgs`). Nothing is written either way: the caller
+/// writes the graph with [`write()`] only once it is complete. Missing
+/// manifests are warned about through `msgs` and counted.
+pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
+    let now = SystemTime::now();
+    let roots = list_roots(store, cfg, msgs)?;
+    let mut cache: Cache = HashMap::default();
+
+    // First wave: every tag target and revision (revisions are needed even
+    // with --tagged-only: their `subject` may make them live).
+    let mut wanted: BTreeMap<Digest, String> = BTreeMap::new();
+    for r in &roots {
+        let ds = r
+            .tags
+            .iter()
+            .map(|t| t.digest)
+            .chain(r.revisions.iter().map(|v| v.digest));
+        for d in ds {
+            wanted.entry(d).or_insert_with(|| r.repo.clone());
+        }
+    }
+    let walks = loop {
+        load_all(store, std::mem::take(&mut wanted), &mut cache, msgs)?;
+        let walks: Vec<Walk> = roots.par_iter().map(|r| walk(r, cfg, now, &cache)).collect();
+        for (r, w) in roots.iter().zip(&walks) {
+            for d in &w.needed {
+                wanted.entry(*d).or_insert_with(|| r.repo.clone());
+            }
+        }
+        if wanted.is_empty() {
+            break walks;
+        }
+    };
+
+    let mut stats = Stats {
+        repos: roots.len() as u64,
+        parsed: cache.values().filter(|l| matches!(l, Loaded::Parsed(_))).count() as u64,
+        ..Stats::default()
+    };
+    let mut repos = Vec::with_capacity(roots.len());
+    for (r, w) in roots.into_iter().zip(walks) {
+        // Missing manifests: live ones, and revisions (whose subject we
+        // cannot know), once per repository and digest.
+        let mut missing: BTreeMap<Digest, String> = BTreeMap::new();
+        for (d, why) in &w.live {
+            if matches!(cache.get(d), Some(Loaded::Missing)) {
+                missing.insert(*d, why.to_string());
+            }
+        }
+        for rev in &r.revisions {
+            if matches!(cache.get(&rev.digest), Some(Loaded::Missing)) {
+                missing
+                    .entry(rev.digest)
+                    .or_insert_with(|| Why::Revision.to_string());
+            }
+        }
+        for (d, why) in &missing {
+            msgs.warn(format!(
+                "{}: manifest {d} named by {why} is missing: {}",
+                r.repo,
+                store.display(&paths::blob_data(d)).display()
+            ));
+        }
+        stats.missing += missing.len() as u64;
+        stats.manifests += w
+            .live
+            .keys()
+            .filter(|d| matches!(cache.get(d), Some(Loaded::Parsed(_))))
+            .count() as u64;
+        let edges = edges_of(&w, &cache);
+        stats.tags += r.tags.len() as u64;
+        stats.revisions += w.revision_roots.len() as u64;
+        stats.references += edges.len() as u64;
+        repos.push(RepoGraph {
+            tags: r.tags.into_iter().map(|t| (t.name, t.digest)).collect(),
+            revisions: w.revision_roots,
+            edges,
+            repo: r.repo,
+        });
+    }
+    Ok(Graph {
+        repos,
+        stats,
+        complete: cfg.repos.is_empty(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{DOCKER_LIST, DOCKER_V2, OCI_ARTIFACT, OCI_INDEX, OCI_MANIFEST};
+    use std::fs;
+    use std::path::Path;
+
+    const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+    /// A registry tree in a temp dir, written through real files.
+    struct Tree {
+        dir: tempfile::TempDir,
+    }
+
+    /// A stored blob: its digest and size.
+    #[derive(Clone, Copy, Debug)]
+    struct Blob {
+        digest: Digest,
+        size: usize,
+    }
+
+    impl Tree {
+        fn new() -> Tree {
+            Tree {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn v2(&self) -> &Path {
+            self.dir.path()
+        }
+
+        fn put(&self, rel: &str, bytes: &[u8]) {
+            let p = self.v2().join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, bytes).unwrap();
+        }
+
+        /// Stores `bytes` at their sha256.
+        fn blob(&self, bytes: &[u8]) -> Blob {
+            let digest = Digest::sha256_of(bytes);
+            self.put(&paths::blob_data(&digest), bytes);
+            Blob {
+                digest,
+                size: bytes.len(),
+            }
+        }
+
+        fn tag(&self, repo: &str, tag: &str, d: &Digest) {
+            self.put(&paths::tag_current(repo, tag), d.to_string().as_bytes());
+            self.put(&paths::tag_index_entry(repo, tag, d), d.to_string().as_bytes());
+        }
+
+        fn revision(&self, repo: &str, d: &Digest) {
+            self.put(&paths::revision_link(repo, d), d.to_string().as_bytes());
+        }
+
+        /// Stores a manifest's bytes and its revision link in `repo`, and
+        /// tags it if `tag` is given.
+        fn push(&self, repo: &str, tag: Option<&str>, manifest: &[u8]) -> Blob {
+            let m = self.blob(manifest);
+            self.revision(repo, &m.digest);
+            if let Some(t) = tag {
+                self.tag(repo, t, &m.digest);
+            }
+            m
+        }
+
+        fn run(&self, cfg: &Config) -> anyhow::Result<Graph> {
+            collect(&Store::fs(self.v2()), cfg, &Messages::new("reg-refs", true))
+        }
+
+        fn refs(&self, cfg: &Config) -> Graph {
+            self.run(cfg).unwrap_or_else(|e| panic!("{e:#}"))
+        }
+
+        /// An error's whole text, after checking that the run failed.
+        fn fails(&self, cfg: &Config) -> String {
+            match self.run(cfg) {
+                Ok(g) => panic!("expected a failure, got {:?}", g.stats),
+                Err(e) => format!("{e:#}"),
+            }
+        }
+    }
+
+    fn desc(media_type: &str, b: &Blob) -> String {
+        format!(
+            r#"{{"mediaType":"{media_type}","digest":"{}","size":{}}}"#,
+            b.digest, b.size
+        )
+    }
+
+    /// An image manifest (Docker schema 2 or OCI) as stored bytes.
+    fn image_doc(media_type: &str, config: &Blob, layers: &[Blob], subject: Option<&Blob>) -> Vec<u8> {
+        let (cfg_type, layer_type) = if media_type == DOCKER_V2 {
+            (DOCKER_CONFIG, DOCKER_LAYER)
+        } else {
+            (OCI_CONFIG, OCI_LAYER)
+        };
+        let layers: Vec<String> = layers.iter().map(|l| desc(layer_type, l)).collect();
+        let subject = subject
+            .map(|s| format!(",\n  \"subject\": {}", desc(OCI_MANIFEST, s)))
+            .unwrap_or_default();
+        format!(
+            "{{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"{media_type}\",\n  \"config\": {},\n  \"layers\": [\n    {}\n  ]{subject}\n}}",
+            desc(cfg_type, config),
+            layers.join(",\n    ")
+        )
+        .into_bytes()
+    }
+
+    /// An index or manifest list.
+    fn index_doc(media_type: &str, children: &[(&str, Blob)]) -> Vec<u8> {
+        let children: Vec<String> = children
+            .iter()
+            .map(|(t, c)| {
+                format!(
+                    r#"{{"mediaType":"{t}","digest":"{}","size":{},"platform":{{"architecture":"amd64","os":"linux"}}}}"#,
+                    c.digest, c.size
+                )
+            })
+            .collect();
+        format!(
+            "{{\n  \"schemaVersion\": 2,\n  \"mediaType\": \"{media_type}\",\n  \"manifests\": [\n    {}\n  ]\n}}",
+            children.join(",\n    ")
+        )
+        .into_bytes()
+    }
+
+    /// A small OCI image with its own config and one layer, named `name`.
+    fn oci_image(t: &Tree, name: &str, subject: Option<&Blob>) -> (Vec<u8>, Blob, Blob) {
+        let cfg = t.blob(format!(r#"{{"architecture":"amd64","os":"linux","name":"{name}"}}"#).as_bytes());
+        let layer = t.blob(format!("layer of {name}").as_bytes());
+        (image_doc(OCI_MANIFEST, &cfg, &[layer], subject), cfg, layer)
+    }
+
+    fn tagged_only() -> Config {
+        Config {
+            tagged_only: true,
+            ..Config::default()
+        }
+    }
+
+    /// The (kind, target) edges from `manifest` in `repo`.
+    fn edges(g: &Graph, repo: &str, manifest: &Digest) -> Vec<(EdgeKind, Digest)> {
+        g.repos
+            .iter()
+            .filter(|r| r.repo == repo)
+            .flat_map(|r| &r.edges)
+            .filter(|e| e.manifest == *manifest)
+            .map(|e| (e.kind, e.digest))
+            .collect()
+    }
+
+    /// Every digest the records name (`digest` and `manifest` fields).
+    fn named(g: &Graph) -> BTreeSet<Digest> {
+        let mut out = BTreeSet::new();
+        for r in &g.repos {
+            out.extend(r.tags.iter().map(|(_, d)| *d));
+            out.extend(r.revisions.iter().copied());
+            for e in &r.edges {
+                out.insert(e.manifest);
+                out.insert(e.digest);
+            }
+        }
+        out
+    }
+
+    fn output(g: &Graph) -> Vec<RefRecord> {
+        let mut out = Out::new(Vec::new(), crate::output::Format::Json);
+        write(g, &mut out).unwrap();
+        String::from_utf8(out.into_inner().unwrap())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn every_format() {
+        use EdgeKind::*;
+        let t = Tree::new();
+        let r = "f/formats";
+        let l1 = t.blob(b"layer one");
+        let l2 = t.blob(b"layer two");
+
+        // Docker schema 2, listing a layer twice.
+        let dcfg = t.blob(br#"{"architecture":"amd64","os":"linux"}"#);
+        let docker = t.push(
+            r,
+            Some("docker"),
+            &image_doc(DOCKER_V2, &dcfg, &[l1, l2, l1], None),
+        );
+
+        // Docker manifest list of two Docker images (pushed by digest).
+        let acfg = t.blob(br#"{"architecture":"arm64","os":"linux"}"#);
+        let arm = t.push(r, None, &image_doc(DOCKER_V2, &acfg, &[l2], None));
+        let list = t.push(
+            r,
+            Some("list"),
+            &index_doc(DOCKER_LIST, &[(DOCKER_V2, docker), (DOCKER_V2, arm)]),
+        );
+
+        // OCI image manifest, and an OCI index of it.
+        let (oci_doc, ocfg, olayer) = oci_image(&t, "oci", None);
+        let oci = t.push(r, Some("oci"), &oci_doc);
+        let idx = t.push(r, Some("index"), &index_doc(OCI_INDEX, &[(OCI_MANIFEST, oci)]));
+
+        // OCI artifact manifest (`blobs`, `subject`).
+        let art_doc = format!(
+            r#"{{"mediaType":"{OCI_ARTIFACT}","artifactType":"application/vnd.example.signature","blobs":[{},{}],"subject":{}}}"#,
+            desc("application/octet-stream", &l1),
+            desc("application/octet-stream", &l2),
+            desc(OCI_MANIFEST, &oci)
+        );
+        let art = t.push(r, Some("artifact"), art_doc.as_bytes());
+
+        // Schema 1, signed, with repeated fsLayers.
+        let s1a = t.blob(b"schema1 layer a");
+        let s1b = t.blob(b"schema1 layer b");
+        let s1_doc = format!(
+            r#"{{
+   "schemaVersion": 1,
+   "name": "f/formats",
+   "tag": "s1",
+   "architecture": "amd64",
+   "fsLayers": [{{"blobSum": "{a}"}}, {{"blobSum": "{b}"}}, {{"blobSum": "{a}"}}],
+   "history": [{{"v1Compatibility": "{{\"id\":\"e45a\"}}"}}],
+   "signatures": [{{"header": {{"alg": "ES256"}}, "signature": "XREm", "protected": "eyJm"}}]
+}}"#,
+            a = s1a.digest,
+            b = s1b.digest
+        );
+        let s1 = t.push(r, Some("s1"), s1_doc.as_bytes());
+
+        // An OCI manifest without mediaType: told by its fields.
+        let ncfg = t.blob(br#"{"architecture":"amd64","os":"linux","variant":"no media type"}"#);
+        let nomt_doc = format!(
+            r#"{{"schemaVersion":2,"config":{},"layers":[{}]}}"#,
+            desc(OCI_CONFIG, &ncfg),
+            desc(OCI_LAYER, &l2)
+        );
+        let nomt = t.push(r, Some("nomt"), nomt_doc.as_bytes());
+
+        // An unknown kind: every descriptor counts; one typed as a manifest
+        // is followed like an index child (and is not a revision here).
+        let (inner_doc, icfg, ilayer) = oci_image(&t, "inner of unknown", None);
+        let inner = t.blob(&inner_doc);
+        let extra = t.blob(b"a blob only the unknown kind names");
+        let unknown_doc = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.example.future.v9+json",
+                 "parts":[{{"deep":{{"digest":"{}","size":{}}}}},[{}]],"digest":"not a digest"}}"#,
+            extra.digest,
+            extra.size,
+            desc(OCI_MANIFEST, &inner)
+        );
+        let unknown = t.push(r, Some("unknown"), unknown_doc.as_bytes());
+
+        // A Docker image stored at its sha512 digest.
+        let sha512_doc = image_doc(DOCKER_V2, &dcfg, &[l1], None);
+        let zero512 = Digest::parse(&format!("sha512:{}", "0".repeat(128))).unwrap();
+        let s512 = zero512.same_alg_of(&sha512_doc);
+        t.put(&paths::blob_data(&s512), &sha512_doc);
+        t.tag(r, "sha512", &s512);
+
+        let g = t.refs(&tagged_only());
+        let d = |b: &Blob| b.digest;
+        assert_eq!(
+            edges(&g, r, &docker.digest),
+            vec![(Config, d(&dcfg)), (Layer, d(&l1)), (Layer, d(&l2))]
+        );
+        assert_eq!(
+            edges(&g, r, &list.digest),
+            vec![(Manifest, d(&docker)), (Manifest, d(&arm))]
+        );
+        assert_eq!(
+            edges(&g, r, &arm.digest),
+            vec![(Config, d(&acfg)), (Layer, d(&l2))]
+        );
+        // The artifact's subject is live, so the artifact is its referrer too.
+        assert_eq!(
+            edges(&g, r, &oci.digest),
+            vec![(Config, d(&ocfg)), (Layer, d(&olayer)), (Referrer, d(&art))]
+        );
+        assert_eq!(edges(&g, r, &idx.digest), vec![(Manifest, d(&oci))]);
+        assert_eq!(edges(&g, r, &art.digest), vec![(Layer, d(&l1)), (Layer, d(&l2))]);
+        assert_eq!(edges(&g, r, &s1.digest), vec![(Layer, d(&s1a)), (Layer, d(&s1b))]);
+        assert_eq!(
+            edges(&g, r, &nomt.digest),
+            vec![(Config, d(&ncfg)), (Layer, d(&l2))]
+        );
+        assert_eq!(
+            edges(&g, r, &unknown.digest),
+            vec![(Manifest, d(&inner)), (Layer, d(&extra))]
+        );
+        assert_eq!(
+            edges(&g, r, &inner.digest),
+            vec![(Config, d(&icfg)), (Layer, d(&ilayer))]
+        );
+        assert_eq!(edges(&g, r, &s512), vec![(Config, d(&dcfg)), (Layer, d(&l1))]);
+
+        assert_eq!(g.repos.len(), 1);
+        assert_eq!(g.repos[0].tags.len(), 9);
+        assert!(g.repos[0].revisions.is_empty());
+        // docker, list, arm, oci, index, artifact, s1, nomt, unknown, inner, sha512
+        assert_eq!(g.stats.manifests, 11);
+        assert_eq!(g.stats.parsed, 11);
+        assert_eq!(g.stats.missing, 0);
+        assert!(g.complete);
+        let edge_count: usize = g.repos.iter().map(|r| r.edges.len()).sum();
+        assert_eq!(g.stats.references, edge_count as u64);
+    }
+
+    #[test]
+    fn nested_indexes_are_followed_without_revision_links() {
+        let t = Tree::new();
+        let (img_doc, cfg, layer) = oci_image(&t, "leaf", None);
+        // Neither the image nor the inner index has a revision link.
+        let img = t.blob(&img_doc);
+        let inner = t.blob(&index_doc(OCI_INDEX, &[(OCI_MANIFEST, img)]));
+        let outer = t.push("n", Some("v1"), &index_doc(OCI_INDEX, &[(OCI_INDEX, inner)]));
+        for cfg_ in [tagged_only(), Config::default()] {
+            let g = t.refs(&cfg_);
+            assert_eq!(
+                named(&g),
+                BTreeSet::from([outer.digest, inner.digest, img.digest, cfg.digest, layer.digest])
+            );
+            assert_eq!(
+                edges(&g, "n", &inner.digest),
+                vec![(EdgeKind::Manifest, img.digest)]
+            );
+            assert_eq!(g.stats.manifests, 3);
+        }
+    }
+
+    #[test]
+    fn referrer_chain_under_tagged_only() {
+        let t = Tree::new();
+        let r = "org/app";
+        let (v1_doc, v1cfg, _) = oci_image(&t, "v1", None);
+        let v1 = t.push(r, Some("v1"), &v1_doc);
+        // A signature of v1, and a signature of that signature, untagged.
+        let (sig_doc, sigcfg, siglayer) = oci_image(&t, "signature of v1", Some(&v1));
+        let sig = t.push(r, None, &sig_doc);
+        let (sigsig_doc, _, sigsiglayer) = oci_image(&t, "signature of the signature", Some(&sig));
+        let sigsig = t.push(r, None, &sigsig_doc);
+        // An untagged image and a referrer of it: both dead with --tagged-only.
+        let (old_doc, oldcfg, _) = oci_image(&t, "old", None);
+        let old = t.push(r, None, &old_doc);
+        let (stray_doc, straycfg, _) = oci_image(&t, "signature of old", Some(&old));
+        let stray = t.push(r, None, &stray_doc);
+        // A manifest in another repository whose subject is v1: v1 is not
+        // live there, so neither is it.
+        let (other_doc, othercfg, _) = oci_image(&t, "other repo's referrer", Some(&v1));
+        let other = t.push("other", None, &other_doc);
+
+        let g = t.refs(&tagged_only());
+        let referrers: Vec<(Digest, Digest)> = g
+            .repos
+            .iter()
+            .flat_map(|r| &r.edges)
+            .filter(|e| e.kind == EdgeKind::Referrer)
+            .map(|e| (e.manifest, e.digest))
+            .collect();
+        let mut want = vec![(v1.digest, sig.digest), (sig.digest, sigsig.digest)];
+        want.sort();
+        assert_eq!(referrers, want);
+        let n = named(&g);
+        for live in [v1cfg, sig, sigcfg, siglayer, sigsig, sigsiglayer] {
+            assert!(n.contains(&live.digest), "{} should be live", live.digest);
+        }
+        for dead in [old, oldcfg, stray, straycfg, other, othercfg] {
+            assert!(!n.contains(&dead.digest), "{} should not be live", dead.digest);
+        }
+        assert_eq!(g.stats.manifests, 3);
+        assert_eq!(g.stats.revisions, 0);
+        assert_eq!(g.stats.parsed, 6);
+
+        // By default every revision is a root, and the referrer edges of
+        // every subject are there.
+        let g = t.refs(&Config::default());
+        let n = named(&g);
+        for d in [old, oldcfg, stray, straycfg, other, othercfg] {
+            assert!(n.contains(&d.digest));
+        }
+        assert!(edges(&g, r, &old.digest).contains(&(EdgeKind::Referrer, stray.digest)));
+        assert_eq!(g.stats.revisions, 6);
+        assert_eq!(g.stats.manifests, 6);
+    }
+
+    #[test]
+    fn child_shared_by_two_indexes_is_listed_once() {
+        let t = Tree::new();
+        let r = "multi";
+        let (shared_doc, scfg, slayer) = oci_image(&t, "shared amd64", None);
+        let shared = t.push(r, None, &shared_doc);
+        let (a_doc, _, _) = oci_image(&t, "arm64 of a", None);
+        let a = t.push(r, None, &a_doc);
+        let (b_doc, _, _) = oci_image(&t, "arm64 of b", None);
+        let b = t.push(r, None, &b_doc);
+        let ia = t.push(
+            r,
+            Some("a"),
+            &index_doc(OCI_INDEX, &[(OCI_MANIFEST, shared), (OCI_MANIFEST, a)]),
+        );
+        let ib = t.push(
+            r,
+            Some("b"),
+            &index_doc(OCI_INDEX, &[(OCI_MANIFEST, shared), (OCI_MANIFEST, b)]),
+        );
+        let g = t.refs(&tagged_only());
+        assert_eq!(
+            edges(&g, r, &shared.digest),
+            vec![(EdgeKind::Config, scfg.digest), (EdgeKind::Layer, slayer.digest)]
+        );
+        let to_shared = g.repos[0]
+            .edges
+            .iter()
+            .filter(|e| e.kind == EdgeKind::Manifest && e.digest == shared.digest)
+            .map(|e| e.manifest)
+            .collect::<BTreeSet<_>>();
+        assert_eq!(to_shared, BTreeSet::from([ia.digest, ib.digest]));
+        assert_eq!(g.stats.manifests, 5);
+        assert_eq!(g.stats.parsed, 5);
+        // Output is in a stable order.
+        assert_eq!(output(&g), output(&t.refs(&tagged_only())));
+    }
+
+    #[test]
+    fn manifest_in_two_repositories_is_parsed_once() {
+        let t = Tree::new();
+        let (doc, cfg, layer) = oci_image(&t, "mirrored", None);
+        let m = t.push("a", Some("1"), &doc);
+        t.push("b", Some("2"), &doc);
+        let g = t.refs(&Config::default());
+        assert_eq!(g.stats.parsed, 1);
+        assert_eq!(g.stats.manifests, 2);
+        assert_eq!(g.stats.repos, 2);
+        for repo in ["a", "b"] {
+            assert_eq!(
+                edges(&g, repo, &m.digest),
+                vec![(EdgeKind::Config, cfg.digest), (EdgeKind::Layer, layer.digest)]
+            );
+        }
+        // With --repo only that repository is walked, and the list says it
+        // is not complete.
+        let g = t.refs(&Config {
+            repos: vec!["b".into()],
+            ..Config::default()
+        });
+        assert_eq!(g.repos.len(), 1);
+        assert_eq!(g.repos[0].repo, "b");
+        assert!(!g.complete);
+        assert!(!g.trailer().complete);
+    }
+
+    #[test]
+    fn keep_recent_keeps_young_untagged_revisions() {
+        let t = Tree::new();
+        let r = "k";
+        let (v1_doc, _, _) = oci_image(&t, "v1", None);
+        let v1 = t.push(r, Some("v1"), &v1_doc);
+        let (young_doc, ycfg, _) = oci_image(&t, "young", None);
+        let young = t.push(r, None, &young_doc);
+        let (old_doc, ocfg, _) = oci_image(&t, "old", None);
+        let old = t.push(r, None, &old_doc);
+        let link = t.v2().join(paths::revision_link(r, &old.digest));
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 86400);
+        fs::File::options()
+            .write(true)
+            .open(&link)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+
+        let g = t.refs(&Config {
+            tagged_only: true,
+            keep_recent: Some(Duration::from_secs(3600)),
+            repos: vec![],
+        });
+        // v1's own revision link is young too: a root twice over.
+        let mut want = vec![v1.digest, young.digest];
+        want.sort();
+        assert_eq!(g.repos[0].revisions, want);
+        assert_eq!(g.stats.revisions, 2);
+        let n = named(&g);
+        assert!(n.contains(&young.digest) && n.contains(&ycfg.digest));
+        assert!(!n.contains(&old.digest) && !n.contains(&ocfg.digest));
+        assert!(output(&g).contains(&RefRecord::Revision {
+            repo: r.into(),
+            digest: young.digest
+        }));
+
+        let g = t.refs(&Config {
+            tagged_only: true,
+            keep_recent: Some(Duration::from_secs(3 * 86400)),
+            repos: vec![],
+        });
+        assert_eq!(g.stats.revisions, 3);
+        let g = t.refs(&tagged_only());
+        assert_eq!(g.stats.revisions, 0);
+        assert!(!named(&g).contains(&young.digest));
+    }
+
+    #[test]
+    fn missing_manifest_data_is_a_warning_counted_in_the_trailer() {
+        let t = Tree::new();
+        let gone = Digest::sha256_of(b"a manifest whose data was deleted");
+        t.tag("m", "broken", &gone);
+        t.revision("m", &gone);
+        // An index whose second child is missing.
+        let (img_doc, cfg, _) = oci_image(&t, "present", None);
+        let img = t.push("m", None, &img_doc);
+        let lost_child = Digest::sha256_of(b"a child whose data was deleted");
+        let idx_doc = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{},{{"mediaType":"{OCI_MANIFEST}","digest":"{lost_child}","size":1}}]}}"#,
+            desc(OCI_MANIFEST, &img)
+        );
+        t.push("m", Some("idx"), idx_doc.as_bytes());
+        // An untagged revision whose data is missing: with --tagged-only we
+        // cannot know its subject, so it is reported too.
+        let lost_rev = Digest::sha256_of(b"an untagged revision whose data was deleted");
+        t.revision("m", &lost_rev);
+
+        for cfg_ in [Config::default(), tagged_only()] {
+            let g = t.refs(&cfg_);
+            assert_eq!(g.stats.missing, 3, "{cfg_:?}");
+            assert!(g.repos[0].tags.contains(&("broken".to_string(), gone)));
+            assert!(named(&g).contains(&cfg.digest));
+            assert!(named(&g).contains(&lost_child));
+            let out = output(&g);
+            let RefRecord::End(end) = out.last().unwrap() else {
+                panic!("no trailer");
+            };
+            assert_eq!(end.missing, 3);
+        }
+    }
+
+    /// Spoils a stored manifest.
+    type Spoil = dyn Fn(&Tree, &Digest);
+
+    #[test]
+    fn unusable_manifests_fail_naming_repository_digest_and_path() {
+        let cases: [(&str, &Spoil, &str); 5] = [
+            (
+                "unreadable",
+                &|t, d| {
+                    let data = t.v2().join(paths::blob_data(d));
+                    fs::remove_file(&data).unwrap();
+                    fs::create_dir_all(data.join("x")).unwrap();
+                },
+                "",
+            ),
+            (
+                "hash mismatch",
+                &|t, d| t.put(&paths::blob_data(d), b"{}"),
+                "does not hash to its digest",
+            ),
+            ("not JSON", &|_, _| {}, "not JSON"),
+            ("not a manifest", &|_, _| {}, "not a JSON object"),
+            (
+                "too large",
+                &|t, d| t.put(&paths::blob_data(d), &vec![b' '; MANIFEST_LIMIT as usize + 1]),
+                "",
+            ),
+        ];
+        for (name, spoil, want) in cases {
+            let t = Tree::new();
+            let (ok_doc, _, _) = oci_image(&t, "fine", None);
+            t.push("good", Some("1"), &ok_doc);
+            let bytes: &[u8] = match name {
+                "not JSON" => b"\x1f\x8b this is a gzip layer, not a manifest",
+                "not a manifest" => b"[1, 2, 3]",
+                _ => b"{\"schemaVersion\":2}",
+            };
+            let bad = t.push("bad/repo", Some("latest"), bytes);
+            spoil(&t, &bad.digest);
+            for cfg in [Config::default(), tagged_only()] {
+                let err = t.fails(&cfg);
+                let path = t.v2().join(paths::blob_data(&bad.digest));
+                for part in [
+                    "bad/repo",
+                    &bad.digest.to_string(),
+                    &path.display().to_string(),
+                    want,
+                ] {
+                    assert!(err.contains(part), "{name}: {part:?} not in {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unusable_untagged_revision_or_child_fails_too() {
+        // An untagged revision: its subject could make it live.
+        let t = Tree::new();
+        let (ok_doc, _, _) = oci_image(&t, "fine", None);
+        t.push("r", Some("1"), &ok_doc);
+        let bad = t.push("r", None, b"not json");
+        let err = t.fails(&tagged_only());
+        assert!(err.contains(&bad.digest.to_string()), "{err}");
+
+        // An index child (read in a later wave).
+        let t = Tree::new();
+        let child = t.blob(b"\x1f\x8b a layer where a manifest should be");
+        let idx = index_doc(OCI_INDEX, &[(OCI_MANIFEST, child)]);
+        t.push("r", Some("1"), &idx);
+        let err = t.fails(&tagged_only());
+        assert!(err.contains(&child.digest.to_string()), "{err}");
+    }
+
+    #[test]
+    fn garbled_links_and_listing_problems_fail() {
+        let fine = |t: &Tree| {
+            let (doc, _, _) = oci_image(t, "fine", None);
+            t.push("r", Some("ok"), &doc)
+        };
+        // Empty and garbled tag links.
+        for content in [&b""[..], b"sha256:xyz", b"sha256:1234 and more"] {
+            let t = Tree::new();
+            fine(&t);
+            t.put(&paths::tag_current("r", "bad"), content);
+            for cfg in [Config::default(), tagged_only()] {
+                let err = t.fails(&cfg);
+                assert!(err.contains("tags/bad/current/link: bad link file"), "{err}");
+            }
+        }
+        // Empty revision link, and one naming another digest.
+        for content in ["".to_string(), Digest::sha256_of(b"else").to_string()] {
+            let t = Tree::new();
+            fine(&t);
+            let d = Digest::sha256_of(b"a revision");
+            t.put(&paths::revision_link("r", &d), content.as_bytes());
+            let err = t.fails(&Config::default());
+            assert!(err.contains(&paths::revision_link("r", &d)), "{err}");
+        }
+        // A revisions directory that is not a digest directory.
+        let t = Tree::new();
+        fine(&t);
+        t.put("repositories/r/_manifests/revisions/sha256/nothex/link", b"x");
+        let err = t.fails(&tagged_only());
+        assert!(err.contains("revisions/sha256/nothex"), "{err}");
+        // An unknown --repo.
+        let t = Tree::new();
+        fine(&t);
+        let err = t.fails(&Config {
+            repos: vec!["nope".into()],
+            ..Config::default()
+        });
+        assert!(err.contains("nope: no such repository"), "{err}");
+        // A tag directory without a current link is only a warning.
+        let t = Tree::new();
+        let ok = fine(&t);
+        fs::create_dir_all(t.v2().join(paths::tag_dir("r", "half"))).unwrap();
+        let g = t.refs(&tagged_only());
+        assert_eq!(g.repos[0].tags, vec![("ok".to_string(), ok.digest)]);
+    }
+
+    #[test]
+    fn written_output_ends_with_the_trailer() {
+        let t = Tree::new();
+        let (doc, _, _) = oci_image(&t, "one", None);
+        let (sdoc, _, _) = oci_image(&t, "sig", Some(&t.blob(&doc)));
+        t.push("w", Some("1"), &doc);
+        t.push("w", None, &sdoc);
+        let g = t.refs(&tagged_only());
+        let out = output(&g);
+        let RefRecord::End(end) = out.last().unwrap().clone() else {
+            panic!("last record is not the trailer");
+        };
+        assert_eq!(end, g.trailer());
+        assert_eq!(end.tool, "reg-refs");
+        let body = &out[..out.len() - 1];
+        assert!(body.iter().all(|r| !matches!(r, RefRecord::End(_))));
+        let count = |f: fn(&RefRecord) -> bool| body.iter().filter(|r| f(r)).count() as u64;
+        assert_eq!(count(|r| matches!(r, RefRecord::Tag { .. })), end.tags);
+        assert_eq!(count(|r| matches!(r, RefRecord::Revision { .. })), end.revisions);
+        assert_eq!(
+            count(|r| !matches!(r, RefRecord::Tag { .. } | RefRecord::Revision { .. })),
+            end.references
+        );
+        assert_eq!((end.repos, end.tags, end.manifests, end.references), (1, 1, 2, 5));
+        assert!(end.complete);
+    }
+}
