@@ -1,1 +1,1263 @@
-//! Not written yet: see its issue.
+//! `reg-orphans`: what nothing references.
+//!
+//! Two steps, and nothing is printed before both are done:
+//!
+//! 1. [`read_refs`] reads the whole output of `reg-refs` (and bare digest
+//!    lines) into compact sets — referenced blob digests, and live
+//!    (repository, manifest) pairs — and refuses input that does not prove
+//!    itself complete: no `reg-refs` trailer as the last record, a trailer
+//!    with `complete:false` (a `--repo` list), an `error` record, or a line it
+//!    cannot read. A cut pipeline (`reg-refs | head | reg-orphans`) must never
+//!    turn live data into orphans.
+//! 2. [`find`] walks the store in parallel — blobs by prefix directory, then
+//!    repositories — and collects every orphan kind of the contract; [`write()`]
+//!    prints them in a stable order with the trailer.
+//!
+//! The grace period (`min_age`) protects what was written recently, because
+//! the registry keeps writing while we look: a blob whose data file, or any
+//! `_layers` or revision link naming it, is younger than `min_age`; a
+//! revision link younger than `min_age`. A young revision the input does not
+//! name (pushed after `reg-refs` ran), and a stored tag the input does not
+//! name, also protect everything their manifest references (children,
+//! config, layers, subject), read from storage here: deleting the layers of
+//! a manifest pushed a minute ago would break it.
+//!
+//! Errors never make something live look orphaned: a listing problem keeps
+//! what it concerns (a repository with an unreadable part is not reported as
+//! empty; a layer link is reported only when its blob's `data` is confirmed
+//! absent), and a listing problem that could hide young link files withholds
+//! every blob orphan. Such problems are reported and make the exit status 1.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::cli::Messages;
+use crate::digest::{Digest, DigestSet, Prehashed};
+use crate::error::{Error, ErrorKind};
+use crate::layout::{check_repo_name, paths, Blob, LayerLink, Listing, Revision, Store, Upload};
+use crate::manifest;
+use crate::output::Out;
+use crate::record::{OrphanRecord, OrphansEnd};
+use crate::time::Time;
+
+/// The largest manifest read (the registry refuses to store larger ones).
+const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// What counts as old enough.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Blobs and links younger than this are never reported.
+    pub min_age: Duration,
+    /// Uploads started longer ago than this are reported.
+    pub upload_age: Duration,
+    /// The time ages are measured against (now; tests move it).
+    pub now: SystemTime,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            min_age: Duration::from_secs(3600),
+            upload_age: Duration::from_secs(168 * 3600),
+            now: SystemTime::now(),
+        }
+    }
+}
+
+impl Config {
+    fn old_enough(&self, mtime: SystemTime) -> bool {
+        Time(mtime).age(self.now) >= self.min_age
+    }
+}
+
+// ---- input -----------------------------------------------------------------
+
+/// Why the input was refused: the 1-based line and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// 0 when the problem is the input as a whole (empty).
+    pub line: u64,
+    pub msg: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "stdin: {}", self.msg)
+        } else {
+            write!(f, "stdin line {}: {}", self.line, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// (repository id, digest) pairs, 36 or 68 bytes each.
+#[derive(Default)]
+struct PairSet {
+    sha256: HashSet<(u32, [u8; 32]), Prehashed>,
+    sha512: HashSet<(u32, [u8; 64]), Prehashed>,
+}
+
+impl PairSet {
+    fn insert(&mut self, repo: u32, d: Digest) {
+        match d {
+            Digest::Sha256(b) => self.sha256.insert((repo, b)),
+            Digest::Sha512(b) => self.sha512.insert((repo, b)),
+        };
+    }
+
+    fn contains(&self, repo: u32, d: &Digest) -> bool {
+        match d {
+            Digest::Sha256(b) => self.sha256.contains(&(repo, *b)),
+            Digest::Sha512(b) => self.sha512.contains(&(repo, *b)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sha256.len() + self.sha512.len()
+    }
+}
+
+/// Counts of what the input held.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputStats {
+    pub lines: u64,
+    /// JSON records, the trailer included.
+    pub records: u64,
+    /// Bare digest lines.
+    pub bare_digests: u64,
+    /// Records of a kind this version does not know: every digest in them
+    /// was kept (with their repository, as a live revision too).
+    pub unknown: u64,
+}
+
+/// What the input references.
+#[derive(Default)]
+pub struct Refs {
+    /// Every digest named by any record or bare line: blobs to keep.
+    blobs: DigestSet,
+    /// Bare digest lines: kept as revisions in every repository too.
+    anywhere: DigestSet,
+    /// Live (repository, manifest) pairs.
+    pairs: PairSet,
+    /// Interned repository names.
+    repo_ids: HashMap<String, u32>,
+    pub stats: InputStats,
+}
+
+impl Refs {
+    /// Whether any record or line names this digest.
+    pub fn blob_referenced(&self, d: &Digest) -> bool {
+        self.blobs.contains(d)
+    }
+
+    /// Whether the revision `d` of `repo` is live.
+    pub fn revision_live(&self, repo: &str, d: &Digest) -> bool {
+        self.anywhere.contains(d)
+            || self
+                .repo_ids
+                .get(repo)
+                .is_some_and(|&id| self.pairs.contains(id, d))
+    }
+
+    /// Whether any record names this repository.
+    pub fn names_repo(&self, repo: &str) -> bool {
+        self.repo_ids.contains_key(repo)
+    }
+
+    /// Distinct referenced digests.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Distinct live (repository, manifest) pairs.
+    pub fn pair_count(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn repo_id(&mut self, repo: &str) -> u32 {
+        if let Some(&id) = self.repo_ids.get(repo) {
+            return id;
+        }
+        let id = self.repo_ids.len() as u32;
+        self.repo_ids.insert(repo.to_owned(), id);
+        id
+    }
+}
+
+/// The fields of a record this tool reads; every other field is ignored.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    repo: Option<Cow<'a, str>>,
+    #[serde(default)]
+    digest: Option<Digest>,
+    #[serde(default)]
+    manifest: Option<Digest>,
+    #[serde(default, borrow)]
+    tool: Option<Cow<'a, str>>,
+    #[serde(default)]
+    complete: Option<bool>,
+}
+
+/// Reads the whole input: `reg-refs` records ending with its trailer, and
+/// bare digest lines (`sha256:<hex>`, kept as blobs and, in every
+/// repository, as revisions). Blank lines are skipped. Refuses, naming the
+/// line, anything that is not a record or a digest, an `error` record, a
+/// record missing a field its kind needs, records after the trailer, and
+/// input without a complete `reg-refs` trailer as its last record.
+pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
+    let mut refs = Refs::default();
+    let mut buf = Vec::with_capacity(512);
+    let mut n: u64 = 0;
+    let mut trailer: Option<u64> = None;
+    loop {
+        buf.clear();
+        let got = input.read_until(b'\n', &mut buf).map_err(|e| InputError {
+            line: n + 1,
+            msg: format!("reading: {e}"),
+        })?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        let err = |msg: String| InputError { line: n, msg };
+        let text = std::str::from_utf8(&buf).map_err(|_| err("not UTF-8 text".into()))?;
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if let Some(t) = trailer {
+            return Err(err(format!(
+                "more input after the reg-refs trailer on line {t}: concatenated or garbled input"
+            )));
+        }
+        if !text.starts_with('{') {
+            let d =
+                Digest::parse(text).map_err(|e| err(format!("neither a JSON record nor a digest: {e}")))?;
+            refs.blobs.insert(d);
+            refs.anywhere.insert(d);
+            refs.stats.bare_digests += 1;
+            continue;
+        }
+        let rec: Line =
+            serde_json::from_str(text).map_err(|e| err(format!("not a reference record: {e}")))?;
+        refs.stats.records += 1;
+        if rec.kind == "end" {
+            check_trailer(&rec).map_err(err)?;
+            trailer = Some(n);
+            continue;
+        }
+        add_record(&mut refs, &rec).map_err(err)?;
+    }
+    refs.stats.lines = n;
+    if trailer.is_none() {
+        return Err(if refs.stats.records + refs.stats.bare_digests == 0 {
+            InputError {
+                line: 0,
+                msg: "no input: pipe the output of reg-refs into reg-orphans".into(),
+            }
+        } else {
+            InputError {
+                line: n,
+                msg: "input ends without the reg-refs trailer ({\"kind\":\"end\",\"tool\":\"reg-refs\",…}): \
+                      reg-refs failed or its output was cut; nothing is reported"
+                    .into(),
+            }
+        });
+    }
+    Ok(refs)
+}
+
+fn check_trailer(rec: &Line) -> Result<(), String> {
+    match rec.tool.as_deref() {
+        Some("reg-refs") => {}
+        Some(other) => {
+            return Err(format!(
+                "a trailer from {other:?}, not from reg-refs: reg-orphans reads the output of reg-refs"
+            ))
+        }
+        None => return Err("a trailer without \"tool\": reg-orphans reads the output of reg-refs".into()),
+    }
+    if rec.complete != Some(true) {
+        return Err(
+            "the reg-refs trailer does not say \"complete\":true: a list made with --repo \
+                    cannot show what is unreferenced; run reg-refs on every repository"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
+    let kind = rec.kind.as_ref();
+    let need = |field: &str| format!("a {kind:?} record without {field:?}");
+    let repo = match rec.repo.as_deref() {
+        Some(r) => {
+            check_repo_name(r)?;
+            Some(r)
+        }
+        None => None,
+    };
+    match kind {
+        "error" => return Err("an error record: the reference list is not complete".into()),
+        "tag" | "revision" | "manifest" | "config" | "layer" | "referrer" => {
+            let repo = repo.ok_or_else(|| need("repo"))?;
+            let digest = rec.digest.ok_or_else(|| need("digest"))?;
+            let id = refs.repo_id(repo);
+            refs.blobs.insert(digest);
+            match kind {
+                "tag" | "revision" => refs.pairs.insert(id, digest),
+                _ => {
+                    let m = rec.manifest.ok_or_else(|| need("manifest"))?;
+                    refs.blobs.insert(m);
+                    // The parent manifest is live in this repository; an
+                    // index child or a referrer is a live revision too.
+                    refs.pairs.insert(id, m);
+                    if matches!(kind, "manifest" | "referrer") {
+                        refs.pairs.insert(id, digest);
+                    }
+                }
+            }
+        }
+        _ => {
+            // A kind from a newer reg-refs: when in doubt, keep.
+            refs.stats.unknown += 1;
+            for d in rec.digest.iter().chain(rec.manifest.iter()) {
+                refs.blobs.insert(*d);
+                match repo {
+                    Some(r) => {
+                        let id = refs.repo_id(r);
+                        refs.pairs.insert(id, *d);
+                    }
+                    None => {
+                        refs.anywhere.insert(*d);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- the walk ----------------------------------------------------------------
+
+/// Everything found, sorted, ready to print.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Sorted by digest.
+    pub blobs: Vec<Blob>,
+    /// Sorted by repository, then digest.
+    pub revisions: Vec<(String, Revision)>,
+    /// `_layers` links whose blob is missing, sorted by repository, then digest.
+    pub layers: Vec<(String, LayerLink)>,
+    /// Sorted by repository, then id.
+    pub uploads: Vec<(String, Upload)>,
+    /// Sorted.
+    pub repos: Vec<String>,
+    /// Orphans not reported because they are younger than `min_age` (or
+    /// held by something that is).
+    pub too_young: u64,
+    pub stored_blobs: u64,
+    pub stored_bytes: u64,
+    /// Unreferenced blobs not reported because a listing problem may have
+    /// hidden a young link to them.
+    pub withheld_blobs: u64,
+}
+
+impl Found {
+    /// The trailer's counts.
+    pub fn trailer(&self) -> OrphansEnd {
+        OrphansEnd {
+            tool: "reg-orphans".into(),
+            blobs: self.blobs.len() as u64,
+            blob_bytes: self.blobs.iter().map(|b| b.size).sum(),
+            revisions: self.revisions.len() as u64,
+            layers: self.layers.len() as u64,
+            uploads: self.uploads.len() as u64,
+            upload_bytes: self.uploads.iter().map(|(_, u)| u.size).sum(),
+            repos: self.repos.len() as u64,
+            too_young: self.too_young,
+            stored_blobs: self.stored_blobs,
+            stored_bytes: self.stored_bytes,
+        }
+    }
+}
+
+/// Whether a listing problem may hide link files (young links, or a tag
+/// the input does not name). A garbled link, a tag directory without its
+/// link, or a name the registry could not have written hides none.
+fn may_hide_links(e: &Error) -> bool {
+    !matches!(
+        e.kind(),
+        ErrorKind::BadLink(_) | ErrorKind::BadName(_) | ErrorKind::MissingLink
+    )
+}
+
+struct BlobPart {
+    stored: Vec<Digest>,
+    bytes: u64,
+    candidates: Vec<Blob>,
+    too_young: u64,
+    errors: Vec<Error>,
+}
+
+/// What one repository holds that nothing references.
+#[derive(Default)]
+struct RepoScan {
+    revisions: Vec<Revision>,
+    layers: Vec<LayerLink>,
+    uploads: Vec<Upload>,
+    orphan_repo: bool,
+    /// Digests held by the grace period: young links, and everything a
+    /// young unreferenced revision or an unlisted tag references.
+    held: Vec<Digest>,
+    too_young: u64,
+    errors: Vec<Error>,
+    hides_links: bool,
+}
+
+/// Walks the store and collects every orphan. Problems with single paths
+/// are reported through `msgs` and keep what they concern; an unreadable
+/// manifest that the grace period must follow is fatal (nothing is printed).
+pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
+    let mut found = Found::default();
+
+    // Blobs: the stored set (to tell layer links whose blob is missing) and
+    // the unreferenced ones, which the repository walk may still hold.
+    let prefixes = store.blob_prefixes();
+    for e in prefixes.errors {
+        msgs.error(e);
+    }
+    let parts: Vec<BlobPart> = prefixes
+        .items
+        .par_iter()
+        .map(|p| {
+            let l = store.blobs_in(p);
+            let mut part = BlobPart {
+                stored: Vec::with_capacity(l.items.len()),
+                bytes: 0,
+                candidates: Vec::new(),
+                too_young: 0,
+                errors: l.errors,
+            };
+            for b in l.items {
+                part.stored.push(b.digest);
+                part.bytes += b.size;
+                if refs.blob_referenced(&b.digest) {
+                    continue;
+                }
+                if cfg.old_enough(b.mtime) {
+                    part.candidates.push(b);
+                } else {
+                    part.too_young += 1;
+                }
+            }
+            part
+        })
+        .collect();
+    let mut stored = DigestSet::new();
+    let mut candidates = Vec::new();
+    for p in parts {
+        for e in p.errors {
+            msgs.error(e);
+        }
+        found.stored_blobs += p.stored.len() as u64;
+        found.stored_bytes += p.bytes;
+        found.too_young += p.too_young;
+        for d in p.stored {
+            stored.insert(d);
+        }
+        candidates.extend(p.candidates);
+    }
+
+    // Repositories.
+    let repos = store.repositories();
+    let mut hides_links = false;
+    for e in repos.errors {
+        hides_links |= may_hide_links(&e);
+        msgs.error(e);
+    }
+    let scans: Vec<(String, anyhow::Result<RepoScan>)> = repos
+        .items
+        .into_par_iter()
+        .map(|r| {
+            let s = scan_repo(store, refs, cfg, &stored, &r);
+            (r, s)
+        })
+        .collect();
+    let mut held = DigestSet::new();
+    for (repo, scan) in scans {
+        let scan = scan?;
+        for e in scan.errors {
+            msgs.error(e);
+        }
+        hides_links |= scan.hides_links;
+        found.too_young += scan.too_young;
+        for d in scan.held {
+            held.insert(d);
+        }
+        found
+            .revisions
+            .extend(scan.revisions.into_iter().map(|x| (repo.clone(), x)));
+        found
+            .layers
+            .extend(scan.layers.into_iter().map(|x| (repo.clone(), x)));
+        found
+            .uploads
+            .extend(scan.uploads.into_iter().map(|x| (repo.clone(), x)));
+        if scan.orphan_repo {
+            found.repos.push(repo);
+        }
+    }
+
+    for b in candidates {
+        if held.contains(&b.digest) {
+            found.too_young += 1;
+        } else {
+            found.blobs.push(b);
+        }
+    }
+    if hides_links && !found.blobs.is_empty() {
+        msgs.error(format!(
+            "not reporting {} unreferenced blobs: a listing problem above may hide recent links to them",
+            found.blobs.len()
+        ));
+        found.withheld_blobs = found.blobs.len() as u64;
+        found.blobs.clear();
+    }
+
+    found.blobs.sort_by_key(|b| b.digest);
+    found
+        .revisions
+        .sort_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
+    found
+        .layers
+        .sort_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
+    found
+        .uploads
+        .sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+    found.repos.sort();
+    Ok(found)
+}
+
+/// The items of a listing; its errors go to `scan` (`links`: a listing of
+/// link files, whose problems may hide young links).
+fn take<T>(l: Listing<T>, scan: &mut RepoScan, links: bool) -> Vec<T> {
+    for e in l.errors {
+        scan.hides_links |= links && may_hide_links(&e);
+        scan.errors.push(e);
+    }
+    l.items
+}
+
+fn scan_repo(
+    store: &Store,
+    refs: &Refs,
+    cfg: &Config,
+    stored: &DigestSet,
+    repo: &str,
+) -> anyhow::Result<RepoScan> {
+    let mut scan = RepoScan::default();
+    let tags = store.tags(repo);
+    let revisions = store.revisions(repo);
+    let links = store.layer_links(repo);
+    let uploads = store.uploads(repo);
+    // A repository with any listing problem is never reported as empty.
+    let mut keep_repo = !(tags.errors.is_empty()
+        && revisions.errors.is_empty()
+        && links.errors.is_empty()
+        && uploads.errors.is_empty());
+    keep_repo |= !tags.items.is_empty() || refs.names_repo(repo);
+    let tags = take(tags, &mut scan, true);
+    let revisions = take(revisions, &mut scan, true);
+    let links = take(links, &mut scan, true);
+    let uploads = take(uploads, &mut scan, false);
+
+    // Roots of the grace closure: young revisions the input does not name,
+    // and tags the input does not name (pushed after reg-refs ran).
+    let unreferenced: HashMap<Digest, &Revision, Prehashed> = revisions
+        .iter()
+        .filter(|r| !refs.revision_live(repo, &r.digest))
+        .map(|r| (r.digest, r))
+        .collect();
+    let mut roots: Vec<Digest> = unreferenced
+        .values()
+        .filter(|r| !cfg.old_enough(r.mtime))
+        .map(|r| r.digest)
+        .collect();
+    roots.extend(
+        tags.iter()
+            .filter(|t| !refs.revision_live(repo, &t.digest))
+            .map(|t| t.digest),
+    );
+    let held_revisions = hold(store, repo, roots, &unreferenced, &mut scan.held)?;
+
+    for r in &revisions {
+        if !cfg.old_enough(r.mtime) {
+            scan.held.push(r.digest);
+        }
+        if !unreferenced.contains_key(&r.digest) {
+            keep_repo = true;
+        } else if held_revisions.contains(&r.digest) {
+            scan.too_young += 1;
+            keep_repo = true;
+        } else {
+            scan.revisions.push(r.clone());
+        }
+    }
+
+    for l in &links {
+        let young = !cfg.old_enough(l.mtime);
+        if young {
+            scan.held.push(l.digest);
+            keep_repo = true;
+        }
+        if stored.contains(&l.digest) {
+            continue;
+        }
+        // Not seen in blobs/: confirm, so that a blob directory we could
+        // not list never makes its links look dangling.
+        match store.blob_meta(&l.digest) {
+            Ok(None) if young => scan.too_young += 1,
+            Ok(None) => scan.layers.push(l.clone()),
+            Ok(Some(_)) => {}
+            Err(e) => scan.errors.push(e),
+        }
+    }
+
+    for u in uploads {
+        if u.started_at.age(cfg.now) >= cfg.upload_age {
+            scan.uploads.push(u);
+        } else {
+            keep_repo = true;
+        }
+    }
+    scan.orphan_repo = !keep_repo;
+    Ok(scan)
+}
+
+/// Follows the manifests `roots` of `repo` (and, through them, any
+/// unreferenced revision of `repo` they name), pushing every digest they
+/// reference onto `held`. Returns the unreferenced revisions so held.
+fn hold(
+    store: &Store,
+    repo: &str,
+    roots: Vec<Digest>,
+    unreferenced: &HashMap<Digest, &Revision, Prehashed>,
+    held: &mut Vec<Digest>,
+) -> anyhow::Result<HashSet<Digest, Prehashed>> {
+    let mut seen: HashSet<Digest, Prehashed> = HashSet::default();
+    let mut stack = roots;
+    while let Some(m) = stack.pop() {
+        if !seen.insert(m) {
+            continue;
+        }
+        held.push(m);
+        let rel = paths::blob_data(&m);
+        // Missing data: the image is already broken, nothing more to hold.
+        let Some(bytes) = store.read_blob(&m, MANIFEST_LIMIT)? else {
+            continue;
+        };
+        let bad = |why: String| Error::new(store.display(&rel), ErrorKind::BadManifest(why));
+        if !m.matches(&bytes) {
+            return Err(bad(format!(
+                "does not hash to {m}, and the recent manifest of {repo} it is cannot be followed"
+            ))
+            .into());
+        }
+        let parsed =
+            manifest::parse(&bytes).map_err(|e| bad(format!("{e} (a recent manifest of {repo})")))?;
+        for d in parsed.references() {
+            held.push(d.digest);
+            if unreferenced.contains_key(&d.digest) {
+                stack.push(d.digest);
+            }
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .filter(|d| unreferenced.contains_key(d))
+        .collect())
+}
+
+// ---- output ------------------------------------------------------------------
+
+/// Prints every orphan — blobs, revisions, layer links, uploads,
+/// repositories, each kind sorted — then the trailer.
+pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<OrphansEnd> {
+    for b in &found.blobs {
+        out.write(&OrphanRecord::Blob {
+            digest: b.digest,
+            size: b.size,
+            mtime: Time(b.mtime),
+        })?;
+    }
+    for (repo, r) in &found.revisions {
+        out.write(&OrphanRecord::Revision {
+            repo: repo.clone(),
+            digest: r.digest,
+            mtime: Time(r.mtime),
+        })?;
+    }
+    for (repo, l) in &found.layers {
+        out.write(&OrphanRecord::Layer {
+            repo: repo.clone(),
+            digest: l.digest,
+            mtime: Time(l.mtime),
+        })?;
+    }
+    for (repo, u) in &found.uploads {
+        out.write(&OrphanRecord::Upload {
+            repo: repo.clone(),
+            id: u.id.clone(),
+            size: u.size,
+            started_at: u.started_at,
+        })?;
+    }
+    for repo in &found.repos {
+        out.write(&OrphanRecord::Repo { repo: repo.clone() })?;
+    }
+    let end = found.trailer();
+    out.write(&OrphanRecord::End(end.clone()))?;
+    out.flush()?;
+    Ok(end)
+}
+
+/// The whole tool after argument parsing: reads all of `input`, walks,
+/// prints. Nothing reaches `out` unless the input is complete and the walk
+/// found nothing fatal.
+pub fn run<W: Write>(
+    store: &Store,
+    input: impl BufRead,
+    cfg: &Config,
+    out: &mut Out<W>,
+    msgs: &Messages,
+) -> anyhow::Result<(OrphansEnd, InputStats)> {
+    let refs = read_refs(input)?;
+    if refs.stats.unknown > 0 {
+        msgs.warn(format!(
+            "{} input records of a kind this version does not know: every digest in them was kept",
+            refs.stats.unknown
+        ));
+    }
+    let found = find(store, &refs, cfg, msgs)?;
+    let end = write(&found, out)?;
+    Ok((end, refs.stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Format;
+    use std::fs;
+    use std::path::Path;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn put(root: &Path, rel: &str, content: &[u8]) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+
+    fn age(root: &Path, rel: &str, by: Duration) {
+        let f = fs::File::options().write(true).open(root.join(rel)).unwrap();
+        f.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    fn blob(root: &Path, content: &[u8]) -> Digest {
+        let d = Digest::sha256_of(content);
+        put(root, &paths::blob_data(&d), content);
+        d
+    }
+
+    fn link(root: &Path, rel: &str, d: &Digest) {
+        put(root, rel, d.to_string().as_bytes());
+    }
+
+    /// A small image: config and layer blobs, the manifest blob, its
+    /// revision and _layers links in `repo`, and a tag if given.
+    struct Img {
+        manifest: Digest,
+        config: Digest,
+        layer: Digest,
+    }
+
+    fn image(root: &Path, repo: &str, tag: Option<&str>, name: &str) -> Img {
+        let config = blob(root, format!("{{\"config\":\"{name}\"}}").as_bytes());
+        let layer = blob(root, format!("layer of {name}").as_bytes());
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":1}}]}}"#,
+            manifest::OCI_MANIFEST
+        );
+        let manifest = blob(root, m.as_bytes());
+        link(root, &paths::revision_link(repo, &manifest), &manifest);
+        link(root, &paths::layer_link(repo, &config), &config);
+        link(root, &paths::layer_link(repo, &layer), &layer);
+        if let Some(t) = tag {
+            link(root, &paths::tag_current(repo, t), &manifest);
+        }
+        Img {
+            manifest,
+            config,
+            layer,
+        }
+    }
+
+    /// What reg-refs prints for one image, as root `kind` ("tag" or "revision").
+    fn refs_of(repo: &str, img: &Img, root_kind: &str) -> String {
+        let (m, c, l) = (img.manifest, img.config, img.layer);
+        let root = if root_kind == "tag" {
+            format!(r#"{{"kind":"tag","repo":"{repo}","tag":"t","digest":"{m}"}}"#)
+        } else {
+            format!(r#"{{"kind":"revision","repo":"{repo}","digest":"{m}"}}"#)
+        };
+        format!(
+            "{root}\n{{\"kind\":\"config\",\"repo\":\"{repo}\",\"manifest\":\"{m}\",\"digest\":\"{c}\",\"size\":1}}\n\
+             {{\"kind\":\"layer\",\"repo\":\"{repo}\",\"manifest\":\"{m}\",\"digest\":\"{l}\",\"size\":1}}\n"
+        )
+    }
+
+    const END: &str = r#"{"kind":"end","tool":"reg-refs","repos":1,"tags":1,"manifests":1,"references":2,"missing":0,"complete":true,"revisions":0}"#;
+
+    fn later(h: u32) -> Config {
+        Config {
+            min_age: HOUR,
+            upload_age: 168 * HOUR,
+            now: SystemTime::now() + HOUR * h,
+        }
+    }
+
+    /// Runs the tool on `v2` with `input`: (records, stdout, errors reported).
+    fn orphans(v2: &Path, input: &str, cfg: &Config) -> anyhow::Result<(Vec<serde_json::Value>, u64)> {
+        let store = Store::fs(v2);
+        let msgs = Messages::new("reg-orphans", true);
+        let mut out = Out::new(Vec::new(), Format::Json);
+        run(&store, input.as_bytes(), cfg, &mut out, &msgs)?;
+        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+        let recs = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        Ok((recs, msgs.errors()))
+    }
+
+    fn of_kind<'a>(recs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+        recs.iter().filter(|r| r["kind"] == kind).collect()
+    }
+
+    fn digests(recs: &[serde_json::Value], kind: &str) -> Vec<String> {
+        let mut v: Vec<String> = of_kind(recs, kind)
+            .iter()
+            .map(|r| r["digest"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn sorted(ds: &[Digest]) -> Vec<String> {
+        let mut v: Vec<String> = ds.iter().map(|d| d.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn reads_records_digests_and_the_trailer() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let c = Digest::sha256_of(b"c");
+        let input = format!(
+            "{b}\n\n{{\"kind\":\"manifest\",\"repo\":\"x/y\",\"manifest\":\"{a}\",\"digest\":\"{c}\",\"extra\":[1]}}\r\n{END}\n\n"
+        );
+        let refs = read_refs(input.as_bytes()).unwrap();
+        for d in [a, b, c] {
+            assert!(refs.blob_referenced(&d), "{d}");
+        }
+        assert!(refs.revision_live("x/y", &a));
+        assert!(refs.revision_live("x/y", &c));
+        assert!(!refs.revision_live("other", &a));
+        // A bare digest keeps its revision in every repository.
+        assert!(refs.revision_live("other", &b));
+        assert!(refs.names_repo("x/y"));
+        assert_eq!(refs.stats.records, 2);
+        assert_eq!(refs.stats.bare_digests, 1);
+        assert_eq!(refs.pair_count(), 2);
+        assert_eq!(refs.blob_count(), 3);
+    }
+
+    #[test]
+    fn refuses_incomplete_or_unreadable_input() {
+        let d = Digest::sha256_of(b"d");
+        let rec = format!(r#"{{"kind":"revision","repo":"r","digest":"{d}"}}"#);
+        let table: Vec<(String, u64, &str)> = vec![
+            (String::new(), 0, "no input"),
+            ("\n\n".into(), 0, "no input"),
+            (format!("{rec}\n"), 1, "without the reg-refs trailer"),
+            // Cut in the middle of a line.
+            (format!("{rec}\n{}", &rec[..20]), 2, "not a reference record"),
+            (format!("{rec}\n{}", &END[..30]), 2, "not a reference record"),
+            (
+                format!("{rec}\nhello\n{END}\n"),
+                2,
+                "neither a JSON record nor a digest",
+            ),
+            (
+                format!("{rec}\nsha256:abc\n{END}\n"),
+                2,
+                "neither a JSON record nor a digest",
+            ),
+            (
+                format!("{rec}\n{{\"repo\":\"r\"}}\n{END}\n"),
+                2,
+                "missing field `kind`",
+            ),
+            (format!("{rec}\n[1]\n{END}\n"), 2, "neither"),
+            (
+                format!("{{\"kind\":\"error\",\"message\":\"boom\"}}\n{END}\n"),
+                1,
+                "an error record",
+            ),
+            (
+                format!("{{\"kind\":\"layer\",\"repo\":\"r\",\"digest\":\"{d}\"}}\n{END}\n"),
+                1,
+                "without \"manifest\"",
+            ),
+            (
+                format!("{{\"kind\":\"tag\",\"repo\":\"r\",\"digest\":\"sha256:00\"}}\n{END}\n"),
+                1,
+                "invalid digest",
+            ),
+            (
+                format!("{{\"kind\":\"tag\",\"repo\":\"R/../x\",\"digest\":\"{d}\"}}\n{END}\n"),
+                1,
+                "invalid repository name",
+            ),
+            (
+                format!("{END}\n{rec}\n"),
+                2,
+                "more input after the reg-refs trailer on line 1",
+            ),
+            (format!("{END}\n{END}\n"), 2, "more input after"),
+            (
+                format!(
+                    "{rec}\n{}\n",
+                    END.replace("\"complete\":true", "\"complete\":false")
+                ),
+                2,
+                "--repo",
+            ),
+            (
+                format!("{rec}\n{}\n", END.replace(",\"complete\":true", "")),
+                2,
+                "--repo",
+            ),
+            (
+                format!("{rec}\n{}\n", END.replace("reg-refs", "reg-orphans")),
+                2,
+                "not from reg-refs",
+            ),
+            (format!("{rec}\n\u{0}\u{ff}\n{END}\n"), 2, "neither"),
+        ];
+        for (input, line, want) in table {
+            let e = read_refs(input.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("accepted {input:?}"));
+            assert_eq!(e.line, line, "{input:?}: {e}");
+            assert!(e.to_string().contains(want), "{input:?}: {e}");
+        }
+        let e = read_refs(&b"\xff\xfe\n"[..]).err().unwrap();
+        assert_eq!((e.line, e.msg.as_str()), (1, "not UTF-8 text"));
+    }
+
+    #[test]
+    fn unknown_kinds_keep_everything_they_name() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let input = format!(
+            "{{\"kind\":\"future\",\"repo\":\"r\",\"digest\":\"{a}\"}}\n{{\"kind\":\"future\",\"manifest\":\"{b}\"}}\n{END}\n"
+        );
+        let refs = read_refs(input.as_bytes()).unwrap();
+        assert_eq!(refs.stats.unknown, 2);
+        assert!(refs.blob_referenced(&a) && refs.blob_referenced(&b));
+        assert!(refs.revision_live("r", &a));
+        assert!(refs.revision_live("elsewhere", &b));
+    }
+
+    #[test]
+    fn cut_input_prints_nothing_even_with_orphans_in_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "r", Some("t"), "one");
+        blob(v2, b"orphan");
+        let full = format!("{}{END}\n", refs_of("r", &img, "tag"));
+        let (recs, errors) = orphans(v2, &full, &later(2)).unwrap();
+        assert_eq!(errors, 0);
+        assert_eq!(of_kind(&recs, "blob").len(), 1);
+        // Every cut of the input is refused, and nothing is printed.
+        let lines: Vec<&str> = full.lines().collect();
+        for n in 0..lines.len() {
+            let cut = lines[..n].join("\n");
+            let store = Store::fs(v2);
+            let msgs = Messages::new("reg-orphans", true);
+            let mut out = Out::new(Vec::new(), Format::Json);
+            let r = run(&store, cut.as_bytes(), &later(2), &mut out, &msgs);
+            assert!(r.is_err(), "cut after {n} lines accepted");
+            assert!(out.into_inner().unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn finds_every_kind_and_keeps_what_is_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let tagged = image(v2, "r", Some("t"), "tagged");
+        let untagged = image(v2, "r", None, "untagged");
+        let lone = blob(v2, b"uploaded, never referenced");
+        link(v2, &paths::layer_link("r", &lone), &lone);
+        // A _layers link whose blob is gone.
+        let gone = Digest::sha256_of(b"gone");
+        link(v2, &paths::layer_link("r", &gone), &gone);
+        // A repository whose only manifest was deleted: links stay.
+        let del = image(v2, "deleted/img", None, "deleted");
+        fs::remove_file(v2.join(paths::revision_link("deleted/img", &del.manifest))).unwrap();
+        // An empty repository.
+        fs::create_dir_all(v2.join("repositories/empty/_manifests")).unwrap();
+        // Stale uploads, with and without startedat, in a live repository.
+        put(
+            v2,
+            "repositories/r/_uploads/u-1/startedat",
+            b"2020-01-02T03:04:05Z",
+        );
+        put(v2, "repositories/r/_uploads/u-1/data", b"12345");
+        fs::create_dir_all(v2.join("repositories/r/_uploads/u-2")).unwrap();
+
+        let input = format!("{}{END}\n", refs_of("r", &tagged, "tag"));
+        let (recs, errors) = orphans(v2, &input, &later(200)).unwrap();
+        assert_eq!(errors, 0);
+        let mut want_blobs = vec![
+            untagged.manifest,
+            untagged.config,
+            untagged.layer,
+            lone,
+            del.manifest,
+            del.config,
+            del.layer,
+        ];
+        want_blobs.sort();
+        assert_eq!(digests(&recs, "blob"), sorted(&want_blobs));
+        assert_eq!(digests(&recs, "revision"), sorted(&[untagged.manifest]));
+        assert_eq!(of_kind(&recs, "revision")[0]["repo"], "r");
+        assert_eq!(digests(&recs, "layer"), sorted(&[gone]));
+        let ups: Vec<(&str, u64)> = of_kind(&recs, "upload")
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap(), r["size"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(ups, vec![("u-1", 5), ("u-2", 0)]);
+        assert_eq!(of_kind(&recs, "upload")[0]["started_at"], "2020-01-02T03:04:05Z");
+        let repos: Vec<&str> = of_kind(&recs, "repo")
+            .iter()
+            .map(|r| r["repo"].as_str().unwrap())
+            .collect();
+        assert_eq!(repos, vec!["deleted/img", "empty"]);
+        // Sizes add up to the bytes freed; the trailer says the same.
+        let end = recs.last().unwrap();
+        assert_eq!(end["kind"], "end");
+        assert_eq!(end["tool"], "reg-orphans");
+        let sum: u64 = recs.iter().map(|r| r["size"].as_u64().unwrap_or(0)).sum();
+        assert_eq!(
+            sum,
+            end["blob_bytes"].as_u64().unwrap() + end["upload_bytes"].as_u64().unwrap()
+        );
+        assert_eq!(end["blobs"], 7);
+        assert_eq!(end["stored_blobs"], 10);
+        assert_eq!(end["too_young"], 0);
+        // Kind order, each sorted: the output is deterministic.
+        let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        let mut k = kinds.clone();
+        k.dedup();
+        assert_eq!(k, vec!["blob", "revision", "layer", "upload", "repo", "end"]);
+        assert_eq!(orphans(v2, &input, &later(200)).unwrap().0, recs);
+
+        // With every revision as a root (reg-refs' default) the untagged
+        // image is live, and so is its repository.
+        let input = format!(
+            "{}{}{END}\n",
+            refs_of("r", &tagged, "tag"),
+            refs_of("r", &untagged, "revision")
+        );
+        let (recs, _) = orphans(v2, &input, &later(200)).unwrap();
+        assert_eq!(
+            digests(&recs, "blob"),
+            sorted(&[lone, del.manifest, del.config, del.layer])
+        );
+        assert!(of_kind(&recs, "revision").is_empty());
+    }
+
+    #[test]
+    fn grace_period_keeps_fresh_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let fresh = blob(v2, b"fresh");
+        let old = blob(v2, b"old");
+        age(v2, &paths::blob_data(&old), 2 * HOUR);
+        // An old blob with a fresh _layers link (a mount, a push in flight).
+        let relinked = blob(v2, b"relinked");
+        age(v2, &paths::blob_data(&relinked), 2 * HOUR);
+        link(v2, &paths::layer_link("r", &relinked), &relinked);
+        let (recs, _) = orphans(v2, &format!("{END}\n"), &later(0)).unwrap();
+        assert_eq!(digests(&recs, "blob"), sorted(&[old]));
+        assert_eq!(recs.last().unwrap()["too_young"], 2);
+        // Nor is the repository holding the fresh link.
+        assert!(of_kind(&recs, "repo").is_empty());
+        // Two hours on, all three are.
+        let (recs, _) = orphans(v2, &format!("{END}\n"), &later(3)).unwrap();
+        assert_eq!(digests(&recs, "blob"), sorted(&[fresh, old, relinked]));
+        assert_eq!(of_kind(&recs, "repo").len(), 1);
+        // --min-age 0s reports everything now.
+        let cfg = Config {
+            min_age: Duration::ZERO,
+            ..later(0)
+        };
+        let (recs, _) = orphans(v2, &format!("{END}\n"), &cfg).unwrap();
+        assert_eq!(of_kind(&recs, "blob").len(), 3);
+    }
+
+    #[test]
+    fn a_recent_untagged_manifest_keeps_its_old_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "r", None, "recent");
+        for d in [img.manifest, img.config, img.layer] {
+            age(v2, &paths::blob_data(&d), 2 * HOUR);
+        }
+        for d in [img.config, img.layer] {
+            age(v2, &paths::layer_link("r", &d), 2 * HOUR);
+        }
+        // Only the revision link is fresh (pushed after reg-refs ran).
+        let (recs, _) = orphans(v2, &format!("{END}\n"), &later(0)).unwrap();
+        assert!(of_kind(&recs, "blob").is_empty(), "{recs:?}");
+        assert!(of_kind(&recs, "revision").is_empty());
+        assert!(of_kind(&recs, "repo").is_empty());
+        assert_eq!(recs.last().unwrap()["too_young"], 4);
+        // Likewise a tag the input does not name, however old.
+        age(v2, &paths::revision_link("r", &img.manifest), 2 * HOUR);
+        link(v2, &paths::tag_current("r", "new"), &img.manifest);
+        age(v2, &paths::tag_current("r", "new"), 2 * HOUR);
+        let (recs, _) = orphans(v2, &format!("{END}\n"), &later(0)).unwrap();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        // A recent manifest that cannot be read stops the run.
+        fs::remove_dir_all(v2.join("repositories/r/_manifests/tags")).unwrap();
+        link(v2, &paths::revision_link("r", &img.manifest), &img.manifest);
+        fs::write(v2.join(paths::blob_data(&img.manifest)), b"garbage").unwrap();
+        let e = orphans(v2, &format!("{END}\n"), &later(0)).unwrap_err();
+        assert!(format!("{e:#}").contains("does not hash"), "{e:#}");
+    }
+
+    #[test]
+    fn a_blob_referenced_only_from_another_repository_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "one", Some("t"), "shared");
+        // Repository "two" has links to the same blobs and nothing else.
+        for d in [img.config, img.layer] {
+            link(v2, &paths::layer_link("two", &d), &d);
+        }
+        let input = format!("{}{END}\n", refs_of("one", &img, "tag"));
+        let (recs, errors) = orphans(v2, &input, &later(2)).unwrap();
+        assert_eq!(errors, 0);
+        assert!(of_kind(&recs, "blob").is_empty(), "{recs:?}");
+        assert!(of_kind(&recs, "layer").is_empty());
+        // "two" holds no tag and no revision: the repository is an orphan,
+        // but the blobs it links stay (another repository uses them).
+        let repos: Vec<&str> = of_kind(&recs, "repo")
+            .iter()
+            .map(|r| r["repo"].as_str().unwrap())
+            .collect();
+        assert_eq!(repos, vec!["two"]);
+        // A manifest revision live in one repository but not another.
+        link(v2, &paths::revision_link("two", &img.manifest), &img.manifest);
+        let (recs, _) = orphans(v2, &input, &later(2)).unwrap();
+        assert_eq!(digests(&recs, "revision"), sorted(&[img.manifest]));
+        assert_eq!(of_kind(&recs, "revision")[0]["repo"], "two");
+        assert!(of_kind(&recs, "blob").is_empty());
+    }
+
+    #[test]
+    fn uploads_age_by_startedat_or_directory_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "r", Some("t"), "x");
+        let recent = humantime::format_rfc3339_seconds(SystemTime::now() - HOUR).to_string();
+        put(v2, "repositories/r/_uploads/with/startedat", recent.as_bytes());
+        fs::create_dir_all(v2.join("repositories/r/_uploads/without")).unwrap();
+        // An upload alone in its repository keeps it while it is fresh.
+        fs::create_dir_all(v2.join("repositories/new/_uploads/busy")).unwrap();
+        let input = format!("{}{END}\n", refs_of("r", &img, "tag"));
+        let ids = |cfg: &Config| {
+            let (recs, _) = orphans(v2, &input, cfg).unwrap();
+            let mut ids: Vec<String> = of_kind(&recs, "upload")
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
+            ids.extend(
+                of_kind(&recs, "repo")
+                    .iter()
+                    .map(|r| format!("repo {}", r["repo"])),
+            );
+            ids
+        };
+        let at = |h: u32, upload_h: u32| Config {
+            upload_age: HOUR * upload_h,
+            ..later(h)
+        };
+        assert!(ids(&at(0, 168)).is_empty());
+        // startedat is an hour old; the directories are new.
+        assert_eq!(ids(&at(0, 1)), vec!["with"]);
+        assert_eq!(ids(&at(2, 1)), vec!["busy", "with", "without", "repo \"new\""]);
+        let zero = Config {
+            upload_age: Duration::ZERO,
+            ..later(0)
+        };
+        assert_eq!(ids(&zero), vec!["busy", "with", "without", "repo \"new\""]);
+        // An unreadable startedat is an error, and keeps the upload.
+        put(v2, "repositories/new/_uploads/busy/startedat", b"yesterday");
+        let (recs, errors) = orphans(v2, &input, &at(2, 1)).unwrap();
+        assert_eq!(errors, 1);
+        assert!(of_kind(&recs, "repo").is_empty());
+        assert_eq!(of_kind(&recs, "upload").len(), 2);
+    }
+
+    #[test]
+    fn listing_problems_keep_what_they_concern() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let old = blob(v2, b"unreferenced");
+        // A repository with a garbled revision link is not reported as
+        // empty, and a garbled link hides no young link: blobs still go.
+        let d = Digest::sha256_of(b"whatever");
+        put(v2, &paths::revision_link("r", &d), b"");
+        let (recs, errors) = orphans(v2, &format!("{END}\n"), &later(2)).unwrap();
+        assert_eq!(errors, 1);
+        assert!(of_kind(&recs, "repo").is_empty());
+        assert_eq!(digests(&recs, "blob"), sorted(&[old]));
+        // A directory that cannot be read (a file where a directory should
+        // be reads as one) may hide recent links: no blob is reported.
+        fs::remove_dir_all(v2.join("repositories/r")).unwrap();
+        put(
+            v2,
+            &format!("repositories/s/_layers/sha256/{}", old.hex()),
+            b"not a directory",
+        );
+        let (recs, errors) = orphans(v2, &format!("{END}\n"), &later(2)).unwrap();
+        assert!(errors >= 1, "{recs:?}");
+        assert!(of_kind(&recs, "blob").is_empty(), "{recs:?}");
+        assert!(of_kind(&recs, "repo").is_empty());
+    }
+}

@@ -8,6 +8,7 @@
 
 mod harness;
 mod ls;
+mod orphans;
 mod refs;
 
 use reg_tests::{registry_programs_available, Pushed, Registry, Scenario};

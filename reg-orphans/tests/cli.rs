@@ -1,0 +1,225 @@
+//! Tests of the reg-orphans binary on the recorded sample tree
+//! (`examples/registry`, read only). The end-to-end tests against a running
+//! registry live in `tests/`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use reg_core::layout::Store;
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry")
+}
+
+fn store() -> Store {
+    Store::fs(sample().join("docker/registry/v2"))
+}
+
+const END: &str = r#"{"kind":"end","tool":"reg-refs","repos":5,"tags":7,"manifests":0,"references":0,"missing":0,"complete":true,"revisions":0}"#;
+
+/// Runs reg-orphans on the sample with `args` and `stdin`.
+fn orphans(args: &[&str], stdin: &[u8]) -> Output {
+    run(Path::new(env!("CARGO_BIN_EXE_reg-orphans")), args, stdin)
+}
+
+fn run(exe: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(exe)
+        .arg(sample())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+#[track_caller]
+fn records(out: &Output) -> Vec<serde_json::Value> {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs: Vec<serde_json::Value> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let end = recs.last().expect("a trailer");
+    assert_eq!(
+        (&end["kind"], &end["tool"]),
+        (&"end".into(), &"reg-orphans".into())
+    );
+    recs
+}
+
+fn of_kind(recs: &[serde_json::Value], kind: &str) -> BTreeSet<String> {
+    recs.iter()
+        .filter(|r| r["kind"] == kind)
+        .map(|r| {
+            r.get("digest")
+                .or(r.get("id"))
+                .or(r.get("repo"))
+                .and_then(|v| v.as_str())
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every stored blob of the sample, as bare digest lines.
+fn all_blobs() -> Vec<String> {
+    let blobs = store().blobs();
+    assert!(blobs.errors.is_empty(), "{:?}", blobs.errors);
+    blobs.items.iter().map(|b| b.digest.to_string()).collect()
+}
+
+#[track_caller]
+fn refused(out: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.starts_with("reg-orphans: "), "{err}");
+    assert!(err.contains(want), "wanted {want:?} in:\n{err}");
+}
+
+#[test]
+fn every_blob_named_leaves_only_the_empty_repository_and_the_upload() {
+    let blobs = all_blobs();
+    assert_eq!(blobs.len(), 41);
+    let input = format!("{}\n{END}\n", blobs.join("\n"));
+    let recs = records(&orphans(
+        &["--min-age", "0s", "--upload-age", "0s"],
+        input.as_bytes(),
+    ));
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    assert_eq!(
+        of_kind(&recs, "repo"),
+        BTreeSet::from(["deleted/img".to_string()])
+    );
+    let uploads = store().uploads("org/team/app").items;
+    assert_eq!(of_kind(&recs, "upload"), BTreeSet::from([uploads[0].id.clone()]));
+    let end = recs.last().unwrap();
+    assert_eq!(end["stored_blobs"], 41);
+    assert_eq!(end["too_young"], 0);
+
+    // One digest left out: that blob, with its size.
+    let input = format!("{}\n{END}\n", blobs[1..].join("\n"));
+    let recs = records(&orphans(&["--min-age", "0s", "-q"], input.as_bytes()));
+    assert_eq!(of_kind(&recs, "blob"), BTreeSet::from([blobs[0].clone()]));
+    let size = store()
+        .blob_meta(&blobs[0].parse().unwrap())
+        .unwrap()
+        .unwrap()
+        .size;
+    assert_eq!(recs[0]["size"], size);
+    assert_eq!(recs.last().unwrap()["blob_bytes"], size);
+}
+
+#[test]
+fn with_reg_refs_output_no_referenced_blob_is_an_orphan() {
+    let refs_exe = Path::new(env!("CARGO_BIN_EXE_reg-orphans")).with_file_name("reg-refs");
+    if !refs_exe.is_file() {
+        eprintln!(
+            "skipping: {} not built (cargo build --workspace)",
+            refs_exe.display()
+        );
+        return;
+    }
+    for mode in [&[][..], &["--tagged-only"][..]] {
+        let refs = run(&refs_exe, mode, b"");
+        assert!(refs.status.success(), "{}", String::from_utf8_lossy(&refs.stderr));
+        let named: BTreeSet<String> = String::from_utf8(refs.stdout.clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .flat_map(|r| {
+                [r.get("digest"), r.get("manifest")]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let recs = records(&orphans(&["--min-age", "0s"], &refs.stdout));
+        let orphans = of_kind(&recs, "blob");
+        // Orphans and referenced blobs split the store exactly.
+        assert!(orphans.is_disjoint(&named), "{mode:?}");
+        let stored: BTreeSet<String> = all_blobs().into_iter().collect();
+        let live: BTreeSet<String> = stored.intersection(&named).cloned().collect();
+        assert_eq!(orphans.len() + live.len(), stored.len(), "{mode:?}");
+        assert!(of_kind(&recs, "repo").contains("deleted/img"));
+        if mode.is_empty() {
+            assert!(of_kind(&recs, "revision").is_empty());
+        } else {
+            assert!(!of_kind(&recs, "revision").is_empty());
+        }
+    }
+}
+
+#[test]
+fn cut_input_is_refused_with_nothing_on_stdout() {
+    let blobs = all_blobs();
+    // `reg-refs | head`: the trailer never arrives.
+    let input = blobs[..20].join("\n") + "\n";
+    refused(
+        &orphans(&["--min-age", "0s"], input.as_bytes()),
+        "stdin line 20: input ends without the reg-refs trailer",
+    );
+    // Cut in the middle of the last line.
+    let input = format!("{}\n{}", blobs.join("\n"), &END[..40]);
+    refused(
+        &orphans(&["--min-age", "0s"], input.as_bytes()),
+        "stdin line 42: ",
+    );
+    refused(&orphans(&[], b""), "no input");
+    // A list made for one repository cannot prove anything unreferenced.
+    let partial = END.replace("\"complete\":true", "\"complete\":false");
+    refused(&orphans(&[], format!("{partial}\n").as_bytes()), "--repo");
+}
+
+#[test]
+fn a_bad_line_is_refused_naming_it() {
+    let blobs = all_blobs();
+    let input = format!("{}\n{}\nnot a digest\n{END}\n", blobs[0], blobs[1]);
+    refused(
+        &orphans(&["--min-age", "0s"], input.as_bytes()),
+        "stdin line 3: neither a JSON record nor a digest",
+    );
+    let input = format!("{}\n{{\"kind\":\"error\",\"message\":\"x\"}}\n{END}\n", blobs[0]);
+    refused(&orphans(&[], input.as_bytes()), "stdin line 2: an error record");
+}
+
+#[test]
+fn tsv_prints_the_same_records() {
+    let input = format!("{}\n{END}\n", all_blobs()[1..].join("\n"));
+    let out = orphans(&["--min-age", "0s", "--tsv", "-q"], input.as_bytes());
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
+    assert_eq!(first[0], "blob");
+    assert_eq!(first[1], all_blobs()[0]);
+    assert!(text.lines().last().unwrap().starts_with("end\treg-orphans\t"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let out = orphans(&["--min-age", "soon"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
