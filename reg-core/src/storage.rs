@@ -76,6 +76,23 @@ pub trait Backend: Send + Sync {
     /// Moves `rel` (file or directory) to `trash/rel`, creating parents.
     /// False if `rel` was already gone.
     fn move_to_trash(&self, rel: &str, trash: &Path) -> Result<bool>;
+
+    /// Checks, without changing anything, that `rel` could be removed: the
+    /// same refusals as [`Backend::remove_dir_all`] (for dry runs).
+    fn check_removable(&self, rel: &str) -> Result<()> {
+        let _ = rel;
+        Ok(())
+    }
+
+    /// Makes `trash` ready for [`Backend::move_to_trash`]: creates it and
+    /// checks that moving there is a rename (same filesystem) and that it is
+    /// not inside the storage root. Backends without a trash refuse.
+    fn prepare_trash(&self, trash: &Path) -> Result<()> {
+        Err(Error::other(
+            trash,
+            "this storage backend cannot move to a trash directory",
+        ))
+    }
 }
 
 /// The filesystem backend, rooted at a `v2` directory.
@@ -279,6 +296,57 @@ impl Backend for Fs {
         })?;
         Ok(true)
     }
+
+    fn check_removable(&self, rel: &str) -> Result<()> {
+        self.check_mutable(rel).map(|_| ())
+    }
+
+    fn prepare_trash(&self, trash: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let v2 = self.v2.canonicalize().map_err(|e| Error::io(&self.v2, e))?;
+        // Where `trash` is (or would be), resolved before creating anything.
+        let mut existing = trash.to_path_buf();
+        let mut rest = Vec::new();
+        while fs::symlink_metadata(&existing).is_err() {
+            match (existing.file_name(), existing.parent()) {
+                (Some(n), Some(p)) => {
+                    rest.push(n.to_os_string());
+                    existing = if p.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        p.to_path_buf()
+                    };
+                }
+                _ => break,
+            }
+        }
+        let mut resolved = existing.canonicalize().map_err(|e| Error::io(&existing, e))?;
+        resolved.extend(rest.iter().rev());
+        if resolved.starts_with(&v2) {
+            return Err(Error::other(
+                trash,
+                format!(
+                    "the trash directory must be outside the storage root {}",
+                    v2.display()
+                ),
+            ));
+        }
+        fs::create_dir_all(trash).map_err(|e| Error::io(trash, e))?;
+        let t = trash.canonicalize().map_err(|e| Error::io(trash, e))?;
+        let tdev = fs::metadata(&t).map_err(|e| Error::io(&t, e))?.dev();
+        let vdev = fs::metadata(&v2).map_err(|e| Error::io(&v2, e))?.dev();
+        if tdev != vdev {
+            return Err(Error::other(
+                trash,
+                format!(
+                    "the trash directory must be on the same filesystem as the storage root {} \
+                     (moving is a rename; copying across filesystems is not done)",
+                    v2.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -336,5 +404,33 @@ mod tests {
         assert!(!fs_.move_to_trash("a/b/f", &trash).unwrap());
         assert!(fs_.remove_empty_dir("a/b").unwrap());
         assert!(!fs_.remove_empty_dir("a/nonempty").unwrap());
+    }
+
+    #[test]
+    fn trash_must_be_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        fs::create_dir_all(v2.join("blobs")).unwrap();
+        let fs_ = Fs::new(&v2);
+        assert!(fs_.prepare_trash(&dir.path().join("trash")).is_ok());
+        assert!(dir.path().join("trash").is_dir());
+        let err = fs_.prepare_trash(&v2.join("blobs/trash")).unwrap_err();
+        assert!(err.to_string().contains("outside the storage root"), "{err}");
+        assert!(fs_.prepare_trash(&v2).is_err());
+    }
+
+    #[test]
+    fn removal_does_not_follow_symlinks_inside_a_removed_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(v2.join("blobs/x")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("precious"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, v2.join("blobs/x/link")).unwrap();
+        let fs_ = Fs::new(&v2);
+        assert!(fs_.remove_dir_all("blobs/x").unwrap());
+        assert!(!v2.join("blobs/x").exists());
+        assert!(outside.join("precious").exists());
     }
 }
