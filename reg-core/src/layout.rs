@@ -277,7 +277,12 @@ impl Store {
     /// Reads a link file: `Ok(None)` if absent, an error naming the path if it
     /// is empty, too long, or not exactly a digest.
     pub fn read_link(&self, rel: &str) -> Result<Option<Digest>> {
-        let Some(bytes) = self.backend.read(rel, LINK_LIMIT).map_err(|e| {
+        Ok(self.read_link_meta(rel)?.map(|(d, _)| d))
+    }
+
+    /// [`Store::read_link`] and the link file's mtime, from one open.
+    pub fn read_link_meta(&self, rel: &str) -> Result<Option<(Digest, SystemTime)>> {
+        let Some((bytes, meta)) = self.backend.read_with_meta(rel, LINK_LIMIT).map_err(|e| {
             if matches!(e.kind(), ErrorKind::Other(_)) {
                 Error::new(
                     self.display(rel),
@@ -296,7 +301,7 @@ impl Store {
             return Err(Error::new(self.display(rel), ErrorKind::BadLink("empty".into())));
         }
         Digest::parse(text)
-            .map(Some)
+            .map(|d| Some((d, meta.mtime)))
             .map_err(|e| Error::new(self.display(rel), ErrorKind::BadLink(e.to_string())))
     }
 
@@ -452,7 +457,7 @@ impl Store {
     /// `Ok(None)` if the directory has no link (deleted through the API).
     fn dir_link(&self, dir: &str, d: Digest) -> Result<Option<SystemTime>> {
         let rel = format!("{dir}/link");
-        let Some(linked) = self.read_link(&rel)? else {
+        let Some((linked, mtime)) = self.read_link_meta(&rel)? else {
             return Ok(None);
         };
         if linked != d {
@@ -461,8 +466,7 @@ impl Store {
                 ErrorKind::BadLink(format!("names {linked}, but its directory is {d}")),
             ));
         }
-        let meta = self.backend.stat(&rel)?;
-        Ok(meta.map(|m| m.mtime))
+        Ok(Some(mtime))
     }
 
     /// The tags of `repo`, sorted by name. A tag directory without
@@ -490,16 +494,12 @@ impl Store {
                 continue;
             }
             let link = paths::tag_current(repo, &e.name);
-            match self.read_link(&link) {
-                Ok(Some(digest)) => match self.backend.stat(&link) {
-                    Ok(Some(m)) => out.items.push(Tag {
-                        name: e.name,
-                        digest,
-                        mtime: m.mtime,
-                    }),
-                    Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
-                    Err(err) => out.push_err(err),
-                },
+            match self.read_link_meta(&link) {
+                Ok(Some((digest, mtime))) => out.items.push(Tag {
+                    name: e.name,
+                    digest,
+                    mtime,
+                }),
                 Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
                 Err(err) => out.push_err(err),
             }
@@ -644,8 +644,9 @@ impl Store {
         out
     }
 
-    /// The blobs under one prefix directory, sorted by digest.
-    pub fn blobs_in(&self, p: &BlobPrefix) -> Listing<Blob> {
+    /// The digests of the blob directories under one prefix directory,
+    /// sorted, without looking inside them (no `stat` of `data`).
+    pub fn blob_digests_in(&self, p: &BlobPrefix) -> Listing<Digest> {
         let mut out = Listing::default();
         let dir = format!("{}/{}/{}", paths::BLOBS, p.alg.name(), p.prefix);
         let entries = match self.backend.list(&dir) {
@@ -679,21 +680,45 @@ impl Store {
                     continue;
                 }
             };
-            match self.backend.stat(&format!("{rel}/data")) {
-                Ok(Some(m)) if !m.is_dir => out.items.push(Blob {
-                    digest: d,
-                    size: m.size,
-                    mtime: m.mtime,
-                }),
-                Ok(Some(_)) => out.push_err(Error::other(
-                    self.display(&format!("{rel}/data")),
-                    "is a directory",
-                )),
-                Ok(None) => out.push_err(Error::new(self.display(&rel), ErrorKind::MissingData)),
-                Err(err) => out.push_err(err),
+            out.items.push(d);
+        }
+        out.items.sort();
+        out
+    }
+
+    /// The blob `d` as stored: size and mtime of its `data` file. A blob
+    /// directory without `data` is an error of kind [`ErrorKind::MissingData`].
+    pub fn blob(&self, d: &Digest) -> Result<Option<Blob>> {
+        let rel = paths::blob_dir(d);
+        let data = format!("{rel}/data");
+        match self.backend.stat(&data)? {
+            Some(m) if !m.is_dir => Ok(Some(Blob {
+                digest: *d,
+                size: m.size,
+                mtime: m.mtime,
+            })),
+            Some(_) => Err(Error::other(self.display(&data), "is a directory")),
+            None if self.backend.stat(&rel)?.is_some() => {
+                Err(Error::new(self.display(&rel), ErrorKind::MissingData))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The blobs under one prefix directory, sorted by digest.
+    pub fn blobs_in(&self, p: &BlobPrefix) -> Listing<Blob> {
+        let digests = self.blob_digests_in(p);
+        let mut out = Listing {
+            items: Vec::with_capacity(digests.items.len()),
+            errors: digests.errors,
+        };
+        for d in digests.items {
+            match self.blob(&d) {
+                Ok(Some(b)) => out.items.push(b),
+                Ok(None) => {}
+                Err(e) => out.push_err(e),
             }
         }
-        out.items.sort_by_key(|a| a.digest);
         out
     }
 

@@ -195,8 +195,9 @@ pub struct OrphansEnd {
     pub repos: u64,
     /// Orphans younger than the grace period, not reported.
     pub too_young: u64,
+    /// Blob directories stored (sizes are looked up only for orphans: `reg-ls
+    /// --kind blob` tells the stored bytes).
     pub stored_blobs: u64,
-    pub stored_bytes: u64,
 }
 
 #[cfg(test)]

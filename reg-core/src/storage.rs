@@ -61,6 +61,16 @@ pub trait Backend: Send + Sync {
     /// `None` if it does not exist.
     fn read(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>>;
 
+    /// Like [`Backend::read`], with the object's metadata. Backends that can
+    /// answer both from one open (the filesystem: `fstat` on the open file)
+    /// override this; link files are read this way by the millions.
+    fn read_with_meta(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>> {
+        let Some(bytes) = self.read(rel, limit)? else {
+            return Ok(None);
+        };
+        Ok(self.stat(rel)?.map(|m| (bytes, m)))
+    }
+
     /// A reader over `rel`, for content too large to read at once.
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
@@ -215,18 +225,33 @@ impl Backend for Fs {
     }
 
     fn read(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.read_with_meta(rel, limit)?.map(|(bytes, _)| bytes))
+    }
+
+    fn read_with_meta(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>> {
         let path = self.path(rel);
         let Some(f) = not_found(fs::File::open(&path), &path)? else {
             return Ok(None);
         };
-        let mut buf = Vec::new();
+        let m = f.metadata().map_err(|e| Error::io(&path, e))?;
+        let meta = Meta {
+            size: m.len(),
+            mtime: m.modified().map_err(|e| Error::io(&path, e))?,
+            is_dir: m.is_dir(),
+        };
+        if meta.size > limit {
+            return Err(Error::other(path, format!("larger than {limit} bytes")));
+        }
+        // Sized from fstat, so a small file takes one read plus the one
+        // that sees its end (read_to_end's default growth takes several).
+        let mut buf = Vec::with_capacity(meta.size as usize + 1);
         f.take(limit.saturating_add(1))
             .read_to_end(&mut buf)
             .map_err(|e| Error::io(&path, e))?;
         if buf.len() as u64 > limit {
             return Err(Error::other(path, format!("larger than {limit} bytes")));
         }
-        Ok(Some(buf))
+        Ok(Some((buf, meta)))
     }
 
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>> {

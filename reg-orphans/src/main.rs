@@ -50,7 +50,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (end, input) = orphans::run(&store, stdin.lock(), &cfg, &mut out, &msgs)?;
     msgs.summary(format!(
         "orphans: {} blobs ({} bytes), {} revisions, {} layer links, {} uploads ({} bytes), {} repos; \
-         {} too young to report; stored: {} blobs ({} bytes); read {} input lines",
+         {} too young to report; stored: {} blobs; read {} input lines",
         end.blobs,
         end.blob_bytes,
         end.revisions,
@@ -60,7 +60,6 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         end.repos,
         end.too_young,
         end.stored_blobs,
-        end.stored_bytes,
         input.lines,
     ));
     Ok(msgs.exit_code())

@@ -75,7 +75,6 @@ fn orphan_blobs_equal_the_registry_gc_dry_run() {
     let end = trailer(&recs);
     assert!(end["too_young"].as_u64().unwrap() >= 4, "{end}");
     assert_eq!(end["stored_blobs"], p.blobs.len() as u64);
-    assert_eq!(end["stored_bytes"], p.blobs.values().sum::<u64>());
 
     let run = orphans(&reg, &["--min-age", "0s"], &input);
     run.success();
