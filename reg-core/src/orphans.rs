@@ -32,6 +32,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
@@ -98,11 +99,137 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// (repository id, digest) pairs, 36 or 68 bytes each.
+/// A set built by pushing and then sorted once ([`SortedSet::finish`]):
+/// exactly the size of its keys, without a hash table's slack (a table of a
+/// million digests can take twice their size). Lookups are binary searches.
+struct SortedSet<K> {
+    items: Vec<K>,
+    /// How many items the last compaction left.
+    clean: usize,
+    /// For large sets of digests: where the items whose first two bytes
+    /// are `p` start (`index[p]`) and end (`index[p + 1]`), so that a lookup
+    /// searches a few items instead of the whole list.
+    index: Vec<u32>,
+}
+
+impl<K> Default for SortedSet<K> {
+    fn default() -> SortedSet<K> {
+        SortedSet {
+            items: Vec::new(),
+            clean: 0,
+            index: Vec::new(),
+        }
+    }
+}
+
+/// A key of a [`SortedSet`]; digests say their first two bytes (uniformly
+/// random, so they index the set evenly).
+trait Key: Ord + Copy {
+    fn top16(&self) -> Option<u16> {
+        None
+    }
+}
+
+impl<const N: usize> Key for [u8; N] {
+    fn top16(&self) -> Option<u16> {
+        Some(u16::from_be_bytes([self[0], self[1]]))
+    }
+}
+
+impl<const N: usize> Key for (u32, [u8; N]) {}
+
+impl Key for u32 {}
+
+impl<K: Key> SortedSet<K> {
+    fn insert(&mut self, k: K) {
+        if self.items.last() == Some(&k) {
+            return;
+        }
+        self.items.push(k);
+        // Sorting away duplicates whenever the list doubles keeps it within
+        // twice the set's size while reading.
+        if self.items.len() >= 2 * self.clean.max(1 << 16) {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        self.items.sort_unstable();
+        self.items.dedup();
+        self.clean = self.items.len();
+    }
+
+    /// Sorts and dedups: call once every key is in, before any lookup.
+    fn finish(&mut self) {
+        self.compact();
+        self.items.shrink_to_fit();
+        self.index.clear();
+        if self.items.len() >= 1 << 16 && self.items[0].top16().is_some() {
+            self.index = (0..=1u32 << 16)
+                .map(|p| self.items.partition_point(|k| k.top16().map_or(0, u32::from) < p) as u32)
+                .collect();
+        }
+    }
+
+    fn position(&self, k: &K) -> Option<usize> {
+        match k.top16() {
+            Some(p) if !self.index.is_empty() => {
+                let (lo, hi) = (
+                    self.index[p as usize] as usize,
+                    self.index[p as usize + 1] as usize,
+                );
+                self.items[lo..hi].binary_search(k).ok().map(|i| lo + i)
+            }
+            _ => self.items.binary_search(k).ok(),
+        }
+    }
+
+    fn contains(&self, k: &K) -> bool {
+        self.position(k).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// A set of digests, 32 bytes a sha256 one (see [`SortedSet`]).
+#[derive(Default)]
+struct Digests {
+    sha256: SortedSet<[u8; 32]>,
+    sha512: SortedSet<[u8; 64]>,
+}
+
+impl Digests {
+    fn insert(&mut self, d: Digest) {
+        match d {
+            Digest::Sha256(b) => self.sha256.insert(b),
+            Digest::Sha512(b) => self.sha512.insert(b),
+        }
+    }
+
+    fn finish(&mut self) {
+        self.sha256.finish();
+        self.sha512.finish();
+    }
+
+    fn contains(&self, d: &Digest) -> bool {
+        match d {
+            Digest::Sha256(b) => self.sha256.contains(b),
+            Digest::Sha512(b) => self.sha512.contains(b),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.sha256.len() + self.sha512.len()
+    }
+}
+
+/// (repository id, digest) pairs, 36 or 68 bytes each (see [`SortedSet`]).
 #[derive(Default)]
 struct PairSet {
-    sha256: HashSet<(u32, [u8; 32]), Prehashed>,
-    sha512: HashSet<(u32, [u8; 64]), Prehashed>,
+    sha256: SortedSet<(u32, [u8; 32])>,
+    sha512: SortedSet<(u32, [u8; 64])>,
 }
 
 impl PairSet {
@@ -110,7 +237,12 @@ impl PairSet {
         match d {
             Digest::Sha256(b) => self.sha256.insert((repo, b)),
             Digest::Sha512(b) => self.sha512.insert((repo, b)),
-        };
+        }
+    }
+
+    fn finish(&mut self) {
+        self.sha256.finish();
+        self.sha512.finish();
     }
 
     fn contains(&self, repo: u32, d: &Digest) -> bool {
@@ -122,6 +254,24 @@ impl PairSet {
 
     fn len(&self) -> usize {
         self.sha256.len() + self.sha512.len()
+    }
+}
+
+/// One bit per item of a [`SortedSet`], settable from parallel workers.
+#[derive(Default)]
+struct Bits(Vec<AtomicU64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn set(&self, i: usize) {
+        self.0[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+    }
+
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
     }
 }
 
@@ -142,11 +292,17 @@ pub struct InputStats {
 #[derive(Default)]
 pub struct Refs {
     /// Every digest named by any record or bare line: blobs to keep.
-    blobs: DigestSet,
+    blobs: Digests,
+    /// Which of `blobs` the blob walk found stored (by position).
+    stored256: Bits,
+    stored512: Bits,
     /// Bare digest lines: kept as revisions in every repository too.
-    anywhere: DigestSet,
+    anywhere: Digests,
     /// Live (repository, manifest) pairs.
     pairs: PairSet,
+    /// The last (repository, manifest) of an edge record: edges come
+    /// grouped by manifest, so most repeats are skipped before sorting.
+    last_edge: Option<(u32, Digest)>,
     /// Interned repository names.
     repo_ids: HashMap<String, u32>,
     pub stats: InputStats,
@@ -156,6 +312,40 @@ impl Refs {
     /// Whether any record or line names this digest.
     pub fn blob_referenced(&self, d: &Digest) -> bool {
         self.blobs.contains(d)
+    }
+
+    /// Sorts the sets once the whole input is read.
+    fn finish(&mut self) {
+        self.blobs.finish();
+        self.anywhere.finish();
+        self.pairs.finish();
+        self.stored256 = Bits::new(self.blobs.sha256.len());
+        self.stored512 = Bits::new(self.blobs.sha512.len());
+    }
+
+    /// If the input names `d`: notes that it is stored, and says true.
+    fn mark_stored(&self, d: &Digest) -> bool {
+        let (pos, bits) = match d {
+            Digest::Sha256(b) => (self.blobs.sha256.position(b), &self.stored256),
+            Digest::Sha512(b) => (self.blobs.sha512.position(b), &self.stored512),
+        };
+        pos.map(|i| bits.set(i)).is_some()
+    }
+
+    /// Whether the input names `d` and the blob walk found it stored.
+    fn referenced_and_stored(&self, d: &Digest) -> bool {
+        match d {
+            Digest::Sha256(b) => self
+                .blobs
+                .sha256
+                .position(b)
+                .is_some_and(|i| self.stored256.get(i)),
+            Digest::Sha512(b) => self
+                .blobs
+                .sha512
+                .position(b)
+                .is_some_and(|i| self.stored512.get(i)),
+        }
     }
 
     /// Whether the revision `d` of `repo` is live.
@@ -260,6 +450,7 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
         add_record(&mut refs, &rec).map_err(err)?;
     }
     refs.stats.lines = n;
+    refs.finish();
     if trailer.is_none() {
         return Err(if refs.stats.records + refs.stats.bare_digests == 0 {
             InputError {
@@ -319,10 +510,13 @@ fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
                 "tag" | "revision" => refs.pairs.insert(id, digest),
                 _ => {
                     let m = rec.manifest.ok_or_else(|| need("manifest"))?;
-                    refs.blobs.insert(m);
                     // The parent manifest is live in this repository; an
                     // index child or a referrer is a live revision too.
-                    refs.pairs.insert(id, m);
+                    if refs.last_edge != Some((id, m)) {
+                        refs.blobs.insert(m);
+                        refs.pairs.insert(id, m);
+                        refs.last_edge = Some((id, m));
+                    }
                     if matches!(kind, "manifest" | "referrer") {
                         refs.pairs.insert(id, digest);
                     }
@@ -402,8 +596,10 @@ fn may_hide_links(e: &Error) -> bool {
 }
 
 struct BlobPart {
-    stored: Vec<Digest>,
+    stored: u64,
     candidates: Vec<Blob>,
+    /// Unreferenced blobs stored but not candidates (young, or unreadable).
+    kept: Vec<Digest>,
     too_young: u64,
     errors: Vec<Error>,
 }
@@ -429,8 +625,10 @@ struct RepoScan {
 pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
     let mut found = Found::default();
 
-    // Blobs: the stored set (to tell layer links whose blob is missing) and
-    // the unreferenced ones, which the repository walk may still hold.
+    // Blobs: which are stored (to tell layer links whose blob is missing:
+    // bits in `refs` for the referenced ones, the candidates and `kept` for
+    // the others) and the unreferenced ones, which the repository walk may
+    // still hold.
     let prefixes = store.blob_prefixes();
     for e in prefixes.errors {
         msgs.error(e);
@@ -443,22 +641,24 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             // at a million blobs the referenced ones need no system call.
             let l = store.blob_digests_in(p);
             let mut part = BlobPart {
-                stored: Vec::with_capacity(l.items.len()),
+                stored: 0,
                 candidates: Vec::new(),
+                kept: Vec::new(),
                 too_young: 0,
                 errors: l.errors,
             };
             for d in l.items {
-                if refs.blob_referenced(&d) {
-                    part.stored.push(d);
+                if refs.mark_stored(&d) {
+                    part.stored += 1;
                     continue;
                 }
                 match store.blob(&d) {
                     Ok(Some(b)) => {
-                        part.stored.push(d);
+                        part.stored += 1;
                         if cfg.old_enough(b.mtime) {
                             part.candidates.push(b);
                         } else {
+                            part.kept.push(d);
                             part.too_young += 1;
                         }
                     }
@@ -467,7 +667,8 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
                     Err(e) => {
                         // Kept: its directory is there, so links to it are
                         // not reported either.
-                        part.stored.push(d);
+                        part.stored += 1;
+                        part.kept.push(d);
                         part.errors.push(e);
                     }
                 }
@@ -475,19 +676,25 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             part
         })
         .collect();
-    let mut stored = DigestSet::new();
     let mut candidates = Vec::new();
+    let mut kept = Vec::new();
     for p in parts {
         for e in p.errors {
             msgs.error(e);
         }
-        found.stored_blobs += p.stored.len() as u64;
+        found.stored_blobs += p.stored;
         found.too_young += p.too_young;
-        for d in p.stored {
-            stored.insert(d);
-        }
         candidates.extend(p.candidates);
+        kept.extend(p.kept);
     }
+    // By digest: the order they are printed in, and to look them up.
+    candidates.sort_by_key(|b| b.digest);
+    kept.sort_unstable();
+    let stored = Stored {
+        refs,
+        candidates: &candidates,
+        kept: &kept,
+    };
 
     // Repositories.
     let repos = store.repositories();
@@ -529,13 +736,15 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         }
     }
 
-    for b in candidates {
-        if held.contains(&b.digest) {
+    drop(kept);
+    candidates.retain(|b| {
+        let keep = !held.contains(&b.digest);
+        if !keep {
             found.too_young += 1;
-        } else {
-            found.blobs.push(b);
         }
-    }
+        keep
+    });
+    found.blobs = candidates;
     if hides_links && !found.blobs.is_empty() {
         msgs.error(format!(
             "not reporting {} unreferenced blobs: a listing problem above may hide recent links to them",
@@ -545,7 +754,6 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         found.blobs.clear();
     }
 
-    found.blobs.sort_by_key(|b| b.digest);
     found
         .revisions
         .sort_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
@@ -557,6 +765,23 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         .sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
     found.repos.sort();
     Ok(found)
+}
+
+/// Which blobs the blob walk found stored.
+struct Stored<'a> {
+    refs: &'a Refs,
+    /// Sorted by digest.
+    candidates: &'a [Blob],
+    /// Sorted.
+    kept: &'a [Digest],
+}
+
+impl Stored<'_> {
+    fn contains(&self, d: &Digest) -> bool {
+        self.refs.referenced_and_stored(d)
+            || self.candidates.binary_search_by_key(d, |b| b.digest).is_ok()
+            || self.kept.binary_search(d).is_ok()
+    }
 }
 
 /// The items of a listing; its errors go to `scan` (`links`: a listing of
@@ -573,7 +798,7 @@ fn scan_repo(
     store: &Store,
     refs: &Refs,
     cfg: &Config,
-    stored: &DigestSet,
+    stored: &Stored,
     repo: &str,
 ) -> anyhow::Result<RepoScan> {
     let mut scan = RepoScan::default();
@@ -1107,6 +1332,78 @@ mod tests {
             sorted(&[lone, del.manifest, del.config, del.layer])
         );
         assert!(of_kind(&recs, "revision").is_empty());
+    }
+
+    #[test]
+    fn layer_links_are_reported_only_when_their_blob_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "r", Some("t"), "live");
+        // Referenced by the input, never stored: a broken image's link.
+        let rgone = Digest::sha256_of(b"referenced, never stored");
+        // Unreferenced: young and stored, old and stored, never stored.
+        let young = blob(v2, b"unreferenced, young");
+        let old = blob(v2, b"unreferenced, old");
+        let gone = Digest::sha256_of(b"unreferenced, never stored");
+        for d in [img.manifest, img.config, img.layer, old] {
+            age(v2, &paths::blob_data(&d), 2 * HOUR);
+        }
+        for d in [img.config, img.layer, rgone, young, old, gone] {
+            if ![img.config, img.layer].contains(&d) {
+                link(v2, &paths::layer_link("r", &d), &d);
+            }
+            age(v2, &paths::layer_link("r", &d), 2 * HOUR);
+        }
+        age(v2, &paths::revision_link("r", &img.manifest), 2 * HOUR);
+        let input = format!(
+            "{}{{\"kind\":\"layer\",\"repo\":\"r\",\"manifest\":\"{}\",\"digest\":\"{rgone}\",\"size\":1}}\n{END}\n",
+            refs_of("r", &img, "tag"),
+            img.manifest
+        );
+        let (recs, errors) = orphans(v2, &input, &later(0)).unwrap();
+        assert_eq!(errors, 0);
+        assert_eq!(digests(&recs, "layer"), sorted(&[rgone, gone]));
+        assert_eq!(digests(&recs, "blob"), sorted(&[old]));
+        assert_eq!(recs.last().unwrap()["stored_blobs"], 5);
+        assert_eq!(recs.last().unwrap()["too_young"], 1);
+    }
+
+    #[test]
+    fn sorted_sets_dedup_across_compactions() {
+        let mut s: SortedSet<u32> = SortedSet::default();
+        // Enough pushes to compact several times, each value many times.
+        for round in 0..5u32 {
+            for i in 0..70_000u32 {
+                s.insert((i * 7919 + round) % 100_000);
+            }
+        }
+        s.finish();
+        let want: std::collections::BTreeSet<u32> = (0..5u32)
+            .flat_map(|round| (0..70_000u32).map(move |i| (i * 7919 + round) % 100_000))
+            .collect();
+        assert_eq!(s.len(), want.len());
+        assert!(want.iter().all(|k| s.contains(k)));
+        assert!(!s.contains(&100_000));
+        // Digests, indexed by their first two bytes.
+        let mut d: SortedSet<[u8; 32]> = SortedSet::default();
+        let keys: Vec<[u8; 32]> = (0..200_000u32)
+            .map(|i| *Digest::sha256_of(&i.to_le_bytes()).bytes().first_chunk().unwrap())
+            .collect();
+        for k in keys.iter().chain(&keys[..1000]) {
+            d.insert(*k);
+        }
+        d.finish();
+        assert_eq!(d.len(), keys.len());
+        assert!(!d.index.is_empty());
+        for (i, k) in keys.iter().enumerate().step_by(7) {
+            assert_eq!(d.items[d.position(k).unwrap()], *k, "{i}");
+        }
+        let absent = *Digest::sha256_of(b"absent").bytes().first_chunk().unwrap();
+        assert!(!d.contains(&absent));
+        let bits = Bits::new(130);
+        bits.set(129);
+        bits.set(3);
+        assert!(bits.get(129) && bits.get(3) && !bits.get(64) && !bits.get(128));
     }
 
     #[test]

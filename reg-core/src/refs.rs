@@ -12,13 +12,18 @@
 //! repositories holding it (a cache keyed by digest), in parallel waves: first
 //! every tag target and revision, then the children the live sets still
 //! need, until nothing new is needed. Only the few fields the graph needs are
-//! kept; the manifest bytes are dropped after parsing.
+//! kept, packed into one small byte string per manifest; the manifest bytes
+//! are dropped after parsing.
 //!
 //! It fails closed: a manifest whose data is there but cannot be read, is too
 //! large, is not a manifest or does not hash to its digest, and any listing
 //! problem that could hide a root, end the walk with an error before anything
 //! is written. A manifest whose data is missing (an image already broken) is a
 //! warning, counted in the trailer's `missing`.
+//!
+//! Memory: once every manifest is loaded nothing can fail any more, so the
+//! edges of a repository are computed only when it is written (and dropped
+//! after): what stays in memory is the roots and the packed manifests.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
@@ -29,7 +34,7 @@ use rayon::prelude::*;
 use crate::cli::Messages;
 use crate::digest::{Digest, Prehashed};
 use crate::error::{Error, ErrorKind};
-use crate::layout::{check_repo_name, paths, Revision, Store, Tag};
+use crate::layout::{check_repo_name, paths, Store};
 use crate::manifest;
 use crate::output::Out;
 use crate::record::{RefRecord, RefsEnd};
@@ -94,7 +99,8 @@ pub struct Edge {
     pub size: Option<u64>,
 }
 
-/// The roots and edges of one repository, in output order.
+/// The roots and edges of one repository, in output order (see
+/// [`Graph::repos`]).
 #[derive(Clone, Debug, Default)]
 pub struct RepoGraph {
     pub repo: String,
@@ -107,33 +113,50 @@ pub struct RepoGraph {
     pub edges: Vec<Edge>,
 }
 
-/// The result of [`collect`]: what [`write()`] prints.
-#[derive(Clone, Debug, Default)]
+/// The result of [`collect`]: what [`write()`] prints. It holds the roots
+/// and the loaded manifests; each repository's edges are computed when its
+/// records are asked for.
 pub struct Graph {
-    /// By repository name.
-    pub repos: Vec<RepoGraph>,
+    roots: Vec<Roots>,
+    cache: Cache,
     pub stats: Stats,
     /// Every repository was walked (no `repos` filter).
     pub complete: bool,
 }
 
 impl Graph {
-    /// Every record but the trailer, in output order.
+    /// Every record but the trailer, in output order. Edges are computed
+    /// one repository at a time, as the iterator reaches it.
     pub fn records(&self) -> impl Iterator<Item = RefRecord> + '_ {
-        self.repos.iter().flat_map(|r| {
+        self.roots.iter().flat_map(move |r| {
             let name = &r.repo;
-            let tags = r.tags.iter().map(move |(tag, digest)| RefRecord::Tag {
+            let edges = edges_of(&walk(r, &self.cache), &self.cache);
+            let tags = r.tags().map(move |(tag, digest)| RefRecord::Tag {
                 repo: name.clone(),
-                tag: tag.clone(),
-                digest: *digest,
+                tag: tag.to_string(),
+                digest,
             });
-            let revs = r.revisions.iter().map(move |d| RefRecord::Revision {
+            let revs = r.revision_roots().map(move |digest| RefRecord::Revision {
                 repo: name.clone(),
-                digest: *d,
+                digest,
             });
-            let edges = r.edges.iter().map(move |e| edge_record(name, e));
+            let edges = edges.into_iter().map(move |e| edge_record(name, &e));
             tags.chain(revs).chain(edges)
         })
+    }
+
+    /// Every repository's roots and edges, materialized (for tests and
+    /// small trees: [`Graph::records`] needs one repository at a time).
+    pub fn repos(&self) -> Vec<RepoGraph> {
+        self.roots
+            .iter()
+            .map(|r| RepoGraph {
+                repo: r.repo.clone(),
+                tags: r.tags().map(|(t, d)| (t.to_string(), d)).collect(),
+                revisions: r.revision_roots().collect(),
+                edges: edges_of(&walk(r, &self.cache), &self.cache),
+            })
+            .collect()
     }
 
     /// The trailer record's counts.
@@ -189,16 +212,125 @@ pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>) -> std::io::Result<()> {
     out.flush()
 }
 
+// ---- packed digests -----------------------------------------------------------
+
+// A packed entry: a tag byte (a code in the low bits, `SHA512` if the digest
+// is a sha512 one, `SIZED` if a size follows), the digest's raw bytes (32 or
+// 64), then the size as a LEB128 varint. About 41 bytes for a sha256 layer
+// instead of the 88 of a `(EdgeKind, Digest, Option<u64>)`.
+const CODE_MASK: u8 = 0x0f;
+const SHA512: u8 = 0x10;
+const SIZED: u8 = 0x20;
+/// Codes: the three edge kinds a manifest has itself, and its subject.
+const CHILD: u8 = 0;
+const CONFIG: u8 = 1;
+const LAYER: u8 = 2;
+const SUBJECT: u8 = 3;
+/// Never a tag byte of an entry: marks a manifest still to load.
+const PENDING: u8 = 0xff;
+
+fn pack(buf: &mut Vec<u8>, code: u8, d: &Digest, size: Option<u64>) {
+    let mut tag = code;
+    if matches!(d, Digest::Sha512(_)) {
+        tag |= SHA512;
+    }
+    if size.is_some() {
+        tag |= SIZED;
+    }
+    buf.push(tag);
+    buf.extend_from_slice(d.bytes());
+    if let Some(mut s) = size {
+        while s >= 0x80 {
+            buf.push((s as u8 & 0x7f) | 0x80);
+            s >>= 7;
+        }
+        buf.push(s as u8);
+    }
+}
+
+/// The entries of a packed byte string, as (code, digest, size).
+struct Unpack<'a>(&'a [u8]);
+
+impl Iterator for Unpack<'_> {
+    type Item = (u8, Digest, Option<u64>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&tag, rest) = self.0.split_first()?;
+        let (d, mut rest) = if tag & SHA512 != 0 {
+            let (b, r) = rest.split_at(64);
+            (Digest::Sha512(b.try_into().expect("64 bytes")), r)
+        } else {
+            let (b, r) = rest.split_at(32);
+            (Digest::Sha256(b.try_into().expect("32 bytes")), r)
+        };
+        let size = if tag & SIZED != 0 {
+            let mut v = 0u64;
+            let mut shift = 0;
+            loop {
+                let (&b, r) = rest.split_first().expect("a complete varint");
+                rest = r;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            Some(v)
+        } else {
+            None
+        };
+        self.0 = rest;
+        Some((tag & CODE_MASK, d, size))
+    }
+}
+
 // ---- manifests ------------------------------------------------------------
 
-/// What the graph keeps of a parsed manifest.
+/// What the graph keeps of a parsed manifest, packed: its subject, then its
+/// children (index entries to follow), then its config, layers and other
+/// blobs in document order — each (kind, target) once, as it is printed.
 #[derive(Debug)]
-struct Node {
-    /// Child manifests to follow (index entries).
-    children: Vec<Digest>,
-    /// Config and layer edges (and every other blob descriptor).
-    blobs: Vec<(EdgeKind, Digest, Option<u64>)>,
-    subject: Option<Digest>,
+struct Node(Box<[u8]>);
+
+impl Node {
+    fn entries(&self) -> Unpack<'_> {
+        Unpack(&self.0)
+    }
+
+    fn subject(&self) -> Option<Digest> {
+        self.entries().find(|e| e.0 == SUBJECT).map(|e| e.1)
+    }
+
+    fn children(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.entries().filter(|e| e.0 == CHILD).map(|e| e.1)
+    }
+
+    /// Child, config and layer edges, in output order.
+    fn edges(&self) -> impl Iterator<Item = (EdgeKind, Digest, Option<u64>)> + '_ {
+        self.entries().filter_map(|(code, d, size)| {
+            let kind = match code {
+                CHILD => EdgeKind::Manifest,
+                CONFIG => EdgeKind::Config,
+                LAYER => EdgeKind::Layer,
+                _ => return None,
+            };
+            Some((kind, d, size))
+        })
+    }
+
+    /// A manifest not loaded yet, named first by repository `repo`.
+    fn pending(repo: u32) -> Node {
+        let mut b = vec![PENDING];
+        b.extend_from_slice(&repo.to_le_bytes());
+        Node(b.into_boxed_slice())
+    }
+
+    fn pending_repo(&self) -> Option<u32> {
+        match &*self.0 {
+            [PENDING, r @ ..] => Some(u32::from_le_bytes(r.try_into().ok()?)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -208,34 +340,37 @@ enum Loaded {
 }
 
 fn node_of(m: manifest::Manifest) -> Node {
-    let mut blobs = Vec::with_capacity(m.layers.len() + m.other.len() + 1);
-    if let Some(c) = &m.config {
-        blobs.push((EdgeKind::Config, c.digest, c.size));
+    let mut buf = Vec::with_capacity(40 * (m.layers.len() + m.children.len() + m.other.len() + 2));
+    if let Some(s) = &m.subject {
+        pack(&mut buf, SUBJECT, &s.digest, None);
     }
-    // Layers, artifact blobs and schema1 fsLayers: blobs to keep.
-    for d in &m.layers {
-        blobs.push((EdgeKind::Layer, d.digest, d.size));
-    }
-    let mut children: Vec<Digest> = m.children.iter().map(|d| d.digest).collect();
+    // One edge per (kind, target) within a manifest: an image may list the
+    // same layer twice; the first one is kept.
+    let mut seen: HashSet<(u8, Digest)> = HashSet::new();
+    let mut add = |buf: &mut Vec<u8>, code: u8, d: &manifest::Descriptor, size: Option<u64>| {
+        if seen.insert((code, d.digest)) {
+            pack(buf, code, &d.digest, size);
+        }
+    };
     // Every descriptor of an unknown kind is kept: as a blob, or, when its
     // media type says it is a manifest, as a child followed like an index
     // entry (so what it references is kept too). When in doubt, keep.
-    for d in &m.other {
-        let is_manifest = d
-            .media_type
+    let is_manifest = |d: &manifest::Descriptor| {
+        d.media_type
             .as_deref()
-            .is_some_and(|t| manifest::Kind::from_media_type(t) != manifest::Kind::Unknown);
-        if is_manifest {
-            children.push(d.digest);
-        } else {
-            blobs.push((EdgeKind::Layer, d.digest, d.size));
-        }
+            .is_some_and(|t| manifest::Kind::from_media_type(t) != manifest::Kind::Unknown)
+    };
+    for d in m.children.iter().chain(m.other.iter().filter(|d| is_manifest(d))) {
+        add(&mut buf, CHILD, d, None);
     }
-    Node {
-        children,
-        blobs,
-        subject: m.subject.map(|d| d.digest),
+    if let Some(c) = &m.config {
+        add(&mut buf, CONFIG, c, c.size);
     }
+    // Layers, artifact blobs and schema1 fsLayers: blobs to keep.
+    for d in m.layers.iter().chain(m.other.iter().filter(|d| !is_manifest(d))) {
+        add(&mut buf, LAYER, d, d.size);
+    }
+    Node(buf.into_boxed_slice())
 }
 
 /// Reads, checks and parses one manifest. `Ok(Missing)` if its data file is
@@ -261,27 +396,84 @@ fn load(store: &Store, d: &Digest) -> Result<Loaded, Error> {
     Ok(Loaded::Parsed(node_of(m)))
 }
 
-type Cache = HashMap<Digest, Loaded, Prehashed>;
+/// Loaded manifests by digest; sha256 keys in 32 bytes.
+#[derive(Default)]
+struct Cache {
+    sha256: HashMap<[u8; 32], Loaded, Prehashed>,
+    sha512: HashMap<[u8; 64], Loaded, Prehashed>,
+}
+
+impl Cache {
+    fn get(&self, d: &Digest) -> Option<&Loaded> {
+        match d {
+            Digest::Sha256(b) => self.sha256.get(b),
+            Digest::Sha512(b) => self.sha512.get(b),
+        }
+    }
+
+    /// Marks `d` to load, for repository `repo`, unless it is known already.
+    fn want(&mut self, d: &Digest, repo: u32) {
+        let slot = || Loaded::Parsed(Node::pending(repo));
+        match d {
+            Digest::Sha256(b) => self.sha256.entry(*b).or_insert_with(slot),
+            Digest::Sha512(b) => self.sha512.entry(*b).or_insert_with(slot),
+        };
+    }
+
+    fn parsed(&self) -> u64 {
+        let parsed = |l: &Loaded| matches!(l, Loaded::Parsed(_));
+        (self.sha256.values().filter(|l| parsed(l)).count()
+            + self.sha512.values().filter(|l| parsed(l)).count()) as u64
+    }
+}
 
 // ---- liveness -------------------------------------------------------------
 
-/// One repository's roots as listed.
+/// One repository's roots as listed, packed.
 struct Roots {
     repo: String,
-    tags: Vec<Tag>,
-    revisions: Vec<Revision>,
+    /// Tag names, by name, concatenated; `tag_ends` says where each ends.
+    tag_names: String,
+    tag_ends: Vec<u32>,
+    /// Tag targets, packed, in the order of `tag_ends`.
+    tag_digests: Box<[u8]>,
+    /// Revisions, by digest, packed.
+    revisions: Box<[u8]>,
+    /// Which revisions are roots.
+    revision_root: Vec<bool>,
+}
+
+impl Roots {
+    fn tags(&self) -> impl Iterator<Item = (&str, Digest)> + '_ {
+        let starts = std::iter::once(0).chain(self.tag_ends.iter().copied());
+        let names = starts
+            .zip(self.tag_ends.iter().copied())
+            .map(|(a, b)| &self.tag_names[a as usize..b as usize]);
+        names.zip(Unpack(&self.tag_digests).map(|e| e.1))
+    }
+
+    fn revisions(&self) -> impl Iterator<Item = Digest> + '_ {
+        Unpack(&self.revisions).map(|e| e.1)
+    }
+
+    fn revision_roots(&self) -> impl Iterator<Item = Digest> + '_ {
+        self.revisions()
+            .zip(self.revision_root.iter())
+            .filter(|(_, root)| **root)
+            .map(|(d, _)| d)
+    }
 }
 
 /// Why a manifest is live (the first reason found), for messages.
 #[derive(Clone, Debug)]
-enum Why {
-    Tag(String),
+enum Why<'a> {
+    Tag(&'a str),
     Revision,
     Child(Digest),
     Referrer(Digest),
 }
 
-impl std::fmt::Display for Why {
+impl std::fmt::Display for Why<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Why::Tag(t) => write!(f, "tag {t}"),
@@ -294,50 +486,41 @@ impl std::fmt::Display for Why {
 
 /// A repository's live manifests given what is loaded so far, and the
 /// manifests still to load.
-struct Walk {
-    live: BTreeMap<Digest, Why>,
-    /// Revision roots (printed as `revision` records).
-    revision_roots: Vec<Digest>,
+struct Walk<'a> {
+    live: BTreeSet<Digest>,
     /// subject → referrers among the repository's revisions.
     referrers: BTreeMap<Digest, BTreeSet<Digest>>,
     needed: Vec<Digest>,
+    /// Live manifests whose data is missing, and why each is live.
+    missing: Vec<(Digest, Why<'a>)>,
 }
 
-fn walk(r: &Roots, cfg: &Config, now: SystemTime, cache: &Cache) -> Walk {
+fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
     let mut referrers: BTreeMap<Digest, BTreeSet<Digest>> = BTreeMap::new();
-    for rev in &r.revisions {
-        if let Some(Loaded::Parsed(Node { subject: Some(s), .. })) = cache.get(&rev.digest) {
-            referrers.entry(*s).or_default().insert(rev.digest);
+    for rev in r.revisions() {
+        if let Some(Loaded::Parsed(n)) = cache.get(&rev) {
+            if let Some(s) = n.subject() {
+                referrers.entry(s).or_default().insert(rev);
+            }
         }
     }
-    let revision_roots: Vec<Digest> = r
-        .revisions
-        .iter()
-        .filter(|rev| {
-            !cfg.tagged_only
-                || cfg
-                    .keep_recent
-                    .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)
-        })
-        .map(|rev| rev.digest)
-        .collect();
 
     let mut queue: Vec<(Digest, Why)> = Vec::new();
-    queue.extend(r.tags.iter().map(|t| (t.digest, Why::Tag(t.name.clone()))));
-    queue.extend(revision_roots.iter().map(|d| (*d, Why::Revision)));
+    queue.extend(r.tags().map(|(t, d)| (d, Why::Tag(t))));
+    queue.extend(r.revision_roots().map(|d| (d, Why::Revision)));
     queue.reverse(); // pop in listing order, so the first reason is the tag
-    let mut live = BTreeMap::new();
+    let mut live = BTreeSet::new();
     let mut needed = Vec::new();
+    let mut missing = Vec::new();
     while let Some((d, why)) = queue.pop() {
-        if live.contains_key(&d) {
+        if !live.insert(d) {
             continue;
         }
-        live.insert(d, why);
         match cache.get(&d) {
             None => needed.push(d),
-            Some(Loaded::Missing) => {}
+            Some(Loaded::Missing) => missing.push((d, why)),
             Some(Loaded::Parsed(n)) => {
-                queue.extend(n.children.iter().map(|c| (*c, Why::Child(d))));
+                queue.extend(n.children().map(|c| (c, Why::Child(d))));
             }
         }
         if let Some(rs) = referrers.get(&d) {
@@ -346,51 +529,60 @@ fn walk(r: &Roots, cfg: &Config, now: SystemTime, cache: &Cache) -> Walk {
     }
     Walk {
         live,
-        revision_roots,
         referrers,
         needed,
+        missing,
     }
 }
 
 fn edges_of(w: &Walk, cache: &Cache) -> Vec<Edge> {
     let mut edges = Vec::new();
-    for d in w.live.keys() {
+    for d in &w.live {
         let Some(Loaded::Parsed(n)) = cache.get(d) else {
             continue;
         };
-        // One record per (kind, target) within a manifest: an image may
-        // list the same layer twice.
-        let mut seen: HashSet<(EdgeKind, Digest)> = HashSet::new();
-        let mut push = |kind, digest, size| {
-            if seen.insert((kind, digest)) {
-                edges.push(Edge {
-                    kind,
-                    manifest: *d,
-                    digest,
-                    size,
-                });
-            }
-        };
-        for c in &n.children {
-            push(EdgeKind::Manifest, *c, None);
-        }
-        for (k, b, size) in &n.blobs {
-            push(*k, *b, *size);
-        }
+        // Each (kind, target) is packed once per manifest, and referrers
+        // are a set: no duplicates to skip here.
+        edges.extend(n.edges().map(|(kind, digest, size)| Edge {
+            kind,
+            manifest: *d,
+            digest,
+            size,
+        }));
         if let Some(rs) = w.referrers.get(d) {
-            for r in rs.iter().filter(|r| w.live.contains_key(r)) {
-                push(EdgeKind::Referrer, *r, None);
+            for r in rs.iter().filter(|r| w.live.contains(r)) {
+                edges.push(Edge {
+                    kind: EdgeKind::Referrer,
+                    manifest: *d,
+                    digest: *r,
+                    size: None,
+                });
             }
         }
     }
     edges
 }
 
+/// `edges_of(w, cache).len()`, without making the edges.
+fn edge_count(w: &Walk, cache: &Cache) -> u64 {
+    let mut n = 0;
+    for d in &w.live {
+        let Some(Loaded::Parsed(node)) = cache.get(d) else {
+            continue;
+        };
+        n += node.edges().count() as u64;
+        if let Some(rs) = w.referrers.get(d) {
+            n += rs.iter().filter(|r| w.live.contains(r)).count() as u64;
+        }
+    }
+    n
+}
+
 // ---- the walk -------------------------------------------------------------
 
 /// Lists the roots of every repository in scope. Listing problems that could
 /// hide a root are errors; a tag directory without `current/link` is a warning.
-fn list_roots(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Vec<Roots>> {
+fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> anyhow::Result<Vec<Roots>> {
     for r in &cfg.repos {
         check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
     }
@@ -412,14 +604,34 @@ fn list_roots(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Ve
             let revs = store.revisions(&repo);
             let mut errors = tags.errors;
             errors.extend(revs.errors);
-            (
-                Roots {
-                    repo,
-                    tags: tags.items,
-                    revisions: revs.items,
-                },
-                errors,
-            )
+            let mut roots = Roots {
+                repo,
+                tag_names: String::new(),
+                tag_ends: Vec::with_capacity(tags.items.len()),
+                tag_digests: Box::default(),
+                revisions: Box::default(),
+                revision_root: Vec::with_capacity(revs.items.len()),
+            };
+            let mut packed = Vec::with_capacity(33 * tags.items.len());
+            for t in &tags.items {
+                roots.tag_names.push_str(&t.name);
+                roots.tag_ends.push(roots.tag_names.len() as u32);
+                pack(&mut packed, CHILD, &t.digest, None);
+            }
+            roots.tag_names.shrink_to_fit();
+            roots.tag_digests = packed.into_boxed_slice();
+            let mut packed = Vec::with_capacity(33 * revs.items.len());
+            for rev in &revs.items {
+                pack(&mut packed, CHILD, &rev.digest, None);
+                roots.revision_root.push(
+                    !cfg.tagged_only
+                        || cfg
+                            .keep_recent
+                            .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d),
+                );
+            }
+            roots.revisions = packed.into_boxed_slice();
+            (roots, errors)
         })
         .collect();
     let mut out = Vec::with_capacity(listed.len());
@@ -447,33 +659,46 @@ fn list_roots(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Ve
     Ok(out)
 }
 
-/// Loads `wanted` (digest → a repository naming it) in parallel into the
-/// cache. Every manifest that cannot be used is reported; any makes it fail.
-fn load_all(
-    store: &Store,
-    wanted: BTreeMap<Digest, String>,
-    cache: &mut Cache,
-    msgs: &Messages,
-) -> anyhow::Result<()> {
-    let wanted: Vec<(Digest, String)> = wanted.into_iter().collect();
-    let results: Vec<Result<Loaded, Error>> = wanted.par_iter().map(|(d, _)| load(store, d)).collect();
-    let mut problems = Vec::new();
-    for ((d, repo), res) in wanted.into_iter().zip(results) {
-        match res {
+/// Loads, in parallel, every manifest the cache marks as pending. Every
+/// manifest that cannot be used is reported (by digest); any makes it fail.
+fn load_pending(store: &Store, roots: &[Roots], cache: &mut Cache, msgs: &Messages) -> anyhow::Result<()> {
+    fn load_slot(store: &Store, d: Digest, slot: &mut Loaded) -> Option<(Digest, u32, Error)> {
+        let Loaded::Parsed(n) = slot else {
+            return None;
+        };
+        let repo = n.pending_repo()?;
+        match load(store, &d) {
             Ok(l) => {
-                cache.insert(d, l);
+                *slot = l;
+                None
             }
-            Err(e) => problems.push(format!("{repo}: manifest {d}: {e}")),
+            Err(e) => Some((d, repo, e)),
         }
     }
-    if !problems.is_empty() {
-        return Err(fail(
-            msgs,
-            problems,
-            "a manifest that cannot be used could hide live blobs",
-        ));
+    let mut errors: Vec<(Digest, u32, Error)> = cache
+        .sha256
+        .par_iter_mut()
+        .filter_map(|(k, slot)| load_slot(store, Digest::Sha256(*k), slot))
+        .collect();
+    errors.par_extend(
+        cache
+            .sha512
+            .par_iter_mut()
+            .filter_map(|(k, slot)| load_slot(store, Digest::Sha512(*k), slot)),
+    );
+    if errors.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    errors.sort_by_key(|e| e.0);
+    let problems = errors
+        .into_iter()
+        .map(|(d, repo, e)| format!("{}: manifest {d}: {e}", roots[repo as usize].repo))
+        .collect();
+    Err(fail(
+        msgs,
+        problems,
+        "a manifest that cannot be used could hide live blobs",
+    ))
 }
 
 /// Turns the problems found into the error that ends the run. Every problem
@@ -492,6 +717,49 @@ fn fail(msgs: &Messages, mut problems: Vec<String>, why: &str) -> anyhow::Error 
     }
 }
 
+/// What one repository adds to the stats, and its warnings.
+#[derive(Default)]
+struct RepoCounts {
+    manifests: u64,
+    references: u64,
+    revisions: u64,
+    missing: Vec<String>,
+}
+
+/// A repository's counts from its final walk (one that needs nothing more).
+fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
+    // Missing manifests: live ones, and revisions (whose subject we cannot
+    // know), once per repository and digest.
+    let mut missing: BTreeMap<Digest, String> = BTreeMap::new();
+    for (d, why) in &w.missing {
+        missing.insert(*d, why.to_string());
+    }
+    for rev in r.revisions() {
+        if matches!(cache.get(&rev), Some(Loaded::Missing)) {
+            missing.entry(rev).or_insert_with(|| Why::Revision.to_string());
+        }
+    }
+    RepoCounts {
+        manifests: w
+            .live
+            .iter()
+            .filter(|d| matches!(cache.get(d), Some(Loaded::Parsed(_))))
+            .count() as u64,
+        references: edge_count(w, cache),
+        revisions: r.revision_roots().count() as u64,
+        missing: missing
+            .into_iter()
+            .map(|(d, why)| {
+                format!(
+                    "{}: manifest {d} named by {why} is missing: {}",
+                    r.repo,
+                    store.display(&paths::blob_data(&d)).display()
+                )
+            })
+            .collect(),
+    }
+}
+
 /// Walks the store and returns the reference graph, or, if anything could
 /// hide a live blob, an error naming the first problem (any others are
 /// reported through `msgs`). Nothing is written either way: the caller
@@ -499,83 +767,62 @@ fn fail(msgs: &Messages, mut problems: Vec<String>, why: &str) -> anyhow::Error 
 /// manifests are warned about through `msgs` and counted.
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
     let now = SystemTime::now();
-    let roots = list_roots(store, cfg, msgs)?;
-    let mut cache: Cache = HashMap::default();
+    let roots = list_roots(store, cfg, now, msgs)?;
+    let mut cache = Cache::default();
 
     // First wave: every tag target and revision (revisions are needed even
-    // with --tagged-only: their `subject` may make them live).
-    let mut wanted: BTreeMap<Digest, String> = BTreeMap::new();
-    for r in &roots {
-        let ds = r
-            .tags
-            .iter()
-            .map(|t| t.digest)
-            .chain(r.revisions.iter().map(|v| v.digest));
-        for d in ds {
-            wanted.entry(d).or_insert_with(|| r.repo.clone());
+    // with --tagged-only: their `subject` may make them live). Each manifest
+    // is marked for the first repository naming it.
+    for (i, r) in roots.iter().enumerate() {
+        for d in r.tags().map(|t| t.1).chain(r.revisions()) {
+            cache.want(&d, i as u32);
         }
     }
-    let walks = loop {
-        load_all(store, std::mem::take(&mut wanted), &mut cache, msgs)?;
-        let walks: Vec<Walk> = roots.par_iter().map(|r| walk(r, cfg, now, &cache)).collect();
-        for (r, w) in roots.iter().zip(&walks) {
-            for d in &w.needed {
-                wanted.entry(*d).or_insert_with(|| r.repo.clone());
-            }
+    // A repository whose walk needs nothing more is done: loading what other
+    // repositories need adds no manifest its walk looks at. Its counts are
+    // taken from that walk.
+    let counts = loop {
+        load_pending(store, &roots, &mut cache, msgs)?;
+        let walked: Vec<Result<RepoCounts, Vec<Digest>>> = roots
+            .par_iter()
+            .map(|r| {
+                let w = walk(r, &cache);
+                if w.needed.is_empty() {
+                    Ok(count(store, r, &w, &cache))
+                } else {
+                    Err(w.needed)
+                }
+            })
+            .collect();
+        if walked.iter().all(Result::is_ok) {
+            break walked.into_iter().flatten().collect::<Vec<RepoCounts>>();
         }
-        if wanted.is_empty() {
-            break walks;
+        for (i, ds) in walked.iter().enumerate() {
+            for d in ds.as_ref().err().into_iter().flatten() {
+                cache.want(d, i as u32);
+            }
         }
     };
 
+    // Nothing can fail from here on: warn about what is missing.
     let mut stats = Stats {
         repos: roots.len() as u64,
-        parsed: cache.values().filter(|l| matches!(l, Loaded::Parsed(_))).count() as u64,
+        parsed: cache.parsed(),
         ..Stats::default()
     };
-    let mut repos = Vec::with_capacity(roots.len());
-    for (r, w) in roots.into_iter().zip(walks) {
-        // Missing manifests: live ones, and revisions (whose subject we
-        // cannot know), once per repository and digest.
-        let mut missing: BTreeMap<Digest, String> = BTreeMap::new();
-        for (d, why) in &w.live {
-            if matches!(cache.get(d), Some(Loaded::Missing)) {
-                missing.insert(*d, why.to_string());
-            }
+    for (r, c) in roots.iter().zip(counts) {
+        for m in &c.missing {
+            msgs.warn(m);
         }
-        for rev in &r.revisions {
-            if matches!(cache.get(&rev.digest), Some(Loaded::Missing)) {
-                missing
-                    .entry(rev.digest)
-                    .or_insert_with(|| Why::Revision.to_string());
-            }
-        }
-        for (d, why) in &missing {
-            msgs.warn(format!(
-                "{}: manifest {d} named by {why} is missing: {}",
-                r.repo,
-                store.display(&paths::blob_data(d)).display()
-            ));
-        }
-        stats.missing += missing.len() as u64;
-        stats.manifests += w
-            .live
-            .keys()
-            .filter(|d| matches!(cache.get(d), Some(Loaded::Parsed(_))))
-            .count() as u64;
-        let edges = edges_of(&w, &cache);
-        stats.tags += r.tags.len() as u64;
-        stats.revisions += w.revision_roots.len() as u64;
-        stats.references += edges.len() as u64;
-        repos.push(RepoGraph {
-            tags: r.tags.into_iter().map(|t| (t.name, t.digest)).collect(),
-            revisions: w.revision_roots,
-            edges,
-            repo: r.repo,
-        });
+        stats.missing += c.missing.len() as u64;
+        stats.manifests += c.manifests;
+        stats.tags += r.tag_ends.len() as u64;
+        stats.revisions += c.revisions;
+        stats.references += c.references;
     }
     Ok(Graph {
-        repos,
+        roots,
+        cache,
         stats,
         complete: cfg.repos.is_empty(),
     })
@@ -729,7 +976,7 @@ mod tests {
 
     /// The (kind, target) edges from `manifest` in `repo`.
     fn edges(g: &Graph, repo: &str, manifest: &Digest) -> Vec<(EdgeKind, Digest)> {
-        g.repos
+        g.repos()
             .iter()
             .filter(|r| r.repo == repo)
             .flat_map(|r| &r.edges)
@@ -741,7 +988,7 @@ mod tests {
     /// Every digest the records name (`digest` and `manifest` fields).
     fn named(g: &Graph) -> BTreeSet<Digest> {
         let mut out = BTreeSet::new();
-        for r in &g.repos {
+        for r in &g.repos() {
             out.extend(r.tags.iter().map(|(_, d)| *d));
             out.extend(r.revisions.iter().copied());
             for e in &r.edges {
@@ -760,6 +1007,65 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
+    }
+
+    #[test]
+    fn packed_entries_round_trip() {
+        let a = Digest::sha256_of(b"a");
+        let z = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        let entries = [
+            (SUBJECT, z, None),
+            (CHILD, a, None),
+            (CONFIG, a, Some(0)),
+            (LAYER, z, Some(127)),
+            (LAYER, a, Some(128)),
+            (LAYER, z, Some(u64::MAX)),
+            (LAYER, a, Some(4_321_000_000)),
+        ];
+        let mut buf = Vec::new();
+        for (code, d, size) in entries {
+            pack(&mut buf, code, &d, size);
+        }
+        assert_eq!(Unpack(&buf).collect::<Vec<_>>(), entries.to_vec());
+        let n = Node(buf.into_boxed_slice());
+        assert_eq!(n.subject(), Some(z));
+        assert_eq!(n.children().collect::<Vec<_>>(), vec![a]);
+        assert_eq!(n.edges().count(), 6);
+        assert_eq!(n.pending_repo(), None);
+        assert_eq!(Node::pending(7).pending_repo(), Some(7));
+    }
+
+    #[test]
+    fn records_are_the_materialized_repositories() {
+        let t = Tree::new();
+        let (doc, _, _) = oci_image(&t, "one", None);
+        let (sdoc, _, _) = oci_image(&t, "sig", Some(&t.blob(&doc)));
+        t.push("a", Some("1"), &doc);
+        t.push("a", None, &sdoc);
+        t.push("b/c", Some("x"), &doc);
+        for cfg in [tagged_only(), Config::default()] {
+            let g = t.refs(&cfg);
+            let mut want = Vec::new();
+            for r in g.repos() {
+                for (tag, digest) in &r.tags {
+                    want.push(RefRecord::Tag {
+                        repo: r.repo.clone(),
+                        tag: tag.clone(),
+                        digest: *digest,
+                    });
+                }
+                for digest in &r.revisions {
+                    want.push(RefRecord::Revision {
+                        repo: r.repo.clone(),
+                        digest: *digest,
+                    });
+                }
+                want.extend(r.edges.iter().map(|e| edge_record(&r.repo, e)));
+            }
+            assert_eq!(g.records().collect::<Vec<_>>(), want);
+            let refs = want.len() as u64 - g.stats.tags - g.stats.revisions;
+            assert_eq!(g.stats.references, refs);
+        }
     }
 
     #[test]
@@ -885,15 +1191,15 @@ mod tests {
         );
         assert_eq!(edges(&g, r, &s512), vec![(Config, d(&dcfg)), (Layer, d(&l1))]);
 
-        assert_eq!(g.repos.len(), 1);
-        assert_eq!(g.repos[0].tags.len(), 9);
-        assert!(g.repos[0].revisions.is_empty());
+        assert_eq!(g.repos().len(), 1);
+        assert_eq!(g.repos()[0].tags.len(), 9);
+        assert!(g.repos()[0].revisions.is_empty());
         // docker, list, arm, oci, index, artifact, s1, nomt, unknown, inner, sha512
         assert_eq!(g.stats.manifests, 11);
         assert_eq!(g.stats.parsed, 11);
         assert_eq!(g.stats.missing, 0);
         assert!(g.complete);
-        let edge_count: usize = g.repos.iter().map(|r| r.edges.len()).sum();
+        let edge_count: usize = g.repos().iter().map(|r| r.edges.len()).sum();
         assert_eq!(g.stats.references, edge_count as u64);
     }
 
@@ -942,7 +1248,7 @@ mod tests {
 
         let g = t.refs(&tagged_only());
         let referrers: Vec<(Digest, Digest)> = g
-            .repos
+            .repos()
             .iter()
             .flat_map(|r| &r.edges)
             .filter(|e| e.kind == EdgeKind::Referrer)
@@ -999,7 +1305,7 @@ mod tests {
             edges(&g, r, &shared.digest),
             vec![(EdgeKind::Config, scfg.digest), (EdgeKind::Layer, slayer.digest)]
         );
-        let to_shared = g.repos[0]
+        let to_shared = g.repos()[0]
             .edges
             .iter()
             .filter(|e| e.kind == EdgeKind::Manifest && e.digest == shared.digest)
@@ -1034,8 +1340,8 @@ mod tests {
             repos: vec!["b".into()],
             ..Config::default()
         });
-        assert_eq!(g.repos.len(), 1);
-        assert_eq!(g.repos[0].repo, "b");
+        assert_eq!(g.repos().len(), 1);
+        assert_eq!(g.repos()[0].repo, "b");
         assert!(!g.complete);
         assert!(!g.trailer().complete);
     }
@@ -1067,7 +1373,7 @@ mod tests {
         // v1's own revision link is young too: a root twice over.
         let mut want = vec![v1.digest, young.digest];
         want.sort();
-        assert_eq!(g.repos[0].revisions, want);
+        assert_eq!(g.repos()[0].revisions, want);
         assert_eq!(g.stats.revisions, 2);
         let n = named(&g);
         assert!(n.contains(&young.digest) && n.contains(&ycfg.digest));
@@ -1111,7 +1417,7 @@ mod tests {
         for cfg_ in [Config::default(), tagged_only()] {
             let g = t.refs(&cfg_);
             assert_eq!(g.stats.missing, 3, "{cfg_:?}");
-            assert!(g.repos[0].tags.contains(&("broken".to_string(), gone)));
+            assert!(g.repos()[0].tags.contains(&("broken".to_string(), gone)));
             assert!(named(&g).contains(&cfg.digest));
             assert!(named(&g).contains(&lost_child));
             let out = output(&g);
@@ -1239,7 +1545,7 @@ mod tests {
         let ok = fine(&t);
         fs::create_dir_all(t.v2().join(paths::tag_dir("r", "half"))).unwrap();
         let g = t.refs(&tagged_only());
-        assert_eq!(g.repos[0].tags, vec![("ok".to_string(), ok.digest)]);
+        assert_eq!(g.repos()[0].tags, vec![("ok".to_string(), ok.digest)]);
     }
 
     #[test]
