@@ -84,11 +84,6 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            ErrorKind::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: Display already ends with the I/O error, and a source would
+/// make `{err:#}` (how the tools print errors) say it twice.
+impl std::error::Error for Error {}

@@ -153,3 +153,15 @@ fn broken_tree_names_each_path_and_lists_the_rest() {
         assert!(stderr.contains(path), "no message naming {path}:\n{stderr}");
     }
 }
+
+#[test]
+fn unreadable_config_is_named_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .args(["--config", "/nonexistent/config.yml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("reg-ls: /nonexistent/config.yml: "), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}

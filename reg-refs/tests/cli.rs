@@ -218,27 +218,21 @@ fn closed_stdout_ends_quietly() {
             d.to_string().as_bytes(),
         );
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-refs"))
-        .arg(tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    // The reader is dropped here, like `| head -1` exiting.
+    let first = first_line_then_close(&[tmp.path().as_os_str()]);
     assert!(first.starts_with(r#"{"kind":"tag","repo":"many""#), "{first}");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(out.stderr.is_empty(), "{}", stderr(&out));
 }
 
 #[test]
 fn sample_piped_to_head_exits_quietly() {
+    let first = first_line_then_close(&[sample().as_os_str(), "-q".as_ref()]);
+    assert!(first.starts_with(r#"{"kind":"tag""#), "{first}");
+}
+
+/// Runs reg-refs, reads one line and closes the pipe (like `| head -1`):
+/// the tool must exit 0 with nothing on stderr.
+fn first_line_then_close(args: &[&std::ffi::OsStr]) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_reg-refs"))
-        .args([sample().as_os_str(), "-q".as_ref()])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -247,8 +241,9 @@ fn sample_piped_to_head_exits_quietly() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert!(first.starts_with(r#"{"kind":"tag""#), "{first}");
+    // The reader is dropped here.
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    first
 }
