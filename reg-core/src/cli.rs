@@ -101,6 +101,8 @@ pub struct Messages {
     errors: AtomicU64,
     warnings: AtomicU64,
     quiet: bool,
+    /// Counts, prints nothing (a second look whose messages were said once).
+    muted: bool,
 }
 
 impl Messages {
@@ -110,24 +112,39 @@ impl Messages {
             errors: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
             quiet,
+            muted: false,
+        }
+    }
+
+    /// Messages that are counted but not printed.
+    pub fn muted(tool: &'static str) -> Messages {
+        Messages {
+            muted: true,
+            ..Messages::new(tool, true)
         }
     }
 
     /// Reports a problem that makes the run fail in the end.
     pub fn error(&self, msg: impl std::fmt::Display) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        eprintln!("{}: error: {msg}", self.tool);
+        if !self.muted {
+            eprintln!("{}: error: {msg}", self.tool);
+        }
     }
 
     /// Reports a problem that does not change the exit status.
     pub fn warn(&self, msg: impl std::fmt::Display) {
         self.warnings.fetch_add(1, Ordering::Relaxed);
-        eprintln!("{}: warning: {msg}", self.tool);
+        if !self.muted {
+            eprintln!("{}: warning: {msg}", self.tool);
+        }
     }
 
     /// A note for people (not counted), e.g. the cache reminder.
     pub fn note(&self, msg: impl std::fmt::Display) {
-        eprintln!("{}: {msg}", self.tool);
+        if !self.muted {
+            eprintln!("{}: {msg}", self.tool);
+        }
     }
 
     pub fn errors(&self) -> u64 {

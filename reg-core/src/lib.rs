@@ -16,9 +16,11 @@
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod health;
 pub mod layout;
 pub mod ls;
 pub mod manifest;
+pub mod mark;
 pub mod orphans;
 pub mod output;
 pub mod record;
@@ -26,6 +28,8 @@ pub mod refs;
 pub mod rm;
 pub mod root;
 pub mod storage;
+#[cfg(test)]
+mod testutil;
 pub mod time;
 
 pub use digest::{Digest, DigestSet};

@@ -71,10 +71,30 @@ impl Default for Config {
     }
 }
 
+/// How far in the future an mtime may be before it is warned about (clocks
+/// of NFS clients and servers disagree by a little).
+const FUTURE_SLACK: Duration = Duration::from_secs(300);
+
 impl Config {
     fn old_enough(&self, mtime: SystemTime) -> bool {
-        Time(mtime).age(self.now) >= self.min_age
+        Time(mtime).age(self.now) >= self.min_age && !self.future(mtime)
     }
+
+    /// Whether `mtime` is in the future: such a file is never old enough,
+    /// so it is kept, with a warning that says so.
+    fn future(&self, mtime: SystemTime) -> bool {
+        mtime.duration_since(self.now).is_ok_and(|d| d > FUTURE_SLACK)
+    }
+}
+
+/// The warning for a file whose modification time is in the future.
+pub fn future_warning(path: &std::path::Path, mtime: SystemTime) -> String {
+    format!(
+        "{}: modification time {} is in the future: kept, and kept by every run until then \
+         (a wrong clock? set it right with touch)",
+        path.display(),
+        Time(mtime)
+    )
 }
 
 // ---- input -----------------------------------------------------------------
@@ -286,6 +306,10 @@ pub struct InputStats {
     /// Records of a kind this version does not know: every digest in them
     /// was kept (with their repository, as a live revision too).
     pub unknown: u64,
+    /// Tag, revision and edge records read, to check against the trailer.
+    pub tags: u64,
+    pub revisions: u64,
+    pub references: u64,
 }
 
 /// What the input references.
@@ -305,6 +329,8 @@ pub struct Refs {
     last_edge: Option<(u32, Digest)>,
     /// Interned repository names.
     repo_ids: HashMap<String, u32>,
+    /// The storage root the reg-refs trailer names.
+    pub root: String,
     pub stats: InputStats,
 }
 
@@ -397,6 +423,14 @@ struct Line<'a> {
     tool: Option<Cow<'a, str>>,
     #[serde(default)]
     complete: Option<bool>,
+    #[serde(default)]
+    tags: Option<u64>,
+    #[serde(default)]
+    revisions: Option<u64>,
+    #[serde(default)]
+    references: Option<u64>,
+    #[serde(default, borrow)]
+    root: Option<Cow<'a, str>>,
 }
 
 /// Reads the whole input: `reg-refs` records ending with its trailer, and
@@ -444,6 +478,8 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
         refs.stats.records += 1;
         if rec.kind == "end" {
             check_trailer(&rec).map_err(err)?;
+            check_counts(&rec, &refs.stats).map_err(err)?;
+            refs.root = rec.root.as_deref().unwrap_or_default().to_string();
             trailer = Some(n);
             continue;
         }
@@ -479,12 +515,41 @@ fn check_trailer(rec: &Line) -> Result<(), String> {
         }
         None => return Err("a trailer without \"tool\": reg-orphans reads the output of reg-refs".into()),
     }
+    if rec.root.as_deref().is_none_or(str::is_empty) {
+        return Err(
+            "a reg-refs trailer without \"root\": made by hand or by an older reg-refs; \
+                    run reg-refs again"
+                .into(),
+        );
+    }
     if rec.complete != Some(true) {
         return Err(
             "the reg-refs trailer does not say \"complete\":true: a list made with --repo \
                     cannot show what is unreferenced; run reg-refs on every repository"
                 .into(),
         );
+    }
+    Ok(())
+}
+
+/// The trailer's counts must be the records read: a trailer alone, or a list
+/// with lines cut out of it, names too little to prove anything orphaned.
+fn check_counts(rec: &Line, read: &InputStats) -> Result<(), String> {
+    for (name, said, got) in [
+        ("tag", rec.tags, read.tags),
+        ("revision", rec.revisions, read.revisions),
+        ("reference", rec.references, read.references),
+    ] {
+        match said {
+            Some(n) if n == got => {}
+            Some(n) => {
+                return Err(format!(
+                    "the reg-refs trailer and the records read disagree: it counts {n} {name} records, \
+                     the input holds {got}; the list was cut, filtered or made by hand"
+                ))
+            }
+            None => return Err(format!("a reg-refs trailer without its {name:?} count")),
+        }
     }
     Ok(())
 }
@@ -506,6 +571,11 @@ fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
             let digest = rec.digest.ok_or_else(|| need("digest"))?;
             let id = refs.repo_id(repo);
             refs.blobs.insert(digest);
+            match kind {
+                "tag" => refs.stats.tags += 1,
+                "revision" => refs.stats.revisions += 1,
+                _ => refs.stats.references += 1,
+            }
             match kind {
                 "tag" | "revision" => refs.pairs.insert(id, digest),
                 _ => {
@@ -565,6 +635,8 @@ pub struct Found {
     /// Unreferenced blobs not reported because a listing problem may have
     /// hidden a young link to them.
     pub withheld_blobs: u64,
+    /// The storage root walked ([`Store::root_id`]).
+    pub root: String,
 }
 
 impl Found {
@@ -581,6 +653,7 @@ impl Found {
             repos: self.repos.len() as u64,
             too_young: self.too_young,
             stored_blobs: self.stored_blobs,
+            root: Some(self.root.clone()),
         }
     }
 }
@@ -617,13 +690,27 @@ struct RepoScan {
     too_young: u64,
     errors: Vec<Error>,
     hides_links: bool,
+    /// Warnings about modification times in the future.
+    future: Vec<String>,
 }
 
 /// Walks the store and collects every orphan. Problems with single paths
 /// are reported through `msgs` and keep what they concern; an unreadable
 /// manifest that the grace period must follow is fatal (nothing is printed).
 pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
-    let mut found = Found::default();
+    store.check_blob_store()?;
+    let mut found = Found {
+        root: store.root_id(),
+        ..Found::default()
+    };
+    if !refs.root.is_empty() && !store.is_root(&refs.root) {
+        anyhow::bail!(
+            "stdin: this reference list describes another storage root ({}), not {}: \
+             run reg-refs on this root",
+            refs.root,
+            found.root
+        );
+    }
 
     // Blobs: which are stored (to tell layer links whose blob is missing:
     // bits in `refs` for the referenced ones, the candidates and `kept` for
@@ -658,6 +745,9 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
                         if cfg.old_enough(b.mtime) {
                             part.candidates.push(b);
                         } else {
+                            if cfg.future(b.mtime) {
+                                msgs.warn(future_warning(&store.display(&paths::blob_data(&d)), b.mtime));
+                            }
                             part.kept.push(d);
                             part.too_young += 1;
                         }
@@ -716,6 +806,9 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         let scan = scan?;
         for e in scan.errors {
             msgs.error(e);
+        }
+        for w in scan.future {
+            msgs.warn(w);
         }
         hides_links |= scan.hides_links;
         found.too_young += scan.too_young;
@@ -839,6 +932,12 @@ fn scan_repo(
     for r in &revisions {
         if !cfg.old_enough(r.mtime) {
             scan.held.push(r.digest);
+            if cfg.future(r.mtime) {
+                scan.future.push(future_warning(
+                    &store.display(&paths::revision_link(repo, &r.digest)),
+                    r.mtime,
+                ));
+            }
         }
         if !unreferenced.contains_key(&r.digest) {
             keep_repo = true;
@@ -855,6 +954,12 @@ fn scan_repo(
         if young {
             scan.held.push(l.digest);
             keep_repo = true;
+            if cfg.future(l.mtime) {
+                scan.future.push(future_warning(
+                    &store.display(&paths::layer_link(repo, &l.digest)),
+                    l.mtime,
+                ));
+            }
         }
         if stored.contains(&l.digest) {
             continue;
@@ -1062,7 +1167,48 @@ mod tests {
         )
     }
 
+    /// A reg-refs trailer without its root and true counts: [`fix_trailers`]
+    /// fills them in, as reg-refs would have.
     const END: &str = r#"{"kind":"end","tool":"reg-refs","repos":1,"tags":1,"manifests":1,"references":2,"missing":0,"complete":true,"revisions":0}"#;
+
+    /// Gives each reg-refs trailer in `input` that has no `root` the counts
+    /// of the records before it and `root`: the input reg-refs would print.
+    fn fix_trailers(input: &str, root: &str) -> String {
+        let (mut tags, mut revs, mut refs) = (0, 0, 0);
+        let mut out = String::new();
+        for line in input.split_inclusive('\n') {
+            let body = line.trim_end_matches(['\r', '\n']);
+            let parsed: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(body).ok();
+            match parsed {
+                Some(mut m)
+                    if m.get("kind").is_some_and(|k| k == "end")
+                        && m.get("tool").is_some_and(|t| t == "reg-refs")
+                        && !m.contains_key("root") =>
+                {
+                    m.insert("tags".into(), tags.into());
+                    m.insert("revisions".into(), revs.into());
+                    m.insert("references".into(), refs.into());
+                    m.insert("root".into(), root.into());
+                    out.push_str(&serde_json::to_string(&m).unwrap());
+                    out.push_str(&line[body.len()..]);
+                    continue;
+                }
+                Some(m) => match m.get("kind").and_then(|k| k.as_str()) {
+                    Some("tag") => tags += 1,
+                    Some("revision") => revs += 1,
+                    Some("manifest" | "config" | "layer" | "referrer") => refs += 1,
+                    _ => {}
+                },
+                None => {}
+            }
+            out.push_str(line);
+        }
+        out
+    }
+
+    fn read_fixed(input: &str) -> Result<Refs, InputError> {
+        read_refs(fix_trailers(input, "/r").as_bytes())
+    }
 
     fn later(h: u32) -> Config {
         Config {
@@ -1077,6 +1223,7 @@ mod tests {
         let store = Store::fs(v2);
         let msgs = Messages::new("reg-orphans", true);
         let mut out = Out::new(Vec::new(), Format::Json);
+        let input = fix_trailers(input, &store.root_id());
         run(&store, input.as_bytes(), cfg, &mut out, &msgs)?;
         let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
         let recs = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -1110,7 +1257,7 @@ mod tests {
         let input = format!(
             "{b}\n\n{{\"kind\":\"manifest\",\"repo\":\"x/y\",\"manifest\":\"{a}\",\"digest\":\"{c}\",\"extra\":[1]}}\r\n{END}\n\n"
         );
-        let refs = read_refs(input.as_bytes()).unwrap();
+        let refs = read_fixed(&input).unwrap();
         for d in [a, b, c] {
             assert!(refs.blob_referenced(&d), "{d}");
         }
@@ -1124,6 +1271,87 @@ mod tests {
         assert_eq!(refs.stats.bare_digests, 1);
         assert_eq!(refs.pair_count(), 2);
         assert_eq!(refs.blob_count(), 3);
+    }
+
+    #[test]
+    fn a_trailer_that_does_not_describe_the_records_or_this_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "r", Some("t"), "one");
+        let full = fix_trailers(
+            &format!("{}{END}\n", refs_of("r", &img, "tag")),
+            &Store::fs(v2).root_id(),
+        );
+        let lines: Vec<&str> = full.lines().collect();
+        let trailer = lines[lines.len() - 1];
+        for (input, want) in [
+            // A trailer alone (`reg-refs | tail -1`).
+            (
+                format!("{trailer}\n"),
+                "disagree: it counts 1 tag records, the input holds 0",
+            ),
+            // A line cut out of the middle.
+            (
+                format!("{}\n{}\n{trailer}\n", lines[0], lines[2]),
+                "it counts 2 reference records, the input holds 1",
+            ),
+            // Made on another root.
+            (
+                full.replace(&Store::fs(v2).root_id(), "/srv/other/v2"),
+                "another storage root (/srv/other/v2)",
+            ),
+        ] {
+            let store = Store::fs(v2);
+            let msgs = Messages::new("reg-orphans", true);
+            let mut out = Out::new(Vec::new(), Format::Json);
+            let e = run(&store, input.as_bytes(), &later(1000), &mut out, &msgs).unwrap_err();
+            assert!(e.to_string().contains(want), "{input}: {e}");
+            assert!(out.into_inner().unwrap().is_empty());
+        }
+        // A trailer without root (by hand, or an older reg-refs).
+        let e = read_refs(format!("{}\n{}\n", lines[0], trailer.replace("\"root\"", "\"rot\"")).as_bytes())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("without \"root\""), "{e}");
+        // The same root through a symbolic link is this root.
+        std::os::unix::fs::symlink(v2, dir.path().with_extension("alias")).unwrap();
+        let alias = dir.path().with_extension("alias");
+        let via = full.replace(&Store::fs(v2).root_id(), &alias.display().to_string());
+        let (recs, errors) = orphans(v2, &via, &later(1000)).unwrap();
+        assert_eq!(errors, 0);
+        assert_eq!(recs.last().unwrap()["kind"], "end");
+        std::fs::remove_file(alias).unwrap();
+    }
+
+    #[test]
+    fn an_empty_blob_store_or_a_future_mtime_is_never_a_reason_to_collect() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "r", Some("t"), "one");
+        let orphan = blob(v2, b"orphan from the future");
+        let year_2400 = SystemTime::UNIX_EPOCH + Duration::from_secs(13_569_465_600);
+        fs::File::open(v2.join(paths::blob_data(&orphan)))
+            .unwrap()
+            .set_modified(year_2400)
+            .unwrap();
+        let input = format!("{}{END}\n", refs_of("r", &img, "tag"));
+        let cfg = Config {
+            min_age: Duration::ZERO,
+            ..later(0)
+        };
+        let store = Store::fs(v2);
+        let msgs = Messages::new("reg-orphans", true);
+        let mut out = Out::new(Vec::new(), Format::Json);
+        let fixed = fix_trailers(&input, &store.root_id());
+        run(&store, fixed.as_bytes(), &cfg, &mut out, &msgs).unwrap();
+        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+        assert!(!text.contains(&orphan.to_string()), "{text}");
+        assert_eq!(msgs.warnings(), 1);
+
+        fs::rename(v2.join("blobs"), v2.join("blobs.away")).unwrap();
+        fs::create_dir(v2.join("blobs")).unwrap();
+        let e = orphans(v2, &input, &cfg).unwrap_err();
+        assert!(e.to_string().contains(crate::health::EMPTY_BLOB_STORE), "{e}");
     }
 
     #[test]
@@ -1200,7 +1428,7 @@ mod tests {
             (format!("{rec}\n\u{0}\u{ff}\n{END}\n"), 2, "neither"),
         ];
         for (input, line, want) in table {
-            let e = read_refs(input.as_bytes())
+            let e = read_fixed(&input)
                 .err()
                 .unwrap_or_else(|| panic!("accepted {input:?}"));
             assert_eq!(e.line, line, "{input:?}: {e}");
@@ -1217,7 +1445,7 @@ mod tests {
         let input = format!(
             "{{\"kind\":\"future\",\"repo\":\"r\",\"digest\":\"{a}\"}}\n{{\"kind\":\"future\",\"manifest\":\"{b}\"}}\n{END}\n"
         );
-        let refs = read_refs(input.as_bytes()).unwrap();
+        let refs = read_fixed(&input).unwrap();
         assert_eq!(refs.stats.unknown, 2);
         assert!(refs.blob_referenced(&a) && refs.blob_referenced(&b));
         assert!(refs.revision_live("r", &a));

@@ -146,6 +146,10 @@ pub struct RefsEnd {
     /// `--tagged-only`, those kept by `--keep-recent`).
     #[serde(default)]
     pub revisions: u64,
+    /// The storage root this list describes: the canonical path of its `v2`
+    /// directory. `reg-orphans` refuses a list made on another root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// A record printed by `reg-orphans`: something nothing references.
@@ -198,6 +202,10 @@ pub struct OrphansEnd {
     /// Blob directories stored (sizes are looked up only for orphans: `reg-ls
     /// --kind blob` tells the stored bytes).
     pub stored_blobs: u64,
+    /// The storage root these orphans are on (as in the `reg-refs` trailer);
+    /// `reg-rm` refuses a list made on another root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 #[cfg(test)]

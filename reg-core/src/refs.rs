@@ -54,6 +54,17 @@ pub struct Config {
     /// Only these repositories' roots; empty means all (and only then is the
     /// result `complete`).
     pub repos: Vec<String>,
+    /// Tags treated as gone: not listed, not roots (reg-rm's mark leaves out
+    /// the tags its run removes).
+    pub skip_tags: HashSet<(String, String)>,
+    /// Revisions that are never roots, whatever the policy (reg-rm's mark:
+    /// the revisions its run removes). They are still listed, so a live
+    /// subject or index can make them live.
+    pub skip_revisions: HashSet<(String, Digest)>,
+    /// A manifest that is there but cannot be used (unreadable, not a
+    /// manifest, wrong digest) counts as a broken image, like a missing one,
+    /// instead of failing the walk (reg-rm's mark, which decides per item).
+    pub broken_ok: bool,
 }
 
 /// Counts for the trailer and the summary.
@@ -122,6 +133,13 @@ pub struct Graph {
     pub stats: Stats,
     /// Every repository was walked (no `repos` filter).
     pub complete: bool,
+    /// The storage root walked ([`Store::root_id`]), for the trailer.
+    pub root: String,
+    /// Manifests named but missing (or unusable, with `broken_ok`), each
+    /// already warned about.
+    pub broken: Vec<Broken>,
+    /// See [`root_fingerprint`].
+    pub fingerprint: [u8; 32],
 }
 
 impl Graph {
@@ -170,6 +188,7 @@ impl Graph {
             missing: self.stats.missing,
             complete: self.complete,
             revisions: self.stats.revisions,
+            root: Some(self.root.clone()),
         }
     }
 }
@@ -401,6 +420,9 @@ fn load(store: &Store, d: &Digest) -> Result<Loaded, Error> {
 struct Cache {
     sha256: HashMap<[u8; 32], Loaded, Prehashed>,
     sha512: HashMap<[u8; 64], Loaded, Prehashed>,
+    /// With [`Config::broken_ok`]: manifests that are there but unusable
+    /// (loaded as missing), and why.
+    unusable: HashMap<Digest, String>,
 }
 
 impl Cache {
@@ -614,6 +636,10 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
             };
             let mut packed = Vec::with_capacity(33 * tags.items.len());
             for t in &tags.items {
+                if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone()))
+                {
+                    continue;
+                }
                 roots.tag_names.push_str(&t.name);
                 roots.tag_ends.push(roots.tag_names.len() as u32);
                 pack(&mut packed, CHILD, &t.digest, None);
@@ -623,11 +649,14 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
             let mut packed = Vec::with_capacity(33 * revs.items.len());
             for rev in &revs.items {
                 pack(&mut packed, CHILD, &rev.digest, None);
+                let skipped = !cfg.skip_revisions.is_empty()
+                    && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
                 roots.revision_root.push(
-                    !cfg.tagged_only
-                        || cfg
-                            .keep_recent
-                            .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d),
+                    !skipped
+                        && (!cfg.tagged_only
+                            || cfg
+                                .keep_recent
+                                .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
                 );
             }
             roots.revisions = packed.into_boxed_slice();
@@ -661,7 +690,13 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
 
 /// Loads, in parallel, every manifest the cache marks as pending. Every
 /// manifest that cannot be used is reported (by digest); any makes it fail.
-fn load_pending(store: &Store, roots: &[Roots], cache: &mut Cache, msgs: &Messages) -> anyhow::Result<()> {
+fn load_pending(
+    store: &Store,
+    roots: &[Roots],
+    cache: &mut Cache,
+    broken_ok: bool,
+    msgs: &Messages,
+) -> anyhow::Result<()> {
     fn load_slot(store: &Store, d: Digest, slot: &mut Loaded) -> Option<(Digest, u32, Error)> {
         let Loaded::Parsed(n) = slot else {
             return None;
@@ -690,6 +725,18 @@ fn load_pending(store: &Store, roots: &[Roots], cache: &mut Cache, msgs: &Messag
         return Ok(());
     }
     errors.sort_by_key(|e| e.0);
+    if broken_ok {
+        // An unusable manifest is a broken image, like a missing one: its
+        // references are unknown, and the caller decides what that stops.
+        for (d, _, e) in errors {
+            match d {
+                Digest::Sha256(b) => cache.sha256.insert(b, Loaded::Missing),
+                Digest::Sha512(b) => cache.sha512.insert(b, Loaded::Missing),
+            };
+            cache.unusable.insert(d, e.to_string());
+        }
+        return Ok(());
+    }
     let problems = errors
         .into_iter()
         .map(|(d, repo, e)| format!("{}: manifest {d}: {e}", roots[repo as usize].repo))
@@ -717,26 +764,41 @@ fn fail(msgs: &Messages, mut problems: Vec<String>, why: &str) -> anyhow::Error 
     }
 }
 
+/// A manifest a repository names whose data is missing (or, with
+/// [`Config::broken_ok`], there but unusable): an image already broken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    pub repo: String,
+    pub digest: Digest,
+    /// Reached from a root (a tag, a root revision, a live index or
+    /// subject); false for a revision that is not live.
+    pub live: bool,
+    /// The warning: repository, digest, why it is live, and the path.
+    pub message: String,
+}
+
 /// What one repository adds to the stats, and its warnings.
 #[derive(Default)]
 struct RepoCounts {
     manifests: u64,
     references: u64,
     revisions: u64,
-    missing: Vec<String>,
+    broken: Vec<Broken>,
 }
 
 /// A repository's counts from its final walk (one that needs nothing more).
 fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
     // Missing manifests: live ones, and revisions (whose subject we cannot
     // know), once per repository and digest.
-    let mut missing: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut missing: BTreeMap<Digest, (String, bool)> = BTreeMap::new();
     for (d, why) in &w.missing {
-        missing.insert(*d, why.to_string());
+        missing.insert(*d, (why.to_string(), true));
     }
     for rev in r.revisions() {
         if matches!(cache.get(&rev), Some(Loaded::Missing)) {
-            missing.entry(rev).or_insert_with(|| Why::Revision.to_string());
+            missing
+                .entry(rev)
+                .or_insert_with(|| (Why::Revision.to_string(), false));
         }
     }
     RepoCounts {
@@ -747,17 +809,56 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
             .count() as u64,
         references: edge_count(w, cache),
         revisions: r.revision_roots().count() as u64,
-        missing: missing
+        broken: missing
             .into_iter()
-            .map(|(d, why)| {
-                format!(
-                    "{}: manifest {d} named by {why} is missing: {}",
-                    r.repo,
-                    store.display(&paths::blob_data(&d)).display()
-                )
+            .map(|(d, (why, live))| {
+                let path = store.display(&paths::blob_data(&d));
+                let message = match cache.unusable.get(&d) {
+                    Some(e) => format!("{}: manifest {d} named by {why} cannot be used: {e}", r.repo),
+                    None => format!(
+                        "{}: manifest {d} named by {why} is missing: {}",
+                        r.repo,
+                        path.display()
+                    ),
+                };
+                Broken {
+                    repo: r.repo.clone(),
+                    digest: d,
+                    live,
+                    message,
+                }
             })
             .collect(),
     }
+}
+
+/// A hash of the roots as listed: every repository, its tags (name and
+/// target) and its root revisions. Two listings with the same fingerprint
+/// make the same walk.
+fn fingerprint(roots: &[Roots]) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for r in roots {
+        h.update(r.repo.as_bytes());
+        h.update([0]);
+        for (t, d) in r.tags() {
+            h.update(t.as_bytes());
+            h.update([1]);
+            h.update(d.bytes());
+        }
+        h.update([2]);
+        for d in r.revision_roots() {
+            h.update(d.bytes());
+        }
+        h.update([3]);
+    }
+    h.finalize().into()
+}
+
+/// Lists the roots again, as [`collect`] would with `cfg`, and returns
+/// their [`Graph::fingerprint`]: equal means a walk now would be the same.
+pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<[u8; 32]> {
+    Ok(fingerprint(&list_roots(store, cfg, SystemTime::now(), msgs)?))
 }
 
 /// Walks the store and returns the reference graph, or, if anything could
@@ -766,6 +867,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
 /// writes the graph with [`write()`] only once it is complete. Missing
 /// manifests are warned about through `msgs` and counted.
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
+    store.check_blob_store()?;
     let now = SystemTime::now();
     let roots = list_roots(store, cfg, now, msgs)?;
     let mut cache = Cache::default();
@@ -782,7 +884,7 @@ pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<G
     // repositories need adds no manifest its walk looks at. Its counts are
     // taken from that walk.
     let counts = loop {
-        load_pending(store, &roots, &mut cache, msgs)?;
+        load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs)?;
         let walked: Vec<Result<RepoCounts, Vec<Digest>>> = roots
             .par_iter()
             .map(|r| {
@@ -810,21 +912,26 @@ pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<G
         parsed: cache.parsed(),
         ..Stats::default()
     };
+    let mut broken = Vec::new();
     for (r, c) in roots.iter().zip(counts) {
-        for m in &c.missing {
-            msgs.warn(m);
+        for b in &c.broken {
+            msgs.warn(&b.message);
         }
-        stats.missing += c.missing.len() as u64;
+        stats.missing += c.broken.len() as u64;
+        broken.extend(c.broken);
         stats.manifests += c.manifests;
         stats.tags += r.tag_ends.len() as u64;
         stats.revisions += c.revisions;
         stats.references += c.references;
     }
     Ok(Graph {
+        fingerprint: fingerprint(&roots),
         roots,
         cache,
         stats,
         complete: cfg.repos.is_empty(),
+        root: store.root_id(),
+        broken,
     })
 }
 
@@ -1369,6 +1476,7 @@ mod tests {
             tagged_only: true,
             keep_recent: Some(Duration::from_secs(3600)),
             repos: vec![],
+            ..Config::default()
         });
         // v1's own revision link is young too: a root twice over.
         let mut want = vec![v1.digest, young.digest];
@@ -1387,6 +1495,7 @@ mod tests {
             tagged_only: true,
             keep_recent: Some(Duration::from_secs(3 * 86400)),
             repos: vec![],
+            ..Config::default()
         });
         assert_eq!(g.stats.revisions, 3);
         let g = t.refs(&tagged_only());

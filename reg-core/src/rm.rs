@@ -1,16 +1,35 @@
-//! `reg-rm`: delete exactly what stdin names, safely.
+//! `reg-rm`: delete exactly what stdin names, and only what nothing live
+//! reaches.
 //!
 //! # Input
 //! One item per line: a bare digest (a blob), or a record of kind `blob`,
 //! `revision`, `layer`, `upload`, `repo` or `tag` as `reg-ls` and
-//! `reg-orphans` print them (extra fields are ignored). Trailers
-//! (`{"kind":"end",…}`) are skipped. The whole input is read and checked
-//! before anything is touched ([`parse_input`]): a line that is not a record
-//! nor a digest, an unknown kind, an invalid repository name, tag, upload id
-//! or digest stops the run with the line number, and nothing is deleted.
-//! A list of *live* references (`reg-refs` output: its trailer, or any record
-//! with a `manifest` field) is refused: `reg-refs | reg-rm` would untag
-//! everything.
+//! `reg-orphans` print them (extra fields are ignored). The whole input is
+//! read and checked before anything is touched ([`parse_input`], then
+//! [`check_input`]); one bad line stops the run with its number, and nothing
+//! is deleted. Refused, besides lines that are not records or digests:
+//! - a list of *live* references (`reg-refs` output: its trailer, or any
+//!   record with a `manifest` field);
+//! - `tag` records without [`Config::untag`]: removing tags is a retention
+//!   decision, never an accident of a pipeline;
+//! - tag records mixed with records of other kinds: that is what an
+//!   unfiltered `reg-ls ROOT | reg-rm ROOT` looks like;
+//! - a `reg-orphans` trailer whose counts disagree with the records read (a
+//!   cut or filtered list), that names another storage root, or that is
+//!   followed by more records.
+//!
+//! # The mark
+//! reg-rm does not trust its input to say what is unreachable. Before the
+//! first deletion it walks the reference graph itself ([`crate::mark`]), from
+//! every tag and every revision this run does not remove, and keeps (as
+//! `"kept"`, with the reason) every named blob or revision the walk reaches.
+//! Before the blob phase it lists the roots again and walks again if they
+//! changed (a push during the run). Live manifests that are missing or
+//! unusable make the mark incomplete: then no blob is deleted, nor a
+//! revision of that repository, unless [`Config::accept_broken`]. The same
+//! flag is needed to delete a `_layers` link or a revision because its blob
+//! is missing (an unmounted volume looks exactly like that). An empty or
+//! missing blob store is an error.
 //!
 //! # Order
 //! Phases run one after the other so that a crash at any point leaves a tree
@@ -27,31 +46,25 @@
 //!    directories without a link (never `repositories/` or `blobs/`).
 //!
 //! Within a phase work is spread over the rayon pool; records go through the
-//! single [`Out`] writer, in a stable order.
+//! single [`Out`] writer, in a stable order. A run that cannot finish (a
+//! closed stdout, the test hook) stops before the next phase and fails,
+//! saying which phase it stopped before.
 //!
-//! # Guards (checked on the live tree when the phase runs)
-//! - A revision is kept while a tag of its repository points at it, or at an
-//!   index that lists it as a child (the 2.8 `--delete-untagged` bug, #3178);
-//!   a blob is kept while any tag of any repository points at it or at a
-//!   manifest that references it (index children, config, layers, subject:
-//!   a second line of defence behind reg-refs), or while any repository
-//!   still has a revision link to it. A tag deleted in the same run protects
-//!   nothing.
+//! # Other guards (checked on the live tree when the phase runs)
 //! - A tag record carrying a `digest` is deleted only if the tag still points
 //!   there (it may have been pushed again since it was listed).
 //! - Links, blobs, uploads and empty directories younger than `min_age` are
-//!   kept; a blob is kept if any repository's link to it is young.
+//!   kept; a blob is kept if any repository's link to it is young. A file
+//!   whose modification time is in the future is kept, with a warning.
 //! - A `layer` record whose blob is still stored (and not deleted in this run)
 //!   is kept: the link may be what lets a tagged image pull.
 //! - A `repo` record is kept while the repository holds a tag, a revision,
 //!   an upload or a young `_layers` link; deleting it removes its `_manifests`,
 //!   `_layers` and `_uploads` only, never a nested repository.
-//! - When the tree cannot be read well enough to apply a guard (a repository
-//!   name that breaks the rules, a symlinked repository, an unreadable tag or
-//!   tagged manifest) the affected items are kept and the run exits 1.
 //! - Every change goes through [`crate::storage::Backend`], which refuses
 //!   `..`, absolute paths and paths through symbolic links; every path is
-//!   built by [`paths`] from validated names.
+//!   built by [`paths`] from validated names. `--trash` must be a new or
+//!   empty directory outside the storage root, on its filesystem.
 //!
 //! # Output ([`RmRecord`])
 //! ```text
@@ -59,21 +72,24 @@
 //! {"action":"trashed","kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…","bytes":142}
 //! {"action":"would-delete","kind":"revision","repo":"org/app","digest":"sha256:…","bytes":71}
 //! {"action":"absent","kind":"upload","repo":"org/app","id":"…","bytes":0}
-//! {"action":"kept","kind":"blob","digest":"sha256:…","bytes":0,"reason":"younger than 1h"}
+//! {"action":"kept","kind":"blob","digest":"sha256:…","bytes":0,"reason":"tag org/app:v1 points at it"}
 //! ```
-//! `bytes` is what the action frees (file sizes under the removed directory).
+//! `bytes` is what the action frees (file sizes under the removed directory,
+//! less what earlier actions of the same run removed, so that a dry run
+//! promises what the real run frees).
 //!
 //! # Test hook
 //! [`Config::fail_after`] (the binary reads it from `REG_RM_FAIL_AFTER=N`)
-//! stops the run with an error after N deletions, as a crash would, so tests
-//! can check that a half-done run leaves a tree that serves and that a second
-//! run finishes the job.
+//! stops the run with an error after N deleted records, as a crash would, so
+//! tests can check that a half-done run leaves a tree that serves and that a
+//! second run finishes the job.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
@@ -83,12 +99,17 @@ use serde_json::{Map, Value};
 use crate::cli::Messages;
 use crate::digest::{Algorithm, Digest};
 use crate::layout::{check_repo_name, check_tag, check_upload_id, paths, Store};
+use crate::mark::{Asked, Exclusions, Mark};
 use crate::output::Out;
 use crate::storage::EntryType;
 use crate::time::Time;
 
-/// The most a tagged manifest may weigh when reading it for the index guard.
-const MANIFEST_LIMIT: u64 = 8 << 20;
+/// How many times the mark is taken again when the roots keep changing
+/// under it before the blob phase gives up (and keeps every blob).
+const MARK_TRIES: usize = 3;
+
+/// How far in the future an mtime may be before it is warned about.
+const FUTURE_SLACK: Duration = Duration::from_secs(300);
 
 // ---- input ---------------------------------------------------------------
 
@@ -104,6 +125,13 @@ pub struct Input {
     pub repos: BTreeSet<String>,
     /// Trailers skipped.
     pub ignored: u64,
+    /// The first line naming each kind (`"blob"` for bare digests too).
+    pub first_line: BTreeMap<&'static str, usize>,
+    /// Records read per kind, before de-duplication (bare digests not
+    /// counted), to check against a `reg-orphans` trailer.
+    pub records: BTreeMap<&'static str, u64>,
+    /// The `reg-orphans` trailer, if any, and its line.
+    pub orphans_end: Option<(usize, crate::record::OrphansEnd)>,
 }
 
 impl Input {
@@ -158,13 +186,36 @@ pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
         line += 1;
         let err = |why: String| InputError { line, why };
         let text = std::str::from_utf8(&buf).map_err(|_| err("not valid UTF-8".into()))?;
-        match parse_line(text).map_err(err)? {
-            None => {
+        let parsed = parse_line(text).map_err(err)?;
+        if let Some((end_line, _)) = &input.orphans_end {
+            if !matches!(parsed, Parsed::Skip) {
+                return Err(err(format!(
+                    "more input after the reg-orphans trailer on line {end_line}: concatenated or garbled input"
+                )));
+            }
+        }
+        let (kind, item) = match parsed {
+            Parsed::Skip => {
                 if !text.trim().is_empty() {
                     input.ignored += 1;
                 }
+                continue;
             }
-            Some(Item::Tag { repo, tag, digest }) => {
+            Parsed::OrphansEnd(end) => {
+                input.orphans_end = Some((line, *end));
+                continue;
+            }
+            Parsed::Item { record, item } => {
+                let kind = item.kind();
+                if record {
+                    *input.records.entry(kind).or_default() += 1;
+                }
+                (kind, item)
+            }
+        };
+        input.first_line.entry(kind).or_insert(line);
+        match item {
+            Item::Tag { repo, tag, digest } => {
                 let key = (repo, tag);
                 if let Some(prev) = input.tags.get(&key) {
                     if *prev != digest {
@@ -176,23 +227,89 @@ pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
                 }
                 input.tags.insert(key, digest);
             }
-            Some(Item::Revision { repo, digest }) => {
+            Item::Revision { repo, digest } => {
                 input.revisions.insert((repo, digest));
             }
-            Some(Item::Layer { repo, digest }) => {
+            Item::Layer { repo, digest } => {
                 input.layers.insert((repo, digest));
             }
-            Some(Item::Blob(d)) => {
+            Item::Blob(d) => {
                 input.blobs.insert(d);
             }
-            Some(Item::Upload { repo, id }) => {
+            Item::Upload { repo, id } => {
                 input.uploads.insert((repo, id));
             }
-            Some(Item::Repo(repo)) => {
+            Item::Repo(repo) => {
                 input.repos.insert(repo);
             }
         }
     }
+}
+
+/// Refuses input that cannot be what it claims, before anything happens:
+/// tag records without `untag`, tag records mixed with other kinds (an
+/// unfiltered reg-ls listing), and a reg-orphans trailer that does not
+/// describe these records on this storage root.
+pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), InputError> {
+    if let Some(&line) = input.first_line.get("tag") {
+        if !untag {
+            return Err(InputError {
+                line,
+                why: "a tag record: removing tags is a retention decision, and reg-rm acts on tag \
+                      records only with --untag"
+                    .into(),
+            });
+        }
+        // reg-ls lists blobs only unfiltered (or with --kind blob): tags
+        // and blobs together are the whole listing, not a decision.
+        if let Some(&blob_line) = input.first_line.get("blob") {
+            return Err(InputError {
+                line: blob_line.max(line),
+                why: "tag records mixed with blobs: this looks like an unfiltered reg-ls listing; \
+                      untag in one run (reg-ls ROOT --kind tag | jq -c 'select(…)' | reg-rm --untag ROOT) \
+                      and collect garbage in another (reg-refs ROOT | reg-orphans ROOT | reg-rm ROOT)"
+                    .into(),
+            });
+        }
+    }
+    let Some((line, end)) = &input.orphans_end else {
+        return Ok(());
+    };
+    let err = |why: String| InputError { line: *line, why };
+    match end.root.as_deref() {
+        Some(root) if !store.is_root(root) => {
+            return Err(err(format!(
+                "this list was made on another storage root ({root}), not {}: run reg-refs and \
+                 reg-orphans on this root",
+                store.root_id()
+            )))
+        }
+        Some(_) => {}
+        None => {
+            return Err(err(
+                "a reg-orphans trailer without \"root\": made by hand or by an older reg-orphans; \
+                 run reg-orphans again"
+                    .into(),
+            ))
+        }
+    }
+    for (kind, said) in [
+        ("blob", end.blobs),
+        ("revision", end.revisions),
+        ("layer", end.layers),
+        ("upload", end.uploads),
+        ("repo", end.repos),
+    ] {
+        let got = input.records.get(kind).copied().unwrap_or(0);
+        if got != said {
+            return Err(err(format!(
+                "the reg-orphans trailer and the records read disagree: it counts {said} {kind} records, \
+                 the input holds {got}; the list was cut or filtered (drop the trailer when you filter \
+                 on purpose)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One thing a line names.
@@ -219,15 +336,42 @@ enum Item {
     Repo(String),
 }
 
-/// `Ok(None)` for an empty line or a trailer.
-fn parse_line(line: &str) -> Result<Option<Item>, String> {
+impl Item {
+    fn kind(&self) -> &'static str {
+        match self {
+            Item::Tag { .. } => "tag",
+            Item::Revision { .. } => "revision",
+            Item::Layer { .. } => "layer",
+            Item::Blob(_) => "blob",
+            Item::Upload { .. } => "upload",
+            Item::Repo(_) => "repo",
+        }
+    }
+}
+
+/// What one line is.
+enum Parsed {
+    /// An empty line, or a trailer other than reg-orphans'.
+    Skip,
+    OrphansEnd(Box<crate::record::OrphansEnd>),
+    /// `record`: a JSON record (not a bare digest).
+    Item {
+        record: bool,
+        item: Item,
+    },
+}
+
+fn parse_line(line: &str) -> Result<Parsed, String> {
     let line = line.trim();
     if line.is_empty() {
-        return Ok(None);
+        return Ok(Parsed::Skip);
     }
     if !line.starts_with('{') {
         return Digest::parse(line)
-            .map(|d| Some(Item::Blob(d)))
+            .map(|d| Parsed::Item {
+                record: false,
+                item: Item::Blob(d),
+            })
             .map_err(|e| format!("neither a JSON record nor a digest: {e}"));
     }
     let map: Map<String, Value> =
@@ -238,10 +382,13 @@ fn parse_line(line: &str) -> Result<Option<Item>, String> {
     let kind = str_field(&map, "kind")?;
     let item = match kind {
         "end" => {
-            if map.get("tool").and_then(Value::as_str) == Some("reg-refs") {
-                return Err(REFS_REFUSED.into());
-            }
-            return Ok(None);
+            return match map.get("tool").and_then(Value::as_str) {
+                Some("reg-refs") => Err(REFS_REFUSED.into()),
+                Some("reg-orphans") => serde_json::from_value(Value::Object(map))
+                    .map(|e| Parsed::OrphansEnd(Box::new(e)))
+                    .map_err(|e| format!("a reg-orphans trailer that cannot be read: {e}")),
+                _ => Ok(Parsed::Skip),
+            };
         }
         "blob" => Item::Blob(digest_field(&map)?),
         "revision" => Item::Revision {
@@ -283,7 +430,7 @@ fn parse_line(line: &str) -> Result<Option<Item>, String> {
             ))
         }
     };
-    Ok(Some(item))
+    Ok(Parsed::Item { record: true, item })
 }
 
 fn str_field<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
@@ -303,7 +450,6 @@ fn repo_field(map: &Map<String, Value>) -> Result<String, String> {
 fn digest_field(map: &Map<String, Value>) -> Result<Digest, String> {
     Digest::parse(str_field(map, "digest")?).map_err(|e| e.to_string())
 }
-
 // ---- output --------------------------------------------------------------
 
 /// What happened to one item.
@@ -406,6 +552,12 @@ pub struct Config {
     pub mode: Mode,
     /// Blobs, links, uploads and empty directories younger than this are kept.
     pub min_age: Duration,
+    /// Act on `tag` records (untag). Without it they are refused.
+    pub untag: bool,
+    /// Accept that broken images stay broken: delete blobs even when the
+    /// mark is incomplete (live manifests missing or unusable), and delete
+    /// `_layers` links and revisions whose blob is missing.
+    pub accept_broken: bool,
     /// Test hook (`REG_RM_FAIL_AFTER`): stop with an error after this many
     /// deletions, as a crash would.
     pub fail_after: Option<u64>,
@@ -418,6 +570,8 @@ impl Default for Config {
         Config {
             mode: Mode::Delete,
             min_age: Duration::from_secs(3600),
+            untag: false,
+            accept_broken: false,
             fail_after: None,
             now: SystemTime::now(),
         }
@@ -498,17 +652,29 @@ impl Stats {
     }
 }
 
-/// The run stopped by the `fail_after` test hook.
+/// A run that did not finish: why, and the phase it stopped before.
 #[derive(Debug)]
-pub struct Stopped(pub u64);
+pub struct Stopped {
+    pub why: String,
+    /// The phase that did not run (`None`: it stopped within the last one).
+    pub before: Option<&'static str>,
+}
 
 impl fmt::Display for Stopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "stopped after {} deletions (REG_RM_FAIL_AFTER test hook, simulating a crash)",
-            self.0
-        )
+        match self.before {
+            Some(phase) => write!(
+                f,
+                "{}: stopped before the {phase} phase; the tree serves as before, with garbage left: \
+                 run the same input again to finish",
+                self.why
+            ),
+            None => write!(
+                f,
+                "{}: stopped at the end; run the same input again to finish",
+                self.why
+            ),
+        }
     }
 }
 
@@ -517,8 +683,10 @@ impl std::error::Error for Stopped {}
 // ---- the run ---------------------------------------------------------------
 
 /// Deletes what `input` names from `store`, writing one record per item to
-/// `out`. Problems with single items are reported through `msgs` (exit 1)
-/// and the run goes on where that is safe; dependent steps are skipped.
+/// `out`. Input that cannot be what it claims is refused first
+/// ([`check_input`]); then the mark decides what is live. Problems with
+/// single items are reported through `msgs` (exit 1) and the run goes on
+/// where that is safe; dependent steps are skipped.
 pub fn run<W: Write>(
     store: &Store,
     input: &Input,
@@ -526,26 +694,30 @@ pub fn run<W: Write>(
     out: &mut Out<W>,
     msgs: &Messages,
 ) -> anyhow::Result<Stats> {
+    check_input(input, store, cfg.untag)?;
+    store.check_blob_store()?;
     if let Mode::Trash(dir) = &cfg.mode {
+        check_trash(store, dir)?;
         store.backend().prepare_trash(dir)?;
     }
     let r = Runner {
         store,
         cfg,
         msgs,
-        done: AtomicU64::new(0),
+        deleted: AtomicU64::new(0),
         stopped: AtomicBool::new(false),
+        gate: Mutex::new(()),
+        simulated: Mutex::new(HashSet::new()),
     };
     let mut w = Writer {
         out,
         stats: Stats::default(),
     };
     let result = r.phases(input, &mut w);
-    if r.done.load(Ordering::SeqCst) > 0 {
-        // Whatever ended the run (even a closed stdout): something is gone.
+    if r.deleted.load(Ordering::SeqCst) > 0 {
+        // Whatever ended the run: something is gone.
         msgs.note(CACHE_REMINDER);
     }
-    w.out.flush()?;
     result?;
     Ok(w.stats)
 }
@@ -557,14 +729,93 @@ pub const CACHE_REMINDER: &str = "if the registry runs with a blob descriptor ca
      (storage.cache.blobdescriptor: inmemory or redis), restart it now: until then it believes \
      deleted blobs still exist and clients may push broken images";
 
+/// Refuses a `--trash` directory before anything is created or moved: it
+/// must be outside the storage root (the registry's rootdirectory, which
+/// holds `docker/registry/v2`, or the `v2` directory given), must not
+/// contain it, must be new or empty (an earlier run's trash is what restores
+/// that run), and must be on the root's filesystem (moving is a rename).
+pub fn check_trash(store: &Store, trash: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let v2 = store.display("");
+    let v2 = v2.canonicalize().map_err(|e| crate::Error::io(&v2, e))?;
+    let root = if v2.ends_with("docker/registry/v2") {
+        v2.ancestors().nth(3).unwrap_or(&v2).to_path_buf()
+    } else {
+        v2.clone()
+    };
+    // The nearest part of `trash` that exists, resolved, and the rest.
+    let mut existing = if trash.is_absolute() {
+        trash.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(trash)
+    };
+    let mut rest = Vec::new();
+    let meta = loop {
+        match std::fs::metadata(&existing) {
+            Ok(m) => break m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match (existing.file_name(), existing.parent()) {
+                    (Some(n), Some(p)) => {
+                        rest.push(n.to_os_string());
+                        existing = p.to_path_buf();
+                    }
+                    _ => return Err(crate::Error::io(trash, e).into()),
+                }
+            }
+            Err(e) => return Err(crate::Error::io(&existing, e).into()),
+        }
+    };
+    let mut resolved = existing
+        .canonicalize()
+        .map_err(|e| crate::Error::io(&existing, e))?;
+    resolved.extend(rest.iter().rev());
+    let show = trash.display();
+    if resolved.starts_with(&root) {
+        anyhow::bail!(
+            "--trash {show}: inside the storage root {}: the trash would be part of the registry's storage",
+            root.display()
+        );
+    }
+    if root.starts_with(&resolved) {
+        anyhow::bail!(
+            "--trash {show}: contains the storage root {}: choose a directory of its own",
+            root.display()
+        );
+    }
+    if rest.is_empty() {
+        if !meta.is_dir() {
+            anyhow::bail!("--trash {show}: not a directory");
+        }
+        let mut entries = std::fs::read_dir(&resolved).map_err(|e| crate::Error::io(&resolved, e))?;
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "--trash {show}: not empty (an earlier run's trash? it is what restores that run): \
+                 choose a new or empty directory"
+            );
+        }
+    }
+    let vdev = std::fs::metadata(&v2)
+        .map_err(|e| crate::Error::io(&v2, e))?
+        .dev();
+    if meta.dev() != vdev {
+        anyhow::bail!(
+            "--trash {show}: must be on the same filesystem as the storage root {} (moving is a \
+             rename; nothing is copied across filesystems); nothing was created",
+            v2.display()
+        );
+    }
+    Ok(())
+}
+
 struct Writer<'a, W: Write> {
     out: &'a mut Out<W>,
     stats: Stats,
 }
 
 impl<W: Write> Writer<'_, W> {
-    /// Writes the records of a phase; `None` is an item that failed.
-    fn write(&mut self, recs: &[Option<RmRecord>]) -> anyhow::Result<()> {
+    /// Writes the records of a phase and flushes; `None` is an item that
+    /// failed.
+    fn write(&mut self, recs: &[Option<RmRecord>]) -> std::io::Result<()> {
         for r in recs {
             match r {
                 Some(r) => {
@@ -574,7 +825,7 @@ impl<W: Write> Writer<'_, W> {
                 None => self.stats.failed += 1,
             }
         }
-        Ok(())
+        self.out.flush()
     }
 }
 
@@ -585,19 +836,6 @@ struct Removed {
     tags: HashSet<(String, String)>,
     revisions: HashSet<(String, Digest)>,
     uploads: HashSet<(String, String)>,
-}
-
-/// Live tags, read after the tag phase: what they protect.
-#[derive(Default)]
-struct TagGuard {
-    /// repo → manifest → why it is protected.
-    revisions: HashMap<String, HashMap<Digest, String>>,
-    /// blob → why it is protected.
-    blobs: HashMap<Digest, String>,
-    /// Repos whose tags (or tagged manifests) could not all be read.
-    unsure_repos: HashSet<String>,
-    /// The repository walk itself had errors: blobs are not safe.
-    unsure_all: bool,
 }
 
 /// Where a blob is still referenced by links, from a scan of every repository.
@@ -616,24 +854,62 @@ enum Gone {
     Absent,
 }
 
+/// A tag decided before anything is deleted.
+enum TagPlan {
+    /// Nothing to do: absent, kept, or failed (`None`).
+    Done(Option<RmRecord>),
+    /// To remove, once the mark is made.
+    Go(RmRecord),
+}
+
 struct Runner<'a> {
     store: &'a Store,
     cfg: &'a Config,
     msgs: &'a Messages,
-    done: AtomicU64,
+    /// Records deleted or trashed (not dry-run) so far.
+    deleted: AtomicU64,
+    /// The test hook stopped the run.
     stopped: AtomicBool,
+    /// Serializes deletions under the test hook, so it stops after exactly N.
+    gate: Mutex<()>,
+    /// Dry run: what the run would have removed so far (paths relative to
+    /// v2), so later phases neither count its bytes again nor remove it again.
+    simulated: Mutex<HashSet<String>>,
 }
 
 impl Runner<'_> {
     fn phases<W: Write>(&self, input: &Input, w: &mut Writer<W>) -> anyhow::Result<()> {
         let mut removed = Removed::default();
+        let asked = Asked {
+            blobs: &input.blobs,
+            revisions: &input.revisions,
+        };
+
+        // 0. Decide the tags (reading only), then mark what stays live.
+        let tags: Vec<_> = input.tags.iter().collect();
+        let plans: Vec<TagPlan> = tags
+            .par_iter()
+            .map(|((repo, tag), want)| self.plan_tag(repo, tag, **want))
+            .collect();
+        let needs_mark = !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layers.is_empty();
+        let mut mark = if needs_mark {
+            let going = plans.iter().filter_map(|p| match p {
+                TagPlan::Go(r) => Some((r.repo.clone()?, r.tag.clone()?)),
+                TagPlan::Done(_) => None,
+            });
+            let excl = Exclusions {
+                tags: going.collect(),
+                revisions: input.revisions.iter().cloned().collect(),
+            };
+            let m = Mark::compute(self.store, &excl, asked, self.msgs)
+                .map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
+            Some(m)
+        } else {
+            None
+        };
 
         // 1. Tags.
-        let tags: Vec<_> = input.tags.iter().collect();
-        let recs: Vec<_> = tags
-            .par_iter()
-            .map(|((repo, tag), want)| self.rm_tag(repo, tag, **want))
-            .collect();
+        let recs: Vec<_> = plans.into_par_iter().map(|p| self.do_tag(p)).collect();
         for rec in recs.iter().flatten() {
             if rec.action.removes() {
                 removed.tags.insert((
@@ -642,21 +918,17 @@ impl Runner<'_> {
                 ));
             }
         }
-        w.write(&recs)?;
-        self.check_stop()?;
+        self.emit(w, &recs, Some("revision"))?;
 
-        // 2. Revisions, guarded by the tags left.
-        let need_guard = !input.revisions.is_empty() || !input.blobs.is_empty();
-        let guard = if need_guard {
-            self.tag_guard(&removed)
-        } else {
-            TagGuard::default()
-        };
+        // 2. Revisions: those the mark does not reach.
         let revs: Vec<_> = input.revisions.iter().collect();
-        let recs: Vec<_> = revs
-            .par_iter()
-            .map(|(repo, d)| self.rm_revision(repo, *d, &guard))
-            .collect();
+        let recs: Vec<_> = match &mark {
+            Some(m) => revs
+                .par_iter()
+                .map(|(repo, d)| self.rm_revision(repo, *d, m))
+                .collect(),
+            None => Vec::new(),
+        };
         for rec in recs.iter().flatten() {
             if rec.action.removes() {
                 removed.revisions.insert((
@@ -665,17 +937,43 @@ impl Runner<'_> {
                 ));
             }
         }
-        w.write(&recs)?;
-        self.check_stop()?;
+        self.emit(w, &recs, Some("layer link"))?;
+
+        // The roots may have changed since the mark (pushes, or revisions
+        // this run could not remove): mark again until they hold still.
+        let mut unstable = false;
+        if let Some(m) = mark
+            .as_mut()
+            .filter(|_| !input.blobs.is_empty() || !input.layers.is_empty())
+        {
+            let excl = Exclusions {
+                tags: removed.tags.clone(),
+                revisions: removed.revisions.clone(),
+            };
+            let muted = Messages::muted("reg-rm");
+            let stop = |e: anyhow::Error| Stopped {
+                why: format!("the tree could not be read again before deleting blobs: {e:#}"),
+                before: Some("layer link"),
+            };
+            let mut tries = 0;
+            while !m.still_valid(self.store, &excl, &muted).map_err(stop)? {
+                if tries == MARK_TRIES {
+                    unstable = true;
+                    break;
+                }
+                tries += 1;
+                *m = Mark::compute(self.store, &excl, asked, &muted).map_err(stop)?;
+            }
+        }
 
         // 3. Decide the blobs, then remove their links and the links named.
         let mut blob_recs: Vec<RmRecord> = Vec::new();
         let mut doomed: BTreeMap<Digest, BlobLinks> = BTreeMap::new();
-        if !input.blobs.is_empty() {
+        if let (false, Some(m)) = (input.blobs.is_empty(), &mark) {
             let (links, scan_ok) = self.scan_blob_links(&input.blobs, &removed);
             for d in &input.blobs {
                 let l = links.get(d).cloned().unwrap_or_default();
-                match self.judge_blob(*d, &l, &guard, scan_ok) {
+                match self.judge_blob(*d, &l, m, unstable, scan_ok) {
                     Some(kept) => blob_recs.push(kept),
                     None => {
                         doomed.insert(*d, l);
@@ -698,7 +996,7 @@ impl Runner<'_> {
         let jobs: Vec<_> = link_jobs.iter().collect();
         let recs: Vec<_> = jobs
             .par_iter()
-            .map(|((repo, d), guarded)| self.rm_layer(repo, *d, **guarded))
+            .map(|((repo, d), guarded)| self.rm_layer(repo, *d, **guarded, unstable))
             .collect();
         // A blob whose links could not all go stays.
         for (((repo, d), _), rec) in jobs.iter().zip(&recs) {
@@ -713,8 +1011,7 @@ impl Runner<'_> {
                 );
             }
         }
-        w.write(&recs)?;
-        self.check_stop()?;
+        self.emit(w, &recs, Some("blob"))?;
 
         // 4. Blob data.
         let ds: Vec<Digest> = doomed.keys().copied().collect();
@@ -730,8 +1027,7 @@ impl Runner<'_> {
                 }
             }
         }
-        w.write(&all)?;
-        self.check_stop()?;
+        self.emit(w, &all, Some("upload"))?;
 
         // 5. Uploads.
         let ups: Vec<_> = input.uploads.iter().collect();
@@ -747,8 +1043,7 @@ impl Runner<'_> {
                 ));
             }
         }
-        w.write(&recs)?;
-        self.check_stop()?;
+        self.emit(w, &recs, Some("repository"))?;
 
         // 6. Repositories (one at a time: nested ones share parents).
         let mut recs = Vec::new();
@@ -758,8 +1053,7 @@ impl Runner<'_> {
                 break;
             }
         }
-        w.write(&recs)?;
-        self.check_stop()?;
+        self.emit(w, &recs, Some("empty directory"))?;
 
         // 7. Empty directories left behind.
         if self.cfg.mode != Mode::DryRun {
@@ -776,14 +1070,43 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn check_stop(&self) -> anyhow::Result<()> {
+    /// Writes a phase's records; stops the run (before `next`) when they
+    /// cannot be written or the test hook fired. A closed stdout is a
+    /// failure here, not a quiet success: the run did not finish.
+    fn emit<W: Write>(
+        &self,
+        w: &mut Writer<W>,
+        recs: &[Option<RmRecord>],
+        next: Option<&'static str>,
+    ) -> anyhow::Result<()> {
+        if let Err(e) = w.write(recs) {
+            return Err(Stopped {
+                why: format!("cannot write to stdout ({e}), so what was deleted is not all reported"),
+                before: next,
+            }
+            .into());
+        }
         if self.stopped.load(Ordering::SeqCst) {
-            return Err(Stopped(self.cfg.fail_after.unwrap_or(0)).into());
+            return Err(Stopped {
+                why: format!(
+                    "REG_RM_FAIL_AFTER test hook: stopped after {} deletions, as a crash would",
+                    self.deleted.load(Ordering::SeqCst)
+                ),
+                before: next,
+            }
+            .into());
         }
         Ok(())
     }
 
-    fn young(&self, mtime: SystemTime) -> bool {
+    /// Whether `mtime` is younger than `--min-age`; warns about an mtime in
+    /// the future (kept by every run until then).
+    fn young(&self, rel: &str, mtime: SystemTime) -> bool {
+        if mtime.duration_since(self.cfg.now).is_ok_and(|d| d > FUTURE_SLACK) {
+            self.msgs
+                .warn(crate::orphans::future_warning(&self.store.display(rel), mtime));
+            return true;
+        }
         Time(mtime).age(self.cfg.now) < self.cfg.min_age
     }
 
@@ -794,10 +1117,32 @@ impl Runner<'_> {
         )
     }
 
-    /// Removes directory `rel` according to the mode. `Err(())` means the
-    /// failure was reported (or the test hook stopped the run).
+    /// Dry run: whether `rel` or a directory above it was (would be)
+    /// removed earlier in this run.
+    fn simulated_gone(&self, rel: &str) -> bool {
+        let sim = self.simulated.lock().expect("simulated set");
+        if sim.is_empty() {
+            return false;
+        }
+        let mut end = rel.len();
+        loop {
+            if sim.contains(&rel[..end]) {
+                return true;
+            }
+            match rel[..end].rfind('/') {
+                Some(i) => end = i,
+                None => return false,
+            }
+        }
+    }
+
+    /// Removes `rel` (file or directory) according to the mode. `Err(())`
+    /// means the failure was reported.
     fn remove(&self, rel: &str) -> Result<Gone, ()> {
         let b = self.store.backend();
+        if self.cfg.mode == Mode::DryRun && self.simulated_gone(rel) {
+            return Ok(Gone::Absent);
+        }
         let bytes = match self.tree_bytes(rel) {
             Ok(Some(n)) => n,
             Ok(None) => return Ok(Gone::Absent),
@@ -812,14 +1157,11 @@ impl Runner<'_> {
                 self.msgs.error(e);
                 return Err(());
             }
+            self.simulated
+                .lock()
+                .expect("simulated set")
+                .insert(rel.to_string());
             return Ok(Gone::Removed(Action::WouldDelete, bytes));
-        }
-        let n = self.done.fetch_add(1, Ordering::SeqCst);
-        if let Some(limit) = self.cfg.fail_after {
-            if n >= limit {
-                self.stopped.store(true, Ordering::SeqCst);
-                return Err(());
-            }
         }
         let is_dir = matches!(b.stat(rel), Ok(Some(m)) if m.is_dir);
         let (res, action) = match &self.cfg.mode {
@@ -838,7 +1180,8 @@ impl Runner<'_> {
         }
     }
 
-    /// Total size of the files under `rel` (not following symbolic links);
+    /// Total size of the files under `rel` (not following symbolic links,
+    /// and, in a dry run, leaving out what this run would have removed);
     /// `None` if `rel` does not exist.
     fn tree_bytes(&self, rel: &str) -> crate::Result<Option<u64>> {
         let b = self.store.backend();
@@ -848,25 +1191,51 @@ impl Runner<'_> {
         if !meta.is_dir {
             return Ok(Some(meta.size));
         }
+        let dry = self.cfg.mode == Mode::DryRun;
         let mut total = 0;
         for e in b.list(rel)?.unwrap_or_default() {
             if e.symlink {
                 continue;
             }
             let child = format!("{rel}/{}", e.name);
+            if dry && self.simulated.lock().expect("simulated set").contains(&child) {
+                continue;
+            }
             match e.ty {
                 EntryType::Dir => total += self.tree_bytes(&child)?.unwrap_or(0),
                 EntryType::File => total += b.stat(&child)?.map_or(0, |m| m.size),
-                EntryType::Other => {}
+                _ => {}
             }
         }
         Ok(Some(total))
     }
 
-    /// Maps a removal to a record; `None` if it failed.
+    /// The test hook: true (and the run marked stopped) once N records were
+    /// deleted.
+    fn hook_fired(&self) -> bool {
+        match self.cfg.fail_after {
+            Some(limit) if self.deleted.load(Ordering::SeqCst) >= limit => {
+                self.stopped.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `rel` for one record; `None` if it failed (or the test hook
+    /// stopped the run first).
     fn finish(&self, rec: RmRecord, rel: &str) -> Option<RmRecord> {
+        let _gate = self.cfg.fail_after.map(|_| self.gate.lock().expect("gate"));
+        if self.hook_fired() {
+            return None;
+        }
         match self.remove(rel) {
-            Ok(Gone::Removed(a, bytes)) => Some(rec.done(a, bytes)),
+            Ok(Gone::Removed(a, bytes)) => {
+                if a != Action::WouldDelete {
+                    self.deleted.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(rec.done(a, bytes))
+            }
             Ok(Gone::Absent) => Some(rec.done(Action::Absent, 0)),
             Err(()) => None,
         }
@@ -884,149 +1253,101 @@ impl Runner<'_> {
 
     // ---- tags
 
-    fn rm_tag(&self, repo: &str, tag: &str, want: Option<Digest>) -> Option<RmRecord> {
+    /// Decides one tag, reading only: absent, kept (moved since listed,
+    /// young, unreadable) or to remove.
+    fn plan_tag(&self, repo: &str, tag: &str, want: Option<Digest>) -> TagPlan {
         let mut rec = RmRecord::new("tag").repo(repo);
         rec.tag = Some(tag.to_string());
         rec.digest = want;
         let dir = paths::tag_dir(repo, tag);
         let link = paths::tag_current(repo, tag);
         match self.store.backend().stat(&dir) {
-            Ok(None) => return Some(rec),
+            Ok(None) => return TagPlan::Done(Some(rec)),
             Ok(Some(_)) => {}
             Err(e) => {
                 self.msgs.error(e);
-                return None;
+                return TagPlan::Done(None);
             }
         }
         match self.store.read_link(&link) {
             Ok(Some(now)) => {
                 if want.is_some_and(|w| w != now) {
-                    return Some(rec.kept(format!("the tag now points at {now}")));
+                    return TagPlan::Done(Some(rec.kept(format!("the tag now points at {now}"))));
                 }
                 rec.digest = Some(now);
             }
             Ok(None) => {}
-            Err(e) if want.is_some() => return Some(rec.kept(format!("cannot check where it points: {e}"))),
+            Err(e) if want.is_some() => {
+                return TagPlan::Done(Some(rec.kept(format!("cannot check where it points: {e}"))))
+            }
             Err(_) => {}
         }
-        if let Some(m) = self.mtime(&link).ok()? {
-            if self.young(m) {
-                return Some(rec.kept(self.young_reason()));
-            }
+        match self.mtime(&link) {
+            Ok(Some(m)) if self.young(&link, m) => TagPlan::Done(Some(rec.kept(self.young_reason()))),
+            Ok(_) => TagPlan::Go(rec),
+            Err(()) => TagPlan::Done(None),
         }
-        self.finish(rec, &dir)
     }
 
-    // ---- the tag guard
-
-    /// Reads every tag of every repository (and the indexes they point at),
-    /// leaving out the tags this run removed.
-    fn tag_guard(&self, removed: &Removed) -> TagGuard {
-        let mut g = TagGuard::default();
-        let repos = self.store.repositories();
-        if !repos.errors.is_empty() {
-            g.unsure_all = true;
-            for e in repos.errors {
-                self.msgs.error(e);
+    /// Removes a tag planned for removal, unless it moved in the meantime.
+    fn do_tag(&self, plan: TagPlan) -> Option<RmRecord> {
+        let rec = match plan {
+            TagPlan::Done(r) => return r,
+            TagPlan::Go(rec) => rec,
+        };
+        let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
+        if let (Some(want), Ok(Some(now))) =
+            (rec.digest, self.store.read_link(&paths::tag_current(&repo, &tag)))
+        {
+            if now != want {
+                return Some(rec.kept(format!("the tag now points at {now}")));
             }
         }
-        type RepoGuard = (String, HashMap<Digest, String>, bool, Vec<crate::Error>);
-        let per: Vec<RepoGuard> = repos
-            .items
-            .par_iter()
-            .map(|repo| {
-                let tags = self.store.tags(repo);
-                let mut errors = tags.errors;
-                let mut prot: HashMap<Digest, String> = HashMap::new();
-                for t in tags.items {
-                    if removed.tags.contains(&(repo.clone(), t.name.clone())) {
-                        continue;
-                    }
-                    prot.entry(t.digest)
-                        .or_insert_with(|| format!("tag {repo}:{} points at it", t.name));
-                    // What a tagged manifest references: the children of
-                    // an index (nested indexes too), and, as a second line of
-                    // defence behind reg-refs, its config, layers and subject.
-                    let mut stack = vec![t.digest];
-                    let mut seen = HashSet::new();
-                    while let Some(m) = stack.pop() {
-                        if !seen.insert(m) {
-                            continue;
-                        }
-                        match self.store.read_blob(&m, MANIFEST_LIMIT) {
-                            Ok(Some(bytes)) => match crate::manifest::parse(&bytes) {
-                                Ok(man) => {
-                                    for c in &man.children {
-                                        prot.entry(c.digest).or_insert_with(|| {
-                                            format!("a child of {m}, which tag {repo}:{} reaches", t.name)
-                                        });
-                                        stack.push(c.digest);
-                                    }
-                                    for r in man.references() {
-                                        prot.entry(r.digest).or_insert_with(|| {
-                                            format!("referenced by {m}, which tag {repo}:{} reaches", t.name)
-                                        });
-                                    }
-                                    if man.kind == crate::manifest::Kind::Unknown {
-                                        // When in doubt, a descriptor may be a manifest.
-                                        stack.extend(man.other.iter().map(|d| d.digest));
-                                    }
-                                }
-                                Err(e) => errors.push(crate::Error::other(
-                                    self.store.display(&paths::blob_data(&m)),
-                                    format!("tagged manifest cannot be read: {e}"),
-                                )),
-                            },
-                            // A missing manifest: the tag is already broken.
-                            Ok(None) => {}
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                }
-                let unsure = !errors.is_empty();
-                (repo.clone(), prot, unsure, errors)
-            })
-            .collect();
-        for (repo, prot, unsure, errors) in per {
-            for e in errors {
-                self.msgs.error(e);
-            }
-            if unsure {
-                g.unsure_repos.insert(repo.clone());
-                g.unsure_all = true;
-            }
-            for (d, why) in &prot {
-                g.blobs.entry(*d).or_insert_with(|| why.clone());
-            }
-            g.revisions.insert(repo, prot);
-        }
-        g
+        self.finish(rec, &paths::tag_dir(&repo, &tag))
     }
 
     // ---- revisions
 
-    fn rm_revision(&self, repo: &str, d: Digest, g: &TagGuard) -> Option<RmRecord> {
+    fn rm_revision(&self, repo: &str, d: Digest, mark: &Mark) -> Option<RmRecord> {
         let rec = RmRecord::new("revision").repo(repo).digest(d);
         let link = paths::revision_link(repo, &d);
         let mtime = self.mtime(&link).ok()?;
-        let protected = g.revisions.get(repo).and_then(|p| p.get(&d));
-        let unsure = g.unsure_repos.contains(repo) || g.unsure_all && !g.revisions.contains_key(repo);
+        let live = mark.revision(repo, &d);
+        let broken = mark.broken_in(repo).filter(|_| !self.cfg.accept_broken);
         let Some(mtime) = mtime else {
             // No link: no revision. Leftover index entries (a run stopped
             // half way) are garbage.
-            if protected.is_none() && !unsure {
+            if live.is_none() && broken.is_none() {
                 self.remove_index_entries(repo, d);
             }
             return Some(rec);
         };
-        if unsure {
-            return Some(rec.kept(format!("could not read every tag of {repo} (see errors)")));
+        if let Some(why) = live {
+            return Some(rec.kept(why));
         }
-        if let Some(why) = protected {
-            return Some(rec.kept(why.clone()));
+        if let Some(b) = broken {
+            return Some(rec.kept(format!(
+                "what a live manifest of {repo} references is unknown ({}); pass --accept-broken to delete anyway",
+                b.message
+            )));
         }
-        if self.young(mtime) {
+        if self.young(&link, mtime) {
             return Some(rec.kept(self.young_reason()));
+        }
+        if !self.cfg.accept_broken {
+            match self.store.blob_meta(&d) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Some(rec.kept(
+                        "its manifest's data is missing (a damaged or unmounted blob store?): \
+                         not deleted on that ground without --accept-broken",
+                    ))
+                }
+                Err(e) => {
+                    self.msgs.error(e);
+                    return None;
+                }
+            }
         }
         let mut rec = self.finish(rec, &paths::revision_dir(repo, &d))?;
         if rec.action.removes() {
@@ -1050,27 +1371,9 @@ impl Runner<'_> {
             if e.ty != EntryType::Dir || e.symlink || check_tag(&e.name).is_err() {
                 continue;
             }
-            let rel = paths::tag_index_entry(repo, &e.name, &d);
-            let size = match self.tree_bytes(&rel) {
-                Ok(Some(n)) => n,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.msgs.error(e);
-                    continue;
-                }
-            };
-            let b = self.store.backend();
-            let is_dir = matches!(b.stat(&rel), Ok(Some(m)) if m.is_dir);
-            let r = match &self.cfg.mode {
-                Mode::DryRun => b.check_removable(&rel).map(|()| true),
-                Mode::Trash(t) => b.move_to_trash(&rel, t),
-                Mode::Delete if !is_dir => b.remove_file(&rel),
-                Mode::Delete => b.remove_dir_all(&rel),
-            };
-            match r {
-                Ok(true) => bytes += size,
-                Ok(false) => {}
-                Err(e) => self.msgs.error(e),
+            match self.remove(&paths::tag_index_entry(repo, &e.name, &d)) {
+                Ok(Gone::Removed(_, n)) => bytes += n,
+                Ok(Gone::Absent) | Err(()) => {}
             }
         }
         bytes
@@ -1153,45 +1456,81 @@ impl Runner<'_> {
     }
 
     /// `Some(kept record)` if blob `d` must stay; `None` if it may go.
-    fn judge_blob(&self, d: Digest, links: &BlobLinks, g: &TagGuard, scan_ok: bool) -> Option<RmRecord> {
+    fn judge_blob(
+        &self,
+        d: Digest,
+        links: &BlobLinks,
+        mark: &Mark,
+        unstable: bool,
+        scan_ok: bool,
+    ) -> Option<RmRecord> {
         let rec = RmRecord::new("blob").digest(d);
-        if g.unsure_all || !scan_ok {
-            return Some(rec.kept("could not read every repository (see errors)"));
+        if let Some(why) = mark.blob(&d) {
+            return Some(rec.kept(why));
         }
-        if let Some(why) = g.blobs.get(&d) {
-            return Some(rec.kept(why.clone()));
+        if unstable {
+            return Some(
+                rec.kept("tags or revisions kept changing while reg-rm looked (pushes?): run again"),
+            );
+        }
+        if let (false, Some(first)) = (self.cfg.accept_broken, mark.broken.first()) {
+            return Some(rec.kept(format!(
+                "{} live manifests are missing or unusable, so what they reference is unknown \
+                 (first: {}); pass --accept-broken to delete anyway",
+                mark.broken.len(),
+                first.message
+            )));
+        }
+        if !scan_ok {
+            return Some(rec.kept("could not read every repository (see errors)"));
         }
         if let Some(repo) = links.revisions.first() {
             return Some(rec.kept(format!("still a manifest revision in {repo}")));
         }
+        let data = paths::blob_data(&d);
         match self.store.blob_meta(&d) {
-            Ok(Some(m)) if self.young(m.mtime) => return Some(rec.kept(self.young_reason())),
+            Ok(Some(m)) if self.young(&data, m.mtime) => return Some(rec.kept(self.young_reason())),
             Ok(_) => {}
             Err(e) => {
                 self.msgs.error(e);
                 return Some(rec.kept("cannot read its data file (see errors)"));
             }
         }
-        if let Some((repo, _)) = links.layers.iter().find(|(_, m)| self.young(*m)) {
+        if let Some((repo, _)) = links
+            .layers
+            .iter()
+            .find(|(repo, m)| self.young(&paths::layer_link(repo, &d), *m))
+        {
             return Some(rec.kept(format!("its _layers link in {repo} is {}", self.young_reason())));
         }
         None
     }
 
-    fn rm_layer(&self, repo: &str, d: Digest, guarded: bool) -> Option<RmRecord> {
+    fn rm_layer(&self, repo: &str, d: Digest, guarded: bool, unstable: bool) -> Option<RmRecord> {
         let rec = RmRecord::new("layer").repo(repo).digest(d);
         let link = paths::layer_link(repo, &d);
         let dir = paths::layer_dir(repo, &d);
         let mtime = match self.mtime(&link).ok()? {
             Some(m) => m,
             // A link directory without its link is garbage; remove it quietly.
-            None => return self.finish(rec, &dir).map(|r| r.done(Action::Absent, 0)),
+            None => return self.remove(&dir).ok().map(|_| rec.done(Action::Absent, 0)),
         };
         if guarded {
             match self.store.blob_meta(&d) {
                 Ok(Some(_)) => {
                     return Some(rec.kept(
                         "its blob is still stored (and not deleted in this run): the link may be in use",
+                    ))
+                }
+                Ok(None) if unstable => {
+                    return Some(
+                        rec.kept("tags or revisions kept changing while reg-rm looked (pushes?): run again"),
+                    )
+                }
+                Ok(None) if !self.cfg.accept_broken => {
+                    return Some(rec.kept(
+                        "its blob is missing (a damaged or unmounted blob store?): not deleted on that \
+                         ground without --accept-broken",
                     ))
                 }
                 Ok(None) => {}
@@ -1201,7 +1540,7 @@ impl Runner<'_> {
                 }
             }
         }
-        if self.young(mtime) {
+        if self.young(&link, mtime) {
             return Some(rec.kept(self.young_reason()));
         }
         self.finish(rec, &dir)
@@ -1211,7 +1550,10 @@ impl Runner<'_> {
         let rec = RmRecord::new("blob").digest(d);
         // Checked again now, at deletion time.
         match self.store.blob_meta(&d) {
-            Ok(Some(m)) if self.young(m.mtime) => return Some(rec.kept(self.young_reason())),
+            // Warned about (if in the future) when the blob was judged.
+            Ok(Some(m)) if Time(m.mtime).age(self.cfg.now) < self.cfg.min_age => {
+                return Some(rec.kept(self.young_reason()))
+            }
             Ok(_) => {}
             Err(e) => {
                 self.msgs.error(e);
@@ -1239,7 +1581,7 @@ impl Runner<'_> {
                 newest = Some(newest.map_or(m, |n| n.max(m)));
             }
         }
-        if newest.is_some_and(|m| self.young(m)) {
+        if newest.is_some_and(|m| self.young(&dir, m)) {
             return Some(rec.kept(self.young_reason()));
         }
         self.finish(rec, &dir)
@@ -1287,10 +1629,17 @@ impl Runner<'_> {
         if !ok {
             return Some(rec.kept("cannot read its _layers links (see errors)"));
         }
-        if layers.iter().any(|(_, m)| self.young(*m)) {
+        if layers
+            .iter()
+            .any(|(d, m)| self.young(&paths::layer_link(repo, d), *m))
+        {
             return Some(rec.kept(format!("it has a _layers link {}", self.young_reason())));
         }
         // Its own directories only: a nested repository may live beside them.
+        let _gate = self.cfg.fail_after.map(|_| self.gate.lock().expect("gate"));
+        if self.hook_fired() {
+            return None;
+        }
         let mut rec = rec.done(Action::Absent, 0);
         for d in own {
             match self.remove(&format!("{}/{d}", paths::repo(repo))) {
@@ -1301,6 +1650,9 @@ impl Runner<'_> {
                 Ok(Gone::Absent) => {}
                 Err(()) => return None,
             }
+        }
+        if matches!(rec.action, Action::Deleted | Action::Trashed) {
+            self.deleted.fetch_add(1, Ordering::SeqCst);
         }
         if self.cfg.mode != Mode::DryRun {
             // Then the directory itself and empty parents, never `repositories`.
@@ -1374,7 +1726,7 @@ impl Runner<'_> {
     fn remove_empty(&self, rel: &str) -> bool {
         let b = self.store.backend();
         match b.stat(rel) {
-            Ok(Some(m)) if m.is_dir && !self.young(m.mtime) => {}
+            Ok(Some(m)) if m.is_dir && Time(m.mtime).age(self.cfg.now) >= self.cfg.min_age => {}
             _ => return false,
         }
         match b.remove_empty_dir(rel) {
@@ -1416,81 +1768,9 @@ fn prefix_dir(d: &Digest) -> String {
 mod tests {
     use super::*;
     use crate::output::Format;
+    use crate::testutil::*;
     use std::fs;
     use std::path::Path;
-
-    const DAY: Duration = Duration::from_secs(86400);
-
-    fn put(v2: &Path, rel: &str, content: &[u8]) {
-        let p = v2.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
-
-    fn blob(v2: &Path, content: &[u8]) -> Digest {
-        let d = Digest::sha256_of(content);
-        put(v2, &paths::blob_data(&d), content);
-        d
-    }
-
-    fn link(v2: &Path, rel: &str, d: &Digest) {
-        put(v2, rel, d.to_string().as_bytes());
-    }
-
-    /// Sets the mtime of everything under `p` to `age` ago.
-    fn age(p: &Path, age: Duration) {
-        let t = SystemTime::now() - age;
-        for e in walkdir::WalkDir::new(p).follow_links(false) {
-            let e = e.unwrap();
-            if e.path_is_symlink() {
-                continue;
-            }
-            let f = fs::File::open(e.path()).unwrap();
-            f.set_modified(t).unwrap();
-        }
-    }
-
-    /// An image pushed to `repo`: its blobs, `_layers` links and revision
-    /// (and tag, if any). Returns (manifest, config, layers).
-    fn image(v2: &Path, repo: &str, tag: Option<&str>, name: &str) -> (Digest, Digest, Digest) {
-        let config = blob(v2, format!("{{\"config of\":\"{name}\"}}").as_bytes());
-        let layer = blob(v2, format!("layer of {name}").as_bytes());
-        let m = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"{config}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":1,"digest":"{layer}"}}]}}"#
-        );
-        let md = blob(v2, m.as_bytes());
-        push_manifest(v2, repo, tag, md, &[config, layer]);
-        (md, config, layer)
-    }
-
-    fn push_manifest(v2: &Path, repo: &str, tag: Option<&str>, md: Digest, blobs: &[Digest]) {
-        for b in blobs {
-            link(v2, &paths::layer_link(repo, b), b);
-        }
-        link(v2, &paths::revision_link(repo, &md), &md);
-        if let Some(tag) = tag {
-            link(v2, &paths::tag_current(repo, tag), &md);
-            link(v2, &(paths::tag_index_entry(repo, tag, &md) + "/link"), &md);
-        }
-    }
-
-    fn index(v2: &Path, repo: &str, tag: &str, children: &[Digest]) -> Digest {
-        let ms: Vec<String> = children
-            .iter()
-            .map(|c| {
-                format!(
-                    r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,"digest":"{c}"}}"#
-                )
-            })
-            .collect();
-        let body = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
-            ms.join(",")
-        );
-        let d = blob(v2, body.as_bytes());
-        push_manifest(v2, repo, Some(tag), d, &[]);
-        d
-    }
 
     struct Ran {
         recs: Vec<Value>,
@@ -1540,6 +1820,7 @@ mod tests {
     fn cfg(min_age: Duration) -> Config {
         Config {
             min_age,
+            untag: true,
             ..Config::default()
         }
     }
@@ -1586,7 +1867,7 @@ mod tests {
              {{\"kind\":\"repo\",\"repo\":\"a\"}}\n\
              {{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v1\",\"digest\":\"{d}\",\"mtime\":\"2024-01-01T00:00:00Z\"}}\n\
              {{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v2\"}}\n\
-             {{\"kind\":\"end\",\"tool\":\"reg-orphans\",\"blobs\":1}}\n"
+             {{\"kind\":\"end\",\"tool\":\"reg-ls\",\"blobs\":1}}\n"
         );
         let i = parse_input(text.as_bytes()).unwrap();
         assert_eq!(i.blobs.len(), 1);
@@ -1704,14 +1985,20 @@ mod tests {
         assert!(v2.join(paths::revision_link("app", &m)).is_file());
         assert!(v2.join(paths::blob_data(&m)).is_file());
 
-        // With the tag in the same input, all of it goes.
-        let input =
-            format!("{{\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"v1\",\"digest\":\"{m}\"}}\n{input}");
-        let r = rm(v2, &input, &cfg(Duration::ZERO));
+        // Tags and blobs together look like an unfiltered reg-ls listing.
+        let tag = format!("{{\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"v1\",\"digest\":\"{m}\"}}\n");
+        let r = rm(v2, &format!("{tag}{input}"), &cfg(Duration::ZERO));
+        let e = r.result.unwrap_err().to_string();
+        assert!(e.contains("unfiltered reg-ls listing"), "{e}");
+        assert!(r.recs.is_empty());
+        // With the tag and the revisions in one run, the revisions go; the
+        // blob goes in the next.
+        let revs = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
+        let r = rm(v2, &format!("{tag}{revs}"), &cfg(Duration::ZERO));
         assert_eq!(r.errors, 0);
         assert_eq!(r.action("tag", &[]), "deleted");
         assert_eq!(r.action("revision", &[("repo", "app")]), "deleted");
-        assert_eq!(r.action("revision", &[("repo", "other")]), "absent");
+        let r = rm(v2, &format!("{m}\n"), &cfg(Duration::ZERO));
         assert_eq!(r.action("blob", &[]), "deleted");
         assert!(!v2.join(paths::tag_dir("app", "v1")).exists());
         assert!(!v2.join(paths::blob_dir(&m)).exists());
@@ -1730,7 +2017,7 @@ mod tests {
             assert!(v2.join(paths::blob_data(&d)).is_file());
             assert!(v2.join(paths::layer_link("app", &d)).is_file());
         }
-        let why = format!("referenced by {m}, which tag app:v1 reaches");
+        let why = format!("referenced by manifest {m} in app, which is live");
         assert!(r.recs.iter().all(|x| x["reason"] == why.as_str()), "{:?}", r.recs);
     }
 
@@ -1767,7 +2054,7 @@ mod tests {
         }
         assert_eq!(r.action("blob", &[]), "kept");
         let why = r.recs[0]["reason"].as_str().unwrap();
-        assert!(why.contains(&format!("a child of {idx}")), "{why}");
+        assert!(why.contains(&format!("a child of index {idx} in lib")), "{why}");
         assert!(v2.join(paths::revision_link("lib", &a)).is_file());
         assert!(v2.join(paths::blob_data(&a)).is_file());
     }
@@ -1801,7 +2088,7 @@ mod tests {
         let reasons: Vec<&str> = r.recs.iter().filter_map(|x| x["reason"].as_str()).collect();
         assert!(reasons.contains(&"younger than --min-age 1h"), "{reasons:?}");
         assert!(
-            reasons.contains(&"still a manifest revision in new"),
+            reasons.contains(&"a manifest revision of new that stays (revisions are roots)"),
             "{reasons:?}"
         );
         assert!(
@@ -1826,6 +2113,18 @@ mod tests {
             "{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{gone}\"}}\n"
         );
         let r = rm(v2, &input, &cfg(Duration::ZERO));
+        assert_eq!(r.action("layer", &[("digest", &c.to_string())]), "kept");
+        // A missing blob may be an unmounted volume: kept without --accept-broken.
+        assert_eq!(r.action("layer", &[("digest", &gone.to_string())]), "kept");
+        assert!(v2.join(paths::layer_dir("app", &gone)).exists());
+        let r = rm(
+            v2,
+            &input,
+            &Config {
+                accept_broken: true,
+                ..cfg(Duration::ZERO)
+            },
+        );
         assert_eq!(r.action("layer", &[("digest", &c.to_string())]), "kept");
         assert_eq!(r.action("layer", &[("digest", &gone.to_string())]), "deleted");
         assert!(v2.join(paths::layer_link("app", &c)).is_file());
@@ -1948,7 +2247,7 @@ mod tests {
     fn dry_run_touches_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let v2 = dir.path();
-        let (m, c, l) = image(v2, "app", Some("v1"), "one");
+        let (m, c, l) = image(v2, "app", None, "one");
         put(
             v2,
             "repositories/app/_uploads/1234-ab/startedat",
@@ -1957,7 +2256,7 @@ mod tests {
         age(v2, DAY);
         let before = snapshot(v2);
         let input = format!(
-            "{{\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"v1\"}}\n{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n\
+            "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n\
              {m}\n{c}\n{l}\n{{\"kind\":\"upload\",\"repo\":\"app\",\"id\":\"1234-ab\"}}\n{{\"kind\":\"repo\",\"repo\":\"app\"}}\n"
         );
         let r = rm(
@@ -1974,8 +2273,8 @@ mod tests {
             "{:#?}",
             r.recs
         );
-        // tag, revision, 3 blobs, 2 links, upload, repo
-        assert_eq!(r.recs.len(), 9);
+        // revision, 3 blobs, 2 links, upload, repo
+        assert_eq!(r.recs.len(), 8);
         assert_eq!(snapshot(v2), before);
         assert!(r.stats.bytes > 0);
         assert_eq!(r.stats.removed(), 0);
@@ -1986,13 +2285,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v2 = dir.path().join("v2");
         let trash = dir.path().join("trash");
-        let (m, c, l) = image(&v2, "app", Some("v1"), "one");
+        let (m, c, l) = image(&v2, "app", None, "one");
         image(&v2, "app", Some("v2"), "two");
         age(&v2, DAY);
         let before = snapshot(&v2);
-        let input = format!(
-            "{{\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"v1\"}}\n{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n{m}\n{c}\n{l}\n"
-        );
+        let input = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n{m}\n{c}\n{l}\n");
         let r = rm(
             &v2,
             &input,
@@ -2004,7 +2301,7 @@ mod tests {
         assert_eq!(r.errors, 0, "{:?}", r.recs);
         assert!(r.recs.iter().all(|x| x["action"] == "trashed"), "{:#?}", r.recs);
         assert!(trash.join(paths::blob_data(&l)).is_file());
-        assert!(trash.join(paths::tag_current("app", "v1")).is_file());
+        assert!(trash.join(paths::revision_link("app", &m)).is_file());
         assert!(!v2.join(paths::blob_dir(&l)).exists());
         copy_into(&trash, &v2);
         // Everything is back (empty prefix directories removed are recreated).
@@ -2028,7 +2325,7 @@ mod tests {
             },
         );
         let e = r.result.unwrap_err();
-        assert!(e.to_string().contains("outside the storage root"), "{e}");
+        assert!(e.to_string().contains("inside the storage root"), "{e}");
         assert!(r.recs.is_empty());
         assert_eq!(snapshot(v2), before);
     }
@@ -2076,6 +2373,324 @@ mod tests {
         assert!(all.iter().all(|b| !v2.join(paths::layer_dir("app", b)).exists()));
     }
 
+    // ---- input that cannot be what it claims
+
+    fn orphans_end(root: &str, blobs: u64, revisions: u64) -> String {
+        format!(
+            "{{\"kind\":\"end\",\"tool\":\"reg-orphans\",\"blobs\":{blobs},\"blob_bytes\":0,\"revisions\":{revisions},\
+             \"layers\":0,\"uploads\":0,\"upload_bytes\":0,\"repos\":0,\"too_young\":0,\"stored_blobs\":9,\"root\":\"{root}\"}}\n"
+        )
+    }
+
+    #[test]
+    fn input_that_cannot_be_what_it_claims_is_refused_before_anything_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let (m, c, _) = image(&v2, "app", None, "one");
+        image(&v2, "app", Some("v1"), "two");
+        age(&v2, DAY);
+        let root = Store::fs(&v2).root_id();
+        let tag = "{\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"v1\"}\n";
+        let rev = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
+        let blob_rec = format!(
+            "{{\"kind\":\"blob\",\"digest\":\"{c}\",\"size\":1,\"mtime\":\"2024-01-01T00:00:00Z\"}}\n"
+        );
+        let no_untag = Config {
+            untag: false,
+            ..cfg(Duration::ZERO)
+        };
+        let before = snapshot(&v2);
+        let untag = cfg(Duration::ZERO);
+        let table: Vec<(String, &Config, &str)> = vec![
+            // Untagging is never an accident of a pipeline.
+            (format!("{rev}{tag}"), &no_untag, "stdin line 2: a tag record"),
+            (format!("{tag}{blob_rec}"), &untag, "unfiltered reg-ls listing"),
+            (format!("{tag}{c}\n"), &untag, "unfiltered reg-ls listing"),
+            // A reg-orphans trailer names this root and counts what is read.
+            (
+                format!("{blob_rec}{}", orphans_end("/elsewhere/v2", 1, 0)),
+                &no_untag,
+                "another storage root (/elsewhere/v2)",
+            ),
+            (
+                orphans_end(&root, 1, 0),
+                &no_untag,
+                "disagree: it counts 1 blob records, the input holds 0",
+            ),
+            (
+                format!("{blob_rec}{rev}{}", orphans_end(&root, 1, 0)),
+                &no_untag,
+                "it counts 0 revision records, the input holds 1",
+            ),
+            (
+                format!("{blob_rec}{}{rev}", orphans_end(&root, 1, 0)),
+                &no_untag,
+                "stdin line 3: more input after the reg-orphans trailer",
+            ),
+            (
+                format!(
+                    "{blob_rec}{}",
+                    orphans_end(&root, 1, 0).replace(&format!(",\"root\":\"{root}\""), "")
+                ),
+                &no_untag,
+                "without \"root\"",
+            ),
+        ];
+        for (input, config, want) in table {
+            let r = match parse_input(input.as_bytes()) {
+                Ok(_) => rm(&v2, &input, config),
+                Err(e) => {
+                    assert!(e.to_string().contains(want), "{input}: {e}");
+                    continue;
+                }
+            };
+            let e = r.result.unwrap_err().to_string();
+            assert!(e.contains(want), "{input}: {e}");
+            assert!(e.contains("nothing was deleted"), "{e}");
+            assert!(r.recs.is_empty());
+            assert_eq!(snapshot(&v2), before);
+        }
+        // The same root through a symbolic link, with true counts: accepted.
+        std::os::unix::fs::symlink(&v2, dir.path().join("alias")).unwrap();
+        let alias = dir.path().join("alias").display().to_string();
+        let r = rm(
+            &v2,
+            &format!("{blob_rec}{}", orphans_end(&alias, 1, 0)),
+            &no_untag,
+        );
+        r.result.as_ref().unwrap();
+        // c is the config of a manifest that still has a revision: kept.
+        assert_eq!(r.action("blob", &[]), "kept");
+    }
+
+    #[test]
+    fn an_empty_blob_store_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (m, c, l) = image(v2, "app", Some("v1"), "one");
+        age(v2, DAY);
+        fs::rename(v2.join("blobs"), dir.path().join("../saved-blobs-rm-test")).ok();
+        fs::remove_dir_all(v2.join("blobs")).ok();
+        fs::create_dir_all(v2.join("blobs")).unwrap();
+        let before = snapshot(v2);
+        let input = format!(
+            "{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{l}\"}}\n\
+             {{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n"
+        );
+        let r = rm(v2, &input, &cfg(Duration::ZERO));
+        let e = r.result.unwrap_err().to_string();
+        assert!(e.contains(crate::health::EMPTY_BLOB_STORE), "{e}");
+        assert!(r.recs.is_empty());
+        assert_eq!(snapshot(v2), before);
+    }
+
+    #[test]
+    fn missing_manifests_stop_blob_deletion_unless_broken_images_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (m, c, l) = image(v2, "app", Some("v1"), "one");
+        let (old, _, _) = image(v2, "app", None, "old");
+        let orphan = blob(v2, b"orphan");
+        age(v2, DAY);
+        // The tagged manifest is gone: what it referenced is unknown.
+        fs::remove_dir_all(v2.join(paths::blob_dir(&m))).unwrap();
+        let input =
+            format!("{c}\n{l}\n{orphan}\n{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n");
+        let r = rm(v2, &input, &cfg(Duration::ZERO));
+        r.result.as_ref().unwrap();
+        for d in [c, l, orphan] {
+            assert_eq!(r.action("blob", &[("digest", &d.to_string())]), "kept");
+            assert!(v2.join(paths::blob_data(&d)).is_file());
+        }
+        assert_eq!(r.action("revision", &[]), "kept");
+        let why = r.recs[0]["reason"].as_str().unwrap();
+        assert!(
+            why.contains("--accept-broken") && why.contains(&m.to_string()),
+            "{why}"
+        );
+        let r = rm(
+            v2,
+            &input,
+            &Config {
+                accept_broken: true,
+                ..cfg(Duration::ZERO)
+            },
+        );
+        r.result.as_ref().unwrap();
+        for d in [c, l, orphan] {
+            assert_eq!(r.action("blob", &[("digest", &d.to_string())]), "deleted");
+        }
+        assert_eq!(r.action("revision", &[]), "deleted");
+    }
+
+    #[test]
+    fn a_revision_whose_manifest_is_missing_needs_accept_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        image(v2, "app", Some("v1"), "one");
+        let (old, _, _) = image(v2, "app", None, "old");
+        age(v2, DAY);
+        fs::remove_dir_all(v2.join(paths::blob_dir(&old))).unwrap();
+        let input = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n");
+        let r = rm(v2, &input, &cfg(Duration::ZERO));
+        assert_eq!(r.action("revision", &[]), "kept");
+        assert!(r.recs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("manifest's data is missing"));
+        let r = rm(
+            v2,
+            &input,
+            &Config {
+                accept_broken: true,
+                ..cfg(Duration::ZERO)
+            },
+        );
+        assert_eq!(r.action("revision", &[]), "deleted");
+    }
+
+    #[test]
+    fn a_dry_run_promises_what_the_real_run_frees() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        // An untagged revision still listed in a tag's index, its blobs,
+        // links in two repositories, an upload, and a repository emptied.
+        let (m, c, l) = image(v2, "app", Some("v1"), "keep");
+        let (old, oc, ol) = image(v2, "app", None, "old");
+        link(v2, &(paths::tag_index_entry("app", "v1", &old) + "/link"), &old);
+        let (gone, gc, gl) = image(v2, "gone/img", None, "gone");
+        link(v2, &paths::layer_link("app", &gl), &gl);
+        put(
+            v2,
+            "repositories/gone/img/_uploads/1234-ab/startedat",
+            b"2020-01-01T00:00:00Z",
+        );
+        put(
+            v2,
+            "repositories/gone/img/_uploads/1234-ab/data",
+            b"partial upload",
+        );
+        age(v2, DAY);
+        let _ = (m, c, l);
+        let input = format!(
+            "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n\
+             {{\"kind\":\"revision\",\"repo\":\"gone/img\",\"digest\":\"{gone}\"}}\n\
+             {old}\n{oc}\n{ol}\n{gone}\n{gc}\n{gl}\n\
+             {{\"kind\":\"upload\",\"repo\":\"gone/img\",\"id\":\"1234-ab\"}}\n\
+             {{\"kind\":\"repo\",\"repo\":\"gone/img\"}}\n"
+        );
+        let dry = rm(
+            v2,
+            &input,
+            &Config {
+                mode: Mode::DryRun,
+                ..cfg(Duration::ZERO)
+            },
+        );
+        dry.result.as_ref().unwrap();
+        let real = rm(v2, &input, &cfg(Duration::ZERO));
+        real.result.as_ref().unwrap();
+        assert_eq!(
+            dry.stats.count(Action::WouldDelete),
+            real.stats.count(Action::Deleted)
+        );
+        let per = |r: &Ran| -> Vec<(String, u64)> {
+            r.recs
+                .iter()
+                .map(|x| {
+                    (
+                        format!("{} {} {}", x["kind"], x["repo"], x["digest"]),
+                        x["bytes"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(per(&dry), per(&real));
+        assert_eq!(dry.stats.bytes, real.stats.bytes);
+        assert!(real.stats.bytes > 0);
+    }
+
+    #[test]
+    fn a_future_mtime_is_kept_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        image(v2, "app", Some("v1"), "one");
+        let future = blob(v2, b"from the future");
+        age(v2, DAY);
+        let year_2400 = SystemTime::UNIX_EPOCH + Duration::from_secs(13_569_465_600);
+        fs::File::open(v2.join(paths::blob_data(&future)))
+            .unwrap()
+            .set_modified(year_2400)
+            .unwrap();
+        let store = Store::fs(v2);
+        let input = parse_input(format!("{future}\n").as_bytes()).unwrap();
+        let msgs = Messages::new("reg-rm", true);
+        let mut out = Out::new(Vec::new(), Format::Json);
+        run(&store, &input, &cfg(Duration::ZERO), &mut out, &msgs).unwrap();
+        assert_eq!(msgs.warnings(), 1);
+        assert!(v2.join(paths::blob_data(&future)).is_file());
+        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+        assert!(text.contains("\"kept\""), "{text}");
+    }
+
+    #[test]
+    fn trash_must_be_new_or_empty_outside_and_not_around_the_root_on_its_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let v2 = root.join("docker/registry/v2");
+        let (_, _, l) = image(&v2, "app", None, "one");
+        age(&v2, DAY);
+        let store = Store::fs(&v2);
+        let before = snapshot(&root);
+        let used = dir.path().join("used");
+        put(&used, "blobs/sha256/aa/old", b"an earlier run's trash");
+        let mut cases: Vec<(PathBuf, &str)> = vec![
+            (root.join("trash"), "inside the storage root"),
+            (v2.join("blobs/trash"), "inside the storage root"),
+            (PathBuf::from("/"), "contains the storage root"),
+            (dir.path().to_path_buf(), "contains the storage root"),
+            (used.clone(), "not empty"),
+        ];
+        let shm = Path::new("/dev/shm");
+        let other_fs = {
+            use std::os::unix::fs::MetadataExt;
+            shm.is_dir() && fs::metadata(shm).unwrap().dev() != fs::metadata(dir.path()).unwrap().dev()
+        };
+        let elsewhere = shm.join(format!("reg-rm-test-{}/trash", std::process::id()));
+        if other_fs {
+            cases.push((elsewhere.clone(), "same filesystem"));
+        }
+        for (trash, want) in cases {
+            let e = check_trash(&store, &trash).unwrap_err().to_string();
+            assert!(e.contains(want), "{}: {e}", trash.display());
+            let r = rm(
+                &v2,
+                &format!("{l}\n"),
+                &Config {
+                    mode: Mode::Trash(trash.clone()),
+                    ..cfg(Duration::ZERO)
+                },
+            );
+            assert!(r.result.is_err());
+            assert!(r.recs.is_empty());
+            assert_eq!(snapshot(&root), before);
+        }
+        assert!(!root.join("trash").exists());
+        assert!(!v2.join("blobs/trash").exists());
+        if other_fs {
+            assert!(
+                !elsewhere.parent().unwrap().exists(),
+                "a refused trash left a directory"
+            );
+        }
+        assert_eq!(
+            fs::read(used.join("blobs/sha256/aa/old")).unwrap(),
+            b"an earlier run's trash"
+        );
+        check_trash(&store, &dir.path().join("fresh/trash")).unwrap();
+        assert!(!dir.path().join("fresh").exists(), "checking creates nothing");
+    }
+
     // ---- never outside the root
 
     #[test]
@@ -2114,28 +2729,32 @@ mod tests {
             assert!(parse_input(line.as_bytes()).is_err(), "{line}");
         }
 
+        let untag = "{\"kind\":\"repo\",\"repo\":\"linked/repo\"}\n{\"kind\":\"tag\",\"repo\":\"linked/repo\",\"tag\":\"t\"}\n\
+                     {\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"evil\"}\n";
+        let blobs = format!("{evil_blob}\n");
         for mode in [Mode::Delete, Mode::DryRun, Mode::Trash(dir.path().join("trash"))] {
-            let input = format!(
-                "{{\"kind\":\"repo\",\"repo\":\"linked/repo\"}}\n{{\"kind\":\"tag\",\"repo\":\"linked/repo\",\"tag\":\"t\"}}\n\
-                 {{\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"evil\"}}\n{evil_blob}\n"
-            );
-            let r = rm(
-                &v2,
-                &input,
-                &Config {
-                    mode: mode.clone(),
-                    ..cfg(Duration::ZERO)
-                },
-            );
-            assert!(r.errors > 0, "{mode:?}: symlinks not reported");
-            assert!(
-                r.recs
-                    .iter()
-                    .all(|x| !x["action"].as_str().unwrap().contains("delete") && x["action"] != "trashed"),
-                "{mode:?}: {:#?}",
-                r.recs
-            );
-            assert_eq!(snapshot(&outside), before, "{mode:?}");
+            for input in [untag, blobs.as_str()] {
+                let r = rm(
+                    &v2,
+                    input,
+                    &Config {
+                        mode: mode.clone(),
+                        ..cfg(Duration::ZERO)
+                    },
+                );
+                assert!(
+                    r.errors > 0 || r.result.is_err(),
+                    "{mode:?} {input}: symlinks not reported"
+                );
+                assert!(
+                    r.recs.iter().all(
+                        |x| !x["action"].as_str().unwrap().contains("delete") && x["action"] != "trashed"
+                    ),
+                    "{mode:?}: {:#?}",
+                    r.recs
+                );
+                assert_eq!(snapshot(&outside), before, "{mode:?}");
+            }
         }
         // The live image is untouched too.
         assert!(v2.join(paths::blob_data(&m)).is_file());

@@ -17,7 +17,13 @@ fn store() -> Store {
     Store::fs(sample().join("docker/registry/v2"))
 }
 
-const END: &str = r#"{"kind":"end","tool":"reg-refs","repos":5,"tags":7,"manifests":0,"references":0,"missing":0,"complete":true,"revisions":0}"#;
+/// A reg-refs trailer for input of bare digest lines only (no tag,
+/// revision or edge records) on the sample root.
+const END: &str = concat!(
+    r#"{"kind":"end","tool":"reg-refs","repos":5,"tags":0,"manifests":0,"references":0,"missing":0,"complete":true,"revisions":0,"root":""#,
+    env!("CARGO_MANIFEST_DIR"),
+    r#"/../examples/registry/docker/registry/v2"}"#
+);
 
 /// Runs reg-orphans on the sample with `args` and `stdin`.
 fn orphans(args: &[&str], stdin: &[u8]) -> Output {

@@ -44,6 +44,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         tagged_only: args.tagged_only,
         keep_recent: args.keep_recent,
         repos: args.repos,
+        ..refs::Config::default()
     };
     // Everything is collected before anything is written: a failure leaves
     // stdout empty.

@@ -21,8 +21,10 @@ use reg_core::rm::{self, Mode};
 const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
 
 /// Delete what stdin names: bare digests (blobs) and reg-ls / reg-orphans
-/// records of kind blob, revision, layer, upload, repo and tag. All input is
-/// checked before anything is deleted; one JSON record per action on stdout.
+/// records of kind blob, revision, layer, upload, repo and (with --untag)
+/// tag. All input is checked before anything is deleted, and reg-rm walks
+/// the reference graph itself: what a remaining tag or revision reaches is
+/// kept. One JSON record per action on stdout.
 #[derive(Parser, Debug)]
 #[command(name = "reg-rm", version, about, long_about = None)]
 struct Args {
@@ -41,6 +43,17 @@ struct Args {
     /// Keep blobs, links and uploads younger than this (protects pushes in progress).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
     min_age: Duration,
+
+    /// Act on tag records: remove those tags (a retention decision). Without
+    /// it, input holding tag records is refused.
+    #[arg(long)]
+    untag: bool,
+
+    /// Accept that broken images stay broken: delete blobs even when live
+    /// manifests are missing or unreadable (what they reference is unknown),
+    /// and delete _layers links and revisions because their blob is missing.
+    #[arg(long)]
+    accept_broken: bool,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +80,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = rm::Config {
         mode,
         min_age: args.min_age,
+        untag: args.untag,
+        accept_broken: args.accept_broken,
         fail_after,
         now: SystemTime::now(),
     };

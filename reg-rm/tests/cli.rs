@@ -318,8 +318,11 @@ fn bad_usage_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// For a tool that changes things, a closed stdout is an unfinished run:
+/// reg-rm stops before the next phase, says which, and fails; a second run
+/// finishes the job.
 #[test]
-fn closed_stdout_ends_quietly() {
+fn closed_stdout_stops_before_the_next_phase_and_fails() {
     let s = Sample::new();
     let input = deleted_img_input(&s);
     let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
@@ -335,6 +338,14 @@ fn closed_stdout_ends_quietly() {
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped before the"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let again = s.rm(&["--min-age", "0s"], &input);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let recs = records(&again);
+    assert!(
+        recs.iter().all(|r| r["action"] != "kept"),
+        "a second run finishes the job: {recs:#?}"
+    );
 }
