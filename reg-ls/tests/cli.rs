@@ -165,3 +165,16 @@ fn unreadable_config_is_named_once() {
     assert!(err.starts_with("reg-ls: /nonexistent/config.yml: "), "{err}");
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
+
+#[test]
+fn too_many_threads_is_bad_usage() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .args(["-j", "100000"])
+        .arg(sample())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("256"), "{err}");
+    assert!(out.stdout.is_empty());
+}
