@@ -178,3 +178,41 @@ fn too_many_threads_is_bad_usage() {
     assert!(err.contains("256"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn mtime_before_1970_is_printed_as_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join(format!(
+        "docker/registry/v2/blobs/sha256/ab/{}/data",
+        "ab".repeat(32)
+    ));
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, b"x").unwrap();
+    let touched = Command::new("touch")
+        .args(["-d", "1901-06-01 00:00:00 UTC"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    // What the filesystem kept: ext4 with 128-byte inodes stores 32-bit
+    // times and clamps this to 1901-12-13T20:45:52Z; tmpfs keeps it exactly.
+    let kept = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ", "-r"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let kept = String::from_utf8(kept.stdout).unwrap().trim().to_string();
+    assert!(kept.starts_with("1901-"), "{kept}");
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!(r#""mtime":"{kept}""#)), "{stdout}");
+}
