@@ -19,6 +19,10 @@ pub const EXIT_FAILED: u8 = 1;
 /// Exit status: bad usage (clap exits with 2 on its own).
 pub const EXIT_USAGE: u8 = 2;
 
+/// The most threads `-j` may ask for: the work is I/O on one tree, and a
+/// typo such as `-j 100000` must not start thousands of threads.
+pub const MAX_THREADS: usize = 256;
+
 /// Flags every tool takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
@@ -39,8 +43,8 @@ pub struct Common {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Number of threads [default: every core].
-    #[arg(short = 'j', long = "threads", value_name = "N")]
+    /// Number of threads, 1 to 256 [default: every core].
+    #[arg(short = 'j', long = "threads", value_name = "N", value_parser = threads)]
     pub threads: Option<usize>,
 }
 
@@ -50,7 +54,7 @@ impl Common {
         if let Some(n) = self.threads {
             // Fails only if a pool exists already (in tests): harmless.
             let _ = rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
+                .num_threads(n.clamp(1, MAX_THREADS))
                 .build_global();
         }
         let root = match (&self.root, &self.config) {
@@ -73,6 +77,21 @@ impl Common {
     /// The record writer on stdout.
     pub fn out(&self) -> Out {
         Out::stdout(self.format())
+    }
+}
+
+/// Parses `-j N` for clap: a number from 1 to [`MAX_THREADS`].
+pub fn threads(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid thread count {s:?}: a number from 1 to {MAX_THREADS}"))?;
+    if (1..=MAX_THREADS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "thread count {n} out of range: must be from 1 to {MAX_THREADS}"
+        ))
     }
 }
 
@@ -187,4 +206,29 @@ impl Messages {
 /// Adds "writing output" context to a write error, keeping BrokenPipe visible.
 pub fn written(r: std::io::Result<()>) -> anyhow::Result<()> {
     r.context("writing to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Args {
+        #[command(flatten)]
+        common: Common,
+    }
+
+    #[test]
+    fn threads_are_bounded() {
+        for ok in ["1", "4", "256"] {
+            let a = Args::try_parse_from(["t", "-j", ok, "root"]).unwrap();
+            assert_eq!(a.common.threads, Some(ok.parse().unwrap()));
+        }
+        for bad in ["0", "257", "100000", "-1", "x", ""] {
+            let e = Args::try_parse_from(["t", &format!("--threads={bad}"), "root"]).unwrap_err();
+            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{bad}");
+            assert!(e.to_string().contains("256"), "{bad}: {e}");
+        }
+    }
 }

@@ -34,6 +34,11 @@ pub enum ErrorKind {
     BadName(String),
     /// A manifest that cannot be used: not JSON, wrong digest, bad fields.
     BadManifest(String),
+    /// Something other than a regular file where a file is read: says what
+    /// it is ("a FIFO", "a directory"); it is never opened for reading.
+    NotRegular(&'static str),
+    /// A symbolic link in the tree: never followed.
+    Symlink,
     /// Anything else, said in words.
     Other(String),
 }
@@ -79,6 +84,8 @@ impl fmt::Display for Error {
             ErrorKind::MissingData => write!(f, "{p}: blob directory without a data file"),
             ErrorKind::BadName(why) => write!(f, "{p}: {why}"),
             ErrorKind::BadManifest(why) => write!(f, "{p}: bad manifest: {why}"),
+            ErrorKind::NotRegular(what) => write!(f, "{p}: not a regular file but {what}; not read"),
+            ErrorKind::Symlink => write!(f, "{p}: symbolic link in the storage tree; not followed"),
             ErrorKind::Other(why) => write!(f, "{p}: {why}"),
         }
     }

@@ -49,6 +49,12 @@ impl<T> Listing<T> {
     }
 }
 
+/// The error for a symbolic link found in a listing: links are never
+/// followed, and every one is reported (one message per path).
+fn symlink_error(store: &Store, rel: &str) -> Error {
+    Error::new(store.display(rel), ErrorKind::Symlink)
+}
+
 /// A tag and the manifest its `current/link` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
@@ -375,13 +381,10 @@ impl Store {
                 Err(why) => out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why))),
             }
         }
-        for e in entries.iter().filter(|e| e.symlink && e.ty == EntryType::Dir) {
+        for e in entries.iter().filter(|e| e.symlink) {
             // Following links here could list one repository under many
             // names or loop; a tree like that needs a person to look at it.
-            out.push_err(Error::other(
-                self.display(&format!("{rel}/{}", e.name)),
-                "symbolic link to a directory in repositories/: not followed",
-            ));
+            out.push_err(symlink_error(self, &format!("{rel}/{}", e.name)));
         }
         let children: Vec<String> = entries
             .into_iter()
@@ -412,6 +415,9 @@ impl Store {
             Ok(None) => return errors,
             Err(e) => return vec![e],
         };
+        for a in algs.iter().filter(|a| a.symlink) {
+            errors.push(symlink_error(self, &format!("{dir}/{}", a.name)));
+        }
         let mut algs: Vec<_> = algs.into_iter().filter(|a| a.ty == EntryType::Dir).collect();
         algs.sort_by(|a, b| a.name.cmp(&b.name));
         for a in algs {
@@ -433,6 +439,10 @@ impl Store {
             };
             for h in hexes {
                 let hrel = format!("{arel}/{}", h.name);
+                if h.symlink {
+                    errors.push(symlink_error(self, &hrel));
+                    continue;
+                }
                 if h.ty != EntryType::Dir {
                     errors.push(Error::other(self.display(&hrel), "unexpected non-directory"));
                     continue;
@@ -483,6 +493,10 @@ impl Store {
             }
         };
         for e in entries {
+            if e.symlink {
+                out.push_err(symlink_error(self, &format!("{dir}/{}", e.name)));
+                continue;
+            }
             if e.ty != EntryType::Dir {
                 continue;
             }
@@ -553,6 +567,10 @@ impl Store {
         };
         for e in entries {
             let rel = format!("{dir}/{}", e.name);
+            if e.symlink {
+                out.push_err(symlink_error(self, &rel));
+                continue;
+            }
             if e.ty != EntryType::Dir {
                 continue;
             }
@@ -607,6 +625,10 @@ impl Store {
         };
         for a in algs {
             let arel = format!("{}/{}", paths::BLOBS, a.name);
+            if a.symlink {
+                out.push_err(symlink_error(self, &arel));
+                continue;
+            }
             if a.ty != EntryType::Dir {
                 continue;
             }
@@ -620,6 +642,10 @@ impl Store {
             match self.backend.list(&arel) {
                 Ok(Some(ps)) => {
                     for p in ps {
+                        if p.symlink {
+                            out.push_err(symlink_error(self, &format!("{arel}/{}", p.name)));
+                            continue;
+                        }
                         let ok = p.ty == EntryType::Dir
                             && p.name.len() == 2
                             && p.name
@@ -659,6 +685,10 @@ impl Store {
         };
         for e in entries {
             let rel = format!("{dir}/{}", e.name);
+            if e.symlink {
+                out.push_err(symlink_error(self, &rel));
+                continue;
+            }
             if e.ty != EntryType::Dir {
                 out.push_err(Error::other(self.display(&rel), "unexpected non-directory"));
                 continue;
@@ -687,7 +717,9 @@ impl Store {
     }
 
     /// The blob `d` as stored: size and mtime of its `data` file. A blob
-    /// directory without `data` is an error of kind [`ErrorKind::MissingData`].
+    /// directory without `data` is an error of kind [`ErrorKind::MissingData`];
+    /// a `data` that is a symbolic link, a FIFO or a device is an error too
+    /// (the backend's `stat` does not follow links).
     pub fn blob(&self, d: &Digest) -> Result<Option<Blob>> {
         let rel = paths::blob_dir(d);
         let data = format!("{rel}/data");
@@ -877,5 +909,110 @@ mod tests {
         assert!(revs.items.is_empty());
         assert_eq!(revs.errors.len(), 1);
         assert!(matches!(revs.errors[0].kind(), ErrorKind::BadLink(_)));
+    }
+
+    /// Every symbolic link a listing meets is one error naming it; nothing
+    /// behind a link is listed, even a directory outside the tree.
+    #[test]
+    fn every_listing_reports_symbolic_links() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let outside = dir.path().join("outside");
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        put(&v2, &paths::tag_current("r", "v1"), &a.to_string());
+        put(&outside, "tags/evil/current/link", &a.to_string());
+        put(&outside, "f", &a.to_string());
+        put(&outside, "blob/data", "b");
+        // Tags: a directory outside, a dangling one, a linked current/link.
+        symlink(outside.join("tags/evil"), v2.join(paths::tag_dir("r", "out"))).unwrap();
+        symlink("/nonexistent", v2.join(paths::tag_dir("r", "gone"))).unwrap();
+        fs::create_dir_all(v2.join(paths::tag_dir("r", "lnk")).join("current")).unwrap();
+        symlink(outside.join("f"), v2.join(paths::tag_current("r", "lnk"))).unwrap();
+        // Revisions and _layers: a linked digest directory, a linked link.
+        fs::create_dir_all(v2.join(paths::revisions("r")).join("sha256")).unwrap();
+        symlink(&outside, v2.join(paths::revision_dir("r", &a))).unwrap();
+        fs::create_dir_all(v2.join(paths::layer_dir("r", &a))).unwrap();
+        symlink(outside.join("f"), v2.join(paths::layer_link("r", &a))).unwrap();
+        // Uploads, repositories.
+        fs::create_dir_all(v2.join(paths::uploads("r"))).unwrap();
+        symlink(&outside, v2.join(paths::upload_dir("r", "u1"))).unwrap();
+        symlink("r", v2.join("repositories/alias")).unwrap();
+        // Blobs: a linked data file, a linked blob directory, a linked prefix
+        // and algorithm directory.
+        put(&v2, &paths::blob_data(&a), "a");
+        fs::create_dir_all(v2.join(paths::blob_dir(&b))).unwrap();
+        symlink(outside.join("blob/data"), v2.join(paths::blob_data(&b))).unwrap();
+        let c = Digest::sha256_of(b"c");
+        fs::create_dir_all(v2.join(paths::blob_dir(&c)).parent().unwrap()).unwrap();
+        symlink(outside.join("blob"), v2.join(paths::blob_dir(&c))).unwrap();
+        symlink(&outside, v2.join("blobs/sha256/zz")).unwrap();
+        symlink(&outside, v2.join("blobs/sha512")).unwrap();
+
+        let s = Store::fs(&v2);
+        let is_link = |errs: &[Error], rel: &str| {
+            errs.iter().any(|e| {
+                matches!(e.kind(), ErrorKind::Symlink)
+                    && e.path() == v2.join(rel)
+                    && e.to_string().contains("symbolic link")
+            })
+        };
+        let repos = s.repositories();
+        assert_eq!(repos.items, ["r"]);
+        assert!(is_link(&repos.errors, "repositories/alias"), "{:?}", repos.errors);
+
+        let tags = s.tags("r");
+        assert_eq!(
+            tags.items.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["v1"]
+        );
+        for t in ["out", "gone"] {
+            assert!(
+                is_link(&tags.errors, &paths::tag_dir("r", t)),
+                "{t}: {:?}",
+                tags.errors
+            );
+        }
+        assert!(
+            is_link(&tags.errors, &paths::tag_current("r", "lnk")),
+            "{:?}",
+            tags.errors
+        );
+        assert_eq!(tags.errors.len(), 3, "{:?}", tags.errors);
+
+        let revs = s.revisions("r");
+        assert!(revs.items.is_empty());
+        assert!(
+            is_link(&revs.errors, &paths::revision_dir("r", &a)),
+            "{:?}",
+            revs.errors
+        );
+        let layers = s.layer_links("r");
+        assert!(layers.items.is_empty());
+        assert!(
+            is_link(&layers.errors, &paths::layer_link("r", &a)),
+            "{:?}",
+            layers.errors
+        );
+        let ups = s.uploads("r");
+        assert!(ups.items.is_empty());
+        assert!(
+            is_link(&ups.errors, &paths::upload_dir("r", "u1")),
+            "{:?}",
+            ups.errors
+        );
+
+        let blobs = s.blobs();
+        assert_eq!(blobs.items.iter().map(|b| b.digest).collect::<Vec<_>>(), [a]);
+        for rel in [
+            paths::blob_data(&b),
+            paths::blob_dir(&c),
+            "blobs/sha256/zz".to_string(),
+            "blobs/sha512".to_string(),
+        ] {
+            assert!(is_link(&blobs.errors, &rel), "{rel}: {:?}", blobs.errors);
+        }
+        assert_eq!(blobs.errors.len(), 4, "{:?}", blobs.errors);
     }
 }

@@ -59,17 +59,24 @@ pub fn parse_config(text: &str) -> std::result::Result<PathBuf, String> {
     if storage.is_badvalue() {
         return Err("no storage section".into());
     }
+    // Every key but these names a driver; the registry refuses more than one.
+    let drivers: Vec<String> = match storage {
+        Yaml::Hash(h) => h
+            .keys()
+            .filter_map(|k| k.as_str())
+            .filter(|k| !matches!(*k, "cache" | "delete" | "maintenance" | "redirect" | "tag"))
+            .map(str::to_string)
+            .collect(),
+        _ => vec![],
+    };
+    if drivers.len() > 1 {
+        return Err(format!(
+            "more than one storage driver configured: {} (the registry refuses this too)",
+            drivers.join(", ")
+        ));
+    }
     let fs = &storage["filesystem"];
     if fs.is_badvalue() {
-        let drivers: Vec<String> = match storage {
-            Yaml::Hash(h) => h
-                .keys()
-                .filter_map(|k| k.as_str())
-                .filter(|k| !matches!(*k, "cache" | "delete" | "maintenance" | "redirect" | "tag"))
-                .map(str::to_string)
-                .collect(),
-            _ => vec![],
-        };
         return Err(format!(
             "storage driver {} is not supported (only filesystem)",
             if drivers.is_empty() {
@@ -107,6 +114,20 @@ mod tests {
         let e = parse_config("storage:\n  s3:\n    bucket: x\n  cache: {}\n").unwrap_err();
         assert!(e.contains("s3"), "{e}");
         assert!(parse_config("storage: [").is_err());
+    }
+
+    #[test]
+    fn two_storage_drivers_are_refused() {
+        let text = "storage:\n  cache: {}\n  filesystem:\n    rootdirectory: /a\n  s3:\n    bucket: x\n  delete:\n    enabled: true\n  maintenance: {}\n  redirect: {}\n  tag: {}\n";
+        let e = parse_config(text).unwrap_err();
+        assert!(e.contains("more than one storage driver"), "{e}");
+        assert!(e.contains("filesystem, s3"), "{e}");
+        for key in ["cache", "delete", "maintenance", "redirect", "tag"] {
+            assert!(!e.contains(key), "{key} is no driver: {e}");
+        }
+        // The non-driver keys alone do not count.
+        let text = "storage:\n  filesystem: {}\n  cache: {}\n  delete: {}\n  maintenance: {}\n  redirect: {}\n  tag: {}\n";
+        assert_eq!(parse_config(text).unwrap(), PathBuf::from("/var/lib/registry"));
     }
 
     #[test]

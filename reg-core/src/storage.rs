@@ -9,11 +9,26 @@
 //! Deletion is guarded here too: [`Backend::remove_file`] and friends refuse a
 //! path with `..`, an absolute path, or a path whose components include a
 //! symbolic link, so nothing outside the root can be touched through a link.
+//!
+//! Nothing below the `v2` directory is followed or opened blindly: [`Fs`]
+//! lists without following symbolic links, refuses a symbolic link met on
+//! the way to a path (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`
+//! where the kernel has it, `O_NOFOLLOW` on the last component otherwise),
+//! and opens for reading only regular files, so a FIFO or a device left in
+//! the tree can neither block a tool nor be opened at all.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -22,7 +37,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub enum EntryType {
     Dir,
     File,
-    /// Anything else (socket, fifo, dangling symlink).
+    /// Anything else: a symbolic link (then [`Entry::symlink`] is set), a
+    /// socket, a FIFO, a device.
     Other,
 }
 
@@ -31,7 +47,7 @@ pub enum EntryType {
 pub struct Entry {
     pub name: String,
     pub ty: EntryType,
-    /// The entry is a symbolic link (`ty` says what it points at).
+    /// The entry is a symbolic link (never followed: `ty` is `Other`).
     pub symlink: bool,
 }
 
@@ -108,13 +124,68 @@ pub trait Backend: Send + Sync {
 /// The filesystem backend, rooted at a `v2` directory.
 #[derive(Debug, Clone)]
 pub struct Fs {
+    /// The `v2` directory as given: how paths are shown.
     v2: PathBuf,
+    /// The `v2` directory opened once (`O_PATH`), after resolving any
+    /// symbolic link in its own path (the operator's choice). Everything
+    /// below is reached relative to it. `None` if it could not be opened
+    /// (it does not exist yet): then full paths are used.
+    dir: Option<Arc<OwnedFd>>,
+    /// Whether `openat2` works here; cleared on the first ENOSYS or EPERM
+    /// (old kernels, seccomp filters), then `O_NOFOLLOW` on the last
+    /// component is all the protection for reads by path.
+    openat2: Arc<AtomicBool>,
+}
+
+/// What a [`FileType`] is, for "not a regular file but ..." messages.
+fn describe(ty: FileType) -> &'static str {
+    match ty {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO (named pipe)",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        _ => "a file of unknown type",
+    }
+}
+
+#[allow(clippy::unnecessary_cast)] // the field types differ between targets
+fn meta_of(st: &Stat) -> Meta {
+    let (secs, nanos) = (st.st_mtime as i64, (st.st_mtime_nsec as u32).min(999_999_999));
+    let mtime = if secs >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(nanos))
+    };
+    Meta {
+        size: st.st_size as u64,
+        mtime,
+        is_dir: FileType::from_raw_mode(st.st_mode as _) == FileType::Directory,
+    }
 }
 
 impl Fs {
     /// A backend for the `v2` directory `v2` (see [`crate::root`] to find it).
+    /// `v2` itself may be (or lie below) a symbolic link: it is resolved
+    /// once, here; links below it are not followed.
     pub fn new(v2: impl Into<PathBuf>) -> Fs {
-        Fs { v2: v2.into() }
+        let v2 = v2.into();
+        let real = v2.canonicalize().unwrap_or_else(|_| v2.clone());
+        let dir = rustix::fs::open(
+            &real,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .map(Arc::new);
+        Fs {
+            v2,
+            dir,
+            openat2: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     pub fn v2(&self) -> &Path {
@@ -126,6 +197,105 @@ impl Fs {
             self.v2.clone()
         } else {
             self.v2.join(rel)
+        }
+    }
+
+    /// The directory to resolve `rel` from, and `rel` as given to it.
+    fn at<'a>(&'a self, rel: &'a str) -> (BorrowedFd<'a>, PathBuf) {
+        match &self.dir {
+            Some(fd) => (fd.as_fd(), PathBuf::from(if rel.is_empty() { "." } else { rel })),
+            None => (rustix::fs::CWD, self.path(rel)),
+        }
+    }
+
+    /// Opens `rel` without following any symbolic link below `v2` (the last
+    /// component included) and without blocking (`O_NONBLOCK`). `Ok(None)`
+    /// if it does not exist.
+    fn open_at(&self, rel: &str, flags: OFlags) -> Result<Option<OwnedFd>> {
+        let (dir, p) = self.at(rel);
+        let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let mut r = Err(Errno::NOSYS);
+        if self.dir.is_some() && self.openat2.load(Ordering::Relaxed) {
+            r = rustix::fs::openat2(
+                dir,
+                &p,
+                flags,
+                Mode::empty(),
+                ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+            );
+            if matches!(r, Err(Errno::NOSYS) | Err(Errno::PERM)) {
+                self.openat2.store(false, Ordering::Relaxed);
+            }
+        }
+        if matches!(r, Err(Errno::NOSYS) | Err(Errno::PERM)) {
+            r = rustix::fs::openat(dir, &p, flags, Mode::empty());
+        }
+        match r {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP) => Err(self.symlink_error(rel)),
+            // O_NOFOLLOW | O_DIRECTORY on a link says "not a directory".
+            Err(Errno::NOTDIR) if matches!(self.lstat(rel), Ok(Some(st)) if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink) => {
+                Err(Error::new(self.path(rel), ErrorKind::Symlink))
+            }
+            Err(Errno::XDEV) => Err(Error::other(self.path(rel), "outside the storage root")),
+            Err(e) => Err(Error::io(self.path(rel), e.into())),
+        }
+    }
+
+    /// The error for a symbolic link met on the way to `rel`, naming the
+    /// link itself (the first component that is one).
+    fn symlink_error(&self, rel: &str) -> Error {
+        let mut prefix = String::new();
+        for c in rel.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(c);
+            let (dir, p) = self.at(&prefix);
+            if let Ok(st) = rustix::fs::statat(dir, &p, AtFlags::SYMLINK_NOFOLLOW) {
+                if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink {
+                    return Error::new(self.path(&prefix), ErrorKind::Symlink);
+                }
+            }
+        }
+        Error::new(self.path(rel), ErrorKind::Symlink)
+    }
+
+    /// `lstat` of `rel`: the last component is not followed.
+    fn lstat(&self, rel: &str) -> Result<Option<Stat>> {
+        let (dir, p) = self.at(rel);
+        match rustix::fs::statat(dir, &p, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP) => Err(self.symlink_error(rel)),
+            Err(e) => Err(Error::io(self.path(rel), e.into())),
+        }
+    }
+
+    /// Opens regular file `rel` for reading, and its metadata; an error of
+    /// kind [`ErrorKind::NotRegular`] or [`ErrorKind::Symlink`] for anything
+    /// else. The type is checked before opening (a device is never opened)
+    /// and again on the open file (against a swap in between): `statx`,
+    /// `openat2`, `statx` on the descriptor.
+    fn open_file(&self, rel: &str) -> Result<Option<(fs::File, Meta)>> {
+        // A dangling link on the way is told from absence by the open below.
+        if let Some(st) = self.lstat(rel)? {
+            self.regular(rel, &st)?;
+        }
+        let Some(fd) = self.open_at(rel, OFlags::RDONLY)? else {
+            return Ok(None);
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(self.path(rel), e.into()))?;
+        self.regular(rel, &st)?;
+        Ok(Some((fs::File::from(fd), meta_of(&st))))
+    }
+
+    fn regular(&self, rel: &str, st: &Stat) -> Result<()> {
+        match FileType::from_raw_mode(st.st_mode as _) {
+            FileType::RegularFile => Ok(()),
+            FileType::Symlink => Err(Error::new(self.path(rel), ErrorKind::Symlink)),
+            ty => Err(Error::new(self.path(rel), ErrorKind::NotRegular(describe(ty)))),
         }
     }
 
@@ -178,50 +348,64 @@ impl Backend for Fs {
 
     fn list(&self, rel: &str) -> Result<Option<Vec<Entry>>> {
         let path = self.path(rel);
-        let Some(rd) = not_found(fs::read_dir(&path), &path)? else {
+        let Some(fd) = self.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY)? else {
             return Ok(None);
         };
+        let dir = rustix::fs::Dir::new(fd).map_err(|e| Error::io(&path, e.into()))?;
         let mut out = Vec::new();
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io(&path, e))?;
-            let name = ent.file_name().into_string().map_err(|n| {
-                Error::new(
-                    path.join(&n),
-                    ErrorKind::BadName("name is not valid UTF-8".into()),
-                )
-            })?;
-            let ft = ent.file_type().map_err(|e| Error::io(ent.path(), e))?;
-            let symlink = ft.is_symlink();
-            let ty = if symlink {
-                // Follow the link to say what it is; a dangling one is Other.
-                match fs::metadata(ent.path()) {
-                    Ok(m) if m.is_dir() => EntryType::Dir,
-                    Ok(m) if m.is_file() => EntryType::File,
-                    _ => EntryType::Other,
-                }
-            } else if ft.is_dir() {
-                EntryType::Dir
-            } else if ft.is_file() {
-                EntryType::File
-            } else {
-                EntryType::Other
+        for ent in dir {
+            let ent = ent.map_err(|e| Error::io(&path, e.into()))?;
+            let raw = ent.file_name().to_bytes();
+            if raw == b"." || raw == b".." {
+                continue;
+            }
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| {
+                    Error::new(
+                        path.join(OsStr::from_bytes(raw)),
+                        ErrorKind::BadName("name is not valid UTF-8".into()),
+                    )
+                })?
+                .to_string();
+            let mut ft = ent.file_type();
+            if ft == FileType::Unknown {
+                // Filesystems without d_type: one lstat.
+                let child = format!(
+                    "{}{name}",
+                    if rel.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{rel}/")
+                    }
+                );
+                ft = match self.lstat(&child)? {
+                    Some(st) => FileType::from_raw_mode(st.st_mode as _),
+                    None => continue,
+                };
+            }
+            let (ty, symlink) = match ft {
+                FileType::Directory => (EntryType::Dir, false),
+                FileType::RegularFile => (EntryType::File, false),
+                FileType::Symlink => (EntryType::Other, true),
+                _ => (EntryType::Other, false),
             };
             out.push(Entry { name, ty, symlink });
         }
         Ok(Some(out))
     }
 
+    /// `lstat`: a symbolic link (last component) is an error of kind
+    /// [`ErrorKind::Symlink`], a FIFO, socket or device one of kind
+    /// [`ErrorKind::NotRegular`]; one system call.
     fn stat(&self, rel: &str) -> Result<Option<Meta>> {
-        let path = self.path(rel);
-        let Some(m) = not_found(fs::metadata(&path), &path)? else {
+        let Some(st) = self.lstat(rel)? else {
             return Ok(None);
         };
-        let mtime = m.modified().map_err(|e| Error::io(&path, e))?;
-        Ok(Some(Meta {
-            size: m.len(),
-            mtime,
-            is_dir: m.is_dir(),
-        }))
+        match FileType::from_raw_mode(st.st_mode as _) {
+            FileType::Directory => {}
+            _ => self.regular(rel, &st)?,
+        }
+        Ok(Some(meta_of(&st)))
     }
 
     fn read(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -230,14 +414,8 @@ impl Backend for Fs {
 
     fn read_with_meta(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>> {
         let path = self.path(rel);
-        let Some(f) = not_found(fs::File::open(&path), &path)? else {
+        let Some((f, meta)) = self.open_file(rel)? else {
             return Ok(None);
-        };
-        let m = f.metadata().map_err(|e| Error::io(&path, e))?;
-        let meta = Meta {
-            size: m.len(),
-            mtime: m.modified().map_err(|e| Error::io(&path, e))?,
-            is_dir: m.is_dir(),
         };
         if meta.size > limit {
             return Err(Error::other(path, format!("larger than {limit} bytes")));
@@ -255,9 +433,9 @@ impl Backend for Fs {
     }
 
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>> {
-        let path = self.path(rel);
-        let f = not_found(fs::File::open(&path), &path)?;
-        Ok(f.map(|f| Box::new(f) as Box<dyn Read + Send>))
+        Ok(self
+            .open_file(rel)?
+            .map(|(f, _)| Box::new(f) as Box<dyn Read + Send>))
     }
 
     fn remove_file(&self, rel: &str) -> Result<bool> {
@@ -457,5 +635,109 @@ mod tests {
         assert!(fs_.remove_dir_all("blobs/x").unwrap());
         assert!(!v2.join("blobs/x").exists());
         assert!(outside.join("precious").exists());
+    }
+
+    fn mkfifo(p: &Path) {
+        let ok = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// A FIFO, a socket and a directory where files are read: refused at
+    /// once (a regression would block here, so the test runs in a thread).
+    #[test]
+    fn reads_only_regular_files_and_never_block() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let v2 = dir.path();
+            fs::create_dir_all(v2.join("a/dir")).unwrap();
+            mkfifo(&v2.join("a/fifo"));
+            let _sock = std::os::unix::net::UnixListener::bind(v2.join("a/sock")).unwrap();
+            for plain in [true, false] {
+                let fs_ = Fs::new(v2);
+                fs_.openat2.store(plain, Ordering::Relaxed);
+                for (rel, what) in [("a/fifo", "FIFO"), ("a/sock", "socket"), ("a/dir", "directory")] {
+                    let errs = [
+                        fs_.read(rel, 10).unwrap_err(),
+                        fs_.read_with_meta(rel, 10).unwrap_err(),
+                        fs_.open(rel).err().unwrap(),
+                    ];
+                    for e in errs {
+                        let msg = e.to_string();
+                        assert!(msg.contains("not a regular file") && msg.contains(what), "{msg}");
+                        assert!(msg.starts_with(&v2.join(rel).display().to_string()), "{msg}");
+                    }
+                }
+                assert!(fs_
+                    .stat("a/fifo")
+                    .unwrap_err()
+                    .to_string()
+                    .contains("not a regular file"));
+                assert!(fs_.stat("a/dir").unwrap().unwrap().is_dir);
+                let ents = fs_.list("a").unwrap().unwrap();
+                assert!(ents.iter().all(|e| e.name == "dir" || e.ty == EntryType::Other));
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO blocked");
+    }
+
+    #[test]
+    fn symbolic_links_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(v2.join("a/real")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("f"), b"secret").unwrap();
+        fs::write(v2.join("a/real/f"), b"ok").unwrap();
+        std::os::unix::fs::symlink(&outside, v2.join("a/out")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), v2.join("a/file")).unwrap();
+        std::os::unix::fs::symlink("real", v2.join("a/inner")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", v2.join("a/dangling")).unwrap();
+        // The v2 directory itself may be reached through a link.
+        std::os::unix::fs::symlink(&v2, dir.path().join("v2link")).unwrap();
+        for plain in [true, false] {
+            let fs_ = Fs::new(dir.path().join("v2link"));
+            fs_.openat2.store(plain, Ordering::Relaxed);
+            assert_eq!(fs_.read("a/real/f", 10).unwrap().unwrap(), b"ok");
+            let mut ents = fs_.list("a").unwrap().unwrap();
+            ents.sort_by(|a, b| a.name.cmp(&b.name));
+            let kinds: Vec<_> = ents.iter().map(|e| (e.name.as_str(), e.ty, e.symlink)).collect();
+            assert_eq!(
+                kinds,
+                [
+                    ("dangling", EntryType::Other, true),
+                    ("file", EntryType::Other, true),
+                    ("inner", EntryType::Other, true),
+                    ("out", EntryType::Other, true),
+                    ("real", EntryType::Dir, false),
+                ]
+            );
+            // Last component: refused with or without openat2.
+            let mut cases = vec![("a/file", "a/file"), ("a/dangling", "a/dangling")];
+            if plain {
+                // A link on the way: refused by openat2, naming the link.
+                cases.extend([
+                    ("a/out/f", "a/out"),
+                    ("a/inner/f", "a/inner"),
+                    ("a/dangling/f", "a/dangling"),
+                ]);
+            }
+            for (rel, link) in cases {
+                let e = fs_.read(rel, 10).unwrap_err();
+                assert!(matches!(e.kind(), ErrorKind::Symlink), "{rel}: {e}");
+                assert_eq!(e.path(), dir.path().join("v2link").join(link), "{rel}");
+                assert!(e.to_string().contains("symbolic link"), "{e}");
+                assert!(fs_.open(rel).is_err(), "{rel}");
+            }
+            for rel in ["a/file", "a/out", "a/dangling"] {
+                let e = fs_.stat(rel).unwrap_err();
+                assert!(matches!(e.kind(), ErrorKind::Symlink), "{rel}: {e}");
+            }
+            let e = fs_.list("a/out").unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Symlink), "{e}");
+        }
     }
 }

@@ -13,12 +13,14 @@ impl Time {
         Time(SystemTime::now())
     }
 
-    /// Parses RFC 3339 as the registry writes it (`startedat` files), with or
-    /// without fractional seconds.
+    /// Parses RFC 3339 as the registry writes it (`startedat` files) and as
+    /// [`Time`] prints it: `YYYY-MM-DDTHH:MM:SS`, optional fractional seconds,
+    /// then `Z`, a `+HH:MM`/`-HH:MM` offset, or nothing (UTC). A space may
+    /// stand for the `T`. Years 0000 to 9999, before 1970 too.
     pub fn parse(s: &str) -> Result<Time, String> {
-        humantime::parse_rfc3339_weak(s.trim())
+        parse_rfc3339(s.trim())
             .map(Time)
-            .map_err(|e| format!("invalid time {s:?}: {e}"))
+            .ok_or_else(|| format!("invalid time {s:?}: expected RFC 3339 such as 2024-01-02T03:04:05Z"))
     }
 
     /// How long ago this was; zero for times in the future.
@@ -27,15 +29,145 @@ impl Time {
     }
 }
 
+/// Seconds of 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z since the epoch.
+const MIN_SECS: i64 = -62_167_219_200;
+const MAX_SECS: i64 = 253_402_300_799;
+
+/// Whole seconds since 1970 (floored: 1969-12-31T23:59:59.5Z is -1).
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => {
+            let d = e.duration();
+            let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            (-s).saturating_sub(i64::from(d.subsec_nanos() > 0))
+        }
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01 (`civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn is_leap(y: i64) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn from_unix_secs(secs: i64, nanos: u32) -> SystemTime {
+    if secs >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(nanos))
+    }
+}
+
+/// Parses the RFC 3339 forms [`Time::parse`] accepts.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(r)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        part.iter()
+            .try_fold(0u32, |n, &c| Some(n * 10 + u32::from(c - b'0')))
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (i64::from(num(0..4)?), num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + u32::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        nanos *= 10u32.pow(9u32.saturating_sub((i - start) as u32));
+    }
+    let offset = match &b[i..] {
+        b"" | b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = i64::from(oh * 3600 + om * 60);
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + sec) - offset;
+    Some(from_unix_secs(secs, nanos))
+}
+
 impl fmt::Display for Time {
+    /// RFC 3339 in UTC to the second, e.g. `1901-12-13T20:45:52Z`. Times
+    /// outside years 0000 to 9999, which four digits cannot say, are shown
+    /// as the nearest end of that range.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Times before 1970 cannot be formatted by humantime; clamp them.
-        let t = if self.0 < SystemTime::UNIX_EPOCH {
-            SystemTime::UNIX_EPOCH
-        } else {
-            self.0
-        };
-        write!(f, "{}", humantime::format_rfc3339_seconds(t))
+        let secs = unix_secs(self.0).clamp(MIN_SECS, MAX_SECS);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60
+        )
     }
 }
 
@@ -98,5 +230,52 @@ mod tests {
         let t = Time::parse("2024-01-02T03:04:05Z\n").unwrap();
         assert_eq!(serde_json::to_string(&t).unwrap(), "\"2024-01-02T03:04:05Z\"");
         assert!(Time::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn times_before_1970_and_far_ahead_round_trip() {
+        let table = [
+            ("0000-01-01T00:00:00Z", MIN_SECS),
+            ("1901-12-13T20:45:52Z", -(1i64 << 31)),
+            ("1969-12-31T23:59:59Z", -1),
+            ("1970-01-01T00:00:00Z", 0),
+            ("2000-02-29T12:00:00Z", 951_825_600),
+            ("2038-01-19T03:14:08Z", 1i64 << 31),
+            ("2400-01-01T00:00:00Z", 13_569_465_600),
+            ("9999-12-31T23:59:59Z", MAX_SECS),
+        ];
+        for (text, secs) in table {
+            let t = Time::parse(text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(unix_secs(t.0), secs, "{text}");
+            assert_eq!(Time(from_unix_secs(secs, 0)).to_string(), text);
+            assert_eq!(t.to_string(), text);
+        }
+        // Fractions are floored, before 1970 as after.
+        let t = Time::parse("1969-12-31T23:59:59.5Z").unwrap();
+        assert_eq!(t.to_string(), "1969-12-31T23:59:59Z");
+        assert!(t < Time::parse("1970-01-01T00:00:00Z").unwrap());
+        // Offsets and the weak forms the registry may write.
+        assert_eq!(
+            Time::parse("2024-01-02T04:04:05+01:00").unwrap().to_string(),
+            "2024-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            Time::parse("2024-01-02 03:04:05").unwrap().to_string(),
+            "2024-01-02T03:04:05Z"
+        );
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-02T24:00:00Z",
+            "2024-01-02T03:04:05.Z",
+            "2024-01-02T03:04:05+1:00",
+            "+2024-01-02T03:04:05Z",
+            "2024-01-02",
+        ] {
+            assert!(Time::parse(bad).is_err(), "{bad}");
+        }
+        // Beyond four-digit years: the nearest end.
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(Time(far).to_string(), "9999-12-31T23:59:59Z");
     }
 }
