@@ -563,6 +563,19 @@ pub struct Config {
     pub fail_after: Option<u64>,
     /// "Now", for ages.
     pub now: SystemTime,
+    /// Test hook: runs once the `_layers` links of the doomed blobs are
+    /// removed, before the run looks again (tests push there).
+    pub after_links: Option<Hook>,
+}
+
+/// A test hook (see [`Config::after_links`]).
+#[derive(Clone)]
+pub struct Hook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 impl Default for Config {
@@ -574,6 +587,7 @@ impl Default for Config {
             accept_broken: false,
             fail_after: None,
             now: SystemTime::now(),
+            after_links: None,
         }
     }
 }
@@ -1011,6 +1025,17 @@ impl Runner<'_> {
                 );
             }
         }
+        // Links removed: from here a push that reuses a doomed blob fails
+        // (the registry checks the repository's link) unless it uploads the
+        // blob again, which writes a new link. A push that landed since the
+        // last look is caught now: its blobs keep their data and get their
+        // links back.
+        if let (false, false, Some(m)) = (doomed.is_empty(), self.cfg.mode == Mode::DryRun, &mark) {
+            if let Some(hook) = &self.cfg.after_links {
+                (hook.0)();
+            }
+            self.recheck_doomed(&mut doomed, &recs, &mut blob_recs, m, &removed, asked);
+        }
         self.emit(w, &recs, Some("blob"))?;
 
         // 4. Blob data.
@@ -1068,6 +1093,108 @@ impl Runner<'_> {
             w.stats.empty_dirs = n;
         }
         Ok(())
+    }
+
+    /// After the links of the doomed blobs are gone: marks again if the
+    /// roots changed, and keeps (writing its removed links back) every
+    /// doomed blob that is live now or that a repository links again.
+    fn recheck_doomed(
+        &self,
+        doomed: &mut BTreeMap<Digest, BlobLinks>,
+        link_recs: &[Option<RmRecord>],
+        blob_recs: &mut Vec<RmRecord>,
+        mark: &Mark,
+        removed: &Removed,
+        asked: Asked,
+    ) {
+        let muted = Messages::muted("reg-rm");
+        let excl = Exclusions {
+            tags: removed.tags.clone(),
+            revisions: removed.revisions.clone(),
+        };
+        let fresh;
+        let mark = match mark.still_valid(self.store, &excl, &muted) {
+            Ok(true) => mark,
+            Ok(false) => match Mark::compute(self.store, &excl, asked, &muted) {
+                Ok(m) => {
+                    fresh = m;
+                    &fresh
+                }
+                Err(e) => {
+                    self.msgs.error(format!(
+                        "the tree could not be read again after removing links: {e:#}; keeping every blob"
+                    ));
+                    for d in std::mem::take(doomed).into_keys() {
+                        blob_recs.push(self.restore_links(
+                            d,
+                            link_recs,
+                            "could not check again (see errors)",
+                        ));
+                    }
+                    return;
+                }
+            },
+            Err(e) => {
+                self.msgs.error(format!(
+                    "the tree could not be listed again after removing links: {e:#}; keeping every blob"
+                ));
+                for d in std::mem::take(doomed).into_keys() {
+                    blob_recs.push(self.restore_links(d, link_recs, "could not check again (see errors)"));
+                }
+                return;
+            }
+        };
+        let set: BTreeSet<Digest> = doomed.keys().copied().collect();
+        let (links, scan_ok) = self.scan_blob_links(&set, removed);
+        for d in set {
+            let why = if let Some(why) = mark.blob(&d) {
+                Some(format!("live again during this run ({why})"))
+            } else if !scan_ok {
+                Some("could not read every repository again (see errors)".to_string())
+            } else if let Some(l) = links
+                .get(&d)
+                .filter(|l| !l.layers.is_empty() || !l.revisions.is_empty())
+            {
+                let repo = l.layers.first().map(|x| &x.0).or(l.revisions.first());
+                Some(format!(
+                    "linked again during this run, in {}",
+                    repo.map_or("a repository", |r| r.as_str())
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                doomed.remove(&d);
+                blob_recs.push(self.restore_links(d, link_recs, &why));
+            }
+        }
+    }
+
+    /// Writes back the `_layers` links to `d` this run removed; the blob's
+    /// "kept" record.
+    fn restore_links(&self, d: Digest, link_recs: &[Option<RmRecord>], why: &str) -> RmRecord {
+        let mut back = Vec::new();
+        for r in link_recs.iter().flatten() {
+            if r.digest == Some(d) && matches!(r.action, Action::Deleted | Action::Trashed) {
+                let Some(repo) = &r.repo else { continue };
+                match self
+                    .store
+                    .backend()
+                    .write_new(&paths::layer_link(repo, &d), d.to_string().as_bytes())
+                {
+                    Ok(_) => back.push(repo.as_str()),
+                    Err(e) => self.msgs.error(e),
+                }
+            }
+        }
+        let mut why = why.to_string();
+        if !back.is_empty() {
+            why.push_str(&format!(
+                "; its _layers links were written back in {}",
+                back.join(", ")
+            ));
+        }
+        RmRecord::new("blob").digest(d).kept(why)
     }
 
     /// Writes a phase's records; stops the run (before `next`) when they
@@ -2689,6 +2816,70 @@ mod tests {
         );
         check_trash(&store, &dir.path().join("fresh/trash")).unwrap();
         assert!(!dir.path().join("fresh").exists(), "checking creates nothing");
+    }
+
+    #[test]
+    fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().to_path_buf();
+        image(&v2, "app", Some("v1"), "keep");
+        // Overwritten long ago: its blobs are orphans, and the list says so.
+        let (old, oc, ol) = image(&v2, "app", None, "old");
+        let other = blob(&v2, b"a real orphan");
+        age(&v2, DAY);
+        let input = format!(
+            "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n{old}\n{oc}\n{ol}\n{other}\n"
+        );
+        // While reg-rm removes links, a client pushes the old image again
+        // under a new tag (its manifest only: the blobs "exist").
+        let at = v2.clone();
+        let hook = Hook(std::sync::Arc::new(move || {
+            push_manifest(&at, "app", Some("again"), old, &[]);
+        }));
+        let r = rm(
+            &v2,
+            &input,
+            &Config {
+                after_links: Some(hook),
+                ..cfg(Duration::ZERO)
+            },
+        );
+        r.result.as_ref().unwrap();
+        for d in [old, oc, ol] {
+            assert_eq!(r.action("blob", &[("digest", &d.to_string())]), "kept", "{d}");
+            assert!(v2.join(paths::blob_data(&d)).is_file());
+        }
+        for d in [oc, ol] {
+            assert!(
+                v2.join(paths::layer_link("app", &d)).is_file(),
+                "link to {d} written back"
+            );
+        }
+        let why = r
+            .recs
+            .iter()
+            .find(|x| x["kind"] == "blob" && x["digest"] == oc.to_string())
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            why.contains("live again during this run") && why.contains("written back in app"),
+            "{why}"
+        );
+        assert_eq!(r.action("blob", &[("digest", &other.to_string())]), "deleted");
+        // The pushed image is whole: the tree passes the mark with nothing missing.
+        let m = Mark::compute(
+            &Store::fs(&v2),
+            &Exclusions::default(),
+            Asked {
+                blobs: &[oc, ol].into(),
+                revisions: &BTreeSet::new(),
+            },
+            &Messages::muted("test"),
+        )
+        .unwrap();
+        assert!(m.complete() && m.blob(&oc).is_some() && m.blob(&ol).is_some());
     }
 
     // ---- never outside the root

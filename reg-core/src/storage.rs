@@ -99,6 +99,11 @@ pub trait Backend: Send + Sync {
     /// Deletes directory `rel` if it is empty; false if absent or not empty.
     fn remove_empty_dir(&self, rel: &str) -> Result<bool>;
 
+    /// Writes a small file `rel` (creating its parent directories) unless it
+    /// exists; false if it was there already. reg-rm writes back `_layers`
+    /// links it removed when a push made their blob live during the run.
+    fn write_new(&self, rel: &str, bytes: &[u8]) -> Result<bool>;
+
     /// Moves `rel` (file or directory) to `trash/rel`, creating parents.
     /// False if `rel` was already gone.
     fn move_to_trash(&self, rel: &str, trash: &Path) -> Result<bool>;
@@ -458,6 +463,23 @@ impl Backend for Fs {
             Err(e) if e.raw_os_error() == Some(39) || e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(&path, e)),
         }
+    }
+
+    fn write_new(&self, rel: &str, bytes: &[u8]) -> Result<bool> {
+        use std::io::Write as _;
+        let path = self.check_mutable(rel)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        // Checked again: the directories just made are plain ones.
+        let path = self.check_mutable(rel)?;
+        let mut f = match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        f.write_all(bytes).map_err(|e| Error::io(&path, e))?;
+        Ok(true)
     }
 
     fn move_to_trash(&self, rel: &str, trash: &Path) -> Result<bool> {

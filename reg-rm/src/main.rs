@@ -84,6 +84,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         accept_broken: args.accept_broken,
         fail_after,
         now: SystemTime::now(),
+        after_links: None,
     };
     let mut out = args.common.out();
     // Prints the blob descriptor cache reminder itself after any deletion.
