@@ -3,8 +3,9 @@
 //! overwritten tags, multi-arch indexes, and re-pushes of images whose blobs
 //! are orphans at that moment), and the test thread runs
 //! `reg-refs --tagged-only ROOT | reg-orphans ROOT | reg-rm ROOT` (default
-//! grace period) several times, each time after aging every file stored so
-//! far by three days: only what is written during a run is young.
+//! grace period) over and over while the pushes go on (at least 6 runs, at
+//! most 40, 200 ms apart), each time after aging every file stored so far by
+//! three days: only what is written during a run is young.
 //!
 //! A push the registry refuses (its blob was just collected) is a failure
 //! the client sees; it is retried once and counted, never asserted against.
@@ -114,10 +115,12 @@ fn live_pushes_during_collections_every_pushed_tag_pulls() {
     }
     let reg = Registry::start().unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}"));
     let root = reg.root().to_path_buf();
-    let ops = operations(12);
+    let ops = operations(15);
     let total = ops.len();
     assert!(total <= 60);
-    const RUNS: usize = 6;
+    // At least this many collections, and more while the pusher works.
+    const MIN_RUNS: usize = 6;
+    const MAX_RUNS: usize = 40;
 
     let started = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
@@ -126,12 +129,12 @@ fn live_pushes_during_collections_every_pushed_tag_pulls() {
         thread::spawn(move || push_all(&addr, ops, &done))
     };
 
-    // Collections spread over the pushes: run i starts once i/RUNS of them are done.
     let mut runs = Vec::new();
-    for i in 0..RUNS {
-        while done.load(Ordering::SeqCst) < (i * total / RUNS).max(1) && !pusher.is_finished() {
-            thread::sleep(Duration::from_millis(20));
+    for i in 0..MAX_RUNS {
+        if pusher.is_finished() && i >= MIN_RUNS {
+            break;
         }
+        thread::sleep(Duration::from_millis(200));
         age_tree(&root, THREE_DAYS);
         let limit = Duration::from_secs(30);
         let refs = Tool::new("reg-refs")
