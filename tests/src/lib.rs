@@ -8,8 +8,9 @@ pub mod registry;
 pub mod scenario;
 pub mod skopeo;
 pub mod tools;
+pub mod tree;
 
 pub use http::Api;
 pub use registry::{GcReport, Registry};
-pub use scenario::{Pushed, Scenario};
-pub use tools::{registry_programs_available, run_tool, tool_path, Run};
+pub use scenario::{everything_live_pulls, Pushed, Scenario};
+pub use tools::{orphan_list, reg_rm, registry_programs_available, run_tool, tool_path, Run, Tool};

@@ -411,3 +411,21 @@ fn push_scenario(reg: &Registry) -> Result<Pushed> {
     p.finish();
     Ok(p)
 }
+
+/// Every tag (all platforms, signature tags included) and every untagged
+/// manifest that stays live pulls from `reg`.
+#[track_caller]
+pub fn everything_live_pulls(reg: &Registry, p: &Pushed) {
+    for r in &p.pull {
+        skopeo::pull_all(&reg.image_ref(r)).unwrap_or_else(|e| {
+            panic!(
+                "{r} no longer pulls: {e:#}\n--- registry log:\n{}",
+                reg.log_contents()
+            )
+        });
+    }
+    for (repo, d) in &p.live_untagged {
+        skopeo::pull_all(&reg.image_ref(&format!("{repo}@{d}")))
+            .unwrap_or_else(|e| panic!("{repo}@{d} no longer pulls: {e:#}"));
+    }
+}

@@ -2,9 +2,11 @@
 //! `reg-orphans`, `reg-rm`) from integration tests, and deciding whether
 //! the external programs (docker-registry, skopeo) are there.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// The tool's executable, next to the test binary's `deps/` directory
 /// (`target/debug/deps/registry-… → target/debug/reg-ls`). Panics, saying
@@ -58,6 +60,62 @@ impl Run {
         self
     }
 
+    /// Panics, showing the command, status and stderr, unless stderr
+    /// contains `needle`.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "`{}` (exit {}): stderr does not contain {needle:?}\n--- stderr:\n{}\n--- stdout (first 2000 bytes):\n{}",
+            self.cmd,
+            self.status,
+            self.stderr,
+            &self.stdout[..self.stdout.len().min(2000)],
+        );
+        self
+    }
+
+    /// Panics unless stderr does not contain `needle`.
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Run {
+        assert!(
+            !self.stderr.contains(needle),
+            "`{}` (exit {}): stderr contains {needle:?} and should not\n--- stderr:\n{}",
+            self.cmd,
+            self.status,
+            self.stderr,
+        );
+        self
+    }
+
+    /// Panics unless stdout is empty.
+    #[track_caller]
+    pub fn stdout_empty(&self) -> &Run {
+        assert!(
+            self.stdout.is_empty(),
+            "`{}` (exit {}) printed on stdout, and should print nothing\n--- stdout (first 2000 bytes):\n{}\n--- stderr:\n{}",
+            self.cmd,
+            self.status,
+            &self.stdout[..self.stdout.len().min(2000)],
+            self.stderr,
+        );
+        self
+    }
+
+    /// Panics unless no stdout line is a trailer (`"kind":"end"`).
+    #[track_caller]
+    pub fn no_trailer(&self) -> &Run {
+        assert!(
+            !self.stdout.lines().any(|l| l.contains(r#""kind":"end""#)),
+            "`{}` (exit {}) printed a trailer\n--- stdout (first 2000 bytes):\n{}\n--- stderr:\n{}",
+            self.cmd,
+            self.status,
+            &self.stdout[..self.stdout.len().min(2000)],
+            self.stderr,
+        );
+        self
+    }
+
     /// stdout, one JSON object per line (panics on a line that is not).
     #[track_caller]
     pub fn records(&self) -> Vec<serde_json::Value> {
@@ -83,44 +141,189 @@ impl Run {
 }
 
 /// Runs tool `name` with `args`, feeding `stdin` (if any) and capturing
-/// everything.
+/// everything. A run that takes longer than two minutes is killed and fails
+/// the test.
 pub fn run_tool<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S], stdin: Option<&[u8]>) -> Run {
-    let path = tool_path(name);
-    let cmd_line = std::iter::once(path.display().to_string())
-        .chain(args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = Command::new(&path)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{cmd_line}`: {e}"));
-    let writer = stdin.map(|data| {
-        let mut pipe = child.stdin.take().expect("stdin piped");
-        let data = data.to_vec();
-        std::thread::spawn(move || {
-            // The tool may stop reading early; that is its business.
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("waiting for `{cmd_line}`: {e}"));
-    if let Some(w) = writer {
-        let _ = w.join();
+    let mut tool = Tool::new(name).args(args);
+    if let Some(data) = stdin {
+        tool = tool.stdin(data);
     }
-    Run {
-        cmd: cmd_line,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    tool.run()
+}
+
+/// A tool run being set up: arguments, stdin, environment and a time limit.
+///
+/// ```no_run
+/// # use reg_tests::Tool;
+/// let run = Tool::new("reg-rm").args(["--min-age", "0s", "/srv/registry"]).stdin("sha256:…\n").run();
+/// run.expect_code(1).stderr_has("bad digest");
+/// ```
+pub struct Tool {
+    name: String,
+    args: Vec<OsString>,
+    stdin: Option<Vec<u8>>,
+    env: Vec<(OsString, OsString)>,
+    timeout: Duration,
+}
+
+impl Tool {
+    /// `name` with no arguments, stdin from /dev/null, a two-minute limit.
+    pub fn new(name: &str) -> Tool {
+        Tool {
+            name: name.to_owned(),
+            args: Vec::new(),
+            stdin: None,
+            env: Vec::new(),
+            timeout: Duration::from_secs(120),
+        }
     }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Tool {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<S: AsRef<OsStr>>(mut self, args: impl IntoIterator<Item = S>) -> Tool {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Feeds `data` on stdin, then closes it.
+    pub fn stdin(mut self, data: impl AsRef<[u8]>) -> Tool {
+        self.stdin = Some(data.as_ref().to_vec());
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Tool {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Kills the tool and fails the test when it runs longer than `limit`.
+    pub fn timeout(mut self, limit: Duration) -> Tool {
+        self.timeout = limit;
+        self
+    }
+
+    /// The command line as a shell would show it (environment first).
+    pub fn command_line(&self) -> String {
+        self.env
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .chain(std::iter::once(tool_path(&self.name).display().to_string()))
+            .chain(self.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Starts the tool with stdout and stderr piped and stdin fed from a
+    /// thread (or /dev/null). For tests that read stdout themselves.
+    pub fn spawn(&self) -> (Child, Option<std::thread::JoinHandle<()>>) {
+        let cmd_line = self.command_line();
+        let mut child = Command::new(tool_path(&self.name))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{cmd_line}`: {e}"));
+        let writer = self.stdin.clone().map(|data| {
+            let mut pipe = child.stdin.take().expect("stdin piped");
+            std::thread::spawn(move || {
+                // The tool may stop reading early; that is its business.
+                let _ = pipe.write_all(&data);
+            })
+        });
+        (child, writer)
+    }
+
+    /// Runs it to the end (or the time limit) and captures everything.
+    #[track_caller]
+    pub fn run(self) -> Run {
+        let cmd_line = self.command_line();
+        let (mut child, writer) = self.spawn();
+        let stdout = reader(child.stdout.take().expect("stdout piped"));
+        let stderr = reader(child.stderr.take().expect("stderr piped"));
+        let status = wait_limited(&mut child, self.timeout);
+        let out = stdout.join().expect("stdout reader");
+        let err = stderr.join().expect("stderr reader");
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        let Some(status) = status else {
+            panic!(
+                "`{cmd_line}` did not finish within {:?} and was killed (a hang)\n--- stderr:\n{}\n--- stdout (first 2000 bytes):\n{}",
+                self.timeout,
+                String::from_utf8_lossy(&err),
+                String::from_utf8_lossy(&out[..out.len().min(2000)]),
+            );
+        };
+        Run {
+            cmd: cmd_line,
+            status,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread.
+pub fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Waits for `child` at most `limit`; kills it (and returns `None`) after.
+pub fn wait_limited(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// `reg-refs --tagged-only ROOT | reg-orphans --min-age 0s ROOT`: the
+/// orphan list (both must succeed).
+#[track_caller]
+pub fn orphan_list(root: &Path) -> String {
+    let refs = Tool::new("reg-refs").arg("--tagged-only").arg(root).run();
+    refs.success();
+    let orphans = Tool::new("reg-orphans")
+        .args(["--min-age", "0s"])
+        .arg(root)
+        .stdin(&refs.stdout)
+        .run();
+    orphans.success();
+    orphans.stdout
+}
+
+/// `ENV… reg-rm --min-age 0s EXTRA… ROOT < input`.
+pub fn reg_rm(root: &Path, extra: &[&str], input: &str, env: &[(&str, &str)]) -> Run {
+    let mut tool = Tool::new("reg-rm")
+        .args(["--min-age", "0s"])
+        .args(extra)
+        .arg(root)
+        .stdin(input);
+    for (k, v) in env {
+        tool = tool.env(k, v);
+    }
+    tool.run()
 }
 
 fn on_path(program: &str) -> bool {

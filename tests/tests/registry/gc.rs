@@ -5,61 +5,15 @@
 //! `--trash` and restoring it, and a run cut short by `REG_RM_FAIL_AFTER`.
 
 use std::collections::BTreeSet;
-use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use reg_core::layout::Store;
 use reg_tests::oci::{layer, Image, Platform};
-use reg_tests::{run_tool, skopeo, tool_path, Pushed, Registry, Run};
+use reg_tests::tree::{copy_tree, snapshot};
+use reg_tests::{everything_live_pulls, orphan_list, reg_rm, skopeo, Registry, Run};
 use serde_json::Value;
 
 use super::scenario;
-
-/// `reg-refs --tagged-only ROOT | reg-orphans --min-age 0s ROOT`: the orphan list.
-fn orphan_list(root: &Path) -> String {
-    let root = root.display().to_string();
-    let refs = run_tool("reg-refs", &["--tagged-only", root.as_str()], None);
-    refs.success();
-    let orphans = run_tool(
-        "reg-orphans",
-        &["--min-age", "0s", root.as_str()],
-        Some(refs.stdout.as_bytes()),
-    );
-    orphans.success();
-    orphans.stdout
-}
-
-/// `reg-rm --min-age 0s [extra] ROOT < input`, with extra environment.
-fn reg_rm(root: &Path, extra: &[&str], input: &str, env: &[(&str, &str)]) -> Run {
-    let path = tool_path("reg-rm");
-    let mut args: Vec<String> = vec!["--min-age".into(), "0s".into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(root.display().to_string());
-    let cmd = format!("{} {} {env:?}", path.display(), args.join(" "));
-    let mut child = Command::new(&path)
-        .args(&args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    Run {
-        cmd,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The whole pipeline, run on `root`; reg-rm's run.
 fn collect(root: &Path, extra: &[&str]) -> Run {
@@ -83,24 +37,6 @@ fn digests_with(recs: &[Value], kind: &str, action: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every tag (all platforms, signature tags included) and every untagged
-/// manifest that stays live pulls.
-#[track_caller]
-fn everything_live_pulls(reg: &Registry, p: &Pushed) {
-    for r in &p.pull {
-        skopeo::pull_all(&reg.image_ref(r)).unwrap_or_else(|e| {
-            panic!(
-                "{r} no longer pulls: {e:#}\n--- registry log:\n{}",
-                reg.log_contents()
-            )
-        });
-    }
-    for (repo, d) in &p.live_untagged {
-        skopeo::pull_all(&reg.image_ref(&format!("{repo}@{d}")))
-            .unwrap_or_else(|e| panic!("{repo}@{d} no longer pulls: {e:#}"));
-    }
-}
-
 /// The image the scenario pushed as `org/team/app:v2` before overwriting it
 /// (built the same way, so the same digests).
 fn overwritten_v2() -> Image {
@@ -117,37 +53,6 @@ fn deleted_img() -> Image {
         Platform::linux("amd64"),
         vec![layer("deleted/img:1")],
     )
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
-/// Every file under `p` (relative) with its content.
-fn files(p: &Path) -> BTreeSet<(String, Vec<u8>)> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                let rel = e.path().strip_prefix(p).unwrap().display().to_string();
-                out.insert((rel, fs::read(e.path()).unwrap()));
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -265,7 +170,7 @@ fn gc_trash_then_copy_back_restores_everything() {
         return;
     };
     reg.stop().unwrap();
-    let before = files(&reg.v2());
+    let before = snapshot(&reg.v2());
     let trash = reg.work_dir().join("trash");
     let run = collect(reg.root(), &["--trash", trash.to_str().unwrap()]);
     let recs = run.records();
@@ -276,7 +181,7 @@ fn gc_trash_then_copy_back_restores_everything() {
     assert_eq!(stored_blobs(&reg.v2()), p.tagged_reachable);
 
     copy_tree(&trash, &reg.v2());
-    assert_eq!(files(&reg.v2()), before, "restored tree differs");
+    assert_eq!(snapshot(&reg.v2()), before, "restored tree differs");
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
     // What had been deleted is served again.

@@ -6,8 +6,10 @@
 //! are missing, unless `CI` is set, where they fail. The tools under test
 //! must be built first: `cargo build --workspace`.
 
+mod faults;
 mod gc;
 mod harness;
+mod live;
 mod ls;
 mod orphans;
 mod refs;
