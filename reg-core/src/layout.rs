@@ -553,6 +553,56 @@ impl Store {
         out
     }
 
+    /// The digests of `repo`'s revision directories, sorted, from their
+    /// names alone: no link file is opened. A directory whose `link` is gone
+    /// (a manifest deleted through the API) is named too; ask
+    /// [`Store::link_mtime`] where that matters. `reg-ls` ([`Store::revisions`])
+    /// is where link files are read and checked against their path.
+    pub fn revision_digests(&self, repo: &str) -> Listing<Digest> {
+        self.digest_names(&paths::revisions(repo))
+    }
+
+    /// The digests of `repo`'s `_layers` links, sorted, from their names
+    /// alone (see [`Store::revision_digests`]).
+    pub fn layer_digests(&self, repo: &str) -> Listing<Digest> {
+        self.digest_names(&paths::layers(repo))
+    }
+
+    /// The revisions of `repo` whose `link` file exists, with its mtime:
+    /// one `stat` per revision, and the digest taken from the path. A link
+    /// whose content disagrees with its path counts as the revision its path
+    /// names (which keeps that manifest; `reg-ls` reports the disagreement).
+    pub fn revisions_by_name(&self, repo: &str) -> Listing<Revision> {
+        let names = self.revision_digests(repo);
+        let mut out = Listing {
+            items: Vec::with_capacity(names.items.len()),
+            errors: names.errors,
+        };
+        for d in names.items {
+            match self.link_mtime(&paths::revision_link(repo, &d)) {
+                Ok(Some(mtime)) => out.items.push(Revision { digest: d, mtime }),
+                Ok(None) => {}
+                Err(e) => out.push_err(e),
+            }
+        }
+        out
+    }
+
+    /// The mtime of link file `rel`; `None` if it does not exist.
+    pub fn link_mtime(&self, rel: &str) -> Result<Option<SystemTime>> {
+        Ok(self.backend.stat(rel)?.map(|m| m.mtime))
+    }
+
+    fn digest_names(&self, dir: &str) -> Listing<Digest> {
+        let mut items = Vec::new();
+        let errors = self.digest_dirs(dir, |_, d| {
+            items.push(d);
+            Ok(())
+        });
+        items.sort();
+        Listing { items, errors }
+    }
+
     /// The uploads in progress in `repo`, sorted by id.
     pub fn uploads(&self, repo: &str) -> Listing<Upload> {
         let mut out = Listing::default();
