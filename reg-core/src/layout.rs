@@ -23,6 +23,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{Backend, EntryType, Fs};
 use crate::time::Time;
 
+/// The largest manifest read: the registry refuses to store larger ones.
+pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// The largest link file we read: a digest is at most 135 bytes; garbage
 /// beyond that is reported, not loaded.
 const LINK_LIMIT: u64 = 4096;
@@ -314,6 +317,28 @@ impl Store {
     /// Reads a blob's data, at most `limit` bytes; `None` if absent.
     pub fn read_blob(&self, d: &Digest, limit: u64) -> Result<Option<Vec<u8>>> {
         self.backend.read(&paths::blob_data(d), limit)
+    }
+
+    /// The manifest `d`: read (at most [`MANIFEST_LIMIT`] bytes), checked
+    /// against its digest and parsed. The one manifest reader of the tools.
+    /// `Ok(None)` if its data is missing (an image already broken); an error
+    /// naming the path if it is there but too large, unreadable, not a
+    /// manifest, or does not hash to `d`.
+    pub fn manifest(&self, d: &Digest) -> Result<Option<crate::manifest::Manifest>> {
+        let rel = paths::blob_data(d);
+        let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
+            return Ok(None);
+        };
+        let bad = |why: String| Error::new(self.display(&rel), ErrorKind::BadManifest(why));
+        if !d.matches(&bytes) {
+            return Err(bad(format!(
+                "data does not hash to its digest (it hashes to {})",
+                d.same_alg_of(&bytes)
+            )));
+        }
+        crate::manifest::parse(&bytes)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
     }
 
     /// Size and mtime of a blob's data file; `None` if absent.

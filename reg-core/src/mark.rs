@@ -60,6 +60,8 @@ pub struct Mark {
     fingerprint: [u8; 32],
     /// Distinct manifests read.
     pub parsed: u64,
+    /// What this walk read, for the next one.
+    cache: Option<refs::ManifestCache>,
 }
 
 fn config(excl: &Exclusions) -> refs::Config {
@@ -78,7 +80,31 @@ impl Mark {
     /// deleted) when the tree cannot be listed well enough to know every
     /// root, or when the blob store is empty or missing.
     pub fn compute(store: &Store, excl: &Exclusions, asked: Asked, msgs: &Messages) -> anyhow::Result<Mark> {
-        let graph = refs::collect(store, &config(excl), msgs)?;
+        Mark::walk(store, excl, asked, msgs, refs::ManifestCache::default())
+    }
+
+    /// Walks again (the roots changed), reading only manifests this mark
+    /// has not read already.
+    pub fn again(
+        &mut self,
+        store: &Store,
+        excl: &Exclusions,
+        asked: Asked,
+        msgs: &Messages,
+    ) -> anyhow::Result<()> {
+        let cache = self.cache.take().unwrap_or_default();
+        *self = Mark::walk(store, excl, asked, msgs, cache)?;
+        Ok(())
+    }
+
+    fn walk(
+        store: &Store,
+        excl: &Exclusions,
+        asked: Asked,
+        msgs: &Messages,
+        cache: refs::ManifestCache,
+    ) -> anyhow::Result<Mark> {
+        let mut graph = refs::collect_with(store, &config(excl), msgs, cache)?;
         let mut m = Mark {
             blobs: HashMap::new(),
             revisions: HashMap::new(),
@@ -86,6 +112,7 @@ impl Mark {
             broken_repos: HashSet::new(),
             fingerprint: graph.fingerprint,
             parsed: graph.stats.parsed,
+            cache: None,
         };
         let mut note = |repo: &str, d: Digest, manifest_too: bool, why: &dyn Fn() -> String| {
             if asked.blobs.contains(&d) && !m.blobs.contains_key(&d) {
@@ -137,8 +164,12 @@ impl Mark {
                 RefRecord::End(_) => {}
             }
         }
-        m.broken = graph.broken.into_iter().filter(|b| b.live).collect();
+        m.broken = std::mem::take(&mut graph.broken)
+            .into_iter()
+            .filter(|b| b.live)
+            .collect();
         m.broken_repos = m.broken.iter().map(|b| b.repo.clone()).collect();
+        m.cache = Some(graph.into_cache());
         Ok(m)
     }
 

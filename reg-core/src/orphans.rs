@@ -42,13 +42,9 @@ use crate::cli::Messages;
 use crate::digest::{Digest, DigestSet, Prehashed};
 use crate::error::{Error, ErrorKind};
 use crate::layout::{check_repo_name, paths, Blob, LayerLink, Listing, Revision, Store, Upload};
-use crate::manifest;
 use crate::output::Out;
 use crate::record::{OrphanRecord, OrphansEnd};
 use crate::time::Time;
-
-/// The largest manifest read (the registry refuses to store larger ones).
-const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// What counts as old enough.
 #[derive(Clone, Debug)]
@@ -1044,20 +1040,15 @@ fn hold(
             continue;
         }
         held.push(m);
-        let rel = paths::blob_data(&m);
         // Missing data: the image is already broken, nothing more to hold.
-        let Some(bytes) = store.read_blob(&m, MANIFEST_LIMIT)? else {
+        let Some(parsed) = store.manifest(&m).map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "a recent manifest of {repo} cannot be followed, so what it references is unknown"
+            ))
+        })?
+        else {
             continue;
         };
-        let bad = |why: String| Error::new(store.display(&rel), ErrorKind::BadManifest(why));
-        if !m.matches(&bytes) {
-            return Err(bad(format!(
-                "does not hash to {m}, and the recent manifest of {repo} it is cannot be followed"
-            ))
-            .into());
-        }
-        let parsed =
-            manifest::parse(&bytes).map_err(|e| bad(format!("{e} (a recent manifest of {repo})")))?;
         for d in parsed.references() {
             held.push(d.digest);
             if unreferenced.contains_key(&d.digest) {
@@ -1179,7 +1170,7 @@ mod tests {
         let layer = blob(root, format!("layer of {name}").as_bytes());
         let m = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":1}}]}}"#,
-            manifest::OCI_MANIFEST
+            crate::manifest::OCI_MANIFEST
         );
         let manifest = blob(root, m.as_bytes());
         link(root, &paths::revision_link(repo, &manifest), &manifest);
@@ -1824,7 +1815,9 @@ mod tests {
         assert_eq!(errors, 0);
         assert_eq!(digests(&recs, "revision"), sorted(&[d]));
         assert_eq!(digests(&recs, "blob"), sorted(&[old]));
-        assert!(Store::fs(v2).revisions("r").errors[0].to_string().contains("bad link file"));
+        assert!(Store::fs(v2).revisions("r").errors[0]
+            .to_string()
+            .contains("bad link file"));
         // A directory that cannot be read (a file where a directory should
         // be reads as one) may hide recent links: no blob is reported.
         fs::remove_dir_all(v2.join("repositories/r")).unwrap();

@@ -39,8 +39,7 @@ use crate::manifest;
 use crate::output::Out;
 use crate::record::{RefRecord, RefsEnd};
 
-/// The largest manifest read: the registry refuses to store larger ones.
-pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
+pub use crate::layout::MANIFEST_LIMIT;
 
 /// What counts as a root.
 #[derive(Clone, Debug, Default)]
@@ -392,27 +391,12 @@ fn node_of(m: manifest::Manifest) -> Node {
     Node(buf.into_boxed_slice())
 }
 
-/// Reads, checks and parses one manifest. `Ok(Missing)` if its data file is
-/// absent; an error naming the path for anything else that is wrong.
+/// One manifest, through [`Store::manifest`], packed.
 fn load(store: &Store, d: &Digest) -> Result<Loaded, Error> {
-    let rel = paths::blob_data(d);
-    let bytes = match store.read_blob(d, MANIFEST_LIMIT) {
-        Ok(Some(b)) => b,
-        Ok(None) => return Ok(Loaded::Missing),
-        Err(e) => return Err(e),
-    };
-    if !d.matches(&bytes) {
-        return Err(Error::new(
-            store.display(&rel),
-            ErrorKind::BadManifest(format!(
-                "data does not hash to its digest (it hashes to {})",
-                d.same_alg_of(&bytes)
-            )),
-        ));
-    }
-    let m = manifest::parse(&bytes)
-        .map_err(|e| Error::new(store.display(&rel), ErrorKind::BadManifest(e.to_string())))?;
-    Ok(Loaded::Parsed(node_of(m)))
+    Ok(match store.manifest(d)? {
+        Some(m) => Loaded::Parsed(node_of(m)),
+        None => Loaded::Missing,
+    })
 }
 
 /// Loaded manifests by digest; sha256 keys in 32 bytes.
@@ -867,10 +851,47 @@ pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow:
 /// writes the graph with [`write()`] only once it is complete. Missing
 /// manifests are warned about through `msgs` and counted.
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
+    collect_with(store, cfg, msgs, ManifestCache::default())
+}
+
+/// Manifests read by an earlier walk, for the next one: manifests are
+/// immutable, so a second walk (reg-rm looking again after a push) reads
+/// only what it has not seen. Missing and unusable ones are looked at again.
+#[derive(Default)]
+pub struct ManifestCache(Cache);
+
+impl std::fmt::Debug for ManifestCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ManifestCache({} manifests)", self.0.parsed())
+    }
+}
+
+impl Graph {
+    /// The manifests this walk read, for [`collect_with`].
+    pub fn into_cache(self) -> ManifestCache {
+        let mut cache = self.cache;
+        cache
+            .sha256
+            .retain(|_, l| matches!(l, Loaded::Parsed(n) if n.pending_repo().is_none()));
+        cache
+            .sha512
+            .retain(|_, l| matches!(l, Loaded::Parsed(n) if n.pending_repo().is_none()));
+        cache.unusable.clear();
+        ManifestCache(cache)
+    }
+}
+
+/// [`collect`], starting from the manifests `prior` walks read.
+pub fn collect_with(
+    store: &Store,
+    cfg: &Config,
+    msgs: &Messages,
+    prior: ManifestCache,
+) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
     let now = SystemTime::now();
     let roots = list_roots(store, cfg, now, msgs)?;
-    let mut cache = Cache::default();
+    let mut cache = prior.0;
 
     // First wave: every tag target and revision (revisions are needed even
     // with --tagged-only: their `subject` may make them live). Each manifest
@@ -1451,6 +1472,31 @@ mod tests {
         assert_eq!(g.repos()[0].repo, "b");
         assert!(!g.complete);
         assert!(!g.trailer().complete);
+    }
+
+    #[test]
+    fn a_second_walk_reads_only_manifests_it_has_not_seen() {
+        let t = Tree::new();
+        let (doc, _, _) = oci_image(&t, "first", None);
+        let m = t.push("a", Some("1"), &doc);
+        let store = Store::fs(t.v2());
+        let msgs = Messages::muted("test");
+        let g = collect(&store, &Config::default(), &msgs).unwrap();
+        assert_eq!(g.stats.parsed, 1);
+        // Gone from disk, but known: not read again (manifests are immutable).
+        fs::remove_file(t.v2().join(paths::blob_data(&m.digest))).unwrap();
+        let (doc2, _, _) = oci_image(&t, "second", None);
+        let m2 = t.push("a", Some("2"), &doc2);
+        let g = collect_with(&store, &Config::default(), &msgs, g.into_cache()).unwrap();
+        assert_eq!(g.stats.missing, 0);
+        assert_eq!(g.stats.parsed, 2);
+        assert!(g.repos()[0].tags.contains(&("2".to_string(), m2.digest)));
+        // A missing manifest is looked at again by the next walk.
+        let g = collect(&store, &Config::default(), &msgs).unwrap();
+        assert_eq!(g.stats.missing, 1);
+        fs::write(t.v2().join(paths::blob_data(&m.digest)), &doc).unwrap();
+        let g = collect_with(&store, &Config::default(), &msgs, g.into_cache()).unwrap();
+        assert_eq!(g.stats.missing, 0);
     }
 
     #[test]

@@ -976,7 +976,7 @@ impl Runner<'_> {
                     break;
                 }
                 tries += 1;
-                *m = Mark::compute(self.store, &excl, asked, &muted).map_err(stop)?;
+                m.again(self.store, &excl, asked, &muted).map_err(stop)?;
             }
         }
 
@@ -1030,7 +1030,7 @@ impl Runner<'_> {
         // blob again, which writes a new link. A push that landed since the
         // last look is caught now: its blobs keep their data and get their
         // links back.
-        if let (false, false, Some(m)) = (doomed.is_empty(), self.cfg.mode == Mode::DryRun, &mark) {
+        if let (false, false, Some(m)) = (doomed.is_empty(), self.cfg.mode == Mode::DryRun, &mut mark) {
             if let Some(hook) = &self.cfg.after_links {
                 (hook.0)();
             }
@@ -1103,7 +1103,7 @@ impl Runner<'_> {
         doomed: &mut BTreeMap<Digest, BlobLinks>,
         link_recs: &[Option<RmRecord>],
         blob_recs: &mut Vec<RmRecord>,
-        mark: &Mark,
+        mark: &mut Mark,
         removed: &Removed,
         asked: Asked,
     ) {
@@ -1112,14 +1112,10 @@ impl Runner<'_> {
             tags: removed.tags.clone(),
             revisions: removed.revisions.clone(),
         };
-        let fresh;
-        let mark = match mark.still_valid(self.store, &excl, &muted) {
-            Ok(true) => mark,
-            Ok(false) => match Mark::compute(self.store, &excl, asked, &muted) {
-                Ok(m) => {
-                    fresh = m;
-                    &fresh
-                }
+        match mark.still_valid(self.store, &excl, &muted) {
+            Ok(true) => {}
+            Ok(false) => match mark.again(self.store, &excl, asked, &muted) {
+                Ok(()) => {}
                 Err(e) => {
                     self.msgs.error(format!(
                         "the tree could not be read again after removing links: {e:#}; keeping every blob"

@@ -472,11 +472,7 @@ fn fifo_in_place_of(test: &str, pick: fn(&Aged) -> (PathBuf, Reader)) {
             refs.success();
             // Finishes (the tool's time limit would fail the test): the
             // FIFO is never opened.
-            tool("reg-orphans")
-                .arg(&root)
-                .stdin(&refs.stdout)
-                .run()
-                .success();
+            tool("reg-orphans").arg(&root).stdin(&refs.stdout).run().success();
         }
     }
 
