@@ -507,9 +507,39 @@ impl Store {
     /// The tags of `repo`, sorted by name. A tag directory without
     /// `current/link` is an error of kind [`ErrorKind::MissingLink`].
     pub fn tags(&self, repo: &str) -> Listing<Tag> {
+        let names = self.tag_names(repo);
+        let mut out = Listing {
+            items: Vec::with_capacity(names.items.len()),
+            errors: names.errors,
+        };
+        for name in names.items {
+            let link = paths::tag_current(repo, &name);
+            match self.read_link_meta(&link) {
+                Ok(Some((digest, mtime))) => out.items.push(Tag { name, digest, mtime }),
+                Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
+                Err(err) => out.push_err(err),
+            }
+        }
+        out
+    }
+
+    /// The names of `repo`'s tags (its `tags/<tag>/` directories), sorted,
+    /// without reading where they point.
+    pub fn tag_names(&self, repo: &str) -> Listing<String> {
+        self.dir_names(&paths::tags(repo), check_tag)
+    }
+
+    /// The ids of `repo`'s uploads in progress, sorted, without looking in.
+    pub fn upload_ids(&self, repo: &str) -> Listing<String> {
+        self.dir_names(&paths::uploads(repo), check_upload_id)
+    }
+
+    /// The subdirectories of `dir` whose names pass `check`, sorted: the one
+    /// listing prologue. A symbolic link is an error (never followed), so
+    /// is a name that fails `check`; plain files are skipped.
+    fn dir_names(&self, dir: &str, check: fn(&str) -> std::result::Result<(), String>) -> Listing<String> {
         let mut out = Listing::default();
-        let dir = paths::tags(repo);
-        let entries = match self.backend.list(&dir) {
+        let entries = match self.backend.list(dir) {
             Ok(Some(e)) => e,
             Ok(None) => return out,
             Err(e) => {
@@ -518,32 +548,18 @@ impl Store {
             }
         };
         for e in entries {
+            let rel = format!("{dir}/{}", e.name);
             if e.symlink {
-                out.push_err(symlink_error(self, &format!("{dir}/{}", e.name)));
+                out.push_err(symlink_error(self, &rel));
+            } else if e.ty != EntryType::Dir {
                 continue;
-            }
-            if e.ty != EntryType::Dir {
-                continue;
-            }
-            if let Err(why) = check_tag(&e.name) {
-                out.push_err(Error::new(
-                    self.display(&format!("{dir}/{}", e.name)),
-                    ErrorKind::BadName(why),
-                ));
-                continue;
-            }
-            let link = paths::tag_current(repo, &e.name);
-            match self.read_link_meta(&link) {
-                Ok(Some((digest, mtime))) => out.items.push(Tag {
-                    name: e.name,
-                    digest,
-                    mtime,
-                }),
-                Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
-                Err(err) => out.push_err(err),
+            } else if let Err(why) = check(&e.name) {
+                out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why)));
+            } else {
+                out.items.push(e.name);
             }
         }
-        out.items.sort_by(|a, b| a.name.cmp(&b.name));
+        out.items.sort();
         out
     }
 
@@ -630,36 +646,18 @@ impl Store {
 
     /// The uploads in progress in `repo`, sorted by id.
     pub fn uploads(&self, repo: &str) -> Listing<Upload> {
-        let mut out = Listing::default();
-        let dir = paths::uploads(repo);
-        let entries = match self.backend.list(&dir) {
-            Ok(Some(e)) => e,
-            Ok(None) => return out,
-            Err(e) => {
-                out.push_err(e);
-                return out;
-            }
+        let ids = self.upload_ids(repo);
+        let mut out = Listing {
+            items: Vec::with_capacity(ids.items.len()),
+            errors: ids.errors,
         };
-        for e in entries {
-            let rel = format!("{dir}/{}", e.name);
-            if e.symlink {
-                out.push_err(symlink_error(self, &rel));
-                continue;
-            }
-            if e.ty != EntryType::Dir {
-                continue;
-            }
-            if let Err(why) = check_upload_id(&e.name) {
-                out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why)));
-                continue;
-            }
-            match self.upload(repo, &e.name) {
+        for id in ids.items {
+            match self.upload(repo, &id) {
                 Ok(Some(u)) => out.items.push(u),
                 Ok(None) => {}
                 Err(err) => out.push_err(err),
             }
         }
-        out.items.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -843,6 +841,85 @@ impl Store {
             out.errors.extend(p.errors);
         }
         out
+    }
+}
+
+/// What a deleter needs besides the inventory: whole keys and prefixes.
+/// Every change reg-rm makes goes through these.
+impl Store {
+    /// Metadata of `rel` (a file, or a directory on the filesystem); `None`
+    /// if absent.
+    pub fn meta(&self, rel: &str) -> Result<Option<crate::storage::Meta>> {
+        self.backend.stat(rel)
+    }
+
+    /// Whether repository `repo` still has its own `_manifests`, `_layers`
+    /// or `_uploads` (a nested repository beside them does not count).
+    pub fn has_own_dirs(&self, repo: &str) -> Result<bool> {
+        Ok(self.backend.list(&paths::repo(repo))?.is_some_and(|es| {
+            es.iter()
+                .any(|e| matches!(e.name.as_str(), "_manifests" | "_layers" | "_uploads"))
+        }))
+    }
+
+    /// The total size of the files under `rel` (or of `rel` itself), not
+    /// following symbolic links and leaving out what `skip` names; `None`
+    /// if `rel` does not exist.
+    pub fn tree_bytes(&self, rel: &str, skip: &dyn Fn(&str) -> bool) -> Result<Option<u64>> {
+        let Some(meta) = self.backend.stat(rel)? else {
+            return Ok(None);
+        };
+        if !meta.is_dir {
+            return Ok(Some(meta.size));
+        }
+        let mut total = 0;
+        for e in self.backend.list(rel)?.unwrap_or_default() {
+            let child = format!("{rel}/{}", e.name);
+            if e.symlink || skip(&child) {
+                continue;
+            }
+            match e.ty {
+                EntryType::Dir => total += self.tree_bytes(&child, skip)?.unwrap_or(0),
+                EntryType::File => total += self.backend.stat(&child)?.map_or(0, |m| m.size),
+                _ => {}
+            }
+        }
+        Ok(Some(total))
+    }
+
+    /// Deletes `rel` and everything under it; false if it was gone.
+    pub fn delete(&self, rel: &str) -> Result<bool> {
+        match self.backend.stat(rel)? {
+            None => Ok(false),
+            Some(m) if m.is_dir => self.backend.remove_dir_all(rel),
+            Some(_) => self.backend.remove_file(rel),
+        }
+    }
+
+    /// Moves `rel` into `trash` (same relative path); false if it was gone.
+    pub fn trash(&self, rel: &str, trash: &std::path::Path) -> Result<bool> {
+        self.backend.move_to_trash(rel, trash)
+    }
+
+    /// Checks that `rel` could be deleted (for dry runs).
+    pub fn check_removable(&self, rel: &str) -> Result<()> {
+        self.backend.check_removable(rel)
+    }
+
+    /// Deletes directory `rel` if it is empty; false if absent or not empty.
+    pub fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
+        self.backend.remove_empty_dir(rel)
+    }
+
+    /// Writes link file `rel` naming `d`, unless it exists (see
+    /// [`Backend::write_new`]).
+    pub fn write_link(&self, rel: &str, d: &Digest) -> Result<bool> {
+        self.backend.write_new(rel, d.to_string().as_bytes())
+    }
+
+    /// Makes `trash` ready to move into (see [`Backend::prepare_trash`]).
+    pub fn prepare_trash(&self, trash: &std::path::Path) -> Result<()> {
+        self.backend.prepare_trash(trash)
     }
 }
 

@@ -1,0 +1,206 @@
+//! The one place that deletes. Every removal of a run goes through
+//! [`Deleter::remove`]: the mode (delete, trash, dry run), the bytes freed,
+//! the dry run's memory of what it would have removed, and the test hook.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use super::report::{Action, RmRecord};
+use super::{Config, Mode};
+use crate::cli::Messages;
+use crate::digest::Digest;
+use crate::layout::{paths, Store};
+
+/// Outcome of one removal.
+pub(super) enum Gone {
+    /// Removed (or would be), freeing this many bytes.
+    Removed(Action, u64),
+    Absent,
+}
+
+pub(super) struct Deleter<'a> {
+    store: &'a Store,
+    cfg: &'a Config,
+    msgs: &'a Messages,
+    /// Records deleted or trashed (not dry-run) so far.
+    deleted: AtomicU64,
+    /// The test hook stopped the run.
+    stopped: AtomicBool,
+    /// Serializes deletions under the test hook, so it stops after exactly N.
+    gate: Mutex<()>,
+    /// Dry run: what the run would have removed so far (paths relative to
+    /// v2), so later phases neither count its bytes again nor remove it again.
+    simulated: Mutex<HashSet<String>>,
+}
+
+impl<'a> Deleter<'a> {
+    pub(super) fn new(store: &'a Store, cfg: &'a Config, msgs: &'a Messages) -> Deleter<'a> {
+        Deleter {
+            store,
+            cfg,
+            msgs,
+            deleted: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            gate: Mutex::new(()),
+            simulated: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Records deleted or trashed so far.
+    pub(super) fn deleted(&self) -> u64 {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// Whether the test hook stopped the run.
+    pub(super) fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Dry run: whether `rel` or a directory above it was (would be)
+    /// removed earlier in this run.
+    fn simulated_gone(&self, rel: &str) -> bool {
+        let sim = self.simulated.lock().expect("simulated set");
+        if sim.is_empty() {
+            return false;
+        }
+        let mut end = rel.len();
+        loop {
+            if sim.contains(&rel[..end]) {
+                return true;
+            }
+            match rel[..end].rfind('/') {
+                Some(i) => end = i,
+                None => return false,
+            }
+        }
+    }
+
+    /// Removes `rel` (file or directory) according to the mode. `Err(())`
+    /// means the failure was reported.
+    pub(super) fn remove(&self, rel: &str) -> Result<Gone, ()> {
+        let dry = self.cfg.mode == Mode::DryRun;
+        if dry && self.simulated_gone(rel) {
+            return Ok(Gone::Absent);
+        }
+        let skip = |child: &str| dry && self.simulated.lock().expect("simulated set").contains(child);
+        let bytes = match self.store.tree_bytes(rel, &skip) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(Gone::Absent),
+            Err(e) => {
+                self.msgs.error(e);
+                return Err(());
+            }
+        };
+        let (res, action) = match &self.cfg.mode {
+            // Refused the same way a real run would be (a symlink on the way).
+            Mode::DryRun => (
+                self.store.check_removable(rel).map(|()| true),
+                Action::WouldDelete,
+            ),
+            Mode::Trash(dir) => (self.store.trash(rel, dir), Action::Trashed),
+            Mode::Delete => (self.store.delete(rel), Action::Deleted),
+        };
+        match res {
+            Ok(true) => {
+                if dry {
+                    self.simulated
+                        .lock()
+                        .expect("simulated set")
+                        .insert(rel.to_string());
+                }
+                Ok(Gone::Removed(action, bytes))
+            }
+            Ok(false) => Ok(Gone::Absent),
+            Err(e) => {
+                self.msgs.error(e);
+                Err(())
+            }
+        }
+    }
+
+    /// The test hook: true (and the run marked stopped) once N records were
+    /// deleted.
+    fn hook_fired(&self) -> bool {
+        match self.cfg.fail_after {
+            Some(limit) if self.deleted() >= limit => {
+                self.stopped.store(true, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `rels` for one record (its bytes summed); `None` if a removal
+    /// failed or the test hook stopped the run first.
+    pub(super) fn finish(&self, mut rec: RmRecord, rels: &[String]) -> Option<RmRecord> {
+        let _gate = self.cfg.fail_after.map(|_| self.gate.lock().expect("gate"));
+        if self.hook_fired() {
+            return None;
+        }
+        rec = rec.done(Action::Absent, 0);
+        for rel in rels {
+            match self.remove(rel) {
+                Ok(Gone::Removed(a, bytes)) => {
+                    rec.action = a;
+                    rec.bytes += bytes;
+                }
+                Ok(Gone::Absent) => {}
+                Err(()) => return None,
+            }
+        }
+        if matches!(rec.action, Action::Deleted | Action::Trashed) {
+            self.deleted.fetch_add(1, Ordering::SeqCst);
+        }
+        Some(rec)
+    }
+
+    /// Removes garbage that belongs to no record (a link directory without
+    /// its link); the bytes freed.
+    pub(super) fn sweep(&self, rel: &str) -> u64 {
+        match self.remove(rel) {
+            Ok(Gone::Removed(_, n)) => n,
+            Ok(Gone::Absent) | Err(()) => 0,
+        }
+    }
+
+    /// Removes `d` from the `index/` of every tag of `repo`; the bytes freed.
+    pub(super) fn remove_index_entries(&self, repo: &str, d: Digest) -> u64 {
+        let tags = self.store.tag_names(repo);
+        for e in tags.errors {
+            self.msgs.error(e);
+        }
+        tags.items
+            .iter()
+            .map(|t| self.sweep(&paths::tag_index_entry(repo, t, &d)))
+            .sum()
+    }
+
+    /// Removes `rel` if it is an empty directory (old enough, which the
+    /// caller checked); true if removed.
+    pub(super) fn remove_empty(&self, rel: &str) -> bool {
+        match self.store.remove_empty_dir(rel) {
+            Ok(removed) => removed,
+            Err(e) => {
+                self.msgs.warn(e);
+                false
+            }
+        }
+    }
+
+    /// Writes back the `_layers` links to `d` this run removed (listed in
+    /// `link_recs`); the repositories they are back in.
+    pub(super) fn restore_links(&self, d: Digest, link_recs: &[Option<RmRecord>]) -> Vec<String> {
+        let mut back = Vec::new();
+        for r in link_recs.iter().flatten() {
+            if r.digest == Some(d) && matches!(r.action, Action::Deleted | Action::Trashed) {
+                let Some(repo) = &r.repo else { continue };
+                match self.store.write_link(&paths::layer_link(repo, &d), &d) {
+                    Ok(_) => back.push(repo.clone()),
+                    Err(e) => self.msgs.error(e),
+                }
+            }
+        }
+        back
+    }
+}

@@ -1,0 +1,551 @@
+//! The guards: read-only decisions on the live tree, each testable alone.
+//! Nothing here changes the tree; [`super::act`] does, on a [`Verdict`].
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rayon::prelude::*;
+
+use super::{Config, Mode};
+use crate::cli::Messages;
+use crate::digest::Digest;
+use crate::layout::{paths, Store};
+use crate::mark::Mark;
+use crate::time::Time;
+
+/// How far in the future an mtime may be before it is warned about.
+const FUTURE_SLACK: Duration = Duration::from_secs(300);
+
+/// What a guard says about one item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// It may go.
+    Go,
+    /// It must stay, and why.
+    Kept(String),
+    /// It is not there.
+    Absent,
+    /// It is not there, but garbage it leaves may go (a `_layers` link
+    /// directory without its link; a gone revision's tag index entries).
+    AbsentWithLeftovers,
+    /// It could not be checked (reported through the messages).
+    Failed,
+}
+
+/// Where a blob is still referenced by links, from a scan of every repository.
+#[derive(Default, Clone, Debug)]
+pub(super) struct BlobLinks {
+    /// `_layers` links: repo and link mtime.
+    pub(super) layers: Vec<(String, SystemTime)>,
+    /// Repositories with a revision link to it.
+    pub(super) revisions: Vec<String>,
+}
+
+/// What this run removed (or would, in a dry run), so later guards see the
+/// tree as it is (or would be) by then.
+#[derive(Default, Debug)]
+pub(super) struct Removed {
+    pub(super) tags: HashSet<(String, String)>,
+    pub(super) revisions: HashSet<(String, Digest)>,
+    pub(super) uploads: HashSet<(String, String)>,
+}
+
+/// The read-only checks of one run.
+pub(super) struct Guard<'a> {
+    pub(super) store: &'a Store,
+    pub(super) cfg: &'a Config,
+    pub(super) msgs: &'a Messages,
+}
+
+impl Guard<'_> {
+    /// Whether `mtime` is younger than `--min-age`. An mtime in the future
+    /// is young (kept by every run until then), with a warning.
+    pub(super) fn young(&self, rel: &str, mtime: SystemTime) -> bool {
+        if mtime.duration_since(self.cfg.now).is_ok_and(|d| d > FUTURE_SLACK) {
+            self.msgs
+                .warn(crate::orphans::future_warning(&self.store.display(rel), mtime));
+            return true;
+        }
+        Time(mtime).age(self.cfg.now) < self.cfg.min_age
+    }
+
+    pub(super) fn young_reason(&self) -> String {
+        format!(
+            "younger than --min-age {}",
+            humantime::format_duration(self.cfg.min_age)
+        )
+    }
+
+    fn mtime(&self, rel: &str) -> Result<Option<SystemTime>, ()> {
+        match self.store.meta(rel) {
+            Ok(m) => Ok(m.map(|m| m.mtime)),
+            Err(e) => {
+                self.msgs.error(e);
+                Err(())
+            }
+        }
+    }
+
+    // ---- tags
+
+    /// A tag: absent, kept (moved since it was listed, young, unreadable)
+    /// or to go; and where it points now.
+    pub(super) fn tag(&self, repo: &str, tag: &str, want: Option<Digest>) -> (Verdict, Option<Digest>) {
+        match self.store.meta(&paths::tag_dir(repo, tag)) {
+            Ok(None) => return (Verdict::Absent, want),
+            Ok(Some(_)) => {}
+            Err(e) => {
+                self.msgs.error(e);
+                return (Verdict::Failed, want);
+            }
+        }
+        let link = paths::tag_current(repo, tag);
+        let mut points = want;
+        match self.store.read_link(&link) {
+            Ok(Some(now)) if want.is_some_and(|w| w != now) => {
+                return (Verdict::Kept(format!("the tag now points at {now}")), want)
+            }
+            Ok(Some(now)) => points = Some(now),
+            Ok(None) => {}
+            Err(e) if want.is_some() => {
+                return (Verdict::Kept(format!("cannot check where it points: {e}")), want)
+            }
+            Err(_) => {}
+        }
+        match self.mtime(&link) {
+            Ok(Some(m)) if self.young(&link, m) => (Verdict::Kept(self.young_reason()), points),
+            Ok(_) => (Verdict::Go, points),
+            Err(()) => (Verdict::Failed, points),
+        }
+    }
+
+    /// Checked again just before a tag goes: where it points now, if that
+    /// is not where the run saw it.
+    pub(super) fn tag_moved(&self, repo: &str, tag: &str, seen: Option<Digest>) -> Option<Digest> {
+        match (seen, self.store.read_link(&paths::tag_current(repo, tag))) {
+            (Some(seen), Ok(Some(now))) if now != seen => Some(now),
+            _ => None,
+        }
+    }
+
+    // ---- revisions
+
+    /// A revision: kept while the mark reaches it, while what a broken live
+    /// manifest of its repository references is unknown, while young, and
+    /// while its manifest's data is missing (unless `--accept-broken`).
+    pub(super) fn revision(&self, repo: &str, d: Digest, mark: &Mark) -> Verdict {
+        let link = paths::revision_link(repo, &d);
+        let Ok(mtime) = self.mtime(&link) else {
+            return Verdict::Failed;
+        };
+        let live = mark.revision(repo, &d);
+        let broken = mark.broken_in(repo).filter(|_| !self.cfg.accept_broken);
+        let Some(mtime) = mtime else {
+            // No link: no revision. Leftover index entries (a run stopped
+            // half way) are garbage, unless something still reaches it.
+            return if live.is_none() && broken.is_none() {
+                Verdict::AbsentWithLeftovers
+            } else {
+                Verdict::Absent
+            };
+        };
+        if let Some(why) = live {
+            return Verdict::Kept(why.to_string());
+        }
+        if let Some(b) = broken {
+            return Verdict::Kept(format!(
+                "what a live manifest of {repo} references is unknown ({}); pass --accept-broken to delete anyway",
+                b.message
+            ));
+        }
+        if self.young(&link, mtime) {
+            return Verdict::Kept(self.young_reason());
+        }
+        if !self.cfg.accept_broken {
+            match self.store.blob_meta(&d) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Verdict::Kept(
+                        "its manifest's data is missing (a damaged or unmounted blob store?): \
+                         not deleted on that ground without --accept-broken"
+                            .into(),
+                    )
+                }
+                Err(e) => {
+                    self.msgs.error(e);
+                    return Verdict::Failed;
+                }
+            }
+        }
+        Verdict::Go
+    }
+
+    // ---- blobs and their links
+
+    /// Every repository's `_layers` and revision links to the `blobs` (not
+    /// counting revisions this run removed), with the `_layers` links' ages.
+    /// False if some repository could not be read completely.
+    pub(super) fn blob_links(
+        &self,
+        blobs: &BTreeSet<Digest>,
+        removed: &Removed,
+    ) -> (HashMap<Digest, BlobLinks>, bool) {
+        let repos = self.store.repositories();
+        let mut ok = repos.errors.is_empty();
+        type Found = (Vec<(Digest, SystemTime)>, Vec<Digest>, bool);
+        let per: Vec<(String, Found)> = repos
+            .items
+            .par_iter()
+            .map(|repo| {
+                let mut ok = true;
+                let layers = self.links_to(
+                    repo,
+                    &paths::layer_link,
+                    self.store.layer_digests(repo),
+                    blobs,
+                    &mut ok,
+                );
+                let revs = self
+                    .links_to(
+                        repo,
+                        &paths::revision_link,
+                        self.store.revision_digests(repo),
+                        blobs,
+                        &mut ok,
+                    )
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .filter(|d| !removed.revisions.contains(&(repo.clone(), *d)))
+                    .collect();
+                (repo.clone(), (layers, revs, ok))
+            })
+            .collect();
+        let mut out: HashMap<Digest, BlobLinks> = HashMap::new();
+        for (repo, (layers, revs, repo_ok)) in per {
+            ok &= repo_ok;
+            for (d, m) in layers {
+                out.entry(d).or_default().layers.push((repo.clone(), m));
+            }
+            for d in revs {
+                out.entry(d).or_default().revisions.push(repo.clone());
+            }
+        }
+        (out, ok)
+    }
+
+    /// Of the digests `listed` (a repository's link names), those in `want`
+    /// whose link file exists, with its mtime. Problems clear `ok`.
+    fn links_to(
+        &self,
+        repo: &str,
+        link: &dyn Fn(&str, &Digest) -> String,
+        listed: crate::layout::Listing<Digest>,
+        want: &BTreeSet<Digest>,
+        ok: &mut bool,
+    ) -> Vec<(Digest, SystemTime)> {
+        for e in listed.errors {
+            self.msgs.error(e);
+            *ok = false;
+        }
+        let mut out = Vec::new();
+        for d in listed.items.into_iter().filter(|d| want.contains(d)) {
+            match self.store.link_mtime(&link(repo, &d)) {
+                Ok(Some(m)) => out.push((d, m)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.msgs.error(e);
+                    *ok = false;
+                }
+            }
+        }
+        out
+    }
+
+    /// Why blob `d` must stay, or `None` if it may go: the mark reaches it;
+    /// the roots kept changing; live manifests are broken (unless
+    /// `--accept-broken`); the repositories could not all be read; a
+    /// revision link still names it; its data or one of its links is young.
+    pub(super) fn blob(
+        &self,
+        d: Digest,
+        links: &BlobLinks,
+        mark: &Mark,
+        unstable: bool,
+        scan_ok: bool,
+    ) -> Option<String> {
+        if let Some(why) = mark.blob(&d) {
+            return Some(why.to_string());
+        }
+        if unstable {
+            return Some(UNSTABLE.into());
+        }
+        if let (false, Some(first)) = (self.cfg.accept_broken, mark.broken.first()) {
+            return Some(format!(
+                "{} live manifests are missing or unusable, so what they reference is unknown \
+                 (first: {}); pass --accept-broken to delete anyway",
+                mark.broken.len(),
+                first.message
+            ));
+        }
+        if !scan_ok {
+            return Some("could not read every repository (see errors)".into());
+        }
+        if let Some(repo) = links.revisions.first() {
+            return Some(format!("still a manifest revision in {repo}"));
+        }
+        match self.store.blob_meta(&d) {
+            Ok(Some(m)) if self.young(&paths::blob_data(&d), m.mtime) => return Some(self.young_reason()),
+            Ok(_) => {}
+            Err(e) => {
+                self.msgs.error(e);
+                return Some("cannot read its data file (see errors)".into());
+            }
+        }
+        links
+            .layers
+            .iter()
+            .find(|(repo, m)| self.young(&paths::layer_link(repo, &d), *m))
+            .map(|(repo, _)| format!("its _layers link in {repo} is {}", self.young_reason()))
+    }
+
+    /// A blob's data, checked again at deletion time: young now (a push
+    /// wrote it again), or unreadable.
+    pub(super) fn blob_now(&self, d: Digest) -> Verdict {
+        match self.store.blob_meta(&d) {
+            // Warned about (if in the future) when the blob was judged.
+            Ok(Some(m)) if Time(m.mtime).age(self.cfg.now) < self.cfg.min_age => {
+                Verdict::Kept(self.young_reason())
+            }
+            Ok(Some(_)) => Verdict::Go,
+            Ok(None) => Verdict::Absent,
+            Err(e) => {
+                self.msgs.error(e);
+                Verdict::Failed
+            }
+        }
+    }
+
+    /// A `_layers` link. `guarded`: named on its own (its blob is not
+    /// going): kept while its blob is stored, and when its blob is missing
+    /// unless `--accept-broken`.
+    pub(super) fn layer(&self, repo: &str, d: Digest, guarded: bool, unstable: bool) -> Verdict {
+        let link = paths::layer_link(repo, &d);
+        let mtime = match self.mtime(&link) {
+            Ok(Some(m)) => m,
+            // A link directory without its link is garbage.
+            Ok(None) => return Verdict::AbsentWithLeftovers,
+            Err(()) => return Verdict::Failed,
+        };
+        if guarded {
+            match self.store.blob_meta(&d) {
+                Ok(Some(_)) => {
+                    return Verdict::Kept(
+                        "its blob is still stored (and not deleted in this run): the link may be in use"
+                            .into(),
+                    )
+                }
+                Ok(None) if unstable => return Verdict::Kept(UNSTABLE.into()),
+                Ok(None) if !self.cfg.accept_broken => {
+                    return Verdict::Kept(
+                        "its blob is missing (a damaged or unmounted blob store?): not deleted on that \
+                         ground without --accept-broken"
+                            .into(),
+                    )
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.msgs.error(e);
+                    return Verdict::Failed;
+                }
+            }
+        }
+        if self.young(&link, mtime) {
+            return Verdict::Kept(self.young_reason());
+        }
+        Verdict::Go
+    }
+
+    // ---- uploads and repositories
+
+    /// An upload: kept while it (or its data) is young.
+    pub(super) fn upload(&self, repo: &str, id: &str) -> Verdict {
+        let dir = paths::upload_dir(repo, id);
+        let up = match self.store.upload(repo, id) {
+            Ok(Some(u)) => Some(u),
+            Ok(None) => return Verdict::Absent,
+            // An unreadable startedat: fall back to the mtimes.
+            Err(_) => None,
+        };
+        let mut newest = up.map(|u| u.started_at.0);
+        for rel in [dir.clone(), format!("{dir}/data")] {
+            match self.mtime(&rel) {
+                Ok(Some(m)) => newest = Some(newest.map_or(m, |n| n.max(m))),
+                Ok(None) => {}
+                Err(()) => return Verdict::Failed,
+            }
+        }
+        if newest.is_some_and(|m| self.young(&dir, m)) {
+            return Verdict::Kept(self.young_reason());
+        }
+        Verdict::Go
+    }
+
+    /// A repository: it may go once it holds no tag, revision or upload
+    /// (besides what this run removed) and no young `_layers` link.
+    pub(super) fn repo(&self, repo: &str, removed: &Removed) -> Verdict {
+        match self.store.has_own_dirs(repo) {
+            Ok(true) => {}
+            Ok(false) => return Verdict::Absent,
+            Err(e) => {
+                self.msgs.error(e);
+                return Verdict::Failed;
+            }
+        }
+        let listing_failed = |errors: Vec<crate::Error>| {
+            let failed = !errors.is_empty();
+            for e in errors {
+                self.msgs.error(e);
+            }
+            failed
+        };
+        let tags = self.store.tag_names(repo);
+        if let Some(t) = tags
+            .items
+            .iter()
+            .find(|t| !removed.tags.contains(&(repo.to_string(), t.to_string())))
+        {
+            return Verdict::Kept(format!("it still has tag {t:?}"));
+        }
+        if listing_failed(tags.errors) {
+            return Verdict::Kept("cannot read its tags (see errors)".into());
+        }
+        let revs = self.store.revisions_by_name(repo);
+        if listing_failed(revs.errors) {
+            return Verdict::Kept("cannot read its revisions (see errors)".into());
+        }
+        if let Some(r) = revs
+            .items
+            .iter()
+            .find(|r| !removed.revisions.contains(&(repo.to_string(), r.digest)))
+        {
+            return Verdict::Kept(format!("it still has revision {}", r.digest));
+        }
+        let ups = self.store.upload_ids(repo);
+        if let Some(u) = ups
+            .items
+            .iter()
+            .find(|u| !removed.uploads.contains(&(repo.to_string(), u.to_string())))
+        {
+            return Verdict::Kept(format!("it still has upload {u:?}"));
+        }
+        if listing_failed(ups.errors) {
+            return Verdict::Kept("cannot read its uploads (see errors)".into());
+        }
+        let layers = self.store.layer_digests(repo);
+        if listing_failed(layers.errors) {
+            return Verdict::Kept("cannot read its _layers links (see errors)".into());
+        }
+        for d in layers.items {
+            let link = paths::layer_link(repo, &d);
+            match self.mtime(&link) {
+                Ok(Some(m)) if self.young(&link, m) => {
+                    return Verdict::Kept(format!("it has a _layers link {}", self.young_reason()))
+                }
+                Ok(_) => {}
+                Err(()) => return Verdict::Kept("cannot read its _layers links (see errors)".into()),
+            }
+        }
+        Verdict::Go
+    }
+
+    /// Whether the empty directory `rel` is old enough to remove.
+    pub(super) fn empty_dir_old(&self, rel: &str) -> bool {
+        matches!(self.store.meta(rel), Ok(Some(m)) if m.is_dir && Time(m.mtime).age(self.cfg.now) >= self.cfg.min_age)
+    }
+
+    pub(super) fn dry_run(&self) -> bool {
+        self.cfg.mode == Mode::DryRun
+    }
+}
+
+/// Why everything waits for another run when the roots would not hold still.
+pub(super) const UNSTABLE: &str = "tags or revisions kept changing while reg-rm looked (pushes?): run again";
+
+/// Refuses a `--trash` directory before anything is created or moved: it
+/// must be outside the storage root (the registry's rootdirectory, which
+/// holds `docker/registry/v2`, or the `v2` directory given), must not
+/// contain it, must be new or empty (an earlier run's trash is what restores
+/// that run), and must be on the root's filesystem (moving is a rename).
+pub fn check_trash(store: &Store, trash: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let v2 = store.display("");
+    let v2 = v2.canonicalize().map_err(|e| crate::Error::io(&v2, e))?;
+    let root = if v2.ends_with("docker/registry/v2") {
+        v2.ancestors().nth(3).unwrap_or(&v2).to_path_buf()
+    } else {
+        v2.clone()
+    };
+    // The nearest part of `trash` that exists, resolved, and the rest.
+    let mut existing = if trash.is_absolute() {
+        trash.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(trash)
+    };
+    let mut rest = Vec::new();
+    let meta = loop {
+        match std::fs::metadata(&existing) {
+            Ok(m) => break m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match (existing.file_name(), existing.parent()) {
+                    (Some(n), Some(p)) => {
+                        rest.push(n.to_os_string());
+                        existing = p.to_path_buf();
+                    }
+                    _ => return Err(crate::Error::io(trash, e).into()),
+                }
+            }
+            Err(e) => return Err(crate::Error::io(&existing, e).into()),
+        }
+    };
+    let mut resolved = existing
+        .canonicalize()
+        .map_err(|e| crate::Error::io(&existing, e))?;
+    resolved.extend(rest.iter().rev());
+    let show = trash.display();
+    if resolved.starts_with(&root) {
+        anyhow::bail!(
+            "--trash {show}: inside the storage root {}: the trash would be part of the registry's storage",
+            root.display()
+        );
+    }
+    if root.starts_with(&resolved) {
+        anyhow::bail!(
+            "--trash {show}: contains the storage root {}: choose a directory of its own",
+            root.display()
+        );
+    }
+    if rest.is_empty() {
+        if !meta.is_dir() {
+            anyhow::bail!("--trash {show}: not a directory");
+        }
+        let mut entries = std::fs::read_dir(&resolved).map_err(|e| crate::Error::io(&resolved, e))?;
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "--trash {show}: not empty (an earlier run's trash? it is what restores that run): \
+                 choose a new or empty directory"
+            );
+        }
+    }
+    let vdev = std::fs::metadata(&v2)
+        .map_err(|e| crate::Error::io(&v2, e))?
+        .dev();
+    if meta.dev() != vdev {
+        anyhow::bail!(
+            "--trash {show}: must be on the same filesystem as the storage root {} (moving is a \
+             rename; nothing is copied across filesystems); nothing was created",
+            v2.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,444 @@
+//! The phases of a run, in their crash-safe order: each asks the guards
+//! ([`super::guard`]), acts through the deleter ([`super::act`]) and hands
+//! its records to the single writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use rayon::prelude::*;
+
+use super::act::Deleter;
+use super::guard::{BlobLinks, Guard, Removed, Verdict};
+use super::input::Input;
+use super::report::{Action, RmRecord, Stopped, Writer};
+use super::Config;
+use crate::cli::Messages;
+use crate::digest::Digest;
+use crate::layout::{paths, Store};
+use crate::mark::{Asked, Exclusions, Mark};
+
+/// How many times the mark is taken again when the roots keep changing
+/// under it before the blob phase gives up (and keeps every blob).
+const MARK_TRIES: usize = 3;
+
+pub(super) struct Runner<'a> {
+    guard: Guard<'a>,
+    act: Deleter<'a>,
+}
+
+impl<'a> Runner<'a> {
+    pub(super) fn new(store: &'a Store, cfg: &'a Config, msgs: &'a Messages) -> Runner<'a> {
+        Runner {
+            guard: Guard { store, cfg, msgs },
+            act: Deleter::new(store, cfg, msgs),
+        }
+    }
+
+    /// Records deleted or trashed so far.
+    pub(super) fn deleted(&self) -> u64 {
+        self.act.deleted()
+    }
+
+    fn store(&self) -> &Store {
+        self.guard.store
+    }
+
+    /// Acts on a verdict for one record: `rels` go when it says so.
+    fn apply(&self, rec: RmRecord, verdict: Verdict, rels: &[String]) -> Option<RmRecord> {
+        match verdict {
+            Verdict::Go => self.act.finish(rec, rels),
+            Verdict::Kept(why) => Some(rec.kept(why)),
+            Verdict::Absent | Verdict::AbsentWithLeftovers => Some(rec.done(Action::Absent, 0)),
+            Verdict::Failed => None,
+        }
+    }
+
+    pub(super) fn phases<W: Write>(&self, input: &Input, w: &mut Writer<W>) -> anyhow::Result<()> {
+        let mut removed = Removed::default();
+        let asked = Asked {
+            blobs: &input.blobs,
+            revisions: &input.revisions,
+        };
+
+        // 0. Decide the tags (reading only), then mark what stays live.
+        let tags: Vec<_> = input.tags.iter().collect();
+        let plans: Vec<(RmRecord, Verdict)> = tags
+            .par_iter()
+            .map(|((repo, tag), want)| {
+                let (verdict, points) = self.guard.tag(repo, tag, **want);
+                let mut rec = RmRecord::new("tag").repo(repo);
+                rec.tag = Some(tag.clone());
+                rec.digest = if matches!(verdict, Verdict::Kept(_)) {
+                    **want
+                } else {
+                    points
+                };
+                (rec, verdict)
+            })
+            .collect();
+        let needs_mark = !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layers.is_empty();
+        let mut mark = if needs_mark {
+            let going = plans
+                .iter()
+                .filter(|(_, v)| *v == Verdict::Go)
+                .filter_map(|(r, _)| Some((r.repo.clone()?, r.tag.clone()?)));
+            let excl = Exclusions {
+                tags: going.collect(),
+                revisions: input.revisions.iter().cloned().collect(),
+            };
+            let m = Mark::compute(self.store(), &excl, asked, self.guard.msgs)
+                .map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
+            Some(m)
+        } else {
+            None
+        };
+
+        // 1. Tags, unless they moved since they were decided.
+        let recs: Vec<_> = plans
+            .into_par_iter()
+            .map(|(rec, verdict)| {
+                let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
+                let verdict = match (verdict, self.guard.tag_moved(&repo, &tag, rec.digest)) {
+                    (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
+                    (v, _) => v,
+                };
+                self.apply(rec, verdict, &[paths::tag_dir(&repo, &tag)])
+            })
+            .collect();
+        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
+            removed.tags.insert((
+                rec.repo.clone().unwrap_or_default(),
+                rec.tag.clone().unwrap_or_default(),
+            ));
+        }
+        self.emit(w, &recs, Some("revision"))?;
+
+        // 2. Revisions the mark does not reach, with their tag index entries.
+        let revs: Vec<_> = input.revisions.iter().collect();
+        let recs: Vec<_> = match &mark {
+            Some(m) => revs
+                .par_iter()
+                .map(|(repo, d)| self.rm_revision(repo, *d, m))
+                .collect(),
+            None => Vec::new(),
+        };
+        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
+            removed.revisions.insert((
+                rec.repo.clone().unwrap_or_default(),
+                rec.digest.expect("revision digest"),
+            ));
+        }
+        self.emit(w, &recs, Some("layer link"))?;
+
+        // The roots may have changed since the mark (pushes, or revisions
+        // this run could not remove): mark again until they hold still.
+        let mut unstable = false;
+        if let Some(m) = mark
+            .as_mut()
+            .filter(|_| !input.blobs.is_empty() || !input.layers.is_empty())
+        {
+            let excl = Exclusions {
+                tags: removed.tags.clone(),
+                revisions: removed.revisions.clone(),
+            };
+            let muted = Messages::muted("reg-rm");
+            let stop = |e: anyhow::Error| Stopped {
+                why: format!("the tree could not be read again before deleting blobs: {e:#}"),
+                before: Some("layer link"),
+            };
+            let mut tries = 0;
+            while !m.still_valid(self.store(), &excl, &muted).map_err(stop)? {
+                if tries == MARK_TRIES {
+                    unstable = true;
+                    break;
+                }
+                tries += 1;
+                m.again(self.store(), &excl, asked, &muted).map_err(stop)?;
+            }
+        }
+
+        // 3. Decide the blobs, then remove their links and the links named.
+        let mut blob_recs: Vec<RmRecord> = Vec::new();
+        let mut doomed: BTreeMap<Digest, BlobLinks> = BTreeMap::new();
+        if let (false, Some(m)) = (input.blobs.is_empty(), &mark) {
+            let (links, scan_ok) = self.guard.blob_links(&input.blobs, &removed);
+            for d in &input.blobs {
+                let l = links.get(d).cloned().unwrap_or_default();
+                match self.guard.blob(*d, &l, m, unstable, scan_ok) {
+                    Some(why) => blob_recs.push(RmRecord::new("blob").digest(*d).kept(why)),
+                    None => {
+                        doomed.insert(*d, l);
+                    }
+                }
+            }
+        }
+        let mut link_jobs: BTreeMap<(String, Digest), bool> = BTreeMap::new();
+        for (d, l) in &doomed {
+            for (repo, _) in &l.layers {
+                link_jobs.insert((repo.clone(), *d), false);
+            }
+        }
+        for (repo, d) in &input.layers {
+            // Named explicitly: guarded unless its blob is going too.
+            link_jobs
+                .entry((repo.clone(), *d))
+                .or_insert(!doomed.contains_key(d));
+        }
+        let jobs: Vec<_> = link_jobs.iter().collect();
+        let recs: Vec<_> = jobs
+            .par_iter()
+            .map(|((repo, d), guarded)| {
+                let rec = RmRecord::new("layer").repo(repo).digest(*d);
+                let dir = paths::layer_dir(repo, d);
+                match self.guard.layer(repo, *d, **guarded, unstable) {
+                    Verdict::AbsentWithLeftovers => {
+                        self.act.sweep(&dir);
+                        Some(rec.done(Action::Absent, 0))
+                    }
+                    v => self.apply(rec, v, &[dir]),
+                }
+            })
+            .collect();
+        // A blob whose links could not all go stays.
+        for (((repo, d), _), rec) in jobs.iter().zip(&recs) {
+            let gone = rec
+                .as_ref()
+                .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
+            if !gone && doomed.remove(d).is_some() {
+                blob_recs.push(
+                    RmRecord::new("blob")
+                        .digest(*d)
+                        .kept(format!("its _layers link in {repo} could not be removed")),
+                );
+            }
+        }
+        // Links removed: from here a push that reuses a doomed blob fails
+        // (the registry checks the repository's link) unless it uploads the
+        // blob again, which writes a new link. A push that landed since the
+        // last look is caught now: its blobs keep their data and get their
+        // links back.
+        if let (false, false, Some(m)) = (doomed.is_empty(), self.guard.dry_run(), &mut mark) {
+            if let Some(hook) = &self.guard.cfg.after_links {
+                (hook.0)();
+            }
+            self.recheck_doomed(&mut doomed, &recs, &mut blob_recs, m, &removed, asked);
+        }
+        self.emit(w, &recs, Some("blob"))?;
+
+        // 4. Blob data, checked again now.
+        let ds: Vec<Digest> = doomed.keys().copied().collect();
+        let recs: Vec<_> = ds
+            .par_iter()
+            .map(|d| {
+                self.apply(
+                    RmRecord::new("blob").digest(*d),
+                    self.guard.blob_now(*d),
+                    &[paths::blob_dir(d)],
+                )
+            })
+            .collect();
+        let mut all: Vec<Option<RmRecord>> = blob_recs.into_iter().map(Some).collect();
+        all.extend(recs);
+        all.sort_by_key(|r| r.as_ref().and_then(|r| r.digest));
+        let prefixes: BTreeSet<String> = all
+            .iter()
+            .flatten()
+            .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
+            .filter_map(|r| r.digest.map(|d| prefix_dir(&d)))
+            .collect();
+        self.emit(w, &all, Some("upload"))?;
+
+        // 5. Uploads.
+        let ups: Vec<_> = input.uploads.iter().collect();
+        let recs: Vec<_> = ups
+            .par_iter()
+            .map(|(repo, id)| {
+                let mut rec = RmRecord::new("upload").repo(repo);
+                rec.id = Some(id.clone());
+                self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)])
+            })
+            .collect();
+        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
+            removed.uploads.insert((
+                rec.repo.clone().unwrap_or_default(),
+                rec.id.clone().unwrap_or_default(),
+            ));
+        }
+        self.emit(w, &recs, Some("repository"))?;
+
+        // 6. Repositories (one at a time: nested ones share parents).
+        let mut recs = Vec::new();
+        for repo in &input.repos {
+            recs.push(self.rm_repo(repo, &removed));
+            if self.act.stopped() {
+                break;
+            }
+        }
+        self.emit(w, &recs, Some("empty directory"))?;
+
+        // 7. Empty directories left behind.
+        if !self.guard.dry_run() {
+            let mut n = 0;
+            for p in &prefixes {
+                n += u64::from(self.guard.empty_dir_old(p) && self.act.remove_empty(p));
+            }
+            let repos: BTreeSet<&String> = input.revisions.iter().map(|(r, _)| r).collect();
+            for repo in repos {
+                for d in self.store().revision_digests(repo).items {
+                    let dir = paths::revision_dir(repo, &d);
+                    n += u64::from(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir));
+                }
+            }
+            w.stats.empty_dirs = n;
+        }
+        Ok(())
+    }
+
+    /// Writes a phase's records; stops the run (before `next`) when they
+    /// cannot be written or the test hook fired. A closed stdout is a
+    /// failure here, not a quiet success: the run did not finish.
+    fn emit<W: Write>(
+        &self,
+        w: &mut Writer<W>,
+        recs: &[Option<RmRecord>],
+        next: Option<&'static str>,
+    ) -> anyhow::Result<()> {
+        if let Err(e) = w.write(recs) {
+            return Err(Stopped {
+                why: format!("cannot write to stdout ({e}), so what was deleted is not all reported"),
+                before: next,
+            }
+            .into());
+        }
+        if self.act.stopped() {
+            return Err(Stopped {
+                why: format!(
+                    "REG_RM_FAIL_AFTER test hook: stopped after {} deletions, as a crash would",
+                    self.act.deleted()
+                ),
+                before: next,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn rm_revision(&self, repo: &str, d: Digest, mark: &Mark) -> Option<RmRecord> {
+        let rec = RmRecord::new("revision").repo(repo).digest(d);
+        match self.guard.revision(repo, d, mark) {
+            Verdict::AbsentWithLeftovers => {
+                self.act.remove_index_entries(repo, d);
+                Some(rec.done(Action::Absent, 0))
+            }
+            Verdict::Go => {
+                let mut rec = self.act.finish(rec, &[paths::revision_dir(repo, &d)])?;
+                if rec.action.removes() {
+                    rec.bytes += self.act.remove_index_entries(repo, d);
+                }
+                Some(rec)
+            }
+            v => self.apply(rec, v, &[]),
+        }
+    }
+
+    fn rm_repo(&self, repo: &str, removed: &Removed) -> Option<RmRecord> {
+        let rec = RmRecord::new("repo").repo(repo);
+        // Its own directories only: a nested repository may live beside them.
+        let own: Vec<String> = ["_manifests", "_layers", "_uploads"]
+            .iter()
+            .map(|d| format!("{}/{d}", paths::repo(repo)))
+            .collect();
+        let rec = self.apply(rec, self.guard.repo(repo, removed), &own)?;
+        if rec.action.removes() && !self.guard.dry_run() {
+            // Then the directory itself and empty parents, never `repositories`.
+            let mut name = repo;
+            loop {
+                let dir = paths::repo(name);
+                if !(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir)) {
+                    break;
+                }
+                match name.rsplit_once('/') {
+                    Some((parent, _)) => name = parent,
+                    None => break,
+                }
+            }
+        }
+        Some(rec)
+    }
+
+    /// After the links of the doomed blobs are gone: marks again if the
+    /// roots changed, and keeps (writing its removed links back) every
+    /// doomed blob that is live now or that a repository links again.
+    fn recheck_doomed(
+        &self,
+        doomed: &mut BTreeMap<Digest, BlobLinks>,
+        link_recs: &[Option<RmRecord>],
+        blob_recs: &mut Vec<RmRecord>,
+        mark: &mut Mark,
+        removed: &Removed,
+        asked: Asked,
+    ) {
+        let muted = Messages::muted("reg-rm");
+        let excl = Exclusions {
+            tags: removed.tags.clone(),
+            revisions: removed.revisions.clone(),
+        };
+        let looked = match mark.still_valid(self.store(), &excl, &muted) {
+            Ok(true) => Ok(()),
+            Ok(false) => mark.again(self.store(), &excl, asked, &muted),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = looked {
+            self.guard.msgs.error(format!(
+                "the tree could not be read again after removing links: {e:#}; keeping every blob"
+            ));
+            for d in std::mem::take(doomed).into_keys() {
+                blob_recs.push(self.keep_and_restore(d, link_recs, "could not check again (see errors)"));
+            }
+            return;
+        }
+        let set: BTreeSet<Digest> = doomed.keys().copied().collect();
+        let (links, scan_ok) = self.guard.blob_links(&set, removed);
+        for d in set {
+            let why = if let Some(why) = mark.blob(&d) {
+                Some(format!("live again during this run ({why})"))
+            } else if !scan_ok {
+                Some("could not read every repository again (see errors)".to_string())
+            } else if let Some(l) = links
+                .get(&d)
+                .filter(|l| !l.layers.is_empty() || !l.revisions.is_empty())
+            {
+                let repo = l.layers.first().map(|x| &x.0).or(l.revisions.first());
+                Some(format!(
+                    "linked again during this run, in {}",
+                    repo.map_or("a repository", |r| r.as_str())
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                doomed.remove(&d);
+                blob_recs.push(self.keep_and_restore(d, link_recs, &why));
+            }
+        }
+    }
+
+    /// A blob kept after its links went: they are written back.
+    fn keep_and_restore(&self, d: Digest, link_recs: &[Option<RmRecord>], why: &str) -> RmRecord {
+        let back = self.act.restore_links(d, link_recs);
+        let mut why = why.to_string();
+        if !back.is_empty() {
+            why.push_str(&format!(
+                "; its _layers links were written back in {}",
+                back.join(", ")
+            ));
+        }
+        RmRecord::new("blob").digest(d).kept(why)
+    }
+}
+
+/// `blobs/<alg>/<xx>`
+fn prefix_dir(d: &Digest) -> String {
+    let hex = d.hex();
+    format!("{}/{}/{}", paths::BLOBS, d.algorithm().name(), &hex[..2])
+}

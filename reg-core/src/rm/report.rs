@@ -1,0 +1,224 @@
+//! What reg-rm prints: one [`RmRecord`] per item, the summary's [`Stats`],
+//! and [`Stopped`] for a run that could not finish.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::output::Out;
+
+/// What happened to one item.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Deleted,
+    Trashed,
+    WouldDelete,
+    Absent,
+    Kept,
+}
+
+impl Action {
+    /// The item is gone (or would be, in a dry run).
+    pub fn removes(self) -> bool {
+        matches!(self, Action::Deleted | Action::Trashed | Action::WouldDelete)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Deleted => "deleted",
+            Action::Trashed => "trashed",
+            Action::WouldDelete => "would-delete",
+            Action::Absent => "absent",
+            Action::Kept => "kept",
+        }
+    }
+}
+
+/// One output record of `reg-rm`: the action first, then the kind and the
+/// fields that identify the item, the bytes freed, and why it was kept.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct RmRecord {
+    pub action: Action,
+    /// `tag`, `revision`, `layer`, `blob`, `upload` or `repo`.
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RmRecord {
+    pub(super) fn new(kind: &'static str) -> RmRecord {
+        RmRecord {
+            action: Action::Absent,
+            kind,
+            repo: None,
+            tag: None,
+            digest: None,
+            id: None,
+            bytes: 0,
+            reason: None,
+        }
+    }
+    pub(super) fn repo(mut self, r: &str) -> Self {
+        self.repo = Some(r.to_string());
+        self
+    }
+    pub(super) fn digest(mut self, d: Digest) -> Self {
+        self.digest = Some(d);
+        self
+    }
+    pub(super) fn kept(mut self, reason: impl Into<String>) -> Self {
+        self.action = Action::Kept;
+        self.reason = Some(reason.into());
+        self
+    }
+    pub(super) fn done(mut self, action: Action, bytes: u64) -> Self {
+        self.action = action;
+        self.bytes = bytes;
+        self
+    }
+}
+
+/// Counts for the summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records per action.
+    pub actions: BTreeMap<&'static str, u64>,
+    /// Records per (action, kind).
+    pub by_kind: BTreeMap<(&'static str, &'static str), u64>,
+    /// Bytes freed (or that would be).
+    pub bytes: u64,
+    /// Empty directories removed afterwards.
+    pub empty_dirs: u64,
+    /// Items that failed (reported as errors).
+    pub failed: u64,
+}
+
+impl Stats {
+    pub fn count(&self, a: Action) -> u64 {
+        self.actions.get(a.name()).copied().unwrap_or(0)
+    }
+
+    /// Deleted or trashed (not dry-run) records.
+    pub fn removed(&self) -> u64 {
+        self.count(Action::Deleted) + self.count(Action::Trashed)
+    }
+
+    pub(super) fn add(&mut self, r: &RmRecord) {
+        *self.actions.entry(r.action.name()).or_default() += 1;
+        *self.by_kind.entry((r.action.name(), r.kind)).or_default() += 1;
+        if r.action.removes() {
+            self.bytes += r.bytes;
+        }
+    }
+
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for a in [
+            Action::Deleted,
+            Action::Trashed,
+            Action::WouldDelete,
+            Action::Absent,
+            Action::Kept,
+        ] {
+            let n = self.count(a);
+            if n == 0 {
+                continue;
+            }
+            let kinds: Vec<String> = self
+                .by_kind
+                .iter()
+                .filter(|((act, _), _)| *act == a.name())
+                .map(|((_, k), n)| format!("{n} {k}"))
+                .collect();
+            parts.push(format!("{} {n} ({})", a.name(), kinds.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push("nothing to do".into());
+        }
+        let verb = if self.count(Action::WouldDelete) > 0 {
+            "would free"
+        } else {
+            "freed"
+        };
+        let mut line = format!("{}; {verb} {} bytes", parts.join(", "), self.bytes);
+        if self.empty_dirs > 0 {
+            line.push_str(&format!(", {} empty directories removed", self.empty_dirs));
+        }
+        if self.failed > 0 {
+            line.push_str(&format!(", {} failed", self.failed));
+        }
+        line
+    }
+}
+
+/// A run that did not finish: why, and the phase it stopped before.
+#[derive(Debug)]
+pub struct Stopped {
+    pub why: String,
+    /// The phase that did not run (`None`: it stopped within the last one).
+    pub before: Option<&'static str>,
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.before {
+            Some(phase) => write!(
+                f,
+                "{}: stopped before the {phase} phase; the tree serves as before, with garbage left: \
+                 run the same input again to finish",
+                self.why
+            ),
+            None => write!(
+                f,
+                "{}: stopped at the end; run the same input again to finish",
+                self.why
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Printed on stderr after any deletion, whatever `-q` says: a registry
+/// with a blob descriptor cache keeps serving "layer already exists" for
+/// deleted blobs, and clients then push broken images (#1803, #2966, #4569).
+pub const CACHE_REMINDER: &str = "if the registry runs with a blob descriptor cache \
+     (storage.cache.blobdescriptor: inmemory or redis), restart it now: until then it believes \
+     deleted blobs still exist and clients may push broken images";
+
+/// The single writer of a run's records, and their counts.
+pub(super) struct Writer<'a, W: Write> {
+    pub(super) out: &'a mut Out<W>,
+    pub(super) stats: Stats,
+}
+
+impl<W: Write> Writer<'_, W> {
+    /// Writes the records of a phase and flushes; `None` is an item that
+    /// failed.
+    pub(super) fn write(&mut self, recs: &[Option<RmRecord>]) -> std::io::Result<()> {
+        for r in recs {
+            match r {
+                Some(r) => {
+                    self.stats.add(r);
+                    self.out.write(r)?;
+                }
+                None => self.stats.failed += 1,
+            }
+        }
+        self.out.flush()
+    }
+}
