@@ -23,7 +23,8 @@ pub enum Kind {
     Repo,
     Tag,
     Revision,
-    Layer,
+    /// A `_layers` link (`--kind layer-link`).
+    LayerLink,
     Blob,
     Upload,
 }
@@ -85,7 +86,13 @@ pub fn list<W: Write>(
         check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
     }
     let mut stats = Stats::default();
-    let repo_kinds = [Kind::Repo, Kind::Tag, Kind::Revision, Kind::Layer, Kind::Upload];
+    let repo_kinds = [
+        Kind::Repo,
+        Kind::Tag,
+        Kind::Revision,
+        Kind::LayerLink,
+        Kind::Upload,
+    ];
     if repo_kinds.iter().any(|k| cfg.wants(*k)) {
         let mut repos = report(store.repositories(), msgs);
         if !cfg.repos.is_empty() {
@@ -178,7 +185,7 @@ fn count(s: &mut Stats, r: &LsRecord) {
         LsRecord::Repo { .. } => s.repos += 1,
         LsRecord::Tag { .. } => s.tags += 1,
         LsRecord::Revision { .. } => s.revisions += 1,
-        LsRecord::Layer { .. } => s.layers += 1,
+        LsRecord::LayerLink { .. } => s.layers += 1,
         LsRecord::Blob { size, ok, .. } => {
             s.blobs += 1;
             s.blob_bytes += size;
@@ -217,10 +224,10 @@ fn repo_records(store: &Store, cfg: &Config, repo: &str) -> (Vec<LsRecord>, Vec<
             mtime: t(x.mtime),
         }));
     }
-    if cfg.wants(Kind::Layer) {
+    if cfg.wants(Kind::LayerLink) {
         let l = store.layer_links(repo);
         errors.extend(l.errors);
-        recs.extend(l.items.into_iter().map(|x| LsRecord::Layer {
+        recs.extend(l.items.into_iter().map(|x| LsRecord::LayerLink {
             repo: name(),
             digest: x.digest,
             mtime: t(x.mtime),

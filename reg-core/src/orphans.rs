@@ -1049,7 +1049,7 @@ pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<Orpha
         })?;
     }
     for (repo, l) in &found.layers {
-        out.write(&OrphanRecord::Layer {
+        out.write(&OrphanRecord::LayerLink {
             repo: repo.clone(),
             digest: l.digest,
             mtime: Time(l.mtime),
@@ -1516,7 +1516,7 @@ mod tests {
         assert_eq!(digests(&recs, "blob"), sorted(&want_blobs));
         assert_eq!(digests(&recs, "revision"), sorted(&[untagged.manifest]));
         assert_eq!(of_kind(&recs, "revision")[0]["repo"], "r");
-        assert_eq!(digests(&recs, "layer"), sorted(&[gone]));
+        assert_eq!(digests(&recs, "layer-link"), sorted(&[gone]));
         let ups: Vec<(&str, u64)> = of_kind(&recs, "upload")
             .iter()
             .map(|r| (r["id"].as_str().unwrap(), r["size"].as_u64().unwrap()))
@@ -1544,7 +1544,7 @@ mod tests {
         let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
         let mut k = kinds.clone();
         k.dedup();
-        assert_eq!(k, vec!["blob", "revision", "layer", "upload", "repo", "end"]);
+        assert_eq!(k, vec!["blob", "revision", "layer-link", "upload", "repo", "end"]);
         assert_eq!(orphans(v2, &input, &later(200)).unwrap().0, recs);
 
         // With every revision as a root (reg-refs' default) the untagged
@@ -1590,7 +1590,7 @@ mod tests {
         );
         let (recs, errors) = orphans(v2, &input, &later(0)).unwrap();
         assert_eq!(errors, 0);
-        assert_eq!(digests(&recs, "layer"), sorted(&[rgone, gone]));
+        assert_eq!(digests(&recs, "layer-link"), sorted(&[rgone, gone]));
         assert_eq!(digests(&recs, "blob"), sorted(&[old]));
         assert_eq!(recs.last().unwrap()["stored_blobs"], 5);
         assert_eq!(recs.last().unwrap()["too_young"], 1);
@@ -1707,7 +1707,7 @@ mod tests {
         let (recs, errors) = orphans(v2, &input, &later(2)).unwrap();
         assert_eq!(errors, 0);
         assert!(of_kind(&recs, "blob").is_empty(), "{recs:?}");
-        assert!(of_kind(&recs, "layer").is_empty());
+        assert!(of_kind(&recs, "layer-link").is_empty());
         // "two" holds no tag and no revision: the repository is an orphan,
         // but the blobs it links stay (another repository uses them).
         let repos: Vec<&str> = of_kind(&recs, "repo")

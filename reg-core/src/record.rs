@@ -9,7 +9,7 @@
 //! {"kind":"repo","repo":"org/app"}
 //! {"kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…","mtime":"…"}
 //! {"kind":"revision","repo":"org/app","digest":"sha256:…","mtime":"…"}
-//! {"kind":"layer","repo":"org/app","digest":"sha256:…","mtime":"…"}
+//! {"kind":"layer-link","repo":"org/app","digest":"sha256:…","mtime":"…"}
 //! {"kind":"blob","digest":"sha256:…","size":123,"mtime":"…"}            (+ "ok" with --verify)
 //! {"kind":"upload","repo":"org/app","id":"<uuid>","size":0,"started_at":"…"}
 //! ```
@@ -29,7 +29,7 @@
 //! ```text
 //! {"kind":"blob","digest":"…","size":123,"mtime":"…"}
 //! {"kind":"revision","repo":"…","digest":"…","mtime":"…"}
-//! {"kind":"layer","repo":"…","digest":"…","mtime":"…"}
+//! {"kind":"layer-link","repo":"…","digest":"…","mtime":"…"}
 //! {"kind":"upload","repo":"…","id":"…","size":0,"started_at":"…"}
 //! {"kind":"repo","repo":"…"}
 //! {"kind":"end","tool":"reg-orphans",…counts…}                                   trailer
@@ -58,8 +58,9 @@ pub enum LsRecord {
         digest: Digest,
         mtime: Time,
     },
-    /// A `_layers` link.
-    Layer {
+    /// A `_layers` link (`"kind":"layer-link"`; `layer` is a reg-refs edge).
+    #[serde(rename = "layer-link")]
+    LayerLink {
         repo: String,
         digest: Digest,
         mtime: Time,
@@ -166,8 +167,9 @@ pub enum OrphanRecord {
         digest: Digest,
         mtime: Time,
     },
-    /// A `_layers` link whose blob is missing.
-    Layer {
+    /// A `_layers` link whose blob is missing (`"kind":"layer-link"`).
+    #[serde(rename = "layer-link")]
+    LayerLink {
         repo: String,
         digest: Digest,
         mtime: Time,

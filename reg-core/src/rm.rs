@@ -169,6 +169,10 @@ impl std::error::Error for InputError {}
 const REFS_REFUSED: &str = "this is reg-refs output, a list of LIVE references: deleting what it \
      names would untag and delete live images; pipe it through reg-orphans first";
 
+/// `layer` is a reg-refs edge; the `_layers` link is `layer-link`.
+const LAYER_REFUSED: &str = "a \"layer\" record is reg-refs output, a LIVE reference from a \
+     manifest to its layer; a _layers link is kind \"layer-link\" (as reg-ls and reg-orphans print it)";
+
 /// Reads and checks all of `r`. Empty lines are skipped.
 pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
     let mut input = Input::default();
@@ -296,7 +300,7 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
     for (kind, said) in [
         ("blob", end.blobs),
         ("revision", end.revisions),
-        ("layer", end.layers),
+        ("layer-link", end.layers),
         ("upload", end.uploads),
         ("repo", end.repos),
     ] {
@@ -341,7 +345,7 @@ impl Item {
         match self {
             Item::Tag { .. } => "tag",
             Item::Revision { .. } => "revision",
-            Item::Layer { .. } => "layer",
+            Item::Layer { .. } => "layer-link",
             Item::Blob(_) => "blob",
             Item::Upload { .. } => "upload",
             Item::Repo(_) => "repo",
@@ -395,7 +399,7 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
             repo: repo_field(&map)?,
             digest: digest_field(&map)?,
         },
-        "layer" => Item::Layer {
+        "layer-link" => Item::Layer {
             repo: repo_field(&map)?,
             digest: digest_field(&map)?,
         },
@@ -424,11 +428,10 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
             }
         }
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
-        other => {
-            return Err(format!(
-                "unknown record kind {other:?} (reg-rm takes blob, revision, layer, upload, repo and tag)"
-            ))
-        }
+        "layer" => return Err(LAYER_REFUSED.into()),
+        other => return Err(format!(
+            "unknown record kind {other:?} (reg-rm takes blob, revision, layer-link, upload, repo and tag)"
+        )),
     };
     Ok(Parsed::Item { record: true, item })
 }
@@ -1634,7 +1637,7 @@ impl Runner<'_> {
     }
 
     fn rm_layer(&self, repo: &str, d: Digest, guarded: bool, unstable: bool) -> Option<RmRecord> {
-        let rec = RmRecord::new("layer").repo(repo).digest(d);
+        let rec = RmRecord::new("layer-link").repo(repo).digest(d);
         let link = paths::layer_link(repo, &d);
         let dir = paths::layer_dir(repo, &d);
         let mtime = match self.mtime(&link).ok()? {
@@ -1989,7 +1992,7 @@ mod tests {
             "{d}\n\n\
              {{\"kind\":\"blob\",\"digest\":\"{d}\",\"size\":1,\"mtime\":\"2024-01-01T00:00:00Z\"}}\n\
              {{\"kind\":\"revision\",\"repo\":\"a/b\",\"digest\":\"{d}\"}}\n\
-             {{\"kind\":\"layer\",\"repo\":\"a/b\",\"digest\":\"{d}\"}}\n\
+             {{\"kind\":\"layer-link\",\"repo\":\"a/b\",\"digest\":\"{d}\"}}\n\
              {{\"kind\":\"upload\",\"repo\":\"a\",\"id\":\"0b9e-11\",\"size\":0,\"started_at\":\"2024-01-01T00:00:00Z\"}}\n\
              {{\"kind\":\"repo\",\"repo\":\"a\"}}\n\
              {{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v1\",\"digest\":\"{d}\",\"mtime\":\"2024-01-01T00:00:00Z\"}}\n\
@@ -2047,7 +2050,7 @@ mod tests {
                 "wants 64 hex",
             ),
             (
-                "{\"kind\":\"layer\",\"repo\":\"a\"}".into(),
+                "{\"kind\":\"layer-link\",\"repo\":\"a\"}".into(),
                 "without a \"digest\"",
             ),
         ];
@@ -2075,6 +2078,7 @@ mod tests {
             ),
             format!("{{\"kind\":\"manifest\",\"repo\":\"a\",\"manifest\":\"{d}\",\"digest\":\"{d}\"}}"),
             "{\"kind\":\"end\",\"tool\":\"reg-refs\",\"repos\":1}".to_string(),
+            format!("{{\"kind\":\"layer\",\"repo\":\"a\",\"digest\":\"{d}\"}}"),
         ] {
             let text =
                 format!("{{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v1\",\"digest\":\"{d}\"}}\n{line}\n");
@@ -2237,12 +2241,12 @@ mod tests {
         link(v2, &paths::layer_link("app", &gone), &gone);
         age(v2, DAY);
         let input = format!(
-            "{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{gone}\"}}\n"
+            "{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{gone}\"}}\n"
         );
         let r = rm(v2, &input, &cfg(Duration::ZERO));
-        assert_eq!(r.action("layer", &[("digest", &c.to_string())]), "kept");
+        assert_eq!(r.action("layer-link", &[("digest", &c.to_string())]), "kept");
         // A missing blob may be an unmounted volume: kept without --accept-broken.
-        assert_eq!(r.action("layer", &[("digest", &gone.to_string())]), "kept");
+        assert_eq!(r.action("layer-link", &[("digest", &gone.to_string())]), "kept");
         assert!(v2.join(paths::layer_dir("app", &gone)).exists());
         let r = rm(
             v2,
@@ -2252,8 +2256,11 @@ mod tests {
                 ..cfg(Duration::ZERO)
             },
         );
-        assert_eq!(r.action("layer", &[("digest", &c.to_string())]), "kept");
-        assert_eq!(r.action("layer", &[("digest", &gone.to_string())]), "deleted");
+        assert_eq!(r.action("layer-link", &[("digest", &c.to_string())]), "kept");
+        assert_eq!(
+            r.action("layer-link", &[("digest", &gone.to_string())]),
+            "deleted"
+        );
         assert!(v2.join(paths::layer_link("app", &c)).is_file());
         assert!(!v2.join(paths::layer_dir("app", &gone)).exists());
     }
@@ -2286,7 +2293,7 @@ mod tests {
         }
         for repo in ["app", "x/y", "x/y/z"] {
             assert_eq!(
-                r.action("layer", &[("repo", repo), ("digest", &orphan.to_string())]),
+                r.action("layer-link", &[("repo", repo), ("digest", &orphan.to_string())]),
                 "deleted"
             );
         }
@@ -2601,7 +2608,7 @@ mod tests {
         fs::create_dir_all(v2.join("blobs")).unwrap();
         let before = snapshot(v2);
         let input = format!(
-            "{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{l}\"}}\n\
+            "{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{l}\"}}\n\
              {{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n"
         );
         let r = rm(v2, &input, &cfg(Duration::ZERO));

@@ -21,7 +21,7 @@ use reg_core::rm::{self, Mode};
 const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
 
 /// Delete what stdin names: bare digests (blobs) and reg-ls / reg-orphans
-/// records of kind blob, revision, layer, upload, repo and (with --untag)
+/// records of kind blob, revision, layer-link, upload, repo and (with --untag)
 /// tag. All input is checked before anything is deleted, and reg-rm walks
 /// the reference graph itself: what a remaining tag or revision reaches is
 /// kept. One JSON record per action on stdout.

@@ -43,7 +43,7 @@ fn ls_lists_exactly_what_was_pushed() {
                 assert!(old.is_none(), "tag twice: {r}");
             }
             "revision" => assert!(revisions.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
-            "layer" => assert!(layers.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
+            "layer-link" => assert!(layers.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
             "blob" => assert!(blobs
                 .insert(s(r, "digest"), r["size"].as_u64().unwrap())
                 .is_none()),
