@@ -94,6 +94,7 @@ pub fn list<W: Write>(
         Kind::Upload,
     ];
     if repo_kinds.iter().any(|k| cfg.wants(*k)) {
+        msgs.progress().phase("repositories");
         let mut repos = report(store.repositories(), msgs);
         if !cfg.repos.is_empty() {
             for r in &cfg.repos {
@@ -109,6 +110,7 @@ pub fn list<W: Write>(
         for chunk in repos.chunks(CHUNK) {
             let lists: Vec<(Vec<LsRecord>, Vec<Error>)> =
                 chunk.par_iter().map(|r| repo_records(store, cfg, r)).collect();
+            msgs.progress().add_repos(chunk.len() as u64);
             for (records, errors) in lists {
                 for e in errors {
                     msgs.error(e);
@@ -121,6 +123,8 @@ pub fn list<W: Write>(
         }
     }
     if cfg.wants(Kind::Blob) {
+        msgs.progress()
+            .phase(if cfg.verify { "blobs (re-hashing)" } else { "blobs" });
         let prefixes = report(store.blob_prefixes(), msgs);
         for chunk in prefixes.chunks(CHUNK) {
             let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
@@ -128,10 +132,12 @@ pub fn list<W: Write>(
                 .map(|p| {
                     let l = store.blobs_in(p);
                     let mut errors = l.errors;
+                    let p = msgs.progress();
                     let recs = l
                         .items
                         .into_iter()
                         .map(|b| {
+                            p.add_blobs(1);
                             let ok = if cfg.verify {
                                 match store.verify_blob(&b.digest) {
                                     Ok(v) => v,

@@ -331,6 +331,9 @@ pub struct Refs {
     repo_ids: HashMap<String, u32>,
     /// The storage root the reg-refs trailer names.
     pub root: String,
+    /// Repositories the reg-refs list was made without (`--exclude-repo`, a
+    /// what-if): their tags hold nothing here either.
+    pub excluded: Vec<String>,
     pub stats: InputStats,
 }
 
@@ -431,6 +434,8 @@ struct Line<'a> {
     references: Option<u64>,
     #[serde(default, borrow)]
     root: Option<Cow<'a, str>>,
+    #[serde(default)]
+    excluded: Vec<String>,
 }
 
 /// Reads the whole input: `reg-refs` records ending with its trailer, and
@@ -480,6 +485,10 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
             check_trailer(&rec).map_err(err)?;
             check_counts(&rec, &refs.stats).map_err(err)?;
             refs.root = rec.root.as_deref().unwrap_or_default().to_string();
+            for r in &rec.excluded {
+                check_repo_name(r).map_err(|why| err(format!("trailer \"excluded\": {why}")))?;
+            }
+            refs.excluded = rec.excluded.clone();
             trailer = Some(n);
             continue;
         }
@@ -637,6 +646,8 @@ pub struct Found {
     pub withheld_blobs: u64,
     /// The storage root walked ([`Store::root_id`]).
     pub root: String,
+    /// The what-if exclusion of the input, carried on to the trailer.
+    pub excluded: Vec<String>,
 }
 
 impl Found {
@@ -654,6 +665,7 @@ impl Found {
             too_young: self.too_young,
             stored_blobs: self.stored_blobs,
             root: Some(self.root.clone()),
+            excluded: self.excluded.clone(),
         }
     }
 }
@@ -701,6 +713,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     store.check_blob_store()?;
     let mut found = Found {
         root: store.root_id(),
+        excluded: refs.excluded.clone(),
         ..Found::default()
     };
     if !refs.root.is_empty() && !store.is_root(&refs.root) {
@@ -716,6 +729,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     // bits in `refs` for the referenced ones, the candidates and `kept` for
     // the others) and the unreferenced ones, which the repository walk may
     // still hold.
+    msgs.progress().phase("blobs");
     let prefixes = store.blob_prefixes();
     for e in prefixes.errors {
         msgs.error(e);
@@ -727,6 +741,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             // Only unreferenced blobs are looked into (a `stat` of `data`):
             // at a million blobs the referenced ones need no system call.
             let l = store.blob_digests_in(p);
+            msgs.progress().add_blobs(l.items.len() as u64);
             let mut part = BlobPart {
                 stored: 0,
                 candidates: Vec::new(),
@@ -787,6 +802,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     };
 
     // Repositories.
+    msgs.progress().phase("repositories");
     let repos = store.repositories();
     let mut hides_links = false;
     for e in repos.errors {
@@ -798,6 +814,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         .into_par_iter()
         .map(|r| {
             let s = scan_repo(store, refs, cfg, &stored, &r);
+            msgs.progress().add_repos(1);
             (r, s)
         })
         .collect();
@@ -904,7 +921,10 @@ fn scan_repo(
         && revisions.errors.is_empty()
         && links.errors.is_empty()
         && uploads.errors.is_empty());
-    keep_repo |= !tags.items.is_empty() || refs.names_repo(repo);
+    // What-if: an excluded repository's tags are as good as deleted; they
+    // neither keep it nor hold anything.
+    let excluded = refs.excluded.iter().any(|r| r == repo);
+    keep_repo |= (!excluded && !tags.items.is_empty()) || refs.names_repo(repo);
     let tags = take(tags, &mut scan, true);
     let revisions = take(revisions, &mut scan, true);
     let links = take(links, &mut scan, true);
@@ -924,7 +944,7 @@ fn scan_repo(
         .collect();
     roots.extend(
         tags.iter()
-            .filter(|t| !refs.revision_live(repo, &t.digest))
+            .filter(|t| !excluded && !refs.revision_live(repo, &t.digest))
             .map(|t| t.digest),
     );
     let held_revisions = hold(store, repo, roots, &unreferenced, &mut scan.held)?;

@@ -151,6 +151,10 @@ pub struct RefsEnd {
     /// directory. `reg-orphans` refuses a list made on another root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// `--exclude-repo`: a what-if list, made as if these repositories were
+    /// deleted (their tags and revisions are not roots). Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
 }
 
 /// A record printed by `reg-orphans`: something nothing references.
@@ -208,6 +212,11 @@ pub struct OrphansEnd {
     /// `reg-rm` refuses a list made on another root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// Carried on from a what-if `reg-refs --exclude-repo` list: these
+    /// orphans are what deleting those repositories would free, not garbage
+    /// now, and `reg-rm` refuses them. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
 }
 
 #[cfg(test)]

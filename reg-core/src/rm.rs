@@ -280,6 +280,14 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
         return Ok(());
     };
     let err = |why: String| InputError { line: *line, why };
+    if !end.excluded.is_empty() {
+        return Err(err(format!(
+            "a what-if list, made by reg-refs --exclude-repo {}: it names what deleting that \
+             repository would free, but the repository still exists and needs it; run reg-refs \
+             without --exclude-repo",
+            end.excluded.join(" --exclude-repo ")
+        )));
+    }
     match end.root.as_deref() {
         Some(root) if !store.is_root(root) => {
             return Err(err(format!(
@@ -429,9 +437,11 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
         }
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
         "layer" => return Err(LAYER_REFUSED.into()),
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown record kind {other:?} (reg-rm takes blob, revision, layer-link, upload, repo and tag)"
-        )),
+        ))
+        }
     };
     Ok(Parsed::Item { record: true, item })
 }
@@ -658,7 +668,11 @@ impl Stats {
         } else {
             "freed"
         };
-        let mut line = format!("{}; {verb} {} bytes", parts.join(", "), self.bytes);
+        let mut line = format!(
+            "{}; {verb} {}",
+            parts.join(", "),
+            crate::size::human_bytes(self.bytes)
+        );
         if self.empty_dirs > 0 {
             line.push_str(&format!(", {} empty directories removed", self.empty_dirs));
         }
