@@ -25,6 +25,11 @@
 //! {"kind":"end","tool":"reg-refs",…counts…}                                      trailer
 //! ```
 //!
+//! `layer` here is an edge from a manifest to a layer blob; a `_layers` link
+//! (reg-ls, reg-orphans, reg-rm's input) is `layer-link`. A trailer made with
+//! `--exclude-repo` carries `"excluded":[…]` (a what-if list), and so does the
+//! reg-orphans trailer made from it; reg-rm refuses both.
+//!
 //! # reg-orphans ([`OrphanRecord`])
 //! ```text
 //! {"kind":"blob","digest":"…","size":123,"mtime":"…"}
