@@ -3,9 +3,13 @@
 //! by `indicatif` from the counters of [`reg_core::progress::Progress`].
 //! Nothing is drawn when stderr is not a terminal. Messages printed while
 //! the line is up go above it (through the progress printer hook).
+//!
+//! The line appears only once a walk names its phase: reg-orphans and reg-rm
+//! wait for their whole stdin first, and a line of theirs drawn meanwhile
+//! would fight with the one of the tool before them in the pipeline.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
@@ -18,14 +22,17 @@ const TICK: Duration = Duration::from_millis(120);
 /// A drawn progress line; cleared when finished or dropped (an error too).
 pub struct Live {
     bar: Option<ProgressBar>,
+    /// Set (under the lock) once finished: the line is never shown after.
+    done: Arc<Mutex<bool>>,
 }
 
 impl Live {
     /// Starts the line for `tool` when `msgs` allows progress (stderr is a
     /// terminal, not `-q`); otherwise does nothing.
     pub fn start(tool: &'static str, msgs: &Messages) -> Live {
+        let done = Arc::new(Mutex::new(false));
         if !msgs.progress_enabled() {
-            return Live { bar: None };
+            return Live { bar: None, done };
         }
         let counters: Arc<Progress> = Arc::clone(msgs.progress());
         let style = ProgressStyle::with_template("{prefix}: {spinner} {counts} [{elapsed}]")
@@ -33,18 +40,34 @@ impl Live {
             .with_key("counts", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = w.write_str(&line(&counters.snapshot(), s.elapsed()));
             });
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(style);
         bar.set_prefix(tool);
-        bar.enable_steady_tick(TICK);
         let above = bar.clone();
         msgs.progress()
             .set_printer(Box::new(move |text: &str| above.suspend(|| eprintln!("{text}"))));
-        Live { bar: Some(bar) }
+        // Shows the line once a phase is named, unless finished by then.
+        let (shown, counters, until) = (bar.clone(), Arc::clone(msgs.progress()), Arc::clone(&done));
+        std::thread::spawn(move || loop {
+            std::thread::sleep(TICK / 2);
+            let Ok(done) = until.lock() else { return };
+            if *done {
+                return;
+            }
+            if !counters.snapshot().phase.is_empty() {
+                shown.set_draw_target(ProgressDrawTarget::stderr());
+                shown.enable_steady_tick(TICK);
+                return;
+            }
+        });
+        Live { bar: Some(bar), done }
     }
 
     /// Clears the line (before the summary is printed).
     pub fn finish(&mut self) {
+        if let Ok(mut done) = self.done.lock() {
+            *done = true;
+        }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -83,7 +106,7 @@ fn line(s: &Snapshot, elapsed: Duration) -> String {
         }
     );
     let secs = elapsed.as_secs_f64();
-    if secs >= 0.5 {
+    if secs >= 0.5 && s.total() > 0 {
         let _ = write!(out, ", {:.0}/s", s.total() as f64 / secs);
     }
     out

@@ -19,7 +19,7 @@ Examples:
 /// List what a registry's storage holds: repositories, tags, revisions,
 /// _layers links, blobs and uploads, one JSON object per line.
 #[derive(Parser, Debug)]
-#[command(name = "reg-ls", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "reg-ls", version, long_about = None, after_help = EXAMPLES)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,

@@ -26,7 +26,7 @@ Examples:
 /// too). Incomplete input (no reg-refs trailer, a cut line) is refused:
 /// nothing is printed and the exit status is 1.
 #[derive(Parser, Debug)]
-#[command(name = "reg-orphans", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "reg-orphans", version, long_about = None, after_help = EXAMPLES)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,

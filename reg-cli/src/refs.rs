@@ -23,7 +23,7 @@ Examples:
 /// trailer with the counts. Fails (exit 1, no trailer) on any manifest it
 /// cannot read, so a cut or failed run can never pass for a complete list.
 #[derive(Parser, Debug)]
-#[command(name = "reg-refs", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "reg-refs", version, long_about = None, after_help = EXAMPLES)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,

@@ -37,7 +37,7 @@ Examples:
 /// the reference graph itself: what a remaining tag or revision reaches is
 /// kept. One JSON record per action on stdout.
 #[derive(Parser, Debug)]
-#[command(name = "reg-rm", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "reg-rm", version, long_about = None, after_help = EXAMPLES)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,

@@ -108,9 +108,14 @@ pub fn list<W: Write>(
             repos.retain(|r| cfg.repos.contains(r));
         }
         for chunk in repos.chunks(CHUNK) {
-            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> =
-                chunk.par_iter().map(|r| repo_records(store, cfg, r)).collect();
-            msgs.progress().add_repos(chunk.len() as u64);
+            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
+                .par_iter()
+                .map(|r| {
+                    let recs = repo_records(store, cfg, r);
+                    msgs.progress().add_repos(1);
+                    recs
+                })
+                .collect();
             for (records, errors) in lists {
                 for e in errors {
                     msgs.error(e);

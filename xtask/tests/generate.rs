@@ -56,6 +56,12 @@ fn completions_and_man_pages_mention_every_flag() {
         // roff escapes '-' as '\-'.
         let text = fs::read_to_string(&page).unwrap().replace("\\-", "-");
         assert!(text.contains(".TH"), "{}: not a man page", page.display());
+        // NAME is the tool's own description, not the reg-cli crate's.
+        assert!(
+            !text.contains("command lines of the reg tools"),
+            "{}",
+            page.display()
+        );
         for f in &flags {
             assert!(
                 text.contains(f.as_str()),
