@@ -22,7 +22,8 @@ fn ls_lists_exactly_what_was_pushed() {
     };
     // The registry may stay up: reg-ls only reads.
     let root = reg.root().to_path_buf();
-    let run = run_tool("reg-ls", &[root.as_os_str()], None);
+    // --stats: the summary, though stderr is not a terminal here.
+    let run = run_tool("reg-ls", &[root.as_os_str(), "--stats".as_ref()], None);
     run.success();
     let records = run.records();
 
