@@ -5,12 +5,14 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::layout::Store;
 use crate::output::{is_broken_pipe, Format, Out};
+use crate::progress::Progress;
 
 /// Exit status: done.
 pub const EXIT_OK: u8 = 0;
@@ -39,7 +41,7 @@ pub struct Common {
     #[arg(long)]
     pub tsv: bool,
 
-    /// No summary on stderr.
+    /// No summary and no progress line on stderr.
     #[arg(short, long)]
     pub quiet: bool,
 
@@ -120,8 +122,12 @@ pub struct Messages {
     errors: AtomicU64,
     warnings: AtomicU64,
     quiet: bool,
+    /// Whether [`Messages::summary`] prints (by default: unless quiet).
+    summary: bool,
     /// Counts, prints nothing (a second look whose messages were said once).
     muted: bool,
+    /// What the walks have done so far, for a live line on a terminal.
+    progress: Arc<Progress>,
 }
 
 impl Messages {
@@ -131,8 +137,22 @@ impl Messages {
             errors: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
             quiet,
+            summary: !quiet,
             muted: false,
+            progress: Arc::default(),
         }
+    }
+
+    /// Prints the summary only when `show` (and never when quiet): reg-ls,
+    /// reg-refs and reg-orphans print it on a terminal or with `--stats`.
+    pub fn summary_when(mut self, show: bool) -> Messages {
+        self.summary = show && !self.quiet;
+        self
+    }
+
+    /// The counters the walks bump; a binary may draw them.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// Messages that are counted but not printed.
@@ -147,7 +167,7 @@ impl Messages {
     pub fn error(&self, msg: impl std::fmt::Display) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if !self.muted {
-            eprintln!("{}: error: {msg}", self.tool);
+            self.progress.eprintln(&format!("{}: error: {msg}", self.tool));
         }
     }
 
@@ -155,14 +175,14 @@ impl Messages {
     pub fn warn(&self, msg: impl std::fmt::Display) {
         self.warnings.fetch_add(1, Ordering::Relaxed);
         if !self.muted {
-            eprintln!("{}: warning: {msg}", self.tool);
+            self.progress.eprintln(&format!("{}: warning: {msg}", self.tool));
         }
     }
 
     /// A note for people (not counted), e.g. the cache reminder.
     pub fn note(&self, msg: impl std::fmt::Display) {
         if !self.muted {
-            eprintln!("{}: {msg}", self.tool);
+            self.progress.eprintln(&format!("{}: {msg}", self.tool));
         }
     }
 
@@ -174,9 +194,11 @@ impl Messages {
         self.warnings.load(Ordering::Relaxed)
     }
 
-    /// Prints the one-line summary unless `-q`.
+    /// Prints the one-line summary unless `-q` (or [`Messages::summary_when`]
+    /// said not to). Call it only once the run is done: a run cut short (a
+    /// closed stdout) returns an error before it.
     pub fn summary(&self, line: impl std::fmt::Display) {
-        if !self.quiet {
+        if self.summary {
             let mut extra = String::new();
             if self.errors() > 0 {
                 extra.push_str(&format!(", {} errors", self.errors()));
@@ -184,7 +206,7 @@ impl Messages {
             if self.warnings() > 0 {
                 extra.push_str(&format!(", {} warnings", self.warnings()));
             }
-            eprintln!("{}: {line}{extra}", self.tool);
+            self.progress.eprintln(&format!("{}: {line}{extra}", self.tool));
         }
     }
 

@@ -12,6 +12,8 @@
 //! - [`manifest`]: what a manifest references, for every format.
 //! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
 //! - [`cli`]: flags every tool shares, exit codes, duration parsing.
+//! - [`progress`]: counters the walks bump, for a live line the binaries draw.
+//! - [`size`]: sizes a person can read, for summaries.
 
 pub mod cli;
 pub mod digest;
@@ -23,10 +25,12 @@ pub mod manifest;
 pub mod mark;
 pub mod orphans;
 pub mod output;
+pub mod progress;
 pub mod record;
 pub mod refs;
 pub mod rm;
 pub mod root;
+pub mod size;
 pub mod storage;
 #[cfg(test)]
 mod testutil;

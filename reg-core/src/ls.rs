@@ -23,7 +23,8 @@ pub enum Kind {
     Repo,
     Tag,
     Revision,
-    Layer,
+    /// A `_layers` link (`--kind layer-link`).
+    LayerLink,
     Blob,
     Upload,
 }
@@ -85,8 +86,15 @@ pub fn list<W: Write>(
         check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
     }
     let mut stats = Stats::default();
-    let repo_kinds = [Kind::Repo, Kind::Tag, Kind::Revision, Kind::Layer, Kind::Upload];
+    let repo_kinds = [
+        Kind::Repo,
+        Kind::Tag,
+        Kind::Revision,
+        Kind::LayerLink,
+        Kind::Upload,
+    ];
     if repo_kinds.iter().any(|k| cfg.wants(*k)) {
+        msgs.progress().phase("repositories");
         let mut repos = report(store.repositories(), msgs);
         if !cfg.repos.is_empty() {
             for r in &cfg.repos {
@@ -100,8 +108,14 @@ pub fn list<W: Write>(
             repos.retain(|r| cfg.repos.contains(r));
         }
         for chunk in repos.chunks(CHUNK) {
-            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> =
-                chunk.par_iter().map(|r| repo_records(store, cfg, r)).collect();
+            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
+                .par_iter()
+                .map(|r| {
+                    let recs = repo_records(store, cfg, r);
+                    msgs.progress().add_repos(1);
+                    recs
+                })
+                .collect();
             for (records, errors) in lists {
                 for e in errors {
                     msgs.error(e);
@@ -114,6 +128,8 @@ pub fn list<W: Write>(
         }
     }
     if cfg.wants(Kind::Blob) {
+        msgs.progress()
+            .phase(if cfg.verify { "blobs (re-hashing)" } else { "blobs" });
         let prefixes = report(store.blob_prefixes(), msgs);
         for chunk in prefixes.chunks(CHUNK) {
             let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
@@ -121,10 +137,12 @@ pub fn list<W: Write>(
                 .map(|p| {
                     let l = store.blobs_in(p);
                     let mut errors = l.errors;
+                    let p = msgs.progress();
                     let recs = l
                         .items
                         .into_iter()
                         .map(|b| {
+                            p.add_blobs(1);
                             let ok = if cfg.verify {
                                 match store.verify_blob(&b.digest) {
                                     Ok(v) => v,
@@ -178,7 +196,7 @@ fn count(s: &mut Stats, r: &LsRecord) {
         LsRecord::Repo { .. } => s.repos += 1,
         LsRecord::Tag { .. } => s.tags += 1,
         LsRecord::Revision { .. } => s.revisions += 1,
-        LsRecord::Layer { .. } => s.layers += 1,
+        LsRecord::LayerLink { .. } => s.layers += 1,
         LsRecord::Blob { size, ok, .. } => {
             s.blobs += 1;
             s.blob_bytes += size;
@@ -217,10 +235,10 @@ fn repo_records(store: &Store, cfg: &Config, repo: &str) -> (Vec<LsRecord>, Vec<
             mtime: t(x.mtime),
         }));
     }
-    if cfg.wants(Kind::Layer) {
+    if cfg.wants(Kind::LayerLink) {
         let l = store.layer_links(repo);
         errors.extend(l.errors);
-        recs.extend(l.items.into_iter().map(|x| LsRecord::Layer {
+        recs.extend(l.items.into_iter().map(|x| LsRecord::LayerLink {
             repo: name(),
             digest: x.digest,
             mtime: t(x.mtime),

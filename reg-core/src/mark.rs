@@ -72,6 +72,7 @@ fn config(excl: &Exclusions) -> refs::Config {
         skip_tags: excl.tags.clone(),
         skip_revisions: excl.revisions.clone(),
         broken_ok: true,
+        exclude_repos: Vec::new(),
     }
 }
 

@@ -327,6 +327,9 @@ pub struct Refs {
     repo_ids: HashMap<String, u32>,
     /// The storage root the reg-refs trailer names.
     pub root: String,
+    /// Repositories the reg-refs list was made without (`--exclude-repo`, a
+    /// what-if): their tags hold nothing here either.
+    pub excluded: Vec<String>,
     pub stats: InputStats,
 }
 
@@ -427,6 +430,8 @@ struct Line<'a> {
     references: Option<u64>,
     #[serde(default, borrow)]
     root: Option<Cow<'a, str>>,
+    #[serde(default)]
+    excluded: Vec<String>,
 }
 
 /// Reads the whole input: `reg-refs` records ending with its trailer, and
@@ -476,6 +481,10 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
             check_trailer(&rec).map_err(err)?;
             check_counts(&rec, &refs.stats).map_err(err)?;
             refs.root = rec.root.as_deref().unwrap_or_default().to_string();
+            for r in &rec.excluded {
+                check_repo_name(r).map_err(|why| err(format!("trailer \"excluded\": {why}")))?;
+            }
+            refs.excluded = rec.excluded.clone();
             trailer = Some(n);
             continue;
         }
@@ -633,6 +642,8 @@ pub struct Found {
     pub withheld_blobs: u64,
     /// The storage root walked ([`Store::root_id`]).
     pub root: String,
+    /// The what-if exclusion of the input, carried on to the trailer.
+    pub excluded: Vec<String>,
 }
 
 impl Found {
@@ -650,6 +661,7 @@ impl Found {
             too_young: self.too_young,
             stored_blobs: self.stored_blobs,
             root: Some(self.root.clone()),
+            excluded: self.excluded.clone(),
         }
     }
 }
@@ -697,6 +709,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     store.check_blob_store()?;
     let mut found = Found {
         root: store.root_id(),
+        excluded: refs.excluded.clone(),
         ..Found::default()
     };
     if !refs.root.is_empty() && !store.is_root(&refs.root) {
@@ -712,6 +725,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     // bits in `refs` for the referenced ones, the candidates and `kept` for
     // the others) and the unreferenced ones, which the repository walk may
     // still hold.
+    msgs.progress().phase("blobs");
     let prefixes = store.blob_prefixes();
     for e in prefixes.errors {
         msgs.error(e);
@@ -723,6 +737,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             // Only unreferenced blobs are looked into (a `stat` of `data`):
             // at a million blobs the referenced ones need no system call.
             let l = store.blob_digests_in(p);
+            msgs.progress().add_blobs(l.items.len() as u64);
             let mut part = BlobPart {
                 stored: 0,
                 candidates: Vec::new(),
@@ -783,6 +798,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     };
 
     // Repositories.
+    msgs.progress().phase("repositories");
     let repos = store.repositories();
     let mut hides_links = false;
     for e in repos.errors {
@@ -794,6 +810,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         .into_par_iter()
         .map(|r| {
             let s = scan_repo(store, refs, cfg, &stored, &r);
+            msgs.progress().add_repos(1);
             (r, s)
         })
         .collect();
@@ -910,7 +927,10 @@ fn scan_repo(
         && revisions.errors.is_empty()
         && links.errors.is_empty()
         && uploads.errors.is_empty());
-    keep_repo |= !tags.items.is_empty() || refs.names_repo(repo);
+    // What-if: an excluded repository's tags are as good as deleted; they
+    // neither keep it nor hold anything.
+    let excluded = refs.excluded.iter().any(|r| r == repo);
+    keep_repo |= (!excluded && !tags.items.is_empty()) || refs.names_repo(repo);
     let tags = take(tags, &mut scan, true);
     let revisions = take(revisions, &mut scan, true);
     let links = take(links, &mut scan, true);
@@ -956,7 +976,7 @@ fn scan_repo(
         .collect();
     roots.extend(
         tags.iter()
-            .filter(|t| !refs.revision_live(repo, &t.digest))
+            .filter(|t| !excluded && !refs.revision_live(repo, &t.digest))
             .map(|t| t.digest),
     );
     let held_revisions = hold(store, repo, roots, &unreferenced, &mut scan.held)?;
@@ -1082,7 +1102,7 @@ pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<Orpha
         })?;
     }
     for (repo, l) in &found.layers {
-        out.write(&OrphanRecord::Layer {
+        out.write(&OrphanRecord::LayerLink {
             repo: repo.clone(),
             digest: l.digest,
             mtime: Time(l.mtime),
@@ -1549,7 +1569,7 @@ mod tests {
         assert_eq!(digests(&recs, "blob"), sorted(&want_blobs));
         assert_eq!(digests(&recs, "revision"), sorted(&[untagged.manifest]));
         assert_eq!(of_kind(&recs, "revision")[0]["repo"], "r");
-        assert_eq!(digests(&recs, "layer"), sorted(&[gone]));
+        assert_eq!(digests(&recs, "layer-link"), sorted(&[gone]));
         let ups: Vec<(&str, u64)> = of_kind(&recs, "upload")
             .iter()
             .map(|r| (r["id"].as_str().unwrap(), r["size"].as_u64().unwrap()))
@@ -1577,7 +1597,7 @@ mod tests {
         let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
         let mut k = kinds.clone();
         k.dedup();
-        assert_eq!(k, vec!["blob", "revision", "layer", "upload", "repo", "end"]);
+        assert_eq!(k, vec!["blob", "revision", "layer-link", "upload", "repo", "end"]);
         assert_eq!(orphans(v2, &input, &later(200)).unwrap().0, recs);
 
         // With every revision as a root (reg-refs' default) the untagged
@@ -1623,7 +1643,7 @@ mod tests {
         );
         let (recs, errors) = orphans(v2, &input, &later(0)).unwrap();
         assert_eq!(errors, 0);
-        assert_eq!(digests(&recs, "layer"), sorted(&[rgone, gone]));
+        assert_eq!(digests(&recs, "layer-link"), sorted(&[rgone, gone]));
         assert_eq!(digests(&recs, "blob"), sorted(&[old]));
         assert_eq!(recs.last().unwrap()["stored_blobs"], 5);
         assert_eq!(recs.last().unwrap()["too_young"], 1);
@@ -1740,7 +1760,7 @@ mod tests {
         let (recs, errors) = orphans(v2, &input, &later(2)).unwrap();
         assert_eq!(errors, 0);
         assert!(of_kind(&recs, "blob").is_empty(), "{recs:?}");
-        assert!(of_kind(&recs, "layer").is_empty());
+        assert!(of_kind(&recs, "layer-link").is_empty());
         // "two" holds no tag and no revision: the repository is an orphan,
         // but the blobs it links stay (another repository uses them).
         let repos: Vec<&str> = of_kind(&recs, "repo")

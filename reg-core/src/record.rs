@@ -9,7 +9,7 @@
 //! {"kind":"repo","repo":"org/app"}
 //! {"kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…","mtime":"…"}
 //! {"kind":"revision","repo":"org/app","digest":"sha256:…","mtime":"…"}
-//! {"kind":"layer","repo":"org/app","digest":"sha256:…","mtime":"…"}
+//! {"kind":"layer-link","repo":"org/app","digest":"sha256:…","mtime":"…"}
 //! {"kind":"blob","digest":"sha256:…","size":123,"mtime":"…"}            (+ "ok" with --verify)
 //! {"kind":"upload","repo":"org/app","id":"<uuid>","size":0,"started_at":"…"}
 //! ```
@@ -25,11 +25,16 @@
 //! {"kind":"end","tool":"reg-refs",…counts…}                                      trailer
 //! ```
 //!
+//! `layer` here is an edge from a manifest to a layer blob; a `_layers` link
+//! (reg-ls, reg-orphans, reg-rm's input) is `layer-link`. A trailer made with
+//! `--exclude-repo` carries `"excluded":[…]` (a what-if list), and so does the
+//! reg-orphans trailer made from it; reg-rm refuses both.
+//!
 //! # reg-orphans ([`OrphanRecord`])
 //! ```text
 //! {"kind":"blob","digest":"…","size":123,"mtime":"…"}
 //! {"kind":"revision","repo":"…","digest":"…","mtime":"…"}
-//! {"kind":"layer","repo":"…","digest":"…","mtime":"…"}
+//! {"kind":"layer-link","repo":"…","digest":"…","mtime":"…"}
 //! {"kind":"upload","repo":"…","id":"…","size":0,"started_at":"…"}
 //! {"kind":"repo","repo":"…"}
 //! {"kind":"end","tool":"reg-orphans",…counts…}                                   trailer
@@ -58,8 +63,9 @@ pub enum LsRecord {
         digest: Digest,
         mtime: Time,
     },
-    /// A `_layers` link.
-    Layer {
+    /// A `_layers` link (`"kind":"layer-link"`; `layer` is a reg-refs edge).
+    #[serde(rename = "layer-link")]
+    LayerLink {
         repo: String,
         digest: Digest,
         mtime: Time,
@@ -150,6 +156,10 @@ pub struct RefsEnd {
     /// directory. `reg-orphans` refuses a list made on another root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// `--exclude-repo`: a what-if list, made as if these repositories were
+    /// deleted (their tags and revisions are not roots). Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
 }
 
 /// A record printed by `reg-orphans`: something nothing references.
@@ -166,8 +176,9 @@ pub enum OrphanRecord {
         digest: Digest,
         mtime: Time,
     },
-    /// A `_layers` link whose blob is missing.
-    Layer {
+    /// A `_layers` link whose blob is missing (`"kind":"layer-link"`).
+    #[serde(rename = "layer-link")]
+    LayerLink {
         repo: String,
         digest: Digest,
         mtime: Time,
@@ -206,6 +217,11 @@ pub struct OrphansEnd {
     /// `reg-rm` refuses a list made on another root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// Carried on from a what-if `reg-refs --exclude-repo` list: these
+    /// orphans are what deleting those repositories would free, not garbage
+    /// now, and `reg-rm` refuses them. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
 }
 
 #[cfg(test)]

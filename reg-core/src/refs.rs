@@ -64,6 +64,9 @@ pub struct Config {
     /// manifest, wrong digest) counts as a broken image, like a missing one,
     /// instead of failing the walk (reg-rm's mark, which decides per item).
     pub broken_ok: bool,
+    /// What-if (`--exclude-repo`): these repositories' tags and revisions
+    /// are not roots, as if they were deleted; the trailer names them.
+    pub exclude_repos: Vec<String>,
 }
 
 /// Counts for the trailer and the summary.
@@ -139,6 +142,8 @@ pub struct Graph {
     pub broken: Vec<Broken>,
     /// See [`root_fingerprint`].
     pub fingerprint: [u8; 32],
+    /// [`Config::exclude_repos`], for the trailer.
+    pub excluded: Vec<String>,
 }
 
 impl Graph {
@@ -188,6 +193,7 @@ impl Graph {
             complete: self.complete,
             revisions: self.stats.revisions,
             root: Some(self.root.clone()),
+            excluded: self.excluded.clone(),
         }
     }
 }
@@ -603,9 +609,16 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
         }
         repos.retain(|r| cfg.repos.contains(r));
     }
+    for r in &cfg.exclude_repos {
+        check_repo_name(r).map_err(|why| anyhow::anyhow!("--exclude-repo: {why}"))?;
+        if !repos.contains(r) {
+            problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
+        }
+    }
     let listed: Vec<(Roots, Vec<Error>)> = repos
         .into_par_iter()
         .map(|repo| {
+            msgs.progress().add_repos(1);
             let tags = store.tags(&repo);
             let revs = store.revisions_by_name(&repo);
             let mut errors = tags.errors;
@@ -619,7 +632,11 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
                 revision_root: Vec::with_capacity(revs.items.len()),
             };
             let mut packed = Vec::with_capacity(33 * tags.items.len());
+            let excluded = cfg.exclude_repos.contains(&roots.repo);
             for t in &tags.items {
+                if excluded {
+                    continue;
+                }
                 if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone()))
                 {
                     continue;
@@ -637,6 +654,7 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
                     && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
                 roots.revision_root.push(
                     !skipped
+                        && !excluded
                         && (!cfg.tagged_only
                             || cfg
                                 .keep_recent
@@ -681,11 +699,17 @@ fn load_pending(
     broken_ok: bool,
     msgs: &Messages,
 ) -> anyhow::Result<()> {
-    fn load_slot(store: &Store, d: Digest, slot: &mut Loaded) -> Option<(Digest, u32, Error)> {
+    fn load_slot(
+        store: &Store,
+        d: Digest,
+        slot: &mut Loaded,
+        msgs: &Messages,
+    ) -> Option<(Digest, u32, Error)> {
         let Loaded::Parsed(n) = slot else {
             return None;
         };
         let repo = n.pending_repo()?;
+        msgs.progress().add_manifests(1);
         match load(store, &d) {
             Ok(l) => {
                 *slot = l;
@@ -697,13 +721,13 @@ fn load_pending(
     let mut errors: Vec<(Digest, u32, Error)> = cache
         .sha256
         .par_iter_mut()
-        .filter_map(|(k, slot)| load_slot(store, Digest::Sha256(*k), slot))
+        .filter_map(|(k, slot)| load_slot(store, Digest::Sha256(*k), slot, msgs))
         .collect();
     errors.par_extend(
         cache
             .sha512
             .par_iter_mut()
-            .filter_map(|(k, slot)| load_slot(store, Digest::Sha512(*k), slot)),
+            .filter_map(|(k, slot)| load_slot(store, Digest::Sha512(*k), slot, msgs)),
     );
     if errors.is_empty() {
         return Ok(());
@@ -890,7 +914,9 @@ pub fn collect_with(
 ) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
     let now = SystemTime::now();
+    msgs.progress().phase("tags and revisions");
     let roots = list_roots(store, cfg, now, msgs)?;
+    msgs.progress().phase("manifests");
     let mut cache = prior.0;
 
     // First wave: every tag target and revision (revisions are needed even
@@ -953,6 +979,7 @@ pub fn collect_with(
         complete: cfg.repos.is_empty(),
         root: store.root_id(),
         broken,
+        excluded: cfg.exclude_repos.clone(),
     })
 }
 

@@ -45,8 +45,10 @@ fn closed_stdout_ends_quietly() {
 
     let tmp = tempfile::tempdir().unwrap();
     many_blobs(tmp.path(), 3000);
+    // --stats: a run cut short prints no summary as if it had finished.
     let mut child = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
         .arg(tmp.path())
+        .arg("--stats")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

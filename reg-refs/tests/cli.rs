@@ -78,12 +78,20 @@ fn sample_tree_is_json_lines_with_the_trailer_last() {
         .count() as u64;
     assert_eq!((tags, revs), (end.tags, end.revisions));
     assert_eq!(recs.len() as u64, end.tags + end.revisions + end.references);
+    // stderr is not a terminal here: no progress line and no summary.
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    // --stats asks for the summary anyway.
+    let o = reg_refs(&[sample().as_os_str(), "--stats".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.starts_with("reg-refs: 5 repos, 7 tags, 13 revisions"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+    // -q wins over --stats.
+    let o = reg_refs(&[sample().as_os_str(), "--stats".as_ref(), "-q".as_ref()]);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
 
     // --tagged-only keeps the referrers of v1 (and of its referrer).
     let o = reg_refs(&[sample().as_os_str(), "--tagged-only".as_ref(), "-q".as_ref()]);
@@ -218,7 +226,8 @@ fn closed_stdout_ends_quietly() {
             d.to_string().as_bytes(),
         );
     }
-    let first = first_line_then_close(&[tmp.path().as_os_str()]);
+    // --stats: a run cut short prints no summary as if it had finished.
+    let first = first_line_then_close(&[tmp.path().as_os_str(), "--stats".as_ref()]);
     assert!(first.starts_with(r#"{"kind":"tag","repo":"many""#), "{first}");
 }
 

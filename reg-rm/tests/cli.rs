@@ -182,14 +182,14 @@ fn deletes_then_second_run_is_absent_and_reminds_about_the_cache() {
             .count()
     };
     assert_eq!(
-        (deleted("blob"), deleted("layer"), deleted("repo")),
+        (deleted("blob"), deleted("layer-link"), deleted("repo")),
         (2, 2, 1),
         "{recs:#?}"
     );
     let err = stderr(&out);
     assert!(err.contains("storage.cache.blobdescriptor"), "{err}");
     assert!(
-        err.contains("reg-rm: deleted 5 (2 blob, 2 layer, 1 repo)"),
+        err.contains("reg-rm: deleted 5 (2 blob, 2 layer-link, 1 repo)"),
         "{err}"
     );
     for b in &blobs {

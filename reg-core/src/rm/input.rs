@@ -66,6 +66,10 @@ impl std::error::Error for InputError {}
 const REFS_REFUSED: &str = "this is reg-refs output, a list of LIVE references: deleting what it \
      names would untag and delete live images; pipe it through reg-orphans first";
 
+/// `layer` is a reg-refs edge; the `_layers` link is `layer-link`.
+const LAYER_REFUSED: &str = "a \"layer\" record is reg-refs output, a LIVE reference from a \
+     manifest to its layer; a _layers link is kind \"layer-link\" (as reg-ls and reg-orphans print it)";
+
 /// Reads and checks all of `r`. Empty lines are skipped.
 pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
     let mut input = Input::default();
@@ -173,6 +177,14 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
         return Ok(());
     };
     let err = |why: String| InputError { line: *line, why };
+    if !end.excluded.is_empty() {
+        return Err(err(format!(
+            "a what-if list, made by reg-refs --exclude-repo {}: it names what deleting that \
+             repository would free, but the repository still exists and needs it; run reg-refs \
+             without --exclude-repo",
+            end.excluded.join(" --exclude-repo ")
+        )));
+    }
     match end.root.as_deref() {
         Some(root) if !store.is_root(root) => {
             return Err(err(format!(
@@ -193,7 +205,7 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
     for (kind, said) in [
         ("blob", end.blobs),
         ("revision", end.revisions),
-        ("layer", end.layers),
+        ("layer-link", end.layers),
         ("upload", end.uploads),
         ("repo", end.repos),
     ] {
@@ -238,7 +250,7 @@ impl Item {
         match self {
             Item::Tag { .. } => "tag",
             Item::Revision { .. } => "revision",
-            Item::Layer { .. } => "layer",
+            Item::Layer { .. } => "layer-link",
             Item::Blob(_) => "blob",
             Item::Upload { .. } => "upload",
             Item::Repo(_) => "repo",
@@ -292,7 +304,7 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
             repo: repo_field(&map)?,
             digest: digest_field(&map)?,
         },
-        "layer" => Item::Layer {
+        "layer-link" => Item::Layer {
             repo: repo_field(&map)?,
             digest: digest_field(&map)?,
         },
@@ -321,11 +333,10 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
             }
         }
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
-        other => {
-            return Err(format!(
-                "unknown record kind {other:?} (reg-rm takes blob, revision, layer, upload, repo and tag)"
-            ))
-        }
+        "layer" => return Err(LAYER_REFUSED.into()),
+        other => return Err(format!(
+            "unknown record kind {other:?} (reg-rm takes blob, revision, layer-link, upload, repo and tag)"
+        )),
     };
     Ok(Parsed::Item { record: true, item })
 }

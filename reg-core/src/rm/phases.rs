@@ -188,7 +188,7 @@ impl<'a> Runner<'a> {
         let recs: Vec<_> = jobs
             .par_iter()
             .map(|((repo, d), guarded)| {
-                let rec = RmRecord::new("layer").repo(repo).digest(*d);
+                let rec = RmRecord::new("layer-link").repo(repo).digest(*d);
                 let dir = paths::layer_dir(repo, d);
                 match self.guard.layer(repo, *d, **guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {

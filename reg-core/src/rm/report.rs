@@ -154,7 +154,11 @@ impl Stats {
         } else {
             "freed"
         };
-        let mut line = format!("{}; {verb} {} bytes", parts.join(", "), self.bytes);
+        let mut line = format!(
+            "{}; {verb} {}",
+            parts.join(", "),
+            crate::size::human_bytes(self.bytes)
+        );
         if self.empty_dirs > 0 {
             line.push_str(&format!(", {} empty directories removed", self.empty_dirs));
         }

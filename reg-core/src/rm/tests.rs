@@ -101,7 +101,7 @@ fn input_kinds_and_trailers() {
         "{d}\n\n\
          {{\"kind\":\"blob\",\"digest\":\"{d}\",\"size\":1,\"mtime\":\"2024-01-01T00:00:00Z\"}}\n\
          {{\"kind\":\"revision\",\"repo\":\"a/b\",\"digest\":\"{d}\"}}\n\
-         {{\"kind\":\"layer\",\"repo\":\"a/b\",\"digest\":\"{d}\"}}\n\
+         {{\"kind\":\"layer-link\",\"repo\":\"a/b\",\"digest\":\"{d}\"}}\n\
          {{\"kind\":\"upload\",\"repo\":\"a\",\"id\":\"0b9e-11\",\"size\":0,\"started_at\":\"2024-01-01T00:00:00Z\"}}\n\
          {{\"kind\":\"repo\",\"repo\":\"a\"}}\n\
          {{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v1\",\"digest\":\"{d}\",\"mtime\":\"2024-01-01T00:00:00Z\"}}\n\
@@ -159,7 +159,7 @@ fn bad_lines_are_refused_with_their_number() {
             "wants 64 hex",
         ),
         (
-            "{\"kind\":\"layer\",\"repo\":\"a\"}".into(),
+            "{\"kind\":\"layer-link\",\"repo\":\"a\"}".into(),
             "without a \"digest\"",
         ),
     ];
@@ -182,7 +182,9 @@ fn bad_lines_are_refused_with_their_number() {
 fn reg_refs_output_is_refused() {
     let d = Digest::sha256_of(b"x");
     for line in [
-        format!("{{\"kind\":\"layer\",\"repo\":\"a\",\"manifest\":\"{d}\",\"digest\":\"{d}\",\"size\":1}}"),
+        format!(
+            "{{\"kind\":\"layer-link\",\"repo\":\"a\",\"manifest\":\"{d}\",\"digest\":\"{d}\",\"size\":1}}"
+        ),
         format!("{{\"kind\":\"manifest\",\"repo\":\"a\",\"manifest\":\"{d}\",\"digest\":\"{d}\"}}"),
         "{\"kind\":\"end\",\"tool\":\"reg-refs\",\"repos\":1}".to_string(),
     ] {
@@ -346,12 +348,12 @@ fn layer_link_of_a_stored_blob_is_kept() {
     link(v2, &paths::layer_link("app", &gone), &gone);
     age(v2, DAY);
     let input = format!(
-        "{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{gone}\"}}\n"
+        "{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{gone}\"}}\n"
     );
     let r = rm(v2, &input, &cfg(Duration::ZERO));
-    assert_eq!(r.action("layer", &[("digest", &c.to_string())]), "kept");
+    assert_eq!(r.action("layer-link", &[("digest", &c.to_string())]), "kept");
     // A missing blob may be an unmounted volume: kept without --accept-broken.
-    assert_eq!(r.action("layer", &[("digest", &gone.to_string())]), "kept");
+    assert_eq!(r.action("layer-link", &[("digest", &gone.to_string())]), "kept");
     assert!(v2.join(paths::layer_dir("app", &gone)).exists());
     let r = rm(
         v2,
@@ -361,8 +363,11 @@ fn layer_link_of_a_stored_blob_is_kept() {
             ..cfg(Duration::ZERO)
         },
     );
-    assert_eq!(r.action("layer", &[("digest", &c.to_string())]), "kept");
-    assert_eq!(r.action("layer", &[("digest", &gone.to_string())]), "deleted");
+    assert_eq!(r.action("layer-link", &[("digest", &c.to_string())]), "kept");
+    assert_eq!(
+        r.action("layer-link", &[("digest", &gone.to_string())]),
+        "deleted"
+    );
     assert!(v2.join(paths::layer_link("app", &c)).is_file());
     assert!(!v2.join(paths::layer_dir("app", &gone)).exists());
 }
@@ -395,7 +400,7 @@ fn a_blob_goes_with_every_repositorys_link_then_a_second_run_finds_it_absent() {
     }
     for repo in ["app", "x/y", "x/y/z"] {
         assert_eq!(
-            r.action("layer", &[("repo", repo), ("digest", &orphan.to_string())]),
+            r.action("layer-link", &[("repo", repo), ("digest", &orphan.to_string())]),
             "deleted"
         );
     }
@@ -709,7 +714,7 @@ fn an_empty_blob_store_deletes_nothing() {
     fs::create_dir_all(v2.join("blobs")).unwrap();
     let before = snapshot(v2);
     let input = format!(
-        "{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer\",\"repo\":\"app\",\"digest\":\"{l}\"}}\n\
+        "{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{l}\"}}\n\
          {{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n"
     );
     let r = rm(v2, &input, &cfg(Duration::ZERO));

@@ -22,7 +22,8 @@ fn ls_lists_exactly_what_was_pushed() {
     };
     // The registry may stay up: reg-ls only reads.
     let root = reg.root().to_path_buf();
-    let run = run_tool("reg-ls", &[root.as_os_str()], None);
+    // --stats: the summary, though stderr is not a terminal here.
+    let run = run_tool("reg-ls", &[root.as_os_str(), "--stats".as_ref()], None);
     run.success();
     let records = run.records();
 
@@ -43,7 +44,7 @@ fn ls_lists_exactly_what_was_pushed() {
                 assert!(old.is_none(), "tag twice: {r}");
             }
             "revision" => assert!(revisions.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
-            "layer" => assert!(layers.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
+            "layer-link" => assert!(layers.entry(s(r, "repo")).or_default().insert(s(r, "digest"))),
             "blob" => assert!(blobs
                 .insert(s(r, "digest"), r["size"].as_u64().unwrap())
                 .is_none()),

@@ -89,7 +89,7 @@ fn orphan_blobs_equal_the_registry_gc_dry_run() {
     assert!(blobs.contains(&p.deleted.1));
     // Every revision is a root: none is an orphan, and no link dangles.
     assert!(of_kind(&recs, "revision").is_empty(), "{recs:?}");
-    assert!(of_kind(&recs, "layer").is_empty(), "{recs:?}");
+    assert!(of_kind(&recs, "layer-link").is_empty(), "{recs:?}");
     // The fresh upload is not stale yet.
     assert!(of_kind(&recs, "upload").is_empty());
     assert_eq!(
@@ -146,7 +146,7 @@ fn tagged_only_orphans_are_what_no_tag_reaches() {
         str_set(&of_kind(&recs, "repo"), "repo"),
         BTreeSet::from([p.deleted.0.clone()])
     );
-    assert!(of_kind(&recs, "layer").is_empty());
+    assert!(of_kind(&recs, "layer-link").is_empty());
     let end = trailer(&recs);
     assert_eq!(end["blobs"], want.len() as u64);
     assert_eq!(end["blob_bytes"], sizes(&p, &want));

@@ -100,7 +100,8 @@ fn refs_marks_the_blobs_the_registry_gc_marks() {
     let Some((reg, p)) = scenario("refs_marks_the_blobs_the_registry_gc_marks") else {
         return;
     };
-    let run = run_tool("reg-refs", &[reg.root().as_os_str()], None);
+    // --stats: the summary, though stderr is not a terminal here.
+    let run = run_tool("reg-refs", &[reg.root().as_os_str(), "--stats".as_ref()], None);
     let (recs, end) = body_and_trailer(&run);
     let stored = stored_blobs(&reg.v2());
     assert_eq!(stored, p.blob_set(), "stored blobs vs what the scenario pushed");

@@ -1,0 +1,42 @@
+//! The command lines of the reg tools, apart from their `main`s so that
+//! `xtask` can generate shell completions and man pages from the same clap
+//! definitions: each tool's [`clap::Parser`] `Args` and its `run`, the
+//! decision of when a summary is printed, and the live progress line
+//! ([`live`], the only place that draws one; reg-core only counts).
+
+use std::io::IsTerminal;
+
+use clap::CommandFactory;
+
+pub mod live;
+pub mod ls;
+pub mod orphans;
+pub mod refs;
+pub mod rm;
+
+/// Every tool's clap command, named as its binary.
+pub fn commands() -> Vec<clap::Command> {
+    vec![
+        ls::Args::command(),
+        refs::Args::command(),
+        orphans::Args::command(),
+        rm::Args::command(),
+    ]
+}
+
+/// Whether reg-ls, reg-refs and reg-orphans print their summary line: on a
+/// terminal, or when `--stats` asks (as ripgrep's `--stats`); `-q` wins.
+/// A pipeline in a script stays quiet unless asked.
+pub fn show_summary(stats: bool) -> bool {
+    stats || std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_cli_is_consistent() {
+        for c in super::commands() {
+            c.debug_assert();
+        }
+    }
+}

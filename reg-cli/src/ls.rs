@@ -1,0 +1,71 @@
+//! `reg-ls`: list a registry's storage as JSON lines.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use reg_core::cli::{Common, Messages};
+use reg_core::ls::{self, Kind};
+use reg_core::size::human_bytes;
+
+use crate::live::Live;
+
+const EXAMPLES: &str = "\
+Examples:
+  reg-ls /srv/registry --kind blob | jq -s 'map(.size) | add'      bytes stored
+  reg-ls /srv/registry --kind tag --repo org/app --tsv | cut -f3    tag names of org/app
+  reg-ls /srv/registry --kind blob --verify | jq -c 'select(.ok == false)'
+                                                                  blobs whose data is corrupt";
+
+/// List what a registry's storage holds: repositories, tags, revisions,
+/// _layers links, blobs and uploads, one JSON object per line.
+#[derive(Parser, Debug)]
+#[command(name = "reg-ls", version, long_about = None, after_help = EXAMPLES)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Only entries of this kind (repeatable).
+    #[arg(long = "kind", value_enum, value_name = "KIND")]
+    pub kinds: Vec<Kind>,
+
+    /// Only this repository (repeatable); blobs are then left out unless --kind blob.
+    #[arg(long = "repo", value_name = "NAME")]
+    pub repos: Vec<String>,
+
+    /// Re-hash each blob's data and add "ok": true|false to blob records.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Print the summary line on stderr even when it is not a terminal.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let store = args.common.open()?;
+    let msgs = Messages::new("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
+    let cfg = ls::Config {
+        kinds: args.kinds,
+        repos: args.repos,
+        verify: args.verify,
+    };
+    let mut out = args.common.out();
+    let mut live = Live::start("reg-ls", &msgs);
+    let s = ls::list(&store, &cfg, &mut out, &msgs)?;
+    live.finish();
+    let mut line = format!(
+        "{} repos, {} tags, {} revisions, {} layer links, {} blobs ({}), {} uploads",
+        s.repos,
+        s.tags,
+        s.revisions,
+        s.layers,
+        s.blobs,
+        human_bytes(s.blob_bytes),
+        s.uploads
+    );
+    if cfg.verify {
+        line.push_str(&format!(", {} corrupt", s.corrupt));
+    }
+    msgs.summary(line);
+    Ok(msgs.exit_code())
+}

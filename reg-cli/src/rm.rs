@@ -1,0 +1,104 @@
+//! `reg-rm`: delete exactly what stdin names from a registry's storage.
+//!
+//! The logic, its order and its guards are in [`reg_core::rm`].
+//!
+//! Test hook: the environment variable `REG_RM_FAIL_AFTER=N` makes reg-rm
+//! stop with exit status 1 after N deletions, as if it had crashed; the
+//! end-to-end tests use it to check that a run cut short leaves every tagged
+//! image pullable and that a second run finishes the job.
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::Parser;
+use reg_core::cli::{self, Common, Messages};
+use reg_core::rm::{self, Mode};
+
+use crate::live::Live;
+
+/// The test hook's environment variable.
+const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
+
+const EXAMPLES: &str = "\
+Examples:
+  reg-refs /srv/registry | reg-orphans /srv/registry | reg-rm --dry-run /srv/registry
+                                                    what a garbage collection would delete
+  reg-ls /srv/registry --kind tag --repo org/app | jq -c 'select(.mtime < \"2026-01-01\")' \\
+    | reg-rm --untag /srv/registry                  untag what was not pushed this year
+  reg-rm --trash /srv/trash /srv/registry <<< sha256:4b8e…
+                                                    one blob, moved aside, if nothing needs it";
+
+/// Delete what stdin names: bare digests (blobs) and reg-ls / reg-orphans
+/// records of kind blob, revision, layer-link, upload, repo and (with --untag)
+/// tag. All input is checked before anything is deleted, and reg-rm walks
+/// the reference graph itself: what a remaining tag or revision reaches is
+/// kept. One JSON record per action on stdout.
+#[derive(Parser, Debug)]
+#[command(name = "reg-rm", version, long_about = None, after_help = EXAMPLES)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Print "would-delete" records and change nothing.
+    #[arg(short = 'n', long, conflicts_with = "trash")]
+    pub dry_run: bool,
+
+    /// Move into DIR instead of deleting, keeping paths relative to v2/ (copy DIR
+    /// back into v2/ to restore). DIR must be on the same filesystem.
+    #[arg(long, value_name = "DIR")]
+    pub trash: Option<PathBuf>,
+
+    /// Keep blobs, links and uploads younger than this (protects pushes in progress).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
+    pub min_age: Duration,
+
+    /// Act on tag records: remove those tags (a retention decision). Without
+    /// it, input holding tag records is refused.
+    #[arg(long)]
+    pub untag: bool,
+
+    /// Accept that broken images stay broken: delete blobs even when live
+    /// manifests are missing or unreadable (what they reference is unknown),
+    /// and delete _layers links and revisions because their blob is missing.
+    #[arg(long)]
+    pub accept_broken: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let fail_after = match std::env::var(FAIL_AFTER_ENV) {
+        Ok(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{FAIL_AFTER_ENV}={v:?}: not a number"))?,
+        ),
+        Err(_) => None,
+    };
+    let store = args.common.open()?;
+    // reg-rm always says what it freed, unless -q.
+    let msgs = Messages::new("reg-rm", args.common.quiet);
+    let input = rm::parse_input(BufReader::new(std::io::stdin().lock()))?;
+    let mode = match (args.dry_run, args.trash) {
+        (true, _) => Mode::DryRun,
+        (false, Some(dir)) => Mode::Trash(dir),
+        (false, None) => Mode::Delete,
+    };
+    let cfg = rm::Config {
+        mode,
+        min_age: args.min_age,
+        untag: args.untag,
+        accept_broken: args.accept_broken,
+        fail_after,
+        now: SystemTime::now(),
+        after_links: None,
+    };
+    let mut out = args.common.out();
+    let mut live = Live::start("reg-rm", &msgs);
+    // Prints the blob descriptor cache reminder itself after any deletion.
+    let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
+    live.finish();
+    msgs.summary(stats.summary());
+    Ok(msgs.exit_code())
+}

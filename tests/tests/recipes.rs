@@ -1,0 +1,254 @@
+//! The README's recipes, run from the README itself: every indented block of
+//! its "Recipes" section is a bash script, run with `$ROOT` set to a copy of
+//! the sample tree (`examples/registry`, made to look 100 days old as the
+//! README's setup block does) and the built tools first on `PATH`. Each must
+//! exit 0 and print what it promises, so README and behaviour cannot drift.
+//! Needs `jq` and GNU `touch`/`date` (CI installs jq): without jq it skips
+//! with a note, except under `CI`, where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reg_tests::tools::{run_tool, tool_path};
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The indented blocks of the README's "## Recipes" section, in order.
+fn recipes() -> Vec<String> {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = readme
+        .split_once("\n## Recipes\n")
+        .expect("README has a Recipes section")
+        .1;
+    let section = section.split("\n## ").next().unwrap();
+    let mut blocks = Vec::new();
+    let mut cur: Vec<&str> = Vec::new();
+    for line in section.lines() {
+        if let Some(code) = line.strip_prefix("    ") {
+            cur.push(code);
+        } else if line.trim().is_empty() && !cur.is_empty() {
+            cur.push("");
+        } else if !cur.is_empty() {
+            blocks.push(cur.join("\n").trim().to_string());
+            cur.clear();
+        }
+    }
+    if !cur.is_empty() {
+        blocks.push(cur.join("\n").trim().to_string());
+    }
+    blocks
+}
+
+/// A fresh copy of the sample tree whose files look 100 days old.
+fn sample_copy(dir: &Path) -> PathBuf {
+    let root = dir.join("sample");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(workspace().join("examples/registry"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = Command::new("find")
+        .arg(&root)
+        .args(["-exec", "touch", "-h", "-d", "100 days ago", "{}", "+"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    root
+}
+
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(script: &str, root: &Path) -> Ran {
+    let bin = tool_path("reg-ls").parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .env("ROOT", root)
+        .env("PATH", path)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn jq_available() -> bool {
+    let found = Command::new("jq")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("README recipes: jq is not installed, and CI is set");
+        }
+        eprintln!("skipping README recipes: jq is not installed");
+    }
+    found
+}
+
+/// Each stdout line as JSON (numbers are JSON too).
+fn values(r: &Ran, script: &str) -> Vec<Value> {
+    r.stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{script}\nprinted a line that is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+#[test]
+fn every_readme_recipe_runs_on_the_sample_tree() {
+    if !jq_available() {
+        return;
+    }
+    let blocks = recipes();
+    let (setup, recipes): (Vec<&String>, Vec<&String>) =
+        blocks.iter().partition(|b| b.contains("cp -a examples/registry"));
+    assert_eq!(setup.len(), 1, "one setup block: {setup:?}");
+    assert!(recipes.len() >= 9, "{} recipes: {recipes:#?}", recipes.len());
+    let mut seen = Vec::new();
+    for script in recipes {
+        let dir = tempfile::tempdir().unwrap();
+        let root = sample_copy(dir.path());
+        let r = run(script, &root);
+        let show = format!(
+            "--- recipe:\n{script}\n--- stderr:\n{}\n--- stdout:\n{}",
+            r.stderr, r.stdout
+        );
+        assert_eq!(r.code, Some(0), "{show}");
+        let vals = values(&r, script);
+        assert!(!vals.is_empty(), "printed nothing\n{show}");
+        let what = if script.contains("--exclude-repo") {
+            // Deleting library/alpine frees its own blobs: a positive number.
+            assert_eq!(vals.len(), 1, "{show}");
+            assert!(vals[0].as_u64().is_some_and(|n| n > 0), "{show}");
+            "what-if"
+        } else if script.contains("reg-rm --untag") {
+            for v in &vals {
+                assert_eq!(
+                    (v["action"].as_str(), v["kind"].as_str()),
+                    (Some("deleted"), Some("tag")),
+                    "{show}"
+                );
+            }
+            "untag"
+        } else if script.contains("--verify") {
+            assert_eq!(r.stdout.trim(), "[]", "{show}");
+            // A corrupted blob is named, and the status says so.
+            let blob = first_blob(&root);
+            std::fs::write(&blob.1, b"not what it was").unwrap();
+            let r = run(script, &root);
+            assert_eq!(r.code, Some(1), "{script}\n{}", r.stderr);
+            assert!(r.stdout.contains(&blob.0), "{script}\n{}", r.stdout);
+            "verify"
+        } else if script.contains("select(.kind == \"revision\")") {
+            for v in &vals {
+                assert_eq!(v["kind"], "revision", "{show}");
+            }
+            "revisions"
+        } else if script.contains("group_by(.repo)") || script.contains("group_by(.repo + ") {
+            for v in &vals {
+                assert!(v["repo"].is_string() && v["bytes"].as_u64().is_some(), "{show}");
+            }
+            "per-repository"
+        } else {
+            assert_eq!(vals.len(), 1, "{show}");
+            assert!(vals[0].as_u64().is_some_and(|n| n > 0), "{show}");
+            "total"
+        };
+        seen.push(what);
+    }
+    for want in [
+        "total",
+        "per-repository",
+        "what-if",
+        "untag",
+        "revisions",
+        "verify",
+    ] {
+        assert!(seen.contains(&want), "no {want} recipe: {seen:?}");
+    }
+}
+
+/// The digest and data path of some blob of the tree.
+fn first_blob(root: &Path) -> (String, PathBuf) {
+    let out = run_tool(
+        "reg-ls",
+        &[root.as_os_str(), "--kind".as_ref(), "blob".as_ref()],
+        None,
+    );
+    out.success();
+    let rec = &out.records()[0];
+    let d = rec["digest"].as_str().unwrap().to_string();
+    let hex = d.strip_prefix("sha256:").unwrap();
+    let data = root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    (d, data)
+}
+
+/// The what-if list of `reg-refs --exclude-repo` goes through reg-orphans
+/// (which carries the exclusion on) and is refused by reg-rm.
+#[test]
+fn a_what_if_list_is_refused_by_reg_rm() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = sample_copy(dir.path());
+    let r = root.as_os_str();
+    let refs = run_tool(
+        "reg-refs",
+        &[r, "--exclude-repo".as_ref(), "library/alpine".as_ref()],
+        None,
+    );
+    refs.success();
+    let end = refs.records().pop().unwrap();
+    assert_eq!(end["excluded"], serde_json::json!(["library/alpine"]), "{end}");
+    assert_eq!(end["complete"], true);
+    let orphans = run_tool("reg-orphans", &[r], Some(refs.stdout.as_bytes()));
+    orphans.success();
+    let recs = orphans.records();
+    assert_eq!(
+        recs.last().unwrap()["excluded"],
+        serde_json::json!(["library/alpine"])
+    );
+    assert!(
+        recs.iter()
+            .any(|x| x["kind"] == "repo" && x["repo"] == "library/alpine"),
+        "the excluded repository is reported: {recs:#?}"
+    );
+    assert!(recs
+        .iter()
+        .any(|x| x["kind"] == "revision" && x["repo"] == "library/alpine"));
+    let rm = run_tool(
+        "reg-rm",
+        &[r, "--dry-run".as_ref()],
+        Some(orphans.stdout.as_bytes()),
+    );
+    rm.expect_code(1);
+    assert!(rm.stdout.is_empty(), "{}", rm.stdout);
+    assert!(
+        rm.stderr
+            .contains("a what-if list, made by reg-refs --exclude-repo library/alpine"),
+        "{}",
+        rm.stderr
+    );
+}
