@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 
 use clap::CommandFactory;
 
+pub mod common;
 pub mod live;
 pub mod ls;
 pub mod orphans;

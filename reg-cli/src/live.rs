@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use reg_core::cli::Messages;
+use reg_core::messages::Messages;
 use reg_core::progress::{Progress, Snapshot};
 
 /// How often the line is redrawn.

@@ -2,9 +2,35 @@
 
 use std::process::ExitCode;
 
+use crate::common::Common;
 use clap::Parser;
-use reg_core::cli::{Common, Messages};
 use reg_core::ls::{self, Kind};
+use reg_core::messages::Messages;
+
+/// `--kind` values: the kinds of reg-ls records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    Repo,
+    Tag,
+    Revision,
+    /// A `_layers` link.
+    LayerLink,
+    Blob,
+    Upload,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Repo => Kind::Repo,
+            KindArg::Tag => Kind::Tag,
+            KindArg::Revision => Kind::Revision,
+            KindArg::LayerLink => Kind::LayerLink,
+            KindArg::Blob => Kind::Blob,
+            KindArg::Upload => Kind::Upload,
+        }
+    }
+}
 use reg_core::size::human_bytes;
 
 use crate::live::Live;
@@ -26,7 +52,7 @@ pub struct Args {
 
     /// Only entries of this kind (repeatable).
     #[arg(long = "kind", value_enum, value_name = "KIND")]
-    pub kinds: Vec<Kind>,
+    pub kinds: Vec<KindArg>,
 
     /// Only this repository (repeatable); blobs are then left out unless --kind blob.
     #[arg(long = "repo", value_name = "NAME")]
@@ -45,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.common.open()?;
     let msgs = Messages::new("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let cfg = ls::Config {
-        kinds: args.kinds,
+        kinds: args.kinds.into_iter().map(Kind::from).collect(),
         repos: args.repos,
         verify: args.verify,
     };

@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use crate::common::{self as cli, Common};
 use clap::Parser;
-use reg_core::cli::{self, Common, Messages};
+use reg_core::messages::Messages;
 use reg_core::orphans;
 use reg_core::size::human_bytes;
 

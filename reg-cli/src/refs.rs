@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::common::{self as cli, Common};
 use clap::Parser;
-use reg_core::cli::{self, Common, Messages};
+use reg_core::messages::Messages;
 use reg_core::refs;
 
 use crate::live::Live;

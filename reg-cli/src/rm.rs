@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+use crate::common::{self as cli, Common};
 use anyhow::Context;
 use clap::Parser;
-use reg_core::cli::{self, Common, Messages};
+use reg_core::messages::Messages;
 use reg_core::rm::{self, Mode};
 
 use crate::live::Live;

@@ -845,7 +845,7 @@ mod tests {
         assert!((1400..1700).contains(&blobs), "{blobs} blobs for --blobs 1500");
 
         let store = Store::fs(tmp.path().join("docker/registry/v2"));
-        let msgs = reg_core::cli::Messages::new("test", true);
+        let msgs = reg_core::messages::Messages::new("test", true);
         let mut out = reg_core::output::Out::new(Vec::new(), reg_core::output::Format::Json);
         let cfg = reg_core::ls::Config {
             verify: true,

@@ -11,11 +11,13 @@
 //! - [`output`]: the single writer of records (JSON lines or TSV) and closed-pipe handling.
 //! - [`manifest`]: what a manifest references, for every format.
 //! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
-//! - [`cli`]: flags every tool shares, exit codes, duration parsing.
+//! - [`messages`]: the stderr side (warnings, errors, the summary, progress counters).
+//!
+//! The command lines (clap, exit codes, the thread pool) live in the `reg-cli`
+//! crate: this library has none.
 //! - [`progress`]: counters the walks bump, for a live line the binaries draw.
 //! - [`size`]: sizes a person can read, for summaries.
 
-pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod health;
@@ -23,6 +25,7 @@ pub mod layout;
 pub mod ls;
 pub mod manifest;
 pub mod mark;
+pub mod messages;
 pub mod orphans;
 pub mod output;
 pub mod progress;

@@ -10,15 +10,15 @@ use std::time::SystemTime;
 
 use rayon::prelude::*;
 
-use crate::cli::Messages;
 use crate::error::Error;
 use crate::layout::{check_repo_name, Listing, Store};
+use crate::messages::Messages;
 use crate::output::Out;
 use crate::record::LsRecord;
 use crate::time::Time;
 
 /// The kinds of entry reg-ls lists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Repo,
     Tag,

@@ -24,9 +24,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::cli::Messages;
 use crate::digest::Digest;
 use crate::layout::Store;
+use crate::messages::Messages;
 use crate::record::RefRecord;
 use crate::refs::{self, Broken};
 

@@ -38,10 +38,10 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::cli::Messages;
 use crate::digest::{Digest, DigestSet, Prehashed};
 use crate::error::{Error, ErrorKind};
 use crate::layout::{check_repo_name, paths, Blob, LayerLink, Listing, Revision, Store, Upload};
+use crate::messages::Messages;
 use crate::output::Out;
 use crate::record::{OrphanRecord, OrphansEnd};
 use crate::time::Time;

@@ -3,7 +3,7 @@
 //! Workers never print: they hand results to the one [`Out`], which writes
 //! JSON lines (default) or tab-separated columns (`--tsv`) through a buffer.
 //! A closed stdout surfaces as an `io::Error` of kind `BrokenPipe`; the
-//! binaries treat it as success (see [`crate::cli::run_main`]).
+//! binaries treat it as success (see `reg_cli::common::run_main`).
 
 use std::io::{self, BufWriter, Write};
 

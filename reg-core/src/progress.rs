@@ -6,7 +6,7 @@
 //! counters from another thread (the tools do, with `indicatif`); nothing
 //! here writes to stderr. Messages for people printed while such a line is
 //! drawn go through the [`Progress::set_printer`] hook so the line is not
-//! torn (see [`crate::cli::Messages`]).
+//! torn (see [`crate::messages::Messages`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};

@@ -31,11 +31,11 @@ use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
 
-use crate::cli::Messages;
 use crate::digest::{Digest, Prehashed};
 use crate::error::{Error, ErrorKind};
 use crate::layout::{check_repo_name, paths, Store};
 use crate::manifest;
+use crate::messages::Messages;
 use crate::output::Out;
 use crate::record::{RefRecord, RefsEnd};
 

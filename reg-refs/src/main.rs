@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use reg_cli::common as cli;
 use reg_cli::refs::{run, Args};
-use reg_core::cli;
 
 fn main() -> ExitCode {
     cli::run_main("reg-refs", || run(Args::parse()))

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use super::report::{Action, RmRecord};
 use super::{Config, Mode};
-use crate::cli::Messages;
 use crate::digest::Digest;
 use crate::layout::{paths, Store};
+use crate::messages::Messages;
 
 /// Outcome of one removal.
 pub(super) enum Gone {

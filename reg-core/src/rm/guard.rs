@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 
 use super::{Config, Mode};
-use crate::cli::Messages;
 use crate::digest::Digest;
 use crate::layout::{paths, Store};
 use crate::mark::Mark;
+use crate::messages::Messages;
 use crate::time::Time;
 
 /// How far in the future an mtime may be before it is warned about.

@@ -334,9 +334,11 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
         }
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
         "layer" => return Err(LAYER_REFUSED.into()),
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "unknown record kind {other:?} (reg-rm takes blob, revision, layer-link, upload, repo and tag)"
-        )),
+        ))
+        }
     };
     Ok(Parsed::Item { record: true, item })
 }

@@ -63,7 +63,7 @@
 //!   `_layers` and `_uploads` only, never a nested repository.
 //! - Every change goes through [`crate::storage::Backend`], which refuses
 //!   `..`, absolute paths and paths through symbolic links; every path is
-//!   built by [`paths`] from validated names. `--trash` must be a new or
+//!   built by [`crate::layout::paths`] from validated names. `--trash` must be a new or
 //!   empty directory outside the storage root, on its filesystem.
 //!
 //! # Output ([`RmRecord`])
@@ -97,8 +97,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::cli::Messages;
 use crate::layout::Store;
+use crate::messages::Messages;
 use crate::output::Out;
 
 pub use guard::check_trash;

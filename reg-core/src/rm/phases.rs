@@ -12,10 +12,10 @@ use super::guard::{BlobLinks, Guard, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, RmRecord, Stopped, Writer};
 use super::Config;
-use crate::cli::Messages;
 use crate::digest::Digest;
 use crate::layout::{paths, Store};
 use crate::mark::{Asked, Exclusions, Mark};
+use crate::messages::Messages;
 
 /// How many times the mark is taken again when the roots keep changing
 /// under it before the blob phase gives up (and keeps every blob).

@@ -119,7 +119,7 @@ fn blob_store_missing(test: &str, leave_empty_dir: bool) {
     // What a pipeline made before the volume went away would feed them.
     let refs_before = tool("reg-refs").arg(&root).run();
     refs_before.success();
-    let layers_before = tool("reg-ls").arg(&root).args(["--kind", "layer"]).run();
+    let layers_before = tool("reg-ls").arg(&root).args(["--kind", "layer-link"]).run();
     layers_before.success();
     assert!(!layers_before.stdout.is_empty());
 

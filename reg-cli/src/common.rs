@@ -1,18 +1,14 @@
-//! What every tool shares: the common flags, exit codes, the top-level error
-//! handling, and the stderr side (warnings, errors, the summary).
+//! What every tool's command line shares: the common flags, exit codes,
+//! the process-wide thread pool and the top-level error handling. The
+//! library (reg-core) knows none of it.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-
-use crate::layout::Store;
-use crate::output::{is_broken_pipe, Format, Out};
-use crate::progress::Progress;
+use reg_core::layout::Store;
+use reg_core::output::{is_broken_pipe, Format, Out};
 
 /// Exit status: done.
 pub const EXIT_OK: u8 = 0;
@@ -61,10 +57,10 @@ impl Common {
         }
         let root = match (&self.root, &self.config) {
             (Some(r), _) => r.clone(),
-            (None, Some(cfg)) => crate::root::from_config(cfg)?,
+            (None, Some(cfg)) => reg_core::root::from_config(cfg)?,
             (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
         };
-        let v2 = crate::root::locate(&root)?;
+        let v2 = reg_core::root::locate(&root)?;
         Ok(Store::fs(v2))
     }
 
@@ -99,7 +95,7 @@ pub fn threads(s: &str) -> Result<usize, String> {
 
 /// Parses a duration flag (`1h`, `30m`, `7d`, `0s`) for clap.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    crate::time::parse_duration(s)
+    reg_core::time::parse_duration(s)
 }
 
 /// Runs a tool's `run` and turns its result into an exit status: errors are
@@ -112,116 +108,6 @@ pub fn run_main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> E
             eprintln!("{tool}: {err:#}");
             ExitCode::from(EXIT_FAILED)
         }
-    }
-}
-
-/// The human side on stderr: warnings and errors as they come, counted, so
-/// a run that met a bad path still finishes and still exits non-zero.
-pub struct Messages {
-    tool: &'static str,
-    errors: AtomicU64,
-    warnings: AtomicU64,
-    quiet: bool,
-    /// Whether [`Messages::summary`] prints (by default: unless quiet).
-    summary: bool,
-    /// Counts, prints nothing (a second look whose messages were said once).
-    muted: bool,
-    /// What the walks have done so far, for a live line on a terminal.
-    progress: Arc<Progress>,
-}
-
-impl Messages {
-    pub fn new(tool: &'static str, quiet: bool) -> Messages {
-        Messages {
-            tool,
-            errors: AtomicU64::new(0),
-            warnings: AtomicU64::new(0),
-            quiet,
-            summary: !quiet,
-            muted: false,
-            progress: Arc::default(),
-        }
-    }
-
-    /// Prints the summary only when `show` (and never when quiet): reg-ls,
-    /// reg-refs and reg-orphans print it on a terminal or with `--stats`.
-    pub fn summary_when(mut self, show: bool) -> Messages {
-        self.summary = show && !self.quiet;
-        self
-    }
-
-    /// The counters the walks bump; a binary may draw them.
-    pub fn progress(&self) -> &Arc<Progress> {
-        &self.progress
-    }
-
-    /// Messages that are counted but not printed.
-    pub fn muted(tool: &'static str) -> Messages {
-        Messages {
-            muted: true,
-            ..Messages::new(tool, true)
-        }
-    }
-
-    /// Reports a problem that makes the run fail in the end.
-    pub fn error(&self, msg: impl std::fmt::Display) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        if !self.muted {
-            self.progress.eprintln(&format!("{}: error: {msg}", self.tool));
-        }
-    }
-
-    /// Reports a problem that does not change the exit status.
-    pub fn warn(&self, msg: impl std::fmt::Display) {
-        self.warnings.fetch_add(1, Ordering::Relaxed);
-        if !self.muted {
-            self.progress.eprintln(&format!("{}: warning: {msg}", self.tool));
-        }
-    }
-
-    /// A note for people (not counted), e.g. the cache reminder.
-    pub fn note(&self, msg: impl std::fmt::Display) {
-        if !self.muted {
-            self.progress.eprintln(&format!("{}: {msg}", self.tool));
-        }
-    }
-
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
-
-    pub fn warnings(&self) -> u64 {
-        self.warnings.load(Ordering::Relaxed)
-    }
-
-    /// Prints the one-line summary unless `-q` (or [`Messages::summary_when`]
-    /// said not to). Call it only once the run is done: a run cut short (a
-    /// closed stdout) returns an error before it.
-    pub fn summary(&self, line: impl std::fmt::Display) {
-        if self.summary {
-            let mut extra = String::new();
-            if self.errors() > 0 {
-                extra.push_str(&format!(", {} errors", self.errors()));
-            }
-            if self.warnings() > 0 {
-                extra.push_str(&format!(", {} warnings", self.warnings()));
-            }
-            self.progress.eprintln(&format!("{}: {line}{extra}", self.tool));
-        }
-    }
-
-    /// Exit status: failure if any error was reported.
-    pub fn exit_code(&self) -> ExitCode {
-        if self.errors() > 0 {
-            ExitCode::from(EXIT_FAILED)
-        } else {
-            ExitCode::SUCCESS
-        }
-    }
-
-    /// Whether progress may be shown (stderr is a terminal).
-    pub fn progress_enabled(&self) -> bool {
-        !self.quiet && std::io::stderr().is_terminal()
     }
 }
 

@@ -1,0 +1,121 @@
+//! The stderr side of the tools: warnings and errors as they come, counted
+//! (so a walk that met a bad path still finishes and still fails), the
+//! summary line, and the progress counters a binary may draw.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::progress::Progress;
+
+/// The human side on stderr: warnings and errors as they come, counted, so
+/// a run that met a bad path still finishes and still exits non-zero.
+pub struct Messages {
+    tool: &'static str,
+    errors: AtomicU64,
+    warnings: AtomicU64,
+    quiet: bool,
+    /// Whether [`Messages::summary`] prints (by default: unless quiet).
+    summary: bool,
+    /// Counts, prints nothing (a second look whose messages were said once).
+    muted: bool,
+    /// What the walks have done so far, for a live line on a terminal.
+    progress: Arc<Progress>,
+}
+
+impl Messages {
+    pub fn new(tool: &'static str, quiet: bool) -> Messages {
+        Messages {
+            tool,
+            errors: AtomicU64::new(0),
+            warnings: AtomicU64::new(0),
+            quiet,
+            summary: !quiet,
+            muted: false,
+            progress: Arc::default(),
+        }
+    }
+
+    /// Prints the summary only when `show` (and never when quiet): reg-ls,
+    /// reg-refs and reg-orphans print it on a terminal or with `--stats`.
+    pub fn summary_when(mut self, show: bool) -> Messages {
+        self.summary = show && !self.quiet;
+        self
+    }
+
+    /// The counters the walks bump; a binary may draw them.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
+    }
+
+    /// Messages that are counted but not printed.
+    pub fn muted(tool: &'static str) -> Messages {
+        Messages {
+            muted: true,
+            ..Messages::new(tool, true)
+        }
+    }
+
+    /// Reports a problem that makes the run fail in the end.
+    pub fn error(&self, msg: impl std::fmt::Display) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.muted {
+            self.progress.eprintln(&format!("{}: error: {msg}", self.tool));
+        }
+    }
+
+    /// Reports a problem that does not change the exit status.
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        self.warnings.fetch_add(1, Ordering::Relaxed);
+        if !self.muted {
+            self.progress.eprintln(&format!("{}: warning: {msg}", self.tool));
+        }
+    }
+
+    /// A note for people (not counted), e.g. the cache reminder.
+    pub fn note(&self, msg: impl std::fmt::Display) {
+        if !self.muted {
+            self.progress.eprintln(&format!("{}: {msg}", self.tool));
+        }
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn warnings(&self) -> u64 {
+        self.warnings.load(Ordering::Relaxed)
+    }
+
+    /// Prints the one-line summary unless `-q` (or [`Messages::summary_when`]
+    /// said not to). Call it only once the run is done: a run cut short (a
+    /// closed stdout) returns an error before it.
+    pub fn summary(&self, line: impl std::fmt::Display) {
+        if self.summary {
+            let mut extra = String::new();
+            if self.errors() > 0 {
+                extra.push_str(&format!(", {} errors", self.errors()));
+            }
+            if self.warnings() > 0 {
+                extra.push_str(&format!(", {} warnings", self.warnings()));
+            }
+            self.progress.eprintln(&format!("{}: {line}{extra}", self.tool));
+        }
+    }
+
+    /// Exit status: failure if any error was reported.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.errors() > 0 {
+            // Status 1: failed (the messages said what and where).
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+
+    /// Whether progress may be shown (stderr is a terminal).
+    pub fn progress_enabled(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+}
