@@ -14,7 +14,6 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::layout::{paths, Store};
-use crate::storage::EntryType;
 
 /// The words every refusal of an empty blob store carries.
 pub const EMPTY_BLOB_STORE: &str = "blob store is empty or missing";
@@ -71,19 +70,15 @@ impl Store {
     /// Whether `repo` has a tag, a revision directory or a `_layers` link
     /// directory (anything that names a blob).
     fn names_content(&self, repo: &str) -> Result<bool> {
-        let b = self.backend();
-        let non_empty = |rel: &str| -> Result<bool> { Ok(b.list(rel)?.is_some_and(|es| !es.is_empty())) };
-        if non_empty(&paths::tags(repo))? {
-            return Ok(true);
-        }
-        for dir in [paths::revisions(repo), paths::layers(repo)] {
-            for alg in b.list(&dir)?.unwrap_or_default() {
-                if alg.ty == EntryType::Dir && non_empty(&format!("{dir}/{}", alg.name))? {
-                    return Ok(true);
-                }
+        fn listed<T>(l: crate::layout::Listing<T>) -> Result<bool> {
+            match l.errors.into_iter().next() {
+                Some(e) if l.items.is_empty() => Err(e),
+                _ => Ok(!l.items.is_empty()),
             }
         }
-        Ok(false)
+        Ok(listed(self.tag_names(repo))?
+            || listed(self.revision_digests(repo))?
+            || listed(self.layer_digests(repo))?)
     }
 }
 

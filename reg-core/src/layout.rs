@@ -9,6 +9,17 @@
 //! - `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link`
 //! - `repositories/<name>/_uploads/<id>/{data,startedat,hashstates/...}`
 //!
+//! This layer alone knows what keys mean. It turns the backend's flat scans
+//! into the inventory the tools use (repositories, tag names, revision and
+//! `_layers` digests, blobs, uploads) and reads only what a name does not
+//! tell: tag `current/link` files and manifests. The digest of a revision or
+//! `_layers` link is in its path ([`Store::revision_digests`],
+//! [`Store::layer_digests`]); where its existence or age matters one stat
+//! answers ([`Store::revisions_by_name`], [`Store::link_mtime`]); where
+//! trusting the name could be wrong (a link whose content disagrees with its
+//! path) the error keeps data, and [`Store::revisions`] / [`Store::layer_links`]
+//! (reg-ls) read the links and report the disagreement.
+//!
 //! Enumerations return a [`Listing`]: what was found plus the problems met on
 //! the way, so a tool can report a bad path and go on (reg-ls) or stop
 //! (reg-refs, where skipping could turn live data into garbage).
@@ -20,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{Backend, EntryType, Fs};
+use crate::storage::{Backend, Fs, Scanned, Stop};
 use crate::time::Time;
 
 /// The largest manifest read: the registry refuses to store larger ones.
@@ -50,12 +61,6 @@ impl<T> Listing<T> {
     fn push_err(&mut self, e: Error) {
         self.errors.push(e);
     }
-}
-
-/// The error for a symbolic link found in a listing: links are never
-/// followed, and every one is reported (one message per path).
-fn symlink_error(store: &Store, rel: &str) -> Error {
-    Error::new(store.display(rel), ErrorKind::Symlink)
 }
 
 /// A tag and the manifest its `current/link` names.
@@ -369,120 +374,89 @@ impl Store {
     /// repository directory may hold child repositories next to its own `_`
     /// directories. Names that break the naming rules are errors, not items.
     pub fn repositories(&self) -> Listing<String> {
-        let mut out = self.discover("");
-        out.items.sort();
-        out
-    }
-
-    fn discover(&self, name: &str) -> Listing<String> {
-        let rel = if name.is_empty() {
-            paths::REPOSITORIES.to_string()
-        } else {
-            paths::repo(name)
-        };
         let mut out = Listing::default();
-        if name.len() > 255 {
-            // Also stops a symlink loop from recursing forever.
-            out.push_err(Error::new(
-                self.display(&rel),
-                ErrorKind::BadName("path deeper than any repository name (255 characters)".into()),
-            ));
-            return out;
-        }
-        let entries = match self.backend.list(&rel) {
-            Ok(Some(e)) => e,
-            Ok(None) => return out,
-            Err(e) => {
-                out.push_err(e);
-                return out;
-            }
+        let mut repos = std::collections::BTreeSet::new();
+        // Stop at a repository's own `_` directories; a path longer than
+        // any repository name is not walked further.
+        let stop = |rel: &str, _: usize| {
+            rel.rsplit('/').next().is_some_and(|c| c.starts_with('_')) || rel.len() > 256
         };
-        let is_repo = entries.iter().any(|e| {
-            e.ty == EntryType::Dir && matches!(e.name.as_str(), "_manifests" | "_layers" | "_uploads")
-        });
-        if is_repo && !name.is_empty() {
-            match check_repo_name(name) {
-                Ok(()) => out.items.push(name.to_string()),
-                Err(why) => out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why))),
-            }
-        }
-        for e in entries.iter().filter(|e| e.symlink) {
-            // Following links here could list one repository under many
-            // names or loop; a tree like that needs a person to look at it.
-            out.push_err(symlink_error(self, &format!("{rel}/{}", e.name)));
-        }
-        let children: Vec<String> = entries
-            .into_iter()
-            .filter(|e| e.ty == EntryType::Dir && !e.symlink && !e.name.starts_with('_'))
-            .map(|e| {
-                if name.is_empty() {
-                    e.name
-                } else {
-                    format!("{name}/{}", e.name)
-                }
-            })
-            .collect();
-        let subs: Vec<Listing<String>> = children.par_iter().map(|c| self.discover(c)).collect();
-        for s in subs {
-            out.items.extend(s.items);
-            out.errors.extend(s.errors);
-        }
-        out
-    }
-
-    /// Lists `dir` expecting `<alg>/<hex>/` children, calling `f` for each
-    /// valid digest directory. Unknown algorithm directories and malformed
-    /// hex names are errors.
-    fn digest_dirs(&self, dir: &str, mut f: impl FnMut(&str, Digest) -> Result<()>) -> Vec<Error> {
-        let mut errors = Vec::new();
-        let algs = match self.backend.list(dir) {
-            Ok(Some(a)) => a,
-            Ok(None) => return errors,
-            Err(e) => return vec![e],
-        };
-        for a in algs.iter().filter(|a| a.symlink) {
-            errors.push(symlink_error(self, &format!("{dir}/{}", a.name)));
-        }
-        let mut algs: Vec<_> = algs.into_iter().filter(|a| a.ty == EntryType::Dir).collect();
-        algs.sort_by(|a, b| a.name.cmp(&b.name));
-        for a in algs {
-            let arel = format!("{dir}/{}", a.name);
-            let Some(alg) = Algorithm::from_name(&a.name) else {
-                errors.push(Error::new(
-                    self.display(&arel),
-                    ErrorKind::BadName("unknown digest algorithm directory".into()),
-                ));
-                continue;
-            };
-            let hexes = match self.backend.list(&arel) {
-                Ok(Some(h)) => h,
-                Ok(None) => continue,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            for h in hexes {
-                let hrel = format!("{arel}/{}", h.name);
-                if h.symlink {
-                    errors.push(symlink_error(self, &hrel));
-                    continue;
-                }
-                if h.ty != EntryType::Dir {
-                    errors.push(Error::other(self.display(&hrel), "unexpected non-directory"));
-                    continue;
-                }
-                match Digest::from_parts(alg, &h.name) {
-                    Ok(d) => {
-                        if let Err(e) = f(&hrel, d) {
-                            errors.push(e);
+        let scanned = self.scan(paths::REPOSITORIES, &stop, false, &mut |item| match item {
+            Scanned::Prefix(key) => {
+                let rel = &key[paths::REPOSITORIES.len() + 1..];
+                match rel.rsplit_once('/') {
+                    Some((name, "_manifests" | "_layers" | "_uploads")) => {
+                        let new = repos.insert(name.to_string());
+                        if let (true, Err(why)) = (new, check_repo_name(name)) {
+                            out.push_err(Error::new(
+                                self.display(&paths::repo(name)),
+                                ErrorKind::BadName(why),
+                            ));
                         }
                     }
-                    Err(why) => errors.push(Error::new(
-                        self.display(&hrel),
-                        ErrorKind::BadName(format!("not a digest directory: {why}")),
+                    _ if rel.len() > 256 => out.push_err(Error::new(
+                        self.display(&key),
+                        ErrorKind::BadName("path deeper than any repository name (255 characters)".into()),
                     )),
+                    // Another `_` directory: not something the registry writes.
+                    _ => {}
                 }
+            }
+            Scanned::Problem(e) => out.push_err(e),
+            Scanned::Object { .. } => {}
+        });
+        if let Err(e) = scanned {
+            out.push_err(e);
+        }
+        out.items = repos.into_iter().filter(|r| check_repo_name(r).is_ok()).collect();
+        out
+    }
+
+    /// A scan through the backend; see [`Backend::scan`].
+    fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
+        self.backend.scan(prefix, stop, meta, visit)
+    }
+
+    /// Scans `dir` for `<alg>/<hex>/` directories, calling `f` for each
+    /// valid digest; never looks inside them. Unknown algorithm
+    /// directories, files where a digest directory belongs and malformed hex
+    /// names are errors. Sorted by digest.
+    fn digest_dirs(&self, dir: &str, mut f: impl FnMut(&str, Digest) -> Result<()>) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let mut found: Vec<(Digest, String)> = Vec::new();
+        let stop = |rel: &str, depth: usize| depth == 2 || Algorithm::from_name(rel).is_none();
+        let scanned = self.scan(dir, &stop, false, &mut |item| match item {
+            Scanned::Prefix(key) => {
+                let rel = &key[dir.len() + 1..];
+                match rel.split_once('/') {
+                    None => errors.push(Error::new(
+                        self.display(&key),
+                        ErrorKind::BadName("unknown digest algorithm directory".into()),
+                    )),
+                    Some((alg, hex)) => match Algorithm::from_name(alg).map(|a| Digest::from_parts(a, hex)) {
+                        Some(Ok(d)) => found.push((d, key)),
+                        Some(Err(why)) => errors.push(Error::new(
+                            self.display(&key),
+                            ErrorKind::BadName(format!("not a digest directory: {why}")),
+                        )),
+                        None => {}
+                    },
+                }
+            }
+            // A file beside the algorithm directories is not looked at.
+            Scanned::Object { key, .. } if key[dir.len() + 1..].contains('/') => {
+                errors.push(Error::other(self.display(&key), "unexpected non-directory"))
+            }
+            Scanned::Object { .. } => {}
+            Scanned::Problem(e) => errors.push(e),
+        });
+        if let Err(e) = scanned {
+            errors.push(e);
+        }
+        found.sort();
+        for (d, key) in found {
+            if let Err(e) = f(&key, d) {
+                errors.push(e);
             }
         }
         errors
@@ -539,25 +513,19 @@ impl Store {
     /// is a name that fails `check`; plain files are skipped.
     fn dir_names(&self, dir: &str, check: fn(&str) -> std::result::Result<(), String>) -> Listing<String> {
         let mut out = Listing::default();
-        let entries = match self.backend.list(dir) {
-            Ok(Some(e)) => e,
-            Ok(None) => return out,
-            Err(e) => {
-                out.push_err(e);
-                return out;
+        let scanned = self.scan(dir, &|_, _| true, false, &mut |item| match item {
+            Scanned::Prefix(key) => {
+                let name = &key[dir.len() + 1..];
+                match check(name) {
+                    Ok(()) => out.items.push(name.to_string()),
+                    Err(why) => out.push_err(Error::new(self.display(&key), ErrorKind::BadName(why))),
+                }
             }
-        };
-        for e in entries {
-            let rel = format!("{dir}/{}", e.name);
-            if e.symlink {
-                out.push_err(symlink_error(self, &rel));
-            } else if e.ty != EntryType::Dir {
-                continue;
-            } else if let Err(why) = check(&e.name) {
-                out.push_err(Error::new(self.display(&rel), ErrorKind::BadName(why)));
-            } else {
-                out.items.push(e.name);
-            }
+            Scanned::Problem(e) => out.push_err(e),
+            Scanned::Object { .. } => {}
+        });
+        if let Err(e) = scanned {
+            out.push_err(e);
         }
         out.items.sort();
         out
@@ -688,55 +656,37 @@ impl Store {
     /// The blob directories to walk, one unit of parallel work each.
     pub fn blob_prefixes(&self) -> Listing<BlobPrefix> {
         let mut out = Listing::default();
-        let algs = match self.backend.list(paths::BLOBS) {
-            Ok(Some(a)) => a,
-            Ok(None) => return out,
-            Err(e) => {
-                out.push_err(e);
-                return out;
-            }
-        };
-        for a in algs {
-            let arel = format!("{}/{}", paths::BLOBS, a.name);
-            if a.symlink {
-                out.push_err(symlink_error(self, &arel));
-                continue;
-            }
-            if a.ty != EntryType::Dir {
-                continue;
-            }
-            let Some(alg) = Algorithm::from_name(&a.name) else {
-                out.push_err(Error::new(
-                    self.display(&arel),
-                    ErrorKind::BadName("unknown digest algorithm directory".into()),
-                ));
-                continue;
-            };
-            match self.backend.list(&arel) {
-                Ok(Some(ps)) => {
-                    for p in ps {
-                        if p.symlink {
-                            out.push_err(symlink_error(self, &format!("{arel}/{}", p.name)));
-                            continue;
-                        }
-                        let ok = p.ty == EntryType::Dir
-                            && p.name.len() == 2
-                            && p.name
-                                .bytes()
-                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                        if ok {
-                            out.items.push(BlobPrefix { alg, prefix: p.name });
-                        } else if p.ty == EntryType::Dir {
-                            out.push_err(Error::new(
-                                self.display(&format!("{arel}/{}", p.name)),
-                                ErrorKind::BadName("not a two-hex-digit blob prefix directory".into()),
-                            ));
-                        }
-                    }
+        let stop = |rel: &str, depth: usize| depth == 2 || Algorithm::from_name(rel).is_none();
+        let scanned = self.scan(paths::BLOBS, &stop, false, &mut |item| match item {
+            Scanned::Prefix(key) => {
+                let rel = &key[paths::BLOBS.len() + 1..];
+                let Some((alg, prefix)) = rel.split_once('/') else {
+                    out.push_err(Error::new(
+                        self.display(&key),
+                        ErrorKind::BadName("unknown digest algorithm directory".into()),
+                    ));
+                    return;
+                };
+                let ok = prefix.len() == 2
+                    && prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                match Algorithm::from_name(alg) {
+                    Some(alg) if ok => out.items.push(BlobPrefix {
+                        alg,
+                        prefix: prefix.to_string(),
+                    }),
+                    _ => out.push_err(Error::new(
+                        self.display(&key),
+                        ErrorKind::BadName("not a two-hex-digit blob prefix directory".into()),
+                    )),
                 }
-                Ok(None) => {}
-                Err(e) => out.push_err(e),
             }
+            Scanned::Problem(e) => out.push_err(e),
+            Scanned::Object { .. } => {}
+        });
+        if let Err(e) = scanned {
+            out.push_err(e);
         }
         out.items
             .sort_by(|a, b| (a.alg, &a.prefix).cmp(&(b.alg, &b.prefix)));
@@ -748,42 +698,28 @@ impl Store {
     pub fn blob_digests_in(&self, p: &BlobPrefix) -> Listing<Digest> {
         let mut out = Listing::default();
         let dir = format!("{}/{}/{}", paths::BLOBS, p.alg.name(), p.prefix);
-        let entries = match self.backend.list(&dir) {
-            Ok(Some(e)) => e,
-            Ok(None) => return out,
-            Err(e) => {
-                out.push_err(e);
-                return out;
-            }
-        };
-        for e in entries {
-            let rel = format!("{dir}/{}", e.name);
-            if e.symlink {
-                out.push_err(symlink_error(self, &rel));
-                continue;
-            }
-            if e.ty != EntryType::Dir {
-                out.push_err(Error::other(self.display(&rel), "unexpected non-directory"));
-                continue;
-            }
-            let d = match Digest::from_parts(p.alg, &e.name) {
-                Ok(d) if e.name.starts_with(&p.prefix) => d,
-                Ok(_) => {
-                    out.push_err(Error::new(
-                        self.display(&rel),
+        let scanned = self.scan(&dir, &|_, _| true, false, &mut |item| match item {
+            Scanned::Prefix(key) => {
+                let name = &key[dir.len() + 1..];
+                match Digest::from_parts(p.alg, name) {
+                    Ok(d) if name.starts_with(&p.prefix) => out.items.push(d),
+                    Ok(_) => out.push_err(Error::new(
+                        self.display(&key),
                         ErrorKind::BadName("blob directory under the wrong prefix".into()),
-                    ));
-                    continue;
-                }
-                Err(why) => {
-                    out.push_err(Error::new(
-                        self.display(&rel),
+                    )),
+                    Err(why) => out.push_err(Error::new(
+                        self.display(&key),
                         ErrorKind::BadName(format!("not a blob directory: {why}")),
-                    ));
-                    continue;
+                    )),
                 }
-            };
-            out.items.push(d);
+            }
+            Scanned::Object { key, .. } => {
+                out.push_err(Error::other(self.display(&key), "unexpected non-directory"))
+            }
+            Scanned::Problem(e) => out.push_err(e),
+        });
+        if let Err(e) = scanned {
+            out.push_err(e);
         }
         out.items.sort();
         out
@@ -856,16 +792,20 @@ impl Store {
     /// Whether repository `repo` still has its own `_manifests`, `_layers`
     /// or `_uploads` (a nested repository beside them does not count).
     pub fn has_own_dirs(&self, repo: &str) -> Result<bool> {
-        Ok(self.backend.list(&paths::repo(repo))?.is_some_and(|es| {
-            es.iter()
-                .any(|e| matches!(e.name.as_str(), "_manifests" | "_layers" | "_uploads"))
-        }))
+        let mut own = false;
+        let dir = paths::repo(repo);
+        self.scan(&dir, &|_, _| true, false, &mut |item| {
+            if let Scanned::Prefix(key) = item {
+                own |= matches!(&key[dir.len() + 1..], "_manifests" | "_layers" | "_uploads");
+            }
+        })?;
+        Ok(own)
     }
 
-    /// The total size of the files under `rel` (or of `rel` itself), not
-    /// following symbolic links and leaving out what `skip` names; `None`
-    /// if `rel` does not exist.
-    pub fn tree_bytes(&self, rel: &str, skip: &dyn Fn(&str) -> bool) -> Result<Option<u64>> {
+    /// The total size of the objects under `rel` (or of `rel` itself),
+    /// leaving out what `skip` names (and what is below it); `None` if
+    /// nothing is there. Symbolic links and the like count nothing.
+    pub fn tree_bytes(&self, rel: &str, skip: &(dyn Fn(&str) -> bool + Sync)) -> Result<Option<u64>> {
         let Some(meta) = self.backend.stat(rel)? else {
             return Ok(None);
         };
@@ -873,17 +813,12 @@ impl Store {
             return Ok(Some(meta.size));
         }
         let mut total = 0;
-        for e in self.backend.list(rel)?.unwrap_or_default() {
-            let child = format!("{rel}/{}", e.name);
-            if e.symlink || skip(&child) {
-                continue;
+        let stop = |child: &str, _: usize| skip(&format!("{rel}/{child}"));
+        self.scan(rel, &stop, true, &mut |item| {
+            if let Scanned::Object { meta: Some(m), .. } = item {
+                total += m.size;
             }
-            match e.ty {
-                EntryType::Dir => total += self.tree_bytes(&child, skip)?.unwrap_or(0),
-                EntryType::File => total += self.backend.stat(&child)?.map_or(0, |m| m.size),
-                _ => {}
-            }
-        }
+        })?;
         Ok(Some(total))
     }
 
@@ -891,8 +826,8 @@ impl Store {
     pub fn delete(&self, rel: &str) -> Result<bool> {
         match self.backend.stat(rel)? {
             None => Ok(false),
-            Some(m) if m.is_dir => self.backend.remove_dir_all(rel),
-            Some(_) => self.backend.remove_file(rel),
+            Some(m) if m.is_dir => self.backend.delete_prefix(rel),
+            Some(_) => self.backend.delete(rel),
         }
     }
 
@@ -1049,6 +984,46 @@ mod tests {
             "{}",
             repos.errors[0]
         );
+    }
+
+    #[test]
+    fn names_give_digests_without_opening_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (a, b, c) = (
+            Digest::sha256_of(b"a"),
+            Digest::sha256_of(b"b"),
+            Digest::sha256_of(b"c"),
+        );
+        // A link, a directory whose link is gone, and a link naming another digest.
+        put(v2, &paths::revision_link("r", &a), &a.to_string());
+        fs::create_dir_all(v2.join(paths::revision_dir("r", &b))).unwrap();
+        put(v2, &paths::revision_link("r", &c), &a.to_string());
+        put(v2, &paths::layer_link("r", &a), "");
+        fs::create_dir_all(v2.join(paths::layer_dir("r", &b))).unwrap();
+        let s = Store::fs(v2);
+        let mut all = vec![a, b, c];
+        all.sort();
+        // The names alone: every directory, whatever its link says.
+        assert_eq!(s.revision_digests("r").items, all);
+        let mut ab = vec![a, b];
+        ab.sort();
+        assert_eq!(s.layer_digests("r").items, ab);
+        // One stat each: a directory without its link is no revision; a link
+        // naming another digest is the revision its path names (kept).
+        let mut ac = vec![a, c];
+        ac.sort();
+        let by_name: Vec<Digest> = s.revisions_by_name("r").items.iter().map(|r| r.digest).collect();
+        assert_eq!(by_name, ac);
+        // Reading them (reg-ls) reports the disagreement and the empty link.
+        let read = s.revisions("r");
+        assert_eq!(read.items.iter().map(|r| r.digest).collect::<Vec<_>>(), vec![a]);
+        assert!(matches!(read.errors[0].kind(), ErrorKind::BadLink(_)));
+        let links = s.layer_links("r");
+        assert!(links.items.is_empty());
+        assert!(matches!(links.errors[0].kind(), ErrorKind::BadLink(_)));
+        assert_eq!(s.link_mtime(&paths::revision_link("r", &b)).unwrap(), None);
+        assert!(s.link_mtime(&paths::revision_link("r", &a)).unwrap().is_some());
     }
 
     #[test]

@@ -1,12 +1,18 @@
 //! Storage access: the one place that touches the filesystem.
 //!
-//! Everything above this module names objects by paths relative to the
-//! registry's `docker/registry/v2` directory, `/`-separated, and built only from
-//! validated parts (digests, repository names, tags). A [`Backend`] turns them
-//! into operations. [`Fs`] is the filesystem backend; an object-store backend
-//! implements the same trait.
+//! The boundary is shaped like an object store, not like directories: a
+//! [`Backend`] offers flat scans of a key prefix ([`Backend::scan`], cut
+//! where the caller says, with sizes and mtimes when asked), reads and stats
+//! of one key, and deletions of one key, of a prefix, or of a batch. Keys are
+//! paths relative to the registry's `docker/registry/v2` directory,
+//! `/`-separated, built only from validated parts (digests, repository
+//! names, tags). What a key means is the layout's business
+//! ([`crate::layout`]). [`Fs`] is the filesystem backend: its scan walks
+//! directories in parallel and stops where it is told, so that a link whose
+//! name says everything is never opened; an object-store backend lists flat
+//! and cuts the keys the same way.
 //!
-//! Deletion is guarded here too: [`Backend::remove_file`] and friends refuse a
+//! Deletion is guarded here too: [`Backend::delete`] and friends refuse a
 //! path with `..`, an absolute path, or a path whose components include a
 //! symbolic link, so nothing outside the root can be touched through a link.
 //!
@@ -59,6 +65,23 @@ pub struct Meta {
     pub is_dir: bool,
 }
 
+/// One result of a [`Backend::scan`], keys relative to the `v2` directory.
+#[derive(Debug)]
+pub enum Scanned {
+    /// A stored object (a file), with its size and mtime if asked for.
+    Object { key: String, meta: Option<Meta> },
+    /// A key prefix the scan was told to stop at (a directory not entered).
+    Prefix(String),
+    /// Something that is neither an object nor a prefix (a symbolic link, a
+    /// FIFO, a device, an unreadable directory): never followed or opened.
+    Problem(Error),
+}
+
+/// Where a [`Backend::scan`] stops: called with each prefix below the
+/// scanned one (relative to it, `/`-separated) and its depth (1: a direct
+/// child); true reports it as a [`Scanned::Prefix`] and looks no further.
+pub type Stop<'a> = &'a (dyn Fn(&str, usize) -> bool + Sync);
+
 /// Storage operations, on paths relative to the `v2` directory.
 ///
 /// Absent objects are `Ok(None)` / `Ok(false)`, not errors: the registry tree
@@ -67,8 +90,14 @@ pub trait Backend: Send + Sync {
     /// How to show `rel` to a person: the full path.
     fn display(&self, rel: &str) -> PathBuf;
 
-    /// The entries of directory `rel`, unsorted; `None` if it does not exist.
-    fn list(&self, rel: &str) -> Result<Option<Vec<Entry>>>;
+    /// A flat scan: every object stored under the key prefix `prefix`, cut
+    /// at the prefixes `stop` names (reported as [`Scanned::Prefix`], not
+    /// looked below), in no particular order. Objects come with their size
+    /// and mtime when `meta` asks for them (an object store's listing gives
+    /// them for nothing; the filesystem stats each one). False if nothing is
+    /// stored under `prefix`. What the layout means by each key is the
+    /// layout's business ([`crate::layout`]); a backend only lists.
+    fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool>;
 
     /// Size and mtime of `rel`; `None` if it does not exist.
     fn stat(&self, rel: &str) -> Result<Option<Meta>>;
@@ -90,14 +119,25 @@ pub trait Backend: Send + Sync {
     /// A reader over `rel`, for content too large to read at once.
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
-    /// Deletes file `rel`; false if it was already gone.
-    fn remove_file(&self, rel: &str) -> Result<bool>;
+    /// Deletes the object `key`; false if it was already gone.
+    fn delete(&self, key: &str) -> Result<bool>;
 
-    /// Deletes directory `rel` and everything in it; false if already gone.
-    fn remove_dir_all(&self, rel: &str) -> Result<bool>;
+    /// Deletes every object under the key prefix `prefix` (on the
+    /// filesystem: the directory and all in it); false if nothing was there.
+    fn delete_prefix(&self, prefix: &str) -> Result<bool>;
+
+    /// Deletes the objects `keys`, in one request where the backend can
+    /// (an object store's multi-object delete); one result per key.
+    fn delete_batch(&self, keys: &[String]) -> Vec<Result<bool>> {
+        keys.iter().map(|k| self.delete(k)).collect()
+    }
 
     /// Deletes directory `rel` if it is empty; false if absent or not empty.
-    fn remove_empty_dir(&self, rel: &str) -> Result<bool>;
+    /// Object stores have no directories: nothing to do.
+    fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
+        let _ = rel;
+        Ok(false)
+    }
 
     /// Writes a small file `rel` (creating its parent directories) unless it
     /// exists; false if it was there already. reg-rm writes back `_layers`
@@ -109,7 +149,7 @@ pub trait Backend: Send + Sync {
     fn move_to_trash(&self, rel: &str, trash: &Path) -> Result<bool>;
 
     /// Checks, without changing anything, that `rel` could be removed: the
-    /// same refusals as [`Backend::remove_dir_all`] (for dry runs).
+    /// same refusals as [`Backend::delete_prefix`] (for dry runs).
     fn check_removable(&self, rel: &str) -> Result<()> {
         let _ = rel;
         Ok(())
@@ -304,54 +344,77 @@ impl Fs {
         }
     }
 
-    /// Checks that `rel` is a plain relative path and that no component of it,
-    /// the last included, is a symbolic link. Used before every change.
-    fn check_mutable(&self, rel: &str) -> Result<PathBuf> {
-        let refuse = |why: &str| Err(Error::other(self.path(rel), format!("refusing to change: {why}")));
-        if rel.is_empty() {
-            return refuse("the storage root itself");
-        }
-        for c in Path::new(rel).components() {
-            if !matches!(c, Component::Normal(_)) {
-                return refuse("not a plain path below the storage root");
+    /// One directory of a scan (and, in parallel, the ones below it):
+    /// `base` is the scanned prefix, `rel` this directory below it.
+    fn scan_dir(
+        &self,
+        base: &str,
+        rel: &str,
+        depth: usize,
+        entries: Vec<Entry>,
+        stop: Stop,
+        meta: bool,
+    ) -> Vec<Scanned> {
+        use rayon::prelude::*;
+        let join = |a: &str, b: &str| {
+            if a.is_empty() {
+                b.to_string()
+            } else {
+                format!("{a}/{b}")
             }
-        }
-        let mut p = self.v2.clone();
-        for c in rel.split('/') {
-            p.push(c);
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Error::other(
-                        &p,
-                        format!(
-                            "refusing to change {}: path goes through a symbolic link",
-                            self.path(rel).display()
-                        ),
-                    ))
+        };
+        let mut out = Vec::new();
+        let mut below = Vec::new();
+        for e in entries {
+            let child = join(rel, &e.name);
+            let key = join(base, &child);
+            if e.symlink {
+                out.push(Scanned::Problem(Error::new(self.path(&key), ErrorKind::Symlink)));
+            } else if e.ty == EntryType::Dir {
+                if stop(&child, depth) {
+                    out.push(Scanned::Prefix(key));
+                } else {
+                    below.push(child);
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e) => return Err(Error::io(&p, e)),
+            } else if e.ty == EntryType::File {
+                let m = if meta {
+                    match self.stat(&key) {
+                        Ok(Some(m)) => Some(m),
+                        // Gone since it was listed.
+                        Ok(None) => continue,
+                        Err(err) => {
+                            out.push(Scanned::Problem(err));
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                out.push(Scanned::Object { key, meta: m });
+            } else {
+                // A FIFO, socket or device: lstat says which; never opened.
+                let err = match self.stat(&key) {
+                    Err(err) => err,
+                    Ok(_) => Error::new(self.path(&key), ErrorKind::NotRegular("a file of another type")),
+                };
+                out.push(Scanned::Problem(err));
             }
         }
-        Ok(self.path(rel))
-    }
-}
-
-fn not_found<T>(r: io::Result<T>, path: &Path) -> Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
-impl Backend for Fs {
-    fn display(&self, rel: &str) -> PathBuf {
-        self.path(rel)
+        let deeper: Vec<Vec<Scanned>> = below
+            .par_iter()
+            .map(|child| match self.list(&join(base, child)) {
+                Ok(Some(es)) => self.scan_dir(base, child, depth + 1, es, stop, meta),
+                Ok(None) => Vec::new(),
+                Err(e) => vec![Scanned::Problem(e)],
+            })
+            .collect();
+        out.extend(deeper.into_iter().flatten());
+        out
     }
 
-    fn list(&self, rel: &str) -> Result<Option<Vec<Entry>>> {
+    /// The entries of directory `rel`, unsorted, without following
+    /// symbolic links; `None` if it does not exist.
+    pub fn list(&self, rel: &str) -> Result<Option<Vec<Entry>>> {
         let path = self.path(rel);
         let Some(fd) = self.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY)? else {
             return Ok(None);
@@ -399,6 +462,63 @@ impl Backend for Fs {
         Ok(Some(out))
     }
 
+    /// Checks that `rel` is a plain relative path and that no component of it,
+    /// the last included, is a symbolic link. Used before every change.
+    fn check_mutable(&self, rel: &str) -> Result<PathBuf> {
+        let refuse = |why: &str| Err(Error::other(self.path(rel), format!("refusing to change: {why}")));
+        if rel.is_empty() {
+            return refuse("the storage root itself");
+        }
+        for c in Path::new(rel).components() {
+            if !matches!(c, Component::Normal(_)) {
+                return refuse("not a plain path below the storage root");
+            }
+        }
+        let mut p = self.v2.clone();
+        for c in rel.split('/') {
+            p.push(c);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::other(
+                        &p,
+                        format!(
+                            "refusing to change {}: path goes through a symbolic link",
+                            self.path(rel).display()
+                        ),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(Error::io(&p, e)),
+            }
+        }
+        Ok(self.path(rel))
+    }
+}
+
+fn not_found<T>(r: io::Result<T>, path: &Path) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+impl Backend for Fs {
+    fn display(&self, rel: &str) -> PathBuf {
+        self.path(rel)
+    }
+
+    fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
+        let Some(entries) = self.list(prefix)? else {
+            return Ok(false);
+        };
+        for item in self.scan_dir(prefix, "", 1, entries, stop, meta) {
+            visit(item);
+        }
+        Ok(true)
+    }
+
     /// `lstat`: a symbolic link (last component) is an error of kind
     /// [`ErrorKind::Symlink`], a FIFO, socket or device one of kind
     /// [`ErrorKind::NotRegular`]; one system call.
@@ -443,12 +563,12 @@ impl Backend for Fs {
             .map(|(f, _)| Box::new(f) as Box<dyn Read + Send>))
     }
 
-    fn remove_file(&self, rel: &str) -> Result<bool> {
+    fn delete(&self, rel: &str) -> Result<bool> {
         let path = self.check_mutable(rel)?;
         Ok(not_found(fs::remove_file(&path), &path)?.is_some())
     }
 
-    fn remove_dir_all(&self, rel: &str) -> Result<bool> {
+    fn delete_prefix(&self, rel: &str) -> Result<bool> {
         let path = self.check_mutable(rel)?;
         Ok(not_found(fs::remove_dir_all(&path), &path)?.is_some())
     }
@@ -595,10 +715,10 @@ mod tests {
             "blobs/../../outside/precious",
             "blobs/evil/precious",
         ] {
-            assert!(fs_.remove_file(rel).is_err(), "{rel} was not refused");
+            assert!(fs_.delete(rel).is_err(), "{rel} was not refused");
         }
         assert!(outside.join("precious").exists());
-        assert!(fs_.remove_dir_all("blobs/evil").is_err());
+        assert!(fs_.delete_prefix("blobs/evil").is_err());
         assert!(outside.join("precious").exists());
     }
 
@@ -609,7 +729,7 @@ mod tests {
         assert!(fs_.list("nope").unwrap().is_none());
         assert!(fs_.stat("nope").unwrap().is_none());
         assert!(fs_.read("nope", 10).unwrap().is_none());
-        assert!(!fs_.remove_file("nope").unwrap());
+        assert!(!fs_.delete("nope").unwrap());
         assert!(!fs_.remove_empty_dir("nope").unwrap());
     }
 
@@ -654,7 +774,7 @@ mod tests {
         fs::write(outside.join("precious"), b"x").unwrap();
         std::os::unix::fs::symlink(&outside, v2.join("blobs/x/link")).unwrap();
         let fs_ = Fs::new(&v2);
-        assert!(fs_.remove_dir_all("blobs/x").unwrap());
+        assert!(fs_.delete_prefix("blobs/x").unwrap());
         assert!(!v2.join("blobs/x").exists());
         assert!(outside.join("precious").exists());
     }

@@ -549,3 +549,170 @@ pub fn check_trash(store: &Store, trash: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mark::{Asked, Exclusions};
+    use crate::testutil::*;
+    use std::fs;
+
+    fn cfg(min_age: Duration) -> Config {
+        Config {
+            min_age,
+            ..Config::default()
+        }
+    }
+
+    fn mark(store: &Store, excl: &Exclusions, revs: &BTreeSet<(String, Digest)>) -> Mark {
+        let asked = Asked {
+            blobs: &BTreeSet::new(),
+            revisions: revs,
+        };
+        Mark::compute(store, excl, asked, &Messages::muted("test")).unwrap()
+    }
+
+    #[test]
+    fn a_layer_link_stays_while_its_blob_is_stored_or_missing_or_the_link_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (_, c, _) = image(v2, "app", Some("v1"), "one");
+        let gone = Digest::sha256_of(b"gone");
+        link(v2, &paths::layer_link("app", &gone), &gone);
+        let hollow = Digest::sha256_of(b"hollow");
+        fs::create_dir_all(v2.join(paths::layer_dir("app", &hollow))).unwrap();
+        age(v2, DAY);
+        let store = Store::fs(v2);
+        let msgs = Messages::muted("test");
+        let (strict, broken_ok) = (
+            cfg(Duration::ZERO),
+            Config {
+                accept_broken: true,
+                ..cfg(Duration::ZERO)
+            },
+        );
+        let g = Guard {
+            store: &store,
+            cfg: &strict,
+            msgs: &msgs,
+        };
+        assert!(matches!(g.layer("app", c, true, false), Verdict::Kept(w) if w.contains("still stored")));
+        // Its blob goes in this run: the link goes with it.
+        assert_eq!(g.layer("app", c, false, false), Verdict::Go);
+        assert!(
+            matches!(g.layer("app", gone, true, false), Verdict::Kept(w) if w.contains("--accept-broken"))
+        );
+        assert_eq!(g.layer("app", gone, true, true), Verdict::Kept(UNSTABLE.into()));
+        assert_eq!(g.layer("app", hollow, true, false), Verdict::AbsentWithLeftovers);
+        let g = Guard {
+            store: &store,
+            cfg: &broken_ok,
+            msgs: &msgs,
+        };
+        assert_eq!(g.layer("app", gone, true, false), Verdict::Go);
+        // A young link stays whatever its blob.
+        link(v2, &paths::layer_link("app", &gone), &gone);
+        let young = cfg(Duration::from_secs(3600));
+        let g = Guard {
+            store: &store,
+            cfg: &young,
+            msgs: &msgs,
+        };
+        assert!(matches!(g.layer("app", gone, false, false), Verdict::Kept(w) if w.contains("younger")));
+        // Nothing was changed by any of it.
+        assert!(v2.join(paths::layer_link("app", &gone)).is_file());
+        assert!(v2.join(paths::layer_dir("app", &hollow)).is_dir());
+    }
+
+    #[test]
+    fn a_revision_stays_while_reached_broken_young_or_without_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (a, _, _) = image(v2, "lib", None, "amd64");
+        index(v2, "lib", "latest", &[a]);
+        let (old, _, _) = image(v2, "lib", None, "old");
+        let (bare, _, _) = image(v2, "lib", None, "data gone");
+        age(v2, DAY);
+        fs::remove_dir_all(v2.join(paths::blob_dir(&bare))).unwrap();
+        let store = Store::fs(v2);
+        let msgs = Messages::muted("test");
+        let named: BTreeSet<(String, Digest)> =
+            [a, old, bare].iter().map(|d| ("lib".to_string(), *d)).collect();
+        let excl = Exclusions {
+            tags: HashSet::new(),
+            revisions: named.iter().cloned().collect(),
+        };
+        let m = mark(&store, &excl, &named);
+        let c = cfg(Duration::ZERO);
+        let g = Guard {
+            store: &store,
+            cfg: &c,
+            msgs: &msgs,
+        };
+        assert!(matches!(g.revision("lib", a, &m), Verdict::Kept(w) if w.contains("a child of index")));
+        assert_eq!(g.revision("lib", old, &m), Verdict::Go);
+        assert!(matches!(g.revision("lib", bare, &m), Verdict::Kept(w) if w.contains("data is missing")));
+        let gone = Digest::sha256_of(b"never pushed");
+        assert_eq!(g.revision("lib", gone, &m), Verdict::AbsentWithLeftovers);
+        let young = cfg(Duration::from_secs(3 * 86400));
+        let g = Guard {
+            store: &store,
+            cfg: &young,
+            msgs: &msgs,
+        };
+        assert!(matches!(g.revision("lib", old, &m), Verdict::Kept(w) if w.contains("younger")));
+    }
+
+    #[test]
+    fn a_repository_goes_only_when_nothing_is_left_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (m, _, _) = image(v2, "app", Some("v1"), "one");
+        age(v2, DAY);
+        let store = Store::fs(v2);
+        let msgs = Messages::muted("test");
+        let c = cfg(Duration::ZERO);
+        let g = Guard {
+            store: &store,
+            cfg: &c,
+            msgs: &msgs,
+        };
+        let mut removed = Removed::default();
+        assert!(matches!(g.repo("app", &removed), Verdict::Kept(w) if w.contains("tag \"v1\"")));
+        removed.tags.insert(("app".into(), "v1".into()));
+        assert!(matches!(g.repo("app", &removed), Verdict::Kept(w) if w.contains(&format!("revision {m}"))));
+        removed.revisions.insert(("app".into(), m));
+        assert_eq!(g.repo("app", &removed), Verdict::Go);
+        assert_eq!(g.repo("nope", &removed), Verdict::Absent);
+    }
+
+    #[test]
+    fn a_tag_that_moved_or_is_young_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (m, _, _) = image(v2, "app", Some("v1"), "one");
+        age(v2, DAY);
+        let store = Store::fs(v2);
+        let msgs = Messages::muted("test");
+        let c = cfg(Duration::ZERO);
+        let g = Guard {
+            store: &store,
+            cfg: &c,
+            msgs: &msgs,
+        };
+        assert_eq!(g.tag("app", "v1", None), (Verdict::Go, Some(m)));
+        assert_eq!(g.tag("app", "v1", Some(m)), (Verdict::Go, Some(m)));
+        let other = Digest::sha256_of(b"other");
+        assert!(matches!(g.tag("app", "v1", Some(other)).0, Verdict::Kept(w) if w.contains("now points at")));
+        assert_eq!(g.tag("app", "nope", None).0, Verdict::Absent);
+        assert_eq!(g.tag_moved("app", "v1", Some(m)), None);
+        assert_eq!(g.tag_moved("app", "v1", Some(other)), Some(m));
+        let young = cfg(Duration::from_secs(3 * 86400));
+        let g = Guard {
+            store: &store,
+            cfg: &young,
+            msgs: &msgs,
+        };
+        assert!(matches!(g.tag("app", "v1", None).0, Verdict::Kept(w) if w.contains("younger")));
+    }
+}
