@@ -20,6 +20,8 @@
 #   --no-registry   skip the registry's GC
 #   --drop-caches   drop the kernel's caches before warming (root only), so a
 #                   tree larger than what fits does not compete with stale cache
+#   --syscalls      also count each tool's system calls with strace -f -c
+#                   (one extra run each, not timed) and print them per stored file
 #   --out FILE      also append the markdown table to FILE
 #
 # Each tree: one untimed `find` and one untimed run of our pipeline warm the
@@ -46,6 +48,7 @@ runs=3
 gc_timeout=900
 registry=1
 drop_caches=0
+syscalls=0
 out_file=
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
     --gc-timeout) gc_timeout=${2:?--gc-timeout SECS}; shift 2 ;;
     --no-registry) registry=0; shift ;;
     --drop-caches) drop_caches=1; shift ;;
+    --syscalls) syscalls=1; shift ;;
     --out) out_file=${2:?--out FILE}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
@@ -87,8 +91,16 @@ if [ "$registry" = 1 ] && ! command -v docker-registry >/dev/null; then
   registry=0
 fi
 
+if [ "$syscalls" = 1 ] && ! command -v strace >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    note "installing strace"; apt-get install -y -qq strace >/dev/null 2>&1 || true
+  fi
+  command -v strace >/dev/null || { note "no strace: system calls not counted"; syscalls=0; }
+fi
+
 note "building (release)"
-(cd "$repo" && cargo build --release -q -p reg-refs -p reg-orphans -p reg-core --example gen_tree)
+# The tools, then the generator: naming an example alone would build only it.
+(cd "$repo" && cargo build --release -q -p reg-refs -p reg-orphans && cargo build --release -q -p reg-core --example gen_tree)
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 [ -d "$bin" ] || bin=$repo/target/release
 gen=$bin/examples/gen_tree
@@ -198,6 +210,7 @@ EOF
 
 # ---- output --------------------------------------------------------------------
 table=$work/table.md
+sys_table=$work/syscalls.md; : >"$sys_table"
 {
   echo "| blobs | many-tags repo tags | files | what | wall s | CPU s | peak RSS MiB | RSS bytes/blob | wall / find | wall / registry |"
   echo "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
@@ -256,6 +269,19 @@ for n in "${blobs_list[@]}"; do
     fi
     g_ratio=$gw; [ "$gs" = ok ] || g_ratio=na
 
+    if [ "$syscalls" = 1 ]; then
+      note "$name: counting system calls"
+      "$bin/reg-refs" -q --tagged-only "$root" >"$work/refs.out"
+      strace -f -c -o "$work/st-refs" "$bin/reg-refs" -q --tagged-only "$root" >/dev/null
+      strace -f -c -o "$work/st-orphans" "$bin/reg-orphans" -q "$root" <"$work/refs.out" >/dev/null
+      for tool in refs orphans; do
+        f=$work/st-$tool
+        calls() { awk -v want="$1" 'BEGIN { n = split(want, w, ","); for (i = 1; i <= n; i++) k[w[i]] = 1 } ($NF in k) { s += $4 } END { print s + 0 }' "$f"; }
+        all=$(awk '$NF == "total" { print $4 }' "$f")
+        echo "| $n | $files | reg-$tool | $all | $(calc "$all / $files" 2) | $(calls openat,openat2,open) | $(calls statx,newfstatat,fstat,lstat,stat) | $(calls read,pread64) | $(calls getdents64) |" >>"$sys_table"
+      done
+    fi
+
     row() { # what wall cpu rss
       echo "| $n | $mtags | $files | $1 | $2 | $3 | $(mib "$4") | $(per_blob "$4" "$stored") | $(ratio "$2" "$fw") | $(ratio "$2" "$g_ratio") |"
     }
@@ -272,6 +298,17 @@ for n in "${blobs_list[@]}"; do
     } >>"$table"
   done
 done
+
+if [ "$syscalls" = 1 ]; then
+  {
+    echo
+    echo "System calls (strace -f -c), reg-refs --tagged-only and reg-orphans on its output:"
+    echo
+    echo "| blobs | files | tool | system calls | per stored file | open | stat | read | getdents64 |"
+    echo "|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+    cat "$sys_table"
+  } >>"$table"
+fi
 
 echo
 echo "Stored blobs per tree: see gen-tree.json; machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; best of $runs runs for find and ours."
