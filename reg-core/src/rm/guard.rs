@@ -409,16 +409,18 @@ impl Guard<'_> {
             }
             failed
         };
-        let tags = self.store.tag_names(repo);
-        if let Some(t) = tags
-            .items
-            .iter()
-            .find(|t| !removed.tags.contains(&(repo.to_string(), t.to_string())))
-        {
-            return Verdict::Kept(format!("it still has tag {t:?}"));
-        }
-        if listing_failed(tags.errors) {
-            return Verdict::Kept("cannot read its tags (see errors)".into());
+        // What is left of one kind once this run's removals are counted.
+        let left = |what: &str, l: crate::layout::Listing<String>, gone: &dyn Fn(&str) -> bool| {
+            if let Some(x) = l.items.iter().find(|x| !gone(x)) {
+                return Some(Verdict::Kept(format!("it still has {what} {x:?}")));
+            }
+            listing_failed(l.errors).then(|| Verdict::Kept(format!("cannot read its {what}s (see errors)")))
+        };
+        let key = |x: &str| (repo.to_string(), x.to_string());
+        if let Some(v) = left("tag", self.store.tag_names(repo), &|t| {
+            removed.tags.contains(&key(t))
+        }) {
+            return v;
         }
         let revs = self.store.revisions_by_name(repo);
         if listing_failed(revs.errors) {
@@ -431,16 +433,10 @@ impl Guard<'_> {
         {
             return Verdict::Kept(format!("it still has revision {}", r.digest));
         }
-        let ups = self.store.upload_ids(repo);
-        if let Some(u) = ups
-            .items
-            .iter()
-            .find(|u| !removed.uploads.contains(&(repo.to_string(), u.to_string())))
-        {
-            return Verdict::Kept(format!("it still has upload {u:?}"));
-        }
-        if listing_failed(ups.errors) {
-            return Verdict::Kept("cannot read its uploads (see errors)".into());
+        if let Some(v) = left("upload", self.store.upload_ids(repo), &|u| {
+            removed.uploads.contains(&key(u))
+        }) {
+            return v;
         }
         let layers = self.store.layer_digests(repo);
         if listing_failed(layers.errors) {
