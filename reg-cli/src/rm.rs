@@ -94,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fail_after,
         now: SystemTime::now(),
         after_links: None,
+        after_revisions: None,
     };
     let mut out = args.common.out();
     let mut live = Live::start("reg-rm", &msgs);

@@ -188,6 +188,14 @@ impl<'a> Deleter<'a> {
         }
     }
 
+    /// Writes back the link of revision `d` of `repo` (removed by this run,
+    /// live again).
+    pub(super) fn restore_revision(&self, repo: &str, d: Digest) -> crate::Result<()> {
+        self.store
+            .write_link(&paths::revision_link(repo, &d), &d)
+            .map(|_| ())
+    }
+
     /// Writes back the `_layers` links to `d` this run removed (listed in
     /// `link_recs`); the repositories they are back in.
     pub(super) fn restore_links(&self, d: Digest, link_recs: &[Option<RmRecord>]) -> Vec<String> {

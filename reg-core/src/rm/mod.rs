@@ -136,6 +136,9 @@ pub struct Config {
     /// Test hook: runs once the `_layers` links of the doomed blobs are
     /// removed, before the run looks again (tests push there).
     pub after_links: Option<Hook>,
+    /// Test hook: runs once the revisions are removed, before the run looks
+    /// again (tests push there).
+    pub after_revisions: Option<Hook>,
 }
 
 /// A test hook (see [`Config::after_links`]).
@@ -158,6 +161,7 @@ impl Default for Config {
             fail_after: None,
             now: SystemTime::now(),
             after_links: None,
+            after_revisions: None,
         }
     }
 }

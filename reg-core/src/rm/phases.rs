@@ -115,7 +115,7 @@ impl<'a> Runner<'a> {
 
         // 2. Revisions the mark does not reach, with their tag index entries.
         let revs: Vec<_> = input.revisions.iter().collect();
-        let recs: Vec<_> = match &mark {
+        let mut recs: Vec<_> = match &mark {
             Some(m) => revs
                 .par_iter()
                 .map(|(repo, d)| self.rm_revision(repo, *d, m))
@@ -128,34 +128,24 @@ impl<'a> Runner<'a> {
                 rec.digest.expect("revision digest"),
             ));
         }
-        self.emit(w, &recs, Some("layer link"))?;
 
         // The roots may have changed since the mark (pushes, or revisions
-        // this run could not remove): mark again until they hold still.
-        let mut unstable = false;
-        if let Some(m) = mark
-            .as_mut()
-            .filter(|_| !input.blobs.is_empty() || !input.layers.is_empty())
-        {
-            let excl = Exclusions {
-                tags: removed.tags.clone(),
-                revisions: removed.revisions.clone(),
-            };
-            let muted = Messages::muted("reg-rm");
-            let stop = |e: anyhow::Error| Stopped {
-                why: format!("the tree could not be read again before deleting blobs: {e:#}"),
-                before: Some("layer link"),
-            };
-            let mut tries = 0;
-            while !m.still_valid(self.store(), &excl, &muted).map_err(stop)? {
-                if tries == MARK_TRIES {
-                    unstable = true;
-                    break;
-                }
-                tries += 1;
-                m.again(self.store(), &excl, asked, &muted).map_err(stop)?;
-            }
+        // this run could not remove): mark again until they hold still. A
+        // revision removed after a push made it live again (an index pushed
+        // between the first look and the removal: the registry accepted it
+        // while the child's link was there) gets its link back.
+        if let Some(hook) = &self.guard.cfg.after_revisions {
+            (hook.0)();
         }
+        let looked = match mark.as_mut() {
+            Some(m) => self.look_again(m, &mut removed, &mut recs, asked),
+            None => Ok(false),
+        };
+        self.emit(w, &recs, Some("layer link"))?;
+        let unstable = looked.map_err(|e| Stopped {
+            why: format!("the tree could not be read again before deleting blobs: {e:#}"),
+            before: Some("layer link"),
+        })?;
 
         // 3. Decide the blobs, then remove their links and the links named.
         let mut blob_recs: Vec<RmRecord> = Vec::new();
@@ -321,6 +311,62 @@ impl<'a> Runner<'a> {
             .into());
         }
         Ok(())
+    }
+
+    /// Marks again until the roots hold still (false: they did), then
+    /// writes back the links of removed revisions the mark reaches now, and
+    /// looks again. True if the roots kept changing.
+    fn look_again(
+        &self,
+        m: &mut Mark,
+        removed: &mut Removed,
+        recs: &mut [Option<RmRecord>],
+        asked: Asked,
+    ) -> anyhow::Result<bool> {
+        let muted = Messages::muted("reg-rm");
+        loop {
+            let excl = Exclusions {
+                tags: removed.tags.clone(),
+                revisions: removed.revisions.clone(),
+            };
+            let mut tries = 0;
+            while !m.still_valid(self.store(), &excl, &muted)? {
+                if tries == MARK_TRIES {
+                    return Ok(true);
+                }
+                tries += 1;
+                m.again(self.store(), &excl, asked, &muted)?;
+            }
+            if self.guard.dry_run() {
+                return Ok(false);
+            }
+            let back: Vec<(String, Digest, String)> = removed
+                .revisions
+                .iter()
+                .filter_map(|(r, d)| m.revision(r, d).map(|why| (r.clone(), *d, why.to_string())))
+                .collect();
+            if back.is_empty() {
+                return Ok(false);
+            }
+            for (repo, d, why) in back {
+                let mut note = format!("live again during this run ({why})");
+                match self.act.restore_revision(&repo, d) {
+                    Ok(()) => note.push_str("; its revision link was written back"),
+                    Err(e) => {
+                        self.guard.msgs.error(e);
+                        note.push_str("; writing its revision link back failed (see errors)");
+                    }
+                }
+                removed.revisions.remove(&(repo.clone(), d));
+                for r in recs.iter_mut() {
+                    if r.as_ref()
+                        .is_some_and(|r| r.repo.as_deref() == Some(repo.as_str()) && r.digest == Some(d))
+                    {
+                        *r = Some(RmRecord::new("revision").repo(&repo).digest(d).kept(note.clone()));
+                    }
+                }
+            }
+        }
     }
 
     fn rm_revision(&self, repo: &str, d: Digest, mark: &Mark) -> Option<RmRecord> {

@@ -932,6 +932,66 @@ fn trash_must_be_new_or_empty_outside_and_not_around_the_root_on_its_filesystem(
 }
 
 #[test]
+fn an_index_pushed_while_its_children_go_gets_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().to_path_buf();
+    image(&v2, "lib", Some("old"), "keep");
+    // Children pushed by digest (as a client does before the index), named
+    // as orphans by a list made before the index arrived.
+    let (a, ac, al) = image(&v2, "lib", None, "amd64");
+    let (b, bc, bl) = image(&v2, "lib", None, "arm64");
+    age(&v2, DAY);
+    let input = format!(
+        "{{\"kind\":\"revision\",\"repo\":\"lib\",\"digest\":\"{a}\"}}\n\
+         {{\"kind\":\"revision\",\"repo\":\"lib\",\"digest\":\"{b}\"}}\n{a}\n{ac}\n{al}\n{b}\n{bc}\n{bl}\n"
+    );
+    // The index lands after reg-rm's first look, before it removes them.
+    let at = v2.clone();
+    let hook = Hook(std::sync::Arc::new(move || {
+        // The registry accepted it while the children's links were there:
+        // write it as it would have.
+        index(&at, "lib", "latest", &[a, b]);
+    }));
+    let r = rm(
+        &v2,
+        &input,
+        &Config {
+            after_revisions: Some(hook),
+            ..cfg(Duration::ZERO)
+        },
+    );
+    r.result.as_ref().unwrap();
+    for d in [a, b] {
+        assert_eq!(r.action("revision", &[("digest", &d.to_string())]), "kept", "{d}");
+        assert!(
+            v2.join(paths::revision_link("lib", &d)).is_file(),
+            "{d}: link written back"
+        );
+    }
+    let why = r.recs[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("live again during this run") && why.contains("written back"),
+        "{why}"
+    );
+    for d in [a, ac, al, b, bc, bl] {
+        assert_eq!(r.action("blob", &[("digest", &d.to_string())]), "kept", "{d}");
+        assert!(v2.join(paths::blob_data(&d)).is_file());
+    }
+    // The tree passes the mark whole: every child and its blobs reached.
+    let m = Mark::compute(
+        &Store::fs(&v2),
+        &Exclusions::default(),
+        Asked {
+            blobs: &[a, ac, al, b, bc, bl].into(),
+            revisions: &[("lib".to_string(), a), ("lib".to_string(), b)].into(),
+        },
+        &Messages::muted("test"),
+    )
+    .unwrap();
+    assert!(m.complete() && m.revision("lib", &a).is_some() && m.blob(&bl).is_some());
+}
+
+#[test]
 fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = dir.path().to_path_buf();
