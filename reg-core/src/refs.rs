@@ -25,13 +25,14 @@
 //! edges of a repository are computed only when it is written (and dropped
 //! after): what stays in memory is the roots and the packed manifests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
 
-use crate::digest::{Digest, Prehashed};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind};
 use crate::layout::{check_repo_name, paths, Store};
 use crate::manifest;
@@ -153,14 +154,15 @@ impl Graph {
         self.roots.iter().flat_map(move |r| {
             let name = &r.repo;
             let edges = edges_of(&walk(r, &self.cache), &self.cache);
-            let tags = r.tags().map(move |(tag, digest)| RefRecord::Tag {
+            let cache = &self.cache;
+            let tags = r.tags().map(move |(tag, id)| RefRecord::Tag {
                 repo: name.clone(),
                 tag: tag.to_string(),
-                digest,
+                digest: cache.digest(id),
             });
-            let revs = r.revision_roots().map(move |digest| RefRecord::Revision {
+            let revs = r.revision_roots().map(move |id| RefRecord::Revision {
                 repo: name.clone(),
-                digest,
+                digest: cache.digest(id),
             });
             let edges = edges.into_iter().map(move |e| edge_record(name, &e));
             tags.chain(revs).chain(edges)
@@ -174,8 +176,11 @@ impl Graph {
             .iter()
             .map(|r| RepoGraph {
                 repo: r.repo.clone(),
-                tags: r.tags().map(|(t, d)| (t.to_string(), d)).collect(),
-                revisions: r.revision_roots().collect(),
+                tags: r
+                    .tags()
+                    .map(|(t, id)| (t.to_string(), self.cache.digest(id)))
+                    .collect(),
+                revisions: r.revision_roots().map(|id| self.cache.digest(id)).collect(),
                 edges: edges_of(&walk(r, &self.cache), &self.cache),
             })
             .collect()
@@ -240,8 +245,10 @@ pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>) -> std::io::Result<()> {
 
 // A packed entry: a tag byte (a code in the low bits, `SHA512` if the digest
 // is a sha512 one, `SIZED` if a size follows), the digest's raw bytes (32 or
-// 64), then the size as a LEB128 varint. About 41 bytes for a sha256 layer
-// instead of the 88 of a `(EdgeKind, Digest, Option<u64>)`.
+// 64), then the size as a LEB128 varint. About 36 bytes for a sha256 layer
+// instead of the 152 of an [`Edge`]. In the cache's arena, the entries that
+// name manifests (children, subject) hold a 4-byte manifest id instead of
+// the digest.
 const CODE_MASK: u8 = 0x0f;
 const SHA512: u8 = 0x10;
 const SIZED: u8 = 0x20;
@@ -250,8 +257,6 @@ const CHILD: u8 = 0;
 const CONFIG: u8 = 1;
 const LAYER: u8 = 2;
 const SUBJECT: u8 = 3;
-/// Never a tag byte of an entry: marks a manifest still to load.
-const PENDING: u8 = 0xff;
 
 fn pack(buf: &mut Vec<u8>, code: u8, d: &Digest, size: Option<u64>) {
     let mut tag = code;
@@ -263,12 +268,44 @@ fn pack(buf: &mut Vec<u8>, code: u8, d: &Digest, size: Option<u64>) {
     }
     buf.push(tag);
     buf.extend_from_slice(d.bytes());
-    if let Some(mut s) = size {
-        while s >= 0x80 {
-            buf.push((s as u8 & 0x7f) | 0x80);
-            s >>= 7;
+    if let Some(s) = size {
+        put_varint(buf, s);
+    }
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Reads a LEB128 varint off the front of `rest`.
+fn take_varint(rest: &mut &[u8]) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let (&b, r) = rest.split_first().expect("a complete varint");
+        *rest = r;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return v;
         }
-        buf.push(s as u8);
+        shift += 7;
+    }
+}
+
+/// Reads a packed digest (after its tag byte) off the front of `rest`.
+fn take_digest(tag: u8, rest: &mut &[u8]) -> Digest {
+    if tag & SHA512 != 0 {
+        let (b, r) = rest.split_at(64);
+        *rest = r;
+        Digest::Sha512(b.try_into().expect("64 bytes"))
+    } else {
+        let (b, r) = rest.split_at(32);
+        *rest = r;
+        Digest::Sha256(b.try_into().expect("32 bytes"))
     }
 }
 
@@ -279,30 +316,9 @@ impl Iterator for Unpack<'_> {
     type Item = (u8, Digest, Option<u64>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (&tag, rest) = self.0.split_first()?;
-        let (d, mut rest) = if tag & SHA512 != 0 {
-            let (b, r) = rest.split_at(64);
-            (Digest::Sha512(b.try_into().expect("64 bytes")), r)
-        } else {
-            let (b, r) = rest.split_at(32);
-            (Digest::Sha256(b.try_into().expect("32 bytes")), r)
-        };
-        let size = if tag & SIZED != 0 {
-            let mut v = 0u64;
-            let mut shift = 0;
-            loop {
-                let (&b, r) = rest.split_first().expect("a complete varint");
-                rest = r;
-                v |= u64::from(b & 0x7f) << shift;
-                if b & 0x80 == 0 {
-                    break;
-                }
-                shift += 7;
-            }
-            Some(v)
-        } else {
-            None
-        };
+        let (&tag, mut rest) = self.0.split_first()?;
+        let d = take_digest(tag, &mut rest);
+        let size = (tag & SIZED != 0).then(|| take_varint(&mut rest));
         self.0 = rest;
         Some((tag & CODE_MASK, d, size))
     }
@@ -310,60 +326,86 @@ impl Iterator for Unpack<'_> {
 
 // ---- manifests ------------------------------------------------------------
 
-/// What the graph keeps of a parsed manifest, packed: its subject, then its
-/// children (index entries to follow), then its config, layers and other
-/// blobs in document order — each (kind, target) once, as it is printed.
-#[derive(Debug)]
-struct Node(Box<[u8]>);
+/// A manifest id: an index into the cache's sha256 keys or, with [`ID512`]
+/// set, into its sha512 keys.
+type Id = u32;
+const ID512: Id = 1 << 31;
 
-impl Node {
-    fn entries(&self) -> Unpack<'_> {
-        Unpack(&self.0)
-    }
+/// One entry of a parsed manifest in the cache's arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item {
+    /// An index entry (or a descriptor whose media type says manifest).
+    Child(Id),
+    Subject(Id),
+    /// A config (code [`CONFIG`]) or a layer or other blob ([`LAYER`]).
+    Blob(u8, Digest, Option<u64>),
+}
 
-    fn subject(&self) -> Option<Digest> {
-        self.entries().find(|e| e.0 == SUBJECT).map(|e| e.1)
-    }
+/// The entries of a parsed manifest, as stored in the arena.
+#[derive(Clone, Copy)]
+struct Node<'a>(&'a [u8]);
 
-    fn children(&self) -> impl Iterator<Item = Digest> + '_ {
-        self.entries().filter(|e| e.0 == CHILD).map(|e| e.1)
-    }
-
-    /// Child, config and layer edges, in output order.
-    fn edges(&self) -> impl Iterator<Item = (EdgeKind, Digest, Option<u64>)> + '_ {
-        self.entries().filter_map(|(code, d, size)| {
-            let kind = match code {
-                CHILD => EdgeKind::Manifest,
-                CONFIG => EdgeKind::Config,
-                LAYER => EdgeKind::Layer,
-                _ => return None,
-            };
-            Some((kind, d, size))
+impl<'a> Node<'a> {
+    fn items(self) -> impl Iterator<Item = Item> + 'a {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let (&tag, r) = rest.split_first()?;
+            rest = r;
+            let code = tag & CODE_MASK;
+            Some(match code {
+                CHILD | SUBJECT => {
+                    let (b, r) = rest.split_at(4);
+                    rest = r;
+                    let id = Id::from_le_bytes(b.try_into().expect("4 bytes"));
+                    if code == CHILD {
+                        Item::Child(id)
+                    } else {
+                        Item::Subject(id)
+                    }
+                }
+                _ => {
+                    let d = take_digest(tag, &mut rest);
+                    let size = (tag & SIZED != 0).then(|| take_varint(&mut rest));
+                    Item::Blob(code, d, size)
+                }
+            })
         })
     }
 
-    /// A manifest not loaded yet, named first by repository `repo`.
-    fn pending(repo: u32) -> Node {
-        let mut b = vec![PENDING];
-        b.extend_from_slice(&repo.to_le_bytes());
-        Node(b.into_boxed_slice())
-    }
-
-    fn pending_repo(&self) -> Option<u32> {
-        match &*self.0 {
-            [PENDING, r @ ..] => Some(u32::from_le_bytes(r.try_into().ok()?)),
+    fn subject(self) -> Option<Id> {
+        self.items().find_map(|i| match i {
+            Item::Subject(s) => Some(s),
             _ => None,
-        }
+        })
+    }
+
+    fn children(self) -> impl Iterator<Item = Id> + 'a {
+        self.items().filter_map(|i| match i {
+            Item::Child(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// Child, config and layer edges, in output order.
+    fn edges(self, cache: &'a Cache) -> impl Iterator<Item = (EdgeKind, Digest, Option<u64>)> + 'a {
+        self.items().filter_map(move |i| match i {
+            Item::Child(c) => Some((EdgeKind::Manifest, cache.digest(c), None)),
+            Item::Blob(CONFIG, d, size) => Some((EdgeKind::Config, d, size)),
+            Item::Blob(_, d, size) => Some((EdgeKind::Layer, d, size)),
+            Item::Subject(_) => None,
+        })
+    }
+
+    fn edge_count(self) -> usize {
+        self.items().filter(|i| !matches!(i, Item::Subject(_))).count()
     }
 }
 
-#[derive(Debug)]
-enum Loaded {
-    Parsed(Node),
-    Missing,
-}
-
-fn node_of(m: manifest::Manifest) -> Node {
+/// What the graph keeps of a parsed manifest, packed with full digests (see
+/// [`pack`]): its subject, then its children (index entries to follow), then
+/// its config, layers and other blobs in document order — each (kind,
+/// target) once, as it is printed. [`Cache::put`] stores it in the arena.
+fn node_of(m: manifest::Manifest) -> Vec<u8> {
     let mut buf = Vec::with_capacity(40 * (m.layers.len() + m.children.len() + m.other.len() + 2));
     if let Some(s) = &m.subject {
         pack(&mut buf, SUBJECT, &s.digest, None);
@@ -394,85 +436,267 @@ fn node_of(m: manifest::Manifest) -> Node {
     for d in m.layers.iter().chain(m.other.iter().filter(|d| !is_manifest(d))) {
         add(&mut buf, LAYER, d, d.size);
     }
-    Node(buf.into_boxed_slice())
+    buf
 }
+
+/// A manifest as [`load`] returns it: packed by [`node_of`], `None` if its
+/// data is missing.
+type Loaded = Result<Option<Vec<u8>>, Error>;
 
 /// One manifest, through [`Store::manifest`], packed.
-fn load(store: &Store, d: &Digest) -> Result<Loaded, Error> {
-    Ok(match store.manifest(d)? {
-        Some(m) => Loaded::Parsed(node_of(m)),
-        None => Loaded::Missing,
-    })
+fn load(store: &Store, d: &Digest) -> Loaded {
+    Ok(store.manifest(d)?.map(node_of))
 }
 
-/// Loaded manifests by digest; sha256 keys in 32 bytes.
+/// What is known of one manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Named (a child, a subject) but not asked for.
+    Unknown,
+    /// To load; first asked for by repository `.0` (for messages).
+    Pending(u32),
+    /// Its data is missing (or, with [`Config::broken_ok`], unusable).
+    Missing,
+    /// Parsed: its entries are at this place of the arena ([`Arena::get`]).
+    Parsed(u64),
+}
+
+const S_UNKNOWN: u64 = u64::MAX;
+const S_MISSING: u64 = u64::MAX - 1;
+const S_PENDING: u64 = 1 << 62;
+
+impl State {
+    fn encode(self) -> u64 {
+        match self {
+            State::Unknown => S_UNKNOWN,
+            State::Missing => S_MISSING,
+            State::Pending(r) => S_PENDING | u64::from(r),
+            State::Parsed(at) => {
+                assert!(at < S_MISSING && at & S_PENDING == 0, "manifest arena too large");
+                at
+            }
+        }
+    }
+
+    fn decode(s: u64) -> State {
+        match s {
+            S_UNKNOWN => State::Unknown,
+            S_MISSING => State::Missing,
+            s if s & S_PENDING != 0 => State::Pending(s as u32),
+            at => State::Parsed(at),
+        }
+    }
+}
+
+/// Every manifest digest the walk has met, interned once (32 bytes for a
+/// sha256 one, plus 4 bytes of hash table and 8 of state), and the parsed
+/// manifests packed one after another in one arena: no allocation, hash
+/// entry or pointer per manifest. Roots and index children are ids.
 #[derive(Default)]
 struct Cache {
-    sha256: HashMap<[u8; 32], Loaded, Prehashed>,
-    sha512: HashMap<[u8; 64], Loaded, Prehashed>,
+    k256: Vec<[u8; 32]>,
+    k512: Vec<[u8; 64]>,
+    /// Ids by digest, hashed by the digest's first eight bytes.
+    index: hashbrown::HashTable<Id>,
+    /// By id (like the keys): the [`State`], encoded.
+    s256: Vec<u64>,
+    s512: Vec<u64>,
+    arena: Arena,
     /// With [`Config::broken_ok`]: manifests that are there but unusable
     /// (loaded as missing), and why.
     unusable: HashMap<Digest, String>,
 }
 
+/// The parsed manifests, packed one after another in blocks of [`BLOCK`]
+/// bytes (a larger one gets a block of its own): no allocation per
+/// manifest, and no reallocation of the whole as it grows (a doubling
+/// vector would copy it and hold up to twice its size).
+#[derive(Default)]
+struct Arena {
+    blocks: Vec<Vec<u8>>,
+}
+
+const BLOCK: usize = 1 << 20;
+
+impl Arena {
+    /// Stores `bytes` (its length, a varint, then the bytes); returns where:
+    /// the block in the high 32 bits, the offset in the low ones.
+    fn push(&mut self, bytes: &[u8]) -> u64 {
+        let need = bytes.len() + 10;
+        let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= need);
+        if !fits {
+            self.blocks.push(Vec::with_capacity(need.max(BLOCK)));
+        }
+        let index = self.blocks.len() - 1;
+        let block = &mut self.blocks[index];
+        let at = ((index as u64) << 32) | block.len() as u64;
+        put_varint(block, bytes.len() as u64);
+        block.extend_from_slice(bytes);
+        at
+    }
+
+    fn get(&self, at: u64) -> &[u8] {
+        let block = &self.blocks[(at >> 32) as usize];
+        let mut rest = &block[(at & 0xffff_ffff) as usize..];
+        let len = take_varint(&mut rest) as usize;
+        &rest[..len]
+    }
+}
+
+/// A digest's hash: its first eight bytes (digests are uniformly spread).
+fn hash_of(key: &[u8]) -> u64 {
+    u64::from_le_bytes(key[..8].try_into().expect("a digest is longer than 8 bytes"))
+}
+
+fn key_of<'a>(k256: &'a [[u8; 32]], k512: &'a [[u8; 64]], id: Id) -> &'a [u8] {
+    if id & ID512 != 0 {
+        &k512[(id & !ID512) as usize]
+    } else {
+        &k256[id as usize]
+    }
+}
+
 impl Cache {
-    fn get(&self, d: &Digest) -> Option<&Loaded> {
-        match d {
-            Digest::Sha256(b) => self.sha256.get(b),
-            Digest::Sha512(b) => self.sha512.get(b),
+    fn digest(&self, id: Id) -> Digest {
+        if id & ID512 != 0 {
+            Digest::Sha512(self.k512[(id & !ID512) as usize])
+        } else {
+            Digest::Sha256(self.k256[id as usize])
         }
     }
 
-    /// Marks `d` to load, for repository `repo`, unless it is known already.
-    fn want(&mut self, d: &Digest, repo: u32) {
-        let slot = || Loaded::Parsed(Node::pending(repo));
-        match d {
-            Digest::Sha256(b) => self.sha256.entry(*b).or_insert_with(slot),
-            Digest::Sha512(b) => self.sha512.entry(*b).or_insert_with(slot),
+    /// Orders ids as their digests are ordered.
+    fn cmp_ids(&self, a: Id, b: Id) -> std::cmp::Ordering {
+        (a & ID512)
+            .cmp(&(b & ID512))
+            .then_with(|| key_of(&self.k256, &self.k512, a).cmp(key_of(&self.k256, &self.k512, b)))
+    }
+
+    /// The id of `d`, interned as [`State::Unknown`] if new.
+    fn intern(&mut self, d: &Digest) -> Id {
+        let (key, wide) = (d.bytes(), matches!(d, Digest::Sha512(_)));
+        let (k256, k512) = (&self.k256, &self.k512);
+        let entry = self.index.entry(
+            hash_of(key),
+            |&id| (id & ID512 != 0) == wide && key_of(k256, k512, id) == key,
+            |&id| hash_of(key_of(k256, k512, id)),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                assert!(
+                    self.k256.len().max(self.k512.len()) < ID512 as usize,
+                    "more than 2^31 manifests"
+                );
+                let id = match d {
+                    Digest::Sha256(b) => {
+                        self.k256.push(*b);
+                        self.s256.push(S_UNKNOWN);
+                        (self.k256.len() - 1) as Id
+                    }
+                    Digest::Sha512(b) => {
+                        self.k512.push(*b);
+                        self.s512.push(S_UNKNOWN);
+                        (self.k512.len() - 1) as Id | ID512
+                    }
+                };
+                v.insert(id);
+                id
+            }
+        }
+    }
+
+    fn state(&self, id: Id) -> State {
+        State::decode(if id & ID512 != 0 {
+            self.s512[(id & !ID512) as usize]
+        } else {
+            self.s256[id as usize]
+        })
+    }
+
+    fn set(&mut self, id: Id, s: State) {
+        let slot = if id & ID512 != 0 {
+            &mut self.s512[(id & !ID512) as usize]
+        } else {
+            &mut self.s256[id as usize]
         };
+        *slot = s.encode();
+    }
+
+    /// Every id, sha256 ones first.
+    fn ids(&self) -> impl Iterator<Item = Id> {
+        (0..self.k256.len() as Id).chain((0..self.k512.len() as Id).map(|i| i | ID512))
+    }
+
+    /// The parsed manifest `id`, if it is one.
+    fn node(&self, id: Id) -> Option<Node<'_>> {
+        let State::Parsed(at) = self.state(id) else {
+            return None;
+        };
+        Some(Node(self.arena.get(at)))
+    }
+
+    /// Stores `raw` (from [`node_of`]) as manifest `id`, parsed, with its
+    /// children and subject as ids. `scratch` is reused between calls.
+    fn put(&mut self, id: Id, raw: &[u8], scratch: &mut Vec<u8>) {
+        scratch.clear();
+        for (code, d, size) in Unpack(raw) {
+            if code == CHILD || code == SUBJECT {
+                scratch.push(code);
+                scratch.extend_from_slice(&self.intern(&d).to_le_bytes());
+            } else {
+                pack(scratch, code, &d, size);
+            }
+        }
+        let at = self.arena.push(scratch);
+        self.set(id, State::Parsed(at));
+    }
+
+    /// Marks `id` to load, for repository `repo`, unless it is known already.
+    fn want(&mut self, id: Id, repo: u32) {
+        if self.state(id) == State::Unknown {
+            self.set(id, State::Pending(repo));
+        }
     }
 
     fn parsed(&self) -> u64 {
-        let parsed = |l: &Loaded| matches!(l, Loaded::Parsed(_));
-        (self.sha256.values().filter(|l| parsed(l)).count()
-            + self.sha512.values().filter(|l| parsed(l)).count()) as u64
+        self.ids()
+            .filter(|&id| matches!(self.state(id), State::Parsed(_)))
+            .count() as u64
     }
 }
 
 // ---- liveness -------------------------------------------------------------
 
-/// One repository's roots as listed, packed.
+/// One repository's roots as listed.
 struct Roots {
     repo: String,
     /// Tag names, by name, concatenated; `tag_ends` says where each ends.
     tag_names: String,
     tag_ends: Vec<u32>,
-    /// Tag targets, packed, in the order of `tag_ends`.
-    tag_digests: Box<[u8]>,
-    /// Revisions, by digest, packed.
-    revisions: Box<[u8]>,
+    /// Tag targets, in the order of `tag_ends`.
+    tag_ids: Vec<Id>,
+    /// Revisions, by digest.
+    revisions: Vec<Id>,
     /// Which revisions are roots.
     revision_root: Vec<bool>,
 }
 
 impl Roots {
-    fn tags(&self) -> impl Iterator<Item = (&str, Digest)> + '_ {
+    fn tags(&self) -> impl Iterator<Item = (&str, Id)> + '_ {
         let starts = std::iter::once(0).chain(self.tag_ends.iter().copied());
         let names = starts
             .zip(self.tag_ends.iter().copied())
             .map(|(a, b)| &self.tag_names[a as usize..b as usize]);
-        names.zip(Unpack(&self.tag_digests).map(|e| e.1))
+        names.zip(self.tag_ids.iter().copied())
     }
 
-    fn revisions(&self) -> impl Iterator<Item = Digest> + '_ {
-        Unpack(&self.revisions).map(|e| e.1)
-    }
-
-    fn revision_roots(&self) -> impl Iterator<Item = Digest> + '_ {
-        self.revisions()
+    fn revision_roots(&self) -> impl Iterator<Item = Id> + '_ {
+        self.revisions
+            .iter()
             .zip(self.revision_root.iter())
             .filter(|(_, root)| **root)
-            .map(|(d, _)| d)
+            .map(|(d, _)| *d)
     }
 }
 
@@ -499,48 +723,78 @@ impl std::fmt::Display for Why<'_> {
 /// A repository's live manifests given what is loaded so far, and the
 /// manifests still to load.
 struct Walk<'a> {
-    live: BTreeSet<Digest>,
-    /// subject → referrers among the repository's revisions.
-    referrers: BTreeMap<Digest, BTreeSet<Digest>>,
-    needed: Vec<Digest>,
+    /// Live manifests, by digest.
+    live: Vec<Id>,
+    live_set: HashSet<Id, IdHash>,
+    /// subject → referrers among the repository's revisions, by digest.
+    referrers: HashMap<Id, Vec<Id>, IdHash>,
+    needed: Vec<Id>,
     /// Live manifests whose data is missing, and why each is live.
-    missing: Vec<(Digest, Why<'a>)>,
+    missing: Vec<(Id, Why<'a>)>,
+}
+
+/// Hashes a manifest id (a small dense integer) by itself.
+type IdHash = BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread the id over the high bits the table looks at too.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i);
+    }
 }
 
 fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
-    let mut referrers: BTreeMap<Digest, BTreeSet<Digest>> = BTreeMap::new();
-    for rev in r.revisions() {
-        if let Some(Loaded::Parsed(n)) = cache.get(&rev) {
-            if let Some(s) = n.subject() {
-                referrers.entry(s).or_default().insert(rev);
-            }
+    let mut referrers: HashMap<Id, Vec<Id>, IdHash> = HashMap::default();
+    for &rev in &r.revisions {
+        if let Some(s) = cache.node(rev).and_then(Node::subject) {
+            referrers.entry(s).or_default().push(rev);
         }
     }
+    for rs in referrers.values_mut() {
+        rs.sort_by(|a, b| cache.cmp_ids(*a, *b));
+    }
 
-    let mut queue: Vec<(Digest, Why)> = Vec::new();
+    let mut queue: Vec<(Id, Why)> = Vec::new();
     queue.extend(r.tags().map(|(t, d)| (d, Why::Tag(t))));
     queue.extend(r.revision_roots().map(|d| (d, Why::Revision)));
     queue.reverse(); // pop in listing order, so the first reason is the tag
-    let mut live = BTreeSet::new();
+    let mut live_set = HashSet::default();
     let mut needed = Vec::new();
     let mut missing = Vec::new();
     while let Some((d, why)) = queue.pop() {
-        if !live.insert(d) {
+        if !live_set.insert(d) {
             continue;
         }
-        match cache.get(&d) {
-            None => needed.push(d),
-            Some(Loaded::Missing) => missing.push((d, why)),
-            Some(Loaded::Parsed(n)) => {
-                queue.extend(n.children().map(|c| (c, Why::Child(d))));
+        match cache.state(d) {
+            State::Unknown | State::Pending(_) => needed.push(d),
+            State::Missing => missing.push((d, why)),
+            State::Parsed(_) => {
+                let n = cache.node(d).expect("parsed");
+                queue.extend(n.children().map(|c| (c, Why::Child(cache.digest(d)))));
             }
         }
         if let Some(rs) = referrers.get(&d) {
-            queue.extend(rs.iter().map(|x| (*x, Why::Referrer(d))));
+            queue.extend(rs.iter().map(|x| (*x, Why::Referrer(cache.digest(d)))));
         }
     }
+    let mut live: Vec<Id> = live_set.iter().copied().collect();
+    live.sort_by(|a, b| cache.cmp_ids(*a, *b));
     Walk {
         live,
+        live_set,
         referrers,
         needed,
         missing,
@@ -549,24 +803,25 @@ fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
 
 fn edges_of(w: &Walk, cache: &Cache) -> Vec<Edge> {
     let mut edges = Vec::new();
-    for d in &w.live {
-        let Some(Loaded::Parsed(n)) = cache.get(d) else {
+    for &id in &w.live {
+        let Some(n) = cache.node(id) else {
             continue;
         };
+        let manifest = cache.digest(id);
         // Each (kind, target) is packed once per manifest, and referrers
         // are a set: no duplicates to skip here.
-        edges.extend(n.edges().map(|(kind, digest, size)| Edge {
+        edges.extend(n.edges(cache).map(|(kind, digest, size)| Edge {
             kind,
-            manifest: *d,
+            manifest,
             digest,
             size,
         }));
-        if let Some(rs) = w.referrers.get(d) {
-            for r in rs.iter().filter(|r| w.live.contains(r)) {
+        if let Some(rs) = w.referrers.get(&id) {
+            for r in rs.iter().filter(|r| w.live_set.contains(r)) {
                 edges.push(Edge {
                     kind: EdgeKind::Referrer,
-                    manifest: *d,
-                    digest: *r,
+                    manifest,
+                    digest: cache.digest(*r),
                     size: None,
                 });
             }
@@ -578,13 +833,13 @@ fn edges_of(w: &Walk, cache: &Cache) -> Vec<Edge> {
 /// `edges_of(w, cache).len()`, without making the edges.
 fn edge_count(w: &Walk, cache: &Cache) -> u64 {
     let mut n = 0;
-    for d in &w.live {
-        let Some(Loaded::Parsed(node)) = cache.get(d) else {
+    for &id in &w.live {
+        let Some(node) = cache.node(id) else {
             continue;
         };
-        n += node.edges().count() as u64;
-        if let Some(rs) = w.referrers.get(d) {
-            n += rs.iter().filter(|r| w.live.contains(r)).count() as u64;
+        n += node.edge_count() as u64;
+        if let Some(rs) = w.referrers.get(&id) {
+            n += rs.iter().filter(|r| w.live_set.contains(r)).count() as u64;
         }
     }
     n
@@ -592,9 +847,16 @@ fn edge_count(w: &Walk, cache: &Cache) -> u64 {
 
 // ---- the walk -------------------------------------------------------------
 
-/// Lists the roots of every repository in scope. Listing problems that could
-/// hide a root are errors; a tag directory without `current/link` is a warning.
-fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> anyhow::Result<Vec<Roots>> {
+/// Lists the roots of every repository in scope and interns them in `cache`.
+/// Listing problems that could hide a root are errors; a tag directory
+/// without `current/link` is a warning.
+fn list_roots(
+    store: &Store,
+    cfg: &Config,
+    now: SystemTime,
+    msgs: &Messages,
+    cache: &mut Cache,
+) -> anyhow::Result<Vec<Roots>> {
     for r in &cfg.repos {
         check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
     }
@@ -615,70 +877,63 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
             problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
         }
     }
-    let listed: Vec<(Roots, Vec<Error>)> = repos
-        .into_par_iter()
-        .map(|repo| {
-            msgs.progress().add_repos(1);
-            let tags = store.tags(&repo);
-            let revs = store.revisions_by_name(&repo);
-            let mut errors = tags.errors;
-            errors.extend(revs.errors);
-            let mut roots = Roots {
+    let list = |repo: &String| {
+        let repo = repo.clone();
+        msgs.progress().add_repos(1);
+        let tags = store.tags(&repo);
+        let revs = store.revisions_by_name(&repo);
+        let mut errors = tags.errors;
+        errors.extend(revs.errors);
+        let mut l = Listed {
+            roots: Roots {
                 repo,
                 tag_names: String::new(),
                 tag_ends: Vec::with_capacity(tags.items.len()),
-                tag_digests: Box::default(),
-                revisions: Box::default(),
+                tag_ids: Vec::new(),
+                revisions: Vec::new(),
                 revision_root: Vec::with_capacity(revs.items.len()),
-            };
-            let mut packed = Vec::with_capacity(33 * tags.items.len());
-            let excluded = cfg.exclude_repos.contains(&roots.repo);
-            for t in &tags.items {
-                if excluded {
-                    continue;
-                }
-                if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone()))
-                {
-                    continue;
-                }
-                roots.tag_names.push_str(&t.name);
-                roots.tag_ends.push(roots.tag_names.len() as u32);
-                pack(&mut packed, CHILD, &t.digest, None);
+            },
+            tag_digests: Vec::with_capacity(33 * tags.items.len()),
+            revisions: Vec::with_capacity(33 * revs.items.len()),
+        };
+        let roots = &mut l.roots;
+        let excluded = cfg.exclude_repos.contains(&roots.repo);
+        for t in &tags.items {
+            if excluded {
+                continue;
             }
-            roots.tag_names.shrink_to_fit();
-            roots.tag_digests = packed.into_boxed_slice();
-            let mut packed = Vec::with_capacity(33 * revs.items.len());
-            for rev in &revs.items {
-                pack(&mut packed, CHILD, &rev.digest, None);
-                let skipped = !cfg.skip_revisions.is_empty()
-                    && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
-                roots.revision_root.push(
-                    !skipped
-                        && !excluded
-                        && (!cfg.tagged_only
-                            || cfg
-                                .keep_recent
-                                .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
-                );
+            if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone())) {
+                continue;
             }
-            roots.revisions = packed.into_boxed_slice();
-            (roots, errors)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(listed.len());
-    for (roots, errors) in listed {
-        for e in errors {
-            if matches!(e.kind(), ErrorKind::MissingLink) {
-                // The registry itself skips such a tag (it cannot be pulled).
-                msgs.warn(format!(
-                    "{}: tag without a current link, skipped: {e}",
-                    roots.repo
-                ));
-            } else {
-                problems.push(format!("{}: {e}", roots.repo));
-            }
+            roots.tag_names.push_str(&t.name);
+            roots.tag_ends.push(roots.tag_names.len() as u32);
+            pack(&mut l.tag_digests, CHILD, &t.digest, None);
         }
-        out.push(roots);
+        roots.tag_names.shrink_to_fit();
+        roots.tag_ends.shrink_to_fit();
+        for rev in &revs.items {
+            pack(&mut l.revisions, CHILD, &rev.digest, None);
+            let skipped = !cfg.skip_revisions.is_empty()
+                && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
+            roots.revision_root.push(
+                !skipped
+                    && !excluded
+                    && (!cfg.tagged_only
+                        || cfg
+                            .keep_recent
+                            .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
+            );
+        }
+        (l, errors)
+    };
+    // A batch of repositories at a time, listed in parallel, then interned:
+    // what is held packed at once stays small.
+    let mut out = Vec::with_capacity(repos.len());
+    for batch in repos.chunks(LIST_BATCH) {
+        let listed: Vec<(Listed, Vec<Error>)> = batch.par_iter().map(list).collect();
+        for (l, errors) in listed {
+            out.push(intern_listed(l, errors, cache, msgs, &mut problems));
+        }
     }
     if !problems.is_empty() {
         return Err(fail(
@@ -690,6 +945,46 @@ fn list_roots(store: &Store, cfg: &Config, now: SystemTime, msgs: &Messages) -> 
     Ok(out)
 }
 
+/// How many repositories [`list_roots`] lists before interning them.
+const LIST_BATCH: usize = 64;
+
+/// One repository as listed: digests packed (33 bytes a sha256 one) until
+/// they are interned.
+struct Listed {
+    roots: Roots,
+    tag_digests: Vec<u8>,
+    revisions: Vec<u8>,
+}
+
+/// Interns a listed repository's digests; its listing errors go to
+/// `problems` (a tag without a link is only a warning).
+fn intern_listed(
+    mut l: Listed,
+    errors: Vec<Error>,
+    cache: &mut Cache,
+    msgs: &Messages,
+    problems: &mut Vec<String>,
+) -> Roots {
+    for e in errors {
+        if matches!(e.kind(), ErrorKind::MissingLink) {
+            // The registry itself skips such a tag (it cannot be pulled).
+            msgs.warn(format!(
+                "{}: tag without a current link, skipped: {e}",
+                l.roots.repo
+            ));
+        } else {
+            problems.push(format!("{}: {e}", l.roots.repo));
+        }
+    }
+    l.roots.tag_ids = Unpack(&l.tag_digests).map(|e| cache.intern(&e.1)).collect();
+    l.roots.revisions = Unpack(&l.revisions).map(|e| cache.intern(&e.1)).collect();
+    l.roots
+}
+
+/// How many manifests are loaded (in parallel) before they are packed into
+/// the arena: bounds what is held unpacked at a time.
+const LOAD_BATCH: usize = 8192;
+
 /// Loads, in parallel, every manifest the cache marks as pending. Every
 /// manifest that cannot be used is reported (by digest); any makes it fail.
 fn load_pending(
@@ -699,36 +994,31 @@ fn load_pending(
     broken_ok: bool,
     msgs: &Messages,
 ) -> anyhow::Result<()> {
-    fn load_slot(
-        store: &Store,
-        d: Digest,
-        slot: &mut Loaded,
-        msgs: &Messages,
-    ) -> Option<(Digest, u32, Error)> {
-        let Loaded::Parsed(n) = slot else {
-            return None;
-        };
-        let repo = n.pending_repo()?;
-        msgs.progress().add_manifests(1);
-        match load(store, &d) {
-            Ok(l) => {
-                *slot = l;
-                None
+    let pending: Vec<(Id, u32)> = cache
+        .ids()
+        .filter_map(|id| match cache.state(id) {
+            State::Pending(repo) => Some((id, repo)),
+            _ => None,
+        })
+        .collect();
+    let mut errors: Vec<(Digest, u32, Error)> = Vec::new();
+    let mut scratch = Vec::new();
+    for batch in pending.chunks(LOAD_BATCH) {
+        let loaded: Vec<(Id, u32, Loaded)> = batch
+            .par_iter()
+            .map(|&(id, repo)| {
+                msgs.progress().add_manifests(1);
+                (id, repo, load(store, &cache.digest(id)))
+            })
+            .collect();
+        for (id, repo, result) in loaded {
+            match result {
+                Ok(Some(raw)) => cache.put(id, &raw, &mut scratch),
+                Ok(None) => cache.set(id, State::Missing),
+                Err(e) => errors.push((cache.digest(id), repo, e)),
             }
-            Err(e) => Some((d, repo, e)),
         }
     }
-    let mut errors: Vec<(Digest, u32, Error)> = cache
-        .sha256
-        .par_iter_mut()
-        .filter_map(|(k, slot)| load_slot(store, Digest::Sha256(*k), slot, msgs))
-        .collect();
-    errors.par_extend(
-        cache
-            .sha512
-            .par_iter_mut()
-            .filter_map(|(k, slot)| load_slot(store, Digest::Sha512(*k), slot, msgs)),
-    );
     if errors.is_empty() {
         return Ok(());
     }
@@ -737,10 +1027,8 @@ fn load_pending(
         // An unusable manifest is a broken image, like a missing one: its
         // references are unknown, and the caller decides what that stops.
         for (d, _, e) in errors {
-            match d {
-                Digest::Sha256(b) => cache.sha256.insert(b, Loaded::Missing),
-                Digest::Sha512(b) => cache.sha512.insert(b, Loaded::Missing),
-            };
+            let id = cache.intern(&d);
+            cache.set(id, State::Missing);
             cache.unusable.insert(d, e.to_string());
         }
         return Ok(());
@@ -799,13 +1087,13 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
     // Missing manifests: live ones, and revisions (whose subject we cannot
     // know), once per repository and digest.
     let mut missing: BTreeMap<Digest, (String, bool)> = BTreeMap::new();
-    for (d, why) in &w.missing {
-        missing.insert(*d, (why.to_string(), true));
+    for (id, why) in &w.missing {
+        missing.insert(cache.digest(*id), (why.to_string(), true));
     }
-    for rev in r.revisions() {
-        if matches!(cache.get(&rev), Some(Loaded::Missing)) {
+    for &rev in &r.revisions {
+        if cache.state(rev) == State::Missing {
             missing
-                .entry(rev)
+                .entry(cache.digest(rev))
                 .or_insert_with(|| (Why::Revision.to_string(), false));
         }
     }
@@ -813,7 +1101,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
         manifests: w
             .live
             .iter()
-            .filter(|d| matches!(cache.get(d), Some(Loaded::Parsed(_))))
+            .filter(|&&id| matches!(cache.state(id), State::Parsed(_)))
             .count() as u64,
         references: edge_count(w, cache),
         revisions: r.revision_roots().count() as u64,
@@ -843,7 +1131,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
 /// A hash of the roots as listed: every repository, its tags (name and
 /// target) and its root revisions. Two listings with the same fingerprint
 /// make the same walk.
-fn fingerprint(roots: &[Roots]) -> [u8; 32] {
+fn fingerprint(roots: &[Roots], cache: &Cache) -> [u8; 32] {
     use sha2::{Digest as _, Sha256};
     let mut h = Sha256::new();
     for r in roots {
@@ -852,11 +1140,11 @@ fn fingerprint(roots: &[Roots]) -> [u8; 32] {
         for (t, d) in r.tags() {
             h.update(t.as_bytes());
             h.update([1]);
-            h.update(d.bytes());
+            h.update(cache.digest(d).bytes());
         }
         h.update([2]);
         for d in r.revision_roots() {
-            h.update(d.bytes());
+            h.update(cache.digest(d).bytes());
         }
         h.update([3]);
     }
@@ -866,7 +1154,9 @@ fn fingerprint(roots: &[Roots]) -> [u8; 32] {
 /// Lists the roots again, as [`collect`] would with `cfg`, and returns
 /// their [`Graph::fingerprint`]: equal means a walk now would be the same.
 pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<[u8; 32]> {
-    Ok(fingerprint(&list_roots(store, cfg, SystemTime::now(), msgs)?))
+    let mut cache = Cache::default();
+    let roots = list_roots(store, cfg, SystemTime::now(), msgs, &mut cache)?;
+    Ok(fingerprint(&roots, &cache))
 }
 
 /// Walks the store and returns the reference graph, or, if anything could
@@ -894,12 +1184,11 @@ impl Graph {
     /// The manifests this walk read, for [`collect_with`].
     pub fn into_cache(self) -> ManifestCache {
         let mut cache = self.cache;
-        cache
-            .sha256
-            .retain(|_, l| matches!(l, Loaded::Parsed(n) if n.pending_repo().is_none()));
-        cache
-            .sha512
-            .retain(|_, l| matches!(l, Loaded::Parsed(n) if n.pending_repo().is_none()));
+        for id in cache.ids().collect::<Vec<_>>() {
+            if !matches!(cache.state(id), State::Parsed(_)) {
+                cache.set(id, State::Unknown);
+            }
+        }
         cache.unusable.clear();
         ManifestCache(cache)
     }
@@ -915,16 +1204,16 @@ pub fn collect_with(
     store.check_blob_store()?;
     let now = SystemTime::now();
     msgs.progress().phase("tags and revisions");
-    let roots = list_roots(store, cfg, now, msgs)?;
-    msgs.progress().phase("manifests");
     let mut cache = prior.0;
+    let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
+    msgs.progress().phase("manifests");
 
     // First wave: every tag target and revision (revisions are needed even
     // with --tagged-only: their `subject` may make them live). Each manifest
     // is marked for the first repository naming it.
     for (i, r) in roots.iter().enumerate() {
-        for d in r.tags().map(|t| t.1).chain(r.revisions()) {
-            cache.want(&d, i as u32);
+        for &id in r.tag_ids.iter().chain(&r.revisions) {
+            cache.want(id, i as u32);
         }
     }
     // A repository whose walk needs nothing more is done: loading what other
@@ -932,7 +1221,7 @@ pub fn collect_with(
     // taken from that walk.
     let counts = loop {
         load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs)?;
-        let walked: Vec<Result<RepoCounts, Vec<Digest>>> = roots
+        let walked: Vec<Result<RepoCounts, Vec<Id>>> = roots
             .par_iter()
             .map(|r| {
                 let w = walk(r, &cache);
@@ -947,8 +1236,8 @@ pub fn collect_with(
             break walked.into_iter().flatten().collect::<Vec<RepoCounts>>();
         }
         for (i, ds) in walked.iter().enumerate() {
-            for d in ds.as_ref().err().into_iter().flatten() {
-                cache.want(d, i as u32);
+            for &id in ds.as_ref().err().into_iter().flatten() {
+                cache.want(id, i as u32);
             }
         }
     };
@@ -972,7 +1261,7 @@ pub fn collect_with(
         stats.references += c.references;
     }
     Ok(Graph {
-        fingerprint: fingerprint(&roots),
+        fingerprint: fingerprint(&roots, &cache),
         roots,
         cache,
         stats,
@@ -987,6 +1276,7 @@ pub fn collect_with(
 mod tests {
     use super::*;
     use crate::manifest::{DOCKER_LIST, DOCKER_V2, OCI_ARTIFACT, OCI_INDEX, OCI_MANIFEST};
+    use std::collections::BTreeSet;
     use std::fs;
     use std::path::Path;
 
@@ -1182,12 +1472,86 @@ mod tests {
             pack(&mut buf, code, &d, size);
         }
         assert_eq!(Unpack(&buf).collect::<Vec<_>>(), entries.to_vec());
-        let n = Node(buf.into_boxed_slice());
-        assert_eq!(n.subject(), Some(z));
-        assert_eq!(n.children().collect::<Vec<_>>(), vec![a]);
-        assert_eq!(n.edges().count(), 6);
-        assert_eq!(n.pending_repo(), None);
-        assert_eq!(Node::pending(7).pending_repo(), Some(7));
+
+        // In the cache: manifests named by children and subjects become ids;
+        // blobs keep their digests and sizes.
+        let mut cache = Cache::default();
+        let m = cache.intern(&Digest::sha256_of(b"m"));
+        let mut scratch = Vec::new();
+        cache.put(m, &buf, &mut scratch);
+        let (za, aa) = (cache.intern(&z), cache.intern(&a));
+        let n = cache.node(m).expect("parsed");
+        assert_ne!(za, aa);
+        assert_eq!(cache.digest(za), z);
+        assert_eq!(cache.digest(aa), a);
+        assert_eq!(n.subject(), Some(za));
+        assert_eq!(n.children().collect::<Vec<_>>(), vec![aa]);
+        let edges: Vec<_> = n.edges(&cache).collect();
+        assert_eq!(edges.len(), 6);
+        assert_eq!(edges[0], (EdgeKind::Manifest, a, None));
+        assert_eq!(edges[1], (EdgeKind::Config, a, Some(0)));
+        assert_eq!(edges[5], (EdgeKind::Layer, a, Some(4_321_000_000)));
+        assert_eq!(n.edge_count(), 6);
+        // Named, not loaded: children and subjects wait to be asked for.
+        assert_eq!(cache.state(za), State::Unknown);
+        assert!(cache.node(za).is_none());
+        cache.want(za, 7);
+        assert_eq!(cache.state(za), State::Pending(7));
+        cache.want(za, 9);
+        assert_eq!(cache.state(za), State::Pending(7), "the first repository asking");
+        assert_eq!(cache.parsed(), 1);
+        for s in [
+            State::Unknown,
+            State::Missing,
+            State::Pending(u32::MAX),
+            State::Parsed(0),
+            State::Parsed(1 << 40),
+        ] {
+            assert_eq!(State::decode(s.encode()), s);
+        }
+    }
+
+    #[test]
+    fn the_arena_gives_back_what_it_was_given_across_blocks() {
+        let mut arena = Arena::default();
+        let items: Vec<Vec<u8>> = (0..3000usize)
+            .map(|i| vec![(i % 251) as u8; if i == 1500 { 3 * BLOCK } else { i % 700 }])
+            .collect();
+        let at: Vec<u64> = items.iter().map(|b| arena.push(b)).collect();
+        assert!(arena.blocks.len() > 2, "{} blocks", arena.blocks.len());
+        for (b, at) in items.iter().zip(at) {
+            assert_eq!(arena.get(at), &b[..]);
+        }
+        // A block is never reallocated: each stays within its capacity.
+        assert!(arena.blocks.iter().all(|b| b.len() <= b.capacity()));
+    }
+
+    #[test]
+    fn interned_ids_keep_the_order_and_identity_of_digests() {
+        let mut cache = Cache::default();
+        // A sha256 digest and a sha512 one that starts with the same bytes.
+        let short = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let long = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        let mut ds: Vec<Digest> = (0..5000u32)
+            .map(|i| Digest::sha256_of(&i.to_le_bytes()))
+            .collect();
+        ds.extend([short, long]);
+        let ids: Vec<Id> = ds.iter().map(|d| cache.intern(d)).collect();
+        let again: Vec<Id> = ds.iter().map(|d| cache.intern(d)).collect();
+        assert_eq!(ids, again);
+        assert_ne!(cache.intern(&short), cache.intern(&long));
+        for (d, id) in ds.iter().zip(&ids) {
+            assert_eq!(cache.digest(*id), *d);
+        }
+        let mut by_digest = ds.clone();
+        by_digest.sort();
+        let mut by_id = ids.clone();
+        by_id.sort_by(|a, b| cache.cmp_ids(*a, *b));
+        assert_eq!(
+            by_id.iter().map(|id| cache.digest(*id)).collect::<Vec<_>>(),
+            by_digest
+        );
+        assert_eq!(cache.ids().count(), ds.len());
     }
 
     #[test]
