@@ -146,13 +146,13 @@ trait Key: Ord + Copy {
     }
 }
 
-impl<const N: usize> Key for [u8; N] {
+impl Key for u64 {
     fn top16(&self) -> Option<u16> {
-        Some(u16::from_be_bytes([self[0], self[1]]))
+        Some((self >> 48) as u16)
     }
 }
 
-impl<const N: usize> Key for (u32, [u8; N]) {}
+impl Key for (u32, u64) {}
 
 impl Key for u32 {}
 
@@ -209,67 +209,68 @@ impl<K: Key> SortedSet<K> {
     }
 }
 
-/// A set of digests, 32 bytes a sha256 one (see [`SortedSet`]).
-#[derive(Default)]
-struct Digests {
-    sha256: SortedSet<[u8; 32]>,
-    sha512: SortedSet<[u8; 64]>,
+/// What the referenced sets hold of a digest: its first eight bytes.
+///
+/// Only ever used to ask "does the input name this?", so two digests that
+/// share their first eight bytes can only make an unreferenced one look
+/// referenced, which keeps it: never the other way. Digests are uniformly
+/// spread (a chance of 2^-64 per pair; someone who can push could make such
+/// a pair with about 2^32 hashes, and that would only keep a blob). A
+/// quarter of the memory of whole digests, at a million of them.
+fn key(d: &Digest) -> u64 {
+    u64::from_be_bytes(
+        d.bytes()[..8]
+            .try_into()
+            .expect("a digest is longer than 8 bytes"),
+    )
 }
+
+/// A set of digests, 8 bytes each (see [`key`] and [`SortedSet`]).
+#[derive(Default)]
+struct Digests(SortedSet<u64>);
 
 impl Digests {
     fn insert(&mut self, d: Digest) {
-        match d {
-            Digest::Sha256(b) => self.sha256.insert(b),
-            Digest::Sha512(b) => self.sha512.insert(b),
-        }
+        self.0.insert(key(&d));
     }
 
     fn finish(&mut self) {
-        self.sha256.finish();
-        self.sha512.finish();
+        self.0.finish();
     }
 
     fn contains(&self, d: &Digest) -> bool {
-        match d {
-            Digest::Sha256(b) => self.sha256.contains(b),
-            Digest::Sha512(b) => self.sha512.contains(b),
-        }
+        self.0.contains(&key(d))
+    }
+
+    fn position(&self, d: &Digest) -> Option<usize> {
+        self.0.position(&key(d))
     }
 
     fn len(&self) -> usize {
-        self.sha256.len() + self.sha512.len()
+        self.0.len()
     }
 }
 
-/// (repository id, digest) pairs, 36 or 68 bytes each (see [`SortedSet`]).
+/// (repository id, digest) pairs, 16 bytes each (see [`key`] and
+/// [`SortedSet`]).
 #[derive(Default)]
-struct PairSet {
-    sha256: SortedSet<(u32, [u8; 32])>,
-    sha512: SortedSet<(u32, [u8; 64])>,
-}
+struct PairSet(SortedSet<(u32, u64)>);
 
 impl PairSet {
     fn insert(&mut self, repo: u32, d: Digest) {
-        match d {
-            Digest::Sha256(b) => self.sha256.insert((repo, b)),
-            Digest::Sha512(b) => self.sha512.insert((repo, b)),
-        }
+        self.0.insert((repo, key(&d)));
     }
 
     fn finish(&mut self) {
-        self.sha256.finish();
-        self.sha512.finish();
+        self.0.finish();
     }
 
     fn contains(&self, repo: u32, d: &Digest) -> bool {
-        match d {
-            Digest::Sha256(b) => self.sha256.contains(&(repo, *b)),
-            Digest::Sha512(b) => self.sha512.contains(&(repo, *b)),
-        }
+        self.0.contains(&(repo, key(d)))
     }
 
     fn len(&self) -> usize {
-        self.sha256.len() + self.sha512.len()
+        self.0.len()
     }
 }
 
@@ -314,8 +315,7 @@ pub struct Refs {
     /// Every digest named by any record or bare line: blobs to keep.
     blobs: Digests,
     /// Which of `blobs` the blob walk found stored (by position).
-    stored256: Bits,
-    stored512: Bits,
+    stored: Bits,
     /// Bare digest lines: kept as revisions in every repository too.
     anywhere: Digests,
     /// Live (repository, manifest) pairs.
@@ -344,33 +344,19 @@ impl Refs {
         self.blobs.finish();
         self.anywhere.finish();
         self.pairs.finish();
-        self.stored256 = Bits::new(self.blobs.sha256.len());
-        self.stored512 = Bits::new(self.blobs.sha512.len());
+        self.stored = Bits::new(self.blobs.len());
     }
 
     /// If the input names `d`: notes that it is stored, and says true.
     fn mark_stored(&self, d: &Digest) -> bool {
-        let (pos, bits) = match d {
-            Digest::Sha256(b) => (self.blobs.sha256.position(b), &self.stored256),
-            Digest::Sha512(b) => (self.blobs.sha512.position(b), &self.stored512),
-        };
-        pos.map(|i| bits.set(i)).is_some()
+        self.blobs.position(d).map(|i| self.stored.set(i)).is_some()
     }
 
-    /// Whether the input names `d` and the blob walk found it stored.
+    /// Whether the input names `d` and the blob walk found it stored (or
+    /// found stored a blob that shares its [`key`]: then a link to `d` is
+    /// not reported as dangling, which keeps it).
     fn referenced_and_stored(&self, d: &Digest) -> bool {
-        match d {
-            Digest::Sha256(b) => self
-                .blobs
-                .sha256
-                .position(b)
-                .is_some_and(|i| self.stored256.get(i)),
-            Digest::Sha512(b) => self
-                .blobs
-                .sha512
-                .position(b)
-                .is_some_and(|i| self.stored512.get(i)),
-        }
+        self.blobs.position(d).is_some_and(|i| self.stored.get(i))
     }
 
     /// Whether the revision `d` of `repo` is live.
@@ -620,13 +606,97 @@ fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
 
 // ---- the walk ----------------------------------------------------------------
 
+/// Unreferenced blobs, sorted by digest once [`Blobs::sort`] is called: 48
+/// bytes a sha256 one (its digest, size and modification time in whole
+/// seconds, all that its record prints) instead of a [`Blob`]'s 96.
+#[derive(Debug, Default)]
+pub struct Blobs {
+    short: Vec<ShortBlob>,
+    /// sha512 blobs, as they are (rare).
+    long: Vec<Blob>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ShortBlob {
+    digest: [u8; 32],
+    size: u64,
+    secs: i64,
+}
+
+impl Blobs {
+    fn push(&mut self, b: Blob) {
+        match b.digest {
+            Digest::Sha256(digest) => self.short.push(ShortBlob {
+                digest,
+                size: b.size,
+                secs: crate::time::unix_secs(b.mtime),
+            }),
+            Digest::Sha512(_) => self.long.push(b),
+        }
+    }
+
+    fn append(&mut self, other: &mut Blobs) {
+        self.short.append(&mut other.short);
+        self.long.append(&mut other.long);
+    }
+
+    fn sort(&mut self) {
+        self.short.sort_unstable_by_key(|b| b.digest);
+        self.long.sort_by_key(|b| b.digest);
+    }
+
+    /// Whether `d` is one of them (once sorted).
+    pub fn contains(&self, d: &Digest) -> bool {
+        match d {
+            Digest::Sha256(k) => self.short.binary_search_by_key(k, |b| b.digest).is_ok(),
+            Digest::Sha512(_) => self.long.binary_search_by_key(d, |b| b.digest).is_ok(),
+        }
+    }
+
+    /// Keeps the blobs whose digest `keep` says true of.
+    fn retain(&mut self, mut keep: impl FnMut(&Digest) -> bool) {
+        self.short.retain(|b| keep(&Digest::Sha256(b.digest)));
+        self.long.retain(|b| keep(&b.digest));
+    }
+
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn clear(&mut self) {
+        self.short = Vec::new();
+        self.long = Vec::new();
+    }
+
+    /// Their sizes added up.
+    pub fn bytes(&self) -> u64 {
+        self.short.iter().map(|b| b.size).sum::<u64>() + self.long.iter().map(|b| b.size).sum::<u64>()
+    }
+
+    /// Every blob, by digest (sha256 ones first, as [`Digest`] orders them).
+    pub fn iter(&self) -> impl Iterator<Item = Blob> + '_ {
+        let short = self.short.iter().map(|b| Blob {
+            digest: Digest::Sha256(b.digest),
+            size: b.size,
+            mtime: crate::time::from_unix_secs(b.secs, 0),
+        });
+        short.chain(self.long.iter().cloned())
+    }
+}
+
 /// Everything found, sorted, ready to print.
 #[derive(Debug, Default)]
 pub struct Found {
     /// Sorted by digest.
-    pub blobs: Vec<Blob>,
+    pub blobs: Blobs,
     /// Sorted by repository, then digest.
-    pub revisions: Vec<(String, Revision)>,
+    pub revisions: Vec<OrphanRevision>,
+    /// Every repository listed: what [`OrphanRevision::repo`] indexes.
+    pub names: Vec<String>,
     /// `_layers` links whose blob is missing, sorted by repository, then digest.
     pub layers: Vec<(String, LayerLink)>,
     /// Sorted by repository, then id.
@@ -652,7 +722,7 @@ impl Found {
         OrphansEnd {
             tool: "reg-orphans".into(),
             blobs: self.blobs.len() as u64,
-            blob_bytes: self.blobs.iter().map(|b| b.size).sum(),
+            blob_bytes: self.blobs.bytes(),
             revisions: self.revisions.len() as u64,
             layers: self.layers.len() as u64,
             uploads: self.uploads.len() as u64,
@@ -666,6 +736,22 @@ impl Found {
     }
 }
 
+/// An orphan revision, in 80 bytes instead of the 112 of a repository name
+/// and a [`Revision`].
+#[derive(Clone, Copy, Debug)]
+pub struct OrphanRevision {
+    /// Its repository: an index into [`Found::names`].
+    pub repo: u32,
+    /// The link's modification time, in whole seconds since 1970 (all that
+    /// a record prints).
+    pub secs: i64,
+    pub digest: Digest,
+}
+
+/// How many repositories are scanned (in parallel) before their results
+/// are gathered.
+const REPO_BATCH: usize = 64;
+
 /// Whether a listing problem may hide link files (young links, or a tag
 /// the input does not name). A garbled link, a tag directory without its
 /// link, or a name the registry could not have written hides none.
@@ -676,9 +762,13 @@ fn may_hide_links(e: &Error) -> bool {
     )
 }
 
+/// How many blob prefix directories are walked (in parallel) before their
+/// candidates are gathered: bounds what is held twice.
+const BLOB_BATCH: usize = 16;
+
 struct BlobPart {
     stored: u64,
-    candidates: Vec<Blob>,
+    candidates: Blobs,
     /// Unreferenced blobs stored but not candidates (young, or unreadable).
     kept: Vec<Digest>,
     too_young: u64,
@@ -730,66 +820,65 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     for e in prefixes.errors {
         msgs.error(e);
     }
-    let parts: Vec<BlobPart> = prefixes
-        .items
-        .par_iter()
-        .map(|p| {
-            // Only unreferenced blobs are looked into (a `stat` of `data`):
-            // at a million blobs the referenced ones need no system call.
-            let l = store.blob_digests_in(p);
-            msgs.progress().add_blobs(l.items.len() as u64);
-            let mut part = BlobPart {
-                stored: 0,
-                candidates: Vec::new(),
-                kept: Vec::new(),
-                too_young: 0,
-                errors: l.errors,
-            };
-            for d in l.items {
-                if refs.mark_stored(&d) {
+    let walk_prefix = |p: &crate::layout::BlobPrefix| {
+        // Only unreferenced blobs are looked into (a `stat` of `data`):
+        // at a million blobs the referenced ones need no system call.
+        let l = store.blob_digests_in(p);
+        msgs.progress().add_blobs(l.items.len() as u64);
+        let mut part = BlobPart {
+            stored: 0,
+            candidates: Blobs::default(),
+            kept: Vec::new(),
+            too_young: 0,
+            errors: l.errors,
+        };
+        for d in l.items {
+            if refs.mark_stored(&d) {
+                part.stored += 1;
+                continue;
+            }
+            match store.blob(&d) {
+                Ok(Some(b)) => {
                     part.stored += 1;
-                    continue;
-                }
-                match store.blob(&d) {
-                    Ok(Some(b)) => {
-                        part.stored += 1;
-                        if cfg.old_enough(b.mtime) {
-                            part.candidates.push(b);
-                        } else {
-                            if cfg.future(b.mtime) {
-                                msgs.warn(future_warning(&store.display(&paths::blob_data(&d)), b.mtime));
-                            }
-                            part.kept.push(d);
-                            part.too_young += 1;
+                    if cfg.old_enough(b.mtime) {
+                        part.candidates.push(b);
+                    } else {
+                        if cfg.future(b.mtime) {
+                            msgs.warn(future_warning(&store.display(&paths::blob_data(&d)), b.mtime));
                         }
-                    }
-                    // Gone since the directory was listed.
-                    Ok(None) => {}
-                    Err(e) => {
-                        // Kept: its directory is there, so links to it are
-                        // not reported either.
-                        part.stored += 1;
                         part.kept.push(d);
-                        part.errors.push(e);
+                        part.too_young += 1;
                     }
+                }
+                // Gone since the directory was listed.
+                Ok(None) => {}
+                Err(e) => {
+                    // Kept: its directory is there, so links to it are
+                    // not reported either.
+                    part.stored += 1;
+                    part.kept.push(d);
+                    part.errors.push(e);
                 }
             }
-            part
-        })
-        .collect();
-    let mut candidates = Vec::new();
-    let mut kept = Vec::new();
-    for p in parts {
-        for e in p.errors {
-            msgs.error(e);
         }
-        found.stored_blobs += p.stored;
-        found.too_young += p.too_young;
-        candidates.extend(p.candidates);
-        kept.extend(p.kept);
+        part
+    };
+    let mut candidates = Blobs::default();
+    let mut kept = Vec::new();
+    for batch in prefixes.items.chunks(BLOB_BATCH) {
+        let parts: Vec<BlobPart> = batch.par_iter().map(walk_prefix).collect();
+        for mut p in parts {
+            for e in p.errors {
+                msgs.error(e);
+            }
+            found.stored_blobs += p.stored;
+            found.too_young += p.too_young;
+            candidates.append(&mut p.candidates);
+            kept.extend(p.kept);
+        }
     }
     // By digest: the order they are printed in, and to look them up.
-    candidates.sort_by_key(|b| b.digest);
+    candidates.sort();
     kept.sort_unstable();
     let stored = Stored {
         refs,
@@ -805,46 +894,55 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         hides_links |= may_hide_links(&e);
         msgs.error(e);
     }
-    let scans: Vec<(String, anyhow::Result<RepoScan>)> = repos
-        .items
-        .into_par_iter()
-        .map(|r| {
-            let s = scan_repo(store, refs, cfg, &stored, &r);
-            msgs.progress().add_repos(1);
-            (r, s)
-        })
-        .collect();
+    found.names = repos.items;
     let mut held = DigestSet::new();
-    for (repo, scan) in scans {
-        let scan = scan?;
-        for e in scan.errors {
-            msgs.error(e);
-        }
-        for w in scan.future {
-            msgs.warn(w);
-        }
-        hides_links |= scan.hides_links;
-        found.too_young += scan.too_young;
-        for d in scan.held {
-            held.insert(d);
-        }
-        found
-            .revisions
-            .extend(scan.revisions.into_iter().map(|x| (repo.clone(), x)));
-        found
-            .layers
-            .extend(scan.layers.into_iter().map(|x| (repo.clone(), x)));
-        found
-            .uploads
-            .extend(scan.uploads.into_iter().map(|x| (repo.clone(), x)));
-        if scan.orphan_repo {
-            found.repos.push(repo);
+    // A batch of repositories at a time: what their scans hold stays small.
+    for (batch_no, batch) in found.names.chunks(REPO_BATCH).enumerate() {
+        let scans: Vec<anyhow::Result<RepoScan>> = batch
+            .par_iter()
+            .map(|r| {
+                let s = scan_repo(store, refs, cfg, &stored, r);
+                msgs.progress().add_repos(1);
+                s
+            })
+            .collect();
+        for (i, scan) in scans.into_iter().enumerate() {
+            let index = batch_no * REPO_BATCH + i;
+            let repo = &batch[i];
+            let scan = scan?;
+            for e in scan.errors {
+                msgs.error(e);
+            }
+            for w in scan.future {
+                msgs.warn(w);
+            }
+            hides_links |= scan.hides_links;
+            found.too_young += scan.too_young;
+            for d in scan.held {
+                held.insert(d);
+            }
+            found
+                .revisions
+                .extend(scan.revisions.into_iter().map(|x| OrphanRevision {
+                    repo: index as u32,
+                    secs: crate::time::unix_secs(x.mtime),
+                    digest: x.digest,
+                }));
+            found
+                .layers
+                .extend(scan.layers.into_iter().map(|x| (repo.clone(), x)));
+            found
+                .uploads
+                .extend(scan.uploads.into_iter().map(|x| (repo.clone(), x)));
+            if scan.orphan_repo {
+                found.repos.push(repo.clone());
+            }
         }
     }
 
     drop(kept);
-    candidates.retain(|b| {
-        let keep = !held.contains(&b.digest);
+    candidates.retain(|d| {
+        let keep = !held.contains(d);
         if !keep {
             found.too_young += 1;
         }
@@ -860,15 +958,16 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         found.blobs.clear();
     }
 
-    found
-        .revisions
-        .sort_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
+    let names = &found.names;
+    found.revisions.sort_unstable_by(|a, b| {
+        (&names[a.repo as usize], a.digest).cmp(&(&names[b.repo as usize], b.digest))
+    });
     found
         .layers
-        .sort_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
+        .sort_unstable_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
     found
         .uploads
-        .sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+        .sort_unstable_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
     found.repos.sort();
     Ok(found)
 }
@@ -877,7 +976,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
 struct Stored<'a> {
     refs: &'a Refs,
     /// Sorted by digest.
-    candidates: &'a [Blob],
+    candidates: &'a Blobs,
     /// Sorted.
     kept: &'a [Digest],
 }
@@ -885,12 +984,12 @@ struct Stored<'a> {
 impl Stored<'_> {
     /// An unreferenced, old enough, stored blob: what may be reported.
     fn candidate(&self, d: &Digest) -> bool {
-        self.candidates.binary_search_by_key(d, |b| b.digest).is_ok()
+        self.candidates.contains(d)
     }
 
     fn contains(&self, d: &Digest) -> bool {
         self.refs.referenced_and_stored(d)
-            || self.candidates.binary_search_by_key(d, |b| b.digest).is_ok()
+            || self.candidates.contains(d)
             || self.kept.binary_search(d).is_ok()
     }
 }
@@ -1087,18 +1186,18 @@ fn hold(
 /// Prints every orphan — blobs, revisions, layer links, uploads,
 /// repositories, each kind sorted — then the trailer.
 pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<OrphansEnd> {
-    for b in &found.blobs {
+    for b in found.blobs.iter() {
         out.write(&OrphanRecord::Blob {
             digest: b.digest,
             size: b.size,
             mtime: Time(b.mtime),
         })?;
     }
-    for (repo, r) in &found.revisions {
+    for r in &found.revisions {
         out.write(&OrphanRecord::Revision {
-            repo: repo.clone(),
+            repo: found.names[r.repo as usize].clone(),
             digest: r.digest,
-            mtime: Time(r.mtime),
+            mtime: Time(crate::time::from_unix_secs(r.secs, 0)),
         })?;
     }
     for (repo, l) in &found.layers {
@@ -1665,10 +1764,10 @@ mod tests {
         assert_eq!(s.len(), want.len());
         assert!(want.iter().all(|k| s.contains(k)));
         assert!(!s.contains(&100_000));
-        // Digests, indexed by their first two bytes.
-        let mut d: SortedSet<[u8; 32]> = SortedSet::default();
-        let keys: Vec<[u8; 32]> = (0..200_000u32)
-            .map(|i| *Digest::sha256_of(&i.to_le_bytes()).bytes().first_chunk().unwrap())
+        // Digest keys, indexed by their first two bytes.
+        let mut d: SortedSet<u64> = SortedSet::default();
+        let keys: Vec<u64> = (0..200_000u32)
+            .map(|i| key(&Digest::sha256_of(&i.to_le_bytes())))
             .collect();
         for k in keys.iter().chain(&keys[..1000]) {
             d.insert(*k);
@@ -1679,8 +1778,7 @@ mod tests {
         for (i, k) in keys.iter().enumerate().step_by(7) {
             assert_eq!(d.items[d.position(k).unwrap()], *k, "{i}");
         }
-        let absent = *Digest::sha256_of(b"absent").bytes().first_chunk().unwrap();
-        assert!(!d.contains(&absent));
+        assert!(!d.contains(&key(&Digest::sha256_of(b"absent"))));
         let bits = Bits::new(130);
         bits.set(129);
         bits.set(3);
@@ -1745,6 +1843,30 @@ mod tests {
         fs::write(v2.join(paths::blob_data(&img.manifest)), b"garbage").unwrap();
         let e = orphans(v2, &format!("{END}\n"), &later(0)).unwrap_err();
         assert!(format!("{e:#}").contains("does not hash"), "{e:#}");
+    }
+
+    #[test]
+    fn a_digest_sharing_its_first_bytes_with_a_referenced_one_is_kept() {
+        // The referenced sets hold 8 bytes of each digest: a stored blob
+        // whose digest starts like a referenced one must look referenced
+        // (kept), never the referenced one look unreferenced.
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "one", Some("t"), "kept");
+        let lone = blob(v2, b"unreferenced, but its first bytes are named");
+        let stray = blob(v2, b"unreferenced");
+        let mut twin = *lone.bytes().first_chunk::<32>().unwrap();
+        twin[31] ^= 0xff;
+        let twin = Digest::Sha256(twin);
+        assert_ne!(twin, lone);
+        let input = format!(
+            "{}{{\"kind\":\"layer\",\"repo\":\"one\",\"manifest\":\"{}\",\"digest\":\"{twin}\",\"size\":1}}\n{END}\n",
+            refs_of("one", &img, "tag"),
+            img.manifest
+        );
+        let (recs, errors) = orphans(v2, &input, &later(2)).unwrap();
+        assert_eq!(errors, 0);
+        assert_eq!(digests(&recs, "blob"), sorted(&[stray]));
     }
 
     #[test]

@@ -34,7 +34,7 @@ const MIN_SECS: i64 = -62_167_219_200;
 const MAX_SECS: i64 = 253_402_300_799;
 
 /// Whole seconds since 1970 (floored: 1969-12-31T23:59:59.5Z is -1).
-fn unix_secs(t: SystemTime) -> i64 {
+pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => {
@@ -83,7 +83,7 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-fn from_unix_secs(secs: i64, nanos: u32) -> SystemTime {
+pub(crate) fn from_unix_secs(secs: i64, nanos: u32) -> SystemTime {
     if secs >= 0 {
         SystemTime::UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
     } else {
