@@ -606,7 +606,7 @@ fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
 
 // ---- the walk ----------------------------------------------------------------
 
-/// Unreferenced blobs, sorted by digest once [`Blobs::sort`] is called: 48
+/// Unreferenced blobs, by digest (once the walk sorts them): 48
 /// bytes a sha256 one (its digest, size and modification time in whole
 /// seconds, all that its record prints) instead of a [`Blob`]'s 96.
 #[derive(Debug, Default)]
@@ -694,7 +694,7 @@ pub struct Found {
     /// Sorted by digest.
     pub blobs: Blobs,
     /// Sorted by repository, then digest.
-    pub revisions: Vec<OrphanRevision>,
+    pub revisions: Revisions,
     /// Every repository listed: what [`OrphanRevision::repo`] indexes.
     pub names: Vec<String>,
     /// `_layers` links whose blob is missing, sorted by repository, then digest.
@@ -736,16 +736,74 @@ impl Found {
     }
 }
 
-/// An orphan revision, in 80 bytes instead of the 112 of a repository name
-/// and a [`Revision`].
-#[derive(Clone, Copy, Debug)]
+/// An orphan revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrphanRevision {
-    /// Its repository: an index into [`Found::names`].
+    /// Its repository: an index into [`Found::names`] (sorted, so this
+    /// orders revisions as their repository names do).
     pub repo: u32,
     /// The link's modification time, in whole seconds since 1970 (all that
     /// a record prints).
     pub secs: i64,
     pub digest: Digest,
+}
+
+/// Orphan revisions: 48 bytes a sha256 one instead of the 112 of a
+/// repository name and a [`Revision`].
+#[derive(Debug, Default)]
+pub struct Revisions {
+    short: Vec<ShortRevision>,
+    /// sha512 ones, as they are (rare).
+    long: Vec<OrphanRevision>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ShortRevision {
+    repo: u32,
+    secs: i64,
+    digest: [u8; 32],
+}
+
+impl Revisions {
+    fn push(&mut self, repo: u32, r: &Revision) {
+        let secs = crate::time::unix_secs(r.mtime);
+        match r.digest {
+            Digest::Sha256(digest) => self.short.push(ShortRevision { repo, secs, digest }),
+            digest => self.long.push(OrphanRevision { repo, secs, digest }),
+        }
+    }
+
+    fn sort(&mut self) {
+        self.short.sort_unstable_by_key(|r| (r.repo, r.digest));
+        self.long.sort_unstable_by_key(|r| (r.repo, r.digest));
+    }
+
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every revision, by repository then digest (once sorted).
+    pub fn iter(&self) -> impl Iterator<Item = OrphanRevision> + '_ {
+        let mut short = self
+            .short
+            .iter()
+            .map(|r| OrphanRevision {
+                repo: r.repo,
+                secs: r.secs,
+                digest: Digest::Sha256(r.digest),
+            })
+            .peekable();
+        let mut long = self.long.iter().copied().peekable();
+        std::iter::from_fn(move || match (short.peek(), long.peek()) {
+            (Some(a), Some(b)) if (b.repo, b.digest) < (a.repo, a.digest) => long.next(),
+            (Some(_), _) => short.next(),
+            (None, _) => long.next(),
+        })
+    }
 }
 
 /// How many repositories are scanned (in parallel) before their results
@@ -895,6 +953,8 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         msgs.error(e);
     }
     found.names = repos.items;
+    // Sorted: a revision's repository index then orders it by name.
+    found.names.sort_unstable();
     let mut held = DigestSet::new();
     // A batch of repositories at a time: what their scans hold stays small.
     for (batch_no, batch) in found.names.chunks(REPO_BATCH).enumerate() {
@@ -921,13 +981,9 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             for d in scan.held {
                 held.insert(d);
             }
-            found
-                .revisions
-                .extend(scan.revisions.into_iter().map(|x| OrphanRevision {
-                    repo: index as u32,
-                    secs: crate::time::unix_secs(x.mtime),
-                    digest: x.digest,
-                }));
+            for r in &scan.revisions {
+                found.revisions.push(index as u32, r);
+            }
             found
                 .layers
                 .extend(scan.layers.into_iter().map(|x| (repo.clone(), x)));
@@ -958,10 +1014,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         found.blobs.clear();
     }
 
-    let names = &found.names;
-    found.revisions.sort_unstable_by(|a, b| {
-        (&names[a.repo as usize], a.digest).cmp(&(&names[b.repo as usize], b.digest))
-    });
+    found.revisions.sort();
     found
         .layers
         .sort_unstable_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
@@ -1193,7 +1246,7 @@ pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<Orpha
             mtime: Time(b.mtime),
         })?;
     }
-    for r in &found.revisions {
+    for r in found.revisions.iter() {
         out.write(&OrphanRecord::Revision {
             repo: found.names[r.repo as usize].clone(),
             digest: r.digest,
@@ -1843,6 +1896,58 @@ mod tests {
         fs::write(v2.join(paths::blob_data(&img.manifest)), b"garbage").unwrap();
         let e = orphans(v2, &format!("{END}\n"), &later(0)).unwrap_err();
         assert!(format!("{e:#}").contains("does not hash"), "{e:#}");
+    }
+
+    #[test]
+    fn compact_lists_keep_digest_order_with_sha512_entries() {
+        let at = |s: i64| crate::time::from_unix_secs(s, 0);
+        let long = |b: u8| Digest::Sha512([b; 64]);
+        let short = |b: u8| Digest::Sha256([b; 32]);
+        let mut revs = Revisions::default();
+        for (repo, d, secs) in [
+            (1, long(1), -5),
+            (0, short(9), 7),
+            (1, short(2), 3),
+            (0, long(0), 1),
+            (1, short(0), 2),
+        ] {
+            revs.push(
+                repo,
+                &Revision {
+                    digest: d,
+                    mtime: at(secs),
+                },
+            );
+        }
+        revs.sort();
+        let got: Vec<(u32, Digest, i64)> = revs.iter().map(|r| (r.repo, r.digest, r.secs)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, short(9), 7),
+                (0, long(0), 1),
+                (1, short(0), 2),
+                (1, short(2), 3),
+                (1, long(1), -5)
+            ]
+        );
+        let mut blobs = Blobs::default();
+        for (d, secs) in [(long(3), -70), (short(5), 1), (short(1), 2)] {
+            blobs.push(Blob {
+                digest: d,
+                size: secs as u64,
+                mtime: at(secs),
+            });
+        }
+        blobs.sort();
+        let got: Vec<(Digest, SystemTime)> = blobs.iter().map(|b| (b.digest, b.mtime)).collect();
+        assert_eq!(
+            got,
+            vec![(short(1), at(2)), (short(5), at(1)), (long(3), at(-70))]
+        );
+        assert!(blobs.contains(&long(3)) && blobs.contains(&short(5)) && !blobs.contains(&short(3)));
+        blobs.retain(|d| *d != short(5));
+        assert_eq!(blobs.len(), 2);
     }
 
     #[test]

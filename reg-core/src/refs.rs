@@ -10,10 +10,11 @@
 //!
 //! The walk reads each distinct manifest once, whatever the number of
 //! repositories holding it (a cache keyed by digest), in parallel waves: first
-//! every tag target and revision, then the children the live sets still
-//! need, until nothing new is needed. Only the few fields the graph needs are
-//! kept, packed into one small byte string per manifest; the manifest bytes
-//! are dropped after parsing.
+//! every root (tag targets, and revisions unless `--tagged-only`), then the
+//! children the live sets still need, until nothing new is needed; then every
+//! other revision, for its `subject` and children only, and whatever that
+//! makes live. Only the few fields the graph needs are kept, packed; the
+//! manifest bytes are dropped after parsing.
 //!
 //! It fails closed: a manifest whose data is there but cannot be read, is too
 //! large, is not a manifest or does not hash to its digest, and any listing
@@ -23,7 +24,11 @@
 //!
 //! Memory: once every manifest is loaded nothing can fail any more, so the
 //! edges of a repository are computed only when it is written (and dropped
-//! after): what stays in memory is the roots and the packed manifests.
+//! after): what stays in memory is the roots and the packed manifests, each
+//! digest of a manifest interned once as a 4-byte id, and the configs and
+//! layers of live manifests only (about 36 bytes each). A revision read for
+//! its subject alone keeps only that and its children; one that turns out
+//! live (a referrer) is read again, whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
@@ -449,41 +454,52 @@ fn load(store: &Store, d: &Digest) -> Loaded {
 }
 
 /// What is known of one manifest.
+///
+/// `full: false` is a manifest read only for its subject and children: a
+/// revision that is not a root, which only a live subject or index can make
+/// live. Its configs and layers are not kept (with `--tagged-only` most
+/// such revisions stay dead); if it turns out live, it is read again whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Named (a child, a subject) but not asked for.
+    /// Named (a child, a subject, a revision) but not asked for yet.
     Unknown,
-    /// To load; first asked for by repository `.0` (for messages).
-    Pending(u32),
+    /// To load; first asked for by repository `repo` (for messages).
+    Pending { repo: u32, full: bool },
     /// Its data is missing (or, with [`Config::broken_ok`], unusable).
     Missing,
     /// Parsed: its entries are at this place of the arena ([`Arena::get`]).
-    Parsed(u64),
+    Parsed { at: u64, full: bool },
 }
 
 const S_UNKNOWN: u64 = u64::MAX;
 const S_MISSING: u64 = u64::MAX - 1;
 const S_PENDING: u64 = 1 << 62;
+const S_PART: u64 = 1 << 61;
 
 impl State {
     fn encode(self) -> u64 {
+        let part = |full: bool| if full { 0 } else { S_PART };
         match self {
             State::Unknown => S_UNKNOWN,
             State::Missing => S_MISSING,
-            State::Pending(r) => S_PENDING | u64::from(r),
-            State::Parsed(at) => {
-                assert!(at < S_MISSING && at & S_PENDING == 0, "manifest arena too large");
-                at
+            State::Pending { repo, full } => S_PENDING | part(full) | u64::from(repo),
+            State::Parsed { at, full } => {
+                assert!(at < S_PART, "manifest arena too large");
+                part(full) | at
             }
         }
     }
 
     fn decode(s: u64) -> State {
+        let full = s & S_PART == 0;
         match s {
             S_UNKNOWN => State::Unknown,
             S_MISSING => State::Missing,
-            s if s & S_PENDING != 0 => State::Pending(s as u32),
-            at => State::Parsed(at),
+            s if s & S_PENDING != 0 => State::Pending { repo: s as u32, full },
+            s => State::Parsed {
+                at: s & (S_PART - 1),
+                full,
+            },
         }
     }
 }
@@ -630,38 +646,46 @@ impl Cache {
 
     /// The parsed manifest `id`, if it is one.
     fn node(&self, id: Id) -> Option<Node<'_>> {
-        let State::Parsed(at) = self.state(id) else {
+        let State::Parsed { at, .. } = self.state(id) else {
             return None;
         };
         Some(Node(self.arena.get(at)))
     }
 
     /// Stores `raw` (from [`node_of`]) as manifest `id`, parsed, with its
-    /// children and subject as ids. `scratch` is reused between calls.
-    fn put(&mut self, id: Id, raw: &[u8], scratch: &mut Vec<u8>) {
+    /// children and subject as ids; without its configs and layers unless
+    /// `full`. `scratch` is reused between calls.
+    fn put(&mut self, id: Id, raw: &[u8], full: bool, scratch: &mut Vec<u8>) {
         scratch.clear();
         for (code, d, size) in Unpack(raw) {
             if code == CHILD || code == SUBJECT {
                 scratch.push(code);
                 scratch.extend_from_slice(&self.intern(&d).to_le_bytes());
-            } else {
+            } else if full {
                 pack(scratch, code, &d, size);
             }
         }
         let at = self.arena.push(scratch);
-        self.set(id, State::Parsed(at));
+        self.set(id, State::Parsed { at, full });
     }
 
-    /// Marks `id` to load, for repository `repo`, unless it is known already.
-    fn want(&mut self, id: Id, repo: u32) {
-        if self.state(id) == State::Unknown {
-            self.set(id, State::Pending(repo));
-        }
+    /// Marks `id` to load, for repository `repo`: whole if `full` (then a
+    /// manifest read only in part is read again), else for its subject and
+    /// children only. Nothing changes if that much is known or asked.
+    fn want(&mut self, id: Id, repo: u32, full: bool) {
+        let pending = match self.state(id) {
+            State::Unknown => State::Pending { repo, full },
+            State::Pending { repo, full: false } if full => State::Pending { repo, full },
+            State::Parsed { full: false, .. } if full => State::Pending { repo, full },
+            _ => return,
+        };
+        self.set(id, pending);
     }
 
+    /// Distinct manifests read (whole or in part).
     fn parsed(&self) -> u64 {
         self.ids()
-            .filter(|&id| matches!(self.state(id), State::Parsed(_)))
+            .filter(|&id| matches!(self.state(id), State::Parsed { .. }))
             .count() as u64
     }
 }
@@ -779,9 +803,12 @@ fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
             continue;
         }
         match cache.state(d) {
-            State::Unknown | State::Pending(_) => needed.push(d),
+            State::Unknown | State::Pending { .. } => needed.push(d),
             State::Missing => missing.push((d, why)),
-            State::Parsed(_) => {
+            State::Parsed { full, .. } => {
+                if !full {
+                    needed.push(d);
+                }
                 let n = cache.node(d).expect("parsed");
                 queue.extend(n.children().map(|c| (c, Why::Child(cache.digest(d)))));
             }
@@ -994,26 +1021,33 @@ fn load_pending(
     broken_ok: bool,
     msgs: &Messages,
 ) -> anyhow::Result<()> {
-    let pending: Vec<(Id, u32)> = cache
-        .ids()
-        .filter_map(|id| match cache.state(id) {
-            State::Pending(repo) => Some((id, repo)),
-            _ => None,
-        })
-        .collect();
     let mut errors: Vec<(Digest, u32, Error)> = Vec::new();
     let mut scratch = Vec::new();
-    for batch in pending.chunks(LOAD_BATCH) {
-        let loaded: Vec<(Id, u32, Loaded)> = batch
+    // The ids there are now: loading interns children and subjects, but
+    // only as unknown, never pending.
+    let mut ids = cache.ids();
+    loop {
+        let batch: Vec<(Id, u32, bool)> = ids
+            .by_ref()
+            .filter_map(|id| match cache.state(id) {
+                State::Pending { repo, full } => Some((id, repo, full)),
+                _ => None,
+            })
+            .take(LOAD_BATCH)
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        let loaded: Vec<(Id, u32, bool, Loaded)> = batch
             .par_iter()
-            .map(|&(id, repo)| {
+            .map(|&(id, repo, full)| {
                 msgs.progress().add_manifests(1);
-                (id, repo, load(store, &cache.digest(id)))
+                (id, repo, full, load(store, &cache.digest(id)))
             })
             .collect();
-        for (id, repo, result) in loaded {
+        for (id, repo, full, result) in loaded {
             match result {
-                Ok(Some(raw)) => cache.put(id, &raw, &mut scratch),
+                Ok(Some(raw)) => cache.put(id, &raw, full, &mut scratch),
                 Ok(None) => cache.set(id, State::Missing),
                 Err(e) => errors.push((cache.digest(id), repo, e)),
             }
@@ -1101,7 +1135,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
         manifests: w
             .live
             .iter()
-            .filter(|&&id| matches!(cache.state(id), State::Parsed(_)))
+            .filter(|&&id| matches!(cache.state(id), State::Parsed { full: true, .. }))
             .count() as u64,
         references: edge_count(w, cache),
         revisions: r.revision_roots().count() as u64,
@@ -1185,7 +1219,7 @@ impl Graph {
     pub fn into_cache(self) -> ManifestCache {
         let mut cache = self.cache;
         for id in cache.ids().collect::<Vec<_>>() {
-            if !matches!(cache.state(id), State::Parsed(_)) {
+            if !matches!(cache.state(id), State::Parsed { .. }) {
                 cache.set(id, State::Unknown);
             }
         }
@@ -1208,36 +1242,54 @@ pub fn collect_with(
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
     msgs.progress().phase("manifests");
 
-    // First wave: every tag target and revision (revisions are needed even
-    // with --tagged-only: their `subject` may make them live). Each manifest
-    // is marked for the first repository naming it.
+    // First the roots, whole, then what the walks need (index children),
+    // until nothing more is needed; then every other revision, for its
+    // subject and children only (revisions are needed even with
+    // --tagged-only: their `subject` may make them live), and whatever that
+    // makes live, whole. Each manifest is marked for the first repository
+    // naming it.
     for (i, r) in roots.iter().enumerate() {
-        for &id in r.tag_ids.iter().chain(&r.revisions) {
-            cache.want(id, i as u32);
+        for id in r.tag_ids.iter().copied().chain(r.revision_roots()) {
+            cache.want(id, i as u32, true);
         }
     }
-    // A repository whose walk needs nothing more is done: loading what other
-    // repositories need adds no manifest its walk looks at. Its counts are
-    // taken from that walk.
+    let mut revisions_asked = false;
     let counts = loop {
         load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs)?;
-        let walked: Vec<Result<RepoCounts, Vec<Id>>> = roots
+        // A repository whose walk needs nothing more is done: loading what
+        // other repositories need adds no manifest its walk looks at. Its
+        // counts are taken from that walk, once every revision is known.
+        let last = revisions_asked;
+        let walked: Vec<Result<Option<RepoCounts>, Vec<Id>>> = roots
             .par_iter()
             .map(|r| {
                 let w = walk(r, &cache);
                 if w.needed.is_empty() {
-                    Ok(count(store, r, &w, &cache))
+                    Ok(last.then(|| count(store, r, &w, &cache)))
                 } else {
                     Err(w.needed)
                 }
             })
             .collect();
         if walked.iter().all(Result::is_ok) {
-            break walked.into_iter().flatten().collect::<Vec<RepoCounts>>();
+            if last {
+                break walked
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .collect::<Vec<RepoCounts>>();
+            }
+            for (i, r) in roots.iter().enumerate() {
+                for &id in &r.revisions {
+                    cache.want(id, i as u32, false);
+                }
+            }
+            revisions_asked = true;
+            continue;
         }
         for (i, ds) in walked.iter().enumerate() {
             for &id in ds.as_ref().err().into_iter().flatten() {
-                cache.want(id, i as u32);
+                cache.want(id, i as u32, true);
             }
         }
     };
@@ -1478,7 +1530,7 @@ mod tests {
         let mut cache = Cache::default();
         let m = cache.intern(&Digest::sha256_of(b"m"));
         let mut scratch = Vec::new();
-        cache.put(m, &buf, &mut scratch);
+        cache.put(m, &buf, true, &mut scratch);
         let (za, aa) = (cache.intern(&z), cache.intern(&a));
         let n = cache.node(m).expect("parsed");
         assert_ne!(za, aa);
@@ -1495,17 +1547,52 @@ mod tests {
         // Named, not loaded: children and subjects wait to be asked for.
         assert_eq!(cache.state(za), State::Unknown);
         assert!(cache.node(za).is_none());
-        cache.want(za, 7);
-        assert_eq!(cache.state(za), State::Pending(7));
-        cache.want(za, 9);
-        assert_eq!(cache.state(za), State::Pending(7), "the first repository asking");
-        assert_eq!(cache.parsed(), 1);
+        cache.want(za, 7, false);
+        assert_eq!(cache.state(za), State::Pending { repo: 7, full: false });
+        cache.want(za, 9, false);
+        assert_eq!(
+            cache.state(za),
+            State::Pending { repo: 7, full: false },
+            "the first repository asking"
+        );
+        cache.want(za, 9, true);
+        assert_eq!(
+            cache.state(za),
+            State::Pending { repo: 7, full: true },
+            "asked whole"
+        );
+        cache.want(za, 3, false);
+        assert_eq!(cache.state(za), State::Pending { repo: 7, full: true });
+        // Read in part: subject and children only; asked whole, read again.
+        cache.put(za, &buf, false, &mut scratch);
+        let part = cache.node(za).expect("parsed in part");
+        assert_eq!(part.subject(), Some(za));
+        assert_eq!(part.children().collect::<Vec<_>>(), vec![aa]);
+        assert_eq!(part.edge_count(), 1, "the child only");
+        cache.want(za, 4, false);
+        assert!(matches!(cache.state(za), State::Parsed { full: false, .. }));
+        cache.want(za, 4, true);
+        assert_eq!(cache.state(za), State::Pending { repo: 4, full: true });
+        cache.put(za, &buf, true, &mut scratch);
+        assert_eq!(cache.node(za).unwrap().edge_count(), 6);
+        assert_eq!(cache.parsed(), 2);
         for s in [
             State::Unknown,
             State::Missing,
-            State::Pending(u32::MAX),
-            State::Parsed(0),
-            State::Parsed(1 << 40),
+            State::Pending {
+                repo: u32::MAX,
+                full: true,
+            },
+            State::Pending { repo: 0, full: false },
+            State::Parsed { at: 0, full: true },
+            State::Parsed {
+                at: 1 << 40,
+                full: false,
+            },
+            State::Parsed {
+                at: (1 << 61) - 1,
+                full: true,
+            },
         ] {
             assert_eq!(State::decode(s.encode()), s);
         }
