@@ -227,7 +227,8 @@ for n in "${blobs_list[@]}"; do
     if [ "$t" != default ]; then tag_args=(--many-tags "$t"); name="$name-t$t"; fi
     root=$base/$name
     stamp=$root/gen-tree.json
-    want="\"blobs\":$n,\"seed\":$seed,"
+    # version 2: tag index entries are <hex>/link, as the registry writes them
+    want="\"version\":2,\"blobs\":$n,\"seed\":$seed,"
     if [ -f "$stamp" ] && grep -q "$want" "$stamp" && { [ "$t" = default ] || grep -q "\"many_tags\":$t," "$stamp"; }; then
       note "reusing $root"
     else

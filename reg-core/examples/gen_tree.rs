@@ -104,7 +104,7 @@ impl Params {
 
     fn stamp_json(&self, stats: &Stats) -> String {
         format!(
-            "{{\"generator\":\"gen_tree\",\"version\":1,\"blobs\":{},\"seed\":{},\"many_tags\":{},\
+            "{{\"generator\":\"gen_tree\",\"version\":2,\"blobs\":{},\"seed\":{},\"many_tags\":{},\
              \"stats\":{}}}\n",
             self.blobs,
             self.seed,
@@ -640,7 +640,11 @@ impl<'a> RepoGen<'a> {
             for d in history {
                 if seen.insert(*d) {
                     let t = self.time();
-                    self.w.link(&paths::tag_index_entry(self.repo, tag, d), d, t)?;
+                    self.w.link(
+                        &format!("{}/link", paths::tag_index_entry(self.repo, tag, d)),
+                        d,
+                        t,
+                    )?;
                 }
             }
             let current = history.last().expect("a tag has a manifest");
