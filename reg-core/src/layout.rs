@@ -503,6 +503,54 @@ impl Store {
         self.dir_names(&paths::tags(repo), check_tag)
     }
 
+    /// Every tag index entry of `repo` (`tags/<tag>/index/<alg>/<hex>/`),
+    /// as (tag, digest) sorted, from directory names alone and in one scan:
+    /// which tags once pointed at which manifests. No link is opened.
+    pub fn tag_index_entries(&self, repo: &str) -> Listing<(String, Digest)> {
+        let dir = paths::tags(repo);
+        let mut out = Listing::default();
+        // <tag> / index / <alg> / <hex>: stop at the digest directories, and
+        // at anything else below a tag (its `current`).
+        let stop = |rel: &str, depth: usize| match depth {
+            1 => false,
+            2 => !rel.ends_with("/index"),
+            3 => rel.rsplit('/').next().and_then(Algorithm::from_name).is_none(),
+            _ => true,
+        };
+        // A file where an entry's directory belongs is taken as an entry too
+        // (so that removing the revision removes it).
+        let scanned = self.scan(&dir, &stop, false, &mut |item| match item {
+            Scanned::Prefix(key) | Scanned::Object { key, .. } => {
+                let rel = &key[dir.len() + 1..];
+                let mut parts = rel.split('/');
+                let (Some(tag), Some("index"), Some(alg), Some(hex), None) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    return; // a tag's `current`, or an unknown directory
+                };
+                let parsed = check_tag(tag).and_then(|()| {
+                    let alg = Algorithm::from_name(alg).ok_or("unknown digest algorithm directory")?;
+                    Digest::from_parts(alg, hex).map_err(|why| format!("not a digest directory: {why}"))
+                });
+                match parsed {
+                    Ok(d) => out.items.push((tag.to_string(), d)),
+                    Err(why) => out.push_err(Error::new(self.display(&key), ErrorKind::BadName(why))),
+                }
+            }
+            Scanned::Problem(e) => out.push_err(e),
+        });
+        if let Err(e) = scanned {
+            out.push_err(e);
+        }
+        out.items.sort();
+        out.items.dedup();
+        out
+    }
+
     /// The ids of `repo`'s uploads in progress, sorted, without looking in.
     pub fn upload_ids(&self, repo: &str) -> Listing<String> {
         self.dir_names(&paths::uploads(repo), check_upload_id)
@@ -1024,6 +1072,44 @@ mod tests {
         assert!(matches!(links.errors[0].kind(), ErrorKind::BadLink(_)));
         assert_eq!(s.link_mtime(&paths::revision_link("r", &b)).unwrap(), None);
         assert!(s.link_mtime(&paths::revision_link("r", &a)).unwrap().is_some());
+    }
+
+    #[test]
+    fn tag_index_entries_come_from_names_in_one_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        put(v2, &paths::tag_current("r", "v1"), &b.to_string());
+        put(
+            v2,
+            &(paths::tag_index_entry("r", "v1", &a) + "/link"),
+            &a.to_string(),
+        );
+        put(
+            v2,
+            &(paths::tag_index_entry("r", "v1", &b) + "/link"),
+            &b.to_string(),
+        );
+        // An entry whose link is gone is still an entry (its directory).
+        fs::create_dir_all(v2.join(paths::tag_index_entry("r", "v2", &a))).unwrap();
+        // A file where the entry's directory belongs is an entry too.
+        put(v2, &paths::tag_index_entry("r", "v3", &b), &b.to_string());
+        // Not entries: a bad digest name, an unknown algorithm, a stray file.
+        fs::create_dir_all(v2.join("repositories/r/_manifests/tags/v1/index/sha256/nothex")).unwrap();
+        fs::create_dir_all(v2.join("repositories/r/_manifests/tags/v1/index/md5/x")).unwrap();
+        put(v2, "repositories/r/_manifests/tags/v1/stray", "");
+        let l = Store::fs(v2).tag_index_entries("r");
+        let want: Vec<(String, Digest)> = vec![
+            ("v1".into(), a),
+            ("v1".into(), b),
+            ("v2".into(), a),
+            ("v3".into(), b),
+        ];
+        let mut want = want;
+        want.sort();
+        assert_eq!(l.items, want);
+        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
+        assert!(l.errors[0].to_string().contains("nothex"), "{}", l.errors[0]);
     }
 
     #[test]

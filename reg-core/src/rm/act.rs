@@ -2,9 +2,9 @@
 //! [`Deleter::remove`]: the mode (delete, trash, dry run), the bytes freed,
 //! the dry run's memory of what it would have removed, and the test hook.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::report::{Action, RmRecord};
 use super::{Config, Mode};
@@ -32,7 +32,19 @@ pub(super) struct Deleter<'a> {
     /// Dry run: what the run would have removed so far (paths relative to
     /// v2), so later phases neither count its bytes again nor remove it again.
     simulated: Mutex<HashSet<String>>,
+    /// The tag index entries of the repositories whose revisions were
+    /// removed last (most recent at the back): listed once per repository,
+    /// not once per revision and tag.
+    tag_index: Mutex<VecDeque<(String, Arc<TagIndex>)>>,
 }
+
+/// A repository's tag index entries: digest → the tags whose `index/`
+/// names it.
+type TagIndex = HashMap<Digest, Vec<String>>;
+
+/// How many repositories' tag indexes [`Deleter`] keeps: revisions come
+/// sorted by repository, so each worker is on one or two at a time.
+const TAG_INDEXES_KEPT: usize = 16;
 
 impl<'a> Deleter<'a> {
     pub(super) fn new(store: &'a Store, cfg: &'a Config, msgs: &'a Messages) -> Deleter<'a> {
@@ -44,6 +56,7 @@ impl<'a> Deleter<'a> {
             stopped: AtomicBool::new(false),
             gate: Mutex::new(()),
             simulated: Mutex::new(HashSet::new()),
+            tag_index: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -164,16 +177,47 @@ impl<'a> Deleter<'a> {
         }
     }
 
-    /// Removes `d` from the `index/` of every tag of `repo`; the bytes freed.
+    /// Removes `d` from the `index/` of every tag of `repo` that names it;
+    /// the bytes freed.
     pub(super) fn remove_index_entries(&self, repo: &str, d: Digest) -> u64 {
-        let tags = self.store.tag_names(repo);
-        for e in tags.errors {
-            self.msgs.error(e);
-        }
-        tags.items
-            .iter()
+        let index = self.tag_index(repo);
+        index
+            .get(&d)
+            .into_iter()
+            .flatten()
             .map(|t| self.sweep(&paths::tag_index_entry(repo, t, &d)))
             .sum()
+    }
+
+    /// The tag index entries of `repo`, listed in one scan the first time
+    /// (listing problems are reported then). An entry added by a push after
+    /// that is left in place: it names a revision, it holds no data.
+    fn tag_index(&self, repo: &str) -> Arc<TagIndex> {
+        let kept = |q: &VecDeque<(String, Arc<TagIndex>)>| {
+            q.iter().find(|(r, _)| r == repo).map(|(_, i)| Arc::clone(i))
+        };
+        if let Some(i) = kept(&self.tag_index.lock().expect("tag index cache")) {
+            return i;
+        }
+        let listing = self.store.tag_index_entries(repo);
+        let mut index = TagIndex::new();
+        for (tag, d) in listing.items {
+            index.entry(d).or_default().push(tag);
+        }
+        let mut q = self.tag_index.lock().expect("tag index cache");
+        // Another worker may have listed it meanwhile: keep one.
+        if let Some(i) = kept(&q) {
+            return i;
+        }
+        for e in listing.errors {
+            self.msgs.error(e);
+        }
+        let index = Arc::new(index);
+        q.push_back((repo.to_string(), Arc::clone(&index)));
+        if q.len() > TAG_INDEXES_KEPT {
+            q.pop_front();
+        }
+        index
     }
 
     /// Removes `rel` if it is an empty directory (old enough, which the

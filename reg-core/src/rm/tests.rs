@@ -383,9 +383,11 @@ fn a_blob_goes_with_every_repositorys_link_then_a_second_run_finds_it_absent() {
     for repo in ["app", "x/y", "x/y/z"] {
         link(v2, &paths::layer_link(repo, &orphan), &orphan);
     }
-    // An untagged revision with its old tag index entry.
+    // An untagged revision with old tag index entries in two tags.
     let (old, oc, ol) = image(v2, "app", None, "old");
+    image(v2, "app", Some("v2"), "other");
     link(v2, &(paths::tag_index_entry("app", "v1", &old) + "/link"), &old);
+    link(v2, &(paths::tag_index_entry("app", "v2", &old) + "/link"), &old);
     age(v2, DAY);
     let input = format!(
         "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n{old}\n{oc}\n{ol}\n{orphan}\n"
@@ -405,7 +407,12 @@ fn a_blob_goes_with_every_repositorys_link_then_a_second_run_finds_it_absent() {
         );
     }
     assert!(!v2.join(paths::tag_index_entry("app", "v1", &old)).exists());
+    assert!(!v2.join(paths::tag_index_entry("app", "v2", &old)).exists());
     assert!(!v2.join(paths::revision_dir("app", &old)).exists());
+    // The revision's bytes: its link and both index entries' links.
+    let link_len = old.to_string().len() as u64;
+    let rev_rec = r.recs.iter().find(|x| x["kind"] == "revision").unwrap();
+    assert_eq!(rev_rec["bytes"], 3 * link_len, "{rev_rec}");
     let orphan_size = b"orphan layer".len() as u64;
     let orphan_rec = r
         .recs
