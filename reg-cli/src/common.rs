@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use reg_core::layout::Store;
 use reg_core::output::{is_broken_pipe, Format, Out};
+use reg_core::root::Location;
 
 /// Exit status: done.
 pub const EXIT_OK: u8 = 0;
@@ -24,14 +25,21 @@ pub const MAX_THREADS: usize = 256;
 /// Flags every tool takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2 directory.
+    /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2
+    /// directory, or s3://BUCKET/ROOTDIRECTORY (credentials, region and endpoint from AWS_*).
     #[arg(value_name = "ROOT", required_unless_present = "config")]
     pub root: Option<PathBuf>,
 
-    /// Read the storage root from the registry's config.yml
-    /// (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY overrides it, as for the registry).
+    /// Read the storage root from the registry's config.yml: its filesystem or s3 driver
+    /// (REGISTRY_STORAGE_* variables override it, as for the registry).
     #[arg(long, value_name = "FILE", conflicts_with = "root")]
     pub config: Option<PathBuf>,
+
+    /// Keep the manifests read in DIR, by digest, and read them from there
+    /// next time (manifests never change): for object storage, where each
+    /// read is a request.
+    #[arg(long, value_name = "DIR")]
+    pub manifest_cache: Option<PathBuf>,
 
     /// Print records as tab-separated columns (kind first) instead of JSON lines.
     #[arg(long)]
@@ -55,13 +63,16 @@ impl Common {
                 .num_threads(n.clamp(1, MAX_THREADS))
                 .build_global();
         }
-        let root = match (&self.root, &self.config) {
-            (Some(r), _) => r.clone(),
-            (None, Some(cfg)) => reg_core::root::from_config(cfg)?,
+        let location = match (&self.root, &self.config) {
+            (Some(r), _) => Location::parse(r)?,
+            (None, Some(cfg)) => reg_core::root::location_from_config(cfg)?,
             (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
         };
-        let v2 = reg_core::root::locate(&root)?;
-        Ok(Store::fs(v2))
+        let store = location.open()?;
+        Ok(match &self.manifest_cache {
+            Some(dir) => store.with_manifest_cache(dir),
+            None => store,
+        })
     }
 
     pub fn format(&self) -> Format {
@@ -75,6 +86,15 @@ impl Common {
     /// The record writer on stdout.
     pub fn out(&self) -> Out {
         Out::stdout(self.format())
+    }
+}
+
+/// A summary line, with the requests sent to object storage when there
+/// were any (`; 57 requests: 40 LIST, 17 GET`).
+pub fn with_requests(store: &Store, line: impl std::fmt::Display) -> String {
+    match store.requests() {
+        Some(r) => format!("{line}; {r}"),
+        None => line.to_string(),
     }
 }
 

@@ -68,19 +68,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!(" (what-if: as if {} were deleted)", end.excluded.join(", "))
     };
-    msgs.summary(format!(
-        "orphans{what_if}: {} blobs ({}), {} revisions, {} layer links, {} uploads ({}), {} repos; \
+    msgs.summary(cli::with_requests(
+        &store,
+        format!(
+            "orphans{what_if}: {} blobs ({}), {} revisions, {} layer links, {} uploads ({}), {} repos; \
          {} too young to report; stored: {} blobs; read {} input lines",
-        end.blobs,
-        human_bytes(end.blob_bytes),
-        end.revisions,
-        end.layers,
-        end.uploads,
-        human_bytes(end.upload_bytes),
-        end.repos,
-        end.too_young,
-        end.stored_blobs,
-        input.lines,
+            end.blobs,
+            human_bytes(end.blob_bytes),
+            end.revisions,
+            end.layers,
+            end.uploads,
+            human_bytes(end.upload_bytes),
+            end.repos,
+            end.too_young,
+            end.stored_blobs,
+            input.lines,
+        ),
     ));
     Ok(msgs.exit_code())
 }

@@ -79,9 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!(" (what-if: as if {} were deleted)", cfg.exclude_repos.join(", "))
     };
-    msgs.summary(format!(
+    msgs.summary(cli::with_requests(&store, format!(
         "{} repos, {} tags, {} revisions, {} manifests ({} distinct parsed), {} references, {} missing{what_if}",
         s.repos, s.tags, s.revisions, s.manifests, s.parsed, s.references, s.missing
-    ));
+    )));
     Ok(msgs.exit_code())
 }

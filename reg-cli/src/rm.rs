@@ -101,6 +101,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Prints the blob descriptor cache reminder itself after any deletion.
     let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
     live.finish();
-    msgs.summary(stats.summary());
+    msgs.summary(cli::with_requests(&store, stats.summary()));
     Ok(msgs.exit_code())
 }

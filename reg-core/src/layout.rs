@@ -267,11 +267,36 @@ pub mod paths {
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
     backend: Box<dyn Backend>,
+    /// A directory of manifest bytes by digest (see [`Store::with_manifest_cache`]).
+    manifest_cache: Option<std::path::PathBuf>,
 }
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>) -> Store {
-        Store { backend }
+        Store {
+            backend,
+            manifest_cache: None,
+        }
+    }
+
+    /// Keeps the bytes of every manifest read in `dir` (one file per
+    /// digest, written once), and reads them from there when the blob is
+    /// still stored: manifests are immutable, so a second run on object
+    /// storage reads only manifests it has not seen. Each is checked
+    /// against its digest whichever way it came.
+    pub fn with_manifest_cache(mut self, dir: impl Into<std::path::PathBuf>) -> Store {
+        self.manifest_cache = Some(dir.into());
+        self
+    }
+
+    /// Forgets cached listings (see [`Backend::refresh`]).
+    pub fn refresh(&self) {
+        self.backend.refresh();
+    }
+
+    /// The requests sent to a remote store so far (see [`Backend::requests`]).
+    pub fn requests(&self) -> Option<String> {
+        self.backend.requests()
     }
 
     /// A store on the filesystem `v2` directory.
@@ -296,16 +321,28 @@ impl Store {
 
     /// [`Store::read_link`] and the link file's mtime, from one open.
     pub fn read_link_meta(&self, rel: &str) -> Result<Option<(Digest, SystemTime)>> {
-        let Some((bytes, meta)) = self.backend.read_with_meta(rel, LINK_LIMIT).map_err(|e| {
-            if matches!(e.kind(), ErrorKind::Other(_)) {
-                Error::new(
-                    self.display(rel),
-                    ErrorKind::BadLink("longer than any digest".into()),
-                )
-            } else {
-                e
-            }
-        })?
+        self.read_link_expecting(rel, &[])
+    }
+
+    /// [`Store::read_link_meta`] for a link expected to name one of
+    /// `expected` (see [`Backend::read_expecting`]: an object store then
+    /// answers from its listing).
+    fn read_link_expecting(&self, rel: &str, expected: &[Digest]) -> Result<Option<(Digest, SystemTime)>> {
+        let texts: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
+        let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+        let Some((bytes, meta)) = self
+            .backend
+            .read_expecting(rel, LINK_LIMIT, &texts)
+            .map_err(|e| {
+                if matches!(e.kind(), ErrorKind::Other(_)) {
+                    Error::new(
+                        self.display(rel),
+                        ErrorKind::BadLink("longer than any digest".into()),
+                    )
+                } else {
+                    e
+                }
+            })?
         else {
             return Ok(None);
         };
@@ -331,8 +368,23 @@ impl Store {
     /// manifest, or does not hash to `d`.
     pub fn manifest(&self, d: &Digest) -> Result<Option<crate::manifest::Manifest>> {
         let rel = paths::blob_data(d);
-        let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
-            return Ok(None);
+        let cached = self.manifest_cache.as_ref().map(|dir| dir.join(d.to_string()));
+        let from_cache = match &cached {
+            // Only while the blob is stored: a deleted manifest is missing.
+            Some(f) if self.backend.stat(&rel)?.is_some() => std::fs::read(f).ok().filter(|b| d.matches(b)),
+            _ => None,
+        };
+        let bytes = match from_cache {
+            Some(b) => b,
+            None => {
+                let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
+                    return Ok(None);
+                };
+                if let (Some(f), true) = (&cached, d.matches(&bytes)) {
+                    keep_in_cache(f, &bytes);
+                }
+                bytes
+            }
         };
         let bad = |why: String| Error::new(self.display(&rel), ErrorKind::BadManifest(why));
         if !d.matches(&bytes) {
@@ -466,7 +518,7 @@ impl Store {
     /// `Ok(None)` if the directory has no link (deleted through the API).
     fn dir_link(&self, dir: &str, d: Digest) -> Result<Option<SystemTime>> {
         let rel = format!("{dir}/link");
-        let Some((linked, mtime)) = self.read_link_meta(&rel)? else {
+        let Some((linked, mtime)) = self.read_link_expecting(&rel, &[d])? else {
             return Ok(None);
         };
         if linked != d {
@@ -486,14 +538,40 @@ impl Store {
             items: Vec::with_capacity(names.items.len()),
             errors: names.errors,
         };
+        let index = if self.backend.answers_from_listing() {
+            self.tag_indexes(repo)
+        } else {
+            Default::default()
+        };
         for name in names.items {
             let link = paths::tag_current(repo, &name);
-            match self.read_link_meta(&link) {
+            let expected = index.get(&name).map_or(&[][..], |v| v.as_slice());
+            match self.read_link_expecting(&link, expected) {
                 Ok(Some((digest, mtime))) => out.items.push(Tag { name, digest, mtime }),
                 Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
                 Err(err) => out.push_err(err),
             }
         }
+        out
+    }
+
+    /// Every tag's `index/` entries (the manifests it has pointed at),
+    /// from one scan and their names: what a tag's `current/link` is
+    /// expected to name. Problems are left to the walks that list.
+    fn tag_indexes(&self, repo: &str) -> std::collections::BTreeMap<String, Vec<Digest>> {
+        let dir = paths::tags(repo);
+        let mut out: std::collections::BTreeMap<String, Vec<Digest>> = Default::default();
+        let stop = |rel: &str, depth: usize| depth == 4 || (depth == 2 && !rel.ends_with("/index"));
+        let _ = self.scan(&dir, &stop, false, &mut |item| {
+            if let Scanned::Prefix(key) = item {
+                let parts: Vec<&str> = key[dir.len() + 1..].split('/').collect();
+                if let [tag, "index", alg, hex] = parts[..] {
+                    if let Some(Ok(d)) = Algorithm::from_name(alg).map(|a| Digest::from_parts(a, hex)) {
+                        out.entry(tag.to_string()).or_default().push(d);
+                    }
+                }
+            }
+        });
         out
     }
 
@@ -777,6 +855,22 @@ impl Store {
             out.errors.extend(p.errors);
         }
         out
+    }
+}
+
+/// Writes `bytes` to the manifest cache file `f` (through a temporary file
+/// and a rename, so a reader never sees half a file); a cache that cannot be
+/// written is only slower.
+fn keep_in_cache(f: &std::path::Path, bytes: &[u8]) {
+    let Some(dir) = f.parent() else { return };
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = dir.join(format!(
+        ".tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, f).is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 

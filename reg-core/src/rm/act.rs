@@ -47,6 +47,15 @@ impl<'a> Deleter<'a> {
         }
     }
 
+    /// What removing means in this run's mode.
+    pub(super) fn action(&self) -> Action {
+        match self.cfg.mode {
+            Mode::DryRun => Action::WouldDelete,
+            Mode::Trash(_) => Action::Trashed,
+            Mode::Delete => Action::Deleted,
+        }
+    }
+
     /// Records deleted or trashed so far.
     pub(super) fn deleted(&self) -> u64 {
         self.deleted.load(Ordering::SeqCst)

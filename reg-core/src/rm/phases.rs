@@ -137,6 +137,8 @@ impl<'a> Runner<'a> {
         if let Some(hook) = &self.guard.cfg.after_revisions {
             (hook.0)();
         }
+        // A backend that caches listings (object storage) lists anew.
+        self.store().refresh();
         let looked = match mark.as_mut() {
             Some(m) => self.look_again(m, &mut removed, &mut recs, asked),
             None => Ok(false),
@@ -211,7 +213,13 @@ impl<'a> Runner<'a> {
             if let Some(hook) = &self.guard.cfg.after_links {
                 (hook.0)();
             }
+            self.store().refresh();
             self.recheck_doomed(&mut doomed, &recs, &mut blob_recs, m, &removed, asked);
+        }
+        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
+            if let Some(repo) = &rec.repo {
+                removed.link_repos.insert(repo.clone());
+            }
         }
         self.emit(w, &recs, Some("blob"))?;
 
@@ -394,7 +402,15 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|d| format!("{}/{d}", paths::repo(repo)))
             .collect();
-        let rec = self.apply(rec, self.guard.repo(repo, removed), &own)?;
+        let verdict = match self.guard.repo(repo, removed) {
+            // On object storage a repository is its objects: when this run
+            // removed its last ones it is gone already, and it is this run
+            // that removed it (as on the filesystem, where only its empty
+            // directories are left to remove).
+            Verdict::Absent if removed.emptied(repo) => return Some(rec.done(self.act.action(), 0)),
+            v => v,
+        };
+        let rec = self.apply(rec, verdict, &own)?;
         if rec.action.removes() && !self.guard.dry_run() {
             // Then the directory itself and empty parents, never `repositories`.
             let mut name = repo;
