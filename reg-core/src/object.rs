@@ -55,6 +55,9 @@ const AREAS: [&str; 2] = ["blobs", "repositories"];
 /// At most this many listing requests in flight at once.
 const LIST_CONCURRENCY: usize = 32;
 
+/// Attempts at a listing that breaks off part way.
+const LIST_TRIES: u32 = 4;
+
 /// At most this many DeleteObjects requests in flight at once.
 const DELETE_CONCURRENCY: usize = 4;
 
@@ -471,7 +474,11 @@ impl Object {
     }
 
     /// Lists every key below `prefix` (relative to `v2`) between `after`
-    /// (exclusive) and `upto` (inclusive), flat.
+    /// (exclusive) and `upto` (inclusive), flat. A listing that breaks off
+    /// (a connection lost in the middle of a page, which `object_store`
+    /// does not retry) goes on after the last key it got, up to
+    /// [`LIST_TRIES`] times with backoff; then it fails, never returning
+    /// part of the range.
     async fn list_range(
         &self,
         prefix: &str,
@@ -479,22 +486,37 @@ impl Object {
         upto: Option<String>,
     ) -> std::result::Result<Vec<(String, Obj)>, String> {
         let p = self.key(prefix);
-        let mut stream = match &after {
-            Some(a) => self.s3.list_with_offset(Some(&p), &self.key(a)),
-            None => self.s3.list(Some(&p)),
-        };
-        let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
-            let m = item.map_err(|e| e.to_string())?;
-            let Some(rel) = self.rel(m.location.as_ref()) else {
-                continue;
+        let mut out: Vec<(String, Obj)> = Vec::new();
+        let mut wait = Duration::from_millis(200);
+        let mut attempt = 1;
+        'listing: loop {
+            let from = out.last().map(|(k, _)| k.clone()).or_else(|| after.clone());
+            let mut stream = match &from {
+                Some(a) => self.s3.list_with_offset(Some(&p), &self.key(a)),
+                None => self.s3.list(Some(&p)),
             };
-            if upto.as_deref().is_some_and(|u| rel > u) {
-                break;
+            while let Some(item) = stream.next().await {
+                let m = match item {
+                    Ok(m) => m,
+                    Err(e) if attempt < LIST_TRIES => {
+                        attempt += 1;
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                        let _ = e;
+                        continue 'listing;
+                    }
+                    Err(e) => return Err(format!("{e} (tried {LIST_TRIES} times)")),
+                };
+                let Some(rel) = self.rel(m.location.as_ref()) else {
+                    continue;
+                };
+                if upto.as_deref().is_some_and(|u| rel > u) {
+                    break;
+                }
+                out.push((rel.to_string(), obj_of(&m)));
             }
-            out.push((rel.to_string(), obj_of(&m)));
+            return Ok(out);
         }
-        Ok(out)
     }
 
     /// Lists a whole area, its ranges at once.
