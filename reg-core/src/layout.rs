@@ -916,6 +916,24 @@ impl Store {
         Ok(Some(total))
     }
 
+    /// The keys of the objects under `rel` (or `rel` itself if it is one),
+    /// to delete in a batch; empty if nothing is there.
+    pub fn keys_under(&self, rel: &str) -> Result<Vec<String>> {
+        match self.backend.stat(rel)? {
+            None => Ok(Vec::new()),
+            Some(m) if !m.is_dir => Ok(vec![rel.to_string()]),
+            Some(_) => {
+                let mut keys = Vec::new();
+                self.scan(rel, &|_, _| false, false, &mut |item| {
+                    if let Scanned::Object { key, .. } = item {
+                        keys.push(key);
+                    }
+                })?;
+                Ok(keys)
+            }
+        }
+    }
+
     /// Deletes `rel` and everything under it; false if it was gone.
     pub fn delete(&self, rel: &str) -> Result<bool> {
         match self.backend.stat(rel)? {

@@ -918,6 +918,10 @@ impl Backend for Object {
         true
     }
 
+    fn batches_deletes(&self) -> bool {
+        true
+    }
+
     fn refresh(&self) {
         self.areas.lock().expect("areas").clear();
     }

@@ -138,6 +138,12 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Whether deletions are best queued and sent together
+    /// ([`Backend::delete_batch`]): an object store's multi-object delete.
+    fn batches_deletes(&self) -> bool {
+        false
+    }
+
     /// Forgets what the backend has cached of earlier listings, so that the
     /// next scans see the store as it is now (reg-rm, before looking again).
     fn refresh(&self) {}

@@ -1,7 +1,8 @@
 //! A small HTTP proxy on 127.0.0.1 in front of the S3 server, which fails
 //! the requests a test picks: answers `503 SlowDown` (throttling), or
 //! forwards and then drops the connection half way through the answer's
-//! body (a connection lost mid-listing). One request per connection
+//! body (a connection lost mid-listing), or reports every key of a
+//! DeleteObjects as failed. One request per connection
 //! (answers say `Connection: close`); it serves until dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,6 +22,9 @@ pub enum Fault {
     SlowDown,
     /// Forwards, then sends half of the answer and closes the connection.
     CutBody,
+    /// A DeleteObjects answered `200` without forwarding, every key in it
+    /// reported as an `InternalError` (S3's per-key failures).
+    KeyErrors,
 }
 
 /// The request kinds a rule tells apart.
@@ -169,6 +173,27 @@ fn serve(
         write!(
             out,
             "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        )?;
+        out.flush()?;
+        let _ = out.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    if fault == Fault::KeyErrors {
+        injected.fetch_add(1, Ordering::SeqCst);
+        let text = String::from_utf8_lossy(&body);
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult>");
+        for part in text.split("<Key>").skip(1) {
+            let key = part.split("</Key>").next().unwrap_or("");
+            xml.push_str(&format!(
+                "<Error><Key>{key}</Key><Code>InternalError</Code>\
+                 <Message>We encountered an internal error. Please try again.</Message></Error>"
+            ));
+        }
+        xml.push_str("</DeleteResult>");
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
             xml.len()
         )?;
         out.flush()?;

@@ -235,11 +235,60 @@ fn s3_faults_end_in_a_retry_or_a_clean_failure() {
         .run();
     orphans.expect_code(1).stdout_empty();
 
-    // Deletes throttled at first: retried, everything deleted once.
+    // The _layers links' DeleteObjects failing key by key (five tries):
+    // those records are not printed, an error names every key not
+    // deleted, the blobs they link stay, and everything pulls.
     let list = by_url("reg-orphans", &reg, &moto.endpoint(), &["--min-age", "0s"])
         .stdin(&clean.stdout)
         .run();
     list.success();
+    let key_errors = Proxy::start(moto.port(), |k, n| match k {
+        Kind::DeleteObjects if (2..=6).contains(&n) => Fault::KeyErrors,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let refs = by_url("reg-refs", &reg, &key_errors.endpoint(), &["--tagged-only"]).run();
+    let list = by_url("reg-orphans", &reg, &key_errors.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.success().stdout)
+        .run();
+    list.success();
+    let first = by_url("reg-rm", &reg, &key_errors.endpoint(), &["--min-age", "0s"])
+        .stdin(&list.stdout)
+        .run();
+    first.expect_code(1).stderr_has("not deleted: ");
+    assert_eq!(key_errors.injected(), 5);
+    let recs = first.records();
+    assert!(recs.iter().all(|r| r["kind"] != "layer-link"), "{}", first.stdout);
+    // Each blob kept for it: its links are named in the errors and stored
+    // (unless their repository went whole).
+    let kept: BTreeSet<String> = recs
+        .iter()
+        .filter(|r| r["kind"] == "blob" && r["action"] == "kept")
+        .map(|r| r["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!kept.is_empty(), "{}", first.stdout);
+    let stored = by_url("reg-ls", &reg, &moto.endpoint(), &["--kind", "layer-link"]).run();
+    let linked: BTreeSet<String> = stored
+        .success()
+        .records()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap().to_string())
+        .collect();
+    for d in &kept {
+        let key = format!("/_layers/sha256/{}/link", &d[7..]);
+        assert!(first.stderr.contains(&key), "{key} not named:\n{}", first.stderr);
+        // deleted/img, with no manifest left, goes whole with its links.
+        let in_deleted = format!("repositories/{}/_layers/sha256/{}/link", p.deleted.0, &d[7..]);
+        assert!(
+            linked.contains(d) || first.stderr.contains(&in_deleted),
+            "{d}: its links are gone"
+        );
+    }
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+    reg.stop().unwrap();
+
+    // Deletes throttled at first: retried, and this run finishes the job.
     let slow_delete = Proxy::start(moto.port(), |k, n| match k {
         Kind::DeleteObjects if n <= 3 => Fault::SlowDown,
         _ => Fault::Forward,
@@ -253,10 +302,16 @@ fn s3_faults_end_in_a_retry_or_a_clean_failure() {
     let rm = by_url("reg-rm", &reg, &slow_delete.endpoint(), &["--min-age", "0s"])
         .stdin(&list.success().stdout)
         .run();
-    rm.success();
+    rm.success().stderr_has("DeleteObjects");
     assert_eq!(slow_delete.injected(), 3);
     let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
-    assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
+    let freed: BTreeSet<String> = blobs_with(&recs, Some("deleted"))
+        .union(&blobs_with(&rm.records(), Some("deleted")))
+        .cloned()
+        .collect();
+    assert_eq!(freed, want);
+    let stored = by_url("reg-ls", &reg, &moto.endpoint(), &["--kind", "blob"]).run();
+    assert_eq!(blobs_with(&stored.success().records(), None), p.tagged_reachable);
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
 }
