@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verify: args.verify,
     };
     let mut out = args.common.out();
-    let mut live = Live::start("reg-ls", &msgs);
+    let mut live = Live::start_for("reg-ls", &msgs, &store);
     let s = ls::list(&store, &cfg, &mut out, &msgs)?;
     live.finish();
     let mut line = format!(

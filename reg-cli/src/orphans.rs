@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         now: SystemTime::now(),
     };
     let mut out = args.common.out();
-    let mut live = Live::start("reg-orphans", &msgs);
+    let mut live = Live::start_for("reg-orphans", &msgs, &store);
     let (end, input) = orphans::run(&store, stdin.lock(), &cfg, &mut out, &msgs)?;
     live.finish();
     let what_if = if end.excluded.is_empty() {

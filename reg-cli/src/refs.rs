@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // Everything is collected before anything is written: a failure leaves
     // stdout empty.
-    let mut live = Live::start("reg-refs", &msgs);
+    let mut live = Live::start_for("reg-refs", &msgs, &store);
     let graph = refs::collect(&store, &cfg, &msgs)?;
     live.finish();
     let mut out = args.common.out();

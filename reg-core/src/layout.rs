@@ -299,6 +299,11 @@ impl Store {
         self.backend.requests()
     }
 
+    /// The live request counters of a remote store (see [`Backend::request_counts`]).
+    pub fn request_counts(&self) -> Option<std::sync::Arc<crate::object::Requests>> {
+        self.backend.request_counts()
+    }
+
     /// A store on the filesystem `v2` directory.
     pub fn fs(v2: impl Into<std::path::PathBuf>) -> Store {
         Store::new(Box::new(Fs::new(v2)))

@@ -845,7 +845,7 @@ impl Backend for Object {
         Ok(any)
     }
 
-    /// Batches of at most 1,000 keys, [`DELETE_CONCURRENCY`] at once; a
+    /// Batches of at most 1,000 keys, 4 at once; a
     /// result per key, so a failure part way says exactly which went.
     /// S3 says "deleted" for an absent key too: absence is told from the
     /// cached listing.
@@ -928,6 +928,10 @@ impl Backend for Object {
 
     fn requests(&self) -> Option<String> {
         Some(self.counts.summary())
+    }
+
+    fn request_counts(&self) -> Option<Arc<Requests>> {
+        Some(self.counts.clone())
     }
 }
 

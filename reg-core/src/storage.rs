@@ -154,6 +154,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The live request counters of a remote store, for a progress line.
+    fn request_counts(&self) -> Option<std::sync::Arc<crate::object::Requests>> {
+        None
+    }
+
     /// A reader over `rel`, for content too large to read at once.
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
