@@ -663,6 +663,55 @@ impl Read for BodyReader {
     }
 }
 
+/// A flat listing of the keys below `prefix` (sorted, as S3 lists them),
+/// cut where `stop` says: each cut prefix is reported once, as a
+/// [`Scanned::Prefix`], and nothing below it (keys sharing a prefix are
+/// next to each other in the listing). What the filesystem's scan reports
+/// for the same tree, except empty directories, which a bucket cannot hold.
+fn cut(
+    prefix: &str,
+    objects: Vec<(String, Obj)>,
+    stop: Stop,
+    meta: bool,
+    visit: &mut dyn FnMut(Scanned),
+) -> bool {
+    let base = prefix.len() + 1;
+    let mut last_cut: Option<String> = None;
+    let mut found = false;
+    for (key, o) in objects {
+        found = true;
+        let rel = &key[base..];
+        // A "directory marker" some tools write: nothing to list.
+        if rel.is_empty() || rel.ends_with('/') {
+            continue;
+        }
+        if last_cut
+            .as_deref()
+            .is_some_and(|c| rel.starts_with(c) && rel[c.len()..].starts_with('/'))
+        {
+            continue;
+        }
+        let mut at = None;
+        for (depth, (i, _)) in rel.match_indices('/').enumerate() {
+            if stop(&rel[..i], depth + 1) {
+                at = Some(&rel[..i]);
+                break;
+            }
+        }
+        match at {
+            Some(c) => {
+                visit(Scanned::Prefix(format!("{prefix}/{c}")));
+                last_cut = Some(c.to_string());
+            }
+            None => visit(Scanned::Object {
+                meta: meta.then(|| meta_of(&o)),
+                key,
+            }),
+        }
+    }
+    found
+}
+
 impl Backend for Object {
     fn display(&self, rel: &str) -> PathBuf {
         if rel.is_empty() {
@@ -683,43 +732,7 @@ impl Backend for Object {
     }
 
     fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
-        let objects = self.objects_below(prefix)?;
-        let base = prefix.len() + 1;
-        let mut last_cut: Option<String> = None;
-        let mut found = false;
-        for (key, o) in objects {
-            let rel = &key[base..];
-            // A "directory marker" some tools write: nothing to list.
-            if rel.is_empty() || rel.ends_with('/') {
-                found = true;
-                continue;
-            }
-            found = true;
-            if last_cut
-                .as_deref()
-                .is_some_and(|c| rel.starts_with(c) && rel[c.len()..].starts_with('/'))
-            {
-                continue;
-            }
-            let mut cut = None;
-            for (depth, (i, _)) in rel.match_indices('/').enumerate() {
-                if stop(&rel[..i], depth + 1) {
-                    cut = Some(&rel[..i]);
-                    break;
-                }
-            }
-            match cut {
-                Some(c) => {
-                    visit(Scanned::Prefix(format!("{prefix}/{c}")));
-                    last_cut = Some(c.to_string());
-                }
-                None => visit(Scanned::Object {
-                    meta: meta.then(|| meta_of(&o)),
-                    key,
-                }),
-            }
-        }
-        Ok(found)
+        Ok(cut(prefix, self.objects_below(prefix)?, stop, meta, visit))
     }
 
     /// From the listing: a key is an object; a prefix with objects below is
@@ -1003,6 +1016,66 @@ mod tests {
         assert!(p.windows(2).all(|w| w[0] < w[1]));
         let p = split_points("repositories");
         assert!(p.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// The cuts the layout asks for, on a listing: each prefix once, in
+    /// order, nothing below it, objects where nothing cuts.
+    #[test]
+    fn a_flat_listing_is_cut_where_told() {
+        let o = || Obj {
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+        };
+        let keys = [
+            "repositories/a/_layers/sha256/aa/link",
+            "repositories/a/_layers/sha256/bb/link",
+            "repositories/a/_manifests/tags/v1/current/link",
+            "repositories/a/b/_layers/sha256/cc/link",
+            "repositories/a-b/_uploads/u1/startedat",
+            "repositories/x/",
+            "repositories/z/file",
+        ];
+        let listing: Vec<(String, Obj)> = keys.iter().map(|k| (k.to_string(), o())).collect();
+        let mut seen = Vec::new();
+        let stop = |rel: &str, _: usize| rel.rsplit('/').next().is_some_and(|c| c.starts_with('_'));
+        let found = cut("repositories", listing, &stop, true, &mut |item| {
+            seen.push(match item {
+                Scanned::Prefix(p) => format!("prefix {p}"),
+                Scanned::Object { key, meta } => format!("object {key} {}", meta.is_some()),
+                Scanned::Problem(e) => format!("problem {e}"),
+            })
+        });
+        assert!(found);
+        assert_eq!(
+            seen,
+            [
+                "prefix repositories/a/_layers",
+                "prefix repositories/a/_manifests",
+                "prefix repositories/a/b/_layers",
+                "prefix repositories/a-b/_uploads",
+                "object repositories/z/file true",
+            ]
+        );
+        let mut none = 0;
+        assert!(!cut("repositories", Vec::new(), &stop, false, &mut |_| none += 1));
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn requests_are_counted_by_kind() {
+        let r = Requests::default();
+        r.list.fetch_add(52, Ordering::Relaxed);
+        r.get.fetch_add(13, Ordering::Relaxed);
+        r.delete_batch.fetch_add(3, Ordering::Relaxed);
+        r.delete_keys.fetch_add(20, Ordering::Relaxed);
+        r.throttled.fetch_add(2, Ordering::Relaxed);
+        assert_eq!(r.total(), 68);
+        assert_eq!(
+            r.summary(),
+            "68 requests: 52 LIST, 13 GET, 3 DeleteObjects (20 keys); 2 answered 5xx/throttled"
+        );
+        assert_eq!(Requests::default().summary(), "0 requests");
     }
 
     #[test]
