@@ -1087,6 +1087,35 @@ mod tests {
         assert_eq!(s.verify_blob(&b).unwrap(), Some(false));
     }
 
+    /// The manifest cache: filled on the first read, used while the blob is
+    /// stored, never trusted without its digest.
+    #[test]
+    fn manifest_cache_is_checked_and_follows_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let cache = dir.path().join("cache");
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+        let d = Digest::sha256_of(m);
+        put(&v2, &paths::blob_data(&d), std::str::from_utf8(m).unwrap());
+        let s = Store::fs(&v2).with_manifest_cache(&cache);
+        assert!(s.manifest(&d).unwrap().is_some());
+        let cached = cache.join(d.to_string());
+        assert_eq!(fs::read(&cached).unwrap(), m);
+        // Read from the cache: the stored bytes may even be gone bad.
+        fs::write(v2.join(paths::blob_data(&d)), b"garbage").unwrap();
+        assert!(s.manifest(&d).unwrap().is_some());
+        // A cache file that does not hash to its name is not used.
+        fs::write(&cached, b"not it").unwrap();
+        assert!(matches!(
+            s.manifest(&d).unwrap_err().kind(),
+            ErrorKind::BadManifest(_)
+        ));
+        // A blob no longer stored is missing, whatever the cache holds.
+        fs::write(&cached, m).unwrap();
+        fs::remove_file(v2.join(paths::blob_data(&d))).unwrap();
+        assert!(s.manifest(&d).unwrap().is_none());
+    }
+
     #[test]
     fn symlink_loop_in_repositories_ends_with_an_error() {
         let dir = tempfile::tempdir().unwrap();

@@ -111,6 +111,17 @@ fn s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pul
     let fs_refs = Tool::new("reg-refs").arg(&fs_root).run();
     assert_eq!(comparable(&refs), comparable(fs_refs.success()));
 
+    // With a manifest cache, a second run reads no manifest: one GET less
+    // per manifest, the same list.
+    let cache = copy.path().join("manifest-cache");
+    let cache_arg = cache.to_str().unwrap();
+    let first = by_config("reg-refs", &reg, &["--stats", "--manifest-cache", cache_arg]).run();
+    first.success().stderr_has(" GET");
+    let second = by_config("reg-refs", &reg, &["--stats", "--manifest-cache", cache_arg]).run();
+    second.success().stderr_lacks(" GET");
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(comparable(&second), comparable(&refs));
+
     // --tagged-only, through s3:// and AWS_* this time: the same lists and
     // the same dry run as on the filesystem.
     let refs = by_url("reg-refs", &reg, &moto.endpoint(), &["--tagged-only", "--stats"]).run();
