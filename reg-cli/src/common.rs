@@ -22,6 +22,10 @@ pub const EXIT_USAGE: u8 = 2;
 /// typo such as `-j 100000` must not start thousands of threads.
 pub const MAX_THREADS: usize = 256;
 
+/// Threads when `-j` is not given and the storage is object storage: each
+/// reads one manifest at a time, so this many requests are in flight.
+pub const OBJECT_STORAGE_THREADS: usize = 32;
+
 /// Flags every tool takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
@@ -49,7 +53,7 @@ pub struct Common {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Number of threads, 1 to 256 [default: every core].
+    /// Number of threads, 1 to 256 [default: every core; 32 on object storage].
     #[arg(short = 'j', long = "threads", value_name = "N", value_parser = threads)]
     pub threads: Option<usize>,
 }
@@ -57,17 +61,24 @@ pub struct Common {
 impl Common {
     /// Sets up the thread pool and opens the store.
     pub fn open(&self) -> anyhow::Result<Store> {
-        if let Some(n) = self.threads {
-            // Fails only if a pool exists already (in tests): harmless.
-            let _ = rayon::ThreadPoolBuilder::new()
-                .num_threads(n.clamp(1, MAX_THREADS))
-                .build_global();
-        }
         let location = match (&self.root, &self.config) {
             (Some(r), _) => Location::parse(r)?,
             (None, Some(cfg)) => reg_core::root::location_from_config(cfg)?,
             (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
         };
+        // On object storage the walks wait for requests, not for the CPU:
+        // more threads keep more of them in flight.
+        let threads = match (self.threads, &location) {
+            (Some(n), _) => Some(n),
+            (None, Location::S3(_)) => Some(OBJECT_STORAGE_THREADS),
+            (None, Location::Fs(_)) => None,
+        };
+        if let Some(n) = threads {
+            // Fails only if a pool exists already (in tests): harmless.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n.clamp(1, MAX_THREADS))
+                .build_global();
+        }
         let store = location.open()?;
         Ok(match &self.manifest_cache {
             Some(dir) => store.with_manifest_cache(dir),

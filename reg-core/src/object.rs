@@ -799,6 +799,10 @@ impl Backend for Object {
     /// written in one PUT (no SSE-KMS) is the MD5 of its content. Reads it
     /// otherwise.
     fn read_expecting(&self, rel: &str, limit: u64, expected: &[&[u8]]) -> Result<Option<(Vec<u8>, Meta)>> {
+        if expected.is_empty() {
+            // Nothing to vouch for: a read now (reg-rm's checks at deletion time).
+            return self.read_with_meta(rel, limit);
+        }
         if let Some(map) = self.cached(rel)? {
             let known = map.read().expect("area").get(rel).cloned();
             let Some(o) = known else {

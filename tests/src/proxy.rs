@@ -56,8 +56,17 @@ impl Proxy {
         upstream: u16,
         rule: impl Fn(Kind, usize) -> Fault + Send + Sync + 'static,
     ) -> Result<Proxy> {
+        Proxy::start_delayed(upstream, Duration::ZERO, rule)
+    }
+
+    /// [`Proxy::start`], every request held `delay` before it is answered
+    /// (a remote store's round trip, for the benchmark).
+    pub fn start_delayed(
+        upstream: u16,
+        delay: Duration,
+        rule: impl Fn(Kind, usize) -> Fault + Send + Sync + 'static,
+    ) -> Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding the proxy")?;
-        listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let injected = Arc::new(AtomicUsize::new(0));
@@ -65,16 +74,18 @@ impl Proxy {
         let rule: Arc<Rule> = Arc::new(rule);
         let (stop2, injected2, seen2) = (stop.clone(), injected.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let (rule, injected, seen) = (rule.clone(), injected2.clone(), seen2.clone());
-                        std::thread::spawn(move || {
-                            let _ = serve(conn, upstream, &*rule, &injected, &seen);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            // Blocking: dropping the proxy connects once to wake it.
+            while let Ok((conn, _)) = listener.accept() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
                 }
+                let (rule, injected, seen) = (rule.clone(), injected2.clone(), seen2.clone());
+                std::thread::spawn(move || {
+                    if !delay.is_zero() {
+                        std::thread::sleep(delay);
+                    }
+                    let _ = serve(conn, upstream, &*rule, &injected, &seen);
+                });
             }
         });
         Ok(Proxy {
@@ -110,6 +121,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
