@@ -585,10 +585,22 @@ impl Object {
         }
     }
 
-    /// Forgets `keys` in the cache (deleted).
+    /// The listing of the area `rel` lies in, only if it is loaded already.
+    fn loaded(&self, rel: &str) -> Option<Listed> {
+        let area = area_of(rel)?;
+        self.areas
+            .lock()
+            .expect("areas")
+            .get(area)?
+            .as_ref()
+            .ok()
+            .cloned()
+    }
+
+    /// Forgets `keys` in the cache (deleted); never lists to do so.
     fn forget(&self, keys: &[String]) {
         for k in keys {
-            if let Ok(Some(map)) = self.cached(k) {
+            if let Some(map) = self.loaded(k) {
                 map.write().expect("area").remove(k);
             }
         }
@@ -909,7 +921,7 @@ impl Backend for Object {
         });
         let written = r.map_err(|e| self.err(rel, e))?;
         if written {
-            if let Ok(Some(map)) = self.cached(rel) {
+            if let Some(map) = self.loaded(rel) {
                 map.write().expect("area").insert(
                     rel.to_string(),
                     Obj {
