@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use reg_core::layout::Store;
 use reg_core::output::{is_broken_pipe, Format, Out};
+use reg_core::root::Location;
 
 /// Exit status: done.
 pub const EXIT_OK: u8 = 0;
@@ -21,17 +22,28 @@ pub const EXIT_USAGE: u8 = 2;
 /// typo such as `-j 100000` must not start thousands of threads.
 pub const MAX_THREADS: usize = 256;
 
+/// Threads when `-j` is not given and the storage is object storage: each
+/// reads one manifest at a time, so this many requests are in flight.
+pub const OBJECT_STORAGE_THREADS: usize = 32;
+
 /// Flags every tool takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2 directory.
+    /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2
+    /// directory, or s3://BUCKET/ROOTDIRECTORY (credentials, region and endpoint from AWS_*).
     #[arg(value_name = "ROOT", required_unless_present = "config")]
     pub root: Option<PathBuf>,
 
-    /// Read the storage root from the registry's config.yml
-    /// (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY overrides it, as for the registry).
+    /// Read the storage root from the registry's config.yml: its filesystem or s3 driver
+    /// (REGISTRY_STORAGE_* variables override it, as for the registry).
     #[arg(long, value_name = "FILE", conflicts_with = "root")]
     pub config: Option<PathBuf>,
+
+    /// Keep the manifests read in DIR, by digest, and read them from there
+    /// next time (manifests never change): for object storage, where each
+    /// read is a request.
+    #[arg(long, value_name = "DIR")]
+    pub manifest_cache: Option<PathBuf>,
 
     /// Print records as tab-separated columns (kind first) instead of JSON lines.
     #[arg(long)]
@@ -41,7 +53,7 @@ pub struct Common {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Number of threads, 1 to 256 [default: every core].
+    /// Number of threads, 1 to 256 [default: every core; 32 on object storage].
     #[arg(short = 'j', long = "threads", value_name = "N", value_parser = threads)]
     pub threads: Option<usize>,
 }
@@ -49,19 +61,29 @@ pub struct Common {
 impl Common {
     /// Sets up the thread pool and opens the store.
     pub fn open(&self) -> anyhow::Result<Store> {
-        if let Some(n) = self.threads {
+        let location = match (&self.root, &self.config) {
+            (Some(r), _) => Location::parse(r)?,
+            (None, Some(cfg)) => reg_core::root::location_from_config(cfg)?,
+            (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
+        };
+        // On object storage the walks wait for requests, not for the CPU:
+        // more threads keep more of them in flight.
+        let threads = match (self.threads, &location) {
+            (Some(n), _) => Some(n),
+            (None, Location::S3(_)) => Some(OBJECT_STORAGE_THREADS),
+            (None, Location::Fs(_)) => None,
+        };
+        if let Some(n) = threads {
             // Fails only if a pool exists already (in tests): harmless.
             let _ = rayon::ThreadPoolBuilder::new()
                 .num_threads(n.clamp(1, MAX_THREADS))
                 .build_global();
         }
-        let root = match (&self.root, &self.config) {
-            (Some(r), _) => r.clone(),
-            (None, Some(cfg)) => reg_core::root::from_config(cfg)?,
-            (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
-        };
-        let v2 = reg_core::root::locate(&root)?;
-        Ok(Store::fs(v2))
+        let store = location.open()?;
+        Ok(match &self.manifest_cache {
+            Some(dir) => store.with_manifest_cache(dir),
+            None => store,
+        })
     }
 
     pub fn format(&self) -> Format {
@@ -75,6 +97,15 @@ impl Common {
     /// The record writer on stdout.
     pub fn out(&self) -> Out {
         Out::stdout(self.format())
+    }
+}
+
+/// A summary line, with the requests sent to object storage when there
+/// were any (`; 57 requests: 40 LIST, 17 GET`).
+pub fn with_requests(store: &Store, line: impl std::fmt::Display) -> String {
+    match store.requests() {
+        Some(r) => format!("{line}; {r}"),
+        None => line.to_string(),
     }
 }
 

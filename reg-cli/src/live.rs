@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use reg_core::layout::Store;
 use reg_core::messages::Messages;
+use reg_core::object::Requests;
 use reg_core::progress::{Progress, Snapshot};
 
 /// How often the line is redrawn.
@@ -30,6 +32,17 @@ impl Live {
     /// Starts the line for `tool` when `msgs` allows progress (stderr is a
     /// terminal, not `-q`); otherwise does nothing.
     pub fn start(tool: &'static str, msgs: &Messages) -> Live {
+        Live::start_counting(tool, msgs, None)
+    }
+
+    /// [`Live::start`], the line also counting the requests sent to
+    /// `store` when it is remote (object storage: most of the time goes
+    /// to listing, before any repository or blob is counted).
+    pub fn start_for(tool: &'static str, msgs: &Messages, store: &Store) -> Live {
+        Live::start_counting(tool, msgs, store.request_counts())
+    }
+
+    fn start_counting(tool: &'static str, msgs: &Messages, requests: Option<Arc<Requests>>) -> Live {
         let done = Arc::new(Mutex::new(false));
         if !msgs.progress_enabled() {
             return Live { bar: None, done };
@@ -39,6 +52,9 @@ impl Live {
             .expect("a valid template")
             .with_key("counts", move |s: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = w.write_str(&line(&counters.snapshot(), s.elapsed()));
+                if let Some(r) = &requests {
+                    let _ = write!(w, ", {} requests", r.total());
+                }
             });
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(style);

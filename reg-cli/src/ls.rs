@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::common::Common;
+use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::ls::{self, Kind};
 use reg_core::messages::Messages;
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verify: args.verify,
     };
     let mut out = args.common.out();
-    let mut live = Live::start("reg-ls", &msgs);
+    let mut live = Live::start_for("reg-ls", &msgs, &store);
     let s = ls::list(&store, &cfg, &mut out, &msgs)?;
     live.finish();
     let mut line = format!(
@@ -92,6 +92,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if cfg.verify {
         line.push_str(&format!(", {} corrupt", s.corrupt));
     }
-    msgs.summary(line);
+    msgs.summary(cli::with_requests(&store, line));
     Ok(msgs.exit_code())
 }

@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         now: SystemTime::now(),
     };
     let mut out = args.common.out();
-    let mut live = Live::start("reg-orphans", &msgs);
+    let mut live = Live::start_for("reg-orphans", &msgs, &store);
     let (end, input) = orphans::run(&store, stdin.lock(), &cfg, &mut out, &msgs)?;
     live.finish();
     let what_if = if end.excluded.is_empty() {
@@ -68,19 +68,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!(" (what-if: as if {} were deleted)", end.excluded.join(", "))
     };
-    msgs.summary(format!(
-        "orphans{what_if}: {} blobs ({}), {} revisions, {} layer links, {} uploads ({}), {} repos; \
+    msgs.summary(cli::with_requests(
+        &store,
+        format!(
+            "orphans{what_if}: {} blobs ({}), {} revisions, {} layer links, {} uploads ({}), {} repos; \
          {} too young to report; stored: {} blobs; read {} input lines",
-        end.blobs,
-        human_bytes(end.blob_bytes),
-        end.revisions,
-        end.layers,
-        end.uploads,
-        human_bytes(end.upload_bytes),
-        end.repos,
-        end.too_young,
-        end.stored_blobs,
-        input.lines,
+            end.blobs,
+            human_bytes(end.blob_bytes),
+            end.revisions,
+            end.layers,
+            end.uploads,
+            human_bytes(end.upload_bytes),
+            end.repos,
+            end.too_young,
+            end.stored_blobs,
+            input.lines,
+        ),
     ));
     Ok(msgs.exit_code())
 }

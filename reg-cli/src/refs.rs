@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // Everything is collected before anything is written: a failure leaves
     // stdout empty.
-    let mut live = Live::start("reg-refs", &msgs);
+    let mut live = Live::start_for("reg-refs", &msgs, &store);
     let graph = refs::collect(&store, &cfg, &msgs)?;
     live.finish();
     let mut out = args.common.out();
@@ -79,9 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!(" (what-if: as if {} were deleted)", cfg.exclude_repos.join(", "))
     };
-    msgs.summary(format!(
+    msgs.summary(cli::with_requests(&store, format!(
         "{} repos, {} tags, {} revisions, {} manifests ({} distinct parsed), {} references, {} missing{what_if}",
         s.repos, s.tags, s.revisions, s.manifests, s.parsed, s.references, s.missing
-    ));
+    )));
     Ok(msgs.exit_code())
 }

@@ -97,10 +97,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         after_revisions: None,
     };
     let mut out = args.common.out();
-    let mut live = Live::start("reg-rm", &msgs);
+    let mut live = Live::start_for("reg-rm", &msgs, &store);
     // Prints the blob descriptor cache reminder itself after any deletion.
     let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
     live.finish();
-    msgs.summary(stats.summary());
+    msgs.summary(cli::with_requests(&store, stats.summary()));
     Ok(msgs.exit_code())
 }

@@ -640,11 +640,9 @@ impl<'a> RepoGen<'a> {
             for d in history {
                 if seen.insert(*d) {
                     let t = self.time();
-                    self.w.link(
-                        &format!("{}/link", paths::tag_index_entry(self.repo, tag, d)),
-                        d,
-                        t,
-                    )?;
+                    // The entry is a directory holding `link`, as the registry writes it.
+                    let entry = paths::tag_index_entry(self.repo, tag, d) + "/link";
+                    self.w.link(&entry, d, t)?;
                 }
             }
             let current = history.last().expect("a tag has a manifest");

@@ -8,7 +8,8 @@
 //!
 //! [`Store::root_id`] names the storage root in a form that survives
 //! `--config` and symbolic links in the path given, so that a list made on
-//! one root is refused on another.
+//! one root is refused on another. On object storage it is the backend's
+//! own name for it: bucket, prefix and endpoint.
 
 use std::path::Path;
 
@@ -22,6 +23,9 @@ impl Store {
     /// The storage root as a canonical path (the `v2` directory with every
     /// symbolic link in its path resolved).
     pub fn root_id(&self) -> String {
+        if let Some(id) = self.backend().id() {
+            return id;
+        }
         let p = self.display("");
         std::fs::canonicalize(&p)
             .unwrap_or(p)
@@ -35,6 +39,9 @@ impl Store {
     pub fn is_root(&self, other: &str) -> bool {
         if other == self.root_id() {
             return true;
+        }
+        if self.backend().id().is_some() {
+            return false;
         }
         same_dir(Path::new(other), &self.display(""))
     }

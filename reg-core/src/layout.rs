@@ -267,11 +267,41 @@ pub mod paths {
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
     backend: Box<dyn Backend>,
+    /// A directory of manifest bytes by digest (see [`Store::with_manifest_cache`]).
+    manifest_cache: Option<std::path::PathBuf>,
 }
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>) -> Store {
-        Store { backend }
+        Store {
+            backend,
+            manifest_cache: None,
+        }
+    }
+
+    /// Keeps the bytes of every manifest read in `dir` (one file per
+    /// digest, written once), and reads them from there when the blob is
+    /// still stored: manifests are immutable, so a second run on object
+    /// storage reads only manifests it has not seen. Each is checked
+    /// against its digest whichever way it came.
+    pub fn with_manifest_cache(mut self, dir: impl Into<std::path::PathBuf>) -> Store {
+        self.manifest_cache = Some(dir.into());
+        self
+    }
+
+    /// Forgets cached listings (see [`Backend::refresh`]).
+    pub fn refresh(&self) {
+        self.backend.refresh();
+    }
+
+    /// The requests sent to a remote store so far (see [`Backend::requests`]).
+    pub fn requests(&self) -> Option<String> {
+        self.backend.requests()
+    }
+
+    /// The live request counters of a remote store (see [`Backend::request_counts`]).
+    pub fn request_counts(&self) -> Option<std::sync::Arc<crate::object::Requests>> {
+        self.backend.request_counts()
     }
 
     /// A store on the filesystem `v2` directory.
@@ -296,16 +326,28 @@ impl Store {
 
     /// [`Store::read_link`] and the link file's mtime, from one open.
     pub fn read_link_meta(&self, rel: &str) -> Result<Option<(Digest, SystemTime)>> {
-        let Some((bytes, meta)) = self.backend.read_with_meta(rel, LINK_LIMIT).map_err(|e| {
-            if matches!(e.kind(), ErrorKind::Other(_)) {
-                Error::new(
-                    self.display(rel),
-                    ErrorKind::BadLink("longer than any digest".into()),
-                )
-            } else {
-                e
-            }
-        })?
+        self.read_link_expecting(rel, &[])
+    }
+
+    /// [`Store::read_link_meta`] for a link expected to name one of
+    /// `expected` (see [`Backend::read_expecting`]: an object store then
+    /// answers from its listing).
+    fn read_link_expecting(&self, rel: &str, expected: &[Digest]) -> Result<Option<(Digest, SystemTime)>> {
+        let texts: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
+        let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+        let Some((bytes, meta)) = self
+            .backend
+            .read_expecting(rel, LINK_LIMIT, &texts)
+            .map_err(|e| {
+                if matches!(e.kind(), ErrorKind::Other(_)) {
+                    Error::new(
+                        self.display(rel),
+                        ErrorKind::BadLink("longer than any digest".into()),
+                    )
+                } else {
+                    e
+                }
+            })?
         else {
             return Ok(None);
         };
@@ -331,8 +373,23 @@ impl Store {
     /// manifest, or does not hash to `d`.
     pub fn manifest(&self, d: &Digest) -> Result<Option<crate::manifest::Manifest>> {
         let rel = paths::blob_data(d);
-        let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
-            return Ok(None);
+        let cached = self.manifest_cache.as_ref().map(|dir| dir.join(d.to_string()));
+        let from_cache = match &cached {
+            // Only while the blob is stored: a deleted manifest is missing.
+            Some(f) if self.backend.stat(&rel)?.is_some() => std::fs::read(f).ok().filter(|b| d.matches(b)),
+            _ => None,
+        };
+        let bytes = match from_cache {
+            Some(b) => b,
+            None => {
+                let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
+                    return Ok(None);
+                };
+                if let (Some(f), true) = (&cached, d.matches(&bytes)) {
+                    keep_in_cache(f, &bytes);
+                }
+                bytes
+            }
         };
         let bad = |why: String| Error::new(self.display(&rel), ErrorKind::BadManifest(why));
         if !d.matches(&bytes) {
@@ -466,7 +523,7 @@ impl Store {
     /// `Ok(None)` if the directory has no link (deleted through the API).
     fn dir_link(&self, dir: &str, d: Digest) -> Result<Option<SystemTime>> {
         let rel = format!("{dir}/link");
-        let Some((linked, mtime)) = self.read_link_meta(&rel)? else {
+        let Some((linked, mtime)) = self.read_link_expecting(&rel, &[d])? else {
             return Ok(None);
         };
         if linked != d {
@@ -486,13 +543,30 @@ impl Store {
             items: Vec::with_capacity(names.items.len()),
             errors: names.errors,
         };
+        let index = if self.backend.answers_from_listing() {
+            self.tag_indexes(repo)
+        } else {
+            Default::default()
+        };
         for name in names.items {
             let link = paths::tag_current(repo, &name);
-            match self.read_link_meta(&link) {
+            let expected = index.get(&name).map_or(&[][..], |v| v.as_slice());
+            match self.read_link_expecting(&link, expected) {
                 Ok(Some((digest, mtime))) => out.items.push(Tag { name, digest, mtime }),
                 Ok(None) => out.push_err(Error::new(self.display(&link), ErrorKind::MissingLink)),
                 Err(err) => out.push_err(err),
             }
+        }
+        out
+    }
+
+    /// Every tag's `index/` entries (the manifests it has pointed at),
+    /// from one scan and their names: what a tag's `current/link` is
+    /// expected to name. Problems are left to the walks that list.
+    fn tag_indexes(&self, repo: &str) -> std::collections::BTreeMap<String, Vec<Digest>> {
+        let mut out: std::collections::BTreeMap<String, Vec<Digest>> = Default::default();
+        for (tag, d) in self.tag_index_entries(repo).items {
+            out.entry(tag).or_default().push(d);
         }
         out
     }
@@ -828,6 +902,22 @@ impl Store {
     }
 }
 
+/// Writes `bytes` to the manifest cache file `f` (through a temporary file
+/// and a rename, so a reader never sees half a file); a cache that cannot be
+/// written is only slower.
+fn keep_in_cache(f: &std::path::Path, bytes: &[u8]) {
+    let Some(dir) = f.parent() else { return };
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = dir.join(format!(
+        ".tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, f).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 /// What a deleter needs besides the inventory: whole keys and prefixes.
 /// Every change reg-rm makes goes through these.
 impl Store {
@@ -868,6 +958,24 @@ impl Store {
             }
         })?;
         Ok(Some(total))
+    }
+
+    /// The keys of the objects under `rel` (or `rel` itself if it is one),
+    /// to delete in a batch; empty if nothing is there.
+    pub fn keys_under(&self, rel: &str) -> Result<Vec<String>> {
+        match self.backend.stat(rel)? {
+            None => Ok(Vec::new()),
+            Some(m) if !m.is_dir => Ok(vec![rel.to_string()]),
+            Some(_) => {
+                let mut keys = Vec::new();
+                self.scan(rel, &|_, _| false, false, &mut |item| {
+                    if let Scanned::Object { key, .. } = item {
+                        keys.push(key);
+                    }
+                })?;
+                Ok(keys)
+            }
+        }
     }
 
     /// Deletes `rel` and everything under it; false if it was gone.
@@ -1016,6 +1124,35 @@ mod tests {
         assert_eq!(s.verify_blob(&a).unwrap(), Some(true));
         put(v2, &paths::blob_data(&b), "not b");
         assert_eq!(s.verify_blob(&b).unwrap(), Some(false));
+    }
+
+    /// The manifest cache: filled on the first read, used while the blob is
+    /// stored, never trusted without its digest.
+    #[test]
+    fn manifest_cache_is_checked_and_follows_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let cache = dir.path().join("cache");
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+        let d = Digest::sha256_of(m);
+        put(&v2, &paths::blob_data(&d), std::str::from_utf8(m).unwrap());
+        let s = Store::fs(&v2).with_manifest_cache(&cache);
+        assert!(s.manifest(&d).unwrap().is_some());
+        let cached = cache.join(d.to_string());
+        assert_eq!(fs::read(&cached).unwrap(), m);
+        // Read from the cache: the stored bytes may even be gone bad.
+        fs::write(v2.join(paths::blob_data(&d)), b"garbage").unwrap();
+        assert!(s.manifest(&d).unwrap().is_some());
+        // A cache file that does not hash to its name is not used.
+        fs::write(&cached, b"not it").unwrap();
+        assert!(matches!(
+            s.manifest(&d).unwrap_err().kind(),
+            ErrorKind::BadManifest(_)
+        ));
+        // A blob no longer stored is missing, whatever the cache holds.
+        fs::write(&cached, m).unwrap();
+        fs::remove_file(v2.join(paths::blob_data(&d))).unwrap();
+        assert!(s.manifest(&d).unwrap().is_none());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Module map:
 //! - [`digest`]: validated digests and compact digest sets.
-//! - [`storage`]: the only module that touches the storage backend (the filesystem
-//!   today); everything else goes through its [`storage::Backend`] trait.
+//! - [`storage`]: the storage boundary, [`storage::Backend`], and the filesystem
+//!   backend; everything else goes through the trait.
+//! - [`object`]: the object-storage backend (S3 and S3-compatible stores).
 //! - [`layout`]: where things live under `docker/registry/v2` and how to enumerate them.
 //! - [`root`]: finding the `v2` directory from a path or the registry's `config.yml`.
 //! - [`record`]: the records of the interface contract, as serde types.
@@ -26,6 +27,7 @@ pub mod ls;
 pub mod manifest;
 pub mod mark;
 pub mod messages;
+pub mod object;
 pub mod orphans;
 pub mod output;
 pub mod progress;

@@ -1,15 +1,46 @@
 //! Finding the storage root.
 //!
 //! Users give either the directory set as `storage.filesystem.rootdirectory`
-//! (it holds `docker/registry/v2`) or that `v2` directory itself, or the
-//! registry's own `config.yml`, where `REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY`
-//! overrides the file as it does for the registry.
+//! (it holds `docker/registry/v2`) or that `v2` directory itself, or
+//! `s3://bucket/rootdirectory` for object storage, or the registry's own
+//! `config.yml`, where `REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY` (and
+//! `REGISTRY_STORAGE_S3_*`) override the file as they do for the registry.
 
 use std::path::{Path, PathBuf};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::error::{Error, Result};
+use crate::layout::Store;
+use crate::object::{Object, S3Config};
+
+/// Where a registry's storage is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A directory: the rootdirectory or its `v2` directory.
+    Fs(PathBuf),
+    /// A bucket and the rootdirectory in it.
+    S3(S3Config),
+}
+
+impl Location {
+    /// A ROOT as typed: `s3://bucket/prefix`, or a path.
+    pub fn parse(root: &Path) -> Result<Location> {
+        match root.to_str().and_then(S3Config::from_url) {
+            Some(Ok(c)) => Ok(Location::S3(c)),
+            Some(Err(why)) => Err(Error::other(root, why)),
+            None => Ok(Location::Fs(root.to_path_buf())),
+        }
+    }
+
+    /// The store there (for a directory, after [`locate`] finds `v2`).
+    pub fn open(&self) -> Result<Store> {
+        match self {
+            Location::Fs(root) => Ok(Store::fs(locate(root)?)),
+            Location::S3(c) => Ok(Store::new(Box::new(Object::new(c.clone())?))),
+        }
+    }
+}
 
 /// The environment variable the registry reads instead of the config file.
 pub const ROOT_ENV: &str = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY";
@@ -41,6 +72,94 @@ pub fn locate(root: &Path) -> Result<PathBuf> {
 /// override applied. Refuses storage drivers other than `filesystem`.
 pub fn from_config(file: &Path) -> Result<PathBuf> {
     from_config_with_env(file, std::env::var_os(ROOT_ENV).map(PathBuf::from))
+}
+
+/// Where a registry `config.yml` keeps its storage: the `filesystem` or
+/// `s3` driver's settings, with the registry's environment overrides
+/// (`REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY`, `REGISTRY_STORAGE_S3_<KEY>`)
+/// and, for S3, the `AWS_*` variables where the file says nothing. Other
+/// drivers are refused by name.
+pub fn location_from_config(file: &Path) -> Result<Location> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let loc = parse_location(&text, &env).map_err(|why| Error::other(file, why))?;
+    Ok(match loc {
+        Location::S3(mut c) => {
+            c.fill_from_env(env);
+            Location::S3(c)
+        }
+        fs => fs,
+    })
+}
+
+/// The storage section of a config.yml's text, with the registry's own
+/// environment overrides read through `env` (not the `AWS_*` fallback).
+pub fn parse_location(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<Location, String> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let doc = docs.first().ok_or("empty configuration")?;
+    let s3 = &doc["storage"]["s3"];
+    if s3.is_badvalue() {
+        if let Some(dir) = env(ROOT_ENV).filter(|d| !d.is_empty()) {
+            // What the filesystem driver would use; the rest is checked below.
+            parse_config(text)?;
+            return Ok(Location::Fs(PathBuf::from(dir)));
+        }
+        return parse_config(text).map(Location::Fs);
+    }
+    // Refuses a second driver beside s3 the same way.
+    if let Err(why) = parse_config(text) {
+        if why.contains("more than one storage driver") {
+            return Err(why);
+        }
+    }
+    let get = |key: &str| -> std::result::Result<Option<String>, String> {
+        if let Some(v) = env(&format!("REGISTRY_STORAGE_S3_{}", key.to_ascii_uppercase())) {
+            return Ok(Some(v));
+        }
+        match &s3[key] {
+            Yaml::String(v) => Ok(Some(v.clone())),
+            Yaml::Boolean(b) => Ok(Some(b.to_string())),
+            Yaml::Integer(i) => Ok(Some(i.to_string())),
+            Yaml::BadValue | Yaml::Null => Ok(None),
+            other => Err(format!("storage.s3.{key} is not a string: {other:?}")),
+        }
+    };
+    let flag = |key: &str, default: bool| -> std::result::Result<bool, String> {
+        match get(key)?.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(format!("storage.s3.{key} is neither true nor false: {v:?}")),
+        }
+    };
+    let bucket = get("bucket")?
+        .filter(|b| !b.is_empty())
+        .ok_or("storage.s3.bucket is missing")?;
+    if !flag("v4auth", true)? {
+        return Err(
+            "storage.s3.v4auth: false is not supported: requests are signed with AWS Signature Version 4"
+                .into(),
+        );
+    }
+    let endpoint = get("regionendpoint")?.filter(|e| !e.is_empty());
+    let secure = flag("secure", true)?;
+    Ok(Location::S3(S3Config {
+        bucket,
+        root: get("rootdirectory")?
+            .unwrap_or_default()
+            .trim_matches('/')
+            .to_string(),
+        region: get("region")?.filter(|r| !r.is_empty()),
+        allow_http: !secure || endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+        endpoint,
+        access_key: get("accesskey")?.filter(|k| !k.is_empty()),
+        secret_key: get("secretkey")?.filter(|k| !k.is_empty()),
+        session_token: get("sessiontoken")?.filter(|k| !k.is_empty()),
+        path_style: flag("forcepathstyle", true)?,
+    }))
 }
 
 fn from_config_with_env(file: &Path, env: Option<PathBuf>) -> Result<PathBuf> {
@@ -78,7 +197,7 @@ pub fn parse_config(text: &str) -> std::result::Result<PathBuf, String> {
     let fs = &storage["filesystem"];
     if fs.is_badvalue() {
         return Err(format!(
-            "storage driver {} is not supported (only filesystem)",
+            "storage driver {} is not supported (only filesystem and s3)",
             if drivers.is_empty() {
                 "(none)".to_string()
             } else {
@@ -114,6 +233,58 @@ mod tests {
         let e = parse_config("storage:\n  s3:\n    bucket: x\n  cache: {}\n").unwrap_err();
         assert!(e.contains("s3"), "{e}");
         assert!(parse_config("storage: [").is_err());
+    }
+
+    #[test]
+    fn reads_an_s3_section_with_overrides() {
+        let text = "storage:\n  cache: {}\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: us-east-1\n    regionendpoint: http://127.0.0.1:5000\n    bucket: reg\n    rootdirectory: /some/root\n    secure: false\n    v4auth: true\n    forcepathstyle: true\n";
+        let none = |_: &str| None;
+        let Location::S3(c) = parse_location(text, &none).unwrap() else {
+            panic!("not s3")
+        };
+        assert_eq!(
+            (
+                c.bucket.as_str(),
+                c.root.as_str(),
+                c.access_key.as_deref(),
+                c.secret_key.as_deref()
+            ),
+            ("reg", "some/root", Some("AK"), Some("SK"))
+        );
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(c.allow_http && c.path_style);
+        assert_eq!(c.v2_prefix(), "some/root/docker/registry/v2");
+        // The registry's environment overrides win over the file.
+        let env = |k: &str| (k == "REGISTRY_STORAGE_S3_BUCKET").then(|| "other".to_string());
+        let Location::S3(c) = parse_location(text, &env).unwrap() else {
+            panic!("not s3")
+        };
+        assert_eq!(c.bucket, "other");
+        let e = parse_location("storage:\n  s3:\n    region: x\n", &none).unwrap_err();
+        assert!(e.contains("bucket"), "{e}");
+        let e = parse_location("storage:\n  s3:\n    bucket: b\n    v4auth: false\n", &none).unwrap_err();
+        assert!(e.contains("v4auth"), "{e}");
+        let e = parse_location("storage:\n  s3:\n    bucket: b\n  filesystem: {}\n", &none).unwrap_err();
+        assert!(e.contains("more than one"), "{e}");
+        for driver in ["gcs", "azure", "swift", "oss", "inmemory"] {
+            let e = parse_location(&format!("storage:\n  {driver}:\n    bucket: b\n"), &none).unwrap_err();
+            assert!(e.contains(driver) && e.contains("not supported"), "{e}");
+        }
+        let fs = parse_location("storage:\n  filesystem:\n    rootdirectory: /a\n", &none).unwrap();
+        assert_eq!(fs, Location::Fs(PathBuf::from("/a")));
+    }
+
+    #[test]
+    fn roots_as_typed() {
+        assert!(matches!(
+            Location::parse(Path::new("s3://b/p")).unwrap(),
+            Location::S3(_)
+        ));
+        assert_eq!(
+            Location::parse(Path::new("/srv/r")).unwrap(),
+            Location::Fs(PathBuf::from("/srv/r"))
+        );
+        assert!(Location::parse(Path::new("s3://")).is_err());
     }
 
     #[test]

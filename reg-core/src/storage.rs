@@ -90,6 +90,13 @@ pub trait Backend: Send + Sync {
     /// How to show `rel` to a person: the full path.
     fn display(&self, rel: &str) -> PathBuf;
 
+    /// A name for the storage root that tells it from any other, when the
+    /// backend has one of its own (an object store: bucket, prefix and
+    /// endpoint); `None` for the filesystem, which compares directories.
+    fn id(&self) -> Option<String> {
+        None
+    }
+
     /// A flat scan: every object stored under the key prefix `prefix`, cut
     /// at the prefixes `stop` names (reported as [`Scanned::Prefix`], not
     /// looked below), in no particular order. Objects come with their size
@@ -114,6 +121,42 @@ pub trait Backend: Send + Sync {
             return Ok(None);
         };
         Ok(self.stat(rel)?.map(|m| (bytes, m)))
+    }
+
+    /// Like [`Backend::read_with_meta`], for an object the caller expects
+    /// to hold one of `expected` (a link file naming a known digest): a
+    /// backend that can tell from metadata it already has that it does (an
+    /// object store's listing: size and ETag) answers without reading.
+    fn read_expecting(&self, rel: &str, limit: u64, expected: &[&[u8]]) -> Result<Option<(Vec<u8>, Meta)>> {
+        let _ = expected;
+        self.read_with_meta(rel, limit)
+    }
+
+    /// Whether [`Backend::read_expecting`] can save reads, so that it is
+    /// worth finding out what to expect (the filesystem: no).
+    fn answers_from_listing(&self) -> bool {
+        false
+    }
+
+    /// Whether deletions are best queued and sent together
+    /// ([`Backend::delete_batch`]): an object store's multi-object delete.
+    fn batches_deletes(&self) -> bool {
+        false
+    }
+
+    /// Forgets what the backend has cached of earlier listings, so that the
+    /// next scans see the store as it is now (reg-rm, before looking again).
+    fn refresh(&self) {}
+
+    /// The requests sent to a remote store so far, by kind, for summaries;
+    /// `None` for the filesystem.
+    fn requests(&self) -> Option<String> {
+        None
+    }
+
+    /// The live request counters of a remote store, for a progress line.
+    fn request_counts(&self) -> Option<std::sync::Arc<crate::object::Requests>> {
+        None
     }
 
     /// A reader over `rel`, for content too large to read at once.

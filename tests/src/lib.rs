@@ -3,7 +3,9 @@
 //! scenario with the expectations it implies, and helpers to run the tools.
 
 pub mod http;
+pub mod moto;
 pub mod oci;
+pub mod proxy;
 pub mod registry;
 pub mod scenario;
 pub mod skopeo;
@@ -11,6 +13,7 @@ pub mod tools;
 pub mod tree;
 
 pub use http::Api;
-pub use registry::{GcReport, Registry};
+pub use moto::{s3_programs_available, Moto};
+pub use registry::{GcReport, Registry, S3Storage};
 pub use scenario::{everything_live_pulls, Pushed, Scenario};
 pub use tools::{orphan_list, reg_rm, registry_programs_available, run_tool, tool_path, Run, Tool};

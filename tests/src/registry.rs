@@ -28,6 +28,25 @@ pub struct Registry {
     log: PathBuf,
     port: u16,
     child: Option<Child>,
+    s3: Option<S3Storage>,
+}
+
+/// Where a registry with the s3 driver stores: a bucket of an S3 server
+/// on 127.0.0.1 (moto), under `rootdirectory`.
+#[derive(Clone, Debug)]
+pub struct S3Storage {
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    pub bucket: String,
+    /// The `rootdirectory` (no leading `/`).
+    pub root: String,
+}
+
+impl S3Storage {
+    /// The ROOT the tools take for it: `s3://bucket/root`.
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.root)
+    }
 }
 
 impl Registry {
@@ -48,7 +67,19 @@ impl Registry {
         Registry::launch_new(tempdir()?, root)
     }
 
+    /// Starts a registry with the s3 driver, storing into `s3` (the bucket
+    /// must exist).
+    pub fn start_s3(s3: S3Storage) -> Result<Registry> {
+        let dir = tempdir()?;
+        let root = dir.path().join("unused-root");
+        Registry::launch_with(dir, root, Some(s3))
+    }
+
     fn launch_new(dir: tempfile::TempDir, root: PathBuf) -> Result<Registry> {
+        Registry::launch_with(dir, root, None)
+    }
+
+    fn launch_with(dir: tempfile::TempDir, root: PathBuf, s3: Option<S3Storage>) -> Result<Registry> {
         let mut r = Registry {
             config: dir.path().join("config.yml"),
             log: dir.path().join("registry.log"),
@@ -56,9 +87,15 @@ impl Registry {
             root,
             port: 0,
             child: None,
+            s3,
         };
         r.launch()?;
         Ok(r)
+    }
+
+    /// The S3 storage of a registry started with [`Registry::start_s3`].
+    pub fn s3(&self) -> Option<&S3Storage> {
+        self.s3.as_ref()
     }
 
     /// Starts it again on the same root (same port if still free).
@@ -129,13 +166,32 @@ impl Registry {
     }
 
     fn write_config(&self) -> Result<()> {
+        // With s3, blobs are served through the registry (no redirect to
+        // the store), as on the filesystem.
+        let driver = match &self.s3 {
+            None => format!(
+                "  filesystem:\n    rootdirectory: {}\n",
+                yaml_str(&self.root.display().to_string())
+            ),
+            Some(s3) => format!(
+                "  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    \
+                 regionendpoint: {}\n    bucket: {}\n    rootdirectory: {}\n    \
+                 secure: false\n    v4auth: true\n    forcepathstyle: true\n  \
+                 redirect:\n    disable: true\n",
+                crate::moto::ACCESS_KEY,
+                crate::moto::SECRET_KEY,
+                crate::moto::REGION,
+                yaml_str(&s3.endpoint),
+                yaml_str(&s3.bucket),
+                yaml_str(&format!("/{}", s3.root)),
+            ),
+        };
         let yaml = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n  \
+             storage:\n{driver}  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
              http:\n  addr: {addr}\n  secret: reg-tests-not-a-secret\n",
-            root = yaml_str(&self.root.display().to_string()),
             addr = self.addr(),
         );
         fs::write(&self.config, yaml).with_context(|| format!("writing {}", self.config.display()))
@@ -149,6 +205,8 @@ impl Registry {
                 cmd.env_remove(k);
             }
         }
+        // With it set, the 2.8 registry's S3 driver panics at start.
+        cmd.env_remove("AWS_CA_BUNDLE");
         cmd
     }
 

@@ -36,6 +36,9 @@ pub(super) struct Deleter<'a> {
     /// removed last (most recent at the back): listed once per repository,
     /// not once per revision and tag.
     tag_index: Mutex<VecDeque<(String, Arc<TagIndex>)>>,
+    /// Object storage: removals queued for one batched delete per phase
+    /// ([`Deleter::flush`]): each path and the keys under it.
+    queued: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 /// A repository's tag index entries: digest → the tags whose `index/`
@@ -57,6 +60,16 @@ impl<'a> Deleter<'a> {
             gate: Mutex::new(()),
             simulated: Mutex::new(HashSet::new()),
             tag_index: Mutex::new(VecDeque::new()),
+            queued: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What removing means in this run's mode.
+    pub(super) fn action(&self) -> Action {
+        match self.cfg.mode {
+            Mode::DryRun => Action::WouldDelete,
+            Mode::Trash(_) => Action::Trashed,
+            Mode::Delete => Action::Deleted,
         }
     }
 
@@ -112,6 +125,7 @@ impl<'a> Deleter<'a> {
                 Action::WouldDelete,
             ),
             Mode::Trash(dir) => (self.store.trash(rel, dir), Action::Trashed),
+            Mode::Delete if self.store.backend().batches_deletes() => (self.queue(rel), Action::Deleted),
             Mode::Delete => (self.store.delete(rel), Action::Deleted),
         };
         match res {
@@ -128,6 +142,78 @@ impl<'a> Deleter<'a> {
             Err(e) => {
                 self.msgs.error(e);
                 Err(())
+            }
+        }
+    }
+
+    /// Queues the keys under `rel` (or `rel` itself) for the next
+    /// [`Deleter::flush`]; false if there are none.
+    fn queue(&self, rel: &str) -> crate::Result<bool> {
+        let keys = self.store.keys_under(rel)?;
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        self.queued.lock().expect("queue").push((rel.to_string(), keys));
+        Ok(true)
+    }
+
+    /// Sends the queued deletions, in batches (at most 1,000 keys a
+    /// request), and makes `recs` say what happened: a record whose keys
+    /// did not all go is dropped (as a failed removal is), after an error
+    /// naming exactly which of its keys were deleted and which were not.
+    /// Call before anything looks at the store again.
+    pub(super) fn flush(&self, recs: &mut [Option<RmRecord>]) {
+        let queued = std::mem::take(&mut *self.queued.lock().expect("queue"));
+        if queued.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = queued.iter().flat_map(|(_, k)| k.iter().cloned()).collect();
+        let results = self.store.backend().delete_batch(&keys);
+        let mut failed: std::collections::HashMap<&str, String> = Default::default();
+        for (k, r) in keys.iter().zip(&results) {
+            if let Err(e) = r {
+                failed.insert(k.as_str(), e.to_string());
+            }
+        }
+        if failed.is_empty() {
+            for rec in recs.iter_mut().flatten() {
+                rec.pending.clear();
+            }
+            return;
+        }
+        let mut bad_rels = HashSet::new();
+        for (rel, ks) in &queued {
+            let (not, done): (Vec<&String>, Vec<&String>) =
+                ks.iter().partition(|k| failed.contains_key(k.as_str()));
+            if not.is_empty() {
+                continue;
+            }
+            bad_rels.insert(rel.clone());
+            let why: Vec<String> = not.iter().map(|k| failed[k.as_str()].clone()).collect();
+            self.msgs.error(format!(
+                "{}: not removed: deleted {} of its {} keys{}; not deleted: {}",
+                self.store.display(rel).display(),
+                done.len(),
+                ks.len(),
+                if done.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        done.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                },
+                why.join("; "),
+            ));
+        }
+        for slot in recs.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|r| r.pending.iter().any(|p| bad_rels.contains(p)))
+            {
+                *slot = None;
+            } else if let Some(r) = slot {
+                r.pending.clear();
             }
         }
     }
@@ -152,11 +238,15 @@ impl<'a> Deleter<'a> {
             return None;
         }
         rec = rec.done(Action::Absent, 0);
+        let batched = self.cfg.mode == Mode::Delete && self.store.backend().batches_deletes();
         for rel in rels {
             match self.remove(rel) {
                 Ok(Gone::Removed(a, bytes)) => {
                     rec.action = a;
                     rec.bytes += bytes;
+                    if batched {
+                        rec.pending.push(rel.clone());
+                    }
                 }
                 Ok(Gone::Absent) => {}
                 Err(()) => return None,

@@ -49,6 +49,18 @@ pub(super) struct Removed {
     pub(super) tags: HashSet<(String, String)>,
     pub(super) revisions: HashSet<(String, Digest)>,
     pub(super) uploads: HashSet<(String, String)>,
+    /// Repositories that lost a `_layers` link in this run.
+    pub(super) link_repos: HashSet<String>,
+}
+
+impl Removed {
+    /// Whether this run removed anything of `repo`.
+    pub(super) fn emptied(&self, repo: &str) -> bool {
+        self.link_repos.contains(repo)
+            || self.tags.iter().any(|(r, _)| r == repo)
+            || self.revisions.iter().any(|(r, _)| r == repo)
+            || self.uploads.iter().any(|(r, _)| r == repo)
+    }
 }
 
 /// The read-only checks of one run.

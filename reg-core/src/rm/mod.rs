@@ -181,6 +181,10 @@ pub fn run<W: Write>(
     check_input(input, store, cfg.untag)?;
     store.check_blob_store()?;
     if let Mode::Trash(dir) = &cfg.mode {
+        if store.backend().id().is_some() {
+            // Object storage has no trash: refused here, by its backend.
+            store.prepare_trash(dir)?;
+        }
         check_trash(store, dir)?;
         store.prepare_trash(dir)?;
     }

@@ -94,7 +94,7 @@ impl<'a> Runner<'a> {
         };
 
         // 1. Tags, unless they moved since they were decided.
-        let recs: Vec<_> = plans
+        let mut recs: Vec<_> = plans
             .into_par_iter()
             .map(|(rec, verdict)| {
                 let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
@@ -105,6 +105,8 @@ impl<'a> Runner<'a> {
                 self.apply(rec, verdict, &[paths::tag_dir(&repo, &tag)])
             })
             .collect();
+        // Object storage: the phase's deletions go now, in batches.
+        self.act.flush(&mut recs);
         for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
             removed.tags.insert((
                 rec.repo.clone().unwrap_or_default(),
@@ -122,6 +124,7 @@ impl<'a> Runner<'a> {
                 .collect(),
             None => Vec::new(),
         };
+        self.act.flush(&mut recs);
         for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
             removed.revisions.insert((
                 rec.repo.clone().unwrap_or_default(),
@@ -137,6 +140,8 @@ impl<'a> Runner<'a> {
         if let Some(hook) = &self.guard.cfg.after_revisions {
             (hook.0)();
         }
+        // A backend that caches listings (object storage) lists anew.
+        self.store().refresh();
         let looked = match mark.as_mut() {
             Some(m) => self.look_again(m, &mut removed, &mut recs, asked),
             None => Ok(false),
@@ -175,7 +180,7 @@ impl<'a> Runner<'a> {
                 .or_insert(!doomed.contains_key(d));
         }
         let jobs: Vec<_> = link_jobs.iter().collect();
-        let recs: Vec<_> = jobs
+        let mut recs: Vec<_> = jobs
             .par_iter()
             .map(|((repo, d), guarded)| {
                 let rec = RmRecord::new("layer-link").repo(repo).digest(*d);
@@ -189,6 +194,7 @@ impl<'a> Runner<'a> {
                 }
             })
             .collect();
+        self.act.flush(&mut recs);
         // A blob whose links could not all go stays.
         for (((repo, d), _), rec) in jobs.iter().zip(&recs) {
             let gone = rec
@@ -211,13 +217,19 @@ impl<'a> Runner<'a> {
             if let Some(hook) = &self.guard.cfg.after_links {
                 (hook.0)();
             }
+            self.store().refresh();
             self.recheck_doomed(&mut doomed, &recs, &mut blob_recs, m, &removed, asked);
+        }
+        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
+            if let Some(repo) = &rec.repo {
+                removed.link_repos.insert(repo.clone());
+            }
         }
         self.emit(w, &recs, Some("blob"))?;
 
         // 4. Blob data, checked again now.
         let ds: Vec<Digest> = doomed.keys().copied().collect();
-        let recs: Vec<_> = ds
+        let mut recs: Vec<_> = ds
             .par_iter()
             .map(|d| {
                 self.apply(
@@ -227,6 +239,7 @@ impl<'a> Runner<'a> {
                 )
             })
             .collect();
+        self.act.flush(&mut recs);
         let mut all: Vec<Option<RmRecord>> = blob_recs.into_iter().map(Some).collect();
         all.extend(recs);
         all.sort_by_key(|r| r.as_ref().and_then(|r| r.digest));
@@ -240,7 +253,7 @@ impl<'a> Runner<'a> {
 
         // 5. Uploads.
         let ups: Vec<_> = input.uploads.iter().collect();
-        let recs: Vec<_> = ups
+        let mut recs: Vec<_> = ups
             .par_iter()
             .map(|(repo, id)| {
                 let mut rec = RmRecord::new("upload").repo(repo);
@@ -248,6 +261,7 @@ impl<'a> Runner<'a> {
                 self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)])
             })
             .collect();
+        self.act.flush(&mut recs);
         for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
             removed.uploads.insert((
                 rec.repo.clone().unwrap_or_default(),
@@ -259,7 +273,10 @@ impl<'a> Runner<'a> {
         // 6. Repositories (one at a time: nested ones share parents).
         let mut recs = Vec::new();
         for repo in &input.repos {
-            recs.push(self.rm_repo(repo, &removed));
+            let mut one = [self.rm_repo(repo, &removed)];
+            self.act.flush(&mut one);
+            let [rec] = one;
+            recs.push(rec);
             if self.act.stopped() {
                 break;
             }
@@ -394,7 +411,15 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|d| format!("{}/{d}", paths::repo(repo)))
             .collect();
-        let rec = self.apply(rec, self.guard.repo(repo, removed), &own)?;
+        let verdict = match self.guard.repo(repo, removed) {
+            // On object storage a repository is its objects: when this run
+            // removed its last ones it is gone already, and it is this run
+            // that removed it (as on the filesystem, where only its empty
+            // directories are left to remove).
+            Verdict::Absent if removed.emptied(repo) => return Some(rec.done(self.act.action(), 0)),
+            v => v,
+        };
+        let rec = self.apply(rec, verdict, &own)?;
         if rec.action.removes() && !self.guard.dry_run() {
             // Then the directory itself and empty parents, never `repositories`.
             let mut name = repo;

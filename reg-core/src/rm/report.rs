@@ -56,6 +56,10 @@ pub struct RmRecord {
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What this record removes that is still queued for a batched delete
+    /// (object storage), until [`super::act::Deleter::flush`] confirms it.
+    #[serde(skip)]
+    pub(super) pending: Vec<String>,
 }
 
 impl RmRecord {
@@ -69,6 +73,7 @@ impl RmRecord {
             id: None,
             bytes: 0,
             reason: None,
+            pending: Vec::new(),
         }
     }
     pub(super) fn repo(mut self, r: &str) -> Self {

@@ -13,6 +13,7 @@ mod live;
 mod ls;
 mod orphans;
 mod refs;
+mod s3;
 
 use reg_tests::{registry_programs_available, Pushed, Registry, Scenario};
 

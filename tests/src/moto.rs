@@ -1,0 +1,212 @@
+//! A private S3 server for the object-storage tests: moto's
+//! `moto_server -H 127.0.0.1 -p PORT`, one per test, killed on drop.
+//!
+//! `.ci/run` installs moto in a virtual environment and names its
+//! `moto_server` in `REG_TESTS_MOTO_SERVER`; otherwise `moto_server` is
+//! looked up on PATH. Without it the S3 tests skip with a note, except
+//! under `CI`, where they fail.
+
+use std::fs;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::registry::{free_port, S3Storage};
+
+/// The environment variable naming the `moto_server` to run.
+pub const MOTO_ENV: &str = "REG_TESTS_MOTO_SERVER";
+
+/// The credentials every test uses (moto accepts any).
+pub const ACCESS_KEY: &str = "reg-tests";
+pub const SECRET_KEY: &str = "reg-tests-secret";
+pub const REGION: &str = "us-east-1";
+
+/// A running moto server.
+pub struct Moto {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+/// The `moto_server` to run, if there is one.
+pub fn moto_program() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(MOTO_ENV).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("moto_server"))
+        .find(|p| p.is_file())
+}
+
+/// Whether docker-registry, skopeo and moto_server are there: as
+/// [`crate::registry_programs_available`], with moto too.
+#[track_caller]
+pub fn s3_programs_available(test: &str) -> bool {
+    if !crate::registry_programs_available(test) {
+        return false;
+    }
+    if moto_program().is_some() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: moto_server not found ({MOTO_ENV} or PATH), and CI is set");
+    }
+    eprintln!("skipping {test}: moto_server not installed (pip install \"moto[server]\")");
+    false
+}
+
+impl Moto {
+    /// Starts a server on a free port and waits until it answers.
+    pub fn start() -> Result<Moto> {
+        let program = moto_program().context("moto_server not found")?;
+        let mut last = None;
+        for _ in 0..3 {
+            let dir = tempfile::Builder::new().prefix("reg-tests-moto-").tempdir()?;
+            let port = free_port()?;
+            let log = fs::File::create(dir.path().join("moto.log"))?;
+            let child = Command::new(&program)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}", program.display()))?;
+            let mut m = Moto {
+                dir,
+                port,
+                child: Some(child),
+            };
+            match m.wait_ready() {
+                Ok(()) => return Ok(m),
+                Err(e) => {
+                    m.stop();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("tried"))
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("moto_server exited at start ({status}): {}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && ureq::get(&format!("{}/moto-api/", self.endpoint()))
+                    .call()
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("moto_server did not answer within 30 s: {}", self.log());
+            }
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What the server logged.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates bucket `name` (moto does not check signatures).
+    pub fn create_bucket(&self, name: &str) -> Result<()> {
+        ureq::put(&format!("{}/{name}", self.endpoint()))
+            .send_empty()
+            .with_context(|| format!("creating bucket {name}"))?;
+        Ok(())
+    }
+
+    /// The `AWS_*` variables a tool needs to reach `endpoint` (this server,
+    /// or a proxy in front of it) with `s3://` ROOTs.
+    pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", REGION),
+            ("AWS_ENDPOINT_URL", endpoint),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The tools' view of `s3` (reached at `endpoint`): the backend itself.
+pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::Object> {
+    let cfg = reg_core::object::S3Config {
+        bucket: s3.bucket.clone(),
+        root: s3.root.clone(),
+        region: Some(REGION.into()),
+        endpoint: Some(endpoint.into()),
+        access_key: Some(ACCESS_KEY.into()),
+        secret_key: Some(SECRET_KEY.into()),
+        session_token: None,
+        allow_http: true,
+        path_style: true,
+    };
+    Ok(reg_core::object::Object::new(cfg)?)
+}
+
+/// Copies every object of the registry in `s3` to the directory `dest`
+/// (as `dest/docker/registry/v2/...`), each file with its object's
+/// LastModified as mtime: the same tree on a filesystem, to compare the
+/// tools' records on both.
+pub fn mirror(s3: &S3Storage, endpoint: &str, dest: &std::path::Path) -> Result<()> {
+    use reg_core::storage::{Backend, Scanned};
+    let b = backend(s3, endpoint)?;
+    let v2 = dest.join("docker/registry/v2");
+    for area in ["blobs", "repositories"] {
+        let mut objects = Vec::new();
+        b.scan(area, &|_, _| false, true, &mut |item| {
+            if let Scanned::Object { key, meta } = item {
+                objects.push((key, meta));
+            }
+        })?;
+        for (key, meta) in objects {
+            let bytes = b
+                .read(&key, u64::MAX)?
+                .with_context(|| format!("{key} vanished"))?;
+            let path = v2.join(&key);
+            fs::create_dir_all(path.parent().expect("a key has a parent"))?;
+            fs::write(&path, bytes)?;
+            if let Some(m) = meta {
+                fs::File::options()
+                    .write(true)
+                    .open(&path)?
+                    .set_modified(m.mtime)?;
+            }
+        }
+    }
+    Ok(())
+}

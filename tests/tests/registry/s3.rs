@@ -1,0 +1,328 @@
+//! The same proof as on the filesystem, on object storage: Debian's
+//! `docker-registry` with its s3 driver writes the scenario into a bucket
+//! of moto's S3 server on 127.0.0.1 and serves the pulls; the tools read
+//! and collect that bucket. Their records are the same as on a filesystem
+//! copy of the bucket; the default policy frees what the
+//! registry's own `garbage-collect --dry-run` lists on the same bucket; after
+//! a `--tagged-only` collection every tag, platform and referrer pulls.
+//! Faults (a proxy that throttles or drops connections) end in a retry or a
+//! clean failure, never in a partial reference list that reg-orphans
+//! accepts.
+
+use std::collections::BTreeSet;
+
+use reg_tests::proxy::{Fault, Kind, Proxy};
+use reg_tests::{
+    everything_live_pulls, s3_programs_available, Moto, Pushed, Registry, Run, S3Storage, Scenario, Tool,
+};
+
+use serde_json::Value;
+
+/// A moto server and a registry on a bucket of it with the scenario pushed;
+/// `None` when the test should be skipped.
+#[track_caller]
+fn s3_scenario(test: &str) -> Option<(Moto, Registry, Pushed)> {
+    if !s3_programs_available(test) {
+        return None;
+    }
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{test}: starting moto: {e:#}"));
+    moto.create_bucket("registry").unwrap();
+    let s3 = S3Storage {
+        endpoint: moto.endpoint(),
+        bucket: "registry".into(),
+        root: "srv/registry".into(),
+    };
+    let reg = Registry::start_s3(s3)
+        .unwrap_or_else(|e| panic!("{test}: starting the registry: {e:#}\n{}", moto.log()));
+    let pushed = Scenario::push(&reg)
+        .unwrap_or_else(|e| panic!("{test}: {e:#}\n--- registry log:\n{}", reg.log_contents()));
+    Some((moto, reg, pushed))
+}
+
+/// `tool --config <the registry's config.yml> ARGS` (the s3 section).
+fn by_config(name: &str, reg: &Registry, args: &[&str]) -> Tool {
+    Tool::new(name).args(args).arg("--config").arg(reg.config_path())
+}
+
+/// `AWS_*=… tool ARGS s3://bucket/root`, through `endpoint`.
+fn by_url(name: &str, reg: &Registry, endpoint: &str, args: &[&str]) -> Tool {
+    let mut t = Tool::new(name)
+        .args(args)
+        .arg(reg.s3().expect("an s3 registry").url());
+    for (k, v) in Moto::env_for(endpoint) {
+        t = t.env(k, v);
+    }
+    t
+}
+
+/// Records with the trailer's root left out: everything else is the same
+/// on a bucket and on a copy of it (with the objects' times).
+fn comparable(run: &Run) -> Vec<Value> {
+    run.records()
+        .into_iter()
+        .map(|mut r| {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("root");
+            }
+            r
+        })
+        .collect()
+}
+
+fn blobs_with(recs: &[Value], action: Option<&str>) -> BTreeSet<String> {
+    recs.iter()
+        .filter(|r| r["kind"] == "blob" && action.is_none_or(|a| r["action"] == a))
+        .map(|r| r["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pulls() {
+    let name = "s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pulls";
+    let Some((moto, mut reg, p)) = s3_scenario(name) else {
+        return;
+    };
+    reg.stop().unwrap();
+    // The same objects, as files with the same mtimes.
+    let copy = tempfile::Builder::new()
+        .prefix("reg-tests-s3-copy-")
+        .tempdir()
+        .unwrap();
+    reg_tests::moto::mirror(reg.s3().unwrap(), &moto.endpoint(), copy.path()).unwrap();
+    let fs_root = copy.path().to_str().unwrap().to_string();
+
+    // reg-ls: the same records (times and upload ids aside).
+    let ls = by_config("reg-ls", &reg, &["--stats"]).run();
+    ls.success().stderr_has(" LIST");
+    let fs_ls = Tool::new("reg-ls").arg(&fs_root).run();
+    assert_eq!(comparable(&ls), comparable(fs_ls.success()));
+
+    // The default policy frees exactly what the registry's own dry run lists.
+    let refs = by_config("reg-refs", &reg, &[]).run();
+    refs.success();
+    let orphans = by_config("reg-orphans", &reg, &["--min-age", "0s"])
+        .stdin(&refs.stdout)
+        .run();
+    orphans.success();
+    let gc = reg
+        .gc_report(true, false)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", moto.log()));
+    assert_eq!(blobs_with(&orphans.records(), None), gc.eligible_blobs);
+    let fs_refs = Tool::new("reg-refs").arg(&fs_root).run();
+    assert_eq!(comparable(&refs), comparable(fs_refs.success()));
+
+    // With a manifest cache, a second run reads no manifest: one GET less
+    // per manifest, the same list.
+    let cache = copy.path().join("manifest-cache");
+    let cache_arg = cache.to_str().unwrap();
+    let first = by_config("reg-refs", &reg, &["--stats", "--manifest-cache", cache_arg]).run();
+    first.success().stderr_has(" GET");
+    let second = by_config("reg-refs", &reg, &["--stats", "--manifest-cache", cache_arg]).run();
+    second.success().stderr_lacks(" GET");
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(comparable(&second), comparable(&refs));
+
+    // --tagged-only, through s3:// and AWS_* this time: the same lists and
+    // the same dry run as on the filesystem.
+    let refs = by_url("reg-refs", &reg, &moto.endpoint(), &["--tagged-only", "--stats"]).run();
+    refs.success().stderr_has("GET");
+    let orphans = by_url("reg-orphans", &reg, &moto.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.stdout)
+        .run();
+    orphans.success();
+    let fs_refs = Tool::new("reg-refs").args(["--tagged-only", &fs_root]).run();
+    let fs_orphans = Tool::new("reg-orphans")
+        .args(["--min-age", "0s", &fs_root])
+        .stdin(&fs_refs.success().stdout)
+        .run();
+    assert_eq!(comparable(&refs), comparable(&fs_refs));
+    assert_eq!(comparable(&orphans), comparable(fs_orphans.success()));
+    let dry = by_config("reg-rm", &reg, &["--dry-run", "--min-age", "0s"])
+        .stdin(&orphans.stdout)
+        .run();
+    let fs_dry = Tool::new("reg-rm")
+        .args(["--dry-run", "--min-age", "0s", &fs_root])
+        .stdin(&fs_orphans.stdout)
+        .run();
+    assert_eq!(comparable(dry.success()), comparable(fs_dry.success()));
+
+    // A list made on the filesystem is another root.
+    by_config("reg-orphans", &reg, &["--min-age", "0s"])
+        .stdin(&fs_refs.stdout)
+        .run()
+        .expect_code(1)
+        .stderr_has("another storage root")
+        .stdout_empty();
+    // So is the trash.
+    by_config(
+        "reg-rm",
+        &reg,
+        &["--min-age", "0s", "--trash", "/tmp/reg-tests-no-trash"],
+    )
+    .stdin(&orphans.stdout)
+    .run()
+    .expect_code(1)
+    .stderr_has("not supported on object storage");
+
+    // The collection itself: the same records as on the filesystem, the
+    // unreachable blobs freed and nothing else.
+    let rm = by_config("reg-rm", &reg, &["--min-age", "0s"])
+        .stdin(&orphans.stdout)
+        .run();
+    rm.success().stderr_has("DeleteObjects");
+    let fs_rm = Tool::new("reg-rm")
+        .args(["--min-age", "0s", &fs_root])
+        .stdin(&fs_orphans.stdout)
+        .run();
+    assert_eq!(comparable(&rm), comparable(fs_rm.success()));
+    let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
+    assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
+    let after = by_config("reg-ls", &reg, &["--kind", "blob"]).run();
+    assert_eq!(blobs_with(&after.success().records(), None), p.tagged_reachable);
+    let fs_after = Tool::new("reg-ls").arg(&fs_root).run();
+    assert_eq!(
+        comparable(&by_config("reg-ls", &reg, &[]).run()),
+        comparable(fs_after.success())
+    );
+
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+    assert!(!reg.api().catalog().unwrap().contains(&p.deleted.0));
+}
+
+/// Throttling and connections dropped mid-listing: a retry, or a clean
+/// failure that reg-orphans refuses; never a partial list.
+#[test]
+fn s3_faults_end_in_a_retry_or_a_clean_failure() {
+    let name = "s3_faults_end_in_a_retry_or_a_clean_failure";
+    let Some((moto, mut reg, p)) = s3_scenario(name) else {
+        return;
+    };
+    reg.stop().unwrap();
+    let clean = by_url("reg-refs", &reg, &moto.endpoint(), &["--tagged-only"]).run();
+    clean.success();
+
+    // Every other listing page and GET throttled at first: retried, the
+    // same list.
+    let slow = Proxy::start(moto.port(), |k, n| match k {
+        Kind::List | Kind::Get if n % 2 == 1 && n < 40 => Fault::SlowDown,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let refs = by_url("reg-refs", &reg, &slow.endpoint(), &["--tagged-only", "--stats"]).run();
+    refs.success().stderr_has("5xx");
+    assert!(slow.injected() >= 10, "{}", slow.injected());
+    assert_eq!(comparable(&refs), comparable(&clean));
+
+    // Two listing answers cut half way: the listing goes on after the last
+    // key it got, and the list is the same.
+    let cut_once = Proxy::start(moto.port(), |k, n| match k {
+        Kind::List if n == 3 || n == 20 => Fault::CutBody,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let refs = by_url("reg-refs", &reg, &cut_once.endpoint(), &["--tagged-only"]).run();
+    assert_eq!(cut_once.injected(), 2);
+    assert_eq!(comparable(refs.success()), comparable(&clean));
+
+    // Every listing answer after the fifth cut: a failure naming the
+    // bucket, no trailer, and reg-orphans refuses what it printed.
+    let cut = Proxy::start(moto.port(), |k, n| match k {
+        Kind::List if n > 5 => Fault::CutBody,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let refs = by_url("reg-refs", &reg, &cut.endpoint(), &["--tagged-only"]).run();
+    refs.expect_code(1)
+        .no_trailer()
+        .stderr_has("s3://registry/srv/registry");
+    let orphans = by_url("reg-orphans", &reg, &cut.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.stdout)
+        .run();
+    orphans.expect_code(1).stdout_empty();
+    // reg-orphans itself cannot list either: it fails, printing nothing.
+    let orphans = by_url("reg-orphans", &reg, &cut.endpoint(), &["--min-age", "0s"])
+        .stdin(&clean.stdout)
+        .run();
+    orphans.expect_code(1).stdout_empty();
+
+    // The _layers links' DeleteObjects failing key by key (five tries):
+    // those records are not printed, an error names every key not
+    // deleted, the blobs they link stay, and everything pulls.
+    let list = by_url("reg-orphans", &reg, &moto.endpoint(), &["--min-age", "0s"])
+        .stdin(&clean.stdout)
+        .run();
+    list.success();
+    let key_errors = Proxy::start(moto.port(), |k, n| match k {
+        Kind::DeleteObjects if (2..=6).contains(&n) => Fault::KeyErrors,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let refs = by_url("reg-refs", &reg, &key_errors.endpoint(), &["--tagged-only"]).run();
+    let list = by_url("reg-orphans", &reg, &key_errors.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.success().stdout)
+        .run();
+    list.success();
+    let first = by_url("reg-rm", &reg, &key_errors.endpoint(), &["--min-age", "0s"])
+        .stdin(&list.stdout)
+        .run();
+    first.expect_code(1).stderr_has("not deleted: ");
+    assert_eq!(key_errors.injected(), 5);
+    let recs = first.records();
+    assert!(recs.iter().all(|r| r["kind"] != "layer-link"), "{}", first.stdout);
+    // Each blob kept for it: its links are named in the errors and stored
+    // (unless their repository went whole).
+    let kept: BTreeSet<String> = recs
+        .iter()
+        .filter(|r| r["kind"] == "blob" && r["action"] == "kept")
+        .map(|r| r["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!kept.is_empty(), "{}", first.stdout);
+    let stored = by_url("reg-ls", &reg, &moto.endpoint(), &["--kind", "layer-link"]).run();
+    let linked: BTreeSet<String> = stored
+        .success()
+        .records()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap().to_string())
+        .collect();
+    for d in &kept {
+        let key = format!("/_layers/sha256/{}/link", &d[7..]);
+        assert!(first.stderr.contains(&key), "{key} not named:\n{}", first.stderr);
+        // deleted/img, with no manifest left, goes whole with its links.
+        let in_deleted = format!("repositories/{}/_layers/sha256/{}/link", p.deleted.0, &d[7..]);
+        assert!(
+            linked.contains(d) || first.stderr.contains(&in_deleted),
+            "{d}: its links are gone"
+        );
+    }
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+    reg.stop().unwrap();
+
+    // Deletes throttled at first: retried, and this run finishes the job.
+    let slow_delete = Proxy::start(moto.port(), |k, n| match k {
+        Kind::DeleteObjects if n <= 3 => Fault::SlowDown,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    // Through the proxy the root has another endpoint: a list made there.
+    let refs = by_url("reg-refs", &reg, &slow_delete.endpoint(), &["--tagged-only"]).run();
+    let list = by_url("reg-orphans", &reg, &slow_delete.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.success().stdout)
+        .run();
+    let rm = by_url("reg-rm", &reg, &slow_delete.endpoint(), &["--min-age", "0s"])
+        .stdin(&list.success().stdout)
+        .run();
+    rm.success().stderr_has("DeleteObjects");
+    assert_eq!(slow_delete.injected(), 3);
+    let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
+    let freed: BTreeSet<String> = blobs_with(&recs, Some("deleted"))
+        .union(&blobs_with(&rm.records(), Some("deleted")))
+        .cloned()
+        .collect();
+    assert_eq!(freed, want);
+    let stored = by_url("reg-ls", &reg, &moto.endpoint(), &["--kind", "blob"]).run();
+    assert_eq!(blobs_with(&stored.success().records(), None), p.tagged_reachable);
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+}
