@@ -17,6 +17,7 @@
 #   --gc-timeout S  stop each registry GC after S seconds (default 1200) and
 #                   record that it exceeded the cap
 #   --no-registry   time ours only
+#   --proxy-only    only the run through the proxy (for a long --gc-timeout)
 #   --moto PATH     moto_server to run (default: $REG_TESTS_MOTO_SERVER, then
 #                   target/moto-venv/bin/moto_server, then PATH)
 #   --dir BASE      where the tree is generated (default /tmp/bench-trees)
@@ -38,6 +39,7 @@ moto=${REG_TESTS_MOTO_SERVER:-}
 base=/tmp/bench-trees
 out_file=
 registry=1
+direct=1
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -48,6 +50,7 @@ while [ $# -gt 0 ]; do
     --gc-timeout) gc_timeout=${2:?}; shift 2 ;;
     --moto) moto=${2:?}; shift 2 ;;
     --no-registry) registry=0; shift ;;
+    --proxy-only) direct=0; shift ;;
     --dir) base=${2:?}; shift 2 ;;
     --out) out_file=${2:?}; shift 2 ;;
     -h|--help) usage ;;
@@ -169,7 +172,7 @@ run_at() { # label endpoint
   rows+=("| $label | $ours s | $ours_req | $theirs s | $theirs_req | $(awk "BEGIN { a = \"${theirs#> }\" + 0; b = $ours + 0; if (b > 0 && a > 0) printf \"%.0fx\", a / b }") |")
 }
 
-run_at "moto" "http://127.0.0.1:$port"
+[ "$direct" = 0 ] || run_at "moto" "http://127.0.0.1:$port"
 if [ "$delay" != 0 ]; then
   "$bin/delay-proxy" "$port" "$delay" >"$work/proxy.port" &
   pids+=($!)
