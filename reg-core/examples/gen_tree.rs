@@ -884,15 +884,15 @@ mod tests {
                     .expect("revision blob stored");
                 let m = manifest::parse(&bytes).unwrap_or_else(|e| panic!("{repo} {d}: {e}"));
                 indexes += usize::from(m.kind.is_index());
-                referrers += usize::from(m.subject.is_some());
-                for c in m.children.iter().chain(m.subject.iter()) {
+                referrers += usize::from(!m.subjects.is_empty());
+                for c in m.children.iter().chain(m.subjects.iter()) {
                     assert!(
                         revs.contains(&c.digest),
                         "{repo} {d}: child {} no revision",
                         c.digest
                     );
                 }
-                for b in m.config.iter().chain(m.layers.iter()) {
+                for b in m.configs.iter().chain(m.layers.iter()) {
                     assert!(
                         layers.contains(&b.digest),
                         "{repo} {d}: {} has no _layers link",

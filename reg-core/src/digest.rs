@@ -1,11 +1,12 @@
-//! Content digests: `sha256:<64 hex>` and `sha512:<128 hex>`.
+//! Content digests: `sha256:<64 hex>`, `sha384:<96 hex>` and `sha512:<128 hex>`,
+//! the algorithms the registry accepts (go-digest's).
 //!
 //! A [`Digest`] is the only way a string from outside (a link file, a line on
 //! stdin, a field of a manifest) becomes part of a storage path: parsing checks
 //! the algorithm and that the encoded part is lowercase hex of the right length,
 //! so a digest can never carry `/`, `..` or anything else into a path.
 //!
-//! Digests are kept as raw bytes (32 or 64), not strings, so that sets of
+//! Digests are kept as raw bytes (32, 48 or 64), not strings, so that sets of
 //! millions of them stay small; see [`DigestSet`].
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use sha2::Digest as _;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Digest {
     Sha256([u8; 32]),
+    Sha384([u8; 48]),
     Sha512([u8; 64]),
 }
 
@@ -52,17 +54,19 @@ impl std::error::Error for DigestError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
     Sha256,
+    Sha384,
     Sha512,
 }
 
 impl Algorithm {
     /// Every algorithm, in the order directories are walked.
-    pub const ALL: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
+    pub const ALL: [Algorithm; 3] = [Algorithm::Sha256, Algorithm::Sha384, Algorithm::Sha512];
 
     /// The name used in digests and as a directory name.
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Sha256 => "sha256",
+            Algorithm::Sha384 => "sha384",
             Algorithm::Sha512 => "sha512",
         }
     }
@@ -71,6 +75,7 @@ impl Algorithm {
     pub fn from_name(name: &str) -> Option<Algorithm> {
         match name {
             "sha256" => Some(Algorithm::Sha256),
+            "sha384" => Some(Algorithm::Sha384),
             "sha512" => Some(Algorithm::Sha512),
             _ => None,
         }
@@ -80,6 +85,7 @@ impl Algorithm {
     pub fn hex_len(self) -> usize {
         match self {
             Algorithm::Sha256 => 64,
+            Algorithm::Sha384 => 96,
             Algorithm::Sha512 => 128,
         }
     }
@@ -93,7 +99,10 @@ impl Digest {
             return Err(DigestError::new(s, "expected <algorithm>:<hex>"));
         };
         let Some(alg) = Algorithm::from_name(alg) else {
-            return Err(DigestError::new(s, "unknown algorithm (want sha256 or sha512)"));
+            return Err(DigestError::new(
+                s,
+                "unknown algorithm (want sha256, sha384 or sha512)",
+            ));
         };
         Digest::from_parts(alg, hex).map_err(|why| DigestError::new(s, why))
     }
@@ -103,6 +112,7 @@ impl Digest {
         if hex.len() != alg.hex_len() {
             return Err(match alg {
                 Algorithm::Sha256 => "sha256 wants 64 hex digits",
+                Algorithm::Sha384 => "sha384 wants 96 hex digits",
                 Algorithm::Sha512 => "sha512 wants 128 hex digits",
             });
         }
@@ -111,6 +121,11 @@ impl Digest {
                 let mut b = [0u8; 32];
                 decode_hex(hex, &mut b)?;
                 Ok(Digest::Sha256(b))
+            }
+            Algorithm::Sha384 => {
+                let mut b = [0u8; 48];
+                decode_hex(hex, &mut b)?;
+                Ok(Digest::Sha384(b))
             }
             Algorithm::Sha512 => {
                 let mut b = [0u8; 64];
@@ -137,6 +152,7 @@ impl Digest {
     pub fn same_alg_of(&self, data: &[u8]) -> Digest {
         match self {
             Digest::Sha256(_) => Digest::sha256_of(data),
+            Digest::Sha384(_) => Digest::Sha384(sha2::Sha384::digest(data).into()),
             Digest::Sha512(_) => Digest::Sha512(sha2::Sha512::digest(data).into()),
         }
     }
@@ -150,6 +166,7 @@ impl Digest {
     pub fn hasher(&self) -> DigestHasher {
         match self {
             Digest::Sha256(_) => DigestHasher::Sha256(sha2::Sha256::new()),
+            Digest::Sha384(_) => DigestHasher::Sha384(sha2::Sha384::new()),
             Digest::Sha512(_) => DigestHasher::Sha512(sha2::Sha512::new()),
         }
     }
@@ -157,6 +174,7 @@ impl Digest {
     pub fn algorithm(&self) -> Algorithm {
         match self {
             Digest::Sha256(_) => Algorithm::Sha256,
+            Digest::Sha384(_) => Algorithm::Sha384,
             Digest::Sha512(_) => Algorithm::Sha512,
         }
     }
@@ -165,6 +183,7 @@ impl Digest {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Digest::Sha256(b) => b,
+            Digest::Sha384(b) => b,
             Digest::Sha512(b) => b,
         }
     }
@@ -188,6 +207,7 @@ impl Digest {
 /// Incremental hashing, for checking blobs too large to read at once.
 pub enum DigestHasher {
     Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
     Sha512(sha2::Sha512),
 }
 
@@ -195,6 +215,7 @@ impl DigestHasher {
     pub fn update(&mut self, data: &[u8]) {
         match self {
             DigestHasher::Sha256(h) => h.update(data),
+            DigestHasher::Sha384(h) => h.update(data),
             DigestHasher::Sha512(h) => h.update(data),
         }
     }
@@ -202,6 +223,7 @@ impl DigestHasher {
     pub fn finish(self) -> Digest {
         match self {
             DigestHasher::Sha256(h) => Digest::Sha256(h.finalize().into()),
+            DigestHasher::Sha384(h) => Digest::Sha384(h.finalize().into()),
             DigestHasher::Sha512(h) => Digest::Sha512(h.finalize().into()),
         }
     }
@@ -283,11 +305,12 @@ impl Hasher for PrehashedHasher {
 /// `BuildHasher` for [`PrehashedHasher`].
 pub type Prehashed = BuildHasherDefault<PrehashedHasher>;
 
-/// A compact set of digests: 32 bytes per sha256 entry plus hash table slack.
+/// A compact set of digests: 32 bytes per sha256 entry plus hash table slack
+/// (the longer digests, rare, as they are).
 #[derive(Default, Clone)]
 pub struct DigestSet {
     sha256: HashSet<[u8; 32], Prehashed>,
-    sha512: HashSet<[u8; 64], Prehashed>,
+    long: HashSet<Digest, Prehashed>,
 }
 
 impl DigestSet {
@@ -299,19 +322,19 @@ impl DigestSet {
     pub fn insert(&mut self, d: Digest) -> bool {
         match d {
             Digest::Sha256(b) => self.sha256.insert(b),
-            Digest::Sha512(b) => self.sha512.insert(b),
+            long => self.long.insert(long),
         }
     }
 
     pub fn contains(&self, d: &Digest) -> bool {
         match d {
             Digest::Sha256(b) => self.sha256.contains(b),
-            Digest::Sha512(b) => self.sha512.contains(b),
+            long => self.long.contains(long),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sha256.len() + self.sha512.len()
+        self.sha256.len() + self.long.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -323,12 +346,12 @@ impl DigestSet {
         self.sha256
             .iter()
             .map(|b| Digest::Sha256(*b))
-            .chain(self.sha512.iter().map(|b| Digest::Sha512(*b)))
+            .chain(self.long.iter().copied())
     }
 
     pub fn extend(&mut self, other: DigestSet) {
         self.sha256.extend(other.sha256);
-        self.sha512.extend(other.sha512);
+        self.long.extend(other.long);
     }
 }
 
@@ -355,8 +378,23 @@ mod tests {
         assert_eq!(d, Digest::sha256_of(b""));
         assert!(d.matches(b""));
         assert!(!d.matches(b"x"));
-        let long = format!("sha512:{}", "ab".repeat(64));
-        assert_eq!(Digest::parse(&long).unwrap().to_string(), long);
+        for (alg, n) in [("sha384", 48), ("sha512", 64)] {
+            let long = format!("{alg}:{}", "ab".repeat(n));
+            let d = Digest::parse(&long).unwrap();
+            assert_eq!(d.to_string(), long);
+            assert_eq!(d.algorithm().name(), alg);
+            assert_eq!(d.bytes().len(), n);
+        }
+        let d384 = Digest::parse(&format!("sha384:{}", "0".repeat(96))).unwrap();
+        let of = d384.same_alg_of(b"");
+        assert_eq!(
+            of.to_string(),
+            "sha384:38b060a751ac96384cd9327eb1b1e36a21fdb71114be07434c0cc7bf63f6e1da274edebfe76f65fbd51ad2f14898b95b"
+        );
+        assert!(of.matches(b""));
+        let mut h = of.hasher();
+        h.update(b"");
+        assert_eq!(h.finish(), of);
     }
 
     #[test]
@@ -375,6 +413,8 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85\n",
             " sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
             "sha512:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha384:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "blake3:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ];
         for s in table {
             assert!(Digest::parse(s).is_err(), "{s:?} parsed");

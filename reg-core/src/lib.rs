@@ -22,6 +22,7 @@
 pub mod digest;
 pub mod error;
 pub mod health;
+pub mod json;
 pub mod layout;
 pub mod ls;
 pub mod manifest;

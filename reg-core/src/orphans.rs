@@ -612,7 +612,7 @@ fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
 #[derive(Debug, Default)]
 pub struct Blobs {
     short: Vec<ShortBlob>,
-    /// sha512 blobs, as they are (rare).
+    /// sha384 and sha512 blobs, as they are (rare).
     long: Vec<Blob>,
 }
 
@@ -631,7 +631,7 @@ impl Blobs {
                 size: b.size,
                 secs: crate::time::unix_secs(b.mtime),
             }),
-            Digest::Sha512(_) => self.long.push(b),
+            _ => self.long.push(b),
         }
     }
 
@@ -649,7 +649,7 @@ impl Blobs {
     pub fn contains(&self, d: &Digest) -> bool {
         match d {
             Digest::Sha256(k) => self.short.binary_search_by_key(k, |b| b.digest).is_ok(),
-            Digest::Sha512(_) => self.long.binary_search_by_key(d, |b| b.digest).is_ok(),
+            _ => self.long.binary_search_by_key(d, |b| b.digest).is_ok(),
         }
     }
 
@@ -753,7 +753,7 @@ pub struct OrphanRevision {
 #[derive(Debug, Default)]
 pub struct Revisions {
     short: Vec<ShortRevision>,
-    /// sha512 ones, as they are (rare).
+    /// sha384 and sha512 ones, as they are (rare).
     long: Vec<OrphanRevision>,
 }
 

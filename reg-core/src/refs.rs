@@ -248,15 +248,16 @@ pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>) -> std::io::Result<()> {
 
 // ---- packed digests -----------------------------------------------------------
 
-// A packed entry: a tag byte (a code in the low bits, `SHA512` if the digest
-// is a sha512 one, `SIZED` if a size follows), the digest's raw bytes (32 or
-// 64), then the size as a LEB128 varint. About 36 bytes for a sha256 layer
+// A packed entry: a tag byte (a code in the low bits, `SHA512` or `SHA384`
+// if the digest is not a sha256 one, `SIZED` if a size follows), the digest's
+// raw bytes (32, 48 or 64), then the size as a LEB128 varint. About 36 bytes for a sha256 layer
 // instead of the 152 of an [`Edge`]. In the cache's arena, the entries that
 // name manifests (children, subject) hold a 4-byte manifest id instead of
 // the digest.
 const CODE_MASK: u8 = 0x0f;
 const SHA512: u8 = 0x10;
 const SIZED: u8 = 0x20;
+const SHA384: u8 = 0x40;
 /// Codes: the three edge kinds a manifest has itself, and its subject.
 const CHILD: u8 = 0;
 const CONFIG: u8 = 1;
@@ -265,8 +266,10 @@ const SUBJECT: u8 = 3;
 
 fn pack(buf: &mut Vec<u8>, code: u8, d: &Digest, size: Option<u64>) {
     let mut tag = code;
-    if matches!(d, Digest::Sha512(_)) {
-        tag |= SHA512;
+    match d {
+        Digest::Sha256(_) => {}
+        Digest::Sha384(_) => tag |= SHA384,
+        Digest::Sha512(_) => tag |= SHA512,
     }
     if size.is_some() {
         tag |= SIZED;
@@ -307,6 +310,10 @@ fn take_digest(tag: u8, rest: &mut &[u8]) -> Digest {
         let (b, r) = rest.split_at(64);
         *rest = r;
         Digest::Sha512(b.try_into().expect("64 bytes"))
+    } else if tag & SHA384 != 0 {
+        let (b, r) = rest.split_at(48);
+        *rest = r;
+        Digest::Sha384(b.try_into().expect("48 bytes"))
     } else {
         let (b, r) = rest.split_at(32);
         *rest = r;
@@ -331,10 +338,10 @@ impl Iterator for Unpack<'_> {
 
 // ---- manifests ------------------------------------------------------------
 
-/// A manifest id: an index into the cache's sha256 keys or, with [`ID512`]
-/// set, into its sha512 keys.
+/// A manifest id: an index into the cache's sha256 keys or, with [`IDLONG`]
+/// set, into its longer (sha384, sha512) ones.
 type Id = u32;
-const ID512: Id = 1 << 31;
+const IDLONG: Id = 1 << 31;
 
 /// One entry of a parsed manifest in the cache's arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -377,8 +384,8 @@ impl<'a> Node<'a> {
         })
     }
 
-    fn subject(self) -> Option<Id> {
-        self.items().find_map(|i| match i {
+    fn subjects(self) -> impl Iterator<Item = Id> + 'a {
+        self.items().filter_map(|i| match i {
             Item::Subject(s) => Some(s),
             _ => None,
         })
@@ -412,7 +419,7 @@ impl<'a> Node<'a> {
 /// target) once, as it is printed. [`Cache::put`] stores it in the arena.
 fn node_of(m: manifest::Manifest) -> Vec<u8> {
     let mut buf = Vec::with_capacity(40 * (m.layers.len() + m.children.len() + m.other.len() + 2));
-    if let Some(s) = &m.subject {
+    for s in &m.subjects {
         pack(&mut buf, SUBJECT, &s.digest, None);
     }
     // One edge per (kind, target) within a manifest: an image may list the
@@ -434,7 +441,7 @@ fn node_of(m: manifest::Manifest) -> Vec<u8> {
     for d in m.children.iter().chain(m.other.iter().filter(|d| is_manifest(d))) {
         add(&mut buf, CHILD, d, None);
     }
-    if let Some(c) = &m.config {
+    for c in &m.configs {
         add(&mut buf, CONFIG, c, c.size);
     }
     // Layers, artifact blobs and schema1 fsLayers: blobs to keep.
@@ -511,12 +518,13 @@ impl State {
 #[derive(Default)]
 struct Cache {
     k256: Vec<[u8; 32]>,
-    k512: Vec<[u8; 64]>,
+    /// sha384 and sha512 digests (rare), whole.
+    klong: Vec<Digest>,
     /// Ids by digest, hashed by the digest's first eight bytes.
     index: hashbrown::HashTable<Id>,
     /// By id (like the keys): the [`State`], encoded.
     s256: Vec<u64>,
-    s512: Vec<u64>,
+    slong: Vec<u64>,
     arena: Arena,
     /// With [`Config::broken_ok`]: manifests that are there but unusable
     /// (loaded as missing), and why.
@@ -564,9 +572,9 @@ fn hash_of(key: &[u8]) -> u64 {
     u64::from_le_bytes(key[..8].try_into().expect("a digest is longer than 8 bytes"))
 }
 
-fn key_of<'a>(k256: &'a [[u8; 32]], k512: &'a [[u8; 64]], id: Id) -> &'a [u8] {
-    if id & ID512 != 0 {
-        &k512[(id & !ID512) as usize]
+fn key_of<'a>(k256: &'a [[u8; 32]], klong: &'a [Digest], id: Id) -> &'a [u8] {
+    if id & IDLONG != 0 {
+        klong[(id & !IDLONG) as usize].bytes()
     } else {
         &k256[id as usize]
     }
@@ -574,8 +582,8 @@ fn key_of<'a>(k256: &'a [[u8; 32]], k512: &'a [[u8; 64]], id: Id) -> &'a [u8] {
 
 impl Cache {
     fn digest(&self, id: Id) -> Digest {
-        if id & ID512 != 0 {
-            Digest::Sha512(self.k512[(id & !ID512) as usize])
+        if id & IDLONG != 0 {
+            self.klong[(id & !IDLONG) as usize]
         } else {
             Digest::Sha256(self.k256[id as usize])
         }
@@ -583,25 +591,29 @@ impl Cache {
 
     /// Orders ids as their digests are ordered.
     fn cmp_ids(&self, a: Id, b: Id) -> std::cmp::Ordering {
-        (a & ID512)
-            .cmp(&(b & ID512))
-            .then_with(|| key_of(&self.k256, &self.k512, a).cmp(key_of(&self.k256, &self.k512, b)))
+        if (a | b) & IDLONG != 0 {
+            return self.digest(a).cmp(&self.digest(b));
+        }
+        key_of(&self.k256, &self.klong, a).cmp(key_of(&self.k256, &self.klong, b))
     }
 
     /// The id of `d`, interned as [`State::Unknown`] if new.
     fn intern(&mut self, d: &Digest) -> Id {
-        let (key, wide) = (d.bytes(), matches!(d, Digest::Sha512(_)));
-        let (k256, k512) = (&self.k256, &self.k512);
+        let key = d.bytes();
+        let (k256, klong) = (&self.k256, &self.klong);
         let entry = self.index.entry(
             hash_of(key),
-            |&id| (id & ID512 != 0) == wide && key_of(k256, k512, id) == key,
-            |&id| hash_of(key_of(k256, k512, id)),
+            |&id| match d {
+                Digest::Sha256(b) => id & IDLONG == 0 && k256[id as usize] == *b,
+                _ => id & IDLONG != 0 && klong[(id & !IDLONG) as usize] == *d,
+            },
+            |&id| hash_of(key_of(k256, klong, id)),
         );
         match entry {
             hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
             hashbrown::hash_table::Entry::Vacant(v) => {
                 assert!(
-                    self.k256.len().max(self.k512.len()) < ID512 as usize,
+                    self.k256.len().max(self.klong.len()) < IDLONG as usize,
                     "more than 2^31 manifests"
                 );
                 let id = match d {
@@ -610,10 +622,10 @@ impl Cache {
                         self.s256.push(S_UNKNOWN);
                         (self.k256.len() - 1) as Id
                     }
-                    Digest::Sha512(b) => {
-                        self.k512.push(*b);
-                        self.s512.push(S_UNKNOWN);
-                        (self.k512.len() - 1) as Id | ID512
+                    long => {
+                        self.klong.push(*long);
+                        self.slong.push(S_UNKNOWN);
+                        (self.klong.len() - 1) as Id | IDLONG
                     }
                 };
                 v.insert(id);
@@ -623,16 +635,16 @@ impl Cache {
     }
 
     fn state(&self, id: Id) -> State {
-        State::decode(if id & ID512 != 0 {
-            self.s512[(id & !ID512) as usize]
+        State::decode(if id & IDLONG != 0 {
+            self.slong[(id & !IDLONG) as usize]
         } else {
             self.s256[id as usize]
         })
     }
 
     fn set(&mut self, id: Id, s: State) {
-        let slot = if id & ID512 != 0 {
-            &mut self.s512[(id & !ID512) as usize]
+        let slot = if id & IDLONG != 0 {
+            &mut self.slong[(id & !IDLONG) as usize]
         } else {
             &mut self.s256[id as usize]
         };
@@ -641,7 +653,7 @@ impl Cache {
 
     /// Every id, sha256 ones first.
     fn ids(&self) -> impl Iterator<Item = Id> {
-        (0..self.k256.len() as Id).chain((0..self.k512.len() as Id).map(|i| i | ID512))
+        (0..self.k256.len() as Id).chain((0..self.klong.len() as Id).map(|i| i | IDLONG))
     }
 
     /// The parsed manifest `id`, if it is one.
@@ -783,7 +795,7 @@ impl std::hash::Hasher for IdHasher {
 fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
     let mut referrers: HashMap<Id, Vec<Id>, IdHash> = HashMap::default();
     for &rev in &r.revisions {
-        if let Some(s) = cache.node(rev).and_then(Node::subject) {
+        for s in cache.node(rev).into_iter().flat_map(Node::subjects) {
             referrers.entry(s).or_default().push(rev);
         }
     }
@@ -1536,7 +1548,7 @@ mod tests {
         assert_ne!(za, aa);
         assert_eq!(cache.digest(za), z);
         assert_eq!(cache.digest(aa), a);
-        assert_eq!(n.subject(), Some(za));
+        assert_eq!(n.subjects().collect::<Vec<_>>(), vec![za]);
         assert_eq!(n.children().collect::<Vec<_>>(), vec![aa]);
         let edges: Vec<_> = n.edges(&cache).collect();
         assert_eq!(edges.len(), 6);
@@ -1566,7 +1578,7 @@ mod tests {
         // Read in part: subject and children only; asked whole, read again.
         cache.put(za, &buf, false, &mut scratch);
         let part = cache.node(za).expect("parsed in part");
-        assert_eq!(part.subject(), Some(za));
+        assert_eq!(part.subjects().collect::<Vec<_>>(), vec![za]);
         assert_eq!(part.children().collect::<Vec<_>>(), vec![aa]);
         assert_eq!(part.edge_count(), 1, "the child only");
         cache.want(za, 4, false);
