@@ -39,6 +39,10 @@ pub enum ErrorKind {
     NotRegular(&'static str),
     /// A symbolic link in the tree: never followed.
     Symlink,
+    /// A directory named for a digest algorithm no tool here knows: kept,
+    /// and so is what its links name ([`crate::layout::Store::aliases`]).
+    /// Reported as a warning: it stops nothing but what it concerns.
+    UnknownAlgorithm,
     /// Anything else, said in words.
     Other(String),
 }
@@ -68,6 +72,12 @@ impl Error {
         &self.kind
     }
 
+    /// Whether this is only worth a warning: something kept that stops
+    /// nothing else ([`ErrorKind::UnknownAlgorithm`]).
+    pub fn is_warning(&self) -> bool {
+        matches!(self.kind, ErrorKind::UnknownAlgorithm)
+    }
+
     /// Whether this is an I/O "not found".
     pub fn is_not_found(&self) -> bool {
         matches!(&self.kind, ErrorKind::Io(e) if e.kind() == io::ErrorKind::NotFound)
@@ -86,6 +96,11 @@ impl fmt::Display for Error {
             ErrorKind::BadManifest(why) => write!(f, "{p}: bad manifest: {why}"),
             ErrorKind::NotRegular(what) => write!(f, "{p}: not a regular file but {what}; not read"),
             ErrorKind::Symlink => write!(f, "{p}: symbolic link in the storage tree; not followed"),
+            ErrorKind::UnknownAlgorithm => write!(
+                f,
+                "{p}: a digest algorithm no tool here knows (the registry accepts sha256, sha384 \
+                 and sha512): kept, with every blob its links name"
+            ),
             ErrorKind::Other(why) => write!(f, "{p}: {why}"),
         }
     }

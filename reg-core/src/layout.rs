@@ -76,6 +76,9 @@ pub struct Tag {
 pub struct Revision {
     pub digest: Digest,
     pub mtime: SystemTime,
+    /// What the link names when that is not `digest` (an [`Alias`]); only
+    /// known where the link was read.
+    pub target: Option<Digest>,
 }
 
 /// A `_layers` link: the repository may serve this blob.
@@ -83,6 +86,65 @@ pub struct Revision {
 pub struct LayerLink {
     pub digest: Digest,
     pub mtime: SystemTime,
+    /// What the link names when that is not `digest` (an [`Alias`]); only
+    /// known where the link was read.
+    pub target: Option<Digest>,
+}
+
+/// Which links an [`Alias`] is among.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkKind {
+    /// `_layers/<alg>/<hex>/link`
+    LayerLink,
+    /// `_manifests/revisions/<alg>/<hex>/link`
+    Revision,
+}
+
+/// What the path of a link names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkName {
+    Digest(Digest),
+    /// `<alg>:<name>` of a directory under an algorithm no tool here knows.
+    Unknown(String),
+}
+
+impl std::fmt::Display for LinkName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkName::Digest(d) => d.fmt(f),
+            LinkName::Unknown(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A link whose content names another digest than its path: the registry's
+/// own indirection. A blob uploaded with `?digest=sha512:<hex>` is stored
+/// under its sha256 digest and linked from `_layers/sha512/<hex>/link`,
+/// which holds `sha256:<hex>`; a manifest naming the sha512 digest is served
+/// the sha256 blob. So a reference to [`Alias::name`] in this repository
+/// keeps [`Alias::target`]. A link under an algorithm no tool knows is an
+/// alias too, with a name nothing we parse can reference: its target is
+/// always kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub kind: LinkKind,
+    pub name: LinkName,
+    pub target: Digest,
+    pub mtime: SystemTime,
+}
+
+impl Alias {
+    /// The link file, relative to `v2`.
+    pub fn rel(&self, repo: &str) -> String {
+        let dir = match self.kind {
+            LinkKind::LayerLink => paths::layers(repo),
+            LinkKind::Revision => paths::revisions(repo),
+        };
+        match &self.name {
+            LinkName::Digest(d) => format!("{dir}/{}/link", d.path_parts()),
+            LinkName::Unknown(s) => format!("{dir}/{}/link", s.replacen(':', "/", 1)),
+        }
+    }
 }
 
 /// A stored blob (`blobs/<alg>/<xx>/<hex>/data`).
@@ -486,10 +548,7 @@ impl Store {
             Scanned::Prefix(key) => {
                 let rel = &key[dir.len() + 1..];
                 match rel.split_once('/') {
-                    None => errors.push(Error::new(
-                        self.display(&key),
-                        ErrorKind::BadName("unknown digest algorithm directory".into()),
-                    )),
+                    None => errors.push(Error::new(self.display(&key), ErrorKind::UnknownAlgorithm)),
                     Some((alg, hex)) => match Algorithm::from_name(alg).map(|a| Digest::from_parts(a, hex)) {
                         Some(Ok(d)) => found.push((d, key)),
                         Some(Err(why)) => errors.push(Error::new(
@@ -519,20 +578,26 @@ impl Store {
         errors
     }
 
-    /// Reads the link in a digest directory and checks it names that digest.
-    /// `Ok(None)` if the directory has no link (deleted through the API).
-    fn dir_link(&self, dir: &str, d: Digest) -> Result<Option<SystemTime>> {
+    /// Reads the link in a digest directory: its mtime, and what it names
+    /// when that is not the directory's digest (an [`Alias`], which only a
+    /// directory of another algorithm than sha256 can be: a sha256 link that
+    /// names anything else is an error). `Ok(None)` if the directory has no
+    /// link (deleted through the API).
+    fn dir_link(&self, dir: &str, d: Digest) -> Result<Option<(SystemTime, Option<Digest>)>> {
         let rel = format!("{dir}/link");
         let Some((linked, mtime)) = self.read_link_expecting(&rel, &[d])? else {
             return Ok(None);
         };
-        if linked != d {
+        if linked == d {
+            return Ok(Some((mtime, None)));
+        }
+        if d.algorithm() == Algorithm::Sha256 {
             return Err(Error::new(
                 self.display(&rel),
                 ErrorKind::BadLink(format!("names {linked}, but its directory is {d}")),
             ));
         }
-        Ok(Some(mtime))
+        Ok(Some((mtime, Some(linked))))
     }
 
     /// The tags of `repo`, sorted by name. A tag directory without
@@ -597,7 +662,7 @@ impl Store {
             Scanned::Prefix(key) | Scanned::Object { key, .. } => {
                 let rel = &key[dir.len() + 1..];
                 let mut parts = rel.split('/');
-                let (Some(tag), Some("index"), Some(alg), Some(hex), None) = (
+                let (Some(tag), Some("index"), Some(alg), hex, None) = (
                     parts.next(),
                     parts.next(),
                     parts.next(),
@@ -605,6 +670,13 @@ impl Store {
                     parts.next(),
                 ) else {
                     return; // a tag's `current`, or an unknown directory
+                };
+                let Some(hex) = hex else {
+                    // The scan stops at an algorithm directory it does not know.
+                    if check_tag(tag).is_ok() && Algorithm::from_name(alg).is_none() {
+                        out.push_err(Error::new(self.display(&key), ErrorKind::UnknownAlgorithm));
+                    }
+                    return;
                 };
                 let parsed = check_tag(tag).and_then(|()| {
                     let alg = Algorithm::from_name(alg).ok_or("unknown digest algorithm directory")?;
@@ -659,8 +731,12 @@ impl Store {
         let mut out = Listing::default();
         let mut items = Vec::new();
         out.errors = self.digest_dirs(&paths::revisions(repo), |dir, d| {
-            if let Some(mtime) = self.dir_link(dir, d)? {
-                items.push(Revision { digest: d, mtime });
+            if let Some((mtime, target)) = self.dir_link(dir, d)? {
+                items.push(Revision {
+                    digest: d,
+                    mtime,
+                    target,
+                });
             }
             Ok(())
         });
@@ -674,8 +750,12 @@ impl Store {
         let mut out = Listing::default();
         let mut items = Vec::new();
         out.errors = self.digest_dirs(&paths::layers(repo), |dir, d| {
-            if let Some(mtime) = self.dir_link(dir, d)? {
-                items.push(LayerLink { digest: d, mtime });
+            if let Some((mtime, target)) = self.dir_link(dir, d)? {
+                items.push(LayerLink {
+                    digest: d,
+                    mtime,
+                    target,
+                });
             }
             Ok(())
         });
@@ -699,6 +779,54 @@ impl Store {
         self.digest_names(&paths::layers(repo))
     }
 
+    /// The links of `repo` whose content names another digest than their
+    /// path ([`Alias`]), sorted. Only links under algorithms other than
+    /// sha256 are read: the registry writes a sha256 link with its own
+    /// digest (its canonical one), and reads the others as aliases. A link
+    /// under an algorithm no tool knows is read too, and is always an
+    /// alias. Problems (an unreadable or garbled link) are errors.
+    pub fn aliases(&self, repo: &str) -> Listing<Alias> {
+        let mut out = Listing::default();
+        for (kind, dir) in [
+            (LinkKind::LayerLink, paths::layers(repo)),
+            (LinkKind::Revision, paths::revisions(repo)),
+        ] {
+            let algs = self.dir_names(&dir, |_| Ok(()));
+            out.errors.extend(algs.errors);
+            for alg in algs.items.iter().filter(|a| *a != "sha256") {
+                let alg_dir = format!("{dir}/{alg}");
+                let names = self.dir_names(&alg_dir, |_| Ok(()));
+                out.errors.extend(names.errors);
+                for name in names.items {
+                    let link = format!("{alg_dir}/{name}/link");
+                    let link_name = match Algorithm::from_name(alg) {
+                        Some(a) => match Digest::from_parts(a, &name) {
+                            Ok(d) => LinkName::Digest(d),
+                            // Reported by the walks that list digests.
+                            Err(_) => continue,
+                        },
+                        None => LinkName::Unknown(format!("{alg}:{name}")),
+                    };
+                    match self.read_link_meta(&link) {
+                        Ok(Some((target, mtime))) if LinkName::Digest(target) != link_name => {
+                            out.items.push(Alias {
+                                kind,
+                                name: link_name,
+                                target,
+                                mtime,
+                            })
+                        }
+                        Ok(_) => {}
+                        Err(e) => out.push_err(e),
+                    }
+                }
+            }
+        }
+        out.items
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        out
+    }
+
     /// The revisions of `repo` whose `link` file exists, with its mtime:
     /// one `stat` per revision, and the digest taken from the path. A link
     /// whose content disagrees with its path counts as the revision its path
@@ -711,7 +839,11 @@ impl Store {
         };
         for d in names.items {
             match self.link_mtime(&paths::revision_link(repo, &d)) {
-                Ok(Some(mtime)) => out.items.push(Revision { digest: d, mtime }),
+                Ok(Some(mtime)) => out.items.push(Revision {
+                    digest: d,
+                    mtime,
+                    target: None,
+                }),
                 Ok(None) => {}
                 Err(e) => out.push_err(e),
             }
@@ -783,10 +915,7 @@ impl Store {
             Scanned::Prefix(key) => {
                 let rel = &key[paths::BLOBS.len() + 1..];
                 let Some((alg, prefix)) = rel.split_once('/') else {
-                    out.push_err(Error::new(
-                        self.display(&key),
-                        ErrorKind::BadName("unknown digest algorithm directory".into()),
-                    ));
+                    out.push_err(Error::new(self.display(&key), ErrorKind::UnknownAlgorithm));
                     return;
                 };
                 let ok = prefix.len() == 2
@@ -1245,8 +1374,18 @@ mod tests {
         let mut want = want;
         want.sort();
         assert_eq!(l.items, want);
-        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
-        assert!(l.errors[0].to_string().contains("nothex"), "{}", l.errors[0]);
+        // The unknown algorithm is said (a warning: it stops nothing).
+        assert_eq!(l.errors.len(), 2, "{:?}", l.errors);
+        assert!(
+            l.errors[0].is_warning() && l.errors[0].to_string().contains("index/md5"),
+            "{}",
+            l.errors[0]
+        );
+        assert!(
+            !l.errors[1].is_warning() && l.errors[1].to_string().contains("nothex"),
+            "{}",
+            l.errors[1]
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub struct Config {
     /// Only these repositories; when set and `kinds` is empty, blobs (which
     /// belong to no repository) are not listed.
     pub repos: Vec<String>,
-    /// Re-hash each blob and add `ok` to blob records.
+    /// Re-hash each blob and add `ok` to blob records; read each revision's
+    /// manifest and add `ok` (and the parser's `notes`) to revision records.
     pub verify: bool,
 }
 
@@ -68,7 +69,7 @@ const CHUNK: usize = 64;
 
 fn report<T>(l: Listing<T>, msgs: &Messages) -> Vec<T> {
     for e in l.errors {
-        msgs.error(e);
+        msgs.problem(e);
     }
     l.items
 }
@@ -118,7 +119,7 @@ pub fn list<W: Write>(
                 .collect();
             for (records, errors) in lists {
                 for e in errors {
-                    msgs.error(e);
+                    msgs.problem(e);
                 }
                 for rec in &records {
                     count(&mut stats, rec);
@@ -167,7 +168,7 @@ pub fn list<W: Write>(
                 .collect();
             for (records, errors) in lists {
                 for e in errors {
-                    msgs.error(e);
+                    msgs.problem(e);
                 }
                 for rec in &records {
                     count(&mut stats, rec);
@@ -208,6 +209,31 @@ fn count(s: &mut Stats, r: &LsRecord) {
     }
 }
 
+/// With `--verify`: whether a revision's manifest is there, hashes to its
+/// digest and parses, and the parser's notes (what another reader could take
+/// differently). Problems go to `errors`.
+fn verify_revision(
+    store: &Store,
+    r: &crate::layout::Revision,
+    errors: &mut Vec<Error>,
+) -> (Option<bool>, Vec<String>) {
+    let d = r.target.unwrap_or(r.digest);
+    match store.manifest(&d) {
+        Ok(Some(m)) => (Some(true), m.notes),
+        Ok(None) => {
+            errors.push(Error::new(
+                store.display(&crate::layout::paths::blob_data(&d)),
+                crate::error::ErrorKind::Other(format!("manifest of revision {} is missing", r.digest)),
+            ));
+            (Some(false), Vec::new())
+        }
+        Err(e) => {
+            errors.push(e);
+            (Some(false), Vec::new())
+        }
+    }
+}
+
 fn repo_records(store: &Store, cfg: &Config, repo: &str) -> (Vec<LsRecord>, Vec<Error>) {
     let mut recs = Vec::new();
     let mut errors = Vec::new();
@@ -229,11 +255,21 @@ fn repo_records(store: &Store, cfg: &Config, repo: &str) -> (Vec<LsRecord>, Vec<
     if cfg.wants(Kind::Revision) {
         let l = store.revisions(repo);
         errors.extend(l.errors);
-        recs.extend(l.items.into_iter().map(|x| LsRecord::Revision {
-            repo: name(),
-            digest: x.digest,
-            mtime: t(x.mtime),
-        }));
+        for x in l.items {
+            let (ok, notes) = if cfg.verify {
+                verify_revision(store, &x, &mut errors)
+            } else {
+                (None, Vec::new())
+            };
+            recs.push(LsRecord::Revision {
+                repo: name(),
+                digest: x.digest,
+                mtime: t(x.mtime),
+                target: x.target,
+                ok,
+                notes,
+            });
+        }
     }
     if cfg.wants(Kind::LayerLink) {
         let l = store.layer_links(repo);
@@ -242,6 +278,7 @@ fn repo_records(store: &Store, cfg: &Config, repo: &str) -> (Vec<LsRecord>, Vec<
             repo: name(),
             digest: x.digest,
             mtime: t(x.mtime),
+            target: x.target,
         }));
     }
     if cfg.wants(Kind::Upload) {

@@ -127,42 +127,72 @@ impl Mark {
             }
         };
         for rec in graph.records() {
-            match rec {
-                RefRecord::Tag { repo, tag, digest } => {
-                    note(&repo, digest, true, &|| format!("tag {repo}:{tag} points at it"))
-                }
-                RefRecord::Revision { repo, digest } => note(&repo, digest, true, &|| {
-                    format!("a manifest revision of {repo} that stays (revisions are roots)")
-                }),
-                RefRecord::Manifest {
-                    repo,
-                    manifest,
-                    digest,
-                } => note(&repo, digest, true, &|| {
-                    format!("a child of index {manifest} in {repo}, which is live")
-                }),
-                RefRecord::Referrer {
-                    repo,
-                    manifest,
-                    digest,
-                } => note(&repo, digest, true, &|| {
-                    format!("a referrer (OCI subject) of {manifest} in {repo}, which is live")
-                }),
-                RefRecord::Config {
-                    repo,
-                    manifest,
-                    digest,
-                    ..
-                }
-                | RefRecord::Layer {
-                    repo,
-                    manifest,
-                    digest,
-                    ..
-                } => note(&repo, digest, false, &|| {
-                    format!("referenced by manifest {manifest} in {repo}, which is live")
-                }),
-                RefRecord::End(_) => {}
+            // What the record names, whether that is a manifest of its
+            // repository, why it is live, and what its link names there.
+            let (repo, digest, manifest_too, why, target): (String, Digest, bool, String, Option<Digest>) =
+                match rec {
+                    RefRecord::Tag {
+                        repo,
+                        tag,
+                        digest,
+                        target,
+                    } => {
+                        let why = format!("tag {repo}:{tag} points at it");
+                        (repo, digest, true, why, target)
+                    }
+                    RefRecord::Revision { repo, digest, target } => {
+                        let why = format!("a manifest revision of {repo} that stays (revisions are roots)");
+                        (repo, digest, true, why, target)
+                    }
+                    RefRecord::Manifest {
+                        repo,
+                        manifest,
+                        digest,
+                        target,
+                    } => {
+                        let why = format!("a child of index {manifest} in {repo}, which is live");
+                        (repo, digest, true, why, target)
+                    }
+                    RefRecord::Referrer {
+                        repo,
+                        manifest,
+                        digest,
+                        target,
+                    } => {
+                        let why = format!("a referrer (OCI subject) of {manifest} in {repo}, which is live");
+                        (repo, digest, true, why, target)
+                    }
+                    RefRecord::Config {
+                        repo,
+                        manifest,
+                        digest,
+                        target,
+                        ..
+                    }
+                    | RefRecord::Layer {
+                        repo,
+                        manifest,
+                        digest,
+                        target,
+                        ..
+                    } => {
+                        let why = format!("referenced by manifest {manifest} in {repo}, which is live");
+                        (repo, digest, false, why, target)
+                    }
+                    RefRecord::Link { repo, name, digest } => {
+                        let why = format!(
+                            "a link of {repo} under {name} (an algorithm no tool here knows) names it"
+                        );
+                        (repo, digest, true, why, None)
+                    }
+                    RefRecord::End(_) => continue,
+                };
+            note(&repo, digest, manifest_too, &|| why.clone());
+            if let Some(t) = target {
+                // The registry serves `t` for `digest` here: as live as it.
+                note(&repo, t, true, &|| {
+                    format!("{why}, through the link of {digest} in {repo}")
+                });
             }
         }
         m.broken = std::mem::take(&mut graph.broken)

@@ -65,6 +65,16 @@ impl Messages {
         }
     }
 
+    /// Reports a storage problem: a warning if [`crate::Error::is_warning`]
+    /// says it stops nothing, an error otherwise.
+    pub fn problem(&self, e: crate::Error) {
+        if e.is_warning() {
+            self.warn(e);
+        } else {
+            self.error(e);
+        }
+    }
+
     /// Reports a problem that does not change the exit status.
     pub fn warn(&self, msg: impl std::fmt::Display) {
         self.warnings.fetch_add(1, Ordering::Relaxed);

@@ -404,6 +404,9 @@ struct Line<'a> {
     digest: Option<Digest>,
     #[serde(default)]
     manifest: Option<Digest>,
+    /// What the repository's link for `digest` names (an alias): kept too.
+    #[serde(default)]
+    target: Option<Digest>,
     #[serde(default, borrow)]
     tool: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -557,18 +560,24 @@ fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
     };
     match kind {
         "error" => return Err("an error record: the reference list is not complete".into()),
-        "tag" | "revision" | "manifest" | "config" | "layer" | "referrer" => {
+        "tag" | "revision" | "manifest" | "config" | "layer" | "referrer" | "link" => {
             let repo = repo.ok_or_else(|| need("repo"))?;
             let digest = rec.digest.ok_or_else(|| need("digest"))?;
             let id = refs.repo_id(repo);
             refs.blobs.insert(digest);
+            // The blob the registry serves for `digest` in this repository
+            // (an alias): kept, and a live revision there if it is one.
+            if let Some(t) = rec.target {
+                refs.blobs.insert(t);
+                refs.pairs.insert(id, t);
+            }
             match kind {
                 "tag" => refs.stats.tags += 1,
                 "revision" => refs.stats.revisions += 1,
                 _ => refs.stats.references += 1,
             }
             match kind {
-                "tag" | "revision" => refs.pairs.insert(id, digest),
+                "tag" | "revision" | "link" => refs.pairs.insert(id, digest),
                 _ => {
                     let m = rec.manifest.ok_or_else(|| need("manifest"))?;
                     // The parent manifest is live in this repository; an
@@ -816,7 +825,7 @@ const REPO_BATCH: usize = 64;
 fn may_hide_links(e: &Error) -> bool {
     !matches!(
         e.kind(),
-        ErrorKind::BadLink(_) | ErrorKind::BadName(_) | ErrorKind::MissingLink
+        ErrorKind::BadLink(_) | ErrorKind::BadName(_) | ErrorKind::MissingLink | ErrorKind::UnknownAlgorithm
     )
 }
 
@@ -846,8 +855,8 @@ struct RepoScan {
     too_young: u64,
     errors: Vec<Error>,
     hides_links: bool,
-    /// Warnings about modification times in the future.
-    future: Vec<String>,
+    /// Warnings: modification times in the future, links that name nothing.
+    warnings: Vec<String>,
 }
 
 /// Walks the store and collects every orphan. Problems with single paths
@@ -876,7 +885,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     msgs.progress().phase("blobs");
     let prefixes = store.blob_prefixes();
     for e in prefixes.errors {
-        msgs.error(e);
+        msgs.problem(e);
     }
     let walk_prefix = |p: &crate::layout::BlobPrefix| {
         // Only unreferenced blobs are looked into (a `stat` of `data`):
@@ -927,7 +936,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         let parts: Vec<BlobPart> = batch.par_iter().map(walk_prefix).collect();
         for mut p in parts {
             for e in p.errors {
-                msgs.error(e);
+                msgs.problem(e);
             }
             found.stored_blobs += p.stored;
             found.too_young += p.too_young;
@@ -971,9 +980,9 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             let repo = &batch[i];
             let scan = scan?;
             for e in scan.errors {
-                msgs.error(e);
+                msgs.problem(e);
             }
-            for w in scan.future {
+            for w in scan.warnings {
                 msgs.warn(w);
             }
             hides_links |= scan.hides_links;
@@ -1057,6 +1066,16 @@ fn take<T>(l: Listing<T>, scan: &mut RepoScan, links: bool) -> Vec<T> {
     l.items
 }
 
+/// A repository's aliases: `_layers` (and revision) link names and the
+/// digests their links name, by name.
+type AliasMap = HashMap<Digest, Vec<Digest>, Prehashed>;
+
+/// The digests a reference to `d` makes the registry read here: the
+/// targets of its aliases, or `d`.
+fn read_as<'a>(aliases: &'a AliasMap, d: &'a Digest) -> &'a [Digest] {
+    aliases.get(d).map_or(std::slice::from_ref(d), Vec::as_slice)
+}
+
 /// One repository's orphans. Revision and `_layers` digests come from the
 /// names of their directories: a link file is looked at (one `stat`, never
 /// opened) only where its age or existence changes the answer: an
@@ -1074,11 +1093,14 @@ fn scan_repo(
     let revisions = store.revision_digests(repo);
     let links = store.layer_digests(repo);
     let uploads = store.uploads(repo);
+    let alias_list = store.aliases(repo);
     // A repository with any listing problem is never reported as empty.
     let mut keep_repo = !(tags.errors.is_empty()
         && revisions.errors.is_empty()
         && links.errors.is_empty()
-        && uploads.errors.is_empty());
+        && uploads.errors.is_empty()
+        && alias_list.errors.is_empty()
+        && alias_list.items.is_empty());
     // What-if: an excluded repository's tags are as good as deleted; they
     // neither keep it nor hold anything.
     let excluded = refs.excluded.iter().any(|r| r == repo);
@@ -1087,6 +1109,32 @@ fn scan_repo(
     let revisions = take(revisions, &mut scan, true);
     let links = take(links, &mut scan, true);
     let uploads = take(uploads, &mut scan, false);
+    // Aliases: a link under sha384 or sha512 that names a sha256 blob (how
+    // the registry stores a blob pushed under those), or a link under an
+    // algorithm no tool knows, whose target is always kept. Such a link
+    // that cannot be read names nothing the registry could serve.
+    let mut aliases: AliasMap = HashMap::default();
+    let mut layer_aliases: AliasMap = HashMap::default();
+    for a in alias_list.items {
+        match a.name {
+            crate::layout::LinkName::Digest(name) => {
+                aliases.entry(name).or_default().push(a.target);
+                if a.kind == crate::layout::LinkKind::LayerLink {
+                    layer_aliases.entry(name).or_default().push(a.target);
+                }
+            }
+            crate::layout::LinkName::Unknown(_) => scan.held.push(a.target),
+        }
+    }
+    for e in alias_list.errors {
+        match e.kind() {
+            ErrorKind::BadLink(_) => scan.warnings.push(format!("{e} (ignored: it names nothing)")),
+            _ => {
+                scan.hides_links |= may_hide_links(&e);
+                scan.errors.push(e);
+            }
+        }
+    }
 
     // The age of a link; `None` if it is gone (a directory without its link
     // is no link). Problems are kept in `scan` and hold what they concern.
@@ -1094,7 +1142,7 @@ fn scan_repo(
         match store.link_mtime(&rel) {
             Ok(m) => {
                 if let Some(m) = m.filter(|m| cfg.future(*m)) {
-                    scan.future.push(future_warning(&store.display(&rel), m));
+                    scan.warnings.push(future_warning(&store.display(&rel), m));
                 }
                 m
             }
@@ -1113,7 +1161,11 @@ fn scan_repo(
         if refs.revision_live(repo, &d) {
             keep_repo = true;
         } else if let Some(mtime) = link_age(&mut scan, paths::revision_link(repo, &d)) {
-            unreferenced_revs.push(Revision { digest: d, mtime });
+            unreferenced_revs.push(Revision {
+                digest: d,
+                mtime,
+                target: None,
+            });
         }
     }
 
@@ -1131,7 +1183,7 @@ fn scan_repo(
             .filter(|t| !excluded && !refs.revision_live(repo, &t.digest))
             .map(|t| t.digest),
     );
-    let held_revisions = hold(store, repo, roots, &unreferenced, &mut scan.held)?;
+    let held_revisions = hold(store, repo, roots, &unreferenced, &aliases, &mut scan.held)?;
 
     for r in &unreferenced_revs {
         if !cfg.old_enough(r.mtime) {
@@ -1147,8 +1199,10 @@ fn scan_repo(
 
     let mut unlooked = Vec::new();
     for d in links {
-        let candidate = stored.candidate(&d);
-        let missing = !stored.contains(&d);
+        // The blob this link serves: its target, for an alias.
+        let blobs = read_as(&layer_aliases, &d);
+        let candidate = blobs.iter().any(|b| stored.candidate(b));
+        let missing = blobs.iter().all(|b| !stored.contains(b));
         if !candidate && !missing {
             // Its age changes nothing, unless the repository is otherwise empty.
             unlooked.push(d);
@@ -1160,6 +1214,7 @@ fn scan_repo(
         let young = !cfg.old_enough(mtime);
         if young {
             scan.held.push(d);
+            scan.held.extend_from_slice(blobs);
             keep_repo = true;
         }
         if !missing {
@@ -1167,11 +1222,25 @@ fn scan_repo(
         }
         // Not seen in blobs/: confirm, so that a blob directory we could
         // not list never makes its links look dangling.
-        match store.blob_meta(&d) {
-            Ok(None) if young => scan.too_young += 1,
-            Ok(None) => scan.layers.push(LayerLink { digest: d, mtime }),
-            Ok(Some(_)) => {}
-            Err(e) => scan.errors.push(e),
+        let mut there = false;
+        for b in blobs {
+            match store.blob_meta(b) {
+                Ok(None) => {}
+                Ok(Some(_)) => there = true,
+                Err(e) => {
+                    there = true;
+                    scan.errors.push(e);
+                }
+            }
+        }
+        match there {
+            false if young => scan.too_young += 1,
+            false => scan.layers.push(LayerLink {
+                digest: d,
+                mtime,
+                target: (blobs != [d]).then(|| blobs[0]),
+            }),
+            true => {}
         }
     }
 
@@ -1203,6 +1272,7 @@ fn hold(
     repo: &str,
     roots: Vec<Digest>,
     unreferenced: &HashMap<Digest, &Revision, Prehashed>,
+    aliases: &AliasMap,
     held: &mut Vec<Digest>,
 ) -> anyhow::Result<HashSet<Digest, Prehashed>> {
     let mut seen: HashSet<Digest, Prehashed> = HashSet::default();
@@ -1212,6 +1282,12 @@ fn hold(
             continue;
         }
         held.push(m);
+        // Through an alias the registry reads its target.
+        let read = read_as(aliases, &m);
+        if read != [m] {
+            stack.extend_from_slice(read);
+            continue;
+        }
         // Missing data: the image is already broken, nothing more to hold.
         let Some(parsed) = store.manifest(&m).map_err(|e| {
             anyhow::Error::new(e).context(format!(
@@ -1223,9 +1299,14 @@ fn hold(
         };
         for d in parsed.references() {
             held.push(d.digest);
+            held.extend_from_slice(read_as(aliases, &d.digest));
             if unreferenced.contains_key(&d.digest) {
                 stack.push(d.digest);
             }
+        }
+        // A child named through an alias is the manifest its link names.
+        for c in parsed.children.iter().filter(|c| aliases.contains_key(&c.digest)) {
+            stack.push(c.digest);
         }
     }
     Ok(seen
@@ -1916,6 +1997,7 @@ mod tests {
                 &Revision {
                     digest: d,
                     mtime: at(secs),
+                    target: None,
                 },
             );
         }

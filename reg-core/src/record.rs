@@ -8,9 +8,15 @@
 //! ```text
 //! {"kind":"repo","repo":"org/app"}
 //! {"kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…","mtime":"…"}
-//! {"kind":"revision","repo":"org/app","digest":"sha256:…","mtime":"…"}
+//! {"kind":"revision","repo":"org/app","digest":"sha256:…","mtime":"…"}     (+ "ok", "notes" with --verify)
 //! {"kind":"layer-link","repo":"org/app","digest":"sha256:…","mtime":"…"}
 //! {"kind":"blob","digest":"sha256:…","size":123,"mtime":"…"}            (+ "ok" with --verify)
+//! ```
+//! A revision or `_layers` link whose content names another digest than its
+//! path (the registry's alias: a blob pushed as `sha512:…` is stored under
+//! its sha256 digest) carries `"target":"sha256:…"`, and so does every
+//! reg-refs record that names such a link's digest.
+//! ```text
 //! {"kind":"upload","repo":"org/app","id":"<uuid>","size":0,"started_at":"…"}
 //! ```
 //!
@@ -22,6 +28,7 @@
 //! {"kind":"config","repo":"org/app","manifest":"…","digest":"…","size":123}
 //! {"kind":"layer","repo":"org/app","manifest":"…","digest":"…","size":123}
 //! {"kind":"referrer","repo":"org/app","manifest":"<subject>","digest":"<referrer>"}
+//! {"kind":"link","repo":"org/app","name":"<alg>:<name>","digest":"sha256:…"}   root
 //! {"kind":"end","tool":"reg-refs",…counts…}                                      trailer
 //! ```
 //!
@@ -62,6 +69,18 @@ pub enum LsRecord {
         repo: String,
         digest: Digest,
         mtime: Time,
+        /// What the link names, when that is not `digest` (the registry's
+        /// alias: a link under sha384 or sha512 naming a sha256 blob).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
+        /// With `--verify`: whether the manifest is there, hashes to its
+        /// digest and is a JSON object.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<bool>,
+        /// With `--verify`: what readers other than Go's could take
+        /// differently in the manifest (every reading is kept).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     /// A `_layers` link (`"kind":"layer-link"`; `layer` is a reg-refs edge).
     #[serde(rename = "layer-link")]
@@ -69,6 +88,9 @@ pub enum LsRecord {
         repo: String,
         digest: Digest,
         mtime: Time,
+        /// What the link names, when that is not `digest` (an alias).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
     },
     Blob {
         digest: Digest,
@@ -87,6 +109,11 @@ pub enum LsRecord {
 }
 
 /// A record printed by `reg-refs`: a root or an edge of the reference graph.
+///
+/// `target`, on any of them, is what the repository's link for `digest`
+/// names when that is another digest (the registry's alias, see
+/// [`crate::layout::Alias`]): the blob the registry serves for `digest`,
+/// kept with it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum RefRecord {
@@ -95,15 +122,24 @@ pub enum RefRecord {
         repo: String,
         tag: String,
         digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
     },
     /// Root: a manifest revision (without `--tagged-only`), or an untagged
     /// revision kept by `--keep-recent`.
-    Revision { repo: String, digest: Digest },
+    Revision {
+        repo: String,
+        digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
+    },
     /// An index (or manifest list) and one of its child manifests.
     Manifest {
         repo: String,
         manifest: Digest,
         digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
     },
     /// A manifest and its config blob.
     Config {
@@ -112,6 +148,8 @@ pub enum RefRecord {
         digest: Digest,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
     },
     /// A manifest and one of its layer blobs (artifact `blobs`, schema1
     /// `fsLayers`, and every descriptor of an unknown manifest kind too).
@@ -121,11 +159,23 @@ pub enum RefRecord {
         digest: Digest,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
     },
     /// A subject manifest and a manifest that refers to it (OCI `subject`).
     Referrer {
         repo: String,
         manifest: Digest,
+        digest: Digest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<Digest>,
+    },
+    /// Root: a link under a digest algorithm no tool here knows
+    /// (`_layers/<alg>/<name>/link`, `"name":"<alg>:<name>"`): nothing we
+    /// parse can reference it, so the blob it names (`digest`) is kept.
+    Link {
+        repo: String,
+        name: String,
         digest: Digest,
     },
     /// The trailer: proof the list is complete.
@@ -140,6 +190,7 @@ pub struct RefsEnd {
     pub repos: u64,
     pub tags: u64,
     pub manifests: u64,
+    /// Edge records (manifest, config, layer, referrer) and `link` roots.
     pub references: u64,
     /// Manifests named but missing from storage (reported on stderr).
     pub missing: u64,

@@ -39,7 +39,7 @@ use rayon::prelude::*;
 
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind};
-use crate::layout::{check_repo_name, paths, Store};
+use crate::layout::{check_repo_name, paths, LinkKind, LinkName, Store};
 use crate::manifest;
 use crate::messages::Messages;
 use crate::output::Out;
@@ -94,6 +94,9 @@ pub struct Stats {
     /// Distinct manifests read and parsed (each once, however many
     /// repositories hold it).
     pub parsed: u64,
+    /// Rounds of loading then walking every repository: a few, whatever the
+    /// depth of nested indexes (each round walks every repository again).
+    pub waves: u64,
 }
 
 /// The kind of an edge record.
@@ -116,6 +119,9 @@ pub struct Edge {
     pub digest: Digest,
     /// The descriptor's size (config and layer edges).
     pub size: Option<u64>,
+    /// What the repository's link for `digest` names, when that is another
+    /// digest (an [`crate::layout::Alias`]): the blob served for `digest`.
+    pub target: Option<Digest>,
 }
 
 /// The roots and edges of one repository, in output order (see
@@ -158,19 +164,31 @@ impl Graph {
     pub fn records(&self) -> impl Iterator<Item = RefRecord> + '_ {
         self.roots.iter().flat_map(move |r| {
             let name = &r.repo;
-            let edges = edges_of(&walk(r, &self.cache), &self.cache);
+            let edges = edges_of(r, &walk(r, &self.cache), &self.cache);
             let cache = &self.cache;
-            let tags = r.tags().map(move |(tag, id)| RefRecord::Tag {
-                repo: name.clone(),
-                tag: tag.to_string(),
-                digest: cache.digest(id),
+            let tags = r.tags().flat_map(move |(tag, id)| {
+                r.targets_or_none(cache, id).map(move |target| RefRecord::Tag {
+                    repo: name.clone(),
+                    tag: tag.to_string(),
+                    digest: cache.digest(id),
+                    target,
+                })
             });
-            let revs = r.revision_roots().map(move |id| RefRecord::Revision {
+            let revs = r.revision_roots().flat_map(move |id| {
+                r.targets_or_none(cache, id)
+                    .map(move |target| RefRecord::Revision {
+                        repo: name.clone(),
+                        digest: cache.digest(id),
+                        target,
+                    })
+            });
+            let links = r.links.iter().map(move |(link, d)| RefRecord::Link {
                 repo: name.clone(),
-                digest: cache.digest(id),
+                name: link.clone(),
+                digest: *d,
             });
             let edges = edges.into_iter().map(move |e| edge_record(name, &e));
-            tags.chain(revs).chain(edges)
+            tags.chain(revs).chain(links).chain(edges)
         })
     }
 
@@ -186,7 +204,7 @@ impl Graph {
                     .map(|(t, id)| (t.to_string(), self.cache.digest(id)))
                     .collect(),
                 revisions: r.revision_roots().map(|id| self.cache.digest(id)).collect(),
-                edges: edges_of(&walk(r, &self.cache), &self.cache),
+                edges: edges_of(r, &walk(r, &self.cache), &self.cache),
             })
             .collect()
     }
@@ -210,29 +228,33 @@ impl Graph {
 
 fn edge_record(repo: &str, e: &Edge) -> RefRecord {
     let repo = repo.to_string();
-    let (manifest, digest, size) = (e.manifest, e.digest, e.size);
+    let (manifest, digest, size, target) = (e.manifest, e.digest, e.size, e.target);
     match e.kind {
         EdgeKind::Manifest => RefRecord::Manifest {
             repo,
             manifest,
             digest,
+            target,
         },
         EdgeKind::Config => RefRecord::Config {
             repo,
             manifest,
             digest,
             size,
+            target,
         },
         EdgeKind::Layer => RefRecord::Layer {
             repo,
             manifest,
             digest,
             size,
+            target,
         },
         EdgeKind::Referrer => RefRecord::Referrer {
             repo,
             manifest,
             digest,
+            target,
         },
     }
 }
@@ -451,13 +473,16 @@ fn node_of(m: manifest::Manifest) -> Vec<u8> {
     buf
 }
 
-/// A manifest as [`load`] returns it: packed by [`node_of`], `None` if its
-/// data is missing.
-type Loaded = Result<Option<Vec<u8>>, Error>;
+/// A manifest as [`load`] returns it: packed by [`node_of`], with the
+/// parser's notes; `None` if its data is missing.
+type Loaded = Result<Option<(Vec<u8>, Vec<String>)>, Error>;
 
 /// One manifest, through [`Store::manifest`], packed.
 fn load(store: &Store, d: &Digest) -> Loaded {
-    Ok(store.manifest(d)?.map(node_of))
+    Ok(store.manifest(d)?.map(|mut m| {
+        let notes = std::mem::take(&mut m.notes);
+        (node_of(m), notes)
+    }))
 }
 
 /// What is known of one manifest.
@@ -529,6 +554,10 @@ struct Cache {
     /// With [`Config::broken_ok`]: manifests that are there but unusable
     /// (loaded as missing), and why.
     unusable: HashMap<Digest, String>,
+    /// Manifests whose parser notes were warned about.
+    noted: HashSet<Digest>,
+    /// Ids [`Cache::want`] marked pending, in the order asked.
+    queue: Vec<Id>,
 }
 
 /// The parsed manifests, packed one after another in blocks of [`BLOCK`]
@@ -595,6 +624,17 @@ impl Cache {
             return self.digest(a).cmp(&self.digest(b));
         }
         key_of(&self.k256, &self.klong, a).cmp(key_of(&self.k256, &self.klong, b))
+    }
+
+    /// The id of `d`, if it is interned.
+    fn find(&self, d: &Digest) -> Option<Id> {
+        let key = d.bytes();
+        self.index
+            .find(hash_of(key), |&id| match d {
+                Digest::Sha256(b) => id & IDLONG == 0 && self.k256[id as usize] == *b,
+                _ => id & IDLONG != 0 && self.klong[(id & !IDLONG) as usize] == *d,
+            })
+            .copied()
     }
 
     /// The id of `d`, interned as [`State::Unknown`] if new.
@@ -692,6 +732,7 @@ impl Cache {
             _ => return,
         };
         self.set(id, pending);
+        self.queue.push(id);
     }
 
     /// Distinct manifests read (whole or in part).
@@ -716,6 +757,11 @@ struct Roots {
     revisions: Vec<Id>,
     /// Which revisions are roots.
     revision_root: Vec<bool>,
+    /// Links whose content names another digest than their path (see
+    /// [`crate::layout::Alias`]): (name, target, kind), by name id.
+    aliases: Vec<(Id, Id, LinkKind)>,
+    /// Links under an algorithm no tool knows: (`alg:name`, target).
+    links: Vec<(String, Digest)>,
 }
 
 impl Roots {
@@ -734,6 +780,54 @@ impl Roots {
             .filter(|(_, root)| **root)
             .map(|(d, _)| *d)
     }
+
+    /// The aliases named `id` in this repository.
+    fn aliases_of(&self, id: Id) -> &[(Id, Id, LinkKind)] {
+        let from = self.aliases.partition_point(|a| a.0 < id);
+        let to = from + self.aliases[from..].partition_point(|a| a.0 == id);
+        &self.aliases[from..to]
+    }
+
+    /// What a reference to `id` makes the registry read in this repository:
+    /// the targets of its aliases, and `id` itself unless a link of this
+    /// repository says otherwise (the registry looks for a revision link
+    /// first, then a `_layers` link, and reads what the first names; both
+    /// are followed here).
+    fn follow(&self, cache: &Cache, id: Id) -> impl Iterator<Item = Id> + '_ {
+        let aliases = self.aliases_of(id);
+        let revision_alias = aliases.iter().any(|a| a.2 == LinkKind::Revision);
+        let is_revision = self.revisions.binary_search_by(|x| cache.cmp_ids(*x, id)).is_ok();
+        let itself = aliases.is_empty() || (is_revision && !revision_alias);
+        itself
+            .then_some(id)
+            .into_iter()
+            .chain(aliases.iter().map(|a| a.1))
+    }
+
+    /// The targets of `id`'s aliases as digests, or one `None` if it has
+    /// none: one record per target.
+    fn targets_or_none<'s>(&'s self, cache: &'s Cache, id: Id) -> impl Iterator<Item = Option<Digest>> + 's {
+        let aliases = self.aliases_of(id);
+        let none = aliases.is_empty().then_some(None);
+        none.into_iter()
+            .chain(aliases.iter().map(move |a| Some(cache.digest(a.1))))
+    }
+
+    /// [`Roots::targets_or_none`] for a digest that may not be interned (a
+    /// config or layer).
+    fn digest_targets<'s>(
+        &'s self,
+        cache: &'s Cache,
+        d: &Digest,
+    ) -> impl Iterator<Item = Option<Digest>> + 's {
+        let aliases = match cache.find(d) {
+            Some(id) => self.aliases_of(id),
+            None => &[],
+        };
+        let none = aliases.is_empty().then_some(None);
+        none.into_iter()
+            .chain(aliases.iter().map(move |a| Some(cache.digest(a.1))))
+    }
 }
 
 /// Why a manifest is live (the first reason found), for messages.
@@ -743,6 +837,8 @@ enum Why<'a> {
     Revision,
     Child(Digest),
     Referrer(Digest),
+    /// Named through a link whose path is this digest.
+    Alias(Digest),
 }
 
 impl std::fmt::Display for Why<'_> {
@@ -752,6 +848,7 @@ impl std::fmt::Display for Why<'_> {
             Why::Revision => write!(f, "a revision link"),
             Why::Child(i) => write!(f, "index {i}"),
             Why::Referrer(s) => write!(f, "a referrer of {s}"),
+            Why::Alias(d) => write!(f, "the link of {d}"),
         }
     }
 }
@@ -795,12 +892,20 @@ impl std::hash::Hasher for IdHasher {
 fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
     let mut referrers: HashMap<Id, Vec<Id>, IdHash> = HashMap::default();
     for &rev in &r.revisions {
-        for s in cache.node(rev).into_iter().flat_map(Node::subjects) {
-            referrers.entry(s).or_default().push(rev);
+        // A revision read through its alias link is that link's target.
+        for read in r.follow(cache, rev) {
+            for s in cache.node(read).into_iter().flat_map(Node::subjects) {
+                // Keyed by the subject and what it names here, so that a
+                // subject reached by either name finds its referrers.
+                for key in std::iter::once(s).chain(r.aliases_of(s).iter().map(|a| a.1)) {
+                    referrers.entry(key).or_default().push(rev);
+                }
+            }
         }
     }
     for rs in referrers.values_mut() {
         rs.sort_by(|a, b| cache.cmp_ids(*a, *b));
+        rs.dedup();
     }
 
     let mut queue: Vec<(Id, Why)> = Vec::new();
@@ -814,6 +919,21 @@ fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
         if !live_set.insert(d) {
             continue;
         }
+        if let Some(rs) = referrers.get(&d) {
+            queue.extend(rs.iter().map(|x| (*x, Why::Referrer(cache.digest(d)))));
+        }
+        let mut itself = false;
+        for read in r.follow(cache, d) {
+            if read == d {
+                itself = true;
+            } else {
+                queue.push((read, Why::Alias(cache.digest(d))));
+            }
+        }
+        if !itself {
+            // Only a name: the registry reads its alias's target.
+            continue;
+        }
         match cache.state(d) {
             State::Unknown | State::Pending { .. } => needed.push(d),
             State::Missing => missing.push((d, why)),
@@ -824,9 +944,6 @@ fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
                 let n = cache.node(d).expect("parsed");
                 queue.extend(n.children().map(|c| (c, Why::Child(cache.digest(d)))));
             }
-        }
-        if let Some(rs) = referrers.get(&d) {
-            queue.extend(rs.iter().map(|x| (*x, Why::Referrer(cache.digest(d)))));
         }
     }
     let mut live: Vec<Id> = live_set.iter().copied().collect();
@@ -840,7 +957,7 @@ fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
     }
 }
 
-fn edges_of(w: &Walk, cache: &Cache) -> Vec<Edge> {
+fn edges_of(r: &Roots, w: &Walk, cache: &Cache) -> Vec<Edge> {
     let mut edges = Vec::new();
     for &id in &w.live {
         let Some(n) = cache.node(id) else {
@@ -848,37 +965,50 @@ fn edges_of(w: &Walk, cache: &Cache) -> Vec<Edge> {
         };
         let manifest = cache.digest(id);
         // Each (kind, target) is packed once per manifest, and referrers
-        // are a set: no duplicates to skip here.
-        edges.extend(n.edges(cache).map(|(kind, digest, size)| Edge {
-            kind,
-            manifest,
-            digest,
-            size,
-        }));
+        // are a set: no duplicates to skip here. An edge to an alias is
+        // printed once per target.
+        for (kind, digest, size) in n.edges(cache) {
+            edges.extend(r.digest_targets(cache, &digest).map(|target| Edge {
+                kind,
+                manifest,
+                digest,
+                size,
+                target,
+            }));
+        }
         if let Some(rs) = w.referrers.get(&id) {
-            for r in rs.iter().filter(|r| w.live_set.contains(r)) {
-                edges.push(Edge {
+            for x in rs.iter().filter(|x| w.live_set.contains(x)) {
+                edges.extend(r.targets_or_none(cache, *x).map(|target| Edge {
                     kind: EdgeKind::Referrer,
                     manifest,
-                    digest: cache.digest(*r),
+                    digest: cache.digest(*x),
                     size: None,
-                });
+                    target,
+                }));
             }
         }
     }
     edges
 }
 
-/// `edges_of(w, cache).len()`, without making the edges.
-fn edge_count(w: &Walk, cache: &Cache) -> u64 {
+/// `edges_of(r, w, cache).len()`, without making the edges.
+fn edge_count(r: &Roots, w: &Walk, cache: &Cache) -> u64 {
     let mut n = 0;
     for &id in &w.live {
         let Some(node) = cache.node(id) else {
             continue;
         };
-        n += node.edge_count() as u64;
+        if r.aliases.is_empty() {
+            n += node.edge_count() as u64;
+        } else {
+            for (_, d, _) in node.edges(cache) {
+                n += r.digest_targets(cache, &d).count() as u64;
+            }
+        }
         if let Some(rs) = w.referrers.get(&id) {
-            n += rs.iter().filter(|r| w.live_set.contains(r)).count() as u64;
+            for x in rs.iter().filter(|x| w.live_set.contains(x)) {
+                n += r.targets_or_none(cache, *x).count() as u64;
+            }
         }
     }
     n
@@ -921,8 +1051,10 @@ fn list_roots(
         msgs.progress().add_repos(1);
         let tags = store.tags(&repo);
         let revs = store.revisions_by_name(&repo);
+        let aliases = store.aliases(&repo);
         let mut errors = tags.errors;
         errors.extend(revs.errors);
+        errors.extend(aliases.errors);
         let mut l = Listed {
             roots: Roots {
                 repo,
@@ -931,10 +1063,19 @@ fn list_roots(
                 tag_ids: Vec::new(),
                 revisions: Vec::new(),
                 revision_root: Vec::with_capacity(revs.items.len()),
+                aliases: Vec::new(),
+                links: Vec::new(),
             },
             tag_digests: Vec::with_capacity(33 * tags.items.len()),
             revisions: Vec::with_capacity(33 * revs.items.len()),
+            aliases: Vec::new(),
         };
+        for a in aliases.items {
+            match a.name {
+                LinkName::Digest(name) => l.aliases.push((name, a.target, a.kind)),
+                LinkName::Unknown(name) => l.roots.links.push((name, a.target)),
+            }
+        }
         let roots = &mut l.roots;
         let excluded = cfg.exclude_repos.contains(&roots.repo);
         for t in &tags.items {
@@ -993,6 +1134,8 @@ struct Listed {
     roots: Roots,
     tag_digests: Vec<u8>,
     revisions: Vec<u8>,
+    /// (name, target, kind) of the repository's aliases (rare).
+    aliases: Vec<(Digest, Digest, LinkKind)>,
 }
 
 /// Interns a listed repository's digests; its listing errors go to
@@ -1005,19 +1148,44 @@ fn intern_listed(
     problems: &mut Vec<String>,
 ) -> Roots {
     for e in errors {
-        if matches!(e.kind(), ErrorKind::MissingLink) {
+        match e.kind() {
             // The registry itself skips such a tag (it cannot be pulled).
-            msgs.warn(format!(
+            ErrorKind::MissingLink => msgs.warn(format!(
                 "{}: tag without a current link, skipped: {e}",
                 l.roots.repo
-            ));
-        } else {
-            problems.push(format!("{}: {e}", l.roots.repo));
+            )),
+            // Kept, with what its links name (`link` records).
+            ErrorKind::UnknownAlgorithm => msgs.warn(e),
+            // A garbled link under sha384 or sha512 names nothing the
+            // registry could serve: nothing to keep, and nothing hidden.
+            ErrorKind::BadLink(_) if is_alias_path(e.path()) => {
+                msgs.warn(format!("{e} (ignored: it names nothing)"))
+            }
+            _ => problems.push(format!("{}: {e}", l.roots.repo)),
         }
+    }
+    for (name, _) in &l.roots.links {
+        msgs.warn(format!(
+            "{}: a link under {name}, a digest algorithm no tool here knows: kept, with the blob it names",
+            l.roots.repo
+        ));
     }
     l.roots.tag_ids = Unpack(&l.tag_digests).map(|e| cache.intern(&e.1)).collect();
     l.roots.revisions = Unpack(&l.revisions).map(|e| cache.intern(&e.1)).collect();
+    l.roots.aliases = l
+        .aliases
+        .iter()
+        .map(|(name, target, kind)| (cache.intern(name), cache.intern(target), *kind))
+        .collect();
+    l.roots.aliases.sort_unstable();
     l.roots
+}
+
+/// Whether `path` is a link under another algorithm than sha256 (where the
+/// registry writes aliases).
+fn is_alias_path(path: &std::path::Path) -> bool {
+    let p = path.to_string_lossy();
+    (p.contains("/_layers/") || p.contains("/_manifests/revisions/")) && !p.contains("/sha256/")
 }
 
 /// How many manifests are loaded (in parallel) before they are packed into
@@ -1035,20 +1203,31 @@ fn load_pending(
 ) -> anyhow::Result<()> {
     let mut errors: Vec<(Digest, u32, Error)> = Vec::new();
     let mut scratch = Vec::new();
-    // The ids there are now: loading interns children and subjects, but
-    // only as unknown, never pending.
-    let mut ids = cache.ids();
+    // What [`Cache::want`] queued, a batch at a time; the children of a
+    // manifest loaded whole are queued as they come (it is live, so they
+    // are), so a chain of nested indexes loads in one call, not one walk
+    // per level.
+    let mut queued = std::mem::take(&mut cache.queue);
+    queued.reverse();
     loop {
-        let batch: Vec<(Id, u32, bool)> = ids
-            .by_ref()
-            .filter_map(|id| match cache.state(id) {
-                State::Pending { repo, full } => Some((id, repo, full)),
-                _ => None,
-            })
-            .take(LOAD_BATCH)
-            .collect();
+        if queued.is_empty() {
+            queued = std::mem::take(&mut cache.queue);
+            queued.reverse();
+        }
+        let mut batch: Vec<(Id, u32, bool)> = Vec::new();
+        while batch.len() < LOAD_BATCH {
+            let Some(id) = queued.pop() else { break };
+            if let State::Pending { repo, full } = cache.state(id) {
+                // Marked as being loaded: a second entry in the queue is skipped.
+                cache.set(id, State::Unknown);
+                batch.push((id, repo, full));
+            }
+        }
         if batch.is_empty() {
-            break;
+            if cache.queue.is_empty() {
+                break;
+            }
+            continue;
         }
         let loaded: Vec<(Id, u32, bool, Loaded)> = batch
             .par_iter()
@@ -1059,7 +1238,28 @@ fn load_pending(
             .collect();
         for (id, repo, full, result) in loaded {
             match result {
-                Ok(Some(raw)) => cache.put(id, &raw, full, &mut scratch),
+                Ok(Some((raw, notes))) => {
+                    // Said once per manifest, however often it is read.
+                    if !notes.is_empty() && cache.noted.insert(cache.digest(id)) {
+                        let d = cache.digest(id);
+                        msgs.warn(format!(
+                            "{}: manifest {d} ({}) may be read differently by other readers; every \
+                             reading is kept: {}",
+                            roots[repo as usize].repo,
+                            store.display(&paths::blob_data(&d)).display(),
+                            notes.join("; ")
+                        ));
+                    }
+                    cache.put(id, &raw, full, &mut scratch);
+                    if full {
+                        let r = &roots[repo as usize];
+                        let children: Vec<Id> = cache.node(id).expect("just put").children().collect();
+                        let read: Vec<Id> = children.into_iter().flat_map(|c| r.follow(cache, c)).collect();
+                        for c in read {
+                            cache.want(c, repo, true);
+                        }
+                    }
+                }
                 Ok(None) => cache.set(id, State::Missing),
                 Err(e) => errors.push((cache.digest(id), repo, e)),
             }
@@ -1149,7 +1349,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
             .iter()
             .filter(|&&id| matches!(cache.state(id), State::Parsed { full: true, .. }))
             .count() as u64,
-        references: edge_count(w, cache),
+        references: edge_count(r, w, cache) + r.links.len() as u64,
         revisions: r.revision_roots().count() as u64,
         broken: missing
             .into_iter()
@@ -1236,6 +1436,7 @@ impl Graph {
             }
         }
         cache.unusable.clear();
+        cache.queue.clear();
         ManifestCache(cache)
     }
 }
@@ -1261,12 +1462,21 @@ pub fn collect_with(
     // makes live, whole. Each manifest is marked for the first repository
     // naming it.
     for (i, r) in roots.iter().enumerate() {
-        for id in r.tag_ids.iter().copied().chain(r.revision_roots()) {
+        let ids: Vec<Id> = r
+            .tag_ids
+            .iter()
+            .copied()
+            .chain(r.revision_roots())
+            .flat_map(|id| r.follow(&cache, id))
+            .collect();
+        for id in ids {
             cache.want(id, i as u32, true);
         }
     }
     let mut revisions_asked = false;
+    let mut waves = 0;
     let counts = loop {
+        waves += 1;
         load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs)?;
         // A repository whose walk needs nothing more is done: loading what
         // other repositories need adds no manifest its walk looks at. Its
@@ -1292,7 +1502,8 @@ pub fn collect_with(
                     .collect::<Vec<RepoCounts>>();
             }
             for (i, r) in roots.iter().enumerate() {
-                for &id in &r.revisions {
+                let ids: Vec<Id> = r.revisions.iter().flat_map(|&id| r.follow(&cache, id)).collect();
+                for id in ids {
                     cache.want(id, i as u32, false);
                 }
             }
@@ -1310,6 +1521,7 @@ pub fn collect_with(
     let mut stats = Stats {
         repos: roots.len() as u64,
         parsed: cache.parsed(),
+        waves,
         ..Stats::default()
     };
     let mut broken = Vec::new();
@@ -1670,12 +1882,14 @@ mod tests {
                         repo: r.repo.clone(),
                         tag: tag.clone(),
                         digest: *digest,
+                        target: None,
                     });
                 }
                 for digest in &r.revisions {
                     want.push(RefRecord::Revision {
                         repo: r.repo.clone(),
                         digest: *digest,
+                        target: None,
                     });
                 }
                 want.extend(r.edges.iter().map(|e| edge_record(&r.repo, e)));
@@ -2024,7 +2238,8 @@ mod tests {
         assert!(!n.contains(&old.digest) && !n.contains(&ocfg.digest));
         assert!(output(&g).contains(&RefRecord::Revision {
             repo: r.into(),
-            digest: young.digest
+            digest: young.digest,
+            target: None,
         }));
 
         let g = t.refs(&Config {
@@ -2225,5 +2440,172 @@ mod tests {
         );
         assert_eq!((end.repos, end.tags, end.manifests, end.references), (1, 1, 2, 5));
         assert!(end.complete);
+    }
+
+    /// A blob pushed as `sha512:` (or `sha384:`) is stored under its sha256
+    /// digest and linked from `_layers/sha512/<hex>/link`, which names the
+    /// sha256 digest; a manifest naming the sha512 digest is served the
+    /// sha256 blob. So are child manifests uploaded that way.
+    #[test]
+    fn references_through_alias_links_keep_what_the_registry_serves() {
+        let t = Tree::new();
+        let r = "alias/app";
+        let cfg = t.blob(b"{\"architecture\":\"amd64\"}");
+        let data = b"a layer pushed as sha512";
+        let layer = t.blob(data);
+        let zero = |alg: &str, n: usize| Digest::parse(&format!("{alg}:{}", "0".repeat(n))).unwrap();
+        let l512 = zero("sha512", 128).same_alg_of(data);
+        let l384 = zero("sha384", 96).same_alg_of(data);
+        // The registry's links: the sha256 one, and the aliases.
+        t.put(
+            &paths::layer_link(r, &layer.digest),
+            layer.digest.to_string().as_bytes(),
+        );
+        t.put(&paths::layer_link(r, &l512), layer.digest.to_string().as_bytes());
+        t.put(&paths::layer_link(r, &l384), layer.digest.to_string().as_bytes());
+        let named = |d: Digest| Blob {
+            digest: d,
+            size: data.len(),
+        };
+        let image = image_doc(OCI_MANIFEST, &cfg, &[named(l512), named(l384)], None);
+        let m = t.push(r, Some("v1"), &image);
+
+        // A child manifest uploaded as a blob with ?digest=sha512: (no
+        // revision link), named by that digest in a tagged index.
+        let child_cfg = t.blob(b"{\"architecture\":\"arm64\"}");
+        let child_layer = t.blob(b"child layer");
+        let child = t.blob(&image_doc(OCI_MANIFEST, &child_cfg, &[child_layer], None));
+        let c512 =
+            zero("sha512", 128).same_alg_of(&fs::read(t.v2().join(paths::blob_data(&child.digest))).unwrap());
+        t.put(
+            &paths::layer_link(r, &child.digest),
+            child.digest.to_string().as_bytes(),
+        );
+        t.put(&paths::layer_link(r, &c512), child.digest.to_string().as_bytes());
+        let idx = t.push(
+            r,
+            Some("multi"),
+            &index_doc(OCI_INDEX, &[(OCI_MANIFEST, named(c512))]),
+        );
+
+        for run in [Config::default(), tagged_only()] {
+            let g = t.refs(&run);
+            assert_eq!(g.stats.missing, 0, "nothing is missing: {:?}", g.broken);
+            let edges = &g.repos()[0].edges;
+            let target_of = |d: &Digest| edges.iter().find(|e| e.digest == *d).and_then(|e| e.target);
+            assert_eq!(target_of(&l512), Some(layer.digest));
+            assert_eq!(target_of(&l384), Some(layer.digest));
+            assert_eq!(target_of(&cfg.digest), None);
+            assert_eq!(target_of(&c512), Some(child.digest));
+            // The child is read through its link: its blobs are live.
+            assert_eq!(
+                edges_of_manifest(&g, r, &child.digest),
+                vec![
+                    (EdgeKind::Config, child_cfg.digest),
+                    (EdgeKind::Layer, child_layer.digest)
+                ]
+            );
+            assert!(edges.iter().any(|e| e.manifest == idx.digest && e.digest == c512));
+            assert!(edges.iter().any(|e| e.manifest == m.digest));
+            // Every record says the target; the trailer counts them.
+            let out = output(&g);
+            let named: Vec<&RefRecord> = out
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r,
+                        RefRecord::Layer { target: Some(_), .. }
+                            | RefRecord::Manifest { target: Some(_), .. }
+                    )
+                })
+                .collect();
+            assert_eq!(named.len(), 3, "{out:?}");
+            let RefRecord::End(end) = out.last().unwrap() else {
+                panic!()
+            };
+            assert_eq!(
+                end.references,
+                out.iter()
+                    .filter(|r| !matches!(
+                        r,
+                        RefRecord::Tag { .. } | RefRecord::Revision { .. } | RefRecord::End(_)
+                    ))
+                    .count() as u64
+            );
+        }
+    }
+
+    fn edges_of_manifest(g: &Graph, repo: &str, m: &Digest) -> Vec<(EdgeKind, Digest)> {
+        g.repos()
+            .into_iter()
+            .filter(|x| x.repo == repo)
+            .flat_map(|x| x.edges)
+            .filter(|e| e.manifest == *m)
+            .map(|e| (e.kind, e.digest))
+            .collect()
+    }
+
+    /// A link under an algorithm no tool knows: reported, its target kept
+    /// (a `link` root), and the rest of the registry walked.
+    #[test]
+    fn a_link_under_an_unknown_algorithm_keeps_its_target_and_stops_nothing() {
+        let t = Tree::new();
+        let kept = t.blob(b"named by a blake3 link only");
+        t.put(
+            "repositories/odd/app/_layers/blake3/abcdef/link",
+            kept.digest.to_string().as_bytes(),
+        );
+        t.put(
+            "repositories/odd/app/_manifests/revisions/blake3/012345/link",
+            kept.digest.to_string().as_bytes(),
+        );
+        let cfg = t.blob(b"{}");
+        let l = t.blob(b"l");
+        t.push("odd/app", Some("v1"), &image_doc(OCI_MANIFEST, &cfg, &[l], None));
+        let msgs = Messages::muted("reg-refs");
+        let g = collect(&Store::fs(t.v2()), &tagged_only(), &msgs).unwrap();
+        let links: Vec<RefRecord> = output(&g)
+            .into_iter()
+            .filter(|r| matches!(r, RefRecord::Link { .. }))
+            .collect();
+        assert_eq!(
+            links,
+            vec![
+                RefRecord::Link {
+                    repo: "odd/app".into(),
+                    name: "blake3:abcdef".into(),
+                    digest: kept.digest
+                },
+                RefRecord::Link {
+                    repo: "odd/app".into(),
+                    name: "blake3:012345".into(),
+                    digest: kept.digest
+                },
+            ]
+        );
+        assert!(msgs.warnings() >= 2, "reported");
+        assert_eq!(msgs.errors(), 0);
+        assert!(named(&g).contains(&l.digest), "the rest is walked");
+    }
+
+    /// Each round walks every repository again, so rounds must not grow
+    /// with the depth of nested indexes (10,000 levels took 31 s).
+    #[test]
+    fn a_chain_of_nested_indexes_loads_in_a_few_rounds() {
+        let t = Tree::new();
+        let cfg = t.blob(b"{}");
+        let l = t.blob(b"deepest layer");
+        let mut child = t.blob(&image_doc(OCI_MANIFEST, &cfg, &[l], None));
+        for _ in 0..300 {
+            child = t.blob(&index_doc(OCI_INDEX, &[(OCI_MANIFEST, child)]));
+        }
+        t.tag("deep", "v1", &child.digest);
+        t.revision("deep", &child.digest);
+        for c in [Config::default(), tagged_only()] {
+            let g = t.refs(&c);
+            assert!(named(&g).contains(&l.digest));
+            assert_eq!(g.stats.parsed, 301);
+            assert!(g.stats.waves <= 4, "{} rounds", g.stats.waves);
+        }
     }
 }

@@ -300,7 +300,7 @@ impl<'a> Deleter<'a> {
             return i;
         }
         for e in listing.errors {
-            self.msgs.error(e);
+            self.msgs.problem(e);
         }
         let index = Arc::new(index);
         q.push_back((repo.to_string(), Arc::clone(&index)));
@@ -335,9 +335,13 @@ impl<'a> Deleter<'a> {
     pub(super) fn restore_links(&self, d: Digest, link_recs: &[Option<RmRecord>]) -> Vec<String> {
         let mut back = Vec::new();
         for r in link_recs.iter().flatten() {
-            if r.digest == Some(d) && matches!(r.action, Action::Deleted | Action::Trashed) {
-                let Some(repo) = &r.repo else { continue };
-                match self.store.write_link(&paths::layer_link(repo, &d), &d) {
+            // A link named `d`, or an alias link (named otherwise) to it.
+            let links_to_d = r.target.or(r.digest) == Some(d);
+            if links_to_d && matches!(r.action, Action::Deleted | Action::Trashed) {
+                let (Some(repo), Some(name)) = (&r.repo, r.digest) else {
+                    continue;
+                };
+                match self.store.write_link(&paths::layer_link(repo, &name), &d) {
                     Ok(_) => back.push(repo.clone()),
                     Err(e) => self.msgs.error(e),
                 }

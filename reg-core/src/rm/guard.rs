@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 
 use super::{Config, Mode};
-use crate::digest::Digest;
-use crate::layout::{paths, Store};
+use crate::digest::{Algorithm, Digest};
+use crate::layout::{paths, LinkKind, LinkName, Store};
 use crate::mark::Mark;
 use crate::messages::Messages;
 use crate::time::Time;
@@ -36,8 +36,9 @@ pub(super) enum Verdict {
 /// Where a blob is still referenced by links, from a scan of every repository.
 #[derive(Default, Clone, Debug)]
 pub(super) struct BlobLinks {
-    /// `_layers` links: repo and link mtime.
-    pub(super) layers: Vec<(String, SystemTime)>,
+    /// `_layers` links: repo, the link's name (the blob's digest, or the
+    /// name of an alias that names it) and the link's mtime.
+    pub(super) layers: Vec<(String, Digest, SystemTime)>,
     /// Repositories with a revision link to it.
     pub(super) revisions: Vec<String>,
 }
@@ -205,20 +206,25 @@ impl Guard<'_> {
     ) -> (HashMap<Digest, BlobLinks>, bool) {
         let repos = self.store.repositories();
         let mut ok = repos.errors.is_empty();
-        type Found = (Vec<(Digest, SystemTime)>, Vec<Digest>, bool);
+        // (blob, link name, mtime) of `_layers` links; blobs with a revision link.
+        type Found = (Vec<(Digest, Digest, SystemTime)>, Vec<Digest>, bool);
         let per: Vec<(String, Found)> = repos
             .items
             .par_iter()
             .map(|repo| {
                 let mut ok = true;
-                let layers = self.links_to(
-                    repo,
-                    &paths::layer_link,
-                    self.store.layer_digests(repo),
-                    blobs,
-                    &mut ok,
-                );
-                let revs = self
+                let mut layers: Vec<(Digest, Digest, SystemTime)> = self
+                    .links_to(
+                        repo,
+                        &paths::layer_link,
+                        self.store.layer_digests(repo),
+                        blobs,
+                        &mut ok,
+                    )
+                    .into_iter()
+                    .map(|(d, m)| (d, d, m))
+                    .collect();
+                let mut revs: Vec<Digest> = self
                     .links_to(
                         repo,
                         &paths::revision_link,
@@ -230,14 +236,34 @@ impl Guard<'_> {
                     .map(|(d, _)| d)
                     .filter(|d| !removed.revisions.contains(&(repo.clone(), *d)))
                     .collect();
+                // Links under another algorithm that name one of the blobs:
+                // they go with it (`_layers`), or keep it (a revision).
+                let aliases = self.store.aliases(repo);
+                for e in aliases.errors {
+                    if !matches!(e.kind(), crate::error::ErrorKind::BadLink(_)) {
+                        self.msgs.error(e);
+                        ok = false;
+                    }
+                }
+                for a in aliases.items.into_iter().filter(|a| blobs.contains(&a.target)) {
+                    match (a.kind, a.name) {
+                        (LinkKind::LayerLink, LinkName::Digest(name)) => {
+                            layers.push((a.target, name, a.mtime))
+                        }
+                        (LinkKind::Revision, LinkName::Digest(name))
+                            if removed.revisions.contains(&(repo.clone(), name)) => {}
+                        // A revision alias, or a link no tool can name: keeps it.
+                        _ => revs.push(a.target),
+                    }
+                }
                 (repo.clone(), (layers, revs, ok))
             })
             .collect();
         let mut out: HashMap<Digest, BlobLinks> = HashMap::new();
         for (repo, (layers, revs, repo_ok)) in per {
             ok &= repo_ok;
-            for (d, m) in layers {
-                out.entry(d).or_default().layers.push((repo.clone(), m));
+            for (d, name, m) in layers {
+                out.entry(d).or_default().layers.push((repo.clone(), name, m));
             }
             for d in revs {
                 out.entry(d).or_default().revisions.push(repo.clone());
@@ -256,7 +282,9 @@ impl Guard<'_> {
         want: &BTreeSet<Digest>,
         ok: &mut bool,
     ) -> Vec<(Digest, SystemTime)> {
-        for e in listed.errors {
+        // An unknown algorithm's links are the mark's (it keeps what they
+        // name); anything else could hide a link.
+        for e in listed.errors.into_iter().filter(|e| !e.is_warning()) {
             self.msgs.error(e);
             *ok = false;
         }
@@ -317,8 +345,8 @@ impl Guard<'_> {
         links
             .layers
             .iter()
-            .find(|(repo, m)| self.young(&paths::layer_link(repo, &d), *m))
-            .map(|(repo, _)| format!("its _layers link in {repo} is {}", self.young_reason()))
+            .find(|(repo, name, m)| self.young(&paths::layer_link(repo, name), *m))
+            .map(|(repo, _, _)| format!("its _layers link in {repo} is {}", self.young_reason()))
     }
 
     /// A blob's data, checked again at deletion time: young now (a push
@@ -350,7 +378,15 @@ impl Guard<'_> {
             Err(()) => return Verdict::Failed,
         };
         if guarded {
-            match self.store.blob_meta(&d) {
+            // An alias link serves the blob it names.
+            let blob = match d.algorithm() {
+                Algorithm::Sha256 => d,
+                _ => match self.store.read_link(&link) {
+                    Ok(Some(t)) => t,
+                    _ => d,
+                },
+            };
+            match self.store.blob_meta(&blob) {
                 Ok(Some(_)) => {
                     return Verdict::Kept(
                         "its blob is still stored (and not deleted in this run): the link may be in use"
@@ -417,7 +453,8 @@ impl Guard<'_> {
         let listing_failed = |errors: Vec<crate::Error>| {
             let failed = !errors.is_empty();
             for e in errors {
-                self.msgs.error(e);
+                // An unknown algorithm is a warning, and still keeps it.
+                self.msgs.problem(e);
             }
             failed
         };

@@ -167,25 +167,30 @@ impl<'a> Runner<'a> {
                 }
             }
         }
-        let mut link_jobs: BTreeMap<(String, Digest), bool> = BTreeMap::new();
+        // (repo, link name) → (guarded, the blob it links to). A blob's
+        // links include aliases: links under another algorithm naming it.
+        let mut link_jobs: BTreeMap<(String, Digest), (bool, Digest)> = BTreeMap::new();
         for (d, l) in &doomed {
-            for (repo, _) in &l.layers {
-                link_jobs.insert((repo.clone(), *d), false);
+            for (repo, name, _) in &l.layers {
+                link_jobs.insert((repo.clone(), *name), (false, *d));
             }
         }
         for (repo, d) in &input.layers {
             // Named explicitly: guarded unless its blob is going too.
             link_jobs
                 .entry((repo.clone(), *d))
-                .or_insert(!doomed.contains_key(d));
+                .or_insert((!doomed.contains_key(d), *d));
         }
         let jobs: Vec<_> = link_jobs.iter().collect();
         let mut recs: Vec<_> = jobs
             .par_iter()
-            .map(|((repo, d), guarded)| {
-                let rec = RmRecord::new("layer-link").repo(repo).digest(*d);
-                let dir = paths::layer_dir(repo, d);
-                match self.guard.layer(repo, *d, **guarded, unstable) {
+            .map(|((repo, name), (guarded, blob))| {
+                let mut rec = RmRecord::new("layer-link").repo(repo).digest(*name);
+                if blob != name {
+                    rec.target = Some(*blob);
+                }
+                let dir = paths::layer_dir(repo, name);
+                match self.guard.layer(repo, *name, *guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
                         self.act.sweep(&dir);
                         Some(rec.done(Action::Absent, 0))
@@ -196,7 +201,7 @@ impl<'a> Runner<'a> {
             .collect();
         self.act.flush(&mut recs);
         // A blob whose links could not all go stays.
-        for (((repo, d), _), rec) in jobs.iter().zip(&recs) {
+        for (((repo, _), (_, d)), rec) in jobs.iter().zip(&recs) {
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);

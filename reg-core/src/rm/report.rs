@@ -51,6 +51,10 @@ pub struct RmRecord {
     pub tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// A `_layers` link that names another blob than its path (an alias):
+    /// that blob.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Digest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub bytes: u64,
@@ -70,6 +74,7 @@ impl RmRecord {
             repo: None,
             tag: None,
             digest: None,
+            target: None,
             id: None,
             bytes: 0,
             reason: None,

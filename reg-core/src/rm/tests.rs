@@ -1131,3 +1131,131 @@ fn symlinks_and_dotdot_cannot_reach_outside() {
     assert!(v2.join(paths::blob_data(&m)).is_file());
     assert!(bdir.is_symlink());
 }
+
+// ---- the registry's aliases and algorithms no tool knows
+
+/// `reg-refs [--tagged-only] | reg-orphans | reg-rm` through the library.
+fn gc(v2: &Path, tagged_only: bool) -> (Ran, u64) {
+    let store = Store::fs(v2);
+    let msgs = Messages::new("reg-refs", true);
+    let rc = crate::refs::Config {
+        tagged_only,
+        ..Default::default()
+    };
+    let g = crate::refs::collect(&store, &rc, &msgs).unwrap();
+    let mut out = Out::new(Vec::new(), Format::Json);
+    crate::refs::write(&g, &mut out).unwrap();
+    let refs = out.into_inner().unwrap();
+    let omsgs = Messages::new("reg-orphans", true);
+    let mut out = Out::new(Vec::new(), Format::Json);
+    crate::orphans::run(
+        &store,
+        &refs[..],
+        &crate::orphans::Config::default(),
+        &mut out,
+        &omsgs,
+    )
+    .unwrap();
+    let orphans = String::from_utf8(out.into_inner().unwrap()).unwrap();
+    (
+        rm(v2, &orphans, &cfg(Duration::from_secs(3600))),
+        omsgs.errors() + msgs.errors(),
+    )
+}
+
+/// A blob pushed with `?digest=sha512:` is stored under its sha256 digest
+/// and linked from `_layers/sha512/<hex>/link` too; a manifest may name it
+/// by the sha512 digest. A GC keeps it while so named, and removes it with
+/// every link (the alias too) once nothing names it. A link or a blob
+/// directory under an algorithm no tool knows is kept, with what it names,
+/// and stops nothing else.
+#[test]
+fn aliases_keep_what_they_name_and_go_with_their_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path();
+    let sha512 = |data: &[u8]| {
+        Digest::parse(&format!("sha512:{}", "0".repeat(128)))
+            .unwrap()
+            .same_alg_of(data)
+    };
+    let pushed_as_sha512 = |repo: &str, data: &[u8]| {
+        let d = blob(v2, data);
+        link(v2, &paths::layer_link(repo, &d), &d);
+        let alias = sha512(data);
+        link(v2, &paths::layer_link(repo, &alias), &d);
+        (d, alias)
+    };
+    let (x, x512) = pushed_as_sha512("a/app", b"live layer, named by its sha512");
+    let config = blob(v2, b"{\"config\":1}");
+    link(v2, &paths::layer_link("a/app", &config), &config);
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"digest":"{config}","size":12}},"layers":[{{"digest":"{x512}","size":31}}]}}"#
+    );
+    let md = blob(v2, m.as_bytes());
+    push_manifest(v2, "a/app", Some("v1"), md, &[]);
+    let (y, y512) = pushed_as_sha512("a/app", b"garbage pushed as sha512");
+    let z = blob(v2, b"named by a link under blake3");
+    put(
+        v2,
+        "repositories/a/app/_layers/blake3/abc/link",
+        z.to_string().as_bytes(),
+    );
+    put(
+        v2,
+        "blobs/blake3/ab/abc/data",
+        b"a blob under an unknown algorithm",
+    );
+    age(v2, 3 * DAY);
+
+    for tagged_only in [false, true] {
+        let (ran, errors) = gc(v2, tagged_only);
+        ran.result.as_ref().unwrap();
+        assert_eq!(errors + ran.errors, 0, "{:#?}", ran.recs);
+        for (d, what) in [
+            (x, "the live layer"),
+            (config, "its config"),
+            (md, "its manifest"),
+            (z, "the blake3 link's blob"),
+        ] {
+            assert!(
+                v2.join(paths::blob_data(&d)).is_file(),
+                "{what} was deleted: {:#?}",
+                ran.recs
+            );
+        }
+        assert!(v2.join(paths::layer_link("a/app", &x512)).is_file());
+        assert!(v2.join(paths::layer_link("a/app", &x)).is_file());
+        assert!(v2.join("repositories/a/app/_layers/blake3/abc/link").is_file());
+        assert!(v2.join("blobs/blake3/ab/abc/data").is_file());
+        // The garbage went, with both its links.
+        assert!(!v2.join(paths::blob_data(&y)).exists());
+        assert!(
+            !v2.join(paths::layer_link("a/app", &y512)).exists(),
+            "{:#?}",
+            ran.recs
+        );
+        assert!(!v2.join(paths::layer_link("a/app", &y)).exists());
+    }
+}
+
+/// A `layer-link` record for an alias whose blob is still stored is kept:
+/// reg-rm looks through the alias for the blob.
+#[test]
+fn an_alias_link_named_on_its_own_is_kept_while_its_blob_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path();
+    let data = b"stored";
+    let d = blob(v2, data);
+    let alias = Digest::parse(&format!("sha512:{}", "0".repeat(128)))
+        .unwrap()
+        .same_alg_of(data);
+    link(v2, &paths::layer_link("r", &alias), &d);
+    age(v2, 3 * DAY);
+    let input = format!(r#"{{"kind":"layer-link","repo":"r","digest":"{alias}"}}"#);
+    let ran = rm(v2, &input, &cfg(Duration::from_secs(3600)));
+    assert_eq!(
+        ran.action("layer-link", &[("digest", &alias.to_string())]),
+        "kept"
+    );
+    assert!(v2.join(paths::layer_link("r", &alias)).is_file());
+}
