@@ -1400,6 +1400,71 @@ mod tests {
         assert!(matches!(revs.errors[0].kind(), ErrorKind::BadLink(_)));
     }
 
+    /// How the registry stores a blob pushed as `sha512:…` or `sha384:…`:
+    /// under its sha256 digest, with links under the other algorithm that
+    /// name it. Those are aliases, listed with their target; so is a link
+    /// under an algorithm no tool knows. A sha512 link naming itself is not
+    /// one; a garbled one is an error naming it.
+    #[test]
+    fn links_under_other_algorithms_are_aliases() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let data = b"pushed as sha512";
+        let d = Digest::sha256_of(data);
+        let zero = |alg: &str, n: usize| Digest::parse(&format!("{alg}:{}", "0".repeat(n))).unwrap();
+        let d512 = zero("sha512", 128).same_alg_of(data);
+        let d384 = zero("sha384", 96).same_alg_of(data);
+        let own = zero("sha512", 128).same_alg_of(b"stored under sha512");
+        for name in [d, d512, d384] {
+            put(v2, &paths::layer_link("r", &name), &d.to_string());
+        }
+        put(v2, &paths::layer_link("r", &own), &own.to_string());
+        put(v2, &paths::revision_link("r", &d512), &d.to_string());
+        put(v2, "repositories/r/_layers/blake3/abc/link", &d.to_string());
+        let s = Store::fs(v2);
+        let aliases = s.aliases("r");
+        assert!(aliases.errors.is_empty(), "{:?}", aliases.errors);
+        let got: Vec<(LinkKind, String, Digest)> = aliases
+            .items
+            .iter()
+            .map(|a| (a.kind, a.name.to_string(), a.target))
+            .collect();
+        let mut want = vec![
+            (LinkKind::LayerLink, d384.to_string(), d),
+            (LinkKind::LayerLink, d512.to_string(), d),
+            (LinkKind::LayerLink, "blake3:abc".to_string(), d),
+            (LinkKind::Revision, d512.to_string(), d),
+        ];
+        want.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut got = got;
+        got.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        assert_eq!(got, want);
+        assert_eq!(
+            aliases.items[0].rel("r"),
+            format!("repositories/r/_layers/{}/link", d384.path_parts())
+        );
+
+        // reg-ls: the registry's own links, with their targets; the unknown
+        // algorithm a warning.
+        let links = s.layer_links("r");
+        let targets: Vec<(Digest, Option<Digest>)> =
+            links.items.iter().map(|l| (l.digest, l.target)).collect();
+        assert!(
+            targets.contains(&(d512, Some(d)))
+                && targets.contains(&(d, None))
+                && targets.contains(&(own, None))
+        );
+        assert_eq!(links.errors.len(), 1, "{:?}", links.errors);
+        assert!(links.errors[0].is_warning());
+
+        put(v2, &paths::layer_link("r", &d512), "garbage");
+        let aliases = s.aliases("r");
+        assert!(aliases
+            .errors
+            .iter()
+            .any(|e| matches!(e.kind(), ErrorKind::BadLink(_)) && e.to_string().contains(&d512.hex())));
+    }
+
     /// Every symbolic link a listing meets is one error naming it; nothing
     /// behind a link is listed, even a directory outside the tree.
     #[test]
