@@ -31,7 +31,7 @@ pub const OBJECT_STORAGE_THREADS: usize = 32;
 pub struct Common {
     /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2
     /// directory, or s3://BUCKET/ROOTDIRECTORY (credentials, region and endpoint from AWS_*).
-    #[arg(value_name = "ROOT", required_unless_present = "config")]
+    #[arg(value_name = "ROOT", required_unless_present_any = ["config", "generate"])]
     pub root: Option<PathBuf>,
 
     /// Read the storage root from the registry's config.yml: its filesystem or s3 driver
@@ -56,6 +56,10 @@ pub struct Common {
     /// Number of threads, 1 to 256 [default: every core; 32 on object storage].
     #[arg(short = 'j', long = "threads", value_name = "N", value_parser = threads)]
     pub threads: Option<usize>,
+
+    /// Write shell completions or this tool's man page on stdout, and exit.
+    #[arg(long, value_enum, value_name = "KIND", exclusive = true)]
+    pub generate: Option<crate::generate::Generate>,
 }
 
 impl Common {
@@ -127,6 +131,13 @@ pub fn threads(s: &str) -> Result<usize, String> {
 /// Parses a duration flag (`1h`, `30m`, `7d`, `0s`) for clap.
 pub fn duration(s: &str) -> Result<Duration, String> {
     reg_core::time::parse_duration(s)
+}
+
+/// `--generate KIND` for the tool whose command is `cmd`: written on stdout.
+pub fn generate(what: crate::generate::Generate, cmd: clap::Command) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    written(crate::generate::write(what, cmd, &mut out))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a tool's `run` and turns its result into an exit status: errors are

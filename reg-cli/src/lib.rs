@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 use clap::CommandFactory;
 
 pub mod common;
+pub mod generate;
 pub mod live;
 pub mod ls;
 pub mod orphans;

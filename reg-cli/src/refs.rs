@@ -57,6 +57,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(what) = args.common.generate {
+        return cli::generate(what, <Args as clap::CommandFactory>::command());
+    }
     let store = args.common.open()?;
     let msgs = Messages::new("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let cfg = refs::Config {

@@ -69,6 +69,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(what) = args.common.generate {
+        return cli::generate(what, <Args as clap::CommandFactory>::command());
+    }
     let fail_after = match std::env::var(FAIL_AFTER_ENV) {
         Ok(v) => Some(
             v.trim()

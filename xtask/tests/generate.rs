@@ -69,7 +69,7 @@ fn completions_and_man_pages_mention_every_flag() {
                 page.display()
             );
         }
-        assert!(text.contains("Examples:"), "{}: no examples", page.display());
+        assert!(text.contains(".SH EXAMPLES"), "{}: no examples", page.display());
     }
 }
 
