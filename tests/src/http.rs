@@ -292,6 +292,117 @@ impl Api {
     }
 }
 
+/// A response as it came, for requests whose refusal is data (the
+/// differential test): status and body.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The registry's error codes and messages (`MANIFEST_BLOB_UNKNOWN blob
+    /// unknown to registry`), or the start of the body when it is not the
+    /// registry's error JSON.
+    pub fn errors(&self) -> String {
+        let parsed: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("errors").and_then(|e| e.as_array()).cloned())
+            .map(|errors| {
+                let mut out: Vec<String> = Vec::new();
+                for e in errors {
+                    let code = e["code"].as_str().unwrap_or("?");
+                    let message = e["message"].as_str().unwrap_or("");
+                    let one = format!("{code} ({message})");
+                    if !out.contains(&one) {
+                        out.push(one);
+                    }
+                }
+                out
+            });
+        match parsed {
+            Some(list) if !list.is_empty() => list.join(", "),
+            _ => {
+                let text = String::from_utf8_lossy(&self.body);
+                text.trim().chars().take(120).collect()
+            }
+        }
+    }
+}
+
+impl Api {
+    fn answer(resp: std::result::Result<Response<Body>, ureq::Error>, what: &str) -> Result<Answer> {
+        let reply = Reply::read(resp.with_context(|| what.to_owned())?)?;
+        Ok(Answer {
+            status: reply.status,
+            body: reply.body,
+        })
+    }
+
+    /// Uploads `bytes` to `repo` in one PUT with `?digest=` `digest` (any
+    /// algorithm the registry takes: it stores the data under its sha256
+    /// and links the digest given to it). The answer, whatever it is.
+    pub fn try_upload(&self, repo: &str, bytes: &[u8], digest: &str) -> Result<Answer> {
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let reply = Reply::read(
+            self.agent
+                .post(&url)
+                .send_empty()
+                .with_context(|| format!("POST {url}"))?,
+        )?;
+        let location = match (reply.status, reply.location) {
+            (202, Some(l)) => self.absolute(&l),
+            (status, _) => {
+                return Ok(Answer {
+                    status,
+                    body: reply.body,
+                })
+            }
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        Self::answer(
+            self.agent
+                .put(&put)
+                .header("Content-Type", "application/octet-stream")
+                .send(bytes),
+            &format!("PUT {put}"),
+        )
+    }
+
+    /// `PUT /v2/<name>/manifests/<reference>` with `media_type`; the
+    /// answer, whatever it is.
+    pub fn try_put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Answer> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        Self::answer(
+            self.agent
+                .put(&url)
+                .header("Content-Type", media_type)
+                .send(bytes),
+            &format!("PUT {url}"),
+        )
+    }
+
+    /// `GET` of a path under the registry (`/v2/…`), with `Accept` naming
+    /// every manifest type; the answer, whatever it is.
+    pub fn try_get(&self, path: &str) -> Result<Answer> {
+        let url = self.url(path);
+        Self::answer(
+            self.agent
+                .get(&url)
+                .header("Accept", crate::oci::ACCEPT_ALL_MANIFESTS)
+                .call(),
+            &format!("GET {url}"),
+        )
+    }
+}
+
 fn string_list(v: &serde_json::Value) -> Result<Vec<String>> {
     match v {
         serde_json::Value::Null => Ok(Vec::new()),

@@ -2,6 +2,7 @@
 //! OCI images built in memory, skopeo and HTTP helpers to push them, a fixed
 //! scenario with the expectations it implies, and helpers to run the tools.
 
+pub mod diff;
 pub mod http;
 pub mod moto;
 pub mod oci;

@@ -58,6 +58,18 @@ impl Registry {
         Registry::launch_new(dir, root)
     }
 
+    /// Starts a registry storing into a fresh temp dir under `parent` (a
+    /// faster filesystem, for tests that push thousands of blobs).
+    pub fn start_in(parent: &Path) -> Result<Registry> {
+        let dir = tempfile::Builder::new()
+            .prefix("reg-tests-registry-")
+            .tempdir_in(parent)
+            .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root)?;
+        Registry::launch_new(dir, root)
+    }
+
     /// Starts a registry on an existing rootdirectory (e.g. a copy of a
     /// recorded sample tree). The directory is not removed on drop.
     pub fn start_on(root: &Path) -> Result<Registry> {

@@ -77,6 +77,25 @@ pub fn pull_all(src: &str) -> Result<()> {
     Ok(())
 }
 
+/// Pulls every platform of `src` into a throwaway `dir:` directory: like
+/// [`pull_all`], without converting anything, so Docker schema 2 images
+/// pull with their digests preserved too.
+pub fn pull_all_dir(src: &str) -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("reg-tests-pull-").tempdir()?;
+    let dst = format!("dir:{}", dir.path().join("image").display());
+    let src = format!("docker://{src}");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &src,
+        &dst,
+    ])
+    .with_context(|| format!("pulling {src}"))?;
+    Ok(())
+}
+
 /// `skopeo delete docker://ADDR/REPO:REFERENCE`: deletes the manifest the
 /// reference names (the registry refuses deleting by tag itself; skopeo
 /// resolves the tag to a digest first).
