@@ -195,9 +195,10 @@ impl Mark {
                 });
             }
         }
+        // A manifest no link names could never be served: not a hole.
         m.broken = std::mem::take(&mut graph.broken)
             .into_iter()
-            .filter(|b| b.live)
+            .filter(|b| b.live && !b.dangling)
             .collect();
         m.broken_repos = m.broken.iter().map(|b| b.repo.clone()).collect();
         m.cache = Some(graph.into_cache());
@@ -362,6 +363,26 @@ mod tests {
         fs::remove_dir_all(v2.join(paths::tag_dir("app", "v1"))).unwrap();
         let m = mark(v2, &without_revisions(&[("app", m1)]), &[], &[]);
         assert!(m.broken_in("app").is_none());
+    }
+
+    /// An index naming a child that its repository neither stores nor links
+    /// (what a decoy duplicate key, read by the union of readings, names)
+    /// holds nothing back; a child whose link is there but whose data is
+    /// gone still does.
+    #[test]
+    fn a_child_nothing_stores_or_links_is_no_hole_but_one_whose_data_went_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (a, _, _) = image(v2, "app", None, "amd64");
+        let nowhere = Digest::sha256_of(b"a decoy digest nothing stores");
+        index(v2, "app", "v1", &[a, nowhere]);
+        let m = mark(v2, &Exclusions::default(), &[], &[]);
+        assert!(m.complete(), "{:?}", m.broken);
+        fs::remove_file(v2.join(paths::blob_data(&a))).unwrap();
+        let m = mark(v2, &Exclusions::default(), &[], &[]);
+        assert!(!m.complete());
+        assert_eq!(m.broken.len(), 1);
+        assert_eq!(m.broken[0].digest, a);
     }
 
     #[test]

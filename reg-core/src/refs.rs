@@ -1315,6 +1315,11 @@ pub struct Broken {
     /// Reached from a root (a tag, a root revision, a live index or
     /// subject); false for a revision that is not live.
     pub live: bool,
+    /// Named, but neither stored nor linked from its repository: the
+    /// registry could never serve it (it looks for the repository's link),
+    /// so nothing it might reference can be missed. What a reading that
+    /// keeps every duplicate key finds in a decoy (Go keeps the last).
+    pub dangling: bool,
     /// The warning: repository, digest, why it is live, and the path.
     pub message: String,
 }
@@ -1343,6 +1348,14 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
                 .or_insert_with(|| (Why::Revision.to_string(), false));
         }
     }
+    // Whether the repository links `d` (a revision, a `_layers` link, an
+    // alias naming it): only then could the registry have served it.
+    let linked = |d: &Digest| {
+        let id = cache.find(d);
+        id.is_some_and(|id| r.revisions.binary_search_by(|x| cache.cmp_ids(*x, id)).is_ok())
+            || id.is_some_and(|id| r.aliases.iter().any(|a| a.0 == id || a.1 == id))
+            || !matches!(store.link_mtime(&paths::layer_link(&r.repo, d)), Ok(None))
+    };
     RepoCounts {
         manifests: w
             .live
@@ -1355,8 +1368,16 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
             .into_iter()
             .map(|(d, (why, live))| {
                 let path = store.display(&paths::blob_data(&d));
+                let dangling = live && !cache.unusable.contains_key(&d) && !linked(&d);
                 let message = match cache.unusable.get(&d) {
                     Some(e) => format!("{}: manifest {d} named by {why} cannot be used: {e}", r.repo),
+                    None if dangling => format!(
+                        "{}: {why} names manifest {d}, which is neither stored ({}) nor linked from \
+                         this repository: the registry could not serve it, so it is no broken image \
+                         (a decoy key that Go's reading overrides, or an index made by hand)",
+                        r.repo,
+                        path.display()
+                    ),
                     None => format!(
                         "{}: manifest {d} named by {why} is missing: {}",
                         r.repo,
@@ -1367,6 +1388,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
                     repo: r.repo.clone(),
                     digest: d,
                     live,
+                    dangling,
                     message,
                 }
             })
