@@ -12,8 +12,9 @@
 //!   record with a `manifest` field);
 //! - `tag` records without [`Config::untag`]: removing tags is a retention
 //!   decision, never an accident of a pipeline;
-//! - tag records mixed with records of other kinds: that is what an
-//!   unfiltered `reg-ls ROOT | reg-rm ROOT` looks like;
+//! - tag records mixed with records of any other kind or bare digests:
+//!   that is what an unfiltered `reg-ls ROOT | reg-rm ROOT` (or `reg-ls ROOT
+//!   --repo NAME`, which leaves blobs out) looks like;
 //! - a `reg-orphans` trailer whose counts disagree with the records read (a
 //!   cut or filtered list), that names another storage root, or that is
 //!   followed by more records.

@@ -229,12 +229,14 @@ fn tagged_manifest_is_kept_unless_its_tag_goes_too() {
     let e = r.result.unwrap_err().to_string();
     assert!(e.contains("unfiltered reg-ls listing"), "{e}");
     assert!(r.recs.is_empty());
-    // With the tag and the revisions in one run, the revisions go; the
-    // blob goes in the next.
-    let revs = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
-    let r = rm(v2, &format!("{tag}{revs}"), &cfg(Duration::ZERO));
+    // Untagged in one run, the revisions go in the next, the blob in the
+    // one after.
+    let r = rm(v2, &tag, &cfg(Duration::ZERO));
     assert_eq!(r.errors, 0);
     assert_eq!(r.action("tag", &[]), "deleted");
+    let revs = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
+    let r = rm(v2, &revs, &cfg(Duration::ZERO));
+    assert_eq!(r.errors, 0);
     assert_eq!(r.action("revision", &[("repo", "app")]), "deleted");
     let r = rm(v2, &format!("{m}\n"), &cfg(Duration::ZERO));
     assert_eq!(r.action("blob", &[]), "deleted");
@@ -471,8 +473,14 @@ fn repositories_go_only_when_empty_and_never_take_nested_ones() {
     assert!(v2.join("repositories/up/_uploads/1234-ab").is_dir());
 
     // Untag and drop a/b: a/b/c stays whole.
+    let r = rm(
+        v2,
+        "{\"kind\":\"tag\",\"repo\":\"a/b\",\"tag\":\"1\"}\n",
+        &cfg(Duration::ZERO),
+    );
+    assert_eq!(r.action("tag", &[]), "deleted");
     let input = format!(
-        "{{\"kind\":\"tag\",\"repo\":\"a/b\",\"tag\":\"1\"}}\n{{\"kind\":\"revision\",\"repo\":\"a/b\",\"digest\":\"{m}\"}}\n\
+        "{{\"kind\":\"revision\",\"repo\":\"a/b\",\"digest\":\"{m}\"}}\n\
          {{\"kind\":\"repo\",\"repo\":\"a/b\"}}\n{{\"kind\":\"upload\",\"repo\":\"up\",\"id\":\"1234-ab\"}}\n{{\"kind\":\"repo\",\"repo\":\"up\"}}\n"
     );
     let before_c = snapshot(&v2.join("repositories/a/b/c"));
@@ -642,6 +650,9 @@ fn input_that_cannot_be_what_it_claims_is_refused_before_anything_happens() {
     let rev = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
     let blob_rec =
         format!("{{\"kind\":\"blob\",\"digest\":\"{c}\",\"size\":1,\"mtime\":\"2024-01-01T00:00:00Z\"}}\n");
+    let link = format!("{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n");
+    let upload = "{\"kind\":\"upload\",\"repo\":\"app\",\"id\":\"0b9e-11\"}\n";
+    let repo = "{\"kind\":\"repo\",\"repo\":\"app\"}\n";
     let no_untag = Config {
         untag: false,
         ..cfg(Duration::ZERO)
@@ -652,7 +663,22 @@ fn input_that_cannot_be_what_it_claims_is_refused_before_anything_happens() {
         // Untagging is never an accident of a pipeline.
         (format!("{rev}{tag}"), &no_untag, "stdin line 2: a tag record"),
         (format!("{tag}{blob_rec}"), &untag, "unfiltered reg-ls listing"),
-        (format!("{tag}{c}\n"), &untag, "unfiltered reg-ls listing"),
+        (format!("{tag}{c}\n"), &untag, "mixed with blob or digest records"),
+        // What `reg-ls ROOT --repo app` prints: tags with every other kind
+        // but blobs. Each kind next to tags is refused, wherever it comes.
+        (
+            format!("{tag}{rev}"),
+            &untag,
+            "stdin line 2: tag records (first on line 1) mixed with revision",
+        ),
+        (
+            format!("{rev}{tag}"),
+            &untag,
+            "stdin line 2: tag records (first on line 2) mixed with revision",
+        ),
+        (format!("{tag}{link}"), &untag, "mixed with layer-link records"),
+        (format!("{tag}{upload}"), &untag, "mixed with upload records"),
+        (format!("{repo}{tag}"), &untag, "mixed with repo records"),
         // A reg-orphans trailer names this root and counts what is read.
         (
             format!("{blob_rec}{}", orphans_end("/elsewhere/v2", 1, 0)),
@@ -1100,11 +1126,12 @@ fn symlinks_and_dotdot_cannot_reach_outside() {
         assert!(parse_input(line.as_bytes()).is_err(), "{line}");
     }
 
-    let untag = "{\"kind\":\"repo\",\"repo\":\"linked/repo\"}\n{\"kind\":\"tag\",\"repo\":\"linked/repo\",\"tag\":\"t\"}\n\
+    let repo = "{\"kind\":\"repo\",\"repo\":\"linked/repo\"}\n";
+    let untag = "{\"kind\":\"tag\",\"repo\":\"linked/repo\",\"tag\":\"t\"}\n\
                  {\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"evil\"}\n";
     let blobs = format!("{evil_blob}\n");
     for mode in [Mode::Delete, Mode::DryRun, Mode::Trash(dir.path().join("trash"))] {
-        for input in [untag, blobs.as_str()] {
+        for input in [repo, untag, blobs.as_str()] {
             let r = rm(
                 &v2,
                 input,

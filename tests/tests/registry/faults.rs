@@ -377,6 +377,44 @@ fn fault_whole_reg_ls_listing_is_refused() {
     s.start_and_pull();
 }
 
+/// `reg-ls ROOT --repo X` leaves blobs out: tags with revisions, links and
+/// uploads are still a listing, not an untag decision, and untagging it
+/// would take every tag and revision of X, live referrers included.
+#[test]
+fn fault_one_repositorys_reg_ls_listing_is_refused() {
+    let Some(mut s) = aged("fault_one_repositorys_reg_ls_listing_is_refused") else {
+        return;
+    };
+    let root = s.root();
+    let listing = tool("reg-ls").arg(&root).args(["--repo", "org/team/app"]).run();
+    listing.success();
+    let kinds: BTreeSet<String> = listing
+        .records()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains("tag") && kinds.contains("revision") && !kinds.contains("blob"),
+        "{kinds:?}"
+    );
+    let before = snapshot(&root);
+    tool("reg-rm")
+        .arg("--untag")
+        .arg(&root)
+        .stdin(&listing.stdout)
+        .run()
+        .expect_code(1)
+        .stderr_has("mixed with")
+        .stderr_has("unfiltered reg-ls listing")
+        .stdout_empty();
+    assert_unchanged(
+        &root,
+        &before,
+        "reg-ls ROOT --repo org/team/app | reg-rm --untag ROOT",
+    );
+    s.start_and_pull();
+}
+
 #[test]
 fn untag_on_purpose_deletes_that_one_tag() {
     let Some(mut s) = aged("untag_on_purpose_deletes_that_one_tag") else {
