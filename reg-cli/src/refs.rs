@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let graph = refs::collect(&store, &cfg, &msgs)?;
     live.finish();
     let mut out = args.common.out();
-    cli::written(refs::write(&graph, &mut out))?;
+    cli::written(refs::write(&graph, &mut out, &msgs))?;
     let s = &graph.stats;
     let what_if = if cfg.exclude_repos.is_empty() {
         String::new()

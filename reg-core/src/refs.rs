@@ -237,13 +237,13 @@ fn edge_record(repo: &str, e: &Edge) -> RefRecord {
     }
 }
 
-/// Writes every record, then the trailer, and flushes.
-pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>) -> std::io::Result<()> {
+/// Writes every record, then the trailer (or, if `msgs` counted an error,
+/// the error record that replaces it: see [`Out::end`]), and flushes.
+pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>, msgs: &Messages) -> std::io::Result<()> {
     for rec in graph.records() {
         out.write(&rec)?;
     }
-    out.write(&RefRecord::End(graph.trailer()))?;
-    out.flush()
+    out.end(&RefRecord::End(graph.trailer()), msgs).map(|_| ())
 }
 
 // ---- packed digests -----------------------------------------------------------
@@ -1498,7 +1498,7 @@ mod tests {
 
     fn output(g: &Graph) -> Vec<RefRecord> {
         let mut out = Out::new(Vec::new(), crate::output::Format::Json);
-        write(g, &mut out).unwrap();
+        write(g, &mut out, &Messages::muted("test")).unwrap();
         String::from_utf8(out.into_inner().unwrap())
             .unwrap()
             .lines()

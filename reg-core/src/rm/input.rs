@@ -344,6 +344,15 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
                 digest,
             }
         }
+        "error" => {
+            let tool = map.get("tool").and_then(Value::as_str).unwrap_or("a tool");
+            let n = map.get("errors").and_then(Value::as_u64).unwrap_or(0);
+            return Err(format!(
+                "{tool} failed ({n} errors, reported on its stderr) and wrote this error record in \
+                 place of its trailer: the list before it is not complete; fix what it reported and \
+                 run the pipeline again"
+            ));
+        }
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
         "layer" => return Err(LAYER_REFUSED.into()),
         other => {

@@ -377,6 +377,49 @@ fn fault_whole_reg_ls_listing_is_refused() {
     s.start_and_pull();
 }
 
+/// A tag directory without `current/link` (a push or an untag under way
+/// when reg-orphans looks) is an error: reg-orphans exits 1 and writes an
+/// error record where its trailer would be, and reg-rm refuses the list.
+#[test]
+fn fault_reg_orphans_that_fails_writes_no_trailer_and_reg_rm_refuses_its_list() {
+    let Some(mut s) = aged("fault_reg_orphans_that_fails_writes_no_trailer_and_reg_rm_refuses_its_list")
+    else {
+        return;
+    };
+    let root = s.root();
+    let refs = tool("reg-refs").arg(&root).run();
+    refs.success();
+    let current = tree::tag_link(&s.v2(), "library/alpine", "3.18");
+    let saved = fs::read(&current).unwrap();
+    fs::remove_file(&current).unwrap();
+    let orphans = tool("reg-orphans").arg(&root).stdin(&refs.stdout).run();
+    orphans
+        .expect_code(1)
+        .stderr_has("library/alpine/_manifests/tags/3.18")
+        .no_trailer();
+    let recs = orphans.records();
+    assert_eq!(recs.last().unwrap()["kind"], "error", "{}", orphans.stdout);
+    assert_eq!(recs.last().unwrap()["tool"], "reg-orphans");
+    // It still lists what it found (the unreferenced blob among them)...
+    assert!(
+        orphans.stdout.contains(&s.p.unreferenced_blob),
+        "{}",
+        orphans.stdout
+    );
+    // ...and reg-rm, at the end of the same pipeline, acts on none of it.
+    let before = snapshot(&root);
+    tool("reg-rm")
+        .arg(&root)
+        .stdin(&orphans.stdout)
+        .run()
+        .expect_code(1)
+        .stderr_has("reg-orphans failed")
+        .stdout_empty();
+    assert_unchanged(&root, &before, "reg-orphans (failed) | reg-rm ROOT");
+    fs::write(&current, saved).unwrap();
+    s.start_and_pull();
+}
+
 /// `reg-ls ROOT --repo X` leaves blobs out: tags with revisions, links and
 /// uploads are still a listing, not an untag decision, and untagging it
 /// would take every tag and revision of X, live referrers included.
