@@ -611,9 +611,40 @@ impl Backend for Fs {
         Ok(not_found(fs::remove_file(&path), &path)?.is_some())
     }
 
+    /// What is in the directory first, then the directory itself: the one
+    /// `rmdir` that removes it is what says this call removed it. Another
+    /// process removing the same directory at the same time (two reg-rm
+    /// runs) gets false from the same `rmdir`. (`remove_dir_all` ignores a
+    /// directory that vanished under it, so both would say they removed it.)
     fn delete_prefix(&self, rel: &str) -> Result<bool> {
         let path = self.check_mutable(rel)?;
-        Ok(not_found(fs::remove_dir_all(&path), &path)?.is_some())
+        let entries = match fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                return Ok(not_found(fs::remove_file(&path), &path)?.is_some())
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let gone = |r: io::Result<()>, p: &Path| match r {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(p, e)),
+            _ => Ok(()),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            let child = entry.path();
+            // Never followed: a symbolic link is unlinked, not entered.
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => gone(fs::remove_dir_all(&child), &child)?,
+                Ok(_) => gone(fs::remove_file(&child), &child)?,
+                Err(e) => gone(Err(e), &child)?,
+            }
+        }
+        Ok(not_found(fs::remove_dir(&path), &path)?.is_some())
     }
 
     fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
@@ -668,21 +699,20 @@ impl Backend for Fs {
                 return Ok(true);
             }
         }
-        fs::rename(&path, &dest).map_err(|e| {
-            if e.raw_os_error() == Some(18) {
-                // EXDEV
-                Error::other(
-                    &path,
-                    format!(
-                        "cannot move to {}: the trash directory must be on the same filesystem as the storage root",
-                        dest.display()
-                    ),
-                )
-            } else {
-                Error::io(&dest, e)
-            }
-        })?;
-        Ok(true)
+        match fs::rename(&path, &dest) {
+            Ok(()) => Ok(true),
+            // Moved or removed meanwhile (another run): not this call's doing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&path).is_err() => Ok(false),
+            // EXDEV
+            Err(e) if e.raw_os_error() == Some(18) => Err(Error::other(
+                &path,
+                format!(
+                    "cannot move to {}: the trash directory must be on the same filesystem as the storage root",
+                    dest.display()
+                ),
+            )),
+            Err(e) => Err(Error::io(&dest, e)),
+        }
     }
 
     fn check_removable(&self, rel: &str) -> Result<()> {

@@ -187,7 +187,13 @@ impl<'a> Runner<'a> {
                 let dir = paths::layer_dir(repo, d);
                 match self.guard.layer(repo, *d, **guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
-                        self.act.sweep(&dir);
+                        // Only once it is old: a link directory whose link
+                        // went a moment ago is being removed by another run
+                        // (whose removal then counts), or written by the
+                        // registry.
+                        if self.guard.empty_dir_old(&dir) {
+                            self.act.sweep(&dir);
+                        }
                         Some(rec.done(Action::Absent, 0))
                     }
                     v => self.apply(rec, v, &[dir]),

@@ -1158,3 +1158,82 @@ fn symlinks_and_dotdot_cannot_reach_outside() {
     assert!(v2.join(paths::blob_data(&m)).is_file());
     assert!(bdir.is_symlink());
 }
+
+// ---- concurrent runs
+
+/// Three runs at once over the same list: each item is `deleted` (or
+/// `trashed`) by exactly one of them (the one whose removal took it away)
+/// and `absent` for the others, so the counts add up to what was there.
+#[test]
+fn concurrent_runs_count_each_deletion_once() {
+    const N: usize = 100;
+    const RUNS: usize = 3;
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().to_path_buf();
+        image(&v2, "app", Some("v1"), "keep");
+        let mut input = String::new();
+        for i in 0..N {
+            // A blob with a few files in its directory and a _layers link
+            // in two repositories: several removals per record to race on.
+            let d = blob(&v2, format!("orphan {round} {i}").as_bytes());
+            for j in 0..20 {
+                put(&v2, &format!("{}/extra-{j}", paths::blob_dir(&d)), b"x");
+            }
+            for repo in ["app", "other"] {
+                link(&v2, &paths::layer_link(repo, &d), &d);
+            }
+            input.push_str(&format!("{d}\n"));
+        }
+        age(&v2, DAY);
+        // The last round moves to trash in two of the runs (a rename each).
+        let trash = tempfile::tempdir().unwrap();
+        let modes: Vec<Mode> = (0..RUNS)
+            .map(|i| match (round, i) {
+                (2, 1 | 2) => Mode::Trash(trash.path().join(format!("t{i}"))),
+                _ => Mode::Delete,
+            })
+            .collect();
+        let runs: Vec<Ran> = std::thread::scope(|s| {
+            let handles: Vec<_> = modes
+                .iter()
+                .map(|mode| {
+                    // A pool of its own, as a process of its own would have.
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+                    let (v2, input) = (&v2, &input);
+                    let cfg = Config {
+                        mode: mode.clone(),
+                        ..cfg(Duration::from_secs(3600))
+                    };
+                    s.spawn(move || pool.install(|| rm(v2, input, &cfg)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let count = |kind: &str, action: &str| -> usize {
+            runs.iter()
+                .flat_map(|r| &r.recs)
+                .filter(|x| x["kind"] == kind && (x["action"] == action || x["action"] == "trashed"))
+                .count()
+        };
+        for r in &runs {
+            r.result.as_ref().unwrap();
+            assert_eq!(r.errors, 0, "round {round}");
+        }
+        assert_eq!(count("blob", "deleted"), N, "round {round}");
+        assert_eq!(count("layer-link", "deleted"), 2 * N, "round {round}");
+        let deleted_bytes: u64 = runs
+            .iter()
+            .flat_map(|r| &r.recs)
+            .filter(|x| x["kind"] == "blob" && x["action"] != "absent")
+            .map(|x| x["bytes"].as_u64().unwrap())
+            .sum();
+        assert!(deleted_bytes > 0);
+        for r in &runs {
+            for x in r.recs.iter().filter(|x| x["action"] == "absent") {
+                assert_eq!(x["bytes"], 0, "{x}");
+            }
+        }
+        assert_eq!(Store::fs(&v2).blobs().items.len(), 3, "round {round}");
+    }
+}
