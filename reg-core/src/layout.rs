@@ -1062,6 +1062,13 @@ impl Store {
         self.backend.remove_empty_dir(rel)
     }
 
+    /// Removes the empty directories below `rel`, deepest first, and `rel`
+    /// itself if it ends up empty; never a file (see
+    /// [`Backend::remove_empty_dirs`]).
+    pub fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
+        self.backend.remove_empty_dirs(rel)
+    }
+
     /// Writes link file `rel` naming `d`, unless it exists (see
     /// [`Backend::write_new`]).
     pub fn write_link(&self, rel: &str, d: &Digest) -> Result<bool> {

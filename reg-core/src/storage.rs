@@ -182,6 +182,15 @@ pub trait Backend: Send + Sync {
         Ok(false)
     }
 
+    /// Removes the empty directories below `rel`, deepest first, and `rel`
+    /// itself if it ends up empty; never a file, nor a directory that is not
+    /// empty by the time it is removed. How many went. Object stores have
+    /// no directories: nothing to do.
+    fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
+        let _ = rel;
+        Ok(0)
+    }
+
     /// Writes a small file `rel` (creating its parent directories) unless it
     /// exists; false if it was there already. reg-rm writes back `_layers`
     /// links it removed when a push made their blob live during the run.
@@ -657,6 +666,17 @@ impl Backend for Fs {
             Err(e) if e.raw_os_error() == Some(39) || e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(&path, e)),
         }
+    }
+
+    fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
+        let Some(entries) = self.list(rel)? else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for e in entries.iter().filter(|e| e.ty == EntryType::Dir && !e.symlink) {
+            n += self.remove_empty_dirs(&format!("{rel}/{}", e.name))?;
+        }
+        Ok(n + u64::from(self.remove_empty_dir(rel)?))
     }
 
     fn write_new(&self, rel: &str, bytes: &[u8]) -> Result<bool> {

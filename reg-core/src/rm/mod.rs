@@ -42,7 +42,10 @@
 //!    blob about to be deleted;
 //! 4. blob data (the whole `blobs/<alg>/<xx>/<hex>/` directory);
 //! 5. uploads;
-//! 6. repositories, only if empty of tags, revisions and uploads by then;
+//! 6. repositories, only if empty of tags, revisions and uploads by then:
+//!    the keys listed then, and a second look after removing them, which
+//!    writes the `_layers` links back if a push landed meanwhile
+//!    (`repo.rs`);
 //! 7. empty directories left behind: blob prefix directories, revision
 //!    directories without a link (never `repositories/` or `blobs/`).
 //!
@@ -89,6 +92,7 @@ mod act;
 mod guard;
 mod input;
 mod phases;
+mod repo;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -140,6 +144,9 @@ pub struct Config {
     /// Test hook: runs once the revisions are removed, before the run looks
     /// again (tests push there).
     pub after_revisions: Option<Hook>,
+    /// Test hook: runs once an empty repository's keys are listed for
+    /// removal, before they are removed (tests push there).
+    pub before_repo_removal: Option<Hook>,
 }
 
 /// A test hook (see [`Config::after_links`]).
@@ -163,6 +170,7 @@ impl Default for Config {
             now: SystemTime::now(),
             after_links: None,
             after_revisions: None,
+            before_repo_removal: None,
         }
     }
 }

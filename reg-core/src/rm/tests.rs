@@ -1088,6 +1088,126 @@ fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
     assert!(m.complete() && m.blob(&oc).is_some() && m.blob(&ol).is_some());
 }
 
+/// What is left of a repository emptied by earlier runs: the image lives on
+/// in `other` (so its blobs stay), `app` was untagged and its revision
+/// removed (the API leaves the revision directory), and only its `_layers`
+/// links are left. Returns (manifest, config, layer).
+fn emptied_repository(v2: &Path) -> (Digest, Digest, Digest) {
+    let (m, c, l) = image(v2, "other", Some("v1"), "shared");
+    for d in [c, l] {
+        link(v2, &paths::layer_link("app", &d), &d);
+    }
+    fs::create_dir_all(v2.join(paths::revision_dir("app", &m))).unwrap();
+    age(v2, DAY);
+    (m, c, l)
+}
+
+/// A CI job pushes an image again to a repository reg-rm is removing: its
+/// blobs are still linked there, so only the manifest is PUT, and the
+/// registry writes a revision and a tag after reg-rm found the repository
+/// empty, before its links go. reg-rm looks again after removing them:
+/// the links are written back, and the record says "kept", not "deleted".
+#[test]
+fn a_push_that_lands_while_a_repository_goes_keeps_its_layer_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().to_path_buf();
+    let (m, c, l) = emptied_repository(&v2);
+    let at = v2.clone();
+    let hook = Hook(std::sync::Arc::new(move || {
+        push_manifest(&at, "app", Some("v1"), m, &[]);
+    }));
+    let r = rm(
+        &v2,
+        "{\"kind\":\"repo\",\"repo\":\"app\"}\n",
+        &Config {
+            before_repo_removal: Some(hook),
+            ..cfg(Duration::ZERO)
+        },
+    );
+    r.result.as_ref().unwrap();
+    assert_eq!(r.errors, 0);
+    assert_eq!(r.action("repo", &[]), "kept", "{:#?}", r.recs);
+    let why = r.recs[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("pushed to during this run")
+            && why.contains(" appeared")
+            && why.contains("its 2 _layers links were written back"),
+        "{why}"
+    );
+    assert_eq!(r.stats.removed(), 0);
+    // The pushed image is whole in `app`: tag, revision, and a link to
+    // each blob, as the registry needs to serve it.
+    for d in [c, l] {
+        let link = v2.join(paths::layer_link("app", &d));
+        assert_eq!(
+            fs::read_to_string(&link).unwrap(),
+            d.to_string(),
+            "{}",
+            link.display()
+        );
+    }
+    let store = Store::fs(&v2);
+    assert_eq!(
+        store.read_link(&paths::tag_current("app", "v1")).unwrap(),
+        Some(m)
+    );
+    assert!(v2.join(paths::revision_link("app", &m)).is_file());
+    assert_eq!(store.repositories().items, ["app", "other"]);
+
+    // Without the push the same run removes it, every directory of it.
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path();
+    emptied_repository(v2);
+    let r = rm(v2, "{\"kind\":\"repo\",\"repo\":\"app\"}\n", &cfg(Duration::ZERO));
+    assert_eq!(r.action("repo", &[]), "deleted");
+    assert!(!v2.join("repositories/app").exists());
+    assert_eq!(Store::fs(v2).repositories().items, ["other"]);
+}
+
+/// What a repository's keys say about a push that landed after reg-rm
+/// found it empty: a tag, a revision link, an upload or a young link is
+/// one; what an emptied repository keeps (old links, tag-less index
+/// entries' leftovers, schema1 signature links, empty revision
+/// directories) is not.
+#[test]
+fn the_keys_of_a_repository_tell_a_push_that_landed() {
+    let d = Digest::sha256_of(b"x");
+    let hex = d.hex();
+    let old = |_: &str| false;
+    let key = |rel: &str| format!("repositories/org/app/{rel}");
+    for (rel, want) in [
+        ("_manifests/tags/v1/current/link".to_string(), "tag \"v1\""),
+        (
+            format!("_manifests/tags/v1/index/sha256/{hex}/link"),
+            "tag \"v1\"",
+        ),
+        (
+            format!("_manifests/revisions/sha256/{hex}/link"),
+            "revision sha256:",
+        ),
+        ("_uploads/0b9e-11/startedat".to_string(), "upload 0b9e-11"),
+    ] {
+        let keys = vec![key(&format!("_layers/sha256/{hex}/link")), key(&rel)];
+        let why = super::repo::pushed("org/app", &keys, &old).unwrap_or_default();
+        assert!(why.contains(want), "{rel}: {why:?}");
+    }
+    let link = key(&format!("_layers/sha256/{hex}/link"));
+    let young = |k: &str| k.ends_with("/link");
+    assert!(
+        super::repo::pushed("org/app", std::slice::from_ref(&link), &young)
+            .is_some_and(|w| w.contains("_layers link"))
+    );
+    let quiet = [
+        link,
+        key(&format!(
+            "_manifests/revisions/sha256/{hex}/signatures/sha256/{hex}/link"
+        )),
+        // A nested repository's keys are not this one's.
+        "repositories/org/app/sub/_manifests/tags/v1/current/link".to_string(),
+    ];
+    assert_eq!(super::repo::pushed("org/app", &quiet, &old), None);
+}
+
 // ---- never outside the root
 
 #[test]
