@@ -354,6 +354,11 @@ impl Store {
         self.backend.refresh();
     }
 
+    /// Forgets cached listings below `prefix` (see [`Backend::refresh_below`]).
+    pub fn refresh_below(&self, prefix: &str) {
+        self.backend.refresh_below(prefix);
+    }
+
     /// The requests sent to a remote store so far (see [`Backend::requests`]).
     pub fn requests(&self) -> Option<String> {
         self.backend.requests()

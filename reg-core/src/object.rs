@@ -955,6 +955,31 @@ impl Backend for Object {
         self.areas.lock().expect("areas").clear();
     }
 
+    /// Lists `prefix` now and puts what is there in the cached listing in
+    /// place of what was; forgets every listing if that fails (the next
+    /// scan lists anew and reports the failure).
+    fn refresh_below(&self, prefix: &str) {
+        let Some(map) = self.loaded(prefix) else {
+            return;
+        };
+        match self.rt.block_on(self.list_range(prefix, None, None)) {
+            Ok(fresh) => {
+                let dir = format!("{prefix}/");
+                let mut map = map.write().expect("area");
+                let stale: Vec<String> = map
+                    .range(dir.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&dir))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in stale {
+                    map.remove(&k);
+                }
+                map.extend(fresh);
+            }
+            Err(_) => self.refresh(),
+        }
+    }
+
     fn requests(&self) -> Option<String> {
         Some(self.counts.summary())
     }

@@ -148,6 +148,13 @@ pub trait Backend: Send + Sync {
     /// next scans see the store as it is now (reg-rm, before looking again).
     fn refresh(&self) {}
 
+    /// Like [`Backend::refresh`], for what lies below `prefix` only (one
+    /// repository, looked at again): a backend that caches lists just that.
+    fn refresh_below(&self, prefix: &str) {
+        let _ = prefix;
+        self.refresh();
+    }
+
     /// The requests sent to a remote store so far, by kind, for summaries;
     /// `None` for the filesystem.
     fn requests(&self) -> Option<String> {

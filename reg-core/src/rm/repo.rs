@@ -132,8 +132,8 @@ impl Runner<'_> {
         let mut one = [self.act.finish(rec.clone(), &keys)];
         self.act.flush(&mut one);
         let [done] = one;
-        // A backend that caches listings (object storage) lists anew.
-        self.store().refresh();
+        // A backend that caches listings (object storage) lists it anew.
+        self.store().refresh_below(&paths::repo(repo));
         let appeared = match self.own_keys(repo) {
             Some(now) => pushed(repo, &now, &|k| self.young_link(k)),
             None => Some("its keys could not be listed again".into()),
