@@ -67,6 +67,9 @@ const DELETE_BATCH: usize = 1000;
 /// Attempts for keys a DeleteObjects answer reports as failed.
 const DELETE_TRIES: u32 = 5;
 
+/// How many names an error lists of what is stored next to a wrong prefix.
+const LISTED_NAMES: usize = 20;
+
 /// Where the storage is: a bucket and the registry's `rootdirectory` in it,
 /// and how to reach it.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -449,6 +452,69 @@ impl Object {
             listing: Mutex::new(()),
             counts,
         })
+    }
+
+    /// Refuses a prefix that holds nothing of a registry: neither
+    /// `repositories/` nor `blobs/` below `<rootdirectory>/docker/registry/v2`
+    /// (a wrong bucket, prefix or `rootdirectory`). Listed as it is, such a
+    /// prefix would be a registry with nothing in it, and every tool would
+    /// say so with status 0. The error names the prefix and what is stored
+    /// one level up from the rootdirectory, where a typo shows. One
+    /// delimited LIST request; two when refusing.
+    pub fn check_root(&self) -> Result<()> {
+        let v2 = Key::from(self.v2.as_str());
+        let listed = self
+            .rt
+            .block_on(self.s3.list_with_delimiter(Some(&v2)))
+            .map_err(|e| self.err("", e))?;
+        let found = |name: &str| listed.common_prefixes.iter().any(|p| p.filename() == Some(name));
+        if found("repositories") || found("blobs") {
+            return Ok(());
+        }
+        let root = self
+            .v2
+            .strip_suffix("docker/registry/v2")
+            .unwrap_or(&self.v2)
+            .trim_end_matches('/');
+        let up = root.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let up_key = (!up.is_empty()).then(|| Key::from(up));
+        let shown_up = if up.is_empty() {
+            format!("s3://{}/", self.cfg.bucket)
+        } else {
+            format!("s3://{}/{up}/", self.cfg.bucket)
+        };
+        let there = match self.rt.block_on(self.s3.list_with_delimiter(up_key.as_ref())) {
+            Ok(l) => {
+                let mut names: Vec<String> = l
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| p.filename().map(|n| format!("{n}/")))
+                    .chain(
+                        l.objects
+                            .iter()
+                            .filter_map(|o| o.location.filename().map(str::to_string)),
+                    )
+                    .collect();
+                names.sort();
+                match names.len() {
+                    0 => format!("{shown_up} holds nothing"),
+                    n if n <= LISTED_NAMES => format!("{shown_up} holds {}", names.join(", ")),
+                    n => format!(
+                        "{shown_up} holds {} and {} more",
+                        names[..LISTED_NAMES].join(", "),
+                        n - LISTED_NAMES
+                    ),
+                }
+            }
+            Err(e) => format!("{shown_up} cannot be listed either: {e}"),
+        };
+        Err(self.err(
+            "",
+            format!(
+                "nothing of a registry is stored here: no repositories/ and no blobs/ (a wrong bucket, \
+                 prefix or rootdirectory, or a registry that has stored nothing yet?); one level up, {there}"
+            ),
+        ))
     }
 
     /// The requests sent so far, by kind.

@@ -326,3 +326,78 @@ fn s3_faults_end_in_a_retry_or_a_clean_failure() {
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
 }
+
+/// `s3://bucket/typo`, or a `rootdirectory` one letter off: a prefix with
+/// neither `repositories/` nor `blobs/` is an error naming it and what is
+/// stored one level up, in every tool; never a registry with nothing in it.
+#[test]
+fn s3_an_empty_prefix_is_an_error_naming_what_is_one_level_up() {
+    let name = "s3_an_empty_prefix_is_an_error_naming_what_is_one_level_up";
+    if !s3_programs_available(name) {
+        return;
+    }
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{name}: starting moto: {e:#}"));
+    moto.create_bucket("registry").unwrap();
+    let v2 = "srv/registry/docker/registry/v2";
+    let data = b"a blob";
+    let d = reg_core::Digest::sha256_of(data);
+    let hex = d.hex();
+    for (key, bytes) in [
+        (
+            format!("{v2}/blobs/sha256/{}/{hex}/data", &hex[..2]),
+            data.to_vec(),
+        ),
+        (
+            format!("{v2}/repositories/a/_layers/sha256/{hex}/link"),
+            d.to_string().into_bytes(),
+        ),
+        ("notes.txt".to_string(), b"not a registry".to_vec()),
+    ] {
+        moto.put_object("registry", &key, &bytes).unwrap();
+    }
+    let run = |tool: &str, root: &str, stdin: &str| {
+        let mut t = Tool::new(tool).arg(root).stdin(stdin);
+        for (k, v) in Moto::env_for(&moto.endpoint()) {
+            t = t.env(k, v);
+        }
+        t.run()
+    };
+    let refs = run("reg-refs", "s3://registry/srv/registry", "");
+    refs.success();
+    let ls = run("reg-ls", "s3://registry/srv/registry", "");
+    assert!(
+        ls.success().stdout.contains(r#"{"kind":"repo","repo":"a"}"#),
+        "{}",
+        ls.stdout
+    );
+    for (root, up) in [
+        (
+            "s3://registry/typo",
+            "one level up, s3://registry/ holds notes.txt, srv/",
+        ),
+        (
+            "s3://registry/srv/registr",
+            "one level up, s3://registry/srv/ holds registry/",
+        ),
+        (
+            "s3://registry/srv/registry/x",
+            "s3://registry/srv/registry/ holds docker/",
+        ),
+    ] {
+        for tool in ["reg-ls", "reg-refs", "reg-orphans", "reg-rm"] {
+            let stdin = if tool == "reg-orphans" {
+                refs.stdout.as_str()
+            } else {
+                ""
+            };
+            run(tool, root, stdin)
+                .expect_code(1)
+                .stderr_has(&format!(
+                    "{root}/docker/registry/v2: nothing of a registry is stored here"
+                ))
+                .stderr_has("no repositories/ and no blobs/")
+                .stderr_has(up)
+                .stdout_empty();
+        }
+    }
+}
