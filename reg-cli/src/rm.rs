@@ -13,7 +13,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::common::{self as cli, Common};
 use anyhow::Context;
@@ -99,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // reg-rm always says what it freed, unless -q.
     let msgs = Messages::new("reg-rm", args.common.quiet);
     let input = rm::parse_input(BufReader::new(std::io::stdin().lock()))?;
+    let local = cli::local_now()?;
     let mode = match (args.dry_run, args.trash) {
         (true, _) => Mode::DryRun,
         (false, Some(dir)) => Mode::Trash(dir),
@@ -110,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         untag: args.untag,
         accept_broken: args.accept_broken,
         fail_after,
-        now: SystemTime::now(),
+        now: store.now(local, &msgs)?,
         after_links: None,
         after_revisions: None,
         before_repo_removal: std::env::var_os(PAUSE_ENV).map(|dir| {
@@ -123,6 +124,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Prints the blob descriptor cache reminder itself after any deletion.
     let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
     live.finish();
+    // Against the clock now: files written during a long walk are not ahead.
+    store.check_tree_clock(cli::local_now()?, &msgs);
     msgs.summary(cli::with_requests(&store, stats.summary()));
     Ok(msgs.exit_code())
 }

@@ -33,7 +33,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
@@ -278,11 +278,38 @@ impl Requests {
     }
 }
 
-/// The HTTP client under `object_store`, counting what it sends.
+/// The server's clock, read from the `Date` header every S3 answer
+/// carries: the latest one, and when it came.
+#[derive(Debug, Default)]
+struct ServerClock(Mutex<Option<(SystemTime, Instant)>>);
+
+impl ServerClock {
+    fn saw(&self, resp: &HttpResponse) {
+        let date = resp
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::time::parse_http_date);
+        if let Some(d) = date {
+            *self.0.lock().expect("server clock") = Some((d, Instant::now()));
+        }
+    }
+
+    /// The server's time now: its last `Date` and the time since it came
+    /// (a `Date` has whole seconds: this is at most a second behind).
+    fn now(&self) -> Option<SystemTime> {
+        let seen = *self.0.lock().expect("server clock");
+        seen.map(|(date, at)| date + at.elapsed())
+    }
+}
+
+/// The HTTP client under `object_store`, counting what it sends and
+/// reading the server's clock off what comes back.
 #[derive(Debug)]
 struct Counting {
     inner: HttpClient,
     counts: Arc<Requests>,
+    clock: Arc<ServerClock>,
 }
 
 #[async_trait::async_trait]
@@ -293,8 +320,9 @@ impl HttpService for Counting {
         match &r {
             Ok(resp) if resp.status().is_server_error() => {
                 self.counts.throttled.fetch_add(1, Ordering::Relaxed);
+                self.clock.saw(resp);
             }
-            Ok(_) => {}
+            Ok(resp) => self.clock.saw(resp),
             Err(_) => {
                 self.counts.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -304,7 +332,7 @@ impl HttpService for Counting {
 }
 
 #[derive(Debug)]
-struct CountingConnector(Arc<Requests>);
+struct CountingConnector(Arc<Requests>, Arc<ServerClock>);
 
 impl HttpConnector for CountingConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
@@ -312,6 +340,7 @@ impl HttpConnector for CountingConnector {
         Ok(HttpClient::new(Counting {
             inner,
             counts: self.0.clone(),
+            clock: self.1.clone(),
         }))
     }
 }
@@ -344,6 +373,7 @@ pub struct Object {
     /// Held while an area is listed, so that two threads do not list it twice.
     listing: Mutex<()>,
     counts: Arc<Requests>,
+    clock: Arc<ServerClock>,
 }
 
 impl std::fmt::Debug for Object {
@@ -410,6 +440,7 @@ impl Object {
             .build()
             .map_err(|e| Error::io(&shown, e))?;
         let counts = Arc::new(Requests::default());
+        let clock = Arc::new(ServerClock::default());
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&cfg.bucket)
             .with_region(cfg.region.clone().unwrap_or_else(|| "us-east-1".into()))
@@ -430,7 +461,7 @@ impl Object {
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_allow_http(cfg.allow_http),
             )
-            .with_http_connector(CountingConnector(counts.clone()));
+            .with_http_connector(CountingConnector(counts.clone(), clock.clone()));
         if let Some(e) = cfg.endpoint_url() {
             b = b.with_endpoint(e);
         }
@@ -451,6 +482,7 @@ impl Object {
             areas: Mutex::new(BTreeMap::new()),
             listing: Mutex::new(()),
             counts,
+            clock,
         })
     }
 
@@ -992,7 +1024,8 @@ impl Backend for Object {
                     rel.to_string(),
                     Obj {
                         size: bytes.len() as u64,
-                        mtime: SystemTime::now(),
+                        // As the server stamps it (its clock, not ours).
+                        mtime: self.clock.now().unwrap_or_else(SystemTime::now),
                         etag: Some(md5_hex(bytes)),
                     },
                 );
@@ -1048,6 +1081,19 @@ impl Backend for Object {
 
     fn requests(&self) -> Option<String> {
         Some(self.counts.summary())
+    }
+
+    /// From the `Date` of the last answer; a HEAD request first if nothing
+    /// was asked yet (any answer, 404 too, carries one).
+    fn server_now(&self) -> Result<Option<SystemTime>> {
+        if let Some(t) = self.clock.now() {
+            return Ok(Some(t));
+        }
+        match self.rt.block_on(self.s3.head(&self.key(""))) {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.err("", e)),
+        }
+        Ok(self.clock.now())
     }
 
     fn request_counts(&self) -> Option<Arc<Requests>> {

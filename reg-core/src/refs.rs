@@ -73,6 +73,9 @@ pub struct Config {
     /// What-if (`--exclude-repo`): these repositories' tags and revisions
     /// are not roots, as if they were deleted; the trailer names them.
     pub exclude_repos: Vec<String>,
+    /// "Now" for `keep_recent` (the storage's clock: [`crate::clock`]);
+    /// `None`: this machine's.
+    pub now: Option<SystemTime>,
 }
 
 /// Counts for the trailer and the summary.
@@ -1189,7 +1192,8 @@ fn fingerprint(roots: &[Roots], cache: &Cache) -> [u8; 32] {
 /// their [`Graph::fingerprint`]: equal means a walk now would be the same.
 pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<[u8; 32]> {
     let mut cache = Cache::default();
-    let roots = list_roots(store, cfg, SystemTime::now(), msgs, &mut cache)?;
+    let now = cfg.now.unwrap_or_else(SystemTime::now);
+    let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
     Ok(fingerprint(&roots, &cache))
 }
 
@@ -1236,7 +1240,7 @@ pub fn collect_with(
     prior: ManifestCache,
 ) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
-    let now = SystemTime::now();
+    let now = cfg.now.unwrap_or_else(SystemTime::now);
     msgs.progress().phase("tags and revisions");
     let mut cache = prior.0;
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;

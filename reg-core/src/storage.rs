@@ -29,7 +29,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -155,6 +155,21 @@ pub trait Backend: Send + Sync {
         self.refresh();
     }
 
+    /// The storage server's time now, where the storage has a server of its
+    /// own (an object store: from the `Date` of its answers); `None` for
+    /// the filesystem, whose "now" is this machine's clock. See
+    /// [`crate::clock`].
+    fn server_now(&self) -> Result<Option<SystemTime>> {
+        Ok(None)
+    }
+
+    /// The newest modification time this backend has returned so far (the
+    /// filesystem's, to tell a clock behind the tree's); `None` if it does
+    /// not keep count.
+    fn newest_mtime(&self) -> Option<SystemTime> {
+        None
+    }
+
     /// The requests sent to a remote store so far, by kind, for summaries;
     /// `None` for the filesystem.
     fn requests(&self) -> Option<String> {
@@ -239,6 +254,9 @@ pub struct Fs {
     /// (old kernels, seccomp filters), then `O_NOFOLLOW` on the last
     /// component is all the protection for reads by path.
     openat2: Arc<AtomicBool>,
+    /// The newest modification time returned so far, in seconds since 1970
+    /// (`i64::MIN`: none yet).
+    newest: Arc<AtomicI64>,
 }
 
 /// What a [`FileType`] is, for "not a regular file but ..." messages.
@@ -289,7 +307,18 @@ impl Fs {
             v2,
             dir,
             openat2: Arc::new(AtomicBool::new(true)),
+            newest: Arc::new(AtomicI64::new(i64::MIN)),
         }
+    }
+
+    /// Keeps `m`'s mtime if it is the newest seen (a load, and a write only
+    /// when it is: threads do not contend on it).
+    fn saw(&self, m: Meta) -> Meta {
+        let secs = crate::time::unix_secs(m.mtime);
+        if secs > self.newest.load(Ordering::Relaxed) {
+            self.newest.fetch_max(secs, Ordering::Relaxed);
+        }
+        m
     }
 
     pub fn v2(&self) -> &Path {
@@ -392,7 +421,7 @@ impl Fs {
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(self.path(rel), e.into()))?;
         self.regular(rel, &st)?;
-        Ok(Some((fs::File::from(fd), meta_of(&st))))
+        Ok(Some((fs::File::from(fd), self.saw(meta_of(&st)))))
     }
 
     fn regular(&self, rel: &str, st: &Stat) -> Result<()> {
@@ -589,7 +618,7 @@ impl Backend for Fs {
             FileType::Directory => {}
             _ => self.regular(rel, &st)?,
         }
-        Ok(Some(meta_of(&st)))
+        Ok(Some(self.saw(meta_of(&st))))
     }
 
     fn read(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -744,6 +773,13 @@ impl Backend for Fs {
 
     fn check_removable(&self, rel: &str) -> Result<()> {
         self.check_mutable(rel).map(|_| ())
+    }
+
+    fn newest_mtime(&self) -> Option<SystemTime> {
+        match self.newest.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            secs => Some(crate::time::from_unix_secs(secs, 0)),
+        }
     }
 
     fn prepare_trash(&self, trash: &Path) -> Result<()> {

@@ -1051,6 +1051,45 @@ fn blob_from_the_future_is_not_an_orphan() {
     s.start_and_pull();
 }
 
+/// This machine's clock behind the one that wrote the tree (an NFS
+/// server's): every age looks younger, which keeps data; the tools say so.
+#[test]
+fn fault_a_clock_behind_the_tree_is_warned_about() {
+    let Some(mut s) = aged("fault_a_clock_behind_the_tree_is_warned_about") else {
+        return;
+    };
+    let root = s.root();
+    const WARNING: &str = "ahead of this machine's clock";
+    let refs = tool("reg-refs").arg(&root).run();
+    refs.success().stderr_lacks(WARNING);
+    let orphans = tool("reg-orphans").arg(&root).stdin(&refs.stdout).run();
+    orphans.success().stderr_lacks(WARNING);
+    assert!(orphans.stdout.contains(&s.p.unreferenced_blob));
+
+    // Four days behind: the tree, written three days ago, is a day ahead.
+    let behind = |name: &str| tool(name).env("REG_TEST_CLOCK_OFFSET", "-4d");
+    let refs = behind("reg-refs").arg(&root).run();
+    refs.success().stderr_has(WARNING);
+    let orphans = behind("reg-orphans").arg(&root).stdin(&refs.stdout).run();
+    orphans.success().stderr_has(WARNING);
+    // Nothing looks old enough to report: what is kept is kept longer.
+    assert!(
+        !orphans.stdout.contains(&s.p.unreferenced_blob),
+        "{}",
+        orphans.stdout
+    );
+    // Named by hand, reg-rm keeps it too (the tree is "in the future").
+    let before = snapshot(&root);
+    let rm = behind("reg-rm")
+        .arg(&root)
+        .stdin(format!("{}\n", s.p.unreferenced_blob))
+        .run();
+    rm.success().stderr_has(WARNING);
+    assert_eq!(rm.records()[0]["action"], "kept", "{}", rm.stdout);
+    assert_unchanged(&root, &before, "reg-rm with a clock behind the tree");
+    s.start_and_pull();
+}
+
 #[test]
 fn config_with_two_storage_drivers_is_refused() {
     let Some(mut s) = aged("config_with_two_storage_drivers_is_refused") else {
