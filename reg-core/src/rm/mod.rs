@@ -15,6 +15,8 @@
 //! - tag records mixed with records of any other kind or bare digests:
 //!   that is what an unfiltered `reg-ls ROOT | reg-rm ROOT` (or `reg-ls ROOT
 //!   --repo NAME`, which leaves blobs out) looks like;
+//! - an `error` record: a tool that failed wrote it in place of its
+//!   trailer ([`crate::record::Failed`]);
 //! - a `reg-orphans` trailer whose counts disagree with the records read (a
 //!   cut or filtered list), that names another storage root, or that is
 //!   followed by more records.
