@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use reg_core::layout::Store;
@@ -126,6 +126,28 @@ pub fn threads(s: &str) -> Result<usize, String> {
             "thread count {n} out of range: must be from 1 to {MAX_THREADS}"
         ))
     }
+}
+
+/// Test hook: `REG_TEST_CLOCK_OFFSET=DURATION` (`1d`, `-2h`, `+90m`) shifts
+/// the tools' own clock by that much, as on a machine whose clock is wrong;
+/// the end-to-end tests use it to show that ages on object storage follow
+/// the server's clock.
+pub const CLOCK_OFFSET_ENV: &str = "REG_TEST_CLOCK_OFFSET";
+
+/// This machine's clock, as the tools read it (see [`CLOCK_OFFSET_ENV`]).
+pub fn local_now() -> anyhow::Result<SystemTime> {
+    let now = SystemTime::now();
+    let Some(v) = std::env::var_os(CLOCK_OFFSET_ENV) else {
+        return Ok(now);
+    };
+    let v = v.to_string_lossy();
+    let (back, d) = match v.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, v.trim().trim_start_matches('+')),
+    };
+    let d =
+        reg_core::time::parse_duration(d).map_err(|e| anyhow::anyhow!("{CLOCK_OFFSET_ENV}={v:?}: {e}"))?;
+    Ok(if back { now - d } else { now + d })
 }
 
 /// Parses a duration flag (`1h`, `30m`, `7d`, `0s`) for clap.

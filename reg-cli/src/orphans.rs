@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::common::{self as cli, Common};
 use clap::Parser;
@@ -57,15 +57,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if stdin.is_terminal() {
         anyhow::bail!("reads the output of reg-refs on stdin: reg-refs ROOT | reg-orphans ROOT");
     }
+    let local = cli::local_now()?;
     let cfg = orphans::Config {
         min_age: args.min_age,
         upload_age: args.upload_age,
-        now: SystemTime::now(),
+        now: store.now(local, &msgs)?,
     };
     let mut out = args.common.out();
     let mut live = Live::start_for("reg-orphans", &msgs, &store);
     let (end, input) = orphans::run(&store, stdin.lock(), &cfg, &mut out, &msgs)?;
     live.finish();
+    // Against the clock now: files written during a long walk are not ahead.
+    store.check_tree_clock(cli::local_now()?, &msgs);
     let what_if = if end.excluded.is_empty() {
         String::new()
     } else {

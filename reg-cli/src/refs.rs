@@ -62,11 +62,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let store = args.common.open()?;
     let msgs = Messages::new("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
+    let local = cli::local_now()?;
     let cfg = refs::Config {
         tagged_only: args.tagged_only,
         keep_recent: args.keep_recent,
         repos: args.repos,
         exclude_repos: args.exclude_repos,
+        now: Some(store.now(local, &msgs)?),
         ..refs::Config::default()
     };
     // Everything is collected before anything is written: a failure leaves
@@ -74,8 +76,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut live = Live::start_for("reg-refs", &msgs, &store);
     let graph = refs::collect(&store, &cfg, &msgs)?;
     live.finish();
+    // Against the clock now: files written during a long walk are not ahead.
+    store.check_tree_clock(cli::local_now()?, &msgs);
     let mut out = args.common.out();
-    cli::written(refs::write(&graph, &mut out))?;
+    cli::written(refs::write(&graph, &mut out, &msgs))?;
     let s = &graph.stats;
     let what_if = if cfg.exclude_repos.is_empty() {
         String::new()

@@ -2,15 +2,18 @@
 //!
 //! The logic, its order and its guards are in [`reg_core::rm`].
 //!
-//! Test hook: the environment variable `REG_RM_FAIL_AFTER=N` makes reg-rm
+//! Test hooks: the environment variable `REG_RM_FAIL_AFTER=N` makes reg-rm
 //! stop with exit status 1 after N deletions, as if it had crashed; the
 //! end-to-end tests use it to check that a run cut short leaves every tagged
 //! image pullable and that a second run finishes the job.
+//! `REG_RM_PAUSE_BEFORE_REPO_REMOVAL=DIR` pauses it where a push may race
+//! the removal of a repository (see `PAUSE_ENV`).
 
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::common::{self as cli, Common};
 use anyhow::Context;
@@ -22,6 +25,21 @@ use crate::live::Live;
 
 /// The test hook's environment variable.
 const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
+
+/// Test hook: `REG_RM_PAUSE_BEFORE_REPO_REMOVAL=DIR` makes reg-rm, each time
+/// it has listed an empty repository's keys and is about to remove them,
+/// create `DIR/paused` and wait until `DIR/resume` exists (at most a
+/// minute): end-to-end tests push there, through the registry.
+const PAUSE_ENV: &str = "REG_RM_PAUSE_BEFORE_REPO_REMOVAL";
+
+/// The pause of [`PAUSE_ENV`].
+fn pause_in(dir: &Path) {
+    let _ = std::fs::write(dir.join("paused"), b"");
+    let until = Instant::now() + Duration::from_secs(60);
+    while !dir.join("resume").exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 const EXAMPLES: &str = "\
 Examples:
@@ -84,6 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // reg-rm always says what it freed, unless -q.
     let msgs = Messages::new("reg-rm", args.common.quiet);
     let input = rm::parse_input(BufReader::new(std::io::stdin().lock()))?;
+    let local = cli::local_now()?;
     let mode = match (args.dry_run, args.trash) {
         (true, _) => Mode::DryRun,
         (false, Some(dir)) => Mode::Trash(dir),
@@ -95,15 +114,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         untag: args.untag,
         accept_broken: args.accept_broken,
         fail_after,
-        now: SystemTime::now(),
+        now: store.now(local, &msgs)?,
         after_links: None,
         after_revisions: None,
+        before_repo_removal: std::env::var_os(PAUSE_ENV).map(|dir| {
+            let dir = PathBuf::from(dir);
+            rm::Hook(Arc::new(move || pause_in(&dir)))
+        }),
     };
     let mut out = args.common.out();
     let mut live = Live::start_for("reg-rm", &msgs, &store);
     // Prints the blob descriptor cache reminder itself after any deletion.
     let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
     live.finish();
+    // Against the clock now: files written during a long walk are not ahead.
+    store.check_tree_clock(cli::local_now()?, &msgs);
     msgs.summary(cli::with_requests(&store, stats.summary()));
     Ok(msgs.exit_code())
 }

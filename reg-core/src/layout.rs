@@ -176,26 +176,62 @@ pub struct BlobPrefix {
 
 // ---- names ---------------------------------------------------------------
 
-/// Checks a repository name against the registry's rules: components match
-/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`, joined by `/`, 255 chars at most.
+/// The longest repository name the registry accepts (`NameTotalLengthMax`).
+pub const REPO_NAME_MAX: usize = 255;
+
+/// A path component of a repository name, as the registry's reference
+/// grammar has it (`[-]*` there: an empty separator only splits a run).
+const COMPONENT_RE: &str = "[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*";
+
+/// Checks a repository name against the registry's reference grammar
+/// (distribution's `reference` package, 2.8 and v3): an optional domain
+/// followed by `/`, then path components joined by `/`, 255 characters at
+/// most. A path component matches `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`;
+/// the domain is `host(:port)?`, where the host is dot-separated components
+/// of letters (either case), digits and inner hyphens, or (v3) an IPv6
+/// literal `[a-fA-F0-9:]+` in brackets. So `Upper/app` and
+/// `MyReg.example.com:5000/team/app` are names the registry serves, and a
+/// lone `Upper` or `a/Upper` is not. No name can hold an empty component,
+/// `.`, `..` or a leading `/`, so paths built from one stay below
+/// `repositories/`.
 pub fn check_repo_name(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
         return Err("empty repository name".into());
     }
-    if name.len() > 255 {
+    if name.len() > REPO_NAME_MAX {
         return Err(format!(
-            "repository name longer than 255 characters ({})",
+            "repository name longer than {REPO_NAME_MAX} characters ({})",
             name.len()
         ));
     }
-    for comp in name.split('/') {
-        if !valid_component(comp) {
-            return Err(format!(
-                "invalid repository name {name:?}: component {comp:?} must match [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-            ));
+    let Some(bad) = bad_component(name) else {
+        return Ok(());
+    };
+    // The first component may be a domain instead.
+    if let Some((domain, rest)) = name.split_once('/') {
+        if valid_domain(domain) {
+            return match bad_component(rest) {
+                None => Ok(()),
+                Some(c) => Err(format!(
+                    "invalid repository name {name:?}: component {c:?} must match {COMPONENT_RE}"
+                )),
+            };
         }
     }
-    Ok(())
+    let domain_too = if name.contains('/') && bad == name.split('/').next().unwrap_or_default() {
+        " (or, as the first of several components, be a domain: letters, digits, dots, inner \
+         hyphens and an optional :port)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "invalid repository name {name:?}: component {bad:?} must match {COMPONENT_RE}{domain_too}"
+    ))
+}
+
+/// The first component of the `/`-separated `path` that is not one.
+fn bad_component(path: &str) -> Option<&str> {
+    path.split('/').find(|c| !valid_component(c))
 }
 
 fn valid_component(c: &str) -> bool {
@@ -231,6 +267,30 @@ fn valid_component(c: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The registry's domain: `host(:port)?`, the host being dot-separated
+/// `[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?` components or (v3) an IPv6
+/// literal `\[[a-fA-F0-9:]+\]`, the port `[0-9]+`.
+fn valid_domain(d: &str) -> bool {
+    // The port: after the last ':' outside the brackets of an IPv6 host.
+    let (host, port) = match d.rfind(':') {
+        Some(i) if !d[i..].contains(']') => (&d[..i], Some(&d[i + 1..])),
+        _ => (d, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+    }
+    host.split('.').all(|c| {
+        let b = c.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'-')
+    })
 }
 
 /// Checks a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -354,6 +414,11 @@ impl Store {
     /// Forgets cached listings (see [`Backend::refresh`]).
     pub fn refresh(&self) {
         self.backend.refresh();
+    }
+
+    /// Forgets cached listings below `prefix` (see [`Backend::refresh_below`]).
+    pub fn refresh_below(&self, prefix: &str) {
+        self.backend.refresh_below(prefix);
     }
 
     /// The requests sent to a remote store so far (see [`Backend::requests`]).
@@ -1131,6 +1196,13 @@ impl Store {
         self.backend.remove_empty_dir(rel)
     }
 
+    /// Removes the empty directories below `rel`, deepest first, and `rel`
+    /// itself if it ends up empty; never a file (see
+    /// [`Backend::remove_empty_dirs`]).
+    pub fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
+        self.backend.remove_empty_dirs(rel)
+    }
+
     /// Writes link file `rel` naming `d`, unless it exists (see
     /// [`Backend::write_new`]).
     pub fn write_link(&self, rel: &str, d: &Digest) -> Result<bool> {
@@ -1149,28 +1221,111 @@ mod tests {
     use std::fs;
     use std::path::Path;
 
+    /// The registry's reference grammar, name by name: accepted, refused.
     #[test]
     fn repo_names() {
-        for ok in [
+        let max_path = format!("{}/{}", "a".repeat(127), "b".repeat(127));
+        let max_domain = format!("{}.com/{}", "X".repeat(200), "a".repeat(50));
+        let ok: &[&str] = &[
             "a",
+            "0",
             "library/alpine",
             "org/team/app",
             "a-b",
             "a--b",
+            "a---b",
             "a__b",
             "a_b",
             "a.b",
+            "a.b.c",
             "0x1/y2",
-        ] {
-            assert!(check_repo_name(ok).is_ok(), "{ok}");
+            // The first component may be a domain: capitals, dots, hyphens
+            // inside, a port (what the registry accepted and served here).
+            "Upper/app",
+            "MyReg.example.com/team/app",
+            "localhost:5000/app",
+            "a:1/b",
+            "A-B.C-D:65536/x",
+            "reg-1.example/x/y/z",
+            "EXAMPLE/a_b/c",
+            // v3: an IPv6 literal, with or without a port.
+            "[::1]/app",
+            "[fe80::1]:5000/a/b",
+            "[ABCDEF:0123]/x",
+            &"a".repeat(255),
+            &max_path,
+            &max_domain,
+        ];
+        for &name in ok {
+            assert!(
+                check_repo_name(name).is_ok(),
+                "{name}: {:?}",
+                check_repo_name(name)
+            );
         }
-        for bad in [
-            "", "A", "a/", "/a", "a//b", "-a", "a-", "a___b", "a..b", "_a", "a/_b", "a b", "a/../b", "..",
+        let refused = [
+            "",
+            "A",
+            "Upper",
+            "a/Upper",
+            "a/B/c",
+            "MyReg.example.com",
+            "localhost:5000",
+            "a/",
+            "/a",
+            "a//b",
+            "//a",
+            "-a",
+            "a-",
+            "a___b",
+            "a..b",
+            "a._b",
             "a.-b",
-        ] {
-            assert!(check_repo_name(bad).is_err(), "{bad}");
+            "_a",
+            "a/_b",
+            "a/_manifests",
+            "a b",
+            "a/b c",
+            "a/../b",
+            "..",
+            ".",
+            "./a",
+            "../a",
+            "a/.",
+            // Domains: no edge hyphen, no empty component, digits only
+            // after ':', no underscore.
+            "-Up/app",
+            "Up-/app",
+            "Up..x/app",
+            ".Up/app",
+            "Up./app",
+            "Up:/app",
+            "Up:x/app",
+            "Up:1:2/app",
+            "Up_x/app",
+            "a:5000/B",
+            "[]/app",
+            "[::1/app",
+            "::1]/app",
+            "[::g]/app",
+            "[::1]:/app",
+            "[::1]x/app",
+            "a\u{e9}/b",
+            "\u{c9}x/b",
+        ];
+        for name in refused {
+            assert!(check_repo_name(name).is_err(), "{name:?} accepted");
         }
+        // 255 characters at most, domain included.
         assert!(check_repo_name(&"a".repeat(256)).is_err());
+        let long = format!("{}.com/{}", "X".repeat(200), "a".repeat(51));
+        assert_eq!(long.len(), 256);
+        assert!(check_repo_name(&long).unwrap_err().contains("longer than 255"));
+        // The message names the component and the grammar.
+        let e = check_repo_name("a/Upper").unwrap_err();
+        assert!(e.contains("\"Upper\"") && e.contains("[a-z0-9]+"), "{e}");
+        let e = check_repo_name("Up_x/app").unwrap_err();
+        assert!(e.contains("\"Up_x\"") && e.contains("domain"), "{e}");
     }
 
     #[test]

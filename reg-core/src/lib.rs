@@ -13,12 +13,14 @@
 //! - [`manifest`]: what a manifest references, for every format.
 //! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
 //! - [`messages`]: the stderr side (warnings, errors, the summary, progress counters).
+//! - [`clock`]: "now" for every age: the storage server's clock on object storage.
 //!
 //! The command lines (clap, exit codes, the thread pool) live in the `reg-cli`
 //! crate: this library has none.
 //! - [`progress`]: counters the walks bump, for a live line the binaries draw.
 //! - [`size`]: sizes a person can read, for summaries.
 
+pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod health;

@@ -73,6 +73,8 @@ fn config(excl: &Exclusions) -> refs::Config {
         skip_revisions: excl.revisions.clone(),
         broken_ok: true,
         exclude_repos: Vec::new(),
+        // No `keep_recent`: no age is measured.
+        now: None,
     }
 }
 

@@ -90,6 +90,11 @@ impl Messages {
         }
     }
 
+    /// The tool's name, as messages start with it.
+    pub fn tool(&self) -> &'static str {
+        self.tool
+    }
+
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }

@@ -33,7 +33,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest as _;
@@ -66,6 +66,9 @@ const DELETE_BATCH: usize = 1000;
 
 /// Attempts for keys a DeleteObjects answer reports as failed.
 const DELETE_TRIES: u32 = 5;
+
+/// How many names an error lists of what is stored next to a wrong prefix.
+const LISTED_NAMES: usize = 20;
 
 /// Where the storage is: a bucket and the registry's `rootdirectory` in it,
 /// and how to reach it.
@@ -275,11 +278,38 @@ impl Requests {
     }
 }
 
-/// The HTTP client under `object_store`, counting what it sends.
+/// The server's clock, read from the `Date` header every S3 answer
+/// carries: the latest one, and when it came.
+#[derive(Debug, Default)]
+struct ServerClock(Mutex<Option<(SystemTime, Instant)>>);
+
+impl ServerClock {
+    fn saw(&self, resp: &HttpResponse) {
+        let date = resp
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::time::parse_http_date);
+        if let Some(d) = date {
+            *self.0.lock().expect("server clock") = Some((d, Instant::now()));
+        }
+    }
+
+    /// The server's time now: its last `Date` and the time since it came
+    /// (a `Date` has whole seconds: this is at most a second behind).
+    fn now(&self) -> Option<SystemTime> {
+        let seen = *self.0.lock().expect("server clock");
+        seen.map(|(date, at)| date + at.elapsed())
+    }
+}
+
+/// The HTTP client under `object_store`, counting what it sends and
+/// reading the server's clock off what comes back.
 #[derive(Debug)]
 struct Counting {
     inner: HttpClient,
     counts: Arc<Requests>,
+    clock: Arc<ServerClock>,
 }
 
 #[async_trait::async_trait]
@@ -290,8 +320,9 @@ impl HttpService for Counting {
         match &r {
             Ok(resp) if resp.status().is_server_error() => {
                 self.counts.throttled.fetch_add(1, Ordering::Relaxed);
+                self.clock.saw(resp);
             }
-            Ok(_) => {}
+            Ok(resp) => self.clock.saw(resp),
             Err(_) => {
                 self.counts.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -301,7 +332,7 @@ impl HttpService for Counting {
 }
 
 #[derive(Debug)]
-struct CountingConnector(Arc<Requests>);
+struct CountingConnector(Arc<Requests>, Arc<ServerClock>);
 
 impl HttpConnector for CountingConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
@@ -309,6 +340,7 @@ impl HttpConnector for CountingConnector {
         Ok(HttpClient::new(Counting {
             inner,
             counts: self.0.clone(),
+            clock: self.1.clone(),
         }))
     }
 }
@@ -341,6 +373,7 @@ pub struct Object {
     /// Held while an area is listed, so that two threads do not list it twice.
     listing: Mutex<()>,
     counts: Arc<Requests>,
+    clock: Arc<ServerClock>,
 }
 
 impl std::fmt::Debug for Object {
@@ -407,6 +440,7 @@ impl Object {
             .build()
             .map_err(|e| Error::io(&shown, e))?;
         let counts = Arc::new(Requests::default());
+        let clock = Arc::new(ServerClock::default());
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&cfg.bucket)
             .with_region(cfg.region.clone().unwrap_or_else(|| "us-east-1".into()))
@@ -427,7 +461,7 @@ impl Object {
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_allow_http(cfg.allow_http),
             )
-            .with_http_connector(CountingConnector(counts.clone()));
+            .with_http_connector(CountingConnector(counts.clone(), clock.clone()));
         if let Some(e) = cfg.endpoint_url() {
             b = b.with_endpoint(e);
         }
@@ -448,7 +482,71 @@ impl Object {
             areas: Mutex::new(BTreeMap::new()),
             listing: Mutex::new(()),
             counts,
+            clock,
         })
+    }
+
+    /// Refuses a prefix that holds nothing of a registry: neither
+    /// `repositories/` nor `blobs/` below `<rootdirectory>/docker/registry/v2`
+    /// (a wrong bucket, prefix or `rootdirectory`). Listed as it is, such a
+    /// prefix would be a registry with nothing in it, and every tool would
+    /// say so with status 0. The error names the prefix and what is stored
+    /// one level up from the rootdirectory, where a typo shows. One
+    /// delimited LIST request; two when refusing.
+    pub fn check_root(&self) -> Result<()> {
+        let v2 = Key::from(self.v2.as_str());
+        let listed = self
+            .rt
+            .block_on(self.s3.list_with_delimiter(Some(&v2)))
+            .map_err(|e| self.err("", e))?;
+        let found = |name: &str| listed.common_prefixes.iter().any(|p| p.filename() == Some(name));
+        if found("repositories") || found("blobs") {
+            return Ok(());
+        }
+        let root = self
+            .v2
+            .strip_suffix("docker/registry/v2")
+            .unwrap_or(&self.v2)
+            .trim_end_matches('/');
+        let up = root.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let up_key = (!up.is_empty()).then(|| Key::from(up));
+        let shown_up = if up.is_empty() {
+            format!("s3://{}/", self.cfg.bucket)
+        } else {
+            format!("s3://{}/{up}/", self.cfg.bucket)
+        };
+        let there = match self.rt.block_on(self.s3.list_with_delimiter(up_key.as_ref())) {
+            Ok(l) => {
+                let mut names: Vec<String> = l
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| p.filename().map(|n| format!("{n}/")))
+                    .chain(
+                        l.objects
+                            .iter()
+                            .filter_map(|o| o.location.filename().map(str::to_string)),
+                    )
+                    .collect();
+                names.sort();
+                match names.len() {
+                    0 => format!("{shown_up} holds nothing"),
+                    n if n <= LISTED_NAMES => format!("{shown_up} holds {}", names.join(", ")),
+                    n => format!(
+                        "{shown_up} holds {} and {} more",
+                        names[..LISTED_NAMES].join(", "),
+                        n - LISTED_NAMES
+                    ),
+                }
+            }
+            Err(e) => format!("{shown_up} cannot be listed either: {e}"),
+        };
+        Err(self.err(
+            "",
+            format!(
+                "nothing of a registry is stored here: no repositories/ and no blobs/ (a wrong bucket, \
+                 prefix or rootdirectory, or a registry that has stored nothing yet?); one level up, {there}"
+            ),
+        ))
     }
 
     /// The requests sent so far, by kind.
@@ -926,7 +1024,8 @@ impl Backend for Object {
                     rel.to_string(),
                     Obj {
                         size: bytes.len() as u64,
-                        mtime: SystemTime::now(),
+                        // As the server stamps it (its clock, not ours).
+                        mtime: self.clock.now().unwrap_or_else(SystemTime::now),
                         etag: Some(md5_hex(bytes)),
                     },
                 );
@@ -955,8 +1054,46 @@ impl Backend for Object {
         self.areas.lock().expect("areas").clear();
     }
 
+    /// Lists `prefix` now and puts what is there in the cached listing in
+    /// place of what was; forgets every listing if that fails (the next
+    /// scan lists anew and reports the failure).
+    fn refresh_below(&self, prefix: &str) {
+        let Some(map) = self.loaded(prefix) else {
+            return;
+        };
+        match self.rt.block_on(self.list_range(prefix, None, None)) {
+            Ok(fresh) => {
+                let dir = format!("{prefix}/");
+                let mut map = map.write().expect("area");
+                let stale: Vec<String> = map
+                    .range(dir.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&dir))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in stale {
+                    map.remove(&k);
+                }
+                map.extend(fresh);
+            }
+            Err(_) => self.refresh(),
+        }
+    }
+
     fn requests(&self) -> Option<String> {
         Some(self.counts.summary())
+    }
+
+    /// From the `Date` of the last answer; a HEAD request first if nothing
+    /// was asked yet (any answer, 404 too, carries one).
+    fn server_now(&self) -> Result<Option<SystemTime>> {
+        if let Some(t) = self.clock.now() {
+            return Ok(Some(t));
+        }
+        match self.rt.block_on(self.s3.head(&self.key(""))) {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.err("", e)),
+        }
+        Ok(self.clock.now())
     }
 
     fn request_counts(&self) -> Option<Arc<Requests>> {

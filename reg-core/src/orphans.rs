@@ -1318,8 +1318,10 @@ fn hold(
 // ---- output ------------------------------------------------------------------
 
 /// Prints every orphan — blobs, revisions, layer links, uploads,
-/// repositories, each kind sorted — then the trailer.
-pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<OrphansEnd> {
+/// repositories, each kind sorted — then the trailer, or, when the walk
+/// reported errors (`msgs`), the error record in its place: a list from a
+/// failed run is never taken for a complete one ([`Out::end`]).
+pub fn write<W: Write>(found: &Found, out: &mut Out<W>, msgs: &Messages) -> std::io::Result<OrphansEnd> {
     for b in found.blobs.iter() {
         out.write(&OrphanRecord::Blob {
             digest: b.digest,
@@ -1353,8 +1355,7 @@ pub fn write<W: Write>(found: &Found, out: &mut Out<W>) -> std::io::Result<Orpha
         out.write(&OrphanRecord::Repo { repo: repo.clone() })?;
     }
     let end = found.trailer();
-    out.write(&OrphanRecord::End(end.clone()))?;
-    out.flush()?;
+    out.end(&OrphanRecord::End(end.clone()), msgs)?;
     Ok(end)
 }
 
@@ -1376,7 +1377,7 @@ pub fn run<W: Write>(
         ));
     }
     let found = find(store, &refs, cfg, msgs)?;
-    let end = write(&found, out)?;
+    let end = write(&found, out, msgs)?;
     Ok((end, refs.stats))
 }
 
@@ -1514,6 +1515,48 @@ mod tests {
         let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
         let recs = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         Ok((recs, msgs.errors()))
+    }
+
+    /// A run that reports an error (here a tag directory that lost its
+    /// `current/link`, as while a push or an untag is under way) exits 1
+    /// and writes no trailer: the error record stands in its place, and
+    /// reg-rm refuses the list, as reg-orphans refuses one without the
+    /// reg-refs trailer.
+    #[test]
+    fn a_run_that_reports_an_error_writes_no_trailer() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let img = image(v2, "app", Some("t"), "one");
+        let garbage = blob(v2, b"garbage");
+        let input = format!("{}{END}\n", refs_of("app", &img, "tag"));
+        let (recs, errors) = orphans(v2, &input, &later(2)).unwrap();
+        assert_eq!(errors, 0);
+        assert_eq!(recs.last().unwrap()["kind"], "end");
+
+        fs::remove_file(v2.join(paths::tag_current("app", "t"))).unwrap();
+        link(
+            v2,
+            &paths::tag_index_entry("app", "t", &img.manifest),
+            &img.manifest,
+        );
+        let (recs, errors) = orphans(v2, &input, &later(2)).unwrap();
+        assert!(errors > 0);
+        assert!(of_kind(&recs, "end").is_empty(), "{recs:#?}");
+        let last = recs.last().unwrap();
+        assert_eq!(
+            *last,
+            serde_json::json!({"kind": "error", "tool": "reg-orphans", "errors": errors})
+        );
+        // What it printed before is still what an error keeps safe...
+        assert_eq!(digests(&recs, "blob"), vec![garbage.to_string()]);
+        // ...but no tool downstream acts on it.
+        let text: String = recs.iter().map(|r| format!("{r}\n")).collect();
+        let e = crate::rm::parse_input(text.as_bytes()).unwrap_err().to_string();
+        assert!(
+            e.contains("reg-orphans failed") && e.contains("not complete"),
+            "{e}"
+        );
+        assert!(e.contains(&format!("line {}", recs.len())), "{e}");
     }
 
     fn of_kind<'a>(recs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {

@@ -59,6 +59,22 @@ impl<W: Write> Out<W> {
         self.w.write_all(&self.line)
     }
 
+    /// Ends a list with its `trailer`, or, when the run reported errors
+    /// (`msgs`), with a [`crate::record::Failed`] record instead: a run that
+    /// exits non-zero never writes a trailer, so no tool downstream takes
+    /// its output for a complete list. Flushes; true if the trailer was
+    /// written.
+    pub fn end<T: Serialize>(&mut self, trailer: &T, msgs: &crate::messages::Messages) -> io::Result<bool> {
+        let ok = msgs.errors() == 0;
+        if ok {
+            self.write(trailer)?;
+        } else {
+            self.write(&crate::record::Failed::new(msgs.tool(), msgs.errors()))?;
+        }
+        self.flush()?;
+        Ok(ok)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
     }
@@ -138,6 +154,27 @@ mod tests {
         o.write(&rec).unwrap();
         let s = String::from_utf8(o.into_inner().unwrap()).unwrap();
         assert_eq!(s, "tag\ta\\tb\tv1\t3\ttrue\t\n");
+    }
+
+    /// The trailer only when nothing went wrong; else the error record.
+    #[test]
+    fn a_list_ends_with_its_trailer_or_an_error_record() {
+        let trailer = json!({"kind":"end","tool":"t","n":1});
+        let msgs = crate::messages::Messages::muted("reg-refs");
+        let mut o = Out::new(Vec::new(), Format::Json);
+        assert!(o.end(&trailer, &msgs).unwrap());
+        assert_eq!(
+            o.into_inner().unwrap(),
+            b"{\"kind\":\"end\",\"tool\":\"t\",\"n\":1}\n"
+        );
+        msgs.error("a path: something wrong");
+        msgs.error("another");
+        let mut o = Out::new(Vec::new(), Format::Json);
+        assert!(!o.end(&trailer, &msgs).unwrap());
+        assert_eq!(
+            String::from_utf8(o.into_inner().unwrap()).unwrap(),
+            "{\"kind\":\"error\",\"tool\":\"reg-refs\",\"errors\":2}\n"
+        );
     }
 
     #[test]

@@ -46,6 +46,13 @@
 //! {"kind":"repo","repo":"…"}
 //! {"kind":"end","tool":"reg-orphans",…counts…}                                   trailer
 //! ```
+//!
+//! # A failed run ([`Failed`])
+//! A tool that reports an error (exit status 1) never writes its trailer:
+//! in its place comes `{"kind":"error","tool":"reg-orphans","errors":2}`, so
+//! the list before it is never taken for a complete one. reg-orphans and
+//! reg-rm refuse input holding it (and reg-orphans input without the
+//! reg-refs trailer).
 
 use serde::{Deserialize, Serialize};
 
@@ -273,6 +280,29 @@ pub struct OrphansEnd {
     /// now, and `reg-rm` refuses them. Absent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<String>,
+}
+
+/// The record a tool writes instead of its trailer when it reported errors
+/// (`{"kind":"error","tool":…,"errors":N}`): what came before is not a
+/// complete list, and no tool downstream may act on it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// Always `"error"`.
+    pub kind: String,
+    /// The tool that failed.
+    pub tool: String,
+    /// Errors it reported on stderr.
+    pub errors: u64,
+}
+
+impl Failed {
+    pub fn new(tool: &str, errors: u64) -> Failed {
+        Failed {
+            kind: "error".into(),
+            tool: tool.into(),
+            errors,
+        }
+    }
 }
 
 #[cfg(test)]

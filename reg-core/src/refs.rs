@@ -73,6 +73,9 @@ pub struct Config {
     /// What-if (`--exclude-repo`): these repositories' tags and revisions
     /// are not roots, as if they were deleted; the trailer names them.
     pub exclude_repos: Vec<String>,
+    /// "Now" for `keep_recent` (the storage's clock: [`crate::clock`]);
+    /// `None`: this machine's.
+    pub now: Option<SystemTime>,
 }
 
 /// Counts for the trailer and the summary.
@@ -259,13 +262,13 @@ fn edge_record(repo: &str, e: &Edge) -> RefRecord {
     }
 }
 
-/// Writes every record, then the trailer, and flushes.
-pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>) -> std::io::Result<()> {
+/// Writes every record, then the trailer (or, if `msgs` counted an error,
+/// the error record that replaces it: see [`Out::end`]), and flushes.
+pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>, msgs: &Messages) -> std::io::Result<()> {
     for rec in graph.records() {
         out.write(&rec)?;
     }
-    out.write(&RefRecord::End(graph.trailer()))?;
-    out.flush()
+    out.end(&RefRecord::End(graph.trailer()), msgs).map(|_| ())
 }
 
 // ---- packed digests -----------------------------------------------------------
@@ -1423,7 +1426,8 @@ fn fingerprint(roots: &[Roots], cache: &Cache) -> [u8; 32] {
 /// their [`Graph::fingerprint`]: equal means a walk now would be the same.
 pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<[u8; 32]> {
     let mut cache = Cache::default();
-    let roots = list_roots(store, cfg, SystemTime::now(), msgs, &mut cache)?;
+    let now = cfg.now.unwrap_or_else(SystemTime::now);
+    let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
     Ok(fingerprint(&roots, &cache))
 }
 
@@ -1471,7 +1475,7 @@ pub fn collect_with(
     prior: ManifestCache,
 ) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
-    let now = SystemTime::now();
+    let now = cfg.now.unwrap_or_else(SystemTime::now);
     msgs.progress().phase("tags and revisions");
     let mut cache = prior.0;
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
@@ -1744,7 +1748,7 @@ mod tests {
 
     fn output(g: &Graph) -> Vec<RefRecord> {
         let mut out = Out::new(Vec::new(), crate::output::Format::Json);
-        write(g, &mut out).unwrap();
+        write(g, &mut out, &Messages::muted("test")).unwrap();
         String::from_utf8(out.into_inner().unwrap())
             .unwrap()
             .lines()

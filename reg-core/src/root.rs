@@ -33,11 +33,16 @@ impl Location {
         }
     }
 
-    /// The store there (for a directory, after [`locate`] finds `v2`).
+    /// The store there (for a directory, after [`locate`] finds `v2`; for
+    /// object storage, after [`Object::check_root`] finds a registry there).
     pub fn open(&self) -> Result<Store> {
         match self {
             Location::Fs(root) => Ok(Store::fs(locate(root)?)),
-            Location::S3(c) => Ok(Store::new(Box::new(Object::new(c.clone())?))),
+            Location::S3(c) => {
+                let o = Object::new(c.clone())?;
+                o.check_root()?;
+                Ok(Store::new(Box::new(o)))
+            }
         }
     }
 }

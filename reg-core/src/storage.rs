@@ -29,7 +29,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -148,6 +148,28 @@ pub trait Backend: Send + Sync {
     /// next scans see the store as it is now (reg-rm, before looking again).
     fn refresh(&self) {}
 
+    /// Like [`Backend::refresh`], for what lies below `prefix` only (one
+    /// repository, looked at again): a backend that caches lists just that.
+    fn refresh_below(&self, prefix: &str) {
+        let _ = prefix;
+        self.refresh();
+    }
+
+    /// The storage server's time now, where the storage has a server of its
+    /// own (an object store: from the `Date` of its answers); `None` for
+    /// the filesystem, whose "now" is this machine's clock. See
+    /// [`crate::clock`].
+    fn server_now(&self) -> Result<Option<SystemTime>> {
+        Ok(None)
+    }
+
+    /// The newest modification time this backend has returned so far (the
+    /// filesystem's, to tell a clock behind the tree's); `None` if it does
+    /// not keep count.
+    fn newest_mtime(&self) -> Option<SystemTime> {
+        None
+    }
+
     /// The requests sent to a remote store so far, by kind, for summaries;
     /// `None` for the filesystem.
     fn requests(&self) -> Option<String> {
@@ -180,6 +202,15 @@ pub trait Backend: Send + Sync {
     fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
         let _ = rel;
         Ok(false)
+    }
+
+    /// Removes the empty directories below `rel`, deepest first, and `rel`
+    /// itself if it ends up empty; never a file, nor a directory that is not
+    /// empty by the time it is removed. How many went. Object stores have
+    /// no directories: nothing to do.
+    fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
+        let _ = rel;
+        Ok(0)
     }
 
     /// Writes a small file `rel` (creating its parent directories) unless it
@@ -223,6 +254,9 @@ pub struct Fs {
     /// (old kernels, seccomp filters), then `O_NOFOLLOW` on the last
     /// component is all the protection for reads by path.
     openat2: Arc<AtomicBool>,
+    /// The newest modification time returned so far, in seconds since 1970
+    /// (`i64::MIN`: none yet).
+    newest: Arc<AtomicI64>,
 }
 
 /// What a [`FileType`] is, for "not a regular file but ..." messages.
@@ -273,7 +307,18 @@ impl Fs {
             v2,
             dir,
             openat2: Arc::new(AtomicBool::new(true)),
+            newest: Arc::new(AtomicI64::new(i64::MIN)),
         }
+    }
+
+    /// Keeps `m`'s mtime if it is the newest seen (a load, and a write only
+    /// when it is: threads do not contend on it).
+    fn saw(&self, m: Meta) -> Meta {
+        let secs = crate::time::unix_secs(m.mtime);
+        if secs > self.newest.load(Ordering::Relaxed) {
+            self.newest.fetch_max(secs, Ordering::Relaxed);
+        }
+        m
     }
 
     pub fn v2(&self) -> &Path {
@@ -376,7 +421,7 @@ impl Fs {
         };
         let st = rustix::fs::fstat(&fd).map_err(|e| Error::io(self.path(rel), e.into()))?;
         self.regular(rel, &st)?;
-        Ok(Some((fs::File::from(fd), meta_of(&st))))
+        Ok(Some((fs::File::from(fd), self.saw(meta_of(&st)))))
     }
 
     fn regular(&self, rel: &str, st: &Stat) -> Result<()> {
@@ -573,7 +618,7 @@ impl Backend for Fs {
             FileType::Directory => {}
             _ => self.regular(rel, &st)?,
         }
-        Ok(Some(meta_of(&st)))
+        Ok(Some(self.saw(meta_of(&st))))
     }
 
     fn read(&self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
@@ -611,9 +656,40 @@ impl Backend for Fs {
         Ok(not_found(fs::remove_file(&path), &path)?.is_some())
     }
 
+    /// What is in the directory first, then the directory itself: the one
+    /// `rmdir` that removes it is what says this call removed it. Another
+    /// process removing the same directory at the same time (two reg-rm
+    /// runs) gets false from the same `rmdir`. (`remove_dir_all` ignores a
+    /// directory that vanished under it, so both would say they removed it.)
     fn delete_prefix(&self, rel: &str) -> Result<bool> {
         let path = self.check_mutable(rel)?;
-        Ok(not_found(fs::remove_dir_all(&path), &path)?.is_some())
+        let entries = match fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                return Ok(not_found(fs::remove_file(&path), &path)?.is_some())
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let gone = |r: io::Result<()>, p: &Path| match r {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(p, e)),
+            _ => Ok(()),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            let child = entry.path();
+            // Never followed: a symbolic link is unlinked, not entered.
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => gone(fs::remove_dir_all(&child), &child)?,
+                Ok(_) => gone(fs::remove_file(&child), &child)?,
+                Err(e) => gone(Err(e), &child)?,
+            }
+        }
+        Ok(not_found(fs::remove_dir(&path), &path)?.is_some())
     }
 
     fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
@@ -626,6 +702,17 @@ impl Backend for Fs {
             Err(e) if e.raw_os_error() == Some(39) || e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(&path, e)),
         }
+    }
+
+    fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
+        let Some(entries) = self.list(rel)? else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for e in entries.iter().filter(|e| e.ty == EntryType::Dir && !e.symlink) {
+            n += self.remove_empty_dirs(&format!("{rel}/{}", e.name))?;
+        }
+        Ok(n + u64::from(self.remove_empty_dir(rel)?))
     }
 
     fn write_new(&self, rel: &str, bytes: &[u8]) -> Result<bool> {
@@ -668,25 +755,31 @@ impl Backend for Fs {
                 return Ok(true);
             }
         }
-        fs::rename(&path, &dest).map_err(|e| {
-            if e.raw_os_error() == Some(18) {
-                // EXDEV
-                Error::other(
-                    &path,
-                    format!(
-                        "cannot move to {}: the trash directory must be on the same filesystem as the storage root",
-                        dest.display()
-                    ),
-                )
-            } else {
-                Error::io(&dest, e)
-            }
-        })?;
-        Ok(true)
+        match fs::rename(&path, &dest) {
+            Ok(()) => Ok(true),
+            // Moved or removed meanwhile (another run): not this call's doing.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&path).is_err() => Ok(false),
+            // EXDEV
+            Err(e) if e.raw_os_error() == Some(18) => Err(Error::other(
+                &path,
+                format!(
+                    "cannot move to {}: the trash directory must be on the same filesystem as the storage root",
+                    dest.display()
+                ),
+            )),
+            Err(e) => Err(Error::io(&dest, e)),
+        }
     }
 
     fn check_removable(&self, rel: &str) -> Result<()> {
         self.check_mutable(rel).map(|_| ())
+    }
+
+    fn newest_mtime(&self) -> Option<SystemTime> {
+        match self.newest.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            secs => Some(crate::time::from_unix_secs(secs, 0)),
+        }
     }
 
     fn prepare_trash(&self, trash: &Path) -> Result<()> {

@@ -92,6 +92,36 @@ pub(crate) fn from_unix_secs(secs: i64, nanos: u32) -> SystemTime {
     }
 }
 
+/// Parses an HTTP date (RFC 9110's IMF-fixdate, what S3 sends in `Date`):
+/// `Sun, 06 Nov 1994 08:49:37 GMT`. `None` for anything else.
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let rest = s.trim();
+    let (_weekday, rest) = rest.split_once(", ")?;
+    let f: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, hms, "GMT"] = f.as_slice() else {
+        return None;
+    };
+    let num = |t: &str, len: usize| -> Option<u32> {
+        (t.len() == len && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
+    };
+    let m = 1 + [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|x| x == month)? as u32;
+    let (y, d) = (i64::from(num(year, 4)?), num(day, 2)?);
+    let t: Vec<&str> = hms.split(':').collect();
+    let [hh, mm, ss] = t.as_slice() else {
+        return None;
+    };
+    let (hh, mm, ss) = (num(hh, 2)?, num(mm, 2)?, num(ss, 2)?);
+    if d == 0 || d > days_in_month(y, m) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let secs = days_from_civil(y, m, d) * 86_400 + i64::from(hh * 3600 + mm * 60 + ss);
+    Some(from_unix_secs(secs, 0))
+}
+
 /// Parses the RFC 3339 forms [`Time::parse`] accepts.
 fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
@@ -203,6 +233,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates() {
+        let t = |s: &str| parse_http_date(s).map(|t| Time(t).to_string());
+        assert_eq!(
+            t("Sun, 06 Nov 1994 08:49:37 GMT").as_deref(),
+            Some("1994-11-06T08:49:37Z")
+        );
+        assert_eq!(
+            t("Thu, 29 Feb 2024 23:59:59 GMT").as_deref(),
+            Some("2024-02-29T23:59:59Z")
+        );
+        assert_eq!(
+            t("Thu, 01 Jan 1970 00:00:00 GMT").as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
+        for bad in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Thu, 29 Feb 2023 00:00:00 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -262,6 +262,46 @@ impl Api {
         Ok(Some((reply.content_type.unwrap_or_default(), reply.body)))
     }
 
+    /// Fetches `repo:reference` whole over the API, as a client pulling it
+    /// would (for names skopeo refuses client-side): the manifest, checked
+    /// against `reference` when that is a digest, then every config, layer
+    /// and blob it names, and the children of an index (recursively), each
+    /// checked against its digest. Returns how many blobs were fetched.
+    pub fn fetch_all(&self, repo: &str, reference: &str) -> Result<usize> {
+        let (_, bytes) = self
+            .get_manifest(repo, reference)?
+            .with_context(|| format!("{repo}:{reference}: manifest not served (404)"))?;
+        let digest = reg_core::Digest::sha256_of(&bytes).to_string();
+        if reference.starts_with("sha256:") && digest != reference {
+            bail!("{repo}@{reference}: served a manifest that hashes to {digest}");
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&bytes).with_context(|| format!("{repo}:{reference}: not JSON"))?;
+        let mut fetched = 0;
+        let descriptors = doc["config"]
+            .as_object()
+            .into_iter()
+            .map(|_| &doc["config"])
+            .chain(doc["layers"].as_array().into_iter().flatten())
+            .chain(doc["blobs"].as_array().into_iter().flatten());
+        for d in descriptors {
+            let want = d["digest"].as_str().context("a descriptor without digest")?;
+            let got = self
+                .get_blob(repo, want)?
+                .with_context(|| format!("{repo}:{reference}: blob {want} not served (404)"))?;
+            let have = reg_core::Digest::sha256_of(&got).to_string();
+            if have != want {
+                bail!("{repo}:{reference}: blob {want} served with bytes hashing to {have}");
+            }
+            fetched += 1;
+        }
+        for child in doc["manifests"].as_array().into_iter().flatten() {
+            let want = child["digest"].as_str().context("a child without digest")?;
+            fetched += self.fetch_all(repo, want)?;
+        }
+        Ok(fetched)
+    }
+
     /// `DELETE /v2/<name>/manifests/<digest>`.
     pub fn delete_manifest(&self, repo: &str, digest: &str) -> Result<()> {
         let url = self.url(&format!("/v2/{repo}/manifests/{digest}"));

@@ -141,6 +141,15 @@ impl Moto {
         Ok(())
     }
 
+    /// Stores `bytes` as object `key` of `bucket` (moto does not check
+    /// signatures).
+    pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<()> {
+        ureq::put(&format!("{}/{bucket}/{key}", self.endpoint()))
+            .send(bytes)
+            .with_context(|| format!("storing {bucket}/{key}"))?;
+        Ok(())
+    }
+
     /// The `AWS_*` variables a tool needs to reach `endpoint` (this server,
     /// or a proxy in front of it) with `s3://` ROOTs.
     pub fn env_for(endpoint: &str) -> Vec<(String, String)> {

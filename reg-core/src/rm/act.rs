@@ -322,6 +322,24 @@ impl<'a> Deleter<'a> {
         }
     }
 
+    /// Removes the empty directories a repository's removal left in its
+    /// own directories (the filesystem's; an object store has none); how
+    /// many went.
+    pub(super) fn remove_empty_dirs(&self, repo: &str) -> u64 {
+        if self.cfg.mode == Mode::DryRun {
+            return 0;
+        }
+        let mut n = 0;
+        for own in super::repo::OWN {
+            let dir = format!("{}/{own}", paths::repo(repo));
+            match self.store.remove_empty_dirs(&dir) {
+                Ok(k) => n += k,
+                Err(e) => self.msgs.warn(e),
+            }
+        }
+        n
+    }
+
     /// Writes back the link of revision `d` of `repo` (removed by this run,
     /// live again).
     pub(super) fn restore_revision(&self, repo: &str, d: Digest) -> crate::Result<()> {

@@ -148,8 +148,9 @@ pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
 }
 
 /// Refuses input that cannot be what it claims, before anything happens:
-/// tag records without `untag`, tag records mixed with other kinds (an
-/// unfiltered reg-ls listing), and a reg-orphans trailer that does not
+/// tag records without `untag`, tag records mixed with records of any other
+/// kind or bare digests (an unfiltered reg-ls listing, with or without
+/// `--repo`), and a reg-orphans trailer that does not
 /// describe these records on this storage root.
 pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), InputError> {
     if let Some(&line) = input.first_line.get("tag") {
@@ -161,15 +162,26 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
                     .into(),
             });
         }
-        // reg-ls lists blobs only unfiltered (or with --kind blob): tags
-        // and blobs together are the whole listing, not a decision.
-        if let Some(&blob_line) = input.first_line.get("blob") {
+        // Untagging is a decision about tags alone. Tags next to anything
+        // else are a listing, not a decision: `reg-ls ROOT` (tags and
+        // blobs), `reg-ls ROOT --repo X` (tags, revisions, links, uploads:
+        // blobs left out), or a hand-made list mixing both jobs.
+        if let Some((&other, &other_line)) = input
+            .first_line
+            .iter()
+            .filter(|(k, _)| **k != "tag")
+            .min_by_key(|(_, l)| **l)
+        {
+            let other = if other == "blob" { "blob or digest" } else { other };
             return Err(InputError {
-                line: blob_line.max(line),
-                why: "tag records mixed with blobs: this looks like an unfiltered reg-ls listing; \
-                      untag in one run (reg-ls ROOT --kind tag | jq -c 'select(…)' | reg-rm --untag ROOT) \
-                      and collect garbage in another (reg-refs ROOT | reg-orphans ROOT | reg-rm ROOT)"
-                    .into(),
+                line: other_line.max(line),
+                why: format!(
+                    "tag records (first on line {line}) mixed with {other} records (first on line \
+                     {other_line}): this looks like an unfiltered reg-ls listing (reg-ls ROOT, or \
+                     reg-ls ROOT --repo NAME), and would untag everything it names; untag in one run \
+                     (reg-ls ROOT --kind tag | jq -c 'select(…)' | reg-rm --untag ROOT) and collect \
+                     garbage in another (reg-refs ROOT | reg-orphans ROOT | reg-rm ROOT)"
+                ),
             });
         }
     }
@@ -331,6 +343,15 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
                 tag: tag.to_string(),
                 digest,
             }
+        }
+        "error" => {
+            let tool = map.get("tool").and_then(Value::as_str).unwrap_or("a tool");
+            let n = map.get("errors").and_then(Value::as_u64).unwrap_or(0);
+            return Err(format!(
+                "{tool} failed ({n} errors, reported on its stderr) and wrote this error record in \
+                 place of its trailer: the list before it is not complete; fix what it reported and \
+                 run the pipeline again"
+            ));
         }
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
         "layer" => return Err(LAYER_REFUSED.into()),

@@ -12,8 +12,11 @@
 //!   record with a `manifest` field);
 //! - `tag` records without [`Config::untag`]: removing tags is a retention
 //!   decision, never an accident of a pipeline;
-//! - tag records mixed with records of other kinds: that is what an
-//!   unfiltered `reg-ls ROOT | reg-rm ROOT` looks like;
+//! - tag records mixed with records of any other kind or bare digests:
+//!   that is what an unfiltered `reg-ls ROOT | reg-rm ROOT` (or `reg-ls ROOT
+//!   --repo NAME`, which leaves blobs out) looks like;
+//! - an `error` record: a tool that failed wrote it in place of its
+//!   trailer ([`crate::record::Failed`]);
 //! - a `reg-orphans` trailer whose counts disagree with the records read (a
 //!   cut or filtered list), that names another storage root, or that is
 //!   followed by more records.
@@ -41,7 +44,10 @@
 //!    blob about to be deleted;
 //! 4. blob data (the whole `blobs/<alg>/<xx>/<hex>/` directory);
 //! 5. uploads;
-//! 6. repositories, only if empty of tags, revisions and uploads by then;
+//! 6. repositories, only if empty of tags, revisions and uploads by then:
+//!    the keys listed then, and a second look after removing them, which
+//!    writes the `_layers` links back if a push landed meanwhile
+//!    (`repo.rs`);
 //! 7. empty directories left behind: blob prefix directories, revision
 //!    directories without a link (never `repositories/` or `blobs/`).
 //!
@@ -88,6 +94,7 @@ mod act;
 mod guard;
 mod input;
 mod phases;
+mod repo;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -139,6 +146,9 @@ pub struct Config {
     /// Test hook: runs once the revisions are removed, before the run looks
     /// again (tests push there).
     pub after_revisions: Option<Hook>,
+    /// Test hook: runs once an empty repository's keys are listed for
+    /// removal, before they are removed (tests push there).
+    pub before_repo_removal: Option<Hook>,
 }
 
 /// A test hook (see [`Config::after_links`]).
@@ -162,6 +172,7 @@ impl Default for Config {
             now: SystemTime::now(),
             after_links: None,
             after_revisions: None,
+            before_repo_removal: None,
         }
     }
 }

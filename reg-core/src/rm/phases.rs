@@ -22,8 +22,8 @@ use crate::messages::Messages;
 const MARK_TRIES: usize = 3;
 
 pub(super) struct Runner<'a> {
-    guard: Guard<'a>,
-    act: Deleter<'a>,
+    pub(super) guard: Guard<'a>,
+    pub(super) act: Deleter<'a>,
 }
 
 impl<'a> Runner<'a> {
@@ -39,7 +39,7 @@ impl<'a> Runner<'a> {
         self.act.deleted()
     }
 
-    fn store(&self) -> &Store {
+    pub(super) fn store(&self) -> &Store {
         self.guard.store
     }
 
@@ -192,7 +192,13 @@ impl<'a> Runner<'a> {
                 let dir = paths::layer_dir(repo, name);
                 match self.guard.layer(repo, *name, *guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
-                        self.act.sweep(&dir);
+                        // Only once it is old: a link directory whose link
+                        // went a moment ago is being removed by another run
+                        // (whose removal then counts), or written by the
+                        // registry.
+                        if self.guard.empty_dir_old(&dir) {
+                            self.act.sweep(&dir);
+                        }
                         Some(rec.done(Action::Absent, 0))
                     }
                     v => self.apply(rec, v, &[dir]),
@@ -412,7 +418,7 @@ impl<'a> Runner<'a> {
     fn rm_repo(&self, repo: &str, removed: &Removed) -> Option<RmRecord> {
         let rec = RmRecord::new("repo").repo(repo);
         // Its own directories only: a nested repository may live beside them.
-        let own: Vec<String> = ["_manifests", "_layers", "_uploads"]
+        let own: Vec<String> = super::repo::OWN
             .iter()
             .map(|d| format!("{}/{d}", paths::repo(repo)))
             .collect();
@@ -424,7 +430,11 @@ impl<'a> Runner<'a> {
             Verdict::Absent if removed.emptied(repo) => return Some(rec.done(self.act.action(), 0)),
             v => v,
         };
-        let rec = self.apply(rec, verdict, &own)?;
+        let rec = match verdict {
+            // Its keys, then a second look (a push may land meanwhile).
+            Verdict::Go if !self.guard.dry_run() => self.remove_repo(rec, repo)?,
+            v => self.apply(rec, v, &own)?,
+        };
         if rec.action.removes() && !self.guard.dry_run() {
             // Then the directory itself and empty parents, never `repositories`.
             let mut name = repo;

@@ -229,12 +229,14 @@ fn tagged_manifest_is_kept_unless_its_tag_goes_too() {
     let e = r.result.unwrap_err().to_string();
     assert!(e.contains("unfiltered reg-ls listing"), "{e}");
     assert!(r.recs.is_empty());
-    // With the tag and the revisions in one run, the revisions go; the
-    // blob goes in the next.
-    let revs = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
-    let r = rm(v2, &format!("{tag}{revs}"), &cfg(Duration::ZERO));
+    // Untagged in one run, the revisions go in the next, the blob in the
+    // one after.
+    let r = rm(v2, &tag, &cfg(Duration::ZERO));
     assert_eq!(r.errors, 0);
     assert_eq!(r.action("tag", &[]), "deleted");
+    let revs = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
+    let r = rm(v2, &revs, &cfg(Duration::ZERO));
+    assert_eq!(r.errors, 0);
     assert_eq!(r.action("revision", &[("repo", "app")]), "deleted");
     let r = rm(v2, &format!("{m}\n"), &cfg(Duration::ZERO));
     assert_eq!(r.action("blob", &[]), "deleted");
@@ -471,8 +473,14 @@ fn repositories_go_only_when_empty_and_never_take_nested_ones() {
     assert!(v2.join("repositories/up/_uploads/1234-ab").is_dir());
 
     // Untag and drop a/b: a/b/c stays whole.
+    let r = rm(
+        v2,
+        "{\"kind\":\"tag\",\"repo\":\"a/b\",\"tag\":\"1\"}\n",
+        &cfg(Duration::ZERO),
+    );
+    assert_eq!(r.action("tag", &[]), "deleted");
     let input = format!(
-        "{{\"kind\":\"tag\",\"repo\":\"a/b\",\"tag\":\"1\"}}\n{{\"kind\":\"revision\",\"repo\":\"a/b\",\"digest\":\"{m}\"}}\n\
+        "{{\"kind\":\"revision\",\"repo\":\"a/b\",\"digest\":\"{m}\"}}\n\
          {{\"kind\":\"repo\",\"repo\":\"a/b\"}}\n{{\"kind\":\"upload\",\"repo\":\"up\",\"id\":\"1234-ab\"}}\n{{\"kind\":\"repo\",\"repo\":\"up\"}}\n"
     );
     let before_c = snapshot(&v2.join("repositories/a/b/c"));
@@ -642,6 +650,9 @@ fn input_that_cannot_be_what_it_claims_is_refused_before_anything_happens() {
     let rev = format!("{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n");
     let blob_rec =
         format!("{{\"kind\":\"blob\",\"digest\":\"{c}\",\"size\":1,\"mtime\":\"2024-01-01T00:00:00Z\"}}\n");
+    let link = format!("{{\"kind\":\"layer-link\",\"repo\":\"app\",\"digest\":\"{c}\"}}\n");
+    let upload = "{\"kind\":\"upload\",\"repo\":\"app\",\"id\":\"0b9e-11\"}\n";
+    let repo = "{\"kind\":\"repo\",\"repo\":\"app\"}\n";
     let no_untag = Config {
         untag: false,
         ..cfg(Duration::ZERO)
@@ -652,7 +663,22 @@ fn input_that_cannot_be_what_it_claims_is_refused_before_anything_happens() {
         // Untagging is never an accident of a pipeline.
         (format!("{rev}{tag}"), &no_untag, "stdin line 2: a tag record"),
         (format!("{tag}{blob_rec}"), &untag, "unfiltered reg-ls listing"),
-        (format!("{tag}{c}\n"), &untag, "unfiltered reg-ls listing"),
+        (format!("{tag}{c}\n"), &untag, "mixed with blob or digest records"),
+        // What `reg-ls ROOT --repo app` prints: tags with every other kind
+        // but blobs. Each kind next to tags is refused, wherever it comes.
+        (
+            format!("{tag}{rev}"),
+            &untag,
+            "stdin line 2: tag records (first on line 1) mixed with revision",
+        ),
+        (
+            format!("{rev}{tag}"),
+            &untag,
+            "stdin line 2: tag records (first on line 2) mixed with revision",
+        ),
+        (format!("{tag}{link}"), &untag, "mixed with layer-link records"),
+        (format!("{tag}{upload}"), &untag, "mixed with upload records"),
+        (format!("{repo}{tag}"), &untag, "mixed with repo records"),
         // A reg-orphans trailer names this root and counts what is read.
         (
             format!("{blob_rec}{}", orphans_end("/elsewhere/v2", 1, 0)),
@@ -1062,6 +1088,126 @@ fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
     assert!(m.complete() && m.blob(&oc).is_some() && m.blob(&ol).is_some());
 }
 
+/// What is left of a repository emptied by earlier runs: the image lives on
+/// in `other` (so its blobs stay), `app` was untagged and its revision
+/// removed (the API leaves the revision directory), and only its `_layers`
+/// links are left. Returns (manifest, config, layer).
+fn emptied_repository(v2: &Path) -> (Digest, Digest, Digest) {
+    let (m, c, l) = image(v2, "other", Some("v1"), "shared");
+    for d in [c, l] {
+        link(v2, &paths::layer_link("app", &d), &d);
+    }
+    fs::create_dir_all(v2.join(paths::revision_dir("app", &m))).unwrap();
+    age(v2, DAY);
+    (m, c, l)
+}
+
+/// A CI job pushes an image again to a repository reg-rm is removing: its
+/// blobs are still linked there, so only the manifest is PUT, and the
+/// registry writes a revision and a tag after reg-rm found the repository
+/// empty, before its links go. reg-rm looks again after removing them:
+/// the links are written back, and the record says "kept", not "deleted".
+#[test]
+fn a_push_that_lands_while_a_repository_goes_keeps_its_layer_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().to_path_buf();
+    let (m, c, l) = emptied_repository(&v2);
+    let at = v2.clone();
+    let hook = Hook(std::sync::Arc::new(move || {
+        push_manifest(&at, "app", Some("v1"), m, &[]);
+    }));
+    let r = rm(
+        &v2,
+        "{\"kind\":\"repo\",\"repo\":\"app\"}\n",
+        &Config {
+            before_repo_removal: Some(hook),
+            ..cfg(Duration::ZERO)
+        },
+    );
+    r.result.as_ref().unwrap();
+    assert_eq!(r.errors, 0);
+    assert_eq!(r.action("repo", &[]), "kept", "{:#?}", r.recs);
+    let why = r.recs[0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("pushed to during this run")
+            && why.contains(" appeared")
+            && why.contains("its 2 _layers links were written back"),
+        "{why}"
+    );
+    assert_eq!(r.stats.removed(), 0);
+    // The pushed image is whole in `app`: tag, revision, and a link to
+    // each blob, as the registry needs to serve it.
+    for d in [c, l] {
+        let link = v2.join(paths::layer_link("app", &d));
+        assert_eq!(
+            fs::read_to_string(&link).unwrap(),
+            d.to_string(),
+            "{}",
+            link.display()
+        );
+    }
+    let store = Store::fs(&v2);
+    assert_eq!(
+        store.read_link(&paths::tag_current("app", "v1")).unwrap(),
+        Some(m)
+    );
+    assert!(v2.join(paths::revision_link("app", &m)).is_file());
+    assert_eq!(store.repositories().items, ["app", "other"]);
+
+    // Without the push the same run removes it, every directory of it.
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path();
+    emptied_repository(v2);
+    let r = rm(v2, "{\"kind\":\"repo\",\"repo\":\"app\"}\n", &cfg(Duration::ZERO));
+    assert_eq!(r.action("repo", &[]), "deleted");
+    assert!(!v2.join("repositories/app").exists());
+    assert_eq!(Store::fs(v2).repositories().items, ["other"]);
+}
+
+/// What a repository's keys say about a push that landed after reg-rm
+/// found it empty: a tag, a revision link, an upload or a young link is
+/// one; what an emptied repository keeps (old links, tag-less index
+/// entries' leftovers, schema1 signature links, empty revision
+/// directories) is not.
+#[test]
+fn the_keys_of_a_repository_tell_a_push_that_landed() {
+    let d = Digest::sha256_of(b"x");
+    let hex = d.hex();
+    let old = |_: &str| false;
+    let key = |rel: &str| format!("repositories/org/app/{rel}");
+    for (rel, want) in [
+        ("_manifests/tags/v1/current/link".to_string(), "tag \"v1\""),
+        (
+            format!("_manifests/tags/v1/index/sha256/{hex}/link"),
+            "tag \"v1\"",
+        ),
+        (
+            format!("_manifests/revisions/sha256/{hex}/link"),
+            "revision sha256:",
+        ),
+        ("_uploads/0b9e-11/startedat".to_string(), "upload 0b9e-11"),
+    ] {
+        let keys = vec![key(&format!("_layers/sha256/{hex}/link")), key(&rel)];
+        let why = super::repo::pushed("org/app", &keys, &old).unwrap_or_default();
+        assert!(why.contains(want), "{rel}: {why:?}");
+    }
+    let link = key(&format!("_layers/sha256/{hex}/link"));
+    let young = |k: &str| k.ends_with("/link");
+    assert!(
+        super::repo::pushed("org/app", std::slice::from_ref(&link), &young)
+            .is_some_and(|w| w.contains("_layers link"))
+    );
+    let quiet = [
+        link,
+        key(&format!(
+            "_manifests/revisions/sha256/{hex}/signatures/sha256/{hex}/link"
+        )),
+        // A nested repository's keys are not this one's.
+        "repositories/org/app/sub/_manifests/tags/v1/current/link".to_string(),
+    ];
+    assert_eq!(super::repo::pushed("org/app", &quiet, &old), None);
+}
+
 // ---- never outside the root
 
 #[test]
@@ -1100,11 +1246,12 @@ fn symlinks_and_dotdot_cannot_reach_outside() {
         assert!(parse_input(line.as_bytes()).is_err(), "{line}");
     }
 
-    let untag = "{\"kind\":\"repo\",\"repo\":\"linked/repo\"}\n{\"kind\":\"tag\",\"repo\":\"linked/repo\",\"tag\":\"t\"}\n\
+    let repo = "{\"kind\":\"repo\",\"repo\":\"linked/repo\"}\n";
+    let untag = "{\"kind\":\"tag\",\"repo\":\"linked/repo\",\"tag\":\"t\"}\n\
                  {\"kind\":\"tag\",\"repo\":\"app\",\"tag\":\"evil\"}\n";
     let blobs = format!("{evil_blob}\n");
     for mode in [Mode::Delete, Mode::DryRun, Mode::Trash(dir.path().join("trash"))] {
-        for input in [untag, blobs.as_str()] {
+        for input in [repo, untag, blobs.as_str()] {
             let r = rm(
                 &v2,
                 input,
@@ -1144,7 +1291,7 @@ fn gc(v2: &Path, tagged_only: bool) -> (Ran, u64) {
     };
     let g = crate::refs::collect(&store, &rc, &msgs).unwrap();
     let mut out = Out::new(Vec::new(), Format::Json);
-    crate::refs::write(&g, &mut out).unwrap();
+    crate::refs::write(&g, &mut out, &msgs).unwrap();
     let refs = out.into_inner().unwrap();
     let omsgs = Messages::new("reg-orphans", true);
     let mut out = Out::new(Vec::new(), Format::Json);
@@ -1258,4 +1405,83 @@ fn an_alias_link_named_on_its_own_is_kept_while_its_blob_is_stored() {
         "kept"
     );
     assert!(v2.join(paths::layer_link("r", &alias)).is_file());
+}
+
+// ---- concurrent runs
+
+/// Three runs at once over the same list: each item is `deleted` (or
+/// `trashed`) by exactly one of them (the one whose removal took it away)
+/// and `absent` for the others, so the counts add up to what was there.
+#[test]
+fn concurrent_runs_count_each_deletion_once() {
+    const N: usize = 100;
+    const RUNS: usize = 3;
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().to_path_buf();
+        image(&v2, "app", Some("v1"), "keep");
+        let mut input = String::new();
+        for i in 0..N {
+            // A blob with a few files in its directory and a _layers link
+            // in two repositories: several removals per record to race on.
+            let d = blob(&v2, format!("orphan {round} {i}").as_bytes());
+            for j in 0..20 {
+                put(&v2, &format!("{}/extra-{j}", paths::blob_dir(&d)), b"x");
+            }
+            for repo in ["app", "other"] {
+                link(&v2, &paths::layer_link(repo, &d), &d);
+            }
+            input.push_str(&format!("{d}\n"));
+        }
+        age(&v2, DAY);
+        // The last round moves to trash in two of the runs (a rename each).
+        let trash = tempfile::tempdir().unwrap();
+        let modes: Vec<Mode> = (0..RUNS)
+            .map(|i| match (round, i) {
+                (2, 1 | 2) => Mode::Trash(trash.path().join(format!("t{i}"))),
+                _ => Mode::Delete,
+            })
+            .collect();
+        let runs: Vec<Ran> = std::thread::scope(|s| {
+            let handles: Vec<_> = modes
+                .iter()
+                .map(|mode| {
+                    // A pool of its own, as a process of its own would have.
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+                    let (v2, input) = (&v2, &input);
+                    let cfg = Config {
+                        mode: mode.clone(),
+                        ..cfg(Duration::from_secs(3600))
+                    };
+                    s.spawn(move || pool.install(|| rm(v2, input, &cfg)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let count = |kind: &str, action: &str| -> usize {
+            runs.iter()
+                .flat_map(|r| &r.recs)
+                .filter(|x| x["kind"] == kind && (x["action"] == action || x["action"] == "trashed"))
+                .count()
+        };
+        for r in &runs {
+            r.result.as_ref().unwrap();
+            assert_eq!(r.errors, 0, "round {round}");
+        }
+        assert_eq!(count("blob", "deleted"), N, "round {round}");
+        assert_eq!(count("layer-link", "deleted"), 2 * N, "round {round}");
+        let deleted_bytes: u64 = runs
+            .iter()
+            .flat_map(|r| &r.recs)
+            .filter(|x| x["kind"] == "blob" && x["action"] != "absent")
+            .map(|x| x["bytes"].as_u64().unwrap())
+            .sum();
+        assert!(deleted_bytes > 0);
+        for r in &runs {
+            for x in r.recs.iter().filter(|x| x["action"] == "absent") {
+                assert_eq!(x["bytes"], 0, "{x}");
+            }
+        }
+        assert_eq!(Store::fs(&v2).blobs().items.len(), 3, "round {round}");
+    }
 }

@@ -377,6 +377,87 @@ fn fault_whole_reg_ls_listing_is_refused() {
     s.start_and_pull();
 }
 
+/// A tag directory without `current/link` (a push or an untag under way
+/// when reg-orphans looks) is an error: reg-orphans exits 1 and writes an
+/// error record where its trailer would be, and reg-rm refuses the list.
+#[test]
+fn fault_reg_orphans_that_fails_writes_no_trailer_and_reg_rm_refuses_its_list() {
+    let Some(mut s) = aged("fault_reg_orphans_that_fails_writes_no_trailer_and_reg_rm_refuses_its_list")
+    else {
+        return;
+    };
+    let root = s.root();
+    let refs = tool("reg-refs").arg(&root).run();
+    refs.success();
+    let current = tree::tag_link(&s.v2(), "library/alpine", "3.18");
+    let saved = fs::read(&current).unwrap();
+    fs::remove_file(&current).unwrap();
+    let orphans = tool("reg-orphans").arg(&root).stdin(&refs.stdout).run();
+    orphans
+        .expect_code(1)
+        .stderr_has("library/alpine/_manifests/tags/3.18")
+        .no_trailer();
+    let recs = orphans.records();
+    assert_eq!(recs.last().unwrap()["kind"], "error", "{}", orphans.stdout);
+    assert_eq!(recs.last().unwrap()["tool"], "reg-orphans");
+    // It still lists what it found (the unreferenced blob among them)...
+    assert!(
+        orphans.stdout.contains(&s.p.unreferenced_blob),
+        "{}",
+        orphans.stdout
+    );
+    // ...and reg-rm, at the end of the same pipeline, acts on none of it.
+    let before = snapshot(&root);
+    tool("reg-rm")
+        .arg(&root)
+        .stdin(&orphans.stdout)
+        .run()
+        .expect_code(1)
+        .stderr_has("reg-orphans failed")
+        .stdout_empty();
+    assert_unchanged(&root, &before, "reg-orphans (failed) | reg-rm ROOT");
+    fs::write(&current, saved).unwrap();
+    s.start_and_pull();
+}
+
+/// `reg-ls ROOT --repo X` leaves blobs out: tags with revisions, links and
+/// uploads are still a listing, not an untag decision, and untagging it
+/// would take every tag and revision of X, live referrers included.
+#[test]
+fn fault_one_repositorys_reg_ls_listing_is_refused() {
+    let Some(mut s) = aged("fault_one_repositorys_reg_ls_listing_is_refused") else {
+        return;
+    };
+    let root = s.root();
+    let listing = tool("reg-ls").arg(&root).args(["--repo", "org/team/app"]).run();
+    listing.success();
+    let kinds: BTreeSet<String> = listing
+        .records()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains("tag") && kinds.contains("revision") && !kinds.contains("blob"),
+        "{kinds:?}"
+    );
+    let before = snapshot(&root);
+    tool("reg-rm")
+        .arg("--untag")
+        .arg(&root)
+        .stdin(&listing.stdout)
+        .run()
+        .expect_code(1)
+        .stderr_has("mixed with")
+        .stderr_has("unfiltered reg-ls listing")
+        .stdout_empty();
+    assert_unchanged(
+        &root,
+        &before,
+        "reg-ls ROOT --repo org/team/app | reg-rm --untag ROOT",
+    );
+    s.start_and_pull();
+}
+
 #[test]
 fn untag_on_purpose_deletes_that_one_tag() {
     let Some(mut s) = aged("untag_on_purpose_deletes_that_one_tag") else {
@@ -967,6 +1048,45 @@ fn blob_from_the_future_is_not_an_orphan() {
         orphans.cmd
     );
     orphans.stderr_has("in the future");
+    s.start_and_pull();
+}
+
+/// This machine's clock behind the one that wrote the tree (an NFS
+/// server's): every age looks younger, which keeps data; the tools say so.
+#[test]
+fn fault_a_clock_behind_the_tree_is_warned_about() {
+    let Some(mut s) = aged("fault_a_clock_behind_the_tree_is_warned_about") else {
+        return;
+    };
+    let root = s.root();
+    const WARNING: &str = "ahead of this machine's clock";
+    let refs = tool("reg-refs").arg(&root).run();
+    refs.success().stderr_lacks(WARNING);
+    let orphans = tool("reg-orphans").arg(&root).stdin(&refs.stdout).run();
+    orphans.success().stderr_lacks(WARNING);
+    assert!(orphans.stdout.contains(&s.p.unreferenced_blob));
+
+    // Four days behind: the tree, written three days ago, is a day ahead.
+    let behind = |name: &str| tool(name).env("REG_TEST_CLOCK_OFFSET", "-4d");
+    let refs = behind("reg-refs").arg(&root).run();
+    refs.success().stderr_has(WARNING);
+    let orphans = behind("reg-orphans").arg(&root).stdin(&refs.stdout).run();
+    orphans.success().stderr_has(WARNING);
+    // Nothing looks old enough to report: what is kept is kept longer.
+    assert!(
+        !orphans.stdout.contains(&s.p.unreferenced_blob),
+        "{}",
+        orphans.stdout
+    );
+    // Named by hand, reg-rm keeps it too (the tree is "in the future").
+    let before = snapshot(&root);
+    let rm = behind("reg-rm")
+        .arg(&root)
+        .stdin(format!("{}\n", s.p.unreferenced_blob))
+        .run();
+    rm.success().stderr_has(WARNING);
+    assert_eq!(rm.records()[0]["action"], "kept", "{}", rm.stdout);
+    assert_unchanged(&root, &before, "reg-rm with a clock behind the tree");
     s.start_and_pull();
 }
 

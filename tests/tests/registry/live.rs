@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reg_tests::oci::{layer, Content, Image, ImageIndex, Platform};
+use reg_tests::oci::{layer, Content, Image, ImageIndex, Platform, MT_OCI_MANIFEST};
+use reg_tests::tools::{reader, wait_limited};
 use reg_tests::tree::{age_tree, THREE_DAYS};
 use reg_tests::{registry_programs_available, skopeo, Registry, Tool};
 
@@ -207,4 +208,85 @@ fn live_pushes_during_collections_every_pushed_tag_pulls() {
     }
     println!("{checked} tags pulled");
     assert!(checked > 0);
+}
+
+/// The window issue 16 found: reg-rm has found a repository empty (its
+/// image untagged and deleted, its `_layers` links left) and is about to
+/// remove it when CI pushes the same image again. The registry answers the
+/// blob checks from those links, so only the manifest is PUT, and it writes
+/// a revision and a tag. reg-rm is paused right there
+/// (`REG_RM_PAUSE_BEFORE_REPO_REMOVAL`); after it goes on, the image must
+/// still fetch whole, and reg-rm must say it kept the repository.
+#[test]
+fn a_push_while_reg_rm_removes_its_repository_still_fetches() {
+    let test = "a_push_while_reg_rm_removes_its_repository_still_fetches";
+    if !registry_programs_available(test) {
+        return;
+    }
+    let reg = Registry::start().unwrap_or_else(|e| panic!("{test}: starting the registry: {e:#}"));
+    let api = reg.api();
+    let img = image("ci/app:v1", &["ci base", "ci app"]);
+    // The same image lives on elsewhere, so its blobs are not garbage.
+    api.push("shared/app", Some("v1"), &img).unwrap();
+    api.push("ci/app", Some("v1"), &img).unwrap();
+    api.delete_manifest("ci/app", &img.manifest.digest).unwrap();
+    assert!(api.get_manifest("ci/app", "v1").unwrap().is_none());
+    age_tree(reg.root(), THREE_DAYS);
+
+    let refs = Tool::new("reg-refs").arg(reg.root()).run();
+    refs.success();
+    let orphans = Tool::new("reg-orphans").arg(reg.root()).stdin(&refs.stdout).run();
+    orphans.success();
+    assert!(
+        orphans.stdout.contains(r#"{"kind":"repo","repo":"ci/app"}"#),
+        "{}",
+        orphans.stdout
+    );
+
+    let pause = tempfile::tempdir().unwrap();
+    let rm = Tool::new("reg-rm")
+        .arg(reg.root())
+        .stdin(&orphans.stdout)
+        .env("REG_RM_PAUSE_BEFORE_REPO_REMOVAL", pause.path());
+    let cmd = rm.command_line();
+    let (mut child, writer) = rm.spawn();
+    let stdout = reader(child.stdout.take().unwrap());
+    let stderr = reader(child.stderr.take().unwrap());
+    let until = Instant::now() + Duration::from_secs(60);
+    while !pause.path().join("paused").exists() {
+        assert!(Instant::now() < until, "`{cmd}` never reached the repository");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The re-push: the links answer, so the manifest alone is accepted.
+    for blob in img.layer_blobs() {
+        assert!(api.blob_exists("ci/app", &blob.digest).unwrap());
+    }
+    api.put_manifest("ci/app", "v1", MT_OCI_MANIFEST, &img.manifest.bytes)
+        .unwrap_or_else(|e| panic!("the re-push was refused: {e:#}\n{}", reg.log_contents()));
+    std::fs::write(pause.path().join("resume"), b"").unwrap();
+    let status = wait_limited(&mut child, Duration::from_secs(60)).expect("reg-rm finishes");
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    let (out, err) = (
+        String::from_utf8(stdout.join().unwrap()).unwrap(),
+        String::from_utf8(stderr.join().unwrap()).unwrap(),
+    );
+    assert!(status.success(), "`{cmd}`: {status}\n{err}");
+    assert_eq!(
+        api.fetch_all("ci/app", "v1")
+            .unwrap_or_else(|e| panic!("ci/app:v1 no longer fetches: {e:#}\n{out}\n{err}")),
+        3
+    );
+    let rec = out
+        .lines()
+        .find(|l| l.contains(r#""kind":"repo""#))
+        .unwrap_or_else(|| panic!("no repo record:\n{out}"));
+    assert!(
+        rec.contains(r#""action":"kept""#) && rec.contains("written back"),
+        "{rec}"
+    );
+
+    skopeo::pull_all(&reg.image_ref("ci/app:v1")).unwrap();
+    skopeo::pull_all(&reg.image_ref("shared/app:v1")).unwrap();
 }

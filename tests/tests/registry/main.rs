@@ -12,6 +12,7 @@ mod gc;
 mod harness;
 mod live;
 mod ls;
+mod names;
 mod orphans;
 mod refs;
 mod s3;

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+use reg_tests::oci::{layer, Content, Image, Platform};
 use reg_tests::proxy::{Fault, Kind, Proxy};
 use reg_tests::{
     everything_live_pulls, s3_programs_available, Moto, Pushed, Registry, Run, S3Storage, Scenario, Tool,
@@ -325,4 +326,171 @@ fn s3_faults_end_in_a_retry_or_a_clean_failure() {
     assert_eq!(blobs_with(&stored.success().records(), None), p.tagged_reachable);
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
+}
+
+/// `s3://bucket/typo`, or a `rootdirectory` one letter off: a prefix with
+/// neither `repositories/` nor `blobs/` is an error naming it and what is
+/// stored one level up, in every tool; never a registry with nothing in it.
+#[test]
+fn s3_an_empty_prefix_is_an_error_naming_what_is_one_level_up() {
+    let name = "s3_an_empty_prefix_is_an_error_naming_what_is_one_level_up";
+    if !s3_programs_available(name) {
+        return;
+    }
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{name}: starting moto: {e:#}"));
+    moto.create_bucket("registry").unwrap();
+    let v2 = "srv/registry/docker/registry/v2";
+    let data = b"a blob";
+    let d = reg_core::Digest::sha256_of(data);
+    let hex = d.hex();
+    for (key, bytes) in [
+        (
+            format!("{v2}/blobs/sha256/{}/{hex}/data", &hex[..2]),
+            data.to_vec(),
+        ),
+        (
+            format!("{v2}/repositories/a/_layers/sha256/{hex}/link"),
+            d.to_string().into_bytes(),
+        ),
+        ("notes.txt".to_string(), b"not a registry".to_vec()),
+    ] {
+        moto.put_object("registry", &key, &bytes).unwrap();
+    }
+    let run = |tool: &str, root: &str, stdin: &str| {
+        let mut t = Tool::new(tool).arg(root).stdin(stdin);
+        for (k, v) in Moto::env_for(&moto.endpoint()) {
+            t = t.env(k, v);
+        }
+        t.run()
+    };
+    let refs = run("reg-refs", "s3://registry/srv/registry", "");
+    refs.success();
+    let ls = run("reg-ls", "s3://registry/srv/registry", "");
+    assert!(
+        ls.success().stdout.contains(r#"{"kind":"repo","repo":"a"}"#),
+        "{}",
+        ls.stdout
+    );
+    for (root, up) in [
+        (
+            "s3://registry/typo",
+            "one level up, s3://registry/ holds notes.txt, srv/",
+        ),
+        (
+            "s3://registry/srv/registr",
+            "one level up, s3://registry/srv/ holds registry/",
+        ),
+        (
+            "s3://registry/srv/registry/x",
+            "s3://registry/srv/registry/ holds docker/",
+        ),
+    ] {
+        for tool in ["reg-ls", "reg-refs", "reg-orphans", "reg-rm"] {
+            let stdin = if tool == "reg-orphans" {
+                refs.stdout.as_str()
+            } else {
+                ""
+            };
+            run(tool, root, stdin)
+                .expect_code(1)
+                .stderr_has(&format!(
+                    "{root}/docker/registry/v2: nothing of a registry is stored here"
+                ))
+                .stderr_has("no repositories/ and no blobs/")
+                .stderr_has(up)
+                .stdout_empty();
+        }
+    }
+}
+
+/// Ages on object storage are measured by the server's clock: with this
+/// machine's clock a day ahead of moto's, a blob uploaded seconds ago (a
+/// push in progress) is still young, so the default pipeline keeps it, and
+/// every tool warns about the clock.
+#[test]
+fn s3_ages_follow_the_servers_clock_not_this_machines() {
+    let name = "s3_ages_follow_the_servers_clock_not_this_machines";
+    if !s3_programs_available(name) {
+        return;
+    }
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{name}: starting moto: {e:#}"));
+    moto.create_bucket("registry").unwrap();
+    let v2 = "srv/registry/docker/registry/v2";
+    let put = |rel: String, bytes: &[u8]| {
+        moto.put_object("registry", &format!("{v2}/{rel}"), bytes)
+            .unwrap()
+    };
+    let blob = |bytes: &[u8]| {
+        let d = reg_core::Digest::sha256_of(bytes);
+        put(format!("blobs/sha256/{}/{}/data", &d.hex()[..2], d.hex()), bytes);
+        d
+    };
+    let link = |rel: String, d: &reg_core::Digest| put(rel, d.to_string().as_bytes());
+    // app:v1, pushed whole; then a layer of the next push, uploaded alone.
+    let img = Image::build("app:v1", Platform::linux("amd64"), vec![layer("clock")]);
+    for b in img.all_blobs() {
+        let d = blob(&b.bytes);
+        link(format!("repositories/app/_layers/sha256/{}/link", d.hex()), &d);
+    }
+    let m = reg_core::Digest::parse(&img.manifest.digest).unwrap();
+    link(
+        format!("repositories/app/_manifests/revisions/sha256/{}/link", m.hex()),
+        &m,
+    );
+    link(
+        format!(
+            "repositories/app/_manifests/tags/v1/index/sha256/{}/link",
+            m.hex()
+        ),
+        &m,
+    );
+    link("repositories/app/_manifests/tags/v1/current/link".into(), &m);
+    let fresh = blob(b"a layer uploaded a moment ago");
+    link(
+        format!("repositories/app/_layers/sha256/{}/link", fresh.hex()),
+        &fresh,
+    );
+
+    let tool = |name: &str, offset: &str, args: &[&str], stdin: &str| {
+        let mut t = Tool::new(name)
+            .args(args)
+            .arg("s3://registry/srv/registry")
+            .stdin(stdin)
+            .env("REG_TEST_CLOCK_OFFSET", offset);
+        for (k, v) in Moto::env_for(&moto.endpoint()) {
+            t = t.env(k, v);
+        }
+        t.run()
+    };
+    const AHEAD: &str = "is 1day ahead of the storage server's";
+    let refs = tool("reg-refs", "1d", &[], "");
+    refs.success().stderr_has(AHEAD);
+    let orphans = tool("reg-orphans", "1d", &[], &refs.stdout);
+    orphans.success().stderr_has(AHEAD);
+    assert!(!orphans.stdout.contains(&fresh.to_string()), "{}", orphans.stdout);
+    let rm = tool("reg-rm", "1d", &[], &orphans.stdout);
+    rm.success().stderr_has(AHEAD);
+    assert!(
+        rm.records().iter().all(|r| r["action"] != "deleted"),
+        "{}",
+        rm.stdout
+    );
+    // Even named by hand, reg-rm's own guard keeps it.
+    let rm = tool("reg-rm", "1d", &[], &format!("{fresh}\n"));
+    rm.success();
+    assert_eq!(rm.records()[0]["action"], "kept", "{}", rm.stdout);
+    let ls = tool("reg-ls", "0s", &["--kind", "blob"], "");
+    assert!(ls.success().stdout.contains(&fresh.to_string()));
+
+    // It is garbage all the same: without a grace period it goes. A clock
+    // behind the server's is named too.
+    let orphans = tool("reg-orphans", "-1d", &["--min-age", "0s"], &refs.stdout);
+    orphans
+        .success()
+        .stderr_has("is 1day behind the storage server's");
+    assert!(orphans.stdout.contains(&fresh.to_string()), "{}", orphans.stdout);
+    // An exact clock says nothing.
+    tool("reg-refs", "0s", &[], "")
+        .success()
+        .stderr_lacks("storage server's");
 }
