@@ -12,6 +12,7 @@
 //! - [`output`]: the single writer of records (JSON lines or TSV) and closed-pipe handling.
 //! - [`manifest`]: what a manifest references, for every format.
 //! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
+//! - [`pulls`]: the logic of `reg-pulls` (pull times from the registry's logs).
 //! - [`messages`]: the stderr side (warnings, errors, the summary, progress counters).
 //!
 //! The command lines (clap, exit codes, the thread pool) live in the `reg-cli`
@@ -32,6 +33,7 @@ pub mod object;
 pub mod orphans;
 pub mod output;
 pub mod progress;
+pub mod pulls;
 pub mod record;
 pub mod refs;
 pub mod rm;
