@@ -12,7 +12,8 @@
 //! - [`output`]: the single writer of records (JSON lines or TSV) and closed-pipe handling.
 //! - [`manifest`]: what a manifest references, for every format.
 //! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
-//! - [`pulls`]: the logic of `reg-pulls` (pull times from the registry's logs).
+//! - [`pulls`], [`keep`]: the logic of `reg-pulls` (pull times from the
+//!   registry's logs) and `reg-keep` (retention rules over tags).
 //! - [`messages`]: the stderr side (warnings, errors, the summary, progress counters).
 //!
 //! The command lines (clap, exit codes, the thread pool) live in the `reg-cli`
@@ -24,6 +25,7 @@ pub mod digest;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod keep;
 pub mod layout;
 pub mod ls;
 pub mod manifest;
