@@ -9,6 +9,7 @@
 mod faults;
 mod gc;
 mod harness;
+mod keep;
 mod live;
 mod ls;
 mod orphans;
