@@ -153,6 +153,8 @@ impl Args {
         let spec = PolicySpec {
             name: None,
             repositories: self.repos.clone(),
+            // A policy for some tags only is written in a policy file.
+            tags: Vec::new(),
             keep_tags: self.keep_tags.clone(),
             drop,
             keep_newest: self.keep_newest,

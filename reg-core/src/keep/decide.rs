@@ -1,7 +1,9 @@
 //! The decision: for every tag, kept or dropped, and the rule that said so.
 //!
-//! Within one repository, under the first policy that matches it, each
-//! step decides only the tags no earlier step decided:
+//! Each tag follows the first policy whose repository globs match its
+//! repository and whose `tags` patterns (if it has any) match it. Over the
+//! tags of one repository under one policy, each step decides only the
+//! tags no earlier step decided:
 //!
 //! 1. `keep-tags`: a tag matching one of these patterns is kept (keep wins
 //!    over every drop rule).
@@ -14,10 +16,12 @@
 //!    they start inside it, is kept by that rule: too young, or unknown,
 //!    to judge). The rest is dropped (`no-keep-rule`).
 //!    Without retention rules the rest is kept (`no-drop-rule`).
-//! 4. `keep-at-least N`, the floor: if fewer than N tags are kept, the
-//!    newest dropped ones are kept back until N are, whatever dropped them.
+//! 4. `keep-at-least N`, the floor: if fewer than N of these tags are
+//!    kept, the newest dropped ones are kept back until N are, whatever
+//!    dropped them.
 //!
-//! A repository no policy matches keeps every tag (`no-policy`). A dropped
+//! A tag no policy is for is kept (`no-policy`). A repository left with no
+//! tag at all is reported. A dropped
 //! tag on the same manifest as a kept tag loses only its name: the image
 //! stays (`image_kept_by`).
 
@@ -34,7 +38,7 @@ use crate::time::Time;
 /// The rule that decided a tag (its `rule` field in `--explain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
-    /// Kept: no policy is for its repository.
+    /// Kept: no policy is for it.
     NoPolicy,
     /// Kept: it matches a `keep-tags` pattern.
     KeepTags,
@@ -135,37 +139,48 @@ pub fn decide(tags: &[TagRecord], cfg: &Config<'_>) -> Outcome {
         ..Outcome::default()
     };
     for (repo, idx) in &by_repo {
-        let d = match cfg.policies.for_repo(repo) {
-            None => idx
-                .iter()
-                .map(|_| kept(Rule::NoPolicy, None, "no policy is for this repository".into()))
-                .collect(),
-            Some((pi, p)) => decide_repo(tags, idx, pi, p, cfg),
-        };
-        let mut any_kept = false;
-        for (&i, mut d) in idx.iter().zip(d) {
-            d.last_pull = cfg
-                .pulls
-                .and_then(|p| p.last_pull(&tags[i].repo, &tags[i].tag, &tags[i].digest));
-            any_kept |= d.keep;
-            decisions[i] = Some(d);
+        // Each tag follows the first policy for it; the steps run over the
+        // tags of one repository under one policy.
+        let mut groups: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
+        for &i in idx {
+            let p = cfg.policies.for_tag(repo, &tags[i].tag).map(|(pi, _)| pi);
+            groups.entry(p).or_default().push(i);
         }
-        if !any_kept {
+        for (pi, group) in &groups {
+            let d = match pi {
+                None => group
+                    .iter()
+                    .map(|_| kept(Rule::NoPolicy, None, "no policy is for this tag".into()))
+                    .collect(),
+                Some(pi) => decide_group(tags, group, *pi, &cfg.policies.policies[*pi], cfg),
+            };
+            for (&i, mut d) in group.iter().zip(d) {
+                d.last_pull = cfg
+                    .pulls
+                    .and_then(|p| p.last_pull(&tags[i].repo, &tags[i].tag, &tags[i].digest));
+                decisions[i] = Some(d);
+            }
+        }
+        let kept_here: Vec<bool> = idx
+            .iter()
+            .map(|&i| decisions[i].as_ref().is_some_and(|d| d.keep))
+            .collect();
+        if !kept_here.iter().any(|&k| k) {
             out.emptied.push(repo.to_string());
         }
         // Dropped tags whose manifest a kept tag still points at.
-        for &i in idx {
-            if decisions[i].as_ref().is_some_and(|d| !d.keep) {
-                let by: Vec<String> = idx
-                    .iter()
-                    .filter(|&&j| {
-                        decisions[j].as_ref().is_some_and(|d| d.keep) && tags[j].digest == tags[i].digest
-                    })
-                    .map(|&j| tags[j].tag.clone())
-                    .collect();
-                if let Some(d) = decisions[i].as_mut() {
-                    d.image_kept_by = by;
-                }
+        for (a, &i) in idx.iter().enumerate() {
+            if kept_here[a] {
+                continue;
+            }
+            let by: Vec<String> = idx
+                .iter()
+                .enumerate()
+                .filter(|&(b, &j)| kept_here[b] && tags[j].digest == tags[i].digest)
+                .map(|(_, &j)| tags[j].tag.clone())
+                .collect();
+            if let Some(d) = decisions[i].as_mut() {
+                d.image_kept_by = by;
             }
         }
     }
@@ -194,8 +209,8 @@ fn dropped(rule: Rule, policy: Option<usize>, reason: String) -> Decision {
     }
 }
 
-/// One repository's tags (`idx` into `tags`) under policy `p`.
-fn decide_repo(tags: &[TagRecord], idx: &[usize], pi: usize, p: &Policy, cfg: &Config<'_>) -> Vec<Decision> {
+/// The tags of one repository that policy `p` is for (`idx` into `tags`).
+fn decide_group(tags: &[TagRecord], idx: &[usize], pi: usize, p: &Policy, cfg: &Config<'_>) -> Vec<Decision> {
     let now = cfg.now;
     let pol = Some(pi);
     let mut d: Vec<Option<Decision>> = vec![None; idx.len()];

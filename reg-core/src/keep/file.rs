@@ -6,6 +6,7 @@
 //! policies:                      # in order: a repository follows the first that matches it
 //!   - name: team                 # optional, shown in --explain
 //!     repositories: ["team/*"]   # globs; every repository when left out
+//!     tags: ["^v"]               # regexes: the tags it is for; every tag when left out
 //!     keep-tags: ["^latest$"]    # regexes: always kept (keep wins)
 //!     drop:                      # drop rules
 //!       - tags: ["-rc"]          #   regexes (every tag when left out)
@@ -23,9 +24,10 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::policy::{field, DropSpec, PolicyError, PolicySet, PolicySpec};
 
-const POLICY_KEYS: [&str; 9] = [
+const POLICY_KEYS: [&str; 10] = [
     field::NAME,
     field::REPOSITORIES,
+    field::TAGS,
     field::KEEP_TAGS,
     field::KEEP_NEWEST,
     field::NEWEST_BY,
@@ -103,6 +105,7 @@ pub fn parse_policy_file(text: &str) -> Result<PolicySet, PolicyError> {
             match key {
                 field::NAME => spec.name = Some(string(&v).map_err(|e| err(&at(key), e))?),
                 field::REPOSITORIES => spec.repositories = strings(&v).map_err(|e| err(&at(key), e))?,
+                field::TAGS => spec.tags = strings(&v).map_err(|e| err(&at(key), e))?,
                 field::KEEP_TAGS => spec.keep_tags = strings(&v).map_err(|e| err(&at(key), e))?,
                 field::KEEP_NEWEST => spec.keep_newest = Some(count(&v).map_err(|e| err(&at(key), e))?),
                 field::NEWEST_BY => spec.newest_by = Some(string(&v).map_err(|e| err(&at(key), e))?),
@@ -257,10 +260,10 @@ policies:
         assert_eq!(p.drop.len(), 1);
         assert_eq!(p.drop[0].older_than.as_ref().unwrap().text, "14d");
         assert!(p.drop[0].tags[0].is_match("2.0.0-rc1"));
-        assert!(p.matches("team/app") && !p.matches("other/app") && !p.matches("team/a/b"));
+        assert!(p.matches("team/app", "1") && !p.matches("other/app", "1") && !p.matches("team/a/b", "1"));
         assert!(set.uses_pulls());
-        assert_eq!(set.for_repo("team/x").unwrap().0, 0);
-        assert!(set.for_repo("x").is_none());
+        assert_eq!(set.for_tag("team/x", "1").unwrap().0, 0);
+        assert!(set.for_tag("x", "1").is_none());
     }
 
     #[test]
@@ -280,6 +283,10 @@ policies:
             (
                 "policies: [{repositories: 'a/['}]",
                 "policy 1: repositories: invalid repository glob \"a/[\"",
+            ),
+            (
+                "policies: [{tags: '+'}]",
+                "policy 1: tags: invalid regular expression \"+\"",
             ),
             (
                 "policies: [{keep-newest: -1}]",

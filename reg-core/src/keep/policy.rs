@@ -11,17 +11,21 @@ use std::time::Duration;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::Regex;
 
-/// Policies in order: a repository follows the first whose repository
-/// globs match it; a repository no policy matches keeps every tag.
+/// Policies in order: a tag follows the first policy whose repository
+/// globs match its repository and whose tag patterns (if any) match it; a
+/// tag no policy is for is kept.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     pub policies: Vec<Policy>,
 }
 
 impl PolicySet {
-    /// The first policy for `repo`, with its index.
-    pub fn for_repo(&self, repo: &str) -> Option<(usize, &Policy)> {
-        self.policies.iter().enumerate().find(|(_, p)| p.matches(repo))
+    /// The first policy for `repo:tag`, with its index.
+    pub fn for_tag(&self, repo: &str, tag: &str) -> Option<(usize, &Policy)> {
+        self.policies
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.matches(repo, tag))
     }
 
     /// Whether any policy needs pull times (`pulled-within`).
@@ -38,6 +42,9 @@ pub struct Policy {
     /// The globs as written.
     pub repositories: Vec<String>,
     globs: GlobSet,
+    /// The tags this policy is for (every tag when empty); the others
+    /// follow the next policy (zot's `patterns`, ECR's `tagPatternList`).
+    pub tags: Vec<Pattern>,
     /// Tags these match are kept, whatever else says (keep wins).
     pub keep_tags: Vec<Pattern>,
     /// Tags a drop rule selects are dropped, unless kept by `keep_tags` or
@@ -57,9 +64,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Whether this policy is for `repo`.
-    pub fn matches(&self, repo: &str) -> bool {
-        self.globs.is_match(repo)
+    /// Whether this policy is for `repo:tag`.
+    pub fn matches(&self, repo: &str, tag: &str) -> bool {
+        self.globs.is_match(repo) && (self.tags.is_empty() || self.tags.iter().any(|p| p.is_match(tag)))
     }
 
     /// Whether the policy says which tags to keep (`keep-newest`,
@@ -173,6 +180,8 @@ pub struct PolicySpec {
     pub name: Option<String>,
     /// Globs; none means every repository (`**`).
     pub repositories: Vec<String>,
+    /// Regexes: the tags the policy is for; none means every tag.
+    pub tags: Vec<String>,
     pub keep_tags: Vec<String>,
     pub drop: Vec<DropSpec>,
     pub keep_newest: Option<u64>,
@@ -193,6 +202,8 @@ pub struct DropSpec {
 pub mod field {
     pub const NAME: &str = "name";
     pub const REPOSITORIES: &str = "repositories";
+    /// In a policy (the tags it is for) and in a drop rule.
+    pub const TAGS: &str = "tags";
     pub const KEEP_TAGS: &str = "keep-tags";
     pub const KEEP_NEWEST: &str = "keep-newest";
     pub const NEWEST_BY: &str = "newest-by";
@@ -201,7 +212,6 @@ pub mod field {
     pub const KEEP_AT_LEAST: &str = "keep-at-least";
     pub const DROP: &str = "drop";
     /// In a drop rule.
-    pub const TAGS: &str = "tags";
     pub const OLDER_THAN: &str = "older-than";
 }
 
@@ -234,6 +244,7 @@ impl PolicySpec {
                 .map(|p| tag_pattern(p).map_err(|e| err(f, e)))
                 .collect()
         };
+        let tags = patterns(&self.tags, field::TAGS)?;
         let keep_tags = patterns(&self.keep_tags, field::KEEP_TAGS)?;
         let mut drop = Vec::new();
         for (i, d) in self.drop.iter().enumerate() {
@@ -279,6 +290,7 @@ impl PolicySpec {
             name: self.name,
             repositories,
             globs,
+            tags,
             keep_tags,
             drop,
             keep_newest,
@@ -409,9 +421,11 @@ mod tests {
             s.keep_at_least = Some(3);
         })
         .unwrap();
-        assert!(p.matches("any/repo") && p.retains());
+        assert!(p.matches("any/repo", "any") && p.retains());
         assert_eq!(p.pulled_within.unwrap().duration, Duration::from_secs(30 * 86400));
         assert_eq!(p.keep_at_least, 3);
+        let p = spec(|s| s.tags = vec!["^v2\\.".into()]).unwrap();
+        assert!(p.matches("r", "v2.1") && !p.matches("r", "v3.0"));
         assert_eq!(span("2w").unwrap().duration, Duration::from_secs(14 * 86400));
     }
 }

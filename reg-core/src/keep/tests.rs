@@ -534,3 +534,34 @@ fn the_done_when_policy() {
     assert_eq!(o.decisions[rc1].rule, Rule::Drop);
     assert!(o.emptied.is_empty());
 }
+
+/// zot's `keepTags: [{patterns: ["v2.*"], pulledWithin: 720h}]`: a
+/// policy's `tags` say which tags it judges; the others follow the next.
+#[test]
+fn a_policy_for_some_tags_only() {
+    let t = tags(&[
+        ("r", "v2.1", 90, "a"),
+        ("r", "v2.0", 90, "b"),
+        ("r", "main", 50, "c"),
+        ("r", "dev", 40, "d"),
+        ("r", "v1.0", 90, "e"),
+    ]);
+    let set = parse_policy_file(
+        "policies:\n  - tags: ['^v2\\.']\n    pulled-within: 30d\n  - tags: ['^(main|dev)$']\n    keep-newest: 1\n",
+    )
+    .unwrap();
+    let p = pulls(&[("r", "v2.1", 3)], 365);
+    let o = run(&t, &set, Some(&p));
+    assert_eq!(
+        verdicts(&t, &o),
+        v(&[
+            ("v2.1", K, "pulled-within"),
+            ("v2.0", D, "no-keep-rule"),
+            // keep-newest counts the tags of its own policy only.
+            ("main", D, "no-keep-rule"),
+            ("dev", K, "keep-newest"),
+            ("v1.0", K, "no-policy"),
+        ])
+    );
+    assert_eq!(o.decisions[2].policy, Some(1));
+}
