@@ -20,6 +20,12 @@
 //!    kept, the newest dropped ones are kept back until N are, whatever
 //!    dropped them.
 //!
+//! A signature or attestation tag (cosign's `sha256-<hex>.sig`, `.att`,
+//! `.sbom`, the referrers tag `sha256-<hex>`) goes through steps 1 and 2
+//! but not 3 and 4: it neither takes a place among the newest nor counts
+//! for the floor; it follows its image instead, kept while a kept tag of
+//! the repository points at `sha256:<hex>` (`follows-image`).
+//!
 //! A tag no policy is for is kept (`no-policy`). A repository left with no
 //! tag at all is reported. A dropped
 //! tag on the same manifest as a kept tag loses only its name: the image
@@ -32,6 +38,7 @@ use std::time::{Duration, SystemTime};
 use super::input::TagRecord;
 use super::policy::{Order, Policy, PolicySet, Span};
 use super::version::version_cmp;
+use crate::digest::Digest;
 use crate::pulls::PullTimes;
 use crate::time::Time;
 
@@ -56,6 +63,9 @@ pub enum Rule {
     NoDropRule,
     /// Dropped: the policy has retention rules and none keeps it.
     NoKeepRule,
+    /// A signature or attestation tag (`sha256-<hex>.sig`): kept while a
+    /// kept tag points at the manifest it names, dropped with it.
+    FollowsImage,
 }
 
 impl Rule {
@@ -70,6 +80,7 @@ impl Rule {
             Rule::KeepAtLeast => "keep-at-least",
             Rule::NoDropRule => "no-drop-rule",
             Rule::NoKeepRule => "no-keep-rule",
+            Rule::FollowsImage => "follows-image",
         }
     }
 }
@@ -146,19 +157,53 @@ pub fn decide(tags: &[TagRecord], cfg: &Config<'_>) -> Outcome {
             let p = cfg.policies.for_tag(repo, &tags[i].tag).map(|(pi, _)| pi);
             groups.entry(p).or_default().push(i);
         }
+        let mut following = Vec::new();
         for (pi, group) in &groups {
-            let d = match pi {
+            let d: Vec<Option<Decision>> = match pi {
                 None => group
                     .iter()
-                    .map(|_| kept(Rule::NoPolicy, None, "no policy is for this tag".into()))
+                    .map(|_| Some(kept(Rule::NoPolicy, None, "no policy is for this tag".into())))
                     .collect(),
                 Some(pi) => decide_group(tags, group, *pi, &cfg.policies.policies[*pi], cfg),
             };
-            for (&i, mut d) in group.iter().zip(d) {
+            for (&i, d) in group.iter().zip(d) {
+                match d {
+                    Some(d) => decisions[i] = Some(d),
+                    None => following.push((i, *pi)),
+                }
+            }
+        }
+        // Signature tags left undecided follow their image: kept while a
+        // kept tag of the repository points at it.
+        for (i, pi) in following {
+            let subject = signature_subject(&tags[i].tag).expect("only signature tags are left");
+            let by: Vec<&str> = idx
+                .iter()
+                .filter(|&&j| decisions[j].as_ref().is_some_and(|d| d.keep) && tags[j].digest == subject)
+                .map(|&j| tags[j].tag.as_str())
+                .collect();
+            decisions[i] = Some(if by.is_empty() {
+                dropped(
+                    Rule::FollowsImage,
+                    pi,
+                    format!("signs or describes {subject}, which no kept tag points at"),
+                )
+            } else {
+                kept(
+                    Rule::FollowsImage,
+                    pi,
+                    format!(
+                        "signs or describes {subject}, which kept tag {} points at",
+                        by.join(", ")
+                    ),
+                )
+            });
+        }
+        for &i in idx {
+            if let Some(d) = decisions[i].as_mut() {
                 d.last_pull = cfg
                     .pulls
                     .and_then(|p| p.last_pull(&tags[i].repo, &tags[i].tag, &tags[i].digest));
-                decisions[i] = Some(d);
             }
         }
         let kept_here: Vec<bool> = idx
@@ -210,7 +255,13 @@ fn dropped(rule: Rule, policy: Option<usize>, reason: String) -> Decision {
 }
 
 /// The tags of one repository that policy `p` is for (`idx` into `tags`).
-fn decide_group(tags: &[TagRecord], idx: &[usize], pi: usize, p: &Policy, cfg: &Config<'_>) -> Vec<Decision> {
+fn decide_group(
+    tags: &[TagRecord],
+    idx: &[usize],
+    pi: usize,
+    p: &Policy,
+    cfg: &Config<'_>,
+) -> Vec<Option<Decision>> {
     let now = cfg.now;
     let pol = Some(pi);
     let mut d: Vec<Option<Decision>> = vec![None; idx.len()];
@@ -253,8 +304,10 @@ fn decide_group(tags: &[TagRecord], idx: &[usize], pi: usize, p: &Policy, cfg: &
             break;
         }
     }
-    // 3. Retention, over the tags still undecided, newest first.
-    let mut rest: Vec<usize> = (0..idx.len()).filter(|&k| d[k].is_none()).collect();
+    // 3. Retention, over the tags still undecided, newest first; a
+    // signature tag is left to follow its image.
+    let sig = |k: usize| signature_subject(&tags[idx[k]].tag).is_some();
+    let mut rest: Vec<usize> = (0..idx.len()).filter(|&k| d[k].is_none() && !sig(k)).collect();
     rest.sort_by(|&a, &b| newer_first(&tags[idx[a]], &tags[idx[b]], p.newest_by));
     for (rank, &k) in rest.iter().enumerate() {
         let t = &tags[idx[k]];
@@ -264,15 +317,15 @@ fn decide_group(tags: &[TagRecord], idx: &[usize], pi: usize, p: &Policy, cfg: &
             kept(Rule::NoDropRule, pol, "no drop rule selects it".into())
         });
     }
-    let mut d: Vec<Decision> = d.into_iter().map(|x| x.expect("decided")).collect();
-    // 4. The floor.
-    let kept_n = d.iter().filter(|x| x.keep).count();
+    // 4. The floor, over the tags that are not signatures.
+    let is = |d: &Option<Decision>, keep: bool| d.as_ref().is_some_and(|x| x.keep == keep);
+    let kept_n = (0..idx.len()).filter(|&k| !sig(k) && is(&d[k], true)).count();
     if kept_n < p.keep_at_least {
-        let mut gone: Vec<usize> = (0..idx.len()).filter(|&k| !d[k].keep).collect();
+        let mut gone: Vec<usize> = (0..idx.len()).filter(|&k| !sig(k) && is(&d[k], false)).collect();
         gone.sort_by(|&a, &b| newer_first(&tags[idx[a]], &tags[idx[b]], p.newest_by));
         for &k in gone.iter().take(p.keep_at_least - kept_n) {
-            let before = std::mem::take(&mut d[k].reason);
-            d[k] = kept(
+            let before = d[k].take().map(|x| x.reason).unwrap_or_default();
+            d[k] = Some(kept(
                 Rule::KeepAtLeast,
                 pol,
                 format!(
@@ -280,10 +333,22 @@ fn decide_group(tags: &[TagRecord], idx: &[usize], pi: usize, p: &Policy, cfg: &
                     p.keep_at_least,
                     p.newest_by.as_str()
                 ),
-            );
+            ));
         }
     }
     d
+}
+
+/// The manifest a signature or attestation tag is about: cosign names them
+/// `sha256-<hex>.sig`, `.att`, `.sbom`, and the OCI referrers tag schema
+/// `sha256-<hex>`.
+pub fn signature_subject(tag: &str) -> Option<Digest> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let (hex, suffix) = rest.split_at_checked(64)?;
+    if !(suffix.is_empty() || suffix.starts_with('.') && suffix.len() > 1) {
+        return None;
+    }
+    Digest::parse(&format!("sha256:{hex}")).ok()
 }
 
 /// Step 3 for one undecided tag, `rank` in newest-first order.

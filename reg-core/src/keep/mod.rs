@@ -16,7 +16,8 @@
 //! {"kind":"dropped","repo":"team/app","tag":"2.0.0-rc1","digest":"sha256:…","mtime":"…","rule":"drop","policy":1,"last_pull":"…","image_kept_by":["2.0.0"],"reason":"drop rule 1: matches /-rc/ and was pushed 20d ago (older than 14d)"}
 //! ```
 //! `rule` is one of `keep-tags`, `drop`, `keep-newest`, `pushed-within`,
-//! `pulled-within`, `keep-at-least`, `no-drop-rule` (kept: the policy has
+//! `pulled-within`, `keep-at-least`, `follows-image` (a signature tag, kept
+//! or dropped with its image), `no-drop-rule` (kept: the policy has
 //! only drop rules and none selects it), `no-keep-rule` (dropped: the
 //! policy has retention rules and none keeps it) and `no-policy`; `policy`
 //! is the 1-based number of the policy (`null` with `no-policy`).

@@ -565,3 +565,77 @@ fn a_policy_for_some_tags_only() {
     );
     assert_eq!(o.decisions[2].policy, Some(1));
 }
+
+/// cosign's signature and attestation tags follow the image they name:
+/// they take no place among the newest and go with their image.
+#[test]
+fn signature_tags_follow_their_image() {
+    let sig = |img: &str, suffix: &str| format!("sha256-{}{suffix}", Digest::sha256_of(img.as_bytes()).hex());
+    let (s1, a1, s2, r0) = (
+        sig("one", ".sig"),
+        sig("one", ".att"),
+        sig("two", ".sig"),
+        sig("gone", ""),
+    );
+    let t = tags(&[
+        ("r", "v1", 90, "one"),
+        ("r", "v2", 80, "two"),
+        ("r", &s1, 1, "sig1"),
+        ("r", &a1, 1, "att1"),
+        ("r", &s2, 1, "sig2"),
+        ("r", &r0, 1, "ref0"),
+    ]);
+    // Counted as tags, the young signature tags would be the newest and
+    // push v2 out; here v2 stays, and its signature with it.
+    let o = run(&t, &policy(|s| s.keep_newest = Some(1)), None);
+    assert_eq!(
+        verdicts(&t, &o),
+        v(&[
+            ("v1", D, "no-keep-rule"),
+            ("v2", K, "keep-newest"),
+            (&s1, D, "follows-image"),
+            (&a1, D, "follows-image"),
+            (&s2, K, "follows-image"),
+            (&r0, D, "follows-image"),
+        ])
+    );
+    assert!(
+        o.decisions[4].reason.ends_with("which kept tag v2 points at"),
+        "{}",
+        o.decisions[4].reason
+    );
+    // Explicit patterns still apply to them; the floor does not count them.
+    let o = run(
+        &t,
+        &policy(|s| {
+            s.keep_tags = vec![r"\.att$".into()];
+            s.drop = vec![drop_rule(&[r"\.sig$"], None)];
+            s.pushed_within = Some("7d".into());
+            s.keep_at_least = Some(1);
+        }),
+        None,
+    );
+    assert_eq!(
+        verdicts(&t, &o),
+        v(&[
+            ("v1", D, "no-keep-rule"),
+            ("v2", K, "keep-at-least"),
+            (&s1, D, "drop"),
+            (&a1, K, "keep-tags"),
+            (&s2, D, "drop"),
+            (&r0, D, "follows-image"),
+        ])
+    );
+    for not in [
+        "sha256-abc.sig",
+        "sha256-",
+        "latest",
+        "",
+        &format!("{r0}."),
+        &format!("{r0}x"),
+    ] {
+        assert!(decide::signature_subject(not).is_none(), "{not}");
+    }
+    assert_eq!(decide::signature_subject(&s1), Some(Digest::sha256_of(b"one")));
+    assert!(decide::signature_subject(&r0).is_some());
+}
