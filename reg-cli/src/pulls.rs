@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => String::new(),
     };
     msgs.summary(format!(
-        "{} files, {lines} lines{span}: {} pulls of {tags} tags and {digests} digests in {repos} repositories",
+        "read {} logs, {lines} lines{span}: {} pulls of {tags} tags and {digests} digests in {repos} repositories",
         logs.len(),
         log.pulls(),
     ));

@@ -330,3 +330,49 @@ fn the_tags_may_come_from_a_file() {
         stderr(&o)
     );
 }
+
+/// Every policy file the README shows is one reg-keep accepts.
+#[test]
+fn the_readme_policy_files_are_valid() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let section = readme.split_once("\n### reg-keep\n").unwrap().1;
+    let section = section.split("\n## ").next().unwrap();
+    let mut blocks = Vec::new();
+    let mut cur: Vec<&str> = Vec::new();
+    for line in section.lines().chain(std::iter::once("end")) {
+        match line.strip_prefix("    ") {
+            Some(code) => cur.push(code),
+            None if line.trim().is_empty() && !cur.is_empty() => cur.push(""),
+            None => {
+                if cur.first().is_some_and(|l| l.starts_with("policies:")) {
+                    blocks.push(cur.join("\n"));
+                }
+                cur.clear();
+            }
+        }
+    }
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let pulls = dir.path().join("pulls.jsonl");
+    std::fs::write(
+        &pulls,
+        r#"{"kind":"end","tool":"reg-pulls","records":0,"pulls":0,"lines":1,"since":"2026-01-01T00:00:00Z","until":"2026-12-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    for (n, yaml) in blocks.iter().enumerate() {
+        let f = dir.path().join(format!("policy{n}.yml"));
+        std::fs::write(&f, yaml).unwrap();
+        let o = reg_keep(
+            &[
+                "--policy",
+                f.to_str().unwrap(),
+                "--pulls",
+                pulls.to_str().unwrap(),
+                "--explain",
+            ],
+            &listing().join("\n"),
+        );
+        assert_eq!(o.status.code(), Some(0), "{yaml}\n{}", stderr(&o));
+        assert_eq!(stdout(&o).lines().count(), listing().len());
+    }
+}

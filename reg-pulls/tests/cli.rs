@@ -67,7 +67,7 @@ fn every_format_from_files_and_stdin_and_gzip() {
     let zipped = reg_pulls(&[gz.as_os_str(), "--stats".as_ref()], None);
     assert_eq!(zipped.stdout, o.stdout);
     assert!(
-        stderr(&zipped).starts_with("reg-pulls: 1 files, 46 lines from 2026-12-02T05:06:24Z"),
+        stderr(&zipped).starts_with("reg-pulls: read 1 logs, 46 lines from 2026-12-02T05:06:24Z"),
         "{}",
         stderr(&zipped)
     );
