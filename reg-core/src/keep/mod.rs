@@ -3,8 +3,8 @@
 //! retention): which tags to keep, which to drop.
 //!
 //! Input: `reg-ls ROOT --kind tag` records ([`input`]). Policy: flags or a
-//! YAML file ([`file`]), compiled into a [`PolicySet`] ([`policy`]). The
-//! decision, step by step and with its precedence, is in [`decide`];
+//! YAML file ([`mod@file`]), compiled into a [`PolicySet`] ([`policy`]). The
+//! decision, step by step and with its precedence, is in [`mod@decide`];
 //! version order in [`version`].
 //!
 //! # Output
