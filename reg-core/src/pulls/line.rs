@@ -2,11 +2,8 @@
 //! access log (Apache combined), the application log (logrus text, JSON or
 //! logstash), or a notification envelope or event on one line.
 
-use std::borrow::Cow;
-use std::sync::LazyLock;
-
-use regex::Regex;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::events;
 use super::Reference;
@@ -67,7 +64,7 @@ pub(super) fn json_line(v: &Map<String, Value>) -> Option<Vec<Seen>> {
         let method = v.get("http.request.method").and_then(Value::as_str);
         let uri = v.get("http.request.uri").and_then(Value::as_str);
         match (method, uri, status) {
-            (Some(m), Some(u), Some(s)) => request(m, u, s),
+            (Some(m), Some(u), Some(s)) => request_pull(m, u, s),
             _ => None,
         }
     } else {
@@ -89,7 +86,7 @@ fn logfmt_line(line: &str) -> Option<Seen> {
             get("http.request.uri"),
             get("http.response.status").and_then(|s| s.parse().ok()),
         ) {
-            (Some(m), Some(u), Some(s)) => request(m, u, s),
+            (Some(m), Some(u), Some(s)) => request_pull(m, u, s),
             _ => None,
         }
     } else {
@@ -195,19 +192,32 @@ fn go_unquote(s: &str) -> Option<(String, usize)> {
     None
 }
 
-/// `[02/Dec/2026:05:06:49 +0000] "GET /v2/… HTTP/1.1" 200 `, anywhere in
-/// the line (the access log's host, ident and user come before it).
-static COMBINED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"\[(\d{2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-]\d{2})(\d{2})\] "([A-Z]+) (\S+)[^"]*" (\d{3})(?: |$)"#,
-    )
-    .expect("a valid regex")
-});
-
-/// An access log line (Apache combined or common format).
+/// An access log line (Apache combined or common format):
+/// `… [02/Dec/2026:05:06:49 +0000] "GET /v2/… HTTP/1.1" 200 …`, the
+/// bracketed time anywhere in the line (the access log's host, ident and
+/// user come before it). Read by hand, not by a regular expression: logs
+/// run to millions of lines.
 fn combined_line(line: &str) -> Option<Seen> {
-    let c = COMBINED.captures(line)?;
-    let month = match &c[2] {
+    let mut from = 0;
+    while let Some(at) = line[from..].find('[') {
+        let start = from + at + 1;
+        if let Some(seen) = combined_from(&line[start..]) {
+            return Some(seen);
+        }
+        from = start;
+    }
+    None
+}
+
+/// `02/Dec/2026:05:06:49 +0000] "GET /v2/… HTTP/1.1" 200 …`
+fn combined_from(s: &str) -> Option<Seen> {
+    let b = s.as_bytes();
+    // dd/Mon/yyyy:hh:mm:ss +zzzz] "
+    if b.len() < 30 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' || &b[26..29] != b"] \""
+    {
+        return None;
+    }
+    let month = match &s[3..6] {
         "Jan" => 1,
         "Feb" => 2,
         "Mar" => 3,
@@ -222,20 +232,36 @@ fn combined_line(line: &str) -> Option<Seen> {
         "Dec" => 12,
         _ => return None,
     };
+    let zone = &s[21..26];
+    if !zone.starts_with(['+', '-']) || !zone[1..].bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
     let time = Time::parse(&format!(
-        "{}-{month:02}-{}T{}:{}:{}{}:{}",
-        &c[3], &c[1], &c[4], &c[5], &c[6], &c[7], &c[8]
+        "{}-{month:02}-{}T{}{}:{}",
+        &s[7..11],
+        &s[0..2],
+        &s[12..20],
+        &zone[..3],
+        &zone[3..]
     ))
     .ok()?;
-    let status = c[11].parse().ok()?;
+    // "METHOD URI PROTOCOL" STATUS
+    let rest = &s[29..];
+    let (request, after) = rest.split_once('"')?;
+    let mut words = request.split(' ');
+    let (method, uri) = (words.next()?, words.next()?);
+    let status = after.strip_prefix(' ')?.get(..3)?;
+    if !status.bytes().all(|c| c.is_ascii_digit()) || after[4..].chars().next().is_some_and(|c| c != ' ') {
+        return None;
+    }
     Some(Seen {
         time,
-        pull: request(&c[9], &c[10], status),
+        pull: request_pull(method, uri, status.parse().ok()?),
     })
 }
 
 /// The repository and reference of a successful manifest `GET` or `HEAD`.
-fn request(method: &str, uri: &str, status: u64) -> Option<(String, Reference)> {
+fn request_pull(method: &str, uri: &str, status: u64) -> Option<(String, Reference)> {
     if !matches!(method, "GET" | "HEAD") || !(200..300).contains(&status) {
         return None;
     }
