@@ -46,6 +46,11 @@
 //! {"kind":"repo","repo":"…"}
 //! {"kind":"end","tool":"reg-orphans",…counts…}                                   trailer
 //! ```
+//!
+//! # reg-pulls, reg-keep
+//! Their records are documented with their types: [`crate::pulls`]
+//! (`pull` and its trailer) and [`crate::keep`] (`kept` and `dropped`; the
+//! tags to drop are reg-ls `tag` records, printed back as read).
 
 use serde::{Deserialize, Serialize};
 

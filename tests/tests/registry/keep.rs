@@ -256,6 +256,11 @@ fn keep_untag_and_collect_on_a_real_registry_with_its_own_log() {
         "{rc}"
     );
 
+    // A preview cannot be applied by mistake: reg-rm refuses its kinds.
+    let misuse = reg_rm(&root, &["--untag"], &explained.stdout, &[]);
+    misuse.expect_code(1).stdout_empty();
+    misuse.stderr_has("stdin line 1: unknown record kind");
+
     // The list to apply: reg-ls's own lines.
     let list = keep(&["--allow-empty"]);
     list.success();
