@@ -41,6 +41,8 @@ fn one_line(bin: &str, about: &str) -> String {
         "reg-refs" => "print what a registry's tags and revisions reference".into(),
         "reg-orphans" => "print what nothing in a registry's storage references".into(),
         "reg-rm" => "delete from a registry's storage what nothing live reaches".into(),
+        "reg-pulls" => "read when each tag was last pulled from a registry's own logs".into(),
+        "reg-keep" => "choose the tags to drop by retention rules (keep the newest, pulled within...)".into(),
         // A tool this list does not know: the first sentence of its about.
         _ => {
             let first = about.split(". ").next().unwrap_or(about).trim_end_matches('.');
@@ -96,7 +98,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
 ];
 
-const TOOLS: [&str; 4] = ["reg-ls", "reg-refs", "reg-orphans", "reg-rm"];
+const TOOLS: [&str; 6] = [
+    "reg-ls",
+    "reg-refs",
+    "reg-orphans",
+    "reg-rm",
+    "reg-pulls",
+    "reg-keep",
+];
 
 /// The man page: NAME on one line, SYNOPSIS with the values flags take,
 /// DESCRIPTION, OPTIONS, EXAMPLES as written, EXIT STATUS, ENVIRONMENT and
@@ -208,7 +217,6 @@ mod tests {
             for section in [
                 ".SH SYNOPSIS",
                 ".SH \"EXIT STATUS\"",
-                ".SH ENVIRONMENT",
                 ".SH EXAMPLES",
                 ".SH \"SEE ALSO\"",
             ] {
@@ -221,6 +229,13 @@ mod tests {
                 .split(".SH")
                 .next()
                 .unwrap();
+            // The tools on the storage take ROOT and read the environment
+            // for it; the filters (reg-pulls, reg-keep) do neither.
+            if bin == "reg-pulls" || bin == "reg-keep" {
+                assert!(!text.contains(".SH ENVIRONMENT"), "{bin}");
+                continue;
+            }
+            assert!(text.contains(".SH ENVIRONMENT"), "{bin}");
             assert!(
                 synopsis.contains(" ROOT\n"),
                 "{bin}: ROOT is required: {synopsis}"

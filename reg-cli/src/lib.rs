@@ -9,10 +9,13 @@ use std::io::IsTerminal;
 use clap::CommandFactory;
 
 pub mod common;
+pub mod filter;
 pub mod generate;
+pub mod keep;
 pub mod live;
 pub mod ls;
 pub mod orphans;
+pub mod pulls;
 pub mod refs;
 pub mod rm;
 
@@ -23,6 +26,8 @@ pub fn commands() -> Vec<clap::Command> {
         refs::Args::command(),
         orphans::Args::command(),
         rm::Args::command(),
+        pulls::Args::command(),
+        keep::Args::command(),
     ]
 }
 

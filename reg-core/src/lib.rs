@@ -12,6 +12,8 @@
 //! - [`output`]: the single writer of records (JSON lines or TSV) and closed-pipe handling.
 //! - [`manifest`]: what a manifest references, for every format.
 //! - [`refs`], [`orphans`], [`rm`]: the logic of `reg-refs`, `reg-orphans`, `reg-rm`.
+//! - [`pulls`], [`keep`]: the logic of `reg-pulls` (pull times from the
+//!   registry's logs) and `reg-keep` (retention rules over tags).
 //! - [`messages`]: the stderr side (warnings, errors, the summary, progress counters).
 //! - [`clock`]: "now" for every age: the storage server's clock on object storage.
 //!
@@ -25,6 +27,7 @@ pub mod digest;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod keep;
 pub mod layout;
 pub mod ls;
 pub mod manifest;
@@ -34,6 +37,7 @@ pub mod object;
 pub mod orphans;
 pub mod output;
 pub mod progress;
+pub mod pulls;
 pub mod record;
 pub mod refs;
 pub mod rm;

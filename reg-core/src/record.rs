@@ -53,6 +53,11 @@
 //! the list before it is never taken for a complete one. reg-orphans and
 //! reg-rm refuse input holding it (and reg-orphans input without the
 //! reg-refs trailer).
+//!
+//! # reg-pulls, reg-keep
+//! Their records are documented with their types: [`crate::pulls`]
+//! (`pull` and its trailer) and [`crate::keep`] (`kept` and `dropped`; the
+//! tags to drop are reg-ls `tag` records, printed back as read).
 
 use serde::{Deserialize, Serialize};
 

@@ -15,6 +15,6 @@ pub mod tree;
 
 pub use http::Api;
 pub use moto::{s3_programs_available, Moto};
-pub use registry::{GcReport, Registry, S3Storage};
+pub use registry::{GcReport, LogFormat, Registry, S3Storage};
 pub use scenario::{everything_live_pulls, Pushed, Scenario};
 pub use tools::{orphan_list, reg_rm, registry_programs_available, run_tool, tool_path, Run, Tool};

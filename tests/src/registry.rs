@@ -3,7 +3,9 @@
 //!
 //! The config enables deletion, sets no blob descriptor cache (so offline
 //! deletions are seen at once), disables upload purging and the access log,
-//! and logs warnings and errors to `registry.log` next to it.
+//! and logs warnings and errors to `registry.log` next to it; one started
+//! with [`Registry::start_logging`] logs every request there instead, as a
+//! production registry does (for reg-pulls).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -29,6 +31,15 @@ pub struct Registry {
     port: u16,
     child: Option<Child>,
     s3: Option<S3Storage>,
+    /// `None`: warnings only, no access log.
+    logging: Option<LogFormat>,
+}
+
+/// The application log's `log.formatter`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where a registry with the s3 driver stores: a bucket of an S3 server
@@ -100,9 +111,37 @@ impl Registry {
             port: 0,
             child: None,
             s3,
+            logging: None,
         };
         r.launch()?;
         Ok(r)
+    }
+
+    /// Starts a registry on a fresh temp dir that logs every request, as
+    /// Debian's packaged one does: the access log (stdout) and the
+    /// application log at `log.level: info` in `format` (stderr), both into
+    /// [`Registry::log_path`].
+    pub fn start_logging(format: LogFormat) -> Result<Registry> {
+        let dir = tempdir()?;
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root)?;
+        let mut r = Registry {
+            config: dir.path().join("config.yml"),
+            log: dir.path().join("registry.log"),
+            dir,
+            root,
+            port: 0,
+            child: None,
+            s3: None,
+            logging: Some(format),
+        };
+        r.launch()?;
+        Ok(r)
+    }
+
+    /// The file the registry's stdout and stderr go to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// The S3 storage of a registry started with [`Registry::start_s3`].
@@ -198,9 +237,14 @@ impl Registry {
                 yaml_str(&format!("/{}", s3.root)),
             ),
         };
+        let log = match self.logging {
+            None => "log:\n  level: warn\n  accesslog:\n    disabled: true\n",
+            Some(LogFormat::Text) => "log:\n  level: info\n  formatter: text\n",
+            Some(LogFormat::Json) => "log:\n  level: info\n  formatter: json\n",
+        };
         let yaml = format!(
             "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             {log}\
              storage:\n{driver}  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
              http:\n  addr: {addr}\n  secret: reg-tests-not-a-secret\n",

@@ -150,7 +150,38 @@ fn every_readme_recipe_runs_on_the_sample_tree() {
                     "{show}"
                 );
             }
+            if script.contains("reg-keep") {
+                // What the policy says is what is left: no repository
+                // emptied, at most N tags each with --keep-newest N.
+                let fresh = dir.path().join("fresh");
+                std::fs::create_dir(&fresh).unwrap();
+                let before = tag_counts(&sample_copy(&fresh));
+                let after = tag_counts(&root);
+                assert_eq!(
+                    before.keys().collect::<Vec<_>>(),
+                    after.keys().collect::<Vec<_>>(),
+                    "{show}"
+                );
+                assert_eq!(
+                    vals.len(),
+                    before.values().sum::<usize>() - after.values().sum::<usize>(),
+                    "{show}"
+                );
+                if let Some(n) = flag_value(script, "--keep-newest") {
+                    for (repo, k) in &after {
+                        assert_eq!(*k, before[repo].min(n), "{repo}\n{show}");
+                    }
+                }
+            }
             "untag"
+        } else if script.contains("--explain") {
+            for v in &vals {
+                assert!(matches!(v["kind"].as_str(), Some("kept" | "dropped")), "{show}");
+                assert!(v["rule"].is_string(), "{show}");
+            }
+            assert!(vals.iter().any(|v| v["kind"] == "dropped"), "{show}");
+            assert!(vals.iter().any(|v| v["kind"] == "kept"), "{show}");
+            "preview"
         } else if script.contains("--verify") {
             assert_eq!(r.stdout.trim(), "[]", "{show}");
             // A corrupted blob is named, and the status says so.
@@ -182,11 +213,33 @@ fn every_readme_recipe_runs_on_the_sample_tree() {
         "per-repository",
         "what-if",
         "untag",
+        "preview",
         "revisions",
         "verify",
     ] {
         assert!(seen.contains(&want), "no {want} recipe: {seen:?}");
     }
+}
+
+/// Tags per repository under `root`.
+fn tag_counts(root: &Path) -> std::collections::BTreeMap<String, usize> {
+    let out = run_tool(
+        "reg-ls",
+        &[root.as_os_str(), "--kind".as_ref(), "tag".as_ref()],
+        None,
+    );
+    out.success();
+    let mut n = std::collections::BTreeMap::new();
+    for r in out.records() {
+        *n.entry(r["repo"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    n
+}
+
+/// The number after `flag` in `script`.
+fn flag_value(script: &str, flag: &str) -> Option<usize> {
+    let rest = script.split_once(flag)?.1;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The digest and data path of some blob of the tree.

@@ -25,13 +25,21 @@ fn completions_and_man_pages_mention_every_flag() {
     let comp = xtask::completions(&dir.path().join("completions")).unwrap();
     let man = xtask::man(&dir.path().join("man")).unwrap();
     let cmds = reg_cli::commands();
-    assert_eq!(cmds.len(), 4);
-    assert_eq!(comp.len(), 4 * SHELLS.len());
-    assert_eq!(man.len(), 4);
+    assert_eq!(cmds.len(), 6);
+    assert_eq!(comp.len(), 6 * SHELLS.len());
+    assert_eq!(man.len(), 6);
     for cmd in &cmds {
         let bin = cmd.get_name();
         let flags = flags(cmd);
-        assert!(flags.contains(&"--threads".to_string()), "{bin}: {flags:?}");
+        // The tools that walk a storage root bound their threads; the
+        // filters (reg-pulls, reg-keep) read records and take no ROOT.
+        let walks = cmd.get_arguments().any(|a| a.get_id() == "root");
+        assert_eq!(
+            flags.contains(&"--threads".to_string()),
+            walks,
+            "{bin}: {flags:?}"
+        );
+        assert!(flags.contains(&"--tsv".to_string()), "{bin}: {flags:?}");
         for shell in SHELLS {
             let path = dir
                 .path()
@@ -87,6 +95,26 @@ fn tool_specific_flags_are_there() {
         ("reg-refs", &["--tagged-only", "--exclude-repo", "--stats"]),
         ("reg-orphans", &["--min-age", "--stats"]),
         ("reg-rm", &["--untag", "--accept-broken", "--trash", "-n"]),
+        ("reg-pulls", &["--tsv", "--stats", "-q"]),
+        (
+            "reg-keep",
+            &[
+                "--policy",
+                "--repo",
+                "--keep-tag",
+                "--drop-tag",
+                "--older-than",
+                "--keep-newest",
+                "--newest-by",
+                "--pushed-within",
+                "--pulled-within",
+                "--keep-at-least",
+                "--pulls",
+                "--allow-empty",
+                "--explain",
+                "--now",
+            ],
+        ),
     ] {
         let have = names(bin);
         for w in want {

@@ -10,6 +10,7 @@ mod diff;
 mod faults;
 mod gc;
 mod harness;
+mod keep;
 mod live;
 mod ls;
 mod names;
