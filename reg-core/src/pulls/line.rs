@@ -353,7 +353,7 @@ mod tests {
             r#"1.2.3.4 - - [02/Dec/2026:05:06:49 +0000] "DELETE /v2/team/app/manifests/1.0 HTTP/1.1" 202 0 "" "x""#,
             r#"1.2.3.4 - - [02/Dec/2026:05:06:49 +0000] "GET /v2/team/app/blobs/sha256:00 HTTP/1.1" 200 9 "" "x""#,
             r#"1.2.3.4 - - [02/Dec/2026:05:06:49 +0000] "GET /v2/team/app/tags/list HTTP/1.1" 200 9 "" "x""#,
-            r#"1.2.3.4 - - [02/Dec/2026:05:06:49 +0000] "GET /v2/Team/app/manifests/1 HTTP/1.1" 200 9 "" "x""#,
+            r#"1.2.3.4 - - [02/Dec/2026:05:06:49 +0000] "GET /v2/team/App/manifests/1 HTTP/1.1" 200 9 "" "x""#,
             r#"1.2.3.4 - - [02/Dec/2026:05:06:49 +0000] "GET /v2/team/app/manifests/sha256:abc HTTP/1.1" 200 9 "" "x""#,
         ] {
             assert_eq!(pull(not), None, "{not}");
