@@ -14,7 +14,8 @@
 //! the garbage nothing can reach (so that deleting nothing cannot pass).
 //!
 //! `REG_DIFF_SEED` (default 1) and `REG_DIFF_IMAGES` (default 300) choose
-//! the run. To tell causes apart, `REG_DIFF_SKIP` (a comma list of `names`,
+//! the run; `REG_DIFF_SKOPEO` (default 400) caps the images also pulled
+//! with skopeo (a process each; spread evenly over the run). To tell causes apart, `REG_DIFF_SKIP` (a comma list of `names`,
 //! `sha384`, `sha512`, `foreign`, `deep`, `fold`, `dup`, `desc`, `junk`)
 //! generates without those variants, and `REG_DIFF_EXCLUDE` (a comma list
 //! of feature names or parts of them, as the report prints them) leaves out
@@ -41,6 +42,8 @@ use reg_tests::{registry_programs_available, skopeo, Registry, Run, Tool};
 
 const DEFAULT_SEED: u64 = 1;
 const DEFAULT_IMAGES: usize = 300;
+/// Images pulled with skopeo at most: all of a default run's.
+const DEFAULT_SKOPEO: usize = 400;
 /// Requests and skopeo pulls at once: the registry spends its time
 /// writing files, not computing.
 const THREADS: usize = 6;
@@ -71,6 +74,8 @@ struct Settings {
     skip: Skip,
     skip_text: String,
     exclude: Vec<String>,
+    /// At most this many images pulled with skopeo (`REG_DIFF_SKOPEO`).
+    skopeo_max: usize,
 }
 
 impl Settings {
@@ -96,12 +101,18 @@ impl Settings {
                     .collect()
             })
             .unwrap_or_default();
+        let skopeo_max = var("REG_DIFF_SKOPEO").map_or(DEFAULT_SKOPEO, |v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("REG_DIFF_SKOPEO={v}: {e}"))
+        });
         Settings {
             seed,
             images,
             skip,
             skip_text,
             exclude,
+            skopeo_max,
         }
     }
 
@@ -518,25 +529,30 @@ fn normalize(s: &str) -> String {
             if hex >= 20 {
                 "<digest>".to_owned()
             } else {
-                // A run of digits not glued to a letter (`sha256` stays).
+                // A number standing alone (after a space, `[`, `(`, `=` or
+                // `:`, before anything but a letter): `sha256`, `[a-z0-9]`
+                // and `1e400` stay.
+                let chars: Vec<char> = w.chars().collect();
                 let mut out = String::new();
-                let mut prev: Option<char> = None;
-                for c in w.chars() {
-                    if c.is_ascii_digit() {
-                        let glued = prev.is_some_and(|p| p.is_ascii_alphabetic());
-                        let in_run = prev.is_some_and(|p| p.is_ascii_digit() || p == 'N');
-                        if glued {
-                            out.push(c);
-                            prev = Some('a');
-                            continue;
-                        }
-                        if !in_run || prev != Some('N') {
+                let mut i = 0;
+                while i < chars.len() {
+                    let start = i;
+                    while i < chars.len() && chars[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    if i > start {
+                        let before = start.checked_sub(1).map(|p| chars[p]);
+                        let after = chars.get(i).copied();
+                        let alone = before.is_none_or(|p| matches!(p, '[' | '(' | '=' | ':'))
+                            && after.is_none_or(|a| !a.is_ascii_alphanumeric());
+                        if alone {
                             out.push('N');
+                        } else {
+                            out.extend(&chars[start..i]);
                         }
-                        prev = Some('N');
                     } else {
-                        out.push(c);
-                        prev = Some(c);
+                        out.push(chars[i]);
+                        i += 1;
                     }
                 }
                 out
@@ -544,6 +560,17 @@ fn normalize(s: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[test]
+fn normalize_counts_messages_of_one_kind_together() {
+    let d = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        normalize(&format!(
+            "manifest has no layers[12].digest at line 3 column 40 {d} sha256 [a-z0-9] 1e400"
+        )),
+        "manifest has no layers[N].digest at line N column N <digest> sha256 [a-z0-9] 1e400"
+    );
 }
 
 /// For a tool that failed naming manifests: its messages by kind, and the
@@ -649,7 +676,10 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
         s.repro()
     );
     // skopeo, where it can: what it pulls now it must pull after.
-    let pull: Vec<&Case> = live_cases.iter().copied().filter(|c| c.skopeo).collect();
+    // skopeo costs a process per image: at most `skopeo_max`, spread evenly.
+    let eligible: Vec<&Case> = live_cases.iter().copied().filter(|c| c.skopeo).collect();
+    let every = eligible.len().div_ceil(s.skopeo_max.max(1)).max(1);
+    let pull: Vec<&Case> = eligible.iter().copied().step_by(every).collect();
     let pulled = par_map(&pull, THREADS, |c| {
         skopeo::pull_all_dir(&reg.image_ref(&c.reference()))
     });
@@ -663,12 +693,13 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
             Err(e) => {
                 let last = format!("{e:#}");
                 let last = last.lines().last().unwrap_or_default();
-                let key: String = last
+                let msg = last.split_once("msg=").map_or(last, |(_, m)| m);
+                let key: String = msg
                     .split_whitespace()
-                    .map(|w| if w.contains("sha256:") { "<digest>" } else { w })
+                    .map(|w| if w.contains("docker://") { "<image>" } else { w })
                     .collect::<Vec<_>>()
                     .join(" ");
-                *skopeo_refused.entry(key).or_default() += 1;
+                *skopeo_refused.entry(normalize(&key)).or_default() += 1;
             }
         }
     }
@@ -691,7 +722,7 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
     let _ = writeln!(
         report,
         "differential test, seed {} ({} images{}): {} cases generated ({} tagged, {} referrers, {} overwritten, {} untagged, {} deleted), {} loose blobs; \
-         {} accepted ({} tagged), {} refused; {} requests, pushed in {:.1?}, checked in {:.1?}; skopeo pulled {} before any collection",
+         {} accepted ({} tagged), {} refused; {} requests, pushed in {:.1?}, checked in {:.1?}; skopeo pulled {} of the {} images asked ({} could be), before any collection",
         s.seed,
         s.images,
         if s.skip_text.is_empty() && s.exclude.is_empty() {
@@ -716,6 +747,8 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
         push_time,
         check_time,
         skopeo_ok.len(),
+        pull.len(),
+        eligible.len(),
     );
     let _ = writeln!(report, "  refused, by reason:\n{}", refusals(&plan, &pushed));
     if !skopeo_refused.is_empty() {
