@@ -398,6 +398,17 @@ impl Plan {
             })
             .map(|c| c.image)
             .collect();
+        self.without(&dropped)
+    }
+
+    /// The plan with only images `keep` (`REG_DIFF_ONLY`, to rerun the
+    /// images a failure names); cases renumbered.
+    pub fn only(&self, keep: &BTreeSet<usize>) -> Plan {
+        let dropped: BTreeSet<usize> = (0..self.images).filter(|i| !keep.contains(i)).collect();
+        self.without(&dropped)
+    }
+
+    fn without(&self, dropped: &BTreeSet<usize>) -> Plan {
         let mut renumber = vec![usize::MAX; self.cases.len()];
         let mut cases = Vec::new();
         for c in self.cases.iter().filter(|c| !dropped.contains(&c.image)) {
@@ -764,6 +775,15 @@ mod tests {
             }
         }
         assert_eq!(p.excluding(&[]).cases.len(), p.cases.len());
+        let one = p.only(&BTreeSet::from([7]));
+        assert!(!one.cases.is_empty() && one.cases.iter().all(|c| c.image == 7));
+        let same: Vec<&Vec<u8>> = p
+            .cases
+            .iter()
+            .filter(|c| c.image == 7)
+            .map(|c| &c.top.bytes)
+            .collect();
+        assert_eq!(one.cases.iter().map(|c| &c.top.bytes).collect::<Vec<_>>(), same);
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! `sha384`, `sha512`, `foreign`, `deep`, `fold`, `dup`, `desc`, `junk`)
 //! generates without those variants, and `REG_DIFF_EXCLUDE` (a comma list
 //! of feature names or parts of them, as the report prints them) leaves out
-//! the images that have one. `REG_DIFF_TMPDIR` says where the registry's
+//! the images that have one; `REG_DIFF_ONLY` (image numbers, as a failure
+//! names them) reruns just those. `REG_DIFF_TMPDIR` says where the registry's
 //! root and the copies go (default `/dev/shm` when writable). A failure
 //! names the seed and the command that reruns it, each broken image's
 //! variant in words, what no longer fetches and where its link and data
@@ -76,6 +77,8 @@ struct Settings {
     exclude: Vec<String>,
     /// At most this many images pulled with skopeo (`REG_DIFF_SKOPEO`).
     skopeo_max: usize,
+    /// Only these images (`REG_DIFF_ONLY`), if any.
+    only: BTreeSet<usize>,
 }
 
 impl Settings {
@@ -106,6 +109,17 @@ impl Settings {
                 .parse()
                 .unwrap_or_else(|e| panic!("REG_DIFF_SKOPEO={v}: {e}"))
         });
+        let only = var("REG_DIFF_ONLY")
+            .map(|v| {
+                v.split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .unwrap_or_else(|e| panic!("REG_DIFF_ONLY={v}: {e}"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Settings {
             seed,
             images,
@@ -113,6 +127,7 @@ impl Settings {
             skip_text,
             exclude,
             skopeo_max,
+            only,
         }
     }
 
@@ -125,6 +140,10 @@ impl Settings {
         };
         if !self.exclude.is_empty() {
             skip.push_str(&format!(" REG_DIFF_EXCLUDE='{}'", self.exclude.join(",")));
+        }
+        if !self.only.is_empty() {
+            let only: Vec<String> = self.only.iter().map(usize::to_string).collect();
+            skip.push_str(&format!(" REG_DIFF_ONLY={}", only.join(",")));
         }
         format!(
             "REG_DIFF_SEED={} REG_DIFF_IMAGES={}{skip} cargo test -p reg-tests --test registry -- diff_ --nocapture",
@@ -636,7 +655,10 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
     }
     let s = Settings::from_env();
     let started = Instant::now();
-    let plan = Plan::generate(s.seed, s.images, &s.skip).excluding(&s.exclude);
+    let mut plan = Plan::generate(s.seed, s.images, &s.skip).excluding(&s.exclude);
+    if !s.only.is_empty() {
+        plan = plan.only(&s.only);
+    }
     let mut reg =
         Registry::start_in(&scratch()).unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}"));
     let api = reg.api();
