@@ -15,12 +15,13 @@
 //!
 //! `REG_DIFF_SEED` (default 1) and `REG_DIFF_IMAGES` (default 300) choose
 //! the run; `REG_DIFF_SKOPEO` (default 400) caps the images also pulled
-//! with skopeo (a process each; spread evenly over the run). To tell causes apart, `REG_DIFF_SKIP` (a comma list of `names`,
-//! `sha384`, `sha512`, `foreign`, `deep`, `fold`, `dup`, `desc`, `junk`)
-//! generates without those variants, and `REG_DIFF_EXCLUDE` (a comma list
-//! of feature names or parts of them, as the report prints them) leaves out
-//! the images that have one; `REG_DIFF_ONLY` (image numbers, as a failure
-//! names them) reruns just those. `REG_DIFF_TMPDIR` says where the registry's
+//! with skopeo (a process each; spread evenly over the run). To tell
+//! causes apart, `REG_DIFF_SKIP` (a comma list of `names`, `sha384`,
+//! `sha512`, `foreign`, `deep`, `fold`, `dup`, `desc`, `junk`) generates
+//! without those variants, `REG_DIFF_EXCLUDE` (a comma list of feature
+//! names or parts of them, as the report prints them) leaves out the images
+//! that have one, and `REG_DIFF_ONLY` (image numbers, as a failure names
+//! them) reruns just those. `REG_DIFF_TMPDIR` says where the registry's
 //! root and the copies go (default `/dev/shm` when writable). A failure
 //! names the seed and the command that reruns it, each broken image's
 //! variant in words, what no longer fetches and where its link and data
@@ -144,6 +145,9 @@ impl Settings {
         if !self.only.is_empty() {
             let only: Vec<String> = self.only.iter().map(usize::to_string).collect();
             skip.push_str(&format!(" REG_DIFF_ONLY={}", only.join(",")));
+        }
+        if self.skopeo_max != DEFAULT_SKOPEO {
+            skip.push_str(&format!(" REG_DIFF_SKOPEO={}", self.skopeo_max));
         }
         format!(
             "REG_DIFF_SEED={} REG_DIFF_IMAGES={}{skip} cargo test -p reg-tests --test registry -- diff_ --nocapture",
