@@ -124,9 +124,10 @@ enum Store<'a> {
 }
 
 /// A grace period that makes what was written before `started` old and
-/// what was written since young: the seconds since `started`, rounded
-/// up, plus two (object times have a one-second resolution, and a push
-/// landing just before the run is young too).
+/// what was written since young: the whole seconds since `started` plus
+/// two, at least a second more than the run has lasted (object times have
+/// a one-second resolution; a push landing just before the run is young
+/// too).
 fn grace_since(started: Instant) -> String {
     format!("{}s", started.elapsed().as_secs() + 2)
 }
@@ -279,7 +280,7 @@ fn live_pushes_during_collections_every_pushed_tag_pulls() {
 /// the bucket before each run (as the filesystem test ages the tree by
 /// three days and keeps the default `--min-age`), each run passes
 /// reg-orphans and reg-rm `--min-age` = the time since that run started
-/// (rounded up, plus 2 s). What was written before the run is old to it,
+/// (whole seconds, plus 2 s). What was written before the run is old to it,
 /// as on the aged tree; what is written during the run (a push in
 /// progress: blobs, then the manifest) is younger than the grace period
 /// and protected, as the default grace protects it there. A fixed short
