@@ -499,11 +499,20 @@ fn mode_text(plan: &Plan, m: &ModeReport) -> String {
     );
     for r in &m.runs {
         let _ = writeln!(out, "    `{}` exited {}", r.cmd, r.status);
-        if !r.status.success() || r.stderr.contains("warning") {
+        if !r.status.success() {
             let err: String = r.stderr.chars().take(3000).collect();
             let _ = writeln!(out, "      stderr:\n{}", indent(&err, "        "));
             if r.stderr.lines().count() > 1 {
                 out.push_str(&tool_errors(plan, r));
+            }
+        } else {
+            let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("warning")).collect();
+            if let Some(first) = warnings.first() {
+                let first: String = first.chars().take(300).collect();
+                let _ = writeln!(out, "      {} warnings, the first: {first}", warnings.len());
+                if m.failed() {
+                    out.push_str(&tool_errors(plan, r));
+                }
             }
         }
     }
