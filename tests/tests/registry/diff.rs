@@ -51,22 +51,37 @@ const DEFAULT_SKOPEO: usize = 400;
 const THREADS: usize = 6;
 
 /// Where the registry's root and the copies go: `REG_DIFF_TMPDIR`, else
-/// `/dev/shm` when it is a writable directory (the registry writes several
-/// files per request: on this suite's virtual disk a push took three times
-/// as long), else the usual temp dir.
-fn scratch() -> std::path::PathBuf {
+/// `/dev/shm` when it is writable and has room for `images` (the root and
+/// one copy at a time take about 0.15 MiB an image; it asks for 1 MiB an
+/// image plus 256 MiB, so a container's default 64 MiB is not used), else
+/// the usual temp dir. The registry writes several files per request: on
+/// this suite's virtual disk a push took three times as long.
+fn scratch(images: usize) -> std::path::PathBuf {
     if let Some(d) = std::env::var_os("REG_DIFF_TMPDIR").filter(|d| !d.is_empty()) {
         return d.into();
     }
     let shm = Path::new("/dev/shm");
-    if tempfile::Builder::new()
+    let wanted_kib = 256 * 1024 + images as u64 * 1024;
+    let writable = tempfile::Builder::new()
         .prefix("reg-tests-probe-")
         .tempdir_in(shm)
-        .is_ok()
-    {
+        .is_ok();
+    if writable && available_kib(shm).is_some_and(|kib| kib >= wanted_kib) {
         return shm.to_path_buf();
     }
     std::env::temp_dir()
+}
+
+/// Free space under `path` in KiB, by `df -Pk` (`None` if it cannot tell).
+fn available_kib(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Filesystem 1024-blocks Used Available Capacity Mounted-on
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The run's parameters, from the environment.
@@ -329,7 +344,7 @@ fn run_mode(
     let started = Instant::now();
     let copy = tempfile::Builder::new()
         .prefix("reg-tests-diff-")
-        .tempdir_in(scratch())
+        .tempdir_in(scratch(plan.images))
         .expect("a temp dir");
     let root = copy.path().join("root");
     copy_tree(reg.root(), &root);
@@ -672,8 +687,8 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
     if !s.only.is_empty() {
         plan = plan.only(&s.only);
     }
-    let mut reg =
-        Registry::start_in(&scratch()).unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}"));
+    let mut reg = Registry::start_in(&scratch(plan.images))
+        .unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}"));
     let api = reg.api();
     let pushed = push_plan(&api, &plan, THREADS).unwrap_or_else(|e| {
         panic!(
