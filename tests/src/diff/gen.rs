@@ -32,13 +32,21 @@
 //! 16, OCI index 18, Docker list 8, nested index chain (2 to 4 levels) 8,
 //! schema1 2, OCI 1.1-rc artifact manifest 2 (out of 88); 30 % of cases are
 //! plain (no noise: the control group); the others draw each noise rate
-//! from {0, 15, 40} % per key or field (folds, duplicates, descriptor noise,
-//! unknown junk, another digest algorithm). Referrers: 20 % of cases get 1
-//! or 2 (a quarter of them a referrer of their own). Garbage: 12 % of tags
-//! are overwritten (the old image stays as an untagged revision), 8 % get
-//! an untagged image pushed by digest, 6 % an image pushed and deleted, 8 %
-//! loose blobs nobody names. Names: 12 % of cases go to an edge name, 10 %
-//! get an edge tag.
+//! from {0, 15, 40} % per key or field (top-level key folds, folds inside
+//! descriptors, duplicates, descriptor noise, unknown junk, a blob named by
+//! sha512 (60 %) or sha384 (40 %) instead of sha256), and 8 % of their image
+//! manifests get a foreign layer. An image manifest has 0 to 3 layers
+//! (5/45/35/15), 15 % of them a base layer shared across repositories; an
+//! index 1 to 3 children, each PUT as a manifest (100 minus the algorithm
+//! rate, at most 40), or uploaded as a blob named by sha256 (12), sha512
+//! (14) or sha384 (12). Referrers: 20 % of cases get 1 or 2 (a quarter of
+//! them a referrer of their own), and 30 % of overwritten images get one.
+//! Garbage: 12 % of tags are overwritten (the old image stays as an
+//! untagged revision), 8 % get an untagged image pushed by digest, 6 % an
+//! image pushed and deleted, 8 % loose blobs nobody names (a third named by
+//! sha512 or sha384). Names: 12 % of cases go to an edge name, 10 % get an
+//! edge tag; the rest spread over `diff/r0` … `diff/r11` and
+//! `diff/r0/sub` … `diff/r3/sub`.
 
 use std::collections::BTreeSet;
 
@@ -398,6 +406,17 @@ impl Plan {
             })
             .map(|c| c.image)
             .collect();
+        self.without(&dropped)
+    }
+
+    /// The plan with only images `keep` (`REG_DIFF_ONLY`, to rerun the
+    /// images a failure names); cases renumbered.
+    pub fn only(&self, keep: &BTreeSet<usize>) -> Plan {
+        let dropped: BTreeSet<usize> = (0..self.images).filter(|i| !keep.contains(i)).collect();
+        self.without(&dropped)
+    }
+
+    fn without(&self, dropped: &BTreeSet<usize>) -> Plan {
         let mut renumber = vec![usize::MAX; self.cases.len()];
         let mut cases = Vec::new();
         for c in self.cases.iter().filter(|c| !dropped.contains(&c.image)) {
@@ -764,6 +783,15 @@ mod tests {
             }
         }
         assert_eq!(p.excluding(&[]).cases.len(), p.cases.len());
+        let one = p.only(&BTreeSet::from([7]));
+        assert!(!one.cases.is_empty() && one.cases.iter().all(|c| c.image == 7));
+        let same: Vec<&Vec<u8>> = p
+            .cases
+            .iter()
+            .filter(|c| c.image == 7)
+            .map(|c| &c.top.bytes)
+            .collect();
+        assert_eq!(one.cases.iter().map(|c| &c.top.bytes).collect::<Vec<_>>(), same);
     }
 
     #[test]

@@ -9,6 +9,6 @@ pub mod json;
 pub mod par;
 pub mod push;
 pub mod rng;
-pub mod write;
+mod write;
 
 pub use gen::{Case, Doc, Kind, Plan, Ref, Role, Skip, Target};

@@ -1,7 +1,8 @@
 //! Pushing a plan through the registry's HTTP API, as a client would:
 //! every blob uploaded with `?digest=` the digest its manifest names,
 //! child manifests PUT by digest or uploaded as blobs, then the top
-//! manifest under its tag or digest; deleted cases deleted by digest.
+//! manifest under its tag or digest; deleted cases deleted by digest
+//! once every push is done.
 //! What the registry refuses is recorded with its reason, not an error.
 
 use std::collections::HashSet;
@@ -49,7 +50,7 @@ struct Pusher<'a> {
 
 /// Pushes every case and loose blob of `plan`, the cases of one image in
 /// order (an overwritten tag before the image that overwrites it), images
-/// on `threads` threads. An error is a transport failure (the registry is
+/// on `threads` threads, then deletes the deleted cases. An error is a transport failure (the registry is
 /// gone); refusals are outcomes.
 pub fn push_plan(api: &Api, plan: &Plan, threads: usize) -> Result<Pushed> {
     let mut groups: Vec<Vec<&Case>> = Vec::new();
@@ -73,6 +74,17 @@ pub fn push_plan(api: &Api, plan: &Plan, threads: usize) -> Result<Pushed> {
         let (outcomes, requests) = group?;
         out.outcomes.extend(outcomes);
         out.requests += requests;
+    }
+    // Deletions once no push runs: the registry's DELETE reads every tag
+    // link of the repository, and one being written (not atomically) by a
+    // concurrent push fails it ("invalid checksum digest format").
+    for case in plan.cases.iter().filter(|c| c.kind == Kind::Deleted) {
+        if out.outcomes[case.n].accepted() {
+            out.requests += 1;
+            if let Err(e) = api.delete_manifest(&case.repo, &case.top.digest()) {
+                bail!("deleting {}: {e:#}", case.describe());
+            }
+        }
     }
     let mut p = Pusher {
         api,
@@ -102,12 +114,6 @@ impl Pusher<'_> {
             return Ok(Outcome::Refused {
                 reason: reason("PUT of the manifest", &a),
             });
-        }
-        if case.kind == Kind::Deleted {
-            self.requests += 1;
-            if let Err(e) = self.api.delete_manifest(&case.repo, &case.top.digest()) {
-                bail!("deleting {}: {e:#}", case.describe());
-            }
         }
         Ok(Outcome::Accepted)
     }

@@ -1,7 +1,7 @@
-//! Writing one document with noise: the [`Writer`] builds image
+//! Writing one document with noise: the `Writer` builds image
 //! manifests, indexes, referrers and the refused shapes from their meaning
 //! (the references the registry must find) and writes them with the
-//! spellings, duplicates, junk and digest algorithms its [`Knobs`] ask for,
+//! spellings, duplicates, junk and digest algorithms its `Knobs` ask for,
 //! noting each in words and as a feature name. The rules that keep the
 //! meaning under Go's `encoding/json` are in [`super::gen`]'s header.
 

@@ -14,11 +14,14 @@
 //! the garbage nothing can reach (so that deleting nothing cannot pass).
 //!
 //! `REG_DIFF_SEED` (default 1) and `REG_DIFF_IMAGES` (default 300) choose
-//! the run. To tell causes apart, `REG_DIFF_SKIP` (a comma list of `names`,
-//! `sha384`, `sha512`, `foreign`, `deep`, `fold`, `dup`, `desc`, `junk`)
-//! generates without those variants, and `REG_DIFF_EXCLUDE` (a comma list
-//! of feature names or parts of them, as the report prints them) leaves out
-//! the images that have one. `REG_DIFF_TMPDIR` says where the registry's
+//! the run; `REG_DIFF_SKOPEO` (default 400) caps the images also pulled
+//! with skopeo (a process each; spread evenly over the run). To tell
+//! causes apart, `REG_DIFF_SKIP` (a comma list of `names`, `sha384`,
+//! `sha512`, `foreign`, `deep`, `fold`, `dup`, `desc`, `junk`) generates
+//! without those variants, `REG_DIFF_EXCLUDE` (a comma list of feature
+//! names or parts of them, as the report prints them) leaves out the images
+//! that have one, and `REG_DIFF_ONLY` (image numbers, as a failure names
+//! them) reruns just those. `REG_DIFF_TMPDIR` says where the registry's
 //! root and the copies go (default `/dev/shm` when writable). A failure
 //! names the seed and the command that reruns it, each broken image's
 //! variant in words, what no longer fetches and where its link and data
@@ -41,27 +44,44 @@ use reg_tests::{registry_programs_available, skopeo, Registry, Run, Tool};
 
 const DEFAULT_SEED: u64 = 1;
 const DEFAULT_IMAGES: usize = 300;
+/// Images pulled with skopeo at most: all of a default run's.
+const DEFAULT_SKOPEO: usize = 400;
 /// Requests and skopeo pulls at once: the registry spends its time
 /// writing files, not computing.
 const THREADS: usize = 6;
 
 /// Where the registry's root and the copies go: `REG_DIFF_TMPDIR`, else
-/// `/dev/shm` when it is a writable directory (the registry writes several
-/// files per request: on this suite's virtual disk a push took three times
-/// as long), else the usual temp dir.
-fn scratch() -> std::path::PathBuf {
+/// `/dev/shm` when it is writable and has room for `images` (the root and
+/// one copy at a time take about 0.15 MiB an image; it asks for 1 MiB an
+/// image plus 256 MiB, so a container's default 64 MiB is not used), else
+/// the usual temp dir. The registry writes several files per request: on
+/// this suite's virtual disk a push took three times as long.
+fn scratch(images: usize) -> std::path::PathBuf {
     if let Some(d) = std::env::var_os("REG_DIFF_TMPDIR").filter(|d| !d.is_empty()) {
         return d.into();
     }
     let shm = Path::new("/dev/shm");
-    if tempfile::Builder::new()
+    let wanted_kib = 256 * 1024 + images as u64 * 1024;
+    let writable = tempfile::Builder::new()
         .prefix("reg-tests-probe-")
         .tempdir_in(shm)
-        .is_ok()
-    {
+        .is_ok();
+    if writable && available_kib(shm).is_some_and(|kib| kib >= wanted_kib) {
         return shm.to_path_buf();
     }
     std::env::temp_dir()
+}
+
+/// Free space under `path` in KiB, by `df -Pk` (`None` if it cannot tell).
+fn available_kib(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Filesystem 1024-blocks Used Available Capacity Mounted-on
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The run's parameters, from the environment.
@@ -71,6 +91,10 @@ struct Settings {
     skip: Skip,
     skip_text: String,
     exclude: Vec<String>,
+    /// At most this many images pulled with skopeo (`REG_DIFF_SKOPEO`).
+    skopeo_max: usize,
+    /// Only these images (`REG_DIFF_ONLY`), if any.
+    only: BTreeSet<usize>,
 }
 
 impl Settings {
@@ -96,12 +120,30 @@ impl Settings {
                     .collect()
             })
             .unwrap_or_default();
+        let skopeo_max = var("REG_DIFF_SKOPEO").map_or(DEFAULT_SKOPEO, |v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("REG_DIFF_SKOPEO={v}: {e}"))
+        });
+        let only = var("REG_DIFF_ONLY")
+            .map(|v| {
+                v.split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse()
+                            .unwrap_or_else(|e| panic!("REG_DIFF_ONLY={v}: {e}"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Settings {
             seed,
             images,
             skip,
             skip_text,
             exclude,
+            skopeo_max,
+            only,
         }
     }
 
@@ -114,6 +156,13 @@ impl Settings {
         };
         if !self.exclude.is_empty() {
             skip.push_str(&format!(" REG_DIFF_EXCLUDE='{}'", self.exclude.join(",")));
+        }
+        if !self.only.is_empty() {
+            let only: Vec<String> = self.only.iter().map(usize::to_string).collect();
+            skip.push_str(&format!(" REG_DIFF_ONLY={}", only.join(",")));
+        }
+        if self.skopeo_max != DEFAULT_SKOPEO {
+            skip.push_str(&format!(" REG_DIFF_SKOPEO={}", self.skopeo_max));
         }
         format!(
             "REG_DIFF_SEED={} REG_DIFF_IMAGES={}{skip} cargo test -p reg-tests --test registry -- diff_ --nocapture",
@@ -295,7 +344,7 @@ fn run_mode(
     let started = Instant::now();
     let copy = tempfile::Builder::new()
         .prefix("reg-tests-diff-")
-        .tempdir_in(scratch())
+        .tempdir_in(scratch(plan.images))
         .expect("a temp dir");
     let root = copy.path().join("root");
     copy_tree(reg.root(), &root);
@@ -465,11 +514,20 @@ fn mode_text(plan: &Plan, m: &ModeReport) -> String {
     );
     for r in &m.runs {
         let _ = writeln!(out, "    `{}` exited {}", r.cmd, r.status);
-        if !r.status.success() || r.stderr.contains("warning") {
+        if !r.status.success() {
             let err: String = r.stderr.chars().take(3000).collect();
             let _ = writeln!(out, "      stderr:\n{}", indent(&err, "        "));
             if r.stderr.lines().count() > 1 {
                 out.push_str(&tool_errors(plan, r));
+            }
+        } else {
+            let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("warning")).collect();
+            if let Some(first) = warnings.first() {
+                let first: String = first.chars().take(300).collect();
+                let _ = writeln!(out, "      {} warnings, the first: {first}", warnings.len());
+                if m.failed() {
+                    out.push_str(&tool_errors(plan, r));
+                }
             }
         }
     }
@@ -518,25 +576,30 @@ fn normalize(s: &str) -> String {
             if hex >= 20 {
                 "<digest>".to_owned()
             } else {
-                // A run of digits not glued to a letter (`sha256` stays).
+                // A number standing alone (after a space, `[`, `(`, `=` or
+                // `:`, before anything but a letter): `sha256`, `[a-z0-9]`
+                // and `1e400` stay.
+                let chars: Vec<char> = w.chars().collect();
                 let mut out = String::new();
-                let mut prev: Option<char> = None;
-                for c in w.chars() {
-                    if c.is_ascii_digit() {
-                        let glued = prev.is_some_and(|p| p.is_ascii_alphabetic());
-                        let in_run = prev.is_some_and(|p| p.is_ascii_digit() || p == 'N');
-                        if glued {
-                            out.push(c);
-                            prev = Some('a');
-                            continue;
-                        }
-                        if !in_run || prev != Some('N') {
+                let mut i = 0;
+                while i < chars.len() {
+                    let start = i;
+                    while i < chars.len() && chars[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    if i > start {
+                        let before = start.checked_sub(1).map(|p| chars[p]);
+                        let after = chars.get(i).copied();
+                        let alone = before.is_none_or(|p| matches!(p, '[' | '(' | '=' | ':'))
+                            && after.is_none_or(|a| !a.is_ascii_alphanumeric());
+                        if alone {
                             out.push('N');
+                        } else {
+                            out.extend(&chars[start..i]);
                         }
-                        prev = Some('N');
                     } else {
-                        out.push(c);
-                        prev = Some(c);
+                        out.push(chars[i]);
+                        i += 1;
                     }
                 }
                 out
@@ -544,6 +607,17 @@ fn normalize(s: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[test]
+fn normalize_counts_messages_of_one_kind_together() {
+    let d = format!("sha256:{}", "ab".repeat(32));
+    assert_eq!(
+        normalize(&format!(
+            "manifest has no layers[12].digest at line 3 column 40 {d} sha256 [a-z0-9] 1e400"
+        )),
+        "manifest has no layers[N].digest at line N column N <digest> sha256 [a-z0-9] 1e400"
+    );
 }
 
 /// For a tool that failed naming manifests: its messages by kind, and the
@@ -609,9 +683,12 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
     }
     let s = Settings::from_env();
     let started = Instant::now();
-    let plan = Plan::generate(s.seed, s.images, &s.skip).excluding(&s.exclude);
-    let mut reg =
-        Registry::start_in(&scratch()).unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}"));
+    let mut plan = Plan::generate(s.seed, s.images, &s.skip).excluding(&s.exclude);
+    if !s.only.is_empty() {
+        plan = plan.only(&s.only);
+    }
+    let mut reg = Registry::start_in(&scratch(plan.images))
+        .unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}"));
     let api = reg.api();
     let pushed = push_plan(&api, &plan, THREADS).unwrap_or_else(|e| {
         panic!(
@@ -649,7 +726,10 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
         s.repro()
     );
     // skopeo, where it can: what it pulls now it must pull after.
-    let pull: Vec<&Case> = live_cases.iter().copied().filter(|c| c.skopeo).collect();
+    // skopeo costs a process per image: at most `skopeo_max`, spread evenly.
+    let eligible: Vec<&Case> = live_cases.iter().copied().filter(|c| c.skopeo).collect();
+    let every = eligible.len().div_ceil(s.skopeo_max.max(1)).max(1);
+    let pull: Vec<&Case> = eligible.iter().copied().step_by(every).collect();
     let pulled = par_map(&pull, THREADS, |c| {
         skopeo::pull_all_dir(&reg.image_ref(&c.reference()))
     });
@@ -663,12 +743,13 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
             Err(e) => {
                 let last = format!("{e:#}");
                 let last = last.lines().last().unwrap_or_default();
-                let key: String = last
+                let msg = last.split_once("msg=").map_or(last, |(_, m)| m);
+                let key: String = msg
                     .split_whitespace()
-                    .map(|w| if w.contains("sha256:") { "<digest>" } else { w })
+                    .map(|w| if w.contains("docker://") { "<image>" } else { w })
                     .collect::<Vec<_>>()
                     .join(" ");
-                *skopeo_refused.entry(key).or_default() += 1;
+                *skopeo_refused.entry(normalize(&key)).or_default() += 1;
             }
         }
     }
@@ -691,7 +772,7 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
     let _ = writeln!(
         report,
         "differential test, seed {} ({} images{}): {} cases generated ({} tagged, {} referrers, {} overwritten, {} untagged, {} deleted), {} loose blobs; \
-         {} accepted ({} tagged), {} refused; {} requests, pushed in {:.1?}, checked in {:.1?}; skopeo pulled {} before any collection",
+         {} accepted ({} tagged), {} refused; {} requests, pushed in {:.1?}, checked in {:.1?}; skopeo pulled {} of the {} images asked ({} could be), before any collection",
         s.seed,
         s.images,
         if s.skip_text.is_empty() && s.exclude.is_empty() {
@@ -716,6 +797,8 @@ fn diff_registry_serves_every_accepted_image_after_both_collections() {
         push_time,
         check_time,
         skopeo_ok.len(),
+        pull.len(),
+        eligible.len(),
     );
     let _ = writeln!(report, "  refused, by reason:\n{}", refusals(&plan, &pushed));
     if !skopeo_refused.is_empty() {
