@@ -349,3 +349,42 @@ fn closed_stdout_stops_before_the_next_phase_and_fails() {
         "a second run finishes the job: {recs:#?}"
     );
 }
+
+/// A dry run changed nothing: a closed stdout (`reg-rm --dry-run … | head
+/// -1`) ends it quietly with status 0, as it ends every listing, and the
+/// tree is as it was.
+#[test]
+fn closed_stdout_ends_a_dry_run_quietly() {
+    let s = Sample::new();
+    let before = snapshot(&s.v2());
+    let input = deleted_img_input(&s);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
+        .args(["--dry-run", "--min-age", "0s"])
+        .arg(s.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before reg-rm writes anything.
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no summary, no error, no reminder");
+    assert_eq!(snapshot(&s.v2()), before, "a dry run changes nothing");
+    // Through a real `head -1`, as the README shows it.
+    let script = format!(
+        "printf '%s' \"$INPUT\" | {} --dry-run --min-age 0s {} | head -1",
+        env!("CARGO_BIN_EXE_reg-rm"),
+        s.root().display()
+    );
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &script])
+        .env("INPUT", &input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 1);
+    assert_eq!(records(&out)[0]["action"], "would-delete");
+}

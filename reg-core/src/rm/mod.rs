@@ -54,7 +54,9 @@
 //! Within a phase work is spread over the rayon pool; records go through the
 //! single [`Out`] writer, in a stable order. A run that cannot finish (a
 //! closed stdout, the test hook) stops before the next phase and fails,
-//! saying which phase it stopped before.
+//! saying which phase it stopped before. A dry run changes nothing, so a
+//! closed stdout (`reg-rm --dry-run … | head`) ends it quietly with status
+//! 0, as it ends every listing.
 //!
 //! # Other guards (checked on the live tree when the phase runs)
 //! - A tag record carrying a `digest` is deleted only if the tag still points

@@ -314,7 +314,10 @@ impl<'a> Runner<'a> {
 
     /// Writes a phase's records; stops the run (before `next`) when they
     /// cannot be written or the test hook fired. A closed stdout is a
-    /// failure here, not a quiet success: the run did not finish.
+    /// failure in a run that changes things (it did not finish, and what it
+    /// did is not all reported); a dry run changed nothing, so its write
+    /// error is returned as it is, and a closed stdout (`--dry-run | head`)
+    /// ends it quietly with status 0, as it ends any listing.
     fn emit<W: Write>(
         &self,
         w: &mut Writer<W>,
@@ -322,6 +325,9 @@ impl<'a> Runner<'a> {
         next: Option<&'static str>,
     ) -> anyhow::Result<()> {
         if let Err(e) = w.write(recs) {
+            if self.guard.dry_run() {
+                return Err(anyhow::Error::new(e).context("writing to stdout"));
+            }
             return Err(Stopped {
                 why: format!("cannot write to stdout ({e}), so what was deleted is not all reported"),
                 before: next,
