@@ -9,6 +9,15 @@ use std::sync::Arc;
 
 use crate::progress::Progress;
 
+/// `n` and the noun that goes with it: `1 upload`, `2 uploads`, `0 uploads`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// The human side on stderr: warnings and errors as they come, counted, so
 /// a run that met a bad path still finishes and still exits non-zero.
 pub struct Messages {
@@ -54,6 +63,16 @@ impl Messages {
         Messages {
             muted: true,
             ..Messages::new(tool, true)
+        }
+    }
+
+    /// Messages that are counted but not printed, whose walks still bump
+    /// this one's progress counters: a second look, said once already,
+    /// that the live line still shows.
+    pub fn muted_sharing_progress(&self) -> Messages {
+        Messages {
+            progress: Arc::clone(&self.progress),
+            ..Messages::muted(self.tool)
         }
     }
 
