@@ -42,7 +42,13 @@ fn an_installed_tool_writes_its_man_page_and_completions() {
         );
         assert!(man.contains(".SH \"EXIT STATUS\""), "{tool}: no EXIT STATUS");
         let on_storage = !["reg-pulls", "reg-keep"].contains(&tool);
-        assert_eq!(man.contains(".SH ENVIRONMENT"), on_storage, "{tool}: ENVIRONMENT");
+        assert!(man.contains(".SH ENVIRONMENT"), "{tool}: no ENVIRONMENT");
+        assert!(man.contains("NO_COLOR"), "{tool}: ENVIRONMENT without NO_COLOR");
+        assert_eq!(
+            man.contains("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"),
+            on_storage,
+            "{tool}: ENVIRONMENT names the storage's variables"
+        );
         assert!(run("complete-bash").contains(&format!("complete -F _{}", tool.replace('-', "__"))));
         assert!(run("complete-zsh").contains(&format!("#compdef {tool}")));
         assert!(run("complete-fish").contains(&format!("complete -c {tool}")));

@@ -109,10 +109,11 @@ use std::time::{Duration, SystemTime};
 use crate::layout::Store;
 use crate::messages::Messages;
 use crate::output::Out;
+use crate::registry_config::BlobCache;
 
 pub use guard::check_trash;
 pub use input::{check_input, parse_input, Input, InputError};
-pub use report::{Action, RmRecord, Stats, Stopped, CACHE_REMINDER};
+pub use report::{Action, RmRecord, Stats, Stopped};
 
 /// What to do with what is named.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -151,6 +152,9 @@ pub struct Config {
     /// Test hook: runs once an empty repository's keys are listed for
     /// removal, before they are removed (tests push there).
     pub before_repo_removal: Option<Hook>,
+    /// Whether the registry keeps a blob descriptor cache, as its
+    /// configuration says: what to remind of after deleting.
+    pub blob_cache: BlobCache,
 }
 
 /// A test hook (see [`Config::after_links`]).
@@ -175,6 +179,7 @@ impl Default for Config {
             after_links: None,
             after_revisions: None,
             before_repo_removal: None,
+            blob_cache: BlobCache::Unknown,
         }
     }
 }
@@ -208,8 +213,13 @@ pub fn run<W: Write>(
     };
     let result = runner.phases(input, &mut w);
     if runner.deleted() > 0 {
-        // Whatever ended the run: something is gone.
-        msgs.note(CACHE_REMINDER);
+        // Whatever ended the run, and whatever -q says: something is gone,
+        // and a registry with a blob descriptor cache keeps serving "layer
+        // already exists" for deleted blobs, so clients push broken images
+        // (distribution #1803, #2966, #4569).
+        if let Some(reminder) = cfg.blob_cache.reminder() {
+            msgs.note(reminder);
+        }
     }
     result?;
     Ok(w.stats)

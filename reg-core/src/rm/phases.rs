@@ -399,8 +399,8 @@ impl<'a> Runner<'a> {
         if self.act.stopped() {
             return Err(Stopped {
                 why: format!(
-                    "REG_RM_FAIL_AFTER test hook: stopped after {} deletions, as a crash would",
-                    self.act.deleted()
+                    "REG_RM_FAIL_AFTER test hook: stopped after {}, as a crash would",
+                    crate::messages::count(self.act.deleted(), "deletion", "deletions")
                 ),
                 before: next,
             }
