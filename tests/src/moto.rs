@@ -172,7 +172,7 @@ impl Drop for Moto {
 }
 
 /// The tools' view of `s3` (reached at `endpoint`): the backend itself.
-pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::Object> {
+pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::ObjectBackend> {
     let cfg = reg_core::object::S3Config {
         bucket: s3.bucket.clone(),
         root: s3.root.clone(),
@@ -184,7 +184,9 @@ pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::Objec
         allow_http: true,
         path_style: true,
     };
-    Ok(reg_core::object::Object::new(cfg)?)
+    let b = reg_core::object::ObjectBackend::connect(std::sync::Arc::new(cfg))?;
+    reg_core::storage::Backend::plan(&b, &reg_core::layout::AREAS);
+    Ok(b)
 }
 
 /// Copies every object of the registry in `s3` to the directory `dest`

@@ -494,3 +494,64 @@ fn s3_ages_follow_the_servers_clock_not_this_machines() {
         .success()
         .stderr_lacks("storage server's");
 }
+
+/// The requests a tool's summary counts (`…; 27 requests: 4 LIST, 23 GET`).
+fn requests_in(run: &Run) -> u64 {
+    let at = run
+        .stderr
+        .rfind(" requests")
+        .unwrap_or_else(|| panic!("`{}` counted no requests:\n{}", run.cmd, run.stderr));
+    let digits: String = run.stderr[..at]
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.chars().rev().collect::<String>().parse().unwrap()
+}
+
+/// The requests moto logged, from its log's line `from` on.
+fn moto_requests(moto: &Moto, from: usize) -> u64 {
+    moto.log()
+        .lines()
+        .skip(from)
+        .filter(|l| {
+            ["\"GET ", "\"HEAD ", "\"PUT ", "\"POST ", "\"DELETE "]
+                .iter()
+                .any(|m| l.contains(m))
+        })
+        .count() as u64
+}
+
+/// Listings that fit the bucket: on the scenario (a small registry, a
+/// listing page per area) the GC's two reading tools together send at most
+/// a tenth of the requests of the registry's own `garbage-collect
+/// --dry-run` on the same bucket (it lists every "directory" and reads every
+/// link file).
+#[test]
+fn s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc() {
+    let name = "s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc";
+    let Some((moto, mut reg, _)) = s3_scenario(name) else {
+        return;
+    };
+    reg.stop().unwrap();
+    let gc_requests = |delete_untagged: bool| {
+        let before = moto.log().lines().count();
+        let gc = reg.garbage_collect(true, delete_untagged).unwrap();
+        assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+        moto_requests(&moto, before)
+    };
+    let (default, theirs) = (gc_requests(false), gc_requests(true));
+    let refs = by_config("reg-refs", &reg, &["--tagged-only", "--stats"]).run();
+    refs.success();
+    let orphans = by_config("reg-orphans", &reg, &["--stats", "--min-age", "0s"])
+        .stdin(&refs.stdout)
+        .run();
+    orphans.success();
+    let ours = requests_in(&refs) + requests_in(&orphans);
+    eprintln!(
+        "{name}: ours {ours} ({} | {}), the registry's {theirs} with --delete-untagged, {default} without",
+        refs.stderr.trim(),
+        orphans.stderr.trim()
+    );
+    assert!(ours * 10 <= theirs, "ours {ours}, the registry's {theirs}");
+}
