@@ -7,6 +7,7 @@
 //! must be built first: `cargo build --workspace`.
 
 mod azure;
+mod conformance;
 mod diff;
 mod faults;
 mod gc;
