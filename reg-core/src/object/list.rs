@@ -262,8 +262,9 @@ fn parts(prefix: &str, kids: &[String], first: &[ObjectMeta], last: &str) -> Vec
             (k.as_str(), est)
         })
         .collect();
+    // At least one character deeper than `prefix`, which did not fit.
     let mut out = Vec::new();
-    group(prefix, &sized, page, &mut out);
+    by_next_char(prefix, &sized, page, &mut out);
     out
 }
 
@@ -275,19 +276,22 @@ fn group(node: &str, kids: &[(&str, f64)], target: f64, out: &mut Vec<String>) {
         [] => {}
         [(kid, _)] => out.push(kid.to_string()),
         _ if kids.iter().map(|(_, n)| n).sum::<f64>() <= target => out.push(node.to_string()),
-        _ => {
-            let mut i = 0;
-            while i < kids.len() {
-                let c = kids[i].0[node.len()..]
-                    .chars()
-                    .next()
-                    .expect("a child is longer than its parent");
-                let sub = format!("{node}{c}");
-                let j = i + kids[i..].iter().take_while(|(k, _)| k.starts_with(&sub)).count();
-                group(&sub, &kids[i..j], target, out);
-                i = j;
-            }
-        }
+        _ => by_next_char(node, kids, target, out),
+    }
+}
+
+/// [`group`] for each prefix one character longer than `node`.
+fn by_next_char(node: &str, kids: &[(&str, f64)], target: f64, out: &mut Vec<String>) {
+    let mut i = 0;
+    while i < kids.len() {
+        let c = kids[i].0[node.len()..]
+            .chars()
+            .next()
+            .expect("a child is longer than its parent");
+        let sub = format!("{node}{c}");
+        let j = i + kids[i..].iter().take_while(|(k, _)| k.starts_with(&sub)).count();
+        group(&sub, &kids[i..j], target, out);
+        i = j;
     }
 }
 
