@@ -120,6 +120,13 @@ impl Lister {
         }
     }
 
+    /// The first page of the keys starting with `prefix`, tried again when
+    /// it breaks off, and whether it was all of them.
+    pub(super) async fn first_page(&self, prefix: &str) -> Result<(Vec<ObjectMeta>, bool), Failed> {
+        let p = self.page(prefix, false, None).await?;
+        Ok((p.objects, p.next.is_none()))
+    }
+
     /// Every object below `prefix`, page after page, from `first` on.
     async fn sequential(&self, prefix: &str, first: Page) -> Found {
         let mut out = first.objects;

@@ -290,20 +290,15 @@ impl ObjectBackend {
     pub fn check_root(&self) -> Result<()> {
         let areas: Vec<&'static str> = self.plan.read().expect("plan").iter().map(|a| a.prefix).collect();
         type First = std::result::Result<(&'static str, Seed), Failed>;
+        let lister = self.lister();
         let firsts: Vec<First> = self.rt.block_on(
             futures::stream::iter(areas)
-                .map(|a| async move {
-                    let opts = object_store::list::PaginatedListOptions::default();
-                    let prefix = format!("{}/{a}/", self.v2);
-                    match self.src.pages.list_paginated(Some(&prefix), opts).await {
-                        Ok(r) => Ok((
-                            a,
-                            Seed {
-                                whole: r.page_token.is_none(),
-                                objects: r.result.objects,
-                            },
-                        )),
-                        Err(e) => Err(Failed::of(&e)),
+                .map(|a| {
+                    let lister = &lister;
+                    async move {
+                        let prefix = format!("{}/{a}/", self.v2);
+                        let (objects, whole) = lister.first_page(&prefix).await?;
+                        Ok((a, Seed { objects, whole }))
                     }
                 })
                 .buffer_unordered(LIST_CONCURRENCY)
