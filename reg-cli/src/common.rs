@@ -30,11 +30,12 @@ pub const OBJECT_STORAGE_THREADS: usize = 32;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
     /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2
-    /// directory, or s3://BUCKET/ROOTDIRECTORY (credentials, region and endpoint from AWS_*).
+    /// directory, or s3://BUCKET/ROOTDIRECTORY (credentials, region and endpoint from AWS_*), or
+    /// azure://ACCOUNT/CONTAINER/ROOTDIRECTORY (key and endpoint from AZURE_*).
     #[arg(value_name = "ROOT", required_unless_present_any = ["config", "generate"])]
     pub root: Option<PathBuf>,
 
-    /// Read the storage root from the registry's config.yml: its filesystem or s3 driver
+    /// Read the storage root from the registry's config.yml: its filesystem, s3 or azure driver
     /// (REGISTRY_STORAGE_* variables override it, as for the registry).
     #[arg(long, value_name = "FILE", conflicts_with = "root")]
     pub config: Option<PathBuf>,
@@ -74,7 +75,7 @@ impl Common {
         // more threads keep more of them in flight.
         let threads = match (self.threads, &location) {
             (Some(n), _) => Some(n),
-            (None, Location::S3(_)) => Some(OBJECT_STORAGE_THREADS),
+            (None, Location::Object(_)) => Some(OBJECT_STORAGE_THREADS),
             (None, Location::Fs(_)) => None,
         };
         if let Some(n) = threads {
