@@ -34,22 +34,24 @@ pub const OBJECT_STORAGE_THREADS: usize = 32;
 /// Flags every tool takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// Storage root: the registry's rootdirectory, its docker/registry/v2, or
-    /// s3://BUCKET/ROOTDIRECTORY
+    /// Storage root: the registry's rootdirectory, its docker/registry/v2,
+    /// s3://BUCKET/ROOTDIRECTORY or azure://ACCOUNT/CONTAINER/ROOTDIRECTORY
     ///
     /// The directory set as storage.filesystem.rootdirectory (it holds
     /// docker/registry/v2), or that v2 directory itself, or
-    /// s3://BUCKET/ROOTDIRECTORY for a registry on object storage
-    /// (credentials, region and endpoint from AWS_*).
+    /// s3://BUCKET/ROOTDIRECTORY for a registry on S3 (credentials, region and
+    /// endpoint from AWS_*), or azure://ACCOUNT/CONTAINER/ROOTDIRECTORY for one
+    /// on Azure Blob Storage (key and endpoint from AZURE_*).
     #[arg(value_name = "ROOT", required_unless_present_any = ["config", "generate"])]
     pub root: Option<PathBuf>,
 
     /// Read the storage root from the registry's config.yml
     ///
-    /// Its filesystem or s3 driver, as the registry reads it:
-    /// REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY and REGISTRY_STORAGE_S3_*
-    /// override the file. reg-rm also reads storage.cache.blobdescriptor
-    /// there, to say whether the registry must be restarted after deleting.
+    /// Its filesystem, s3 or azure driver, as the registry reads it:
+    /// REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, REGISTRY_STORAGE_S3_* and
+    /// REGISTRY_STORAGE_AZURE_* override the file. reg-rm also reads
+    /// storage.cache.blobdescriptor there, to say whether the registry must be
+    /// restarted after deleting.
     #[arg(long, value_name = "FILE", conflicts_with = "root")]
     pub config: Option<PathBuf>,
 
@@ -107,7 +109,7 @@ impl Common {
         // more threads keep more of them in flight.
         let threads = match (self.threads, &location) {
             (Some(n), _) => Some(n),
-            (None, Location::S3(_)) => Some(OBJECT_STORAGE_THREADS),
+            (None, Location::Object(_)) => Some(OBJECT_STORAGE_THREADS),
             (None, Location::Fs(_)) => None,
         };
         if let Some(n) = threads {

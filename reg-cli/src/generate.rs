@@ -103,6 +103,20 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_ENDPOINT",
         "An S3-compatible endpoint (MinIO, Ceph RGW); an http:// one allows plain HTTP.",
     ),
+    (
+        "REGISTRY_STORAGE_AZURE_*",
+        "With --config: the azure driver's settings (ACCOUNTNAME, ACCOUNTKEY, CONTAINER, \
+         ROOTDIRECTORY, ...), over the config file's, as for the registry.",
+    ),
+    (
+        "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCESS_KEY",
+        "The account key for azure://ACCOUNT/CONTAINER/ROOTDIRECTORY (and for --config where \
+         it leaves it out).",
+    ),
+    (
+        "AZURE_STORAGE_ENDPOINT, AZURE_ENDPOINT",
+        "Another endpoint than the account's own (Azurite, a sovereign cloud).",
+    ),
 ];
 
 const TOOLS: [&str; 6] = [

@@ -25,8 +25,8 @@ use std::time::Duration;
 use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use reg_core::layout::Store;
 use reg_core::messages::Messages;
-use reg_core::object::Requests;
 use reg_core::progress::{Progress, Snapshot};
+use reg_core::storage::Requests;
 
 /// How often the line is redrawn.
 const TICK: Duration = Duration::from_millis(120);

@@ -1,5 +1,6 @@
 //! `s3_upload`: copies a registry storage tree (as `gen_tree` writes it)
-//! into a bucket, for the object-storage benchmark (`bench/s3.sh`).
+//! into a bucket or container (any object-storage ROOT the tools take:
+//! `s3://…`, `azure://…`), for the object-storage benchmark (`bench/s3.sh`).
 //!
 //! ```text
 //! AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x \
@@ -11,22 +12,21 @@
 //! must exist.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use futures::StreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, PutPayload};
-use reg_core::object::S3Config;
+use object_store::PutPayload;
+use reg_core::root::Location;
 
 /// Copy a registry tree into a bucket.
 #[derive(Parser)]
 struct Args {
     /// The tree's rootdirectory (holding docker/registry/v2).
     dir: PathBuf,
-    /// s3://BUCKET/ROOTDIRECTORY (endpoint and credentials from AWS_*).
+    /// s3://BUCKET/ROOTDIRECTORY (endpoint and credentials from AWS_*), or
+    /// azure://ACCOUNT/CONTAINER/ROOTDIRECTORY (from AZURE_*).
     root: String,
     /// PUTs at once.
     #[arg(long, default_value_t = 32)]
@@ -35,21 +35,10 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let Some(cfg) = S3Config::from_url(&args.root) else {
-        bail!("{}: not s3://BUCKET/ROOTDIRECTORY", args.root);
+    let Location::Object(cfg) = Location::parse(args.root.as_ref())? else {
+        bail!("{}: not an object-storage ROOT (s3://…, azure://…)", args.root);
     };
-    let cfg = cfg.map_err(anyhow::Error::msg)?;
-    let mut b = AmazonS3Builder::new()
-        .with_bucket_name(&cfg.bucket)
-        .with_region(cfg.region.clone().unwrap_or_else(|| "us-east-1".into()))
-        .with_allow_http(cfg.allow_http);
-    if let Some(e) = &cfg.endpoint {
-        b = b.with_endpoint(e);
-    }
-    if let (Some(k), Some(s)) = (&cfg.access_key, &cfg.secret_key) {
-        b = b.with_access_key_id(k).with_secret_access_key(s);
-    }
-    let s3 = Arc::new(b.build()?);
+    let s3 = reg_core::object::client(cfg.clone())?;
     let v2 = args.dir.join("docker/registry/v2");
     let mut files = Vec::new();
     for e in walkdir::WalkDir::new(&v2) {

@@ -36,7 +36,7 @@ impl Store {
     /// from it by more than [`SKEW_WARNING`]), `local` on a filesystem.
     pub fn now(&self, local: SystemTime, msgs: &Messages) -> Result<SystemTime> {
         let Some(server) = self.backend().server_now()? else {
-            if self.backend().id().is_some() {
+            if self.backend().capabilities().remote {
                 msgs.warn(format!(
                     "{}: the storage server's answers carry no Date header: ages are measured by this \
                      machine's clock ({})",

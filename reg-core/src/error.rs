@@ -43,8 +43,39 @@ pub enum ErrorKind {
     /// and so is what its links name ([`crate::layout::Store::aliases`]).
     /// Reported as a warning: it stops nothing but what it concerns.
     UnknownAlgorithm,
+    /// An object larger than the reader's limit (a link file longer than
+    /// any digest, a manifest over the registry's maximum): not loaded.
+    TooLarge(u64),
+    /// A storage operation failed, as the backend classified it
+    /// ([`Failure`]), said in the backend's words (an object store's
+    /// answer: a status, a timeout, a refused credential).
+    Storage(Failure, String),
+    /// A `--trash` directory that cannot be used, and why.
+    BadTrash(String),
     /// Anything else, said in words.
     Other(String),
+}
+
+/// What kind of failure a storage operation met, whatever the backend: the
+/// one classification every layer reads ([`Error::failure`]) and none
+/// reinterprets. The filesystem's I/O errors map to it by their
+/// [`io::ErrorKind`]; an object store's by its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Not there (where absence is not simply `Ok(None)`).
+    NotFound,
+    /// Something other than a regular file or object where one is read
+    /// (a directory, a FIFO, a symbolic link).
+    NotRegular,
+    /// Refused: permissions, credentials, a signature the server rejects.
+    Permission,
+    /// Throttling, a server error, a timeout or a lost connection that
+    /// retries did not get past: the same request may work later.
+    Transient,
+    /// Larger than the reader's limit.
+    TooLarge,
+    /// Anything else.
+    Other,
 }
 
 impl Error {
@@ -80,7 +111,36 @@ impl Error {
 
     /// Whether this is an I/O "not found".
     pub fn is_not_found(&self) -> bool {
-        matches!(&self.kind, ErrorKind::Io(e) if e.kind() == io::ErrorKind::NotFound)
+        self.failure() == Failure::NotFound
+    }
+
+    /// A storage failure of kind `failure`, in the backend's words.
+    pub fn storage(path: impl Into<PathBuf>, failure: Failure, msg: impl Into<String>) -> Error {
+        Error::new(path, ErrorKind::Storage(failure, msg.into()))
+    }
+
+    /// What kind of storage failure this is ([`Failure::Other`] for the
+    /// layout's own findings: a bad link, a bad name, a bad manifest).
+    pub fn failure(&self) -> Failure {
+        match &self.kind {
+            ErrorKind::Io(e) => match e.kind() {
+                io::ErrorKind::NotFound => Failure::NotFound,
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => Failure::Permission,
+                io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted
+                | io::ErrorKind::WouldBlock
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::StaleNetworkFileHandle => Failure::Transient,
+                io::ErrorKind::IsADirectory => Failure::NotRegular,
+                _ => Failure::Other,
+            },
+            ErrorKind::NotRegular(_) | ErrorKind::Symlink => Failure::NotRegular,
+            ErrorKind::TooLarge(_) => Failure::TooLarge,
+            ErrorKind::Storage(f, _) => *f,
+            _ => Failure::Other,
+        }
     }
 }
 
@@ -101,6 +161,9 @@ impl fmt::Display for Error {
                 "{p}: a digest algorithm no tool here knows (the registry accepts sha256, sha384 \
                  and sha512): kept, with every blob its links name"
             ),
+            ErrorKind::TooLarge(limit) => write!(f, "{p}: larger than {limit} bytes"),
+            ErrorKind::Storage(_, why) => write!(f, "{p}: {why}"),
+            ErrorKind::BadTrash(why) => write!(f, "--trash {p}: {why}"),
             ErrorKind::Other(why) => write!(f, "{p}: {why}"),
         }
     }

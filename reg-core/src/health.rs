@@ -11,8 +11,6 @@
 //! one root is refused on another. On object storage it is the backend's
 //! own name for it: bucket, prefix and endpoint.
 
-use std::path::Path;
-
 use crate::error::{Error, Result};
 use crate::layout::{paths, Store};
 
@@ -23,27 +21,14 @@ impl Store {
     /// The storage root as a canonical path (the `v2` directory with every
     /// symbolic link in its path resolved).
     pub fn root_id(&self) -> String {
-        if let Some(id) = self.backend().id() {
-            return id;
-        }
-        let p = self.display("");
-        std::fs::canonicalize(&p)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned()
+        self.backend().id()
     }
 
     /// Whether `other` (a [`Store::root_id`] from some tool's trailer) names
     /// this storage root: the same canonical path, or a path to the same
     /// directory (a bind mount).
     pub fn is_root(&self, other: &str) -> bool {
-        if other == self.root_id() {
-            return true;
-        }
-        if self.backend().id().is_some() {
-            return false;
-        }
-        same_dir(Path::new(other), &self.display(""))
+        self.backend().is_root(other)
     }
 
     /// Refuses a store whose `blobs/` holds no blob while a repository holds
@@ -89,19 +74,12 @@ impl Store {
     }
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.is_dir() && x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Digest;
     use std::fs;
+    use std::path::Path;
 
     fn put(root: &Path, rel: &str, content: &str) {
         let p = root.join(rel);

@@ -265,12 +265,6 @@ impl Parser<'_> {
         }
     }
 
-    fn push_text(&mut self, s: &str) -> (u32, u32) {
-        let at = self.doc.text.len() as u32;
-        self.doc.text.push_str(s);
-        (at, s.len() as u32)
-    }
-
     fn run(mut self) -> Result<Doc, JsonError> {
         let mut stack: Vec<Open> = Vec::new();
         // The key of the member whose value comes next.
@@ -432,9 +426,10 @@ impl Parser<'_> {
                 return Err(self.unexpected("in exponent of numeric literal"));
             }
         }
+        let at = self.doc.text.len() as u32;
         let lit = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII");
-        let lit = lit.to_owned();
-        Ok(self.push_text(&lit))
+        self.doc.text.push_str(lit);
+        Ok((at, lit.len() as u32))
     }
 
     /// A string at `pos` (its opening quote), decoded as Go decodes it.
@@ -456,17 +451,25 @@ impl Parser<'_> {
                 }
                 0..=0x1f => return Err(self.unexpected("in string literal")),
                 _ => {
-                    self.scratch.push(b);
-                    self.pos += 1;
+                    // A run of plain bytes at once.
+                    let run = self.bytes[self.pos..]
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .unwrap_or(self.bytes.len() - self.pos);
+                    self.scratch
+                        .extend_from_slice(&self.bytes[self.pos..self.pos + run]);
+                    self.pos += run;
                 }
             }
         }
-        let raw = std::mem::take(&mut self.scratch);
         // Go replaces each invalid byte with U+FFFD; neither spelling can
         // match a field name or make a digest, so lossy is the same here.
-        let s = String::from_utf8_lossy(&raw).into_owned();
-        self.scratch = raw;
-        Ok(self.push_text(&s))
+        let at = self.doc.text.len() as u32;
+        match std::str::from_utf8(&self.scratch) {
+            Ok(s) => self.doc.text.push_str(s),
+            Err(_) => self.doc.text.push_str(&String::from_utf8_lossy(&self.scratch)),
+        }
+        Ok((at, self.doc.text.len() as u32 - at))
     }
 
     /// One escape after its backslash, appended to `scratch` as UTF-8.

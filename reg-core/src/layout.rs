@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{Backend, Fs, Scanned, Stop};
+use crate::storage::{Area, Backend, Fs, Scanned, Stop};
 use crate::time::Time;
 
 /// The largest manifest read: the registry refuses to store larger ones.
@@ -386,6 +386,35 @@ pub mod paths {
 
 // ---- the store -----------------------------------------------------------
 
+/// The parts of the tree the tools scan whole, told to the backend
+/// ([`Backend::plan`]), and where a listing of them may be cut.
+pub const AREAS: [Area; 2] = [
+    Area {
+        prefix: paths::BLOBS,
+        split: split_blobs,
+    },
+    Area {
+        prefix: paths::REPOSITORIES,
+        split: split_repositories,
+    },
+];
+
+/// `blobs/` and `blobs/<alg>/`, not `blobs/<alg>/<xx>/` (whose children
+/// are blob directories of one key each).
+fn split_blobs(dir: &str) -> bool {
+    dir.matches('/').count() <= 2
+}
+
+/// Any directory of `repositories/` but those whose children are digest
+/// directories of one link each (`_layers/<alg>/`, `revisions/<alg>/`,
+/// a tag's `index/<alg>/`).
+fn split_repositories(dir: &str) -> bool {
+    let mut parts = dir.trim_end_matches('/').rsplit('/');
+    let (last, parent) = (parts.next(), parts.next());
+    !(matches!(parent, Some("_layers" | "revisions" | "index"))
+        && last.and_then(Algorithm::from_name).is_some())
+}
+
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
     backend: Box<dyn Backend>,
@@ -395,6 +424,7 @@ pub struct Store {
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>) -> Store {
+        backend.plan(&AREAS);
         Store {
             backend,
             manifest_cache: None,
@@ -421,14 +451,15 @@ impl Store {
         self.backend.refresh_below(prefix);
     }
 
-    /// The requests sent to a remote store so far (see [`Backend::requests`]).
+    /// The requests sent to a remote store so far, by kind (see
+    /// [`Backend::requests`]): `57 requests: 52 LIST, 5 GET`.
     pub fn requests(&self) -> Option<String> {
-        self.backend.requests()
+        self.backend.requests().map(|r| r.summary())
     }
 
-    /// The live request counters of a remote store (see [`Backend::request_counts`]).
-    pub fn request_counts(&self) -> Option<std::sync::Arc<crate::object::Requests>> {
-        self.backend.request_counts()
+    /// The live request counters of a remote store (see [`Backend::requests`]).
+    pub fn request_counts(&self) -> Option<std::sync::Arc<crate::storage::Requests>> {
+        self.backend.requests()
     }
 
     /// A store on the filesystem `v2` directory.
@@ -462,19 +493,17 @@ impl Store {
     fn read_link_expecting(&self, rel: &str, expected: &[Digest]) -> Result<Option<(Digest, SystemTime)>> {
         let texts: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
         let texts: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
-        let Some((bytes, meta)) = self
-            .backend
-            .read_expecting(rel, LINK_LIMIT, &texts)
-            .map_err(|e| {
-                if matches!(e.kind(), ErrorKind::Other(_)) {
-                    Error::new(
+        let Some((bytes, meta)) =
+            self.backend
+                .read_expecting(rel, LINK_LIMIT, &texts)
+                .map_err(|e| match e.kind() {
+                    // The one storage failure that says something of the link.
+                    ErrorKind::TooLarge(_) => Error::new(
                         self.display(rel),
                         ErrorKind::BadLink("longer than any digest".into()),
-                    )
-                } else {
-                    e
-                }
-            })?
+                    ),
+                    _ => e,
+                })?
         else {
             return Ok(None);
         };
@@ -673,7 +702,7 @@ impl Store {
             items: Vec::with_capacity(names.items.len()),
             errors: names.errors,
         };
-        let index = if self.backend.answers_from_listing() {
+        let index = if self.backend.capabilities().answers_from_listing {
             self.tag_indexes(repo)
         } else {
             Default::default()
@@ -1183,7 +1212,10 @@ impl Store {
 
     /// Moves `rel` into `trash` (same relative path); false if it was gone.
     pub fn trash(&self, rel: &str, trash: &std::path::Path) -> Result<bool> {
-        self.backend.move_to_trash(rel, trash)
+        match self.backend.trash() {
+            Some(t) => t.move_to_trash(rel, trash),
+            None => Err(crate::storage::no_trash(trash)),
+        }
     }
 
     /// Checks that `rel` could be deleted (for dry runs).
@@ -1193,14 +1225,15 @@ impl Store {
 
     /// Deletes directory `rel` if it is empty; false if absent or not empty.
     pub fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
-        self.backend.remove_empty_dir(rel)
+        self.backend.dirs().map_or(Ok(false), |d| d.remove_empty_dir(rel))
     }
 
     /// Removes the empty directories below `rel`, deepest first, and `rel`
     /// itself if it ends up empty; never a file (see
-    /// [`Backend::remove_empty_dirs`]).
+    /// [`crate::storage::Directories::remove_empty_dirs`]); nothing on
+    /// object storage, which has no directories.
     pub fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
-        self.backend.remove_empty_dirs(rel)
+        self.backend.dirs().map_or(Ok(0), |d| d.remove_empty_dirs(rel))
     }
 
     /// Writes link file `rel` naming `d`, unless it exists (see
@@ -1209,9 +1242,14 @@ impl Store {
         self.backend.write_new(rel, d.to_string().as_bytes())
     }
 
-    /// Makes `trash` ready to move into (see [`Backend::prepare_trash`]).
+    /// Checks and makes `trash` ready to move into (see
+    /// [`crate::storage::Trash::prepare_trash`]); refused where the backend
+    /// has no trash (object storage).
     pub fn prepare_trash(&self, trash: &std::path::Path) -> Result<()> {
-        self.backend.prepare_trash(trash)
+        match self.backend.trash() {
+            Some(t) => t.prepare_trash(trash),
+            None => Err(crate::storage::no_trash(trash)),
+        }
     }
 }
 

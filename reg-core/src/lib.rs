@@ -3,9 +3,13 @@
 //!
 //! Module map:
 //! - [`digest`]: validated digests and compact digest sets.
-//! - [`storage`]: the storage boundary, [`storage::Backend`], and the filesystem
-//!   backend; everything else goes through the trait.
-//! - [`object`]: the object-storage backend (S3 and S3-compatible stores).
+//! - [`storage`]: the storage boundary, [`storage::Backend`] (with its
+//!   capabilities, typed failures and request counts), the filesystem
+//!   backend and the conformance suite every backend passes; everything else
+//!   goes through the trait.
+//! - [`object`]: the one object-storage backend over `object_store`, and its
+//!   providers ([`object::s3`], [`object::azure`]): configuration and client
+//!   only.
 //! - [`layout`]: where things live under `docker/registry/v2` and how to enumerate them.
 //! - [`root`]: finding the `v2` directory from a path or the registry's `config.yml`.
 //! - [`registry_config`]: what else the tools read there (the blob descriptor cache).

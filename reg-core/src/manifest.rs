@@ -317,19 +317,27 @@ impl Reader {
             SUBJECT,
         ];
         for field in FIELDS {
-            self.spelling(obj, field, "");
+            self.spelling(obj, field, &String::new);
         }
     }
 
-    fn spelling(&mut self, obj: Value, field: &'static str, at: &str) {
-        let keys: Vec<&str> = obj
+    fn spelling(&mut self, obj: Value, field: &'static str, at: &dyn Fn() -> String) {
+        // The common case, one key spelled as specified, costs no allocation.
+        let mut keys = obj
             .members()
             .filter(|(k, _)| json::key_matches(k, field))
-            .map(|(k, _)| k)
-            .collect();
+            .map(|(k, _)| k);
+        let first = keys.next();
+        let second = keys.next();
+        if second.is_none() && first.is_none_or(|k| k.bytes().all(|b| b.is_ascii()) && k == canonical(field))
+        {
+            return;
+        }
+        let keys: Vec<&str> = first.into_iter().chain(second).chain(keys).collect();
+        let at = at();
         match keys.as_slice() {
             [] => {}
-            [k] if key_is_folded(k, &canonical(field)) => self.note(format!(
+            [k] if key_is_folded(k, canonical(field)) => self.note(format!(
                 "{at}key {k:?} is read as {:?}, as the registry reads it",
                 canonical(field)
             )),
@@ -366,7 +374,8 @@ impl Reader {
     /// The digests of one descriptor: every string under a key Go could
     /// take for `digest` or `blobSum`.
     fn descriptor(&mut self, obj: Value, key: &str, index: Option<usize>, out: &mut Vec<Descriptor>) {
-        let at = match index {
+        // Where the descriptor is, for notes only.
+        let at = || match index {
             Some(i) => format!("{key}[{i}]"),
             None => key.to_string(),
         };
@@ -382,7 +391,8 @@ impl Reader {
             let Some(text) = v.as_str() else {
                 if !foreign {
                     self.note(format!(
-                        "{at}.{k} is {}, not a digest: it names nothing",
+                        "{}.{k} is {}, not a digest: it names nothing",
+                        at(),
                         v.ty().article_name()
                     ));
                 }
@@ -391,25 +401,25 @@ impl Reader {
             match Digest::parse(text) {
                 Ok(digest) => out.push(describe(digest, obj, foreign)),
                 Err(e) if !foreign => {
-                    self.note(format!("{at}.{k}: {e}: it names nothing this tool can keep"))
+                    self.note(format!("{}.{k}: {e}: it names nothing this tool can keep", at()))
                 }
                 Err(_) => {}
             }
         }
         if !any && !foreign {
-            self.note(format!("{at} has no digest: it names nothing"));
+            self.note(format!("{} has no digest: it names nothing", at()));
         }
-        self.spelling(obj, "digest", &format!("{at}: "));
+        self.spelling(obj, "digest", &|| format!("{}: ", at()));
     }
 }
 
 /// The spelling the specifications give a folded field name.
-fn canonical(field: &str) -> String {
+fn canonical(field: &'static str) -> &'static str {
     match field {
-        MEDIA_TYPE => "mediaType".into(),
-        SCHEMA_VERSION => "schemaVersion".into(),
-        FS_LAYERS => "fsLayers".into(),
-        other => other.into(),
+        MEDIA_TYPE => "mediaType",
+        SCHEMA_VERSION => "schemaVersion",
+        FS_LAYERS => "fsLayers",
+        other => other,
     }
 }
 

@@ -2,44 +2,75 @@
 //!
 //! Users give either the directory set as `storage.filesystem.rootdirectory`
 //! (it holds `docker/registry/v2`) or that `v2` directory itself, or
-//! `s3://bucket/rootdirectory` for object storage, or the registry's own
+//! `NAME://…` for object storage (`s3://bucket/rootdirectory`,
+//! `azure://account/container/rootdirectory`: see
+//! [`crate::object::provider::by_name`]), or the registry's own
 //! `config.yml`, where `REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY` (and
-//! `REGISTRY_STORAGE_S3_*`) override the file as they do for the registry.
+//! `REGISTRY_STORAGE_<DRIVER>_*`) override the file as they do for the
+//! registry.
 
 use std::path::{Path, PathBuf};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::layout::Store;
-use crate::object::{Object, S3Config};
+use crate::object::provider::{self, Provider, Section};
+use crate::object::ObjectBackend;
+use crate::storage::Backend as _;
 
 /// Where a registry's storage is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Location {
     /// A directory: the rootdirectory or its `v2` directory.
     Fs(PathBuf),
-    /// A bucket and the rootdirectory in it.
-    S3(S3Config),
+    /// An object store (a bucket, a container) and the rootdirectory in it.
+    Object(Arc<dyn Provider>),
+}
+
+impl PartialEq for Location {
+    fn eq(&self, other: &Location) -> bool {
+        match (self, other) {
+            (Location::Fs(a), Location::Fs(b)) => a == b,
+            (Location::Object(a), Location::Object(b)) => format!("{a:?}") == format!("{b:?}"),
+            _ => false,
+        }
+    }
 }
 
 impl Location {
-    /// A ROOT as typed: `s3://bucket/prefix`, or a path.
+    /// A ROOT as typed: `NAME://…` for a provider that NAME names
+    /// (`s3://bucket/prefix`), or a path.
     pub fn parse(root: &Path) -> Result<Location> {
-        match root.to_str().and_then(S3Config::from_url) {
-            Some(Ok(c)) => Ok(Location::S3(c)),
-            Some(Err(why)) => Err(Error::other(root, why)),
-            None => Ok(Location::Fs(root.to_path_buf())),
-        }
+        let Some((scheme, _)) = root.to_str().and_then(|r| r.split_once("://")) else {
+            return Ok(Location::Fs(root.to_path_buf()));
+        };
+        let kind = provider::by_name(scheme).ok_or_else(|| {
+            Error::other(
+                root,
+                format!(
+                    "{scheme}:// is not a storage this tool reaches ({})",
+                    provider::NAMES
+                ),
+            )
+        })?;
+        let url = root.to_str().unwrap_or_default();
+        kind.parse_url(url)
+            .map(|p| Location::Object(Arc::from(p)))
+            .map_err(|why| Error::other(root, why))
     }
 
     /// The store there (for a directory, after [`locate`] finds `v2`; for
-    /// object storage, after [`Object::check_root`] finds a registry there).
+    /// object storage, after [`ObjectBackend::check_root`] finds a registry
+    /// there).
     pub fn open(&self) -> Result<Store> {
         match self {
             Location::Fs(root) => Ok(Store::fs(locate(root)?)),
-            Location::S3(c) => {
-                let o = Object::new(c.clone())?;
+            Location::Object(p) => {
+                let o = ObjectBackend::connect(p.clone())?;
+                o.plan(&crate::layout::AREAS);
                 o.check_root()?;
                 Ok(Store::new(Box::new(o)))
             }
@@ -79,94 +110,56 @@ pub fn from_config(file: &Path) -> Result<PathBuf> {
     from_config_with_env(file, std::env::var_os(ROOT_ENV).map(PathBuf::from))
 }
 
-/// Where a registry `config.yml` keeps its storage: the `filesystem` or
-/// `s3` driver's settings, with the registry's environment overrides
-/// (`REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY`, `REGISTRY_STORAGE_S3_<KEY>`)
-/// and, for S3, the `AWS_*` variables where the file says nothing. Other
-/// drivers are refused by name.
+/// Where a registry `config.yml` keeps its storage: the `filesystem`
+/// driver's settings or an object-storage driver's (`s3`, `azure`), with the
+/// registry's environment overrides
+/// (`REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY`,
+/// `REGISTRY_STORAGE_<DRIVER>_<KEY>`) and the provider's own variables
+/// (`AWS_*`, `AZURE_*`) where the file says nothing. Other drivers are
+/// refused by name.
 pub fn location_from_config(file: &Path) -> Result<Location> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
     let env = |k: &str| std::env::var(k).ok();
-    let loc = parse_location(&text, &env).map_err(|why| Error::other(file, why))?;
-    Ok(match loc {
-        Location::S3(mut c) => {
-            c.fill_from_env(env);
-            Location::S3(c)
-        }
-        fs => fs,
-    })
+    parse_location(&text, &env).map_err(|why| Error::other(file, why))
 }
 
 /// The storage section of a config.yml's text, with the registry's own
-/// environment overrides read through `env` (not the `AWS_*` fallback).
+/// environment overrides and the provider's variables read through `env`.
 pub fn parse_location(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> std::result::Result<Location, String> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let doc = docs.first().ok_or("empty configuration")?;
-    let s3 = &doc["storage"]["s3"];
-    if s3.is_badvalue() {
+    let object = match &doc["storage"] {
+        Yaml::Hash(h) => h
+            .keys()
+            .filter_map(|k| k.as_str())
+            .find_map(|d| provider::by_name(d).map(|kind| (d, kind))),
+        _ => None,
+    };
+    let Some((driver, kind)) = object else {
         if let Some(dir) = env(ROOT_ENV).filter(|d| !d.is_empty()) {
             // What the filesystem driver would use; the rest is checked below.
             parse_config(text)?;
             return Ok(Location::Fs(PathBuf::from(dir)));
         }
         return parse_config(text).map(Location::Fs);
-    }
-    // Refuses a second driver beside s3 the same way.
+    };
+    // Refuses a second driver beside this one the same way.
     if let Err(why) = parse_config(text) {
         if why.contains("more than one storage driver") {
             return Err(why);
         }
     }
-    let get = |key: &str| -> std::result::Result<Option<String>, String> {
-        if let Some(v) = env(&format!("REGISTRY_STORAGE_S3_{}", key.to_ascii_uppercase())) {
-            return Ok(Some(v));
-        }
-        match &s3[key] {
-            Yaml::String(v) => Ok(Some(v.clone())),
-            Yaml::Boolean(b) => Ok(Some(b.to_string())),
-            Yaml::Integer(i) => Ok(Some(i.to_string())),
-            Yaml::BadValue | Yaml::Null => Ok(None),
-            other => Err(format!("storage.s3.{key} is not a string: {other:?}")),
-        }
+    let section = Section {
+        driver,
+        yaml: &doc["storage"][driver],
+        env,
     };
-    let flag = |key: &str, default: bool| -> std::result::Result<bool, String> {
-        match get(key)?.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None => Ok(default),
-            Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(v) => Err(format!("storage.s3.{key} is neither true nor false: {v:?}")),
-        }
-    };
-    let bucket = get("bucket")?
-        .filter(|b| !b.is_empty())
-        .ok_or("storage.s3.bucket is missing")?;
-    if !flag("v4auth", true)? {
-        return Err(
-            "storage.s3.v4auth: false is not supported: requests are signed with AWS Signature Version 4"
-                .into(),
-        );
-    }
-    let endpoint = get("regionendpoint")?.filter(|e| !e.is_empty());
-    let secure = flag("secure", true)?;
-    Ok(Location::S3(S3Config {
-        bucket,
-        root: get("rootdirectory")?
-            .unwrap_or_default()
-            .trim_matches('/')
-            .to_string(),
-        region: get("region")?.filter(|r| !r.is_empty()),
-        allow_http: !secure || endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
-        endpoint,
-        access_key: get("accesskey")?.filter(|k| !k.is_empty()),
-        secret_key: get("secretkey")?.filter(|k| !k.is_empty()),
-        session_token: get("sessiontoken")?.filter(|k| !k.is_empty()),
-        path_style: flag("forcepathstyle", true)?,
-    }))
+    kind.parse_config(&section, env)
+        .map(|p| Location::Object(Arc::from(p)))
 }
-
 fn from_config_with_env(file: &Path, env: Option<PathBuf>) -> Result<PathBuf> {
     let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
     if let Some(dir) = env.filter(|d| !d.as_os_str().is_empty()) {
@@ -202,12 +195,13 @@ pub fn parse_config(text: &str) -> std::result::Result<PathBuf, String> {
     let fs = &storage["filesystem"];
     if fs.is_badvalue() {
         return Err(format!(
-            "storage driver {} is not supported (only filesystem and s3)",
+            "storage driver {} is not supported (only filesystem, {})",
             if drivers.is_empty() {
                 "(none)".to_string()
             } else {
                 drivers.join(", ")
-            }
+            },
+            provider::NAMES
         ));
     }
     match &fs["rootdirectory"] {
@@ -223,6 +217,7 @@ pub fn parse_config(text: &str) -> std::result::Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::S3Config;
 
     #[test]
     fn reads_debian_config() {
@@ -244,9 +239,11 @@ mod tests {
     fn reads_an_s3_section_with_overrides() {
         let text = "storage:\n  cache: {}\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: us-east-1\n    regionendpoint: http://127.0.0.1:5000\n    bucket: reg\n    rootdirectory: /some/root\n    secure: false\n    v4auth: true\n    forcepathstyle: true\n";
         let none = |_: &str| None;
-        let Location::S3(c) = parse_location(text, &none).unwrap() else {
-            panic!("not s3")
+        let s3 = |l: Location| match l {
+            Location::Object(p) => p.as_any().downcast_ref::<S3Config>().unwrap().clone(),
+            _ => panic!("not s3"),
         };
+        let c = s3(parse_location(text, &none).unwrap());
         assert_eq!(
             (
                 c.bucket.as_str(),
@@ -261,9 +258,7 @@ mod tests {
         assert_eq!(c.v2_prefix(), "some/root/docker/registry/v2");
         // The registry's environment overrides win over the file.
         let env = |k: &str| (k == "REGISTRY_STORAGE_S3_BUCKET").then(|| "other".to_string());
-        let Location::S3(c) = parse_location(text, &env).unwrap() else {
-            panic!("not s3")
-        };
+        let c = s3(parse_location(text, &env).unwrap());
         assert_eq!(c.bucket, "other");
         let e = parse_location("storage:\n  s3:\n    region: x\n", &none).unwrap_err();
         assert!(e.contains("bucket"), "{e}");
@@ -271,7 +266,7 @@ mod tests {
         assert!(e.contains("v4auth"), "{e}");
         let e = parse_location("storage:\n  s3:\n    bucket: b\n  filesystem: {}\n", &none).unwrap_err();
         assert!(e.contains("more than one"), "{e}");
-        for driver in ["gcs", "azure", "swift", "oss", "inmemory"] {
+        for driver in ["gcs", "swift", "oss", "inmemory"] {
             let e = parse_location(&format!("storage:\n  {driver}:\n    bucket: b\n"), &none).unwrap_err();
             assert!(e.contains(driver) && e.contains("not supported"), "{e}");
         }
@@ -283,8 +278,14 @@ mod tests {
     fn roots_as_typed() {
         assert!(matches!(
             Location::parse(Path::new("s3://b/p")).unwrap(),
-            Location::S3(_)
+            Location::Object(_)
         ));
+        assert!(matches!(
+            Location::parse(Path::new("azure://a/c/p")).unwrap(),
+            Location::Object(_)
+        ));
+        let e = Location::parse(Path::new("gs://b/p")).unwrap_err().to_string();
+        assert!(e.contains("gs:// is not a storage"), "{e}");
         assert_eq!(
             Location::parse(Path::new("/srv/r")).unwrap(),
             Location::Fs(PathBuf::from("/srv/r"))

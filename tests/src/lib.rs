@@ -2,9 +2,11 @@
 //! OCI images built in memory, skopeo and HTTP helpers to push them, a fixed
 //! scenario with the expectations it implies, and helpers to run the tools.
 
+pub mod azurite;
 pub mod diff;
 pub mod http;
 pub mod moto;
+pub mod objects;
 pub mod oci;
 pub mod proxy;
 pub mod registry;
@@ -13,6 +15,7 @@ pub mod skopeo;
 pub mod tools;
 pub mod tree;
 
+pub use azurite::{azure_programs_available, Azurite};
 pub use http::Api;
 pub use moto::{s3_programs_available, Moto};
 pub use registry::{GcReport, LogFormat, Registry, S3Storage};

@@ -172,7 +172,7 @@ impl Drop for Moto {
 }
 
 /// The tools' view of `s3` (reached at `endpoint`): the backend itself.
-pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::Object> {
+pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::ObjectBackend> {
     let cfg = reg_core::object::S3Config {
         bucket: s3.bucket.clone(),
         root: s3.root.clone(),
@@ -184,38 +184,13 @@ pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::Objec
         allow_http: true,
         path_style: true,
     };
-    Ok(reg_core::object::Object::new(cfg)?)
+    let b = reg_core::object::ObjectBackend::connect(std::sync::Arc::new(cfg))?;
+    reg_core::storage::Backend::plan(&b, &reg_core::layout::AREAS);
+    Ok(b)
 }
 
 /// Copies every object of the registry in `s3` to the directory `dest`
-/// (as `dest/docker/registry/v2/...`), each file with its object's
-/// LastModified as mtime: the same tree on a filesystem, to compare the
-/// tools' records on both.
+/// (see [`crate::objects::mirror`]).
 pub fn mirror(s3: &S3Storage, endpoint: &str, dest: &std::path::Path) -> Result<()> {
-    use reg_core::storage::{Backend, Scanned};
-    let b = backend(s3, endpoint)?;
-    let v2 = dest.join("docker/registry/v2");
-    for area in ["blobs", "repositories"] {
-        let mut objects = Vec::new();
-        b.scan(area, &|_, _| false, true, &mut |item| {
-            if let Scanned::Object { key, meta } = item {
-                objects.push((key, meta));
-            }
-        })?;
-        for (key, meta) in objects {
-            let bytes = b
-                .read(&key, u64::MAX)?
-                .with_context(|| format!("{key} vanished"))?;
-            let path = v2.join(&key);
-            fs::create_dir_all(path.parent().expect("a key has a parent"))?;
-            fs::write(&path, bytes)?;
-            if let Some(m) = meta {
-                fs::File::options()
-                    .write(true)
-                    .open(&path)?
-                    .set_modified(m.mtime)?;
-            }
-        }
-    }
-    Ok(())
+    crate::objects::mirror(&backend(s3, endpoint)?, dest)
 }

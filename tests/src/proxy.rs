@@ -1,9 +1,11 @@
-//! A small HTTP proxy on 127.0.0.1 in front of the S3 server, which fails
-//! the requests a test picks: answers `503 SlowDown` (throttling), or
-//! forwards and then drops the connection half way through the answer's
-//! body (a connection lost mid-listing), or reports every key of a
-//! DeleteObjects as failed. One request per connection
-//! (answers say `Connection: close`); it serves until dropped.
+//! A small HTTP proxy on 127.0.0.1 in front of an object store (moto's S3,
+//! Azurite's Azure Blob), which fails the requests a test picks: answers
+//! `503` (S3's SlowDown, Azure's ServerBusy: throttling), or forwards and
+//! then drops the connection half way through the answer's body (a
+//! connection lost mid-listing), or reports every key of a multi-object
+//! delete (S3's DeleteObjects, an Azure batch) as failed, each in the
+//! store's own answer format. One request per connection (answers say
+//! `Connection: close`); it serves until dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -22,8 +24,9 @@ pub enum Fault {
     SlowDown,
     /// Forwards, then sends half of the answer and closes the connection.
     CutBody,
-    /// A DeleteObjects answered `200` without forwarding, every key in it
-    /// reported as an `InternalError` (S3's per-key failures).
+    /// A multi-object delete answered without forwarding, every key in it
+    /// reported as an `InternalError` (S3's per-key failures; an Azure
+    /// batch's sub-responses `500`).
     KeyErrors,
 }
 
@@ -97,6 +100,11 @@ impl Proxy {
         })
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -134,9 +142,16 @@ fn kind_of(request_line: &str) -> Kind {
     let target = parts.next().unwrap_or("");
     let query = target.split_once('?').map_or("", |(_, q)| q);
     match method {
-        "GET" if query.contains("list-type=") || query.contains("delimiter=") => Kind::List,
-        "GET" => Kind::Get,
+        "GET"
+            if query.contains("list-type=")
+                || query.contains("delimiter=")
+                || query.contains("comp=list") =>
+        {
+            Kind::List
+        }
+        "GET" if !query.contains("comp=") => Kind::Get,
         "POST" if query.split('&').any(|p| p == "delete" || p == "delete=") => Kind::DeleteObjects,
+        "POST" if query.contains("comp=batch") => Kind::DeleteObjects,
         _ => Kind::Other,
     }
 }
@@ -186,6 +201,28 @@ fn serve(
             out,
             "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
             xml.len()
+        )?;
+        out.flush()?;
+        let _ = out.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+    if fault == Fault::KeyErrors && first.contains("comp=batch") {
+        injected.fetch_add(1, Ordering::SeqCst);
+        // Azure: a multipart answer, one sub-response per DELETE asked.
+        let asked = body.windows(7).filter(|w| w == b"DELETE ").count();
+        let boundary = "batchresponse_reg_tests";
+        let mut text = String::new();
+        for id in 0..asked {
+            text.push_str(&format!(
+                "--{boundary}\r\nContent-Type: application/http\r\nContent-ID: {id}\r\n\r\n\
+                 HTTP/1.1 500 Internal Server Error\r\nx-ms-error-code: InternalError\r\n\r\n"
+            ));
+        }
+        text.push_str(&format!("--{boundary}--\r\n"));
+        write!(
+            out,
+            "HTTP/1.1 202 Accepted\r\nContent-Type: multipart/mixed; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
         )?;
         out.flush()?;
         let _ = out.shutdown(Shutdown::Both);

@@ -125,7 +125,9 @@ impl<'a> Deleter<'a> {
                 Action::WouldDelete,
             ),
             Mode::Trash(dir) => (self.store.trash(rel, dir), Action::Trashed),
-            Mode::Delete if self.store.backend().batches_deletes() => (self.queue(rel), Action::Deleted),
+            Mode::Delete if self.store.backend().capabilities().batches_deletes => {
+                (self.queue(rel), Action::Deleted)
+            }
             Mode::Delete => (self.store.delete(rel), Action::Deleted),
         };
         match res {
@@ -238,7 +240,7 @@ impl<'a> Deleter<'a> {
             return None;
         }
         rec = rec.done(Action::Absent, 0);
-        let batched = self.cfg.mode == Mode::Delete && self.store.backend().batches_deletes();
+        let batched = self.cfg.mode == Mode::Delete && self.store.backend().capabilities().batches_deletes;
         for rel in rels {
             match self.remove(rel) {
                 Ok(Gone::Removed(a, bytes)) => {

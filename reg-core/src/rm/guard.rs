@@ -2,7 +2,6 @@
 //! Nothing here changes the tree; [`super::act`] does, on a [`Verdict`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
@@ -530,84 +529,6 @@ impl Guard<'_> {
 
 /// Why everything waits for another run when the roots would not hold still.
 pub(super) const UNSTABLE: &str = "tags or revisions kept changing while reg-rm looked (pushes?): run again";
-
-/// Refuses a `--trash` directory before anything is created or moved: it
-/// must be outside the storage root (the registry's rootdirectory, which
-/// holds `docker/registry/v2`, or the `v2` directory given), must not
-/// contain it, must be new or empty (an earlier run's trash is what restores
-/// that run), and must be on the root's filesystem (moving is a rename).
-pub fn check_trash(store: &Store, trash: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let v2 = store.display("");
-    let v2 = v2.canonicalize().map_err(|e| crate::Error::io(&v2, e))?;
-    let root = if v2.ends_with("docker/registry/v2") {
-        v2.ancestors().nth(3).unwrap_or(&v2).to_path_buf()
-    } else {
-        v2.clone()
-    };
-    // The nearest part of `trash` that exists, resolved, and the rest.
-    let mut existing = if trash.is_absolute() {
-        trash.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(trash)
-    };
-    let mut rest = Vec::new();
-    let meta = loop {
-        match std::fs::metadata(&existing) {
-            Ok(m) => break m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                match (existing.file_name(), existing.parent()) {
-                    (Some(n), Some(p)) => {
-                        rest.push(n.to_os_string());
-                        existing = p.to_path_buf();
-                    }
-                    _ => return Err(crate::Error::io(trash, e).into()),
-                }
-            }
-            Err(e) => return Err(crate::Error::io(&existing, e).into()),
-        }
-    };
-    let mut resolved = existing
-        .canonicalize()
-        .map_err(|e| crate::Error::io(&existing, e))?;
-    resolved.extend(rest.iter().rev());
-    let show = trash.display();
-    if resolved.starts_with(&root) {
-        anyhow::bail!(
-            "--trash {show}: inside the storage root {}: the trash would be part of the registry's storage",
-            root.display()
-        );
-    }
-    if root.starts_with(&resolved) {
-        anyhow::bail!(
-            "--trash {show}: contains the storage root {}: choose a directory of its own",
-            root.display()
-        );
-    }
-    if rest.is_empty() {
-        if !meta.is_dir() {
-            anyhow::bail!("--trash {show}: not a directory");
-        }
-        let mut entries = std::fs::read_dir(&resolved).map_err(|e| crate::Error::io(&resolved, e))?;
-        if entries.next().is_some() {
-            anyhow::bail!(
-                "--trash {show}: not empty (an earlier run's trash? it is what restores that run): \
-                 choose a new or empty directory"
-            );
-        }
-    }
-    let vdev = std::fs::metadata(&v2)
-        .map_err(|e| crate::Error::io(&v2, e))?
-        .dev();
-    if meta.dev() != vdev {
-        anyhow::bail!(
-            "--trash {show}: must be on the same filesystem as the storage root {} (moving is a \
-             rename; nothing is copied across filesystems); nothing was created",
-            v2.display()
-        );
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

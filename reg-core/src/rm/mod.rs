@@ -111,7 +111,6 @@ use crate::messages::Messages;
 use crate::output::Out;
 use crate::registry_config::BlobCache;
 
-pub use guard::check_trash;
 pub use input::{check_input, parse_input, Input, InputError};
 pub use report::{Action, RmRecord, Stats, Stopped};
 
@@ -199,11 +198,7 @@ pub fn run<W: Write>(
     check_input(input, store, cfg.untag)?;
     store.check_blob_store()?;
     if let Mode::Trash(dir) = &cfg.mode {
-        if store.backend().id().is_some() {
-            // Object storage has no trash: refused here, by its backend.
-            store.prepare_trash(dir)?;
-        }
-        check_trash(store, dir)?;
+        // Checked and made by the backend's trash; refused without one.
         store.prepare_trash(dir)?;
     }
     let runner = phases::Runner::new(store, cfg, msgs);

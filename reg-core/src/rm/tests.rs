@@ -934,7 +934,7 @@ fn trash_must_be_new_or_empty_outside_and_not_around_the_root_on_its_filesystem(
         cases.push((elsewhere.clone(), "same filesystem"));
     }
     for (trash, want) in cases {
-        let e = check_trash(&store, &trash).unwrap_err().to_string();
+        let e = store.prepare_trash(&trash).unwrap_err().to_string();
         assert!(e.contains(want), "{}: {e}", trash.display());
         let r = rm(
             &v2,
@@ -960,8 +960,8 @@ fn trash_must_be_new_or_empty_outside_and_not_around_the_root_on_its_filesystem(
         fs::read(used.join("blobs/sha256/aa/old")).unwrap(),
         b"an earlier run's trash"
     );
-    check_trash(&store, &dir.path().join("fresh/trash")).unwrap();
-    assert!(!dir.path().join("fresh").exists(), "checking creates nothing");
+    store.prepare_trash(&dir.path().join("fresh/trash")).unwrap();
+    assert!(dir.path().join("fresh/trash").is_dir());
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! are missing, unless `CI` is set, where they fail. The tools under test
 //! must be built first: `cargo build --workspace`.
 
+mod azure;
+mod conformance;
 mod diff;
 mod faults;
 mod gc;

@@ -1,0 +1,972 @@
+//! The object-storage backend: every object store (S3 and S3-compatible
+//! stores, Azure Blob Storage, `object_store`'s in-memory store) behind one
+//! [`ObjectBackend`] over an `Arc<dyn ObjectStore>`. A provider
+//! ([`provider`]: [`s3`], [`azure`]) only reads its configuration and builds
+//! its client; what follows is written once, here.
+//!
+//! The registry's own drivers walk a bucket like a filesystem: one
+//! delimited list per "directory", one GET per link file. This backend
+//! instead lists each area the layout names ([`crate::storage::Area`]) flat,
+//! in as few pages as it holds and cut where its keys are ([`list`]), and
+//! keeps the result: it answers every [`Backend::scan`] and
+//! [`Backend::stat`] below `blobs/` and `repositories/` from one listing of
+//! each, so a run costs about as many requests as the bucket has listing
+//! pages, plus one GET per manifest and per link whose content the listing
+//! cannot vouch for (see [`Backend::read_expecting`]: the content MD5 a
+//! listing gives for an object written in one request).
+//!
+//! Listings are cached until [`Backend::refresh`]: reg-rm calls it before
+//! each second look at the tree. Changes made through the backend update the
+//! cache as they happen.
+//!
+//! Deletes go in batches (a DeleteObjects of up to 1,000 keys on S3, a batch
+//! of 256 on Azure), several at once; `object_store` retries a request on
+//! throttling (503) and on transient errors with exponential backoff, and
+//! keys that one batch answer reports as failed are retried here the same
+//! way. Every request is counted by kind ([`Requests`]); the tools print the
+//! counts in their summary.
+//!
+//! Failures carry a [`Failure`] read from `object_store`'s error: not
+//! found, permission (403, 401), transient (retries exhausted on
+//! throttling, 5xx, a lost connection), other.
+//!
+//! `object_store`'s async API is driven by a tokio runtime the backend owns;
+//! the tools' walks stay synchronous.
+
+pub mod azure;
+mod http;
+pub mod list;
+pub mod provider;
+pub mod s3;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use md5::Digest as _;
+use object_store::list::PaginatedListStore;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, PutPayload};
+
+use crate::error::{Error, Failure, Result};
+use crate::storage::{Area, Backend, Capabilities, Meta, Requests, Scanned, Stop};
+use http::{Http, Md5s, ServerClock};
+use list::{Failed, Lister, LIST_CONCURRENCY};
+use provider::Provider;
+
+pub use azure::AzureConfig;
+pub use s3::S3Config;
+
+/// At most this many batch delete requests in flight at once.
+const DELETE_CONCURRENCY: usize = 4;
+
+/// Keys per batch handed to `object_store` (S3's maximum; it cuts smaller
+/// batches where the store wants them).
+const DELETE_BATCH: usize = 1000;
+
+/// Attempts for keys a batch delete answer reports as failed.
+const DELETE_TRIES: u32 = 5;
+
+/// How many names an error lists of what is stored next to a wrong prefix.
+const LISTED_NAMES: usize = 20;
+
+/// What `object_store`'s error says, as a [`Failure`]: its own kinds, and
+/// for the rest the answer's status or a lost connection in its causes.
+pub fn failure_of(e: &object_store::Error) -> Failure {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => return Failure::NotFound,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => return Failure::Permission,
+        _ => {}
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<object_store::client::HttpError>() {
+            return Failure::Transient;
+        }
+        let text = c.to_string();
+        if let Some(rest) = text.split("status code: ").nth(1) {
+            if rest.starts_with('5') || rest.starts_with("429") {
+                return Failure::Transient;
+            }
+            if rest.starts_with("403") || rest.starts_with("401") {
+                return Failure::Permission;
+            }
+        }
+        cause = c.source();
+    }
+    Failure::Other
+}
+
+// ---- the listing cache ---------------------------------------------------
+
+/// One listed object.
+#[derive(Clone, Debug)]
+struct Obj {
+    size: u64,
+    mtime: SystemTime,
+    /// The content's MD5, where the listing vouches for it.
+    md5: Option<[u8; 16]>,
+}
+
+/// The listing of an area: every key below it, relative to `v2`.
+type Listed = Arc<RwLock<BTreeMap<String, Obj>>>;
+
+/// A cached area, or why listing it failed.
+type AreaListing = std::result::Result<Listed, (Failure, String)>;
+
+/// The content MD5 a listed object's metadata vouches for.
+type ContentMd5 = Box<dyn Fn(&object_store::ObjectMeta) -> Option<[u8; 16]> + Send + Sync>;
+
+/// Where the listings come from: a provider's client, or a store handed
+/// over whole (`InMemory`, for tests), and how keys are shown.
+struct Source {
+    store: Arc<dyn ObjectStore>,
+    pages: Arc<dyn PaginatedListStore>,
+    /// The bucket's URL, keys shown after it (`s3://bucket`).
+    base: String,
+    endpoint: Option<String>,
+    http: Option<Http>,
+    md5_of: ContentMd5,
+}
+
+/// An area's first page, listed before its listing is asked for.
+struct Seed {
+    objects: Vec<object_store::ObjectMeta>,
+    /// The page was the whole area.
+    whole: bool,
+}
+
+/// The object-storage backend, rooted at a registry's `v2` prefix.
+pub struct ObjectBackend {
+    rt: tokio::runtime::Runtime,
+    src: Source,
+    /// `<root>/docker/registry/v2`
+    v2: String,
+    /// The areas the layout will scan ([`Backend::plan`]).
+    plan: RwLock<Vec<Area>>,
+    areas: Mutex<BTreeMap<&'static str, AreaListing>>,
+    /// First pages listed by [`ObjectBackend::check_root`], kept for the
+    /// areas' listings.
+    seeds: Mutex<BTreeMap<&'static str, Seed>>,
+    /// Held while an area is listed, so that two threads do not list it twice.
+    listing: Mutex<()>,
+}
+
+impl std::fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBackend")
+            .field("root", &self.display(""))
+            .finish()
+    }
+}
+
+/// A client of `provider`'s store, for writing to it (the tests' and the
+/// benchmark's uploads); requests go through the same HTTP layer, uncounted.
+pub fn client(provider: Arc<dyn Provider>) -> Result<Arc<dyn ObjectStore>> {
+    let shown = provider.base_url();
+    provider
+        .connect(Http::new(provider.clone()))
+        .map(|c| c.store)
+        .map_err(|why| Error::other(shown, why))
+}
+
+/// The 16 bytes of 32 hex digits.
+pub fn md5_from_hex(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn md5_of(bytes: &[u8]) -> [u8; 16] {
+    md5::Md5::digest(bytes).into()
+}
+
+fn meta_of(o: &Obj) -> Meta {
+    Meta {
+        size: o.size,
+        mtime: o.mtime,
+        is_dir: false,
+    }
+}
+
+fn runtime(shown: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("reg-object")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io(shown, e))
+}
+
+impl ObjectBackend {
+    /// Connects to `provider`'s store (lazily: nothing is sent before the
+    /// first request).
+    pub fn connect(provider: Arc<dyn Provider>) -> Result<ObjectBackend> {
+        let v2 = provider.v2_prefix();
+        let shown = format!("{}/{v2}", provider.base_url());
+        let rt = runtime(&shown)?;
+        let http = Http::new(provider.clone());
+        let connected = provider
+            .connect(http.clone())
+            .map_err(|why| Error::other(&shown, why))?;
+        let p = provider.clone();
+        Ok(ObjectBackend {
+            rt,
+            src: Source {
+                store: connected.store,
+                pages: connected.pages,
+                base: provider.base_url(),
+                endpoint: provider.endpoint(),
+                http: Some(http),
+                md5_of: Box::new(move |m| p.content_md5(m)),
+            },
+            v2,
+            plan: RwLock::default(),
+            areas: Mutex::default(),
+            seeds: Mutex::default(),
+            listing: Mutex::default(),
+        })
+    }
+
+    /// A backend over `store` as it is (`object_store`'s `InMemory`, in
+    /// tests): shown as `memory://`, no requests counted, no server clock.
+    pub fn over(store: Arc<dyn ObjectStore>, root: &str) -> Result<ObjectBackend> {
+        let v2 = provider::v2_prefix(root);
+        Ok(ObjectBackend {
+            rt: runtime("memory://")?,
+            src: Source {
+                pages: Arc::new(list::ListAll(store.clone())),
+                store,
+                base: "memory://".into(),
+                endpoint: None,
+                http: None,
+                md5_of: Box::new(|_| None),
+            },
+            v2,
+            plan: RwLock::default(),
+            areas: Mutex::default(),
+            seeds: Mutex::default(),
+            listing: Mutex::default(),
+        })
+    }
+
+    fn md5s(&self) -> Option<&Md5s> {
+        self.src.http.as_ref().map(|h| &*h.md5s)
+    }
+
+    fn clock(&self) -> Option<&ServerClock> {
+        self.src.http.as_ref().map(|h| &*h.clock)
+    }
+
+    fn obj_of(&self, m: &object_store::ObjectMeta) -> Obj {
+        let md5 = match self.md5s().and_then(|s| s.take(m.location.as_ref())) {
+            Some(h) => Some(h),
+            None => (self.src.md5_of)(m),
+        };
+        Obj {
+            size: m.size,
+            mtime: SystemTime::from(m.last_modified),
+            md5,
+        }
+    }
+
+    /// Refuses a prefix that holds nothing of a registry: neither
+    /// `repositories/` nor `blobs/` below `<rootdirectory>/docker/registry/v2`
+    /// (a wrong bucket, prefix or `rootdirectory`). Listed as it is, such a
+    /// prefix would be a registry with nothing in it, and every tool would
+    /// say so with status 0. The error names the prefix and what is stored
+    /// one level up from the rootdirectory, where a typo shows. One LIST
+    /// per area the layout named (their first pages, kept for their
+    /// listings: on a small registry, all of it); one more when refusing.
+    pub fn check_root(&self) -> Result<()> {
+        let areas: Vec<&'static str> = self.plan.read().expect("plan").iter().map(|a| a.prefix).collect();
+        type First = std::result::Result<(&'static str, Seed), Failed>;
+        let lister = self.lister();
+        let firsts: Vec<First> = self.rt.block_on(
+            futures::stream::iter(areas)
+                .map(|a| {
+                    let lister = &lister;
+                    async move {
+                        let prefix = format!("{}/{a}/", self.v2);
+                        let (objects, whole) = lister.first_page(&prefix).await?;
+                        Ok((a, Seed { objects, whole }))
+                    }
+                })
+                .buffer_unordered(LIST_CONCURRENCY)
+                .collect(),
+        );
+        let mut found = false;
+        for f in firsts {
+            let (a, seed) = f.map_err(|f| Error::storage(self.display(""), f.failure, f.message))?;
+            found |= !seed.objects.is_empty();
+            self.seeds.lock().expect("seeds").insert(a, seed);
+        }
+        if found {
+            return Ok(());
+        }
+        let root = self
+            .v2
+            .strip_suffix("docker/registry/v2")
+            .unwrap_or(&self.v2)
+            .trim_end_matches('/');
+        let up = root.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let up_key = (!up.is_empty()).then(|| Key::from(up));
+        let shown_up = if up.is_empty() {
+            format!("{}/", self.src.base)
+        } else {
+            format!("{}/{up}/", self.src.base)
+        };
+        let there = match self
+            .rt
+            .block_on(self.src.store.list_with_delimiter(up_key.as_ref()))
+        {
+            Ok(l) => {
+                let mut names: Vec<String> = l
+                    .common_prefixes
+                    .iter()
+                    .filter_map(|p| p.filename().map(|n| format!("{n}/")))
+                    .chain(
+                        l.objects
+                            .iter()
+                            .filter_map(|o| o.location.filename().map(str::to_string)),
+                    )
+                    .collect();
+                names.sort();
+                match names.len() {
+                    0 => format!("{shown_up} holds nothing"),
+                    n if n <= LISTED_NAMES => format!("{shown_up} holds {}", names.join(", ")),
+                    n => format!(
+                        "{shown_up} holds {} and {} more",
+                        names[..LISTED_NAMES].join(", "),
+                        n - LISTED_NAMES
+                    ),
+                }
+            }
+            Err(e) => format!("{shown_up} cannot be listed either: {e}"),
+        };
+        Err(self.err(
+            "",
+            format!(
+                "nothing of a registry is stored here: no repositories/ and no blobs/ (a wrong bucket, \
+                 prefix or rootdirectory, or a registry that has stored nothing yet?); one level up, {there}"
+            ),
+        ))
+    }
+
+    fn key(&self, rel: &str) -> Key {
+        if rel.is_empty() {
+            Key::from(self.v2.as_str())
+        } else {
+            Key::from(format!("{}/{rel}", self.v2))
+        }
+    }
+
+    /// `rel` from a full key; `None` if the key is not below `v2`.
+    fn rel<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.v2.as_str())?.strip_prefix('/')
+    }
+
+    fn err(&self, rel: &str, e: impl std::fmt::Display) -> Error {
+        Error::other(self.display(rel), e.to_string())
+    }
+
+    /// An error from `object_store`, with its [`Failure`].
+    fn store_err(&self, rel: &str, e: &object_store::Error) -> Error {
+        Error::storage(self.display(rel), failure_of(e), e.to_string())
+    }
+
+    fn lister(&self) -> Lister {
+        let v2 = format!("{}/", self.v2);
+        let plan = self.plan.read().expect("plan").clone();
+        Lister {
+            pages: self.src.pages.clone(),
+            permits: Arc::new(tokio::sync::Semaphore::new(LIST_CONCURRENCY)),
+            split: Box::new(move |dir: &str| {
+                let Some(rel) = dir.strip_prefix(&v2) else {
+                    return false;
+                };
+                plan.iter().any(|a| {
+                    let area = format!("{}/", a.prefix);
+                    rel.starts_with(&area) && (a.split)(rel)
+                })
+            }),
+        }
+    }
+
+    /// Lists every key below `prefix` (relative to `v2`), flat and cut
+    /// where its keys are; `first`: its first page, if listed already.
+    fn list_below(
+        &self,
+        prefix: &str,
+        first: Option<Vec<object_store::ObjectMeta>>,
+    ) -> std::result::Result<Vec<(String, Obj)>, Failed> {
+        let full = format!("{}/{prefix}/", self.v2);
+        let objects = self.rt.block_on(self.lister().list(full, first))?;
+        Ok(objects
+            .iter()
+            .filter_map(|m| Some((self.rel(m.location.as_ref())?.to_string(), self.obj_of(m))))
+            .collect())
+    }
+
+    /// The area `rel` lies in, if the layout named it.
+    fn area_of(&self, rel: &str) -> Option<&'static str> {
+        self.plan
+            .read()
+            .expect("plan")
+            .iter()
+            .map(|a| a.prefix)
+            .find(|a| rel == *a || rel.strip_prefix(a).is_some_and(|r| r.starts_with('/')))
+    }
+
+    /// The cached listing of `area`, listed now if it is not yet.
+    fn area(&self, area: &'static str) -> AreaListing {
+        if let Some(a) = self.areas.lock().expect("areas").get(area) {
+            return a.clone();
+        }
+        let _one = self.listing.lock().expect("listing");
+        if let Some(a) = self.areas.lock().expect("areas").get(area) {
+            return a.clone();
+        }
+        let seed = self.seeds.lock().expect("seeds").remove(area);
+        let listed = match seed {
+            Some(Seed { objects, whole: true }) => Ok(objects
+                .iter()
+                .filter_map(|m| Some((self.rel(m.location.as_ref())?.to_string(), self.obj_of(m))))
+                .collect()),
+            Some(Seed {
+                objects,
+                whole: false,
+            }) if !objects.is_empty() => self.list_below(area, Some(objects)),
+            _ => self.list_below(area, None),
+        };
+        let listed = listed
+            .map(|m| Arc::new(RwLock::new(m.into_iter().collect())))
+            .map_err(|f| (f.failure, format!("listing failed: {}", f.message)));
+        self.areas.lock().expect("areas").insert(area, listed.clone());
+        listed
+    }
+
+    /// The cached area `rel` lies in, or an error naming `rel`; `None`
+    /// outside the planned areas.
+    fn cached(&self, rel: &str) -> Result<Option<Listed>> {
+        match self.area_of(rel) {
+            Some(a) => self
+                .area(a)
+                .map(Some)
+                .map_err(|(f, why)| Error::storage(self.display(rel), f, why)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object below `prefix` (relative to `v2`), from the cache or
+    /// listed now.
+    fn objects_below(&self, prefix: &str) -> Result<Vec<(String, Obj)>> {
+        let dir = format!("{prefix}/");
+        match self.cached(prefix)? {
+            Some(map) => {
+                let map = map.read().expect("area");
+                Ok(map
+                    .range(dir.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&dir))
+                    .map(|(k, o)| (k.clone(), o.clone()))
+                    .collect())
+            }
+            None => self.list_now(prefix),
+        }
+    }
+
+    /// Every object below `prefix`, listed now (not from the cache).
+    fn list_now(&self, prefix: &str) -> Result<Vec<(String, Obj)>> {
+        self.list_below(prefix, None)
+            .map_err(|f| Error::storage(self.display(prefix), f.failure, f.message))
+    }
+
+    /// The listing of the area `rel` lies in, only if it is loaded already.
+    fn loaded(&self, rel: &str) -> Option<Listed> {
+        let area = self.area_of(rel)?;
+        self.areas
+            .lock()
+            .expect("areas")
+            .get(area)?
+            .as_ref()
+            .ok()
+            .cloned()
+    }
+
+    /// Forgets `keys` in the cache (deleted); never lists to do so.
+    fn forget(&self, keys: &[String]) {
+        for k in keys {
+            if let Some(map) = self.loaded(k) {
+                map.write().expect("area").remove(k);
+            }
+        }
+    }
+
+    async fn delete_chunk(&self, keys: Vec<String>) -> Vec<Result<bool>> {
+        let mut results: Vec<Option<Result<bool>>> = (0..keys.len()).map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..keys.len()).collect();
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=DELETE_TRIES {
+            let paths: Vec<object_store::Result<Key>> =
+                todo.iter().map(|&i| Ok(self.key(&keys[i]))).collect();
+            let answers: Vec<object_store::Result<Key>> = self
+                .src
+                .store
+                .delete_stream(futures::stream::iter(paths).boxed())
+                .collect()
+                .await;
+            let mut again = Vec::new();
+            if answers.len() != todo.len() {
+                // The request itself failed (after object_store's retries):
+                // none of these keys is known to be deleted.
+                let err = answers.into_iter().find_map(|a| a.err());
+                let failure = err.as_ref().map_or(Failure::Other, failure_of);
+                let why = err.map_or_else(|| "no answer".to_string(), |e| e.to_string());
+                for &i in &todo {
+                    results[i] = Some(Err(Error::storage(
+                        self.display(&keys[i]),
+                        failure,
+                        format!("not deleted: {why}"),
+                    )));
+                }
+                break;
+            }
+            for (&i, a) in todo.iter().zip(answers) {
+                match a {
+                    Ok(_) => results[i] = Some(Ok(true)),
+                    Err(object_store::Error::NotFound { .. }) => results[i] = Some(Ok(false)),
+                    Err(e) => {
+                        results[i] = Some(Err(Error::storage(
+                            self.display(&keys[i]),
+                            failure_of(&e),
+                            format!("not deleted: {e}"),
+                        )));
+                        again.push(i);
+                    }
+                }
+            }
+            if again.is_empty() || attempt == DELETE_TRIES {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+            todo = again;
+        }
+        results.into_iter().map(|r| r.unwrap_or(Ok(false))).collect()
+    }
+
+    fn refuse_key(&self, k: &str) -> Option<Error> {
+        (k.is_empty() || k.split('/').any(|c| c.is_empty() || c == "." || c == ".."))
+            .then(|| self.err(k, "refusing to change: not a plain key below the storage root"))
+    }
+}
+
+/// A blocking reader over a GET's body.
+struct BodyReader {
+    rt: tokio::runtime::Handle,
+    stream: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    buf: bytes::Bytes,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rt.block_on(self.stream.next()) {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        let _ = self.buf.split_to(n);
+        Ok(n)
+    }
+}
+
+/// A flat listing of the keys below `prefix` (sorted, as S3 lists them),
+/// cut where `stop` says: each cut prefix is reported once, as a
+/// [`Scanned::Prefix`], and nothing below it (keys sharing a prefix are
+/// next to each other in the listing). What the filesystem's scan reports
+/// for the same tree, except empty directories, which a bucket cannot hold.
+fn cut(
+    prefix: &str,
+    objects: Vec<(String, Obj)>,
+    stop: Stop,
+    meta: bool,
+    visit: &mut dyn FnMut(Scanned),
+) -> bool {
+    let base = prefix.len() + 1;
+    let mut last_cut: Option<String> = None;
+    let mut found = false;
+    for (key, o) in objects {
+        found = true;
+        let rel = &key[base..];
+        // A "directory marker" some tools write: nothing to list.
+        if rel.is_empty() || rel.ends_with('/') {
+            continue;
+        }
+        if last_cut
+            .as_deref()
+            .is_some_and(|c| rel.starts_with(c) && rel[c.len()..].starts_with('/'))
+        {
+            continue;
+        }
+        let mut at = None;
+        for (depth, (i, _)) in rel.match_indices('/').enumerate() {
+            if stop(&rel[..i], depth + 1) {
+                at = Some(&rel[..i]);
+                break;
+            }
+        }
+        match at {
+            Some(c) => {
+                visit(Scanned::Prefix(format!("{prefix}/{c}")));
+                last_cut = Some(c.to_string());
+            }
+            None => visit(Scanned::Object {
+                meta: meta.then(|| meta_of(&o)),
+                key,
+            }),
+        }
+    }
+    found
+}
+
+impl Backend for ObjectBackend {
+    fn display(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            PathBuf::from(format!("{}/{}", self.src.base, self.v2))
+        } else {
+            PathBuf::from(format!("{}/{}/{rel}", self.src.base, self.v2))
+        }
+    }
+
+    /// `s3://bucket/<root>/docker/registry/v2`, and the endpoint when it
+    /// is not the provider's own.
+    fn id(&self) -> String {
+        let shown = self.display("").to_string_lossy().into_owned();
+        match &self.src.endpoint {
+            Some(e) => format!("{shown} at {e}"),
+            None => shown,
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            answers_from_listing: true,
+            batches_deletes: true,
+            remote: self.src.http.is_some(),
+        }
+    }
+
+    fn plan(&self, areas: &[Area]) {
+        let mut plan = self.plan.write().expect("plan");
+        for a in areas {
+            if !plan.iter().any(|p| p.prefix == a.prefix) {
+                plan.push(*a);
+            }
+        }
+    }
+
+    fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
+        Ok(cut(prefix, self.objects_below(prefix)?, stop, meta, visit))
+    }
+
+    /// From the listing: a key is an object; a prefix with objects below is
+    /// a "directory", whose mtime is its newest object's.
+    fn stat(&self, rel: &str) -> Result<Option<Meta>> {
+        if let Some(map) = self.cached(rel)? {
+            let map = map.read().expect("area");
+            if let Some(o) = map.get(rel) {
+                return Ok(Some(meta_of(o)));
+            }
+            let dir = format!("{rel}/");
+            let newest = map
+                .range(dir.clone()..)
+                .take_while(|(k, _)| k.starts_with(&dir))
+                .map(|(_, o)| o.mtime)
+                .max();
+            return Ok(newest.map(|mtime| Meta {
+                size: 0,
+                mtime,
+                is_dir: true,
+            }));
+        }
+        match self.rt.block_on(self.src.store.head(&self.key(rel))) {
+            Ok(m) => Ok(Some(meta_of(&self.obj_of(&m)))),
+            Err(object_store::Error::NotFound { .. }) => Ok(self
+                .objects_below(rel)?
+                .iter()
+                .map(|(_, o)| o.mtime)
+                .max()
+                .map(|mtime| Meta {
+                    size: 0,
+                    mtime,
+                    is_dir: true,
+                })),
+            Err(e) => Err(self.store_err(rel, &e)),
+        }
+    }
+
+    fn read_with_meta(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>> {
+        self.rt.block_on(async {
+            let got = match self.src.store.get(&self.key(rel)).await {
+                Ok(g) => g,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.store_err(rel, &e)),
+            };
+            let meta = meta_of(&self.obj_of(&got.meta));
+            let too_large = || Error::new(self.display(rel), crate::error::ErrorKind::TooLarge(limit));
+            if got.meta.size > limit {
+                return Err(too_large());
+            }
+            let bytes = got.bytes().await.map_err(|e| self.store_err(rel, &e))?;
+            if bytes.len() as u64 > limit {
+                return Err(too_large());
+            }
+            Ok(Some((bytes.to_vec(), meta)))
+        })
+    }
+
+    /// Answers from the listing, without a request, when the object's size
+    /// and content MD5 say it holds one of `expected`. Reads it otherwise.
+    fn read_expecting(&self, rel: &str, limit: u64, expected: &[&[u8]]) -> Result<Option<(Vec<u8>, Meta)>> {
+        if expected.is_empty() {
+            // Nothing to vouch for: a read now (reg-rm's checks at deletion time).
+            return self.read_with_meta(rel, limit);
+        }
+        if let Some(map) = self.cached(rel)? {
+            let known = map.read().expect("area").get(rel).cloned();
+            let Some(o) = known else {
+                return Ok(None);
+            };
+            if let Some(md5) = &o.md5 {
+                for e in expected {
+                    if e.len() as u64 == o.size && e.len() as u64 <= limit && md5_of(e) == *md5 {
+                        return Ok(Some((e.to_vec(), meta_of(&o))));
+                    }
+                }
+            }
+        }
+        self.read_with_meta(rel, limit)
+    }
+
+    fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        let got = match self.rt.block_on(self.src.store.get(&self.key(rel))) {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.store_err(rel, &e)),
+        };
+        Ok(Some(Box::new(BodyReader {
+            rt: self.rt.handle().clone(),
+            stream: got.into_stream(),
+            buf: Default::default(),
+        })))
+    }
+
+    fn delete(&self, key: &str) -> Result<bool> {
+        self.delete_batch(&[key.to_string()]).pop().unwrap_or(Ok(false))
+    }
+
+    /// Lists `prefix` afresh (what was written since the cached listing
+    /// goes too), then deletes in batches.
+    fn delete_prefix(&self, prefix: &str) -> Result<bool> {
+        if let Some(e) = self.refuse_key(prefix) {
+            return Err(e);
+        }
+        let keys: Vec<String> = self.list_now(prefix)?.into_iter().map(|(k, _)| k).collect();
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let mut any = false;
+        for r in self.delete_batch(&keys) {
+            any |= r?;
+        }
+        Ok(any)
+    }
+
+    /// Batches of at most 1,000 keys, 4 at once; a result per key, so a
+    /// failure part way says exactly which went.
+    fn delete_batch(&self, keys: &[String]) -> Vec<Result<bool>> {
+        if keys.iter().any(|k| self.refuse_key(k).is_some()) {
+            return keys
+                .iter()
+                .map(|k| Err(self.err(k, "refusing to change: not a plain key below the storage root")))
+                .collect();
+        }
+        let chunks: Vec<Vec<String>> = keys.chunks(DELETE_BATCH).map(|c| c.to_vec()).collect();
+        let results: Vec<Vec<Result<bool>>> = self.rt.block_on(
+            futures::stream::iter(chunks)
+                .map(|c| self.delete_chunk(c))
+                .buffered(DELETE_CONCURRENCY)
+                .collect(),
+        );
+        let results: Vec<Result<bool>> = results.into_iter().flatten().collect();
+        let gone: Vec<String> = keys
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.forget(&gone);
+        results
+    }
+
+    /// A HEAD first (false if it exists), then a PUT.
+    fn write_new(&self, rel: &str, bytes: &[u8]) -> Result<bool> {
+        if let Some(e) = self.refuse_key(rel) {
+            return Err(e);
+        }
+        let key = self.key(rel);
+        let r = self.rt.block_on(async {
+            match self.src.store.head(&key).await {
+                Ok(_) => return Ok(false),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            self.src
+                .store
+                .put(&key, PutPayload::from(bytes.to_vec()))
+                .await
+                .map(|_| true)
+        });
+        let written = r.map_err(|e| self.store_err(rel, &e))?;
+        if written {
+            if let Some(map) = self.loaded(rel) {
+                map.write().expect("area").insert(
+                    rel.to_string(),
+                    Obj {
+                        size: bytes.len() as u64,
+                        // As the server stamps it (its clock, not ours).
+                        mtime: self.clock().and_then(|c| c.now()).unwrap_or_else(SystemTime::now),
+                        md5: Some(md5_of(bytes)),
+                    },
+                );
+            }
+        }
+        Ok(written)
+    }
+
+    fn check_removable(&self, rel: &str) -> Result<()> {
+        self.refuse_key(rel).map_or(Ok(()), Err)
+    }
+
+    fn refresh(&self) {
+        self.areas.lock().expect("areas").clear();
+        self.seeds.lock().expect("seeds").clear();
+    }
+
+    /// Lists `prefix` now and puts what is there in the cached listing in
+    /// place of what was; forgets every listing if that fails (the next
+    /// scan lists anew and reports the failure).
+    fn refresh_below(&self, prefix: &str) {
+        let Some(map) = self.loaded(prefix) else {
+            return;
+        };
+        match self.list_now(prefix) {
+            Ok(fresh) => {
+                let dir = format!("{prefix}/");
+                let mut map = map.write().expect("area");
+                let stale: Vec<String> = map
+                    .range(dir.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&dir))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in stale {
+                    map.remove(&k);
+                }
+                map.extend(fresh);
+            }
+            Err(_) => self.refresh(),
+        }
+    }
+
+    fn requests(&self) -> Option<Arc<Requests>> {
+        self.src.http.as_ref().map(|h| h.counts.clone())
+    }
+
+    /// From the `Date` of the last answer; a HEAD request first if nothing
+    /// was asked yet (any answer, 404 too, carries one).
+    fn server_now(&self) -> Result<Option<SystemTime>> {
+        let Some(clock) = self.clock() else {
+            return Ok(None);
+        };
+        if let Some(t) = clock.now() {
+            return Ok(Some(t));
+        }
+        match self.rt.block_on(self.src.store.head(&self.key(""))) {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.store_err("", &e)),
+        }
+        Ok(clock.now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cuts the layout asks for, on a listing: each prefix once, in
+    /// order, nothing below it, objects where nothing cuts.
+    #[test]
+    fn a_flat_listing_is_cut_where_told() {
+        let o = || Obj {
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+            md5: None,
+        };
+        let keys = [
+            "repositories/a/_layers/sha256/aa/link",
+            "repositories/a/_layers/sha256/bb/link",
+            "repositories/a/_manifests/tags/v1/current/link",
+            "repositories/a/b/_layers/sha256/cc/link",
+            "repositories/a-b/_uploads/u1/startedat",
+            "repositories/x/",
+            "repositories/z/file",
+        ];
+        let listing: Vec<(String, Obj)> = keys.iter().map(|k| (k.to_string(), o())).collect();
+        let mut seen = Vec::new();
+        let stop = |rel: &str, _: usize| rel.rsplit('/').next().is_some_and(|c| c.starts_with('_'));
+        let found = cut("repositories", listing, &stop, true, &mut |item| {
+            seen.push(match item {
+                Scanned::Prefix(p) => format!("prefix {p}"),
+                Scanned::Object { key, meta } => format!("object {key} {}", meta.is_some()),
+                Scanned::Problem(e) => format!("problem {e}"),
+            })
+        });
+        assert!(found);
+        assert_eq!(
+            seen,
+            [
+                "prefix repositories/a/_layers",
+                "prefix repositories/a/_manifests",
+                "prefix repositories/a/b/_layers",
+                "prefix repositories/a-b/_uploads",
+                "object repositories/z/file true",
+            ]
+        );
+        let mut none = 0;
+        assert!(!cut("repositories", Vec::new(), &stop, false, &mut |_| none += 1));
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn md5_of_a_link() {
+        // The ETag moto and S3 give a link naming sha256 of the empty string.
+        assert_eq!(
+            md5_from_hex("d41d8cd98f00b204e9800998ecf8427e"),
+            Some(md5_of(b""))
+        );
+        assert_eq!(md5_from_hex("d41d8cd98f00b204e9800998ecf8427e-2"), None);
+    }
+}
