@@ -15,8 +15,14 @@ const TOOLS: [&str; 6] = [
     "reg-keep",
 ];
 
+/// One test at a time: a binary being copied while the other test forks
+/// stays open for writing in the child until it execs, and running the copy
+/// then fails with "Text file busy".
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn an_installed_tool_writes_its_man_page_and_completions() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let bin = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     for tool in TOOLS {
@@ -72,6 +78,7 @@ fn an_installed_tool_writes_its_man_page_and_completions() {
 /// without it, skips with a note, except under `CI`, where it fails.
 #[test]
 fn the_readme_install_section_installs_the_tested_binaries() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let release = tool_path("reg-ls")
         .parent()
