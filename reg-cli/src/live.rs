@@ -118,6 +118,7 @@ impl Live {
                     }
                     bar.set_position(s.done);
                     bar.tick();
+                    counters.drawn(s.seq);
                 }
             }
         });

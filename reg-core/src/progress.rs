@@ -72,6 +72,9 @@ pub struct Progress {
     /// Test hook: how long each phase is held once named (see
     /// [`Progress::hold_phases`]).
     hold: OnceLock<Duration>,
+    /// The last phase (its `seq`) the drawer says it drew: a held phase
+    /// also waits for it.
+    drawn: AtomicU64,
     printer: OnceLock<Printer>,
 }
 
@@ -98,16 +101,29 @@ impl Progress {
                 phase.name = format!("{ctx}: {}", phase.name);
             }
         }
+        let mut seq = 0;
         if let Ok(mut p) = self.phase.lock() {
             self.done.store(0, Ordering::Relaxed);
             self.also.store(0, Ordering::Relaxed);
             self.total.store(total.unwrap_or(UNKNOWN), Ordering::Relaxed);
             *p = phase;
-            self.seq.fetch_add(1, Ordering::Relaxed);
+            seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         }
-        if let Some(d) = self.hold.get() {
-            std::thread::sleep(*d);
+        if let Some(&d) = self.hold.get() {
+            // At least `d`, and until drawn (a loaded machine can keep the
+            // drawer from its tick that long), but never past 5 s more.
+            let start = std::time::Instant::now();
+            std::thread::sleep(d);
+            while self.drawn.load(Ordering::Relaxed) < seq && start.elapsed() < d + Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
+    }
+
+    /// The drawer drew phase `seq` (a [`Snapshot::seq`]): a held phase may
+    /// end.
+    pub fn drawn(&self, seq: u64) {
+        self.drawn.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// Says `context` before every phase name from now on (`""`: nothing):
