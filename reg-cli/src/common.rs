@@ -2,12 +2,17 @@
 //! the process-wide thread pool and the top-level error handling. The
 //! library (reg-core) knows none of it.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use reg_core::layout::Store;
+use reg_core::messages::Messages;
+use reg_core::registry_config::BlobCache;
+
+use crate::color::ColorWhen;
 use reg_core::output::{is_broken_pipe, Format, Out};
 use reg_core::root::Location;
 
@@ -29,36 +34,62 @@ pub const OBJECT_STORAGE_THREADS: usize = 32;
 /// Flags every tool takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
-    /// Storage root: the registry's rootdirectory (holding docker/registry/v2), or that v2
-    /// directory, or s3://BUCKET/ROOTDIRECTORY (credentials, region and endpoint from AWS_*), or
-    /// azure://ACCOUNT/CONTAINER/ROOTDIRECTORY (key and endpoint from AZURE_*).
+    /// Storage root: the registry's rootdirectory, its docker/registry/v2,
+    /// s3://BUCKET/ROOTDIRECTORY or azure://ACCOUNT/CONTAINER/ROOTDIRECTORY
+    ///
+    /// The directory set as storage.filesystem.rootdirectory (it holds
+    /// docker/registry/v2), or that v2 directory itself, or
+    /// s3://BUCKET/ROOTDIRECTORY for a registry on S3 (credentials, region and
+    /// endpoint from AWS_*), or azure://ACCOUNT/CONTAINER/ROOTDIRECTORY for one
+    /// on Azure Blob Storage (key and endpoint from AZURE_*).
     #[arg(value_name = "ROOT", required_unless_present_any = ["config", "generate"])]
     pub root: Option<PathBuf>,
 
-    /// Read the storage root from the registry's config.yml: its filesystem, s3 or azure driver
-    /// (REGISTRY_STORAGE_* variables override it, as for the registry).
+    /// Read the storage root from the registry's config.yml
+    ///
+    /// Its filesystem, s3 or azure driver, as the registry reads it:
+    /// REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, REGISTRY_STORAGE_S3_* and
+    /// REGISTRY_STORAGE_AZURE_* override the file. reg-rm also reads
+    /// storage.cache.blobdescriptor there, to say whether the registry must be
+    /// restarted after deleting.
     #[arg(long, value_name = "FILE", conflicts_with = "root")]
     pub config: Option<PathBuf>,
 
-    /// Keep the manifests read in DIR, by digest, and read them from there
-    /// next time (manifests never change): for object storage, where each
-    /// read is a request.
+    /// Keep the manifests read in DIR and read them from there next time
+    ///
+    /// Manifests never change, so a copy kept by digest is as good as the
+    /// original: for object storage, where each read is a request.
     #[arg(long, value_name = "DIR")]
     pub manifest_cache: Option<PathBuf>,
 
-    /// Print records as tab-separated columns (kind first) instead of JSON lines.
+    /// Print tab-separated columns instead of JSON lines
+    ///
+    /// One line per record: its kind, then the kind's fields in a fixed
+    /// order (a field the record lacks is an empty column, so columns never
+    /// move; arrays are JSON). A trailer names its fields (`repos=5`).
     #[arg(long)]
     pub tsv: bool,
 
-    /// No summary and no progress line on stderr.
+    /// With --tsv: before each kind's first record, a line naming its columns
+    #[arg(long, requires = "tsv")]
+    pub header: bool,
+
+    /// No summary and no progress line on stderr
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Number of threads, 1 to 256 [default: every core; 32 on object storage].
+    /// Number of threads, 1 to 256 [default: every core; 32 on object storage]
     #[arg(short = 'j', long = "threads", value_name = "N", value_parser = threads)]
     pub threads: Option<usize>,
 
-    /// Write shell completions or this tool's man page on stdout, and exit.
+    /// When to color stderr: auto, always or never
+    ///
+    /// Colored are the error: and warning: labels and clap's usage errors;
+    /// auto colors them when stderr is a terminal and NO_COLOR is not set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto, hide_possible_values = true)]
+    pub color: ColorWhen,
+
+    /// Write shell completions or this tool's man page on stdout, and exit
     #[arg(long, value_enum, value_name = "KIND", exclusive = true)]
     pub generate: Option<crate::generate::Generate>,
 }
@@ -66,9 +97,12 @@ pub struct Common {
 impl Common {
     /// Sets up the thread pool and opens the store.
     pub fn open(&self) -> anyhow::Result<Store> {
-        let location = match (&self.root, &self.config) {
-            (Some(r), _) => Location::parse(r)?,
-            (None, Some(cfg)) => reg_core::root::location_from_config(cfg)?,
+        let (location, from) = match (&self.root, &self.config) {
+            (Some(r), _) => (Location::parse(r)?, None),
+            (None, Some(cfg)) => (
+                reg_core::root::location_from_config(cfg)?,
+                Some(root_source(cfg, std::env::vars_os())),
+            ),
             (None, None) => anyhow::bail!("no ROOT given (or --config FILE)"),
         };
         // On object storage the walks wait for requests, not for the CPU:
@@ -84,16 +118,30 @@ impl Common {
                 .num_threads(n.clamp(1, MAX_THREADS))
                 .build_global();
         }
-        let store = location.open()?;
+        // A root that is wrong says where it came from: the file, or the
+        // environment that overrides it (as it does for the registry).
+        let store = location.open().map_err(|e| match from {
+            Some(from) => anyhow::Error::new(e).context(from),
+            None => e.into(),
+        })?;
         Ok(match &self.manifest_cache {
             Some(dir) => store.with_manifest_cache(dir),
             None => store,
         })
     }
 
+    /// What the registry's configuration (`--config`) says of its blob
+    /// descriptor cache; unknown without it.
+    pub fn blob_cache(&self) -> anyhow::Result<BlobCache> {
+        match &self.config {
+            Some(file) => Ok(BlobCache::from_config(file, &|k| std::env::var(k).ok())?),
+            None => Ok(BlobCache::Unknown),
+        }
+    }
+
     pub fn format(&self) -> Format {
         if self.tsv {
-            Format::Tsv
+            Format::Tsv { header: self.header }
         } else {
             Format::Json
         }
@@ -102,6 +150,32 @@ impl Common {
     /// The record writer on stdout.
     pub fn out(&self) -> Out {
         Out::stdout(self.format())
+    }
+}
+
+/// Where a storage root read with `--config FILE` comes from, for an error
+/// about it: the file, or the registry's variables in `env` that override
+/// it (named, never their values: some are secrets).
+fn root_source(file: &Path, env: impl Iterator<Item = (OsString, OsString)>) -> String {
+    // The storage section's keys that name no driver (as in reg_core::root).
+    const NOT_DRIVERS: [&str; 5] = ["CACHE_", "DELETE_", "MAINTENANCE_", "REDIRECT_", "TAG_"];
+    let mut vars: Vec<String> = env
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("REGISTRY_STORAGE_")
+                .is_some_and(|rest| !NOT_DRIVERS.iter().any(|n| rest.starts_with(n)))
+        })
+        .collect();
+    vars.sort();
+    if vars.is_empty() {
+        format!("the storage root named in {}", file.display())
+    } else {
+        format!(
+            "the storage root from the environment ({}, over {})",
+            vars.join(", "),
+            file.display()
+        )
     }
 }
 
@@ -163,6 +237,62 @@ pub fn generate(what: crate::generate::Generate, cmd: clap::Command) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+/// A tool's `main`: reads `--color` first (so that clap's own errors follow
+/// it), parses the command line into `A`, runs `run` and turns its result
+/// into an exit status. A usage error is clap's, with the tool's name in
+/// front (`reg-ls: error: unexpected argument …`), status 2; `--help` and
+/// `--version` print on stdout, status 0.
+pub fn main<A: clap::Parser>(
+    tool: &'static str,
+    run: impl FnOnce(A) -> anyhow::Result<ExitCode>,
+) -> ExitCode {
+    let when = crate::color::from_args(std::env::args_os());
+    crate::color::init(when);
+    let parsed = A::command()
+        .color(when.clap())
+        .try_get_matches()
+        .and_then(|mut m| A::from_arg_matches_mut(&mut m));
+    match parsed {
+        Ok(args) => run_main(tool, || run(args)),
+        Err(e) => clap_error(tool, &e),
+    }
+}
+
+/// Prints a clap error (or the help or version it carries) and says with
+/// which status to exit.
+fn clap_error(tool: &str, e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        // On stdout; a closed one (`--help | head`) is nothing to report.
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = if crate::color::stderr() {
+        e.render().ansi().to_string()
+    } else {
+        e.render().to_string()
+    };
+    eprint!("{tool}: {text}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The stderr side of a run of `tool`, colored as `--color` says.
+pub fn messages(tool: &'static str, quiet: bool) -> Messages {
+    Messages::new(tool, quiet).colored(crate::color::stderr())
+}
+
+/// Prints a usage error found after parsing (`tool: error: msg`); returns
+/// status 2.
+pub fn usage_error(tool: &str, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{tool}: {} {msg}", error_label());
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// `error:`, colored as `--color` says.
+fn error_label() -> String {
+    reg_core::messages::label("error:", reg_core::messages::RED, crate::color::stderr())
+}
+
 /// Runs a tool's `run` and turns its result into an exit status: errors are
 /// printed once as `tool: error: cause`, a closed stdout is a quiet success.
 pub fn run_main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitCode {
@@ -170,7 +300,7 @@ pub fn run_main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> E
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{tool}: {err:#}");
+            eprintln!("{tool}: {} {err:#}", error_label());
             ExitCode::from(EXIT_FAILED)
         }
     }
@@ -190,6 +320,46 @@ mod tests {
     struct Args {
         #[command(flatten)]
         common: Common,
+    }
+
+    #[test]
+    fn a_root_from_the_environment_is_named_so() {
+        let file = Path::new("/etc/docker/registry/config.yml");
+        let env = |vars: &[(&str, &str)]| {
+            vars.iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert_eq!(
+            root_source(
+                file,
+                env(&[("HOME", "/root"), ("REGISTRY_STORAGE_DELETE_ENABLED", "true")])
+            ),
+            "the storage root named in /etc/docker/registry/config.yml"
+        );
+        assert_eq!(
+            root_source(
+                file,
+                env(&[("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/srv/r")])
+            ),
+            "the storage root from the environment (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, over \
+             /etc/docker/registry/config.yml)"
+        );
+        let s3 = root_source(
+            file,
+            env(&[
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "secret"),
+                ("REGISTRY_STORAGE_S3_BUCKET", "b"),
+                ("REGISTRY_STORAGE_S3_REGION", ""),
+            ]),
+        );
+        assert_eq!(
+            s3,
+            "the storage root from the environment (REGISTRY_STORAGE_S3_BUCKET, \
+             REGISTRY_STORAGE_S3_SECRETKEY, over /etc/docker/registry/config.yml)"
+        );
+        assert!(!s3.contains("secret"), "names, never values: {s3}");
     }
 
     #[test]

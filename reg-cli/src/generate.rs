@@ -77,6 +77,13 @@ const EXIT_STATUS: &str = "\
 in the tree was wrong, and everything else was still listed).
 2 \u{2014} bad usage (an unknown flag, a missing ROOT, a value out of range).";
 
+/// What every tool reads from the environment.
+const ENVIRONMENT_ALL: &[(&str, &str)] = &[(
+    "NO_COLOR",
+    "Set to anything but the empty string: --color auto (the default) colors nothing.",
+)];
+
+/// What the tools on the storage read from the environment besides.
 const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
@@ -95,6 +102,20 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS_ENDPOINT",
         "An S3-compatible endpoint (MinIO, Ceph RGW); an http:// one allows plain HTTP.",
+    ),
+    (
+        "REGISTRY_STORAGE_AZURE_*",
+        "With --config: the azure driver's settings (ACCOUNTNAME, ACCOUNTKEY, CONTAINER, \
+         ROOTDIRECTORY, ...), over the config file's, as for the registry.",
+    ),
+    (
+        "AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCESS_KEY",
+        "The account key for azure://ACCOUNT/CONTAINER/ROOTDIRECTORY (and for --config where \
+         it leaves it out).",
+    ),
+    (
+        "AZURE_STORAGE_ENDPOINT, AZURE_ENDPOINT",
+        "Another endpoint than the account's own (Azurite, a sovereign cloud).",
     ),
 ];
 
@@ -115,9 +136,12 @@ pub fn man(mut cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
     cmd.build();
     let bin = cmd.get_name().to_string();
     let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
-    let examples = cmd.get_after_help().map(|a| a.to_string()).unwrap_or_default();
+    let examples = cmd
+        .get_after_long_help()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let takes_root = cmd.get_positionals().any(|a| a.get_id() == "root");
-    let page = clap_mangen::Man::new(cmd.clone().after_help(None::<&str>));
+    let page = clap_mangen::Man::new(cmd.clone().after_help(None::<&str>).after_long_help(None::<&str>));
     let mut buf = Vec::new();
     page.render_title(&mut buf)?;
     writeln!(
@@ -171,11 +195,10 @@ pub fn man(mut cmd: clap::Command, out: &mut dyn Write) -> io::Result<()> {
     for line in EXIT_STATUS.lines() {
         writeln!(buf, ".PP\n{}", roff(line))?;
     }
-    if takes_root {
-        writeln!(buf, ".SH ENVIRONMENT")?;
-        for (name, what) in ENVIRONMENT {
-            writeln!(buf, ".TP\n.B {}\n{}", roff(name), roff(what))?;
-        }
+    writeln!(buf, ".SH ENVIRONMENT")?;
+    let storage = if takes_root { ENVIRONMENT } else { &[] };
+    for (name, what) in storage.iter().chain(ENVIRONMENT_ALL) {
+        writeln!(buf, ".TP\n.B {}\n{}", roff(name), roff(what))?;
     }
     writeln!(buf, ".SH \"SEE ALSO\"")?;
     let others: Vec<String> = TOOLS
@@ -229,13 +252,15 @@ mod tests {
                 .split(".SH")
                 .next()
                 .unwrap();
-            // The tools on the storage take ROOT and read the environment
-            // for it; the filters (reg-pulls, reg-keep) do neither.
+            // Every tool reads NO_COLOR; the tools on the storage take
+            // ROOT and read the environment for it, the filters (reg-pulls,
+            // reg-keep) do not.
+            assert!(text.contains(".SH ENVIRONMENT"), "{bin}");
+            assert!(text.contains("NO_COLOR"), "{bin}");
             if bin == "reg-pulls" || bin == "reg-keep" {
-                assert!(!text.contains(".SH ENVIRONMENT"), "{bin}");
+                assert!(!text.contains("AWS_ACCESS_KEY_ID"), "{bin}");
                 continue;
             }
-            assert!(text.contains(".SH ENVIRONMENT"), "{bin}");
             assert!(
                 synopsis.contains(" ROOT\n"),
                 "{bin}: ROOT is required: {synopsis}"

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::Parser;
 use reg_core::keep::policy::{self, DropSpec, PolicySpec};
 use reg_core::keep::{self as keep_core, Explained, PolicyError, PolicySet};
-use reg_core::messages::Messages;
+use reg_core::messages::count;
 use reg_core::pulls::{self, PullTimes};
 use reg_core::time::Time;
 
@@ -42,17 +42,26 @@ pub enum NewestBy {
     Version,
 }
 
-/// Decide which tags to keep, by retention rules as registry products
-/// write them (ECR lifecycle policies, Artifact Registry cleanup policies,
-/// zot retention), and print the tag records to drop, as reg-ls printed
-/// them, for reg-rm --untag. Reads reg-ls ROOT --kind tag records. Rules:
-/// --keep-tag (always kept, wins over drop rules), --drop-tag/--older-than
-/// (dropped), then of the rest --keep-newest, --pushed-within and
-/// --pulled-within keep what they name and the rest is dropped; the floor
-/// --keep-at-least keeps the newest dropped back. Or --policy FILE for
-/// several policies.
+/// Choose the tags to drop by retention rules (keep the newest, pulled within…)
+///
+/// Reads reg-ls ROOT --kind tag records and prints the tag records to drop,
+/// as reg-ls printed them, for reg-rm --untag; with --explain, every tag and
+/// the rule that decided it. The rules are those registry products write
+/// (ECR lifecycle policies, Artifact Registry cleanup policies, zot
+/// retention), in this order: --keep-tag (always kept; wins over drop
+/// rules), --drop-tag / --older-than (dropped), then of the rest
+/// --keep-newest, --pushed-within and --pulled-within keep what they name
+/// and the rest is dropped; the floor --keep-at-least keeps the newest
+/// dropped back. Or --policy FILE for several policies. Reads no storage
+/// and changes nothing.
 #[derive(Parser, Debug)]
-#[command(name = "reg-keep", version, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "reg-keep",
+    version,
+    override_usage = "reg-ls ROOT --kind tag | reg-keep [OPTIONS] RULES...\n       reg-ls ROOT --kind tag | reg-keep [OPTIONS] --policy <FILE>",
+    after_help = "Full descriptions and examples: --help, or man reg-keep.",
+    after_long_help = EXAMPLES
+)]
 #[command(group(clap::ArgGroup::new("rules").multiple(true)))]
 pub struct Args {
     /// Tag records, as `reg-ls ROOT --kind tag` prints them; `-` (or none) reads stdin.
@@ -178,8 +187,7 @@ impl Args {
 
 /// A usage error: said once, status 2.
 fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("reg-keep: {msg}");
-    Ok(ExitCode::from(cli::EXIT_USAGE))
+    Ok(cli::usage_error("reg-keep", msg))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -216,7 +224,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let msgs =
-        Messages::new("reg-keep", args.output.quiet).summary_when(crate::show_summary(args.output.stats));
+        cli::messages("reg-keep", args.output.quiet).summary_when(crate::show_summary(args.output.stats));
     let pull_times = match &args.pulls {
         Some(path) => Some(read_pulls(path)?),
         None => None,
@@ -258,7 +266,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.explain {
             cli::written(out.write(&Explained::new(t, d)))?;
         } else if !d.keep {
-            cli::written(out.write(&t.record))?;
+            cli::written(out.write(&keep_core::AsRead(&t.record)))?;
         }
     }
     cli::written(out.flush())?;
@@ -274,8 +282,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         String::new()
     };
     msgs.summary(format!(
-        "{repos} repositories, {} tags: {} kept, {} dropped{names}",
-        tags.len(),
+        "{}, {}: {} kept, {} dropped{names}",
+        count(repos as u64, "repository", "repositories"),
+        count(tags.len() as u64, "tag", "tags"),
         outcome.kept(),
         outcome.dropped(),
     ));

@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 
 use clap::CommandFactory;
 
+pub mod color;
 pub mod common;
 pub mod filter;
 pub mod generate;

@@ -5,17 +5,21 @@ use std::process::ExitCode;
 use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::ls::{self, Kind};
-use reg_core::messages::Messages;
 
 /// `--kind` values: the kinds of reg-ls records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum KindArg {
+    /// A repository
     Repo,
+    /// A tag and the manifest it points at
     Tag,
+    /// A manifest revision link
     Revision,
-    /// A `_layers` link.
+    /// A _layers link
     LayerLink,
+    /// A stored blob, with its size
     Blob,
+    /// An upload in progress
     Upload,
 }
 
@@ -31,6 +35,7 @@ impl From<KindArg> for Kind {
         }
     }
 }
+use reg_core::messages::count;
 use reg_core::size::human_bytes;
 
 use crate::live::Live;
@@ -42,27 +47,50 @@ Examples:
   reg-ls /srv/registry --kind blob --verify | jq -c 'select(.ok == false)'
                                                                   blobs whose data is corrupt";
 
-/// List what a registry's storage holds: repositories, tags, revisions,
-/// _layers links, blobs and uploads, one JSON object per line.
+/// List what a registry's storage holds, one JSON object per line
+///
+/// Repositories, tags, revisions, _layers links, blobs and uploads, as
+/// records of kind repo, tag, revision, layer-link, blob and upload. Reads
+/// the tree only (the registry may keep running); changes nothing.
+///
+/// A broken tree (an empty or garbled link file, a blob directory without
+/// data, an unreadable directory, a repository name the registry would
+/// refuse, a symbolic link, a FIFO where a file belongs) gets one message
+/// per path on stderr; everything else is still listed, and the exit
+/// status is 1. No symbolic link below ROOT is followed.
 #[derive(Parser, Debug)]
-#[command(name = "reg-ls", version, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "reg-ls",
+    version,
+    override_usage = "reg-ls [OPTIONS] <ROOT>\n       reg-ls [OPTIONS] --config <FILE>",
+    after_help = "Full descriptions and examples: --help, or man reg-ls.",
+    after_long_help = EXAMPLES
+)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
 
-    /// Only entries of this kind (repeatable).
+    /// Only records of this kind (repeatable)
     #[arg(long = "kind", value_enum, value_name = "KIND")]
     pub kinds: Vec<KindArg>,
 
-    /// Only this repository (repeatable); blobs are then left out unless --kind blob.
+    /// Only this repository (repeatable)
+    ///
+    /// Blobs belong to no repository: they are then left out, unless
+    /// --kind blob asks for them.
     #[arg(long = "repo", value_name = "NAME")]
     pub repos: Vec<String>,
 
-    /// Re-hash each blob's data and add "ok": true|false to blob records.
+    /// Re-hash every blob and read every manifest: add "ok" to their records
+    ///
+    /// Blob records get "ok":true or "ok":false (the data does not hash to
+    /// its digest); revision records "ok" for their manifest, and "notes"
+    /// when other readers could take it differently. Any false makes the
+    /// exit status 1.
     #[arg(long)]
     pub verify: bool,
 
-    /// Print the summary line on stderr even when it is not a terminal.
+    /// Print the summary line on stderr even when it is not a terminal
     #[arg(long)]
     pub stats: bool,
 }
@@ -72,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
     let store = args.common.open()?;
-    let msgs = Messages::new("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
+    let msgs = cli::messages("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let cfg = ls::Config {
         kinds: args.kinds.into_iter().map(Kind::from).collect(),
         repos: args.repos,
@@ -83,14 +111,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let s = ls::list(&store, &cfg, &mut out, &msgs)?;
     live.finish();
     let mut line = format!(
-        "{} repos, {} tags, {} revisions, {} layer links, {} blobs ({}), {} uploads",
-        s.repos,
-        s.tags,
-        s.revisions,
-        s.layers,
-        s.blobs,
+        "{}, {}, {}, {}, {} ({}), {}",
+        count(s.repos, "repo", "repos"),
+        count(s.tags, "tag", "tags"),
+        count(s.revisions, "revision", "revisions"),
+        count(s.layers, "layer link", "layer links"),
+        count(s.blobs, "blob", "blobs"),
         human_bytes(s.blob_bytes),
-        s.uploads
+        count(s.uploads, "upload", "uploads"),
     );
     if cfg.verify {
         line.push_str(&format!(", {} corrupt", s.corrupt));

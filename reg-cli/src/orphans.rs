@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::{self as cli, Common};
 use clap::Parser;
-use reg_core::messages::Messages;
+use reg_core::messages::count;
 use reg_core::orphans;
 use reg_core::size::human_bytes;
 
@@ -21,28 +21,44 @@ Examples:
   reg-refs --exclude-repo old/app /srv/registry | reg-orphans --stats /srv/registry
                                                     what deleting old/app would free (what-if)";
 
-/// Print what nothing references: blobs, revisions, dangling _layers links,
-/// stale uploads and empty repositories, one JSON object per line, given the
-/// complete output of `reg-refs ROOT` on stdin (bare digest lines are kept
-/// too). Incomplete input (no reg-refs trailer, a cut line) is refused:
-/// nothing is printed and the exit status is 1.
+/// Print what nothing in a registry's storage references, given reg-refs' list
+///
+/// Reads the complete output of reg-refs ROOT on stdin (bare digest lines
+/// are kept too) and prints blobs, revisions, dangling _layers links,
+/// stale uploads and empty repositories, one JSON object per line, then a
+/// trailer. Reads the tree only; changes nothing.
+///
+/// Input that cannot be a complete list is refused (status 1, nothing on
+/// stdout): no reg-refs trailer (a cut pipeline), counts that disagree with
+/// the records (a filtered list), "complete":false (a --repo list), another
+/// storage root. Nothing younger than --min-age is reported.
 #[derive(Parser, Debug)]
-#[command(name = "reg-orphans", version, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "reg-orphans",
+    version,
+    override_usage = "reg-refs ROOT | reg-orphans [OPTIONS] <ROOT>\n       reg-refs --config FILE | reg-orphans [OPTIONS] --config <FILE>",
+    after_help = "Full descriptions and examples: --help, or man reg-orphans.",
+    after_long_help = EXAMPLES
+)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
 
-    /// Never report blobs and links younger than this (grace period for
-    /// pushes in progress).
+    /// Never report blobs and links younger than DURATION
+    ///
+    /// The grace period for pushes in progress: a push has its blobs
+    /// before it has a manifest. By the data file's mtime for blobs, the
+    /// link file's for links.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
     pub min_age: Duration,
 
-    /// Report uploads started longer ago than this (the registry purges
-    /// them after 168h).
+    /// Report uploads started longer ago than DURATION
+    ///
+    /// The registry purges them itself after 168h (its default).
     #[arg(long, value_name = "DURATION", default_value = "168h", value_parser = cli::duration)]
     pub upload_age: Duration,
 
-    /// Print the summary line on stderr even when it is not a terminal.
+    /// Print the summary line on stderr even when it is not a terminal
     #[arg(long)]
     pub stats: bool,
 }
@@ -52,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
     let store = args.common.open()?;
-    let msgs = Messages::new("reg-orphans", args.common.quiet).summary_when(crate::show_summary(args.stats));
+    let msgs = cli::messages("reg-orphans", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         anyhow::bail!("reads the output of reg-refs on stdin: reg-refs ROOT | reg-orphans ROOT");
@@ -74,22 +90,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!(" (what-if: as if {} were deleted)", end.excluded.join(", "))
     };
+    let min_age = reg_core::time::format_duration(cfg.min_age);
     msgs.summary(cli::with_requests(
         &store,
         format!(
-            "orphans{what_if}: {} blobs ({}), {} revisions, {} layer links, {} uploads ({}), {} repos; \
-         {} too young to report; stored: {} blobs; read {} input lines",
-            end.blobs,
+            "orphans{what_if}: {} ({}), {}, {}, {} ({}), {}; {} younger than --min-age {min_age}, \
+             not reported; stored: {}; read {}",
+            count(end.blobs, "blob", "blobs"),
             human_bytes(end.blob_bytes),
-            end.revisions,
-            end.layers,
-            end.uploads,
+            count(end.revisions, "revision", "revisions"),
+            count(end.layers, "layer link", "layer links"),
+            count(end.uploads, "upload", "uploads"),
             human_bytes(end.upload_bytes),
-            end.repos,
+            count(end.repos, "repo", "repos"),
             end.too_young,
-            end.stored_blobs,
-            input.lines,
+            count(end.stored_blobs, "blob", "blobs"),
+            count(input.lines, "input line", "input lines"),
         ),
     ));
+    let reported = end.blobs + end.revisions + end.layers + end.uploads + end.repos;
+    if reported == 0 && end.too_young > 0 {
+        // A first GC on a registry written within the grace period.
+        msgs.hint(format!(
+            "nothing reported: the {} younger than --min-age {min_age}, the grace period for pushes \
+             in progress (a registry written to within the last {min_age}, such as a new one, has \
+             nothing old enough yet); run again later",
+            count(
+                end.too_young,
+                "unreferenced item found is",
+                "unreferenced items found are all"
+            ),
+        ));
+    }
     Ok(msgs.exit_code())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use reg_core::messages::Messages;
+use reg_core::messages::count;
 use reg_core::pulls::{self, PullLog, PullsRecord};
 
 use crate::common as cli;
@@ -20,16 +20,25 @@ Examples:
   reg-ls /srv/registry --kind tag | reg-keep --pulled-within 30d --pulls pulls.jsonl
       the tags nobody pulled in 30 days";
 
-/// Read the registry's logs and print, for each repository, the last
-/// successful pull of each tag and of each manifest pulled by digest, then
-/// a trailer with the time span the logs cover. Reads the access log
+/// Read when each tag was last pulled, from the registry's own logs
+///
+/// Prints, for each repository, the last successful pull of each tag and
+/// of each manifest pulled by digest, then a trailer with the time span the
+/// logs cover (for reg-keep --pulled-within). Reads the access log
 /// (combined format), the application log (logrus text, JSON or logstash:
 /// its "response completed" lines, at log.level info) and notification
-/// envelopes, gzip-compressed or not, in any mix.
+/// envelopes, gzip-compressed or not, in any mix; each line is recognised
+/// on its own, so journalctl and docker logs output works.
 #[derive(Parser, Debug)]
-#[command(name = "reg-pulls", version, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "reg-pulls",
+    version,
+    override_usage = "reg-pulls [OPTIONS] [LOG]...\n       journalctl -u docker-registry -o cat | reg-pulls [OPTIONS]",
+    after_help = "Full descriptions and examples: --help, or man reg-pulls.",
+    after_long_help = EXAMPLES
+)]
 pub struct Args {
-    /// Log files, plain or gzip-compressed; `-` (or none) reads stdin.
+    /// Log files, plain or gzip-compressed; `-` (or none) reads stdin
     #[arg(value_name = "LOG")]
     pub logs: Vec<PathBuf>,
 
@@ -42,15 +51,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return crate::common::generate(what, <Args as clap::CommandFactory>::command());
     }
     let msgs =
-        Messages::new("reg-pulls", args.output.quiet).summary_when(crate::show_summary(args.output.stats));
+        cli::messages("reg-pulls", args.output.quiet).summary_when(crate::show_summary(args.output.stats));
     let logs = if args.logs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
         args.logs
     };
     if logs.iter().filter(|p| filter::is_stdin(p)).count() > 1 {
-        eprintln!("reg-pulls: `-` (stdin) given more than once");
-        return Ok(ExitCode::from(cli::EXIT_USAGE));
+        return Ok(cli::usage_error("reg-pulls", "`-` (stdin) given more than once"));
     }
     let mut log = PullLog::default();
     let mut lines = 0;
@@ -65,18 +73,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lines += st.lines;
         if st.lines > 0 && st.known == 0 {
             anyhow::bail!(
-                "{}: none of its {} lines is in a format reg-pulls reads (the registry's access log, \
+                "{}: none of its {} is in a format reg-pulls reads (the registry's access log, \
                  its application log as text, JSON or logstash, notification envelopes)",
                 name.display(),
-                st.lines
+                count(st.lines, "line", "lines")
             );
         }
         if st.known > 0 && st.pulls == 0 {
             msgs.warn(format!(
-                "{}: no successful manifest pull in its {} lines (the application log has a line per \
+                "{}: no successful manifest pull in its {} (the application log has a line per \
                  request only at log.level info or debug; the access log unless log.accesslog.disabled)",
                 name.display(),
-                st.lines
+                count(st.lines, "line", "lines")
             ));
         }
     }
@@ -93,9 +101,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => String::new(),
     };
     msgs.summary(format!(
-        "read {} logs, {lines} lines{span}: {} pulls of {tags} tags and {digests} digests in {repos} repositories",
-        logs.len(),
-        log.pulls(),
+        "read {}, {}{span}: {} of {} and {} in {}",
+        count(logs.len() as u64, "log", "logs"),
+        count(lines, "line", "lines"),
+        count(log.pulls(), "pull", "pulls"),
+        count(tags as u64, "tag", "tags"),
+        count(digests as u64, "digest", "digests"),
+        count(repos as u64, "repository", "repositories"),
     ));
     Ok(msgs.exit_code())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::common::{self as cli, Common};
 use clap::Parser;
-use reg_core::messages::Messages;
+use reg_core::messages::count;
 use reg_core::refs;
 
 use crate::live::Live;
@@ -19,39 +19,61 @@ Examples:
   reg-refs --exclude-repo old/app /srv/registry | reg-orphans /srv/registry
                                                     what deleting old/app would free (what-if)";
 
-/// Print every reference reachable from the roots (tags, and by default every
-/// revision) down to configs and layers, one JSON object per edge, then a
-/// trailer with the counts. Fails (exit 1, no trailer) on any manifest it
-/// cannot read, so a cut or failed run can never pass for a complete list.
+/// Print what a registry's tags and revisions reference, then a trailer
+///
+/// Every reference reachable from the roots (every tag and, by default,
+/// every revision) down to index children, configs, layers and referrers,
+/// one JSON object per edge, then a trailer with the counts that
+/// reg-orphans checks. Reads the tree only; changes nothing.
+///
+/// It fails closed: a manifest that is there but cannot be read, is not
+/// JSON or does not hash to its digest, an empty or garbled tag or revision
+/// link, or a directory it cannot list ends the run with status 1, a
+/// message naming the path, and nothing on stdout. A missing manifest (an
+/// image already broken) is a warning.
 #[derive(Parser, Debug)]
-#[command(name = "reg-refs", version, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "reg-refs",
+    version,
+    override_usage = "reg-refs [OPTIONS] <ROOT>\n       reg-refs [OPTIONS] --config <FILE>",
+    after_help = "Full descriptions and examples: --help, or man reg-refs.",
+    after_long_help = EXAMPLES
+)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
 
-    /// Only tags are roots: untagged manifests stay live only as children of
-    /// a live index, as referrers (OCI subject) of a live manifest, or by
+    /// Only tags are roots: untagged manifests become garbage
+    ///
+    /// An untagged manifest stays live only as a child of a live index (at
+    /// any depth), as a referrer (OCI subject) of a live manifest, or by
     /// --keep-recent.
     #[arg(long)]
     pub tagged_only: bool,
 
-    /// With --tagged-only: revisions whose link is younger than this stay
-    /// roots (e.g. 1h, 7d), guarding pushes in progress.
+    /// With --tagged-only: revisions younger than DURATION stay roots
+    ///
+    /// By the age of their revision link (1h, 7d): a guard for pushes in
+    /// progress and for images pushed by digest a moment ago.
     #[arg(long, value_name = "DURATION", value_parser = cli::duration, requires = "tagged_only")]
     pub keep_recent: Option<Duration>,
 
-    /// Only this repository (repeatable); the trailer then says "complete":false.
+    /// Only this repository (repeatable)
+    ///
+    /// The trailer then says "complete":false, and reg-orphans refuses the
+    /// list: it cannot prove anything else unreferenced.
     #[arg(long = "repo", value_name = "NAME")]
     pub repos: Vec<String>,
 
-    /// What-if: compute the graph as if this repository were deleted (its tags
-    /// and revisions are not roots; repeatable). The trailer says
-    /// "excluded":[…]; reg-orphans answers what that would free, and reg-rm
-    /// refuses such a list.
+    /// What-if: the graph as if this repository were deleted (repeatable)
+    ///
+    /// Its tags and revisions are not roots; the trailer says
+    /// "excluded":[…]. reg-orphans then answers what deleting it would free,
+    /// and reg-rm refuses such a list (the repository still exists).
     #[arg(long = "exclude-repo", value_name = "NAME", conflicts_with = "repos")]
     pub exclude_repos: Vec<String>,
 
-    /// Print the summary line on stderr even when it is not a terminal.
+    /// Print the summary line on stderr even when it is not a terminal
     #[arg(long)]
     pub stats: bool,
 }
@@ -61,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
     let store = args.common.open()?;
-    let msgs = Messages::new("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
+    let msgs = cli::messages("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let local = cli::local_now()?;
     let cfg = refs::Config {
         tagged_only: args.tagged_only,
@@ -86,9 +108,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         format!(" (what-if: as if {} were deleted)", cfg.exclude_repos.join(", "))
     };
-    msgs.summary(cli::with_requests(&store, format!(
-        "{} repos, {} tags, {} revisions, {} manifests ({} distinct parsed), {} references, {} missing{what_if}",
-        s.repos, s.tags, s.revisions, s.manifests, s.parsed, s.references, s.missing
-    )));
+    msgs.summary(cli::with_requests(
+        &store,
+        format!(
+            "{}, {}, {}, {} ({} distinct parsed), {}, {} missing{what_if}",
+            count(s.repos, "repo", "repos"),
+            count(s.tags, "tag", "tags"),
+            count(s.revisions, "revision", "revisions"),
+            count(s.manifests, "manifest", "manifests"),
+            s.parsed,
+            count(s.references, "reference", "references"),
+            s.missing
+        ),
+    ));
     Ok(msgs.exit_code())
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use crate::common::{self as cli, Common};
 use anyhow::Context;
 use clap::Parser;
-use reg_core::messages::Messages;
 use reg_core::rm::{self, Mode};
 
 use crate::live::Live;
@@ -50,38 +49,64 @@ Examples:
   reg-rm --trash /srv/trash /srv/registry <<< sha256:4b8e…
                                                     one blob, moved aside, if nothing needs it";
 
-/// Delete what stdin names: bare digests (blobs) and reg-ls / reg-orphans
-/// records of kind blob, revision, layer-link, upload, repo and (with --untag)
-/// tag. All input is checked before anything is deleted, and reg-rm walks
-/// the reference graph itself: what a remaining tag or revision reaches is
-/// kept. One JSON record per action on stdout.
+/// Delete from a registry's storage what stdin names and nothing live reaches
+///
+/// Reads bare digests (blobs) and reg-ls / reg-orphans records of kind
+/// blob, revision, layer-link, upload, repo and, with --untag, tag. Every
+/// line is checked before anything is deleted (one bad line and nothing
+/// is), and reg-rm walks the reference graph itself: what a remaining tag
+/// or revision reaches is kept, with the reason. One JSON record per
+/// action on stdout: deleted, trashed, would-delete, absent or kept.
+///
+/// It removes in a crash-safe order (tags, revisions, _layers links, blob
+/// data, uploads, repositories, empty directories) and looks again after
+/// each step, so a push landing during the run keeps what it needs. After
+/// deleting, restart a registry that runs with a blob descriptor cache.
 #[derive(Parser, Debug)]
-#[command(name = "reg-rm", version, long_about = None, after_help = EXAMPLES)]
+#[command(
+    name = "reg-rm",
+    version,
+    override_usage = "reg-orphans … | reg-rm [OPTIONS] <ROOT>\n       reg-orphans … | reg-rm [OPTIONS] --config <FILE>",
+    after_help = "Full descriptions and examples: --help, or man reg-rm.",
+    after_long_help = EXAMPLES
+)]
 pub struct Args {
     #[command(flatten)]
     pub common: Common,
 
-    /// Print "would-delete" records and change nothing.
+    /// Print "would-delete" records and change nothing
     #[arg(short = 'n', long, conflicts_with = "trash")]
     pub dry_run: bool,
 
-    /// Move into DIR instead of deleting, keeping paths relative to v2/ (copy DIR
-    /// back into v2/ to restore). DIR must be on the same filesystem.
+    /// Move into DIR instead of deleting (copy DIR back into v2/ to restore)
+    ///
+    /// Paths are kept relative to v2/, so cp -a DIR/. ROOT/docker/registry/v2/
+    /// restores everything. DIR must be new or empty, on the storage root's
+    /// filesystem, and outside the root. Not on object storage.
     #[arg(long, value_name = "DIR")]
     pub trash: Option<PathBuf>,
 
-    /// Keep blobs, links and uploads younger than this (protects pushes in progress).
+    /// Keep blobs, links and uploads younger than DURATION
+    ///
+    /// The grace period for pushes in progress, checked again on the live
+    /// tree at deletion time.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
     pub min_age: Duration,
 
-    /// Act on tag records: remove those tags (a retention decision). Without
-    /// it, input holding tag records is refused.
+    /// Act on tag records: remove those tags
+    ///
+    /// A retention decision, never an accident of a pipeline: without it,
+    /// input holding tag records is refused, and so are tag records mixed
+    /// with records of any other kind.
     #[arg(long)]
     pub untag: bool,
 
-    /// Accept that broken images stay broken: delete blobs even when live
-    /// manifests are missing or unreadable (what they reference is unknown),
-    /// and delete _layers links and revisions because their blob is missing.
+    /// Accept that broken images stay broken
+    ///
+    /// Delete blobs even when live manifests are missing or unreadable (what
+    /// they reference is unknown), and delete _layers links and revisions
+    /// because their blob is missing (an unmounted volume looks exactly
+    /// like that).
     #[arg(long)]
     pub accept_broken: bool,
 }
@@ -100,7 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let store = args.common.open()?;
     // reg-rm always says what it freed, unless -q.
-    let msgs = Messages::new("reg-rm", args.common.quiet);
+    let msgs = cli::messages("reg-rm", args.common.quiet);
     let input = rm::parse_input(BufReader::new(std::io::stdin().lock()))?;
     let local = cli::local_now()?;
     let mode = match (args.dry_run, args.trash) {
@@ -121,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let dir = PathBuf::from(dir);
             rm::Hook(Arc::new(move || pause_in(&dir)))
         }),
+        blob_cache: args.common.blob_cache()?,
     };
     let mut out = args.common.out();
     let mut live = Live::start_for("reg-rm", &msgs, &store);

@@ -114,7 +114,9 @@ impl Params {
     }
 }
 
-fn main() -> std::process::ExitCode {
+/// Public so that the tests crate can build this generator as a binary of
+/// its own (`tests/src/bin/gen-tree.rs`, for the progress line test).
+pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,6 +12,7 @@
 //!   only.
 //! - [`layout`]: where things live under `docker/registry/v2` and how to enumerate them.
 //! - [`root`]: finding the `v2` directory from a path or the registry's `config.yml`.
+//! - [`registry_config`]: what else the tools read there (the blob descriptor cache).
 //! - [`record`]: the records of the interface contract, as serde types.
 //! - [`output`]: the single writer of records (JSON lines or TSV) and closed-pipe handling.
 //! - [`manifest`]: what a manifest references, for every format.
@@ -44,6 +45,7 @@ pub mod progress;
 pub mod pulls;
 pub mod record;
 pub mod refs;
+pub mod registry_config;
 pub mod rm;
 pub mod root;
 pub mod size;

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::layout::{check_repo_name, Listing, Store};
 use crate::messages::Messages;
 use crate::output::Out;
+use crate::progress::Phase;
 use crate::record::LsRecord;
 use crate::time::Time;
 
@@ -95,7 +96,8 @@ pub fn list<W: Write>(
         Kind::Upload,
     ];
     if repo_kinds.iter().any(|k| cfg.wants(*k)) {
-        msgs.progress().phase("repositories");
+        msgs.progress()
+            .start(Phase::new("listing repositories", ""), None);
         let mut repos = report(store.repositories(), msgs);
         if !cfg.repos.is_empty() {
             for r in &cfg.repos {
@@ -108,12 +110,16 @@ pub fn list<W: Write>(
             }
             repos.retain(|r| cfg.repos.contains(r));
         }
+        msgs.progress().start(
+            Phase::new("reading repositories", "repositories"),
+            Some(repos.len() as u64),
+        );
         for chunk in repos.chunks(CHUNK) {
             let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
                 .par_iter()
                 .map(|r| {
                     let recs = repo_records(store, cfg, r);
-                    msgs.progress().add_repos(1);
+                    msgs.progress().inc(1);
                     recs
                 })
                 .collect();
@@ -130,8 +136,17 @@ pub fn list<W: Write>(
     }
     if cfg.wants(Kind::Blob) {
         msgs.progress()
-            .phase(if cfg.verify { "blobs (re-hashing)" } else { "blobs" });
+            .start(Phase::new("listing blob prefix directories", ""), None);
         let prefixes = report(store.blob_prefixes(), msgs);
+        let name = if cfg.verify {
+            "re-hashing blobs"
+        } else {
+            "reading blobs"
+        };
+        msgs.progress().start(
+            Phase::new(name, "prefix directories").also("blobs"),
+            Some(prefixes.len() as u64),
+        );
         for chunk in prefixes.chunks(CHUNK) {
             let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
                 .par_iter()
@@ -143,7 +158,7 @@ pub fn list<W: Write>(
                         .items
                         .into_iter()
                         .map(|b| {
-                            p.add_blobs(1);
+                            p.add_also(1);
                             let ok = if cfg.verify {
                                 match store.verify_blob(&b.digest) {
                                     Ok(v) => v,
@@ -163,6 +178,7 @@ pub fn list<W: Write>(
                             }
                         })
                         .collect();
+                    p.inc(1);
                     (recs, errors)
                 })
                 .collect();

@@ -9,6 +9,29 @@ use std::sync::Arc;
 
 use crate::progress::Progress;
 
+/// Bold red, for `error:`.
+pub const RED: &str = "\x1b[1;31m";
+/// Bold yellow, for `warning:`.
+pub const YELLOW: &str = "\x1b[1;33m";
+
+/// `text` in `color` (an ANSI SGR sequence such as [`RED`]) when `on`.
+pub fn label(text: &str, color: &str, on: bool) -> String {
+    if on {
+        format!("{color}{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// `n` and the noun that goes with it: `1 upload`, `2 uploads`, `0 uploads`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 /// The human side on stderr: warnings and errors as they come, counted, so
 /// a run that met a bad path still finishes and still exits non-zero.
 pub struct Messages {
@@ -20,6 +43,8 @@ pub struct Messages {
     summary: bool,
     /// Counts, prints nothing (a second look whose messages were said once).
     muted: bool,
+    /// Colors the `error:` and `warning:` labels (`--color`).
+    color: bool,
     /// What the walks have done so far, for a live line on a terminal.
     progress: Arc<Progress>,
 }
@@ -33,8 +58,16 @@ impl Messages {
             quiet,
             summary: !quiet,
             muted: false,
+            color: false,
             progress: Arc::default(),
         }
+    }
+
+    /// Colors the `error:` and `warning:` labels (stderr is a terminal, or
+    /// `--color always`).
+    pub fn colored(mut self, on: bool) -> Messages {
+        self.color = on;
+        self
     }
 
     /// Prints the summary only when `show` (and never when quiet): reg-ls,
@@ -57,11 +90,22 @@ impl Messages {
         }
     }
 
+    /// Messages that are counted but not printed, whose walks still bump
+    /// this one's progress counters: a second look, said once already,
+    /// that the live line still shows.
+    pub fn muted_sharing_progress(&self) -> Messages {
+        Messages {
+            progress: Arc::clone(&self.progress),
+            ..Messages::muted(self.tool)
+        }
+    }
+
     /// Reports a problem that makes the run fail in the end.
     pub fn error(&self, msg: impl std::fmt::Display) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         if !self.muted {
-            self.progress.eprintln(&format!("{}: error: {msg}", self.tool));
+            let label = label("error:", RED, self.color);
+            self.progress.eprintln(&format!("{}: {label} {msg}", self.tool));
         }
     }
 
@@ -79,7 +123,15 @@ impl Messages {
     pub fn warn(&self, msg: impl std::fmt::Display) {
         self.warnings.fetch_add(1, Ordering::Relaxed);
         if !self.muted {
-            self.progress.eprintln(&format!("{}: warning: {msg}", self.tool));
+            let label = label("warning:", YELLOW, self.color);
+            self.progress.eprintln(&format!("{}: {label} {msg}", self.tool));
+        }
+    }
+
+    /// A hint for people, unless `-q`: why a run found nothing, say.
+    pub fn hint(&self, msg: impl std::fmt::Display) {
+        if !self.quiet {
+            self.note(msg);
         }
     }
 
@@ -110,10 +162,10 @@ impl Messages {
         if self.summary {
             let mut extra = String::new();
             if self.errors() > 0 {
-                extra.push_str(&format!(", {} errors", self.errors()));
+                extra.push_str(&format!(", {}", count(self.errors(), "error", "errors")));
             }
             if self.warnings() > 0 {
-                extra.push_str(&format!(", {} warnings", self.warnings()));
+                extra.push_str(&format!(", {}", count(self.warnings(), "warning", "warnings")));
             }
             self.progress.eprintln(&format!("{}: {line}{extra}", self.tool));
         }
@@ -132,5 +184,19 @@ impl Messages {
     /// Whether progress may be shown (stderr is a terminal).
     pub fn progress_enabled(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_in_words_and_labels_in_color() {
+        assert_eq!(count(1, "upload", "uploads"), "1 upload");
+        assert_eq!(count(0, "upload", "uploads"), "0 uploads");
+        assert_eq!(count(2, "repository", "repositories"), "2 repositories");
+        assert_eq!(label("error:", RED, false), "error:");
+        assert_eq!(label("error:", RED, true), "\x1b[1;31merror:\x1b[0m");
     }
 }

@@ -43,6 +43,7 @@ use crate::error::{Error, ErrorKind};
 use crate::layout::{check_repo_name, paths, Blob, LayerLink, Listing, Revision, Store, Upload};
 use crate::messages::Messages;
 use crate::output::Out;
+use crate::progress::Phase;
 use crate::record::{OrphanRecord, OrphansEnd};
 use crate::time::Time;
 
@@ -882,16 +883,21 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     // bits in `refs` for the referenced ones, the candidates and `kept` for
     // the others) and the unreferenced ones, which the repository walk may
     // still hold.
-    msgs.progress().phase("blobs");
+    msgs.progress()
+        .start(Phase::new("listing blob prefix directories", ""), None);
     let prefixes = store.blob_prefixes();
     for e in prefixes.errors {
         msgs.problem(e);
     }
+    msgs.progress().start(
+        Phase::new("looking at blobs", "prefix directories").also("blobs"),
+        Some(prefixes.items.len() as u64),
+    );
     let walk_prefix = |p: &crate::layout::BlobPrefix| {
         // Only unreferenced blobs are looked into (a `stat` of `data`):
         // at a million blobs the referenced ones need no system call.
         let l = store.blob_digests_in(p);
-        msgs.progress().add_blobs(l.items.len() as u64);
+        msgs.progress().add_also(l.items.len() as u64);
         let mut part = BlobPart {
             stored: 0,
             candidates: Blobs::default(),
@@ -928,6 +934,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
                 }
             }
         }
+        msgs.progress().inc(1);
         part
     };
     let mut candidates = Blobs::default();
@@ -954,7 +961,8 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     };
 
     // Repositories.
-    msgs.progress().phase("repositories");
+    msgs.progress()
+        .start(Phase::new("listing repositories", ""), None);
     let repos = store.repositories();
     let mut hides_links = false;
     for e in repos.errors {
@@ -964,6 +972,10 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
     found.names = repos.items;
     // Sorted: a revision's repository index then orders it by name.
     found.names.sort_unstable();
+    msgs.progress().start(
+        Phase::new("looking at repositories", "repositories"),
+        Some(found.names.len() as u64),
+    );
     let mut held = DigestSet::new();
     // A batch of repositories at a time: what their scans hold stays small.
     for (batch_no, batch) in found.names.chunks(REPO_BATCH).enumerate() {
@@ -971,7 +983,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
             .par_iter()
             .map(|r| {
                 let s = scan_repo(store, refs, cfg, &stored, r);
-                msgs.progress().add_repos(1);
+                msgs.progress().inc(1);
                 s
             })
             .collect();

@@ -54,6 +54,13 @@
 //! reg-rm refuse input holding it (and reg-orphans input without the
 //! reg-refs trailer).
 //!
+//! # Tab-separated columns (`--tsv`)
+//! The same records, one line each: the kind, then the kind's fields in
+//! the order of the table in the README (each type's [`Record::columns`]),
+//! every one of them, empty where the JSON record leaves a field out
+//! (`target`, `ok`, `notes`); trailers write their fields by name
+//! (`end`, `tool=reg-refs`, `repos=5`, … tab-separated). See [`crate::output`].
+//!
 //! # reg-pulls, reg-keep
 //! Their records are documented with their types: [`crate::pulls`]
 //! (`pull` and its trailer) and [`crate::keep`] (`kept` and `dropped`; the
@@ -62,6 +69,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::output::Record;
 use crate::time::Time;
 
 /// A record printed by `reg-ls`.
@@ -118,6 +126,20 @@ pub enum LsRecord {
         size: u64,
         started_at: Time,
     },
+}
+
+impl Record for LsRecord {
+    fn columns(kind: &str) -> Option<&'static [&'static str]> {
+        Some(match kind {
+            "repo" => &["repo"],
+            "tag" => &["repo", "tag", "digest", "mtime"],
+            "revision" => &["repo", "digest", "mtime", "target", "ok", "notes"],
+            "layer-link" => &["repo", "digest", "mtime", "target"],
+            "blob" => &["digest", "size", "mtime", "ok"],
+            "upload" => &["repo", "id", "size", "started_at"],
+            _ => return None,
+        })
+    }
 }
 
 /// A record printed by `reg-refs`: a root or an edge of the reference graph.
@@ -194,6 +216,19 @@ pub enum RefRecord {
     End(RefsEnd),
 }
 
+impl Record for RefRecord {
+    fn columns(kind: &str) -> Option<&'static [&'static str]> {
+        Some(match kind {
+            "tag" => &["repo", "tag", "digest", "target"],
+            "revision" => &["repo", "digest", "target"],
+            "manifest" | "referrer" => &["repo", "manifest", "digest", "target"],
+            "config" | "layer" => &["repo", "manifest", "digest", "size", "target"],
+            "link" => &["repo", "name", "digest"],
+            _ => return None,
+        })
+    }
+}
+
 /// Counts in the `reg-refs` trailer.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefsEnd {
@@ -259,6 +294,18 @@ pub enum OrphanRecord {
     End(OrphansEnd),
 }
 
+impl Record for OrphanRecord {
+    fn columns(kind: &str) -> Option<&'static [&'static str]> {
+        Some(match kind {
+            "blob" => &["digest", "size", "mtime"],
+            "revision" | "layer-link" => &["repo", "digest", "mtime"],
+            "upload" => &["repo", "id", "size", "started_at"],
+            "repo" => &["repo"],
+            _ => return None,
+        })
+    }
+}
+
 /// Counts in the `reg-orphans` trailer.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrphansEnd {
@@ -300,6 +347,13 @@ pub struct Failed {
     pub errors: u64,
 }
 
+/// A trailer: written by name.
+impl Record for Failed {
+    fn columns(_: &str) -> Option<&'static [&'static str]> {
+        None
+    }
+}
+
 impl Failed {
     pub fn new(tool: &str, errors: u64) -> Failed {
         Failed {
@@ -310,9 +364,152 @@ impl Failed {
     }
 }
 
+/// Checks that `record` serializes to exactly the columns its type lists
+/// for its kind (none forgotten, none that is not there), for the types'
+/// tests: build each kind with every optional field set.
+#[cfg(test)]
+pub(crate) fn assert_columns<T: Record>(record: &T) {
+    let v = serde_json::to_value(record).unwrap();
+    let kind = v["kind"].as_str().unwrap().to_string();
+    let mut fields: Vec<&str> = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "kind")
+        .collect();
+    let mut cols = T::columns(&kind)
+        .unwrap_or_else(|| panic!("{kind}: no columns"))
+        .to_vec();
+    fields.sort_unstable();
+    cols.sort_unstable();
+    assert_eq!(fields, cols, "{kind}: {v}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind of every record, with every optional field set, has
+    /// exactly the columns its type lists: a TSV column never moves.
+    #[test]
+    fn tsv_columns_name_every_field() {
+        let d = Digest::sha256_of(b"x");
+        let t = Time::parse("2024-01-02T03:04:05Z").unwrap();
+        let r = || "org/app".to_string();
+        for rec in [
+            LsRecord::Repo { repo: r() },
+            LsRecord::Tag {
+                repo: r(),
+                tag: "v1".into(),
+                digest: d,
+                mtime: t,
+            },
+            LsRecord::Revision {
+                repo: r(),
+                digest: d,
+                mtime: t,
+                target: Some(d),
+                ok: Some(true),
+                notes: vec!["n".into()],
+            },
+            LsRecord::LayerLink {
+                repo: r(),
+                digest: d,
+                mtime: t,
+                target: Some(d),
+            },
+            LsRecord::Blob {
+                digest: d,
+                size: 1,
+                mtime: t,
+                ok: Some(true),
+            },
+            LsRecord::Upload {
+                repo: r(),
+                id: "u".into(),
+                size: 0,
+                started_at: t,
+            },
+        ] {
+            assert_columns(&rec);
+        }
+        for rec in [
+            RefRecord::Tag {
+                repo: r(),
+                tag: "v1".into(),
+                digest: d,
+                target: Some(d),
+            },
+            RefRecord::Revision {
+                repo: r(),
+                digest: d,
+                target: Some(d),
+            },
+            RefRecord::Manifest {
+                repo: r(),
+                manifest: d,
+                digest: d,
+                target: Some(d),
+            },
+            RefRecord::Config {
+                repo: r(),
+                manifest: d,
+                digest: d,
+                size: Some(1),
+                target: Some(d),
+            },
+            RefRecord::Layer {
+                repo: r(),
+                manifest: d,
+                digest: d,
+                size: Some(1),
+                target: Some(d),
+            },
+            RefRecord::Referrer {
+                repo: r(),
+                manifest: d,
+                digest: d,
+                target: Some(d),
+            },
+            RefRecord::Link {
+                repo: r(),
+                name: "blake3:x".into(),
+                digest: d,
+            },
+        ] {
+            assert_columns(&rec);
+        }
+        for rec in [
+            OrphanRecord::Blob {
+                digest: d,
+                size: 1,
+                mtime: t,
+            },
+            OrphanRecord::Revision {
+                repo: r(),
+                digest: d,
+                mtime: t,
+            },
+            OrphanRecord::LayerLink {
+                repo: r(),
+                digest: d,
+                mtime: t,
+            },
+            OrphanRecord::Upload {
+                repo: r(),
+                id: "u".into(),
+                size: 0,
+                started_at: t,
+            },
+            OrphanRecord::Repo { repo: r() },
+        ] {
+            assert_columns(&rec);
+        }
+        assert_eq!(RefRecord::columns("end"), None, "a trailer is written by name");
+        assert_eq!(OrphanRecord::columns("end"), None);
+        assert_eq!(Failed::columns("error"), None);
+    }
 
     #[test]
     fn wire_format_is_flat_with_kind_first() {

@@ -43,6 +43,7 @@ use crate::layout::{check_repo_name, paths, LinkKind, LinkName, Store};
 use crate::manifest;
 use crate::messages::Messages;
 use crate::output::Out;
+use crate::progress::Phase;
 use crate::record::{RefRecord, RefsEnd};
 
 pub use crate::layout::MANIFEST_LIMIT;
@@ -561,6 +562,8 @@ struct Cache {
     noted: HashSet<Digest>,
     /// Ids [`Cache::want`] marked pending, in the order asked.
     queue: Vec<Id>,
+    /// Ids in [`State::Pending`] now: reads to come, for the progress line.
+    pending: u64,
 }
 
 /// The parsed manifests, packed one after another in blocks of [`BLOCK`]
@@ -691,7 +694,16 @@ impl Cache {
         } else {
             &mut self.s256[id as usize]
         };
+        let was = State::decode(*slot);
         *slot = s.encode();
+        match (
+            matches!(was, State::Pending { .. }),
+            matches!(s, State::Pending { .. }),
+        ) {
+            (false, true) => self.pending += 1,
+            (true, false) => self.pending -= 1,
+            _ => {}
+        }
     }
 
     /// Every id, sha256 ones first.
@@ -1032,6 +1044,8 @@ fn list_roots(
     for r in &cfg.repos {
         check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
     }
+    msgs.progress()
+        .start(Phase::new("listing repositories", ""), None);
     let listing = store.repositories();
     let mut problems: Vec<String> = listing.errors.iter().map(ToString::to_string).collect();
     let mut repos = listing.items;
@@ -1049,9 +1063,12 @@ fn list_roots(
             problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
         }
     }
+    msgs.progress().start(
+        Phase::new("reading tags and revisions", "repositories"),
+        Some(repos.len() as u64),
+    );
     let list = |repo: &String| {
         let repo = repo.clone();
-        msgs.progress().add_repos(1);
         let tags = store.tags(&repo);
         let revs = store.revisions_by_name(&repo);
         let aliases = store.aliases(&repo);
@@ -1107,6 +1124,7 @@ fn list_roots(
                             .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
             );
         }
+        msgs.progress().inc(1);
         (l, errors)
     };
     // A batch of repositories at a time, listed in parallel, then interned:
@@ -1191,6 +1209,14 @@ fn is_alias_path(path: &std::path::Path) -> bool {
     (p.contains("/_layers/") || p.contains("/_manifests/revisions/")) && !p.contains("/sha256/")
 }
 
+/// The total of the "parsing manifests" phase: the reads done, the reads
+/// queued, and `later`, the reads expected once every revision is asked
+/// for (an estimate until then). It grows as indexes name children.
+fn show_manifest_total(msgs: &Messages, cache: &Cache, later: u64) {
+    let p = msgs.progress();
+    p.set_total(p.done() + cache.pending + later);
+}
+
 /// How many manifests are loaded (in parallel) before they are packed into
 /// the arena: bounds what is held unpacked at a time.
 const LOAD_BATCH: usize = 8192;
@@ -1203,6 +1229,7 @@ fn load_pending(
     cache: &mut Cache,
     broken_ok: bool,
     msgs: &Messages,
+    later: u64,
 ) -> anyhow::Result<()> {
     let mut errors: Vec<(Digest, u32, Error)> = Vec::new();
     let mut scratch = Vec::new();
@@ -1235,8 +1262,9 @@ fn load_pending(
         let loaded: Vec<(Id, u32, bool, Loaded)> = batch
             .par_iter()
             .map(|&(id, repo, full)| {
-                msgs.progress().add_manifests(1);
-                (id, repo, full, load(store, &cache.digest(id)))
+                let loaded = load(store, &cache.digest(id));
+                msgs.progress().inc(1);
+                (id, repo, full, loaded)
             })
             .collect();
         for (id, repo, full, result) in loaded {
@@ -1267,6 +1295,7 @@ fn load_pending(
                 Err(e) => errors.push((cache.digest(id), repo, e)),
             }
         }
+        show_manifest_total(msgs, cache, later);
     }
     if errors.is_empty() {
         return Ok(());
@@ -1476,10 +1505,8 @@ pub fn collect_with(
 ) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
     let now = cfg.now.unwrap_or_else(SystemTime::now);
-    msgs.progress().phase("tags and revisions");
     let mut cache = prior.0;
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
-    msgs.progress().phase("manifests");
 
     // First the roots, whole, then what the walks need (index children),
     // until nothing more is needed; then every other revision, for its
@@ -1499,11 +1526,27 @@ pub fn collect_with(
             cache.want(id, i as u32, true);
         }
     }
+    // The revisions asked for later that nothing asked for yet: read then,
+    // so counted in the phase's total from the start (an estimate: some are
+    // read before, as index children; the total is made exact when they
+    // are asked for).
+    let mut later: Vec<Id> = roots
+        .iter()
+        .flat_map(|r| r.revisions.iter().flat_map(|&id| r.follow(&cache, id)))
+        .filter(|&id| cache.state(id) == State::Unknown)
+        .collect();
+    later.sort_unstable();
+    later.dedup();
+    let mut later = later.len() as u64;
+    msgs.progress().start(
+        Phase::new("parsing manifests", "manifests"),
+        Some(cache.pending + later),
+    );
     let mut revisions_asked = false;
     let mut waves = 0;
     let counts = loop {
         waves += 1;
-        load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs)?;
+        load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs, later)?;
         // A repository whose walk needs nothing more is done: loading what
         // other repositories need adds no manifest its walk looks at. Its
         // counts are taken from that walk, once every revision is known.
@@ -1533,6 +1576,8 @@ pub fn collect_with(
                     cache.want(id, i as u32, false);
                 }
             }
+            later = 0;
+            show_manifest_total(msgs, &cache, later);
             revisions_asked = true;
             continue;
         }

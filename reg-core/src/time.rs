@@ -220,6 +220,11 @@ impl<'de> serde::Deserialize<'de> for Time {
     }
 }
 
+/// A duration as the flags take it: `1h`, `7days`, `1h 30m`.
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// Parses a duration such as `1h`, `168h`, `90m`, `1h30m`, `7d` or `0s`.
 /// A bare `0` is accepted too.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -152,7 +152,7 @@ fn input_that_is_not_tag_records_is_refused_by_line() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     assert!(
-        stderr(&o).starts_with("reg-keep: stdin line 2: a \"blob\" record, not a tag"),
+        stderr(&o).starts_with("reg-keep: error: stdin line 2: a \"blob\" record, not a tag"),
         "{}",
         stderr(&o)
     );
@@ -212,7 +212,7 @@ fn bad_policies_are_refused_by_name_before_stdin_is_read() {
         let o = without_reading_stdin(&["--policy", f]);
         assert_eq!(o.status.code(), Some(2), "{yaml}: {}", stderr(&o));
         assert!(
-            stderr(&o).starts_with(&format!("reg-keep: {f}: ")),
+            stderr(&o).starts_with(&format!("reg-keep: error: {f}: ")),
             "{}",
             stderr(&o)
         );
@@ -325,7 +325,7 @@ fn the_tags_may_come_from_a_file() {
     let o = reg_keep(&[bad.to_str().unwrap(), "--keep-newest", "3"], "");
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).starts_with("reg-keep: /nonexistent/tags.jsonl: "),
+        stderr(&o).starts_with("reg-keep: error: /nonexistent/tags.jsonl: "),
         "{}",
         stderr(&o)
     );

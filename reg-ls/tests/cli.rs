@@ -11,7 +11,7 @@ fn nonexistent_root_fails_naming_the_path() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("reg-ls: /nonexistent: "), "{err}");
+    assert!(err.starts_with("reg-ls: error: /nonexistent: "), "{err}");
     assert!(out.stdout.is_empty());
 }
 
@@ -169,7 +169,10 @@ fn unreadable_config_is_named_once() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("reg-ls: /nonexistent/config.yml: "), "{err}");
+    assert!(
+        err.starts_with("reg-ls: error: /nonexistent/config.yml: "),
+        "{err}"
+    );
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
 
@@ -252,4 +255,126 @@ fn a_symbolic_link_in_the_tree_is_named_and_not_followed() {
         let out = bounded(exe, &[v2.as_os_str()], b"");
         fails_naming_link(&out, &rel, &format!("{case:?}"));
     }
+}
+
+/// `--tsv`: the columns of a kind never move, whatever optional fields a
+/// record has (`--verify` adds `ok`; a revision may have `target` and
+/// `notes`): every line of a kind has as many columns as its header names.
+#[test]
+fn tsv_columns_are_fixed_per_kind_and_the_header_names_them() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(sample())
+        .args(["--tsv", "--header", "--verify", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut header: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut pending = None;
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('\t').collect();
+        if cells[0] == "kind" {
+            pending = Some(cells.len());
+            continue;
+        }
+        if !header.contains_key(cells[0]) {
+            let n = pending
+                .take()
+                .unwrap_or_else(|| panic!("no header before {line}\n{text}"));
+            header.insert(cells[0].to_string(), n);
+        }
+        assert_eq!(
+            cells.len(),
+            header[cells[0]],
+            "{line}: as many columns as its header\n{text}"
+        );
+    }
+    assert_eq!(
+        header.keys().collect::<Vec<_>>(),
+        ["blob", "layer-link", "repo", "revision", "tag", "upload"],
+        "{text}"
+    );
+    assert!(
+        text.contains("kind\trepo\tdigest\tmtime\ttarget\tok\tnotes\n"),
+        "{text}"
+    );
+    assert!(text.contains("kind\tdigest\tsize\tmtime\tok\n"), "{text}");
+    // Without --tsv, --header is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(sample())
+        .arg("--header")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Summaries count in words: `1 upload`, never `1 uploads`.
+#[test]
+fn the_summary_says_one_upload() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+        .arg(sample())
+        .arg("--stats")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("reg-ls: 5 repos, "), "{err}");
+    assert!(err.contains(", 1 upload\n"), "{err}");
+}
+
+/// A storage root read with `--config` that is wrong says where it came
+/// from: the file, or the environment variable that overrides it.
+#[test]
+fn a_wrong_root_names_the_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n",
+            sample().display()
+        ),
+    )
+    .unwrap();
+    let run = |env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reg-ls"));
+        cmd.arg("--config").arg(&config).arg("-q");
+        cmd.env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY");
+        if let Some(v) = env {
+            cmd.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", v);
+        }
+        cmd.output().unwrap()
+    };
+    assert_eq!(run(None).status.code(), Some(0));
+    let out = run(Some("/nonexistent/registry"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.lines().next().unwrap(),
+        format!(
+            "reg-ls: error: the storage root from the environment \
+             (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, over {}): /nonexistent/registry: No such \
+             file or directory (os error 2)",
+            config.display()
+        ),
+        "{err}"
+    );
+    std::fs::write(
+        &config,
+        "storage:\n  filesystem:\n    rootdirectory: /nonexistent/r\n",
+    )
+    .unwrap();
+    let out = run(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "reg-ls: error: the storage root named in {}: /nonexistent/r: ",
+            config.display()
+        )),
+        "{err}"
+    );
 }

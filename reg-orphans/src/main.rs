@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use reg_cli::common as cli;
 use reg_cli::orphans::{run, Args};
 
 fn main() -> ExitCode {
-    cli::run_main("reg-orphans", || run(Args::parse()))
+    cli::main::<Args>("reg-orphans", run)
 }

@@ -224,7 +224,11 @@ fn tsv_prints_the_same_records() {
     let first: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
     assert_eq!(first[0], "blob");
     assert_eq!(first[1], all_blobs()[0]);
-    assert!(text.lines().last().unwrap().starts_with("end\treg-orphans\t"));
+    assert!(text
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("end\ttool=reg-orphans\tblobs="));
 }
 
 #[test]
@@ -324,4 +328,79 @@ fn a_fifo_in_the_tree_ends_the_run_promptly() {
         !String::from_utf8_lossy(&out.stdout).contains(&hex),
         "a blob that cannot be read was reported"
     );
+}
+
+/// A first GC on a registry written within the grace period finds nothing,
+/// and says why: the summary names the threshold, and a note explains.
+#[test]
+fn nothing_old_enough_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("registry");
+    for (cmd, args) in [
+        ("cp", vec!["-a".as_ref(), sample().as_os_str(), root.as_os_str()]),
+        (
+            "find",
+            vec![
+                root.as_os_str(),
+                "-exec".as_ref(),
+                "touch".as_ref(),
+                "-h".as_ref(),
+                "{}".as_ref(),
+                "+".as_ref(),
+            ],
+        ),
+    ] {
+        assert!(Command::new(cmd).args(args).status().unwrap().success());
+    }
+    // Its upload says when it started, long ago: not what this test is about.
+    std::fs::remove_dir_all(root.join("docker/registry/v2/repositories/org/team/app/_uploads")).unwrap();
+    // Every blob but two named (kept); the rest is young.
+    let v2 = root.join("docker/registry/v2").canonicalize().unwrap();
+    let mut input = all_blobs()[2..].join("\n");
+    input.push('\n');
+    input.push_str(&END.replace(
+        &format!(
+            "{}/../examples/registry/docker/registry/v2",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        &v2.display().to_string(),
+    ));
+    input.push('\n');
+    let orphans_on = |flag: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reg-orphans"))
+            .arg(&root)
+            .arg(flag)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = orphans_on("--stats");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "the trailer alone"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines[0].contains(" younger than --min-age 1h, not reported;"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("reg-orphans: nothing reported: the ")
+            && lines[1].contains(
+                " unreferenced items found are all younger than --min-age 1h, the grace period for \
+                 pushes in progress (a registry written to within the last 1h, such as a new one, \
+                 has nothing old enough yet); run again later"
+            ),
+        "{err}"
+    );
+    // -q: neither.
+    let out = orphans_on("-q");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

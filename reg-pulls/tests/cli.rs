@@ -67,7 +67,7 @@ fn every_format_from_files_and_stdin_and_gzip() {
     let zipped = reg_pulls(&[gz.as_os_str(), "--stats".as_ref()], None);
     assert_eq!(zipped.stdout, o.stdout);
     assert!(
-        stderr(&zipped).starts_with("reg-pulls: read 1 logs, 46 lines from 2026-12-02T05:06:24Z"),
+        stderr(&zipped).starts_with("reg-pulls: read 1 log, 46 lines from 2026-12-02T05:06:24Z"),
         "{}",
         stderr(&zipped)
     );
@@ -114,7 +114,7 @@ fn a_file_in_no_known_format_fails_naming_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty(), "no partial list, no trailer");
     assert!(
-        stderr(&o).starts_with(&format!("reg-pulls: {}: none of its 2 lines", f.display())),
+        stderr(&o).starts_with(&format!("reg-pulls: error: {}: none of its 2 lines", f.display())),
         "{}",
         stderr(&o)
     );

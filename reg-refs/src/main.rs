@@ -2,10 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use reg_cli::common as cli;
 use reg_cli::refs::{run, Args};
 
 fn main() -> ExitCode {
-    cli::run_main("reg-refs", || run(Args::parse()))
+    cli::main::<Args>("reg-refs", run)
 }

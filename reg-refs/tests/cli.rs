@@ -125,9 +125,9 @@ fn repo_filter_and_tsv() {
     assert!(lines.iter().all(|l| !l.starts_with('{')), "{text}");
     assert!(lines[0].starts_with("tag\ta/b\t1\tsha256:"), "{text}");
     let last = lines.last().unwrap();
-    assert!(last.starts_with("end\treg-refs\t1\t"), "{last}");
+    assert!(last.starts_with("end\ttool=reg-refs\trepos=1\t"), "{last}");
     assert!(
-        last.contains("\tfalse\t"),
+        last.contains("\tcomplete=false\t"),
         "complete must be false with --repo: {last}"
     );
 }
@@ -136,7 +136,11 @@ fn repo_filter_and_tsv() {
 fn nonexistent_root_fails_naming_the_path() {
     let o = reg_refs(&["/nonexistent"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("reg-refs: /nonexistent"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("reg-refs: error: /nonexistent"),
+        "{}",
+        stderr(&o)
+    );
     assert!(o.stdout.is_empty());
 }
 

@@ -125,7 +125,7 @@ fn bad_input_deletes_nothing_and_names_the_line() {
         let out = s.rm(&["--min-age", "0s"], &format!("{good}{bad}\n"));
         assert_eq!(out.status.code(), Some(1), "{bad}: {}", stderr(&out));
         assert!(
-            stderr(&out).starts_with(&format!("reg-rm: stdin line {n}: ")),
+            stderr(&out).starts_with(&format!("reg-rm: error: stdin line {n}: ")),
             "{bad}: {}",
             stderr(&out)
         );
@@ -189,7 +189,7 @@ fn deletes_then_second_run_is_absent_and_reminds_about_the_cache() {
     let err = stderr(&out);
     assert!(err.contains("storage.cache.blobdescriptor"), "{err}");
     assert!(
-        err.contains("reg-rm: deleted 5 (2 blob, 2 layer-link, 1 repo)"),
+        err.contains("reg-rm: deleted 5 (2 blobs, 2 layer links, 1 repo)"),
         "{err}"
     );
     for b in &blobs {
@@ -295,7 +295,7 @@ fn fail_after_hook_stops_with_status_1() {
     let out = s.rm_env(&["--min-age", "0s"], &input, &[("REG_RM_FAIL_AFTER", "1")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("stopped after 1 deletions"),
+        stderr(&out).contains("stopped after 1 deletion,"),
         "{}",
         stderr(&out)
     );
@@ -348,4 +348,105 @@ fn closed_stdout_stops_before_the_next_phase_and_fails() {
         recs.iter().all(|r| r["action"] != "kept"),
         "a second run finishes the job: {recs:#?}"
     );
+}
+
+/// A dry run changed nothing: a closed stdout (`reg-rm --dry-run … | head
+/// -1`) ends it quietly with status 0, as it ends every listing, and the
+/// tree is as it was.
+#[test]
+fn closed_stdout_ends_a_dry_run_quietly() {
+    let s = Sample::new();
+    let before = snapshot(&s.v2());
+    let input = deleted_img_input(&s);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
+        .args(["--dry-run", "--min-age", "0s"])
+        .arg(s.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before reg-rm writes anything.
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "no summary, no error, no reminder");
+    assert_eq!(snapshot(&s.v2()), before, "a dry run changes nothing");
+    // Through a real `head -1`, as the README shows it.
+    let script = format!(
+        "printf '%s' \"$INPUT\" | {} --dry-run --min-age 0s {} | head -1",
+        env!("CARGO_BIN_EXE_reg-rm"),
+        s.root().display()
+    );
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &script])
+        .env("INPUT", &input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 1);
+    assert_eq!(records(&out)[0]["action"], "would-delete");
+}
+
+/// Runs reg-rm with `--config FILE` (no ROOT) and `args`.
+fn rm_with_config(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR")
+        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// With `--config`, the reminder to restart the registry after deleting
+/// follows its configuration: definite when `storage.cache.blobdescriptor`
+/// turns the cache on (naming the file and the kind), absent when it is
+/// off. Without `--config` it stays an "if" (see above).
+#[test]
+fn the_cache_reminder_follows_the_registry_configuration() {
+    for (cache, said) in [
+        ("  cache:\n    blobdescriptor: inmemory\n", true),
+        ("  cache:\n    blobdescriptor: redis\n", true),
+        ("", false),
+        ("  cache:\n    blobdescriptor: \"\"\n", false),
+    ] {
+        let s = Sample::new();
+        let config = s.dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n{cache}  filesystem:\n    rootdirectory: {}\n",
+                s.root().display()
+            ),
+        )
+        .unwrap();
+        let out = rm_with_config(&config, &["--min-age", "0s"], &deleted_img_input(&s));
+        let err = stderr(&out);
+        assert!(out.status.success(), "{err}");
+        assert!(records(&out).iter().any(|r| r["action"] == "deleted"));
+        assert!(!err.contains("if the registry runs with"), "{cache}: {err}");
+        if said {
+            let kind = if cache.contains("redis") {
+                "redis"
+            } else {
+                "inmemory"
+            };
+            let want = format!(
+                "reg-rm: the registry runs with a blob descriptor cache (storage.cache.blobdescriptor \
+                 in {}: {kind}): restart it now",
+                config.display()
+            );
+            assert!(err.contains(&want), "{cache}: {err}");
+        } else {
+            assert!(!err.contains("blob descriptor cache"), "{cache}: {err}");
+        }
+    }
 }

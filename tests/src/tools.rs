@@ -336,10 +336,14 @@ fn on_path(program: &str) -> bool {
 /// a skip note and returns false, and the test should return.
 #[track_caller]
 pub fn registry_programs_available(test: &str) -> bool {
-    let missing: Vec<&str> = ["docker-registry", "skopeo"]
-        .into_iter()
-        .filter(|p| !on_path(p))
-        .collect();
+    programs_available(test, &["docker-registry", "skopeo"])
+}
+
+/// Whether `programs` are all on PATH, as [`registry_programs_available`]
+/// decides it: panics under `CI`, else prints a skip note.
+#[track_caller]
+pub fn programs_available(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
     if missing.is_empty() {
         return true;
     }

@@ -305,3 +305,104 @@ fn a_what_if_list_is_refused_by_reg_rm() {
         rm.stderr
     );
 }
+
+/// The weekly script of the README's "Your first real GC" (the indented
+/// block that starts with `#!/bin/bash`), as written, on an aged copy of
+/// the sample with a `config.yml` naming it: a dry run, then the real run
+/// into a dated trash, both logged; the real run moves what the dry run
+/// said it would, and the summary reaches stdout (the journal).
+#[test]
+fn the_weekly_script_runs_a_dry_run_then_the_real_run_and_logs_both() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let section = readme
+        .split_once("\n## Your first real GC\n")
+        .expect("README has its first real GC")
+        .1
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let script: Vec<&str> = section
+        .lines()
+        .skip_while(|l| *l != "    #!/bin/bash")
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    assert!(script.len() > 5, "no #!/bin/bash block: {script:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let root = sample_copy(dir.path());
+    let file = dir.path().join("registry-gc");
+    std::fs::write(&file, script.join("\n")).unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let (logs, trash) = (dir.path().join("logs"), dir.path().join("trash"));
+    let bin = tool_path("reg-ls").parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let out = Command::new("bash")
+        .arg(&file)
+        .env("REGISTRY_CONFIG", &config)
+        .env("GC_LOGS", &logs)
+        .env("GC_TRASH", &trash)
+        .env("PATH", path)
+        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
+        .env_remove("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR")
+        .output()
+        .unwrap();
+    let show = format!(
+        "--- script:\n{}\n--- stderr:\n{}\n--- stdout:\n{}",
+        script.join("\n"),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.status.success(), "{show}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    let run = names[0].split('.').next().unwrap().to_string();
+    let read = |suffix: &str| std::fs::read_to_string(logs.join(format!("{run}{suffix}"))).unwrap();
+    let actions = |text: &str, action: &str| {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["action"] == action)
+            .map(|r| (r["kind"].clone(), r["digest"].clone(), r["repo"].clone()))
+            .collect::<Vec<_>>()
+    };
+    let would = actions(&read(".dry-run.jsonl"), "would-delete");
+    let trashed = actions(&read(".jsonl"), "trashed");
+    assert!(!would.is_empty(), "{show}");
+    assert_eq!(would, trashed, "the real run moves what the dry run said");
+    let log = read(".log");
+    assert!(
+        log.contains("reg-rm: the registry runs with a blob descriptor cache"),
+        "{log}"
+    );
+    let summary = log.lines().last().unwrap();
+    assert!(summary.starts_with("reg-rm: trashed "), "{log}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), summary, "{show}");
+    assert!(read(".dry-run.log")
+        .lines()
+        .last()
+        .unwrap()
+        .starts_with("reg-rm: would-delete "));
+    assert!(trash.join(&run).join("blobs").is_dir(), "{show}");
+    // Nothing left to collect.
+    let again = run_tool("reg-refs", &[root.as_os_str()], None);
+    let orphans = run_tool("reg-orphans", &[root.as_os_str()], Some(again.stdout.as_bytes()));
+    assert_eq!(orphans.records().len(), 1, "only the trailer: {}", orphans.stdout);
+}

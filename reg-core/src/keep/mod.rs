@@ -67,6 +67,34 @@ pub struct Explained<'a> {
     pub reason: &'a str,
 }
 
+impl crate::output::Record for Explained<'_> {
+    fn columns(_: &str) -> Option<&'static [&'static str]> {
+        Some(&[
+            "repo",
+            "tag",
+            "digest",
+            "mtime",
+            "rule",
+            "policy",
+            "last_pull",
+            "image_kept_by",
+            "reason",
+        ])
+    }
+}
+
+/// A tag record printed back as it was read (reg-keep's tags to drop), in
+/// reg-ls's columns.
+#[derive(Serialize, Debug)]
+#[serde(transparent)]
+pub struct AsRead<'a>(pub &'a serde_json::Map<String, serde_json::Value>);
+
+impl crate::output::Record for AsRead<'_> {
+    fn columns(kind: &str) -> Option<&'static [&'static str]> {
+        <crate::record::LsRecord as crate::output::Record>::columns(kind)
+    }
+}
+
 impl<'a> Explained<'a> {
     pub fn new(t: &'a TagRecord, d: &'a Decision) -> Explained<'a> {
         Explained {

@@ -639,3 +639,20 @@ fn signature_tags_follow_their_image() {
     assert_eq!(decide::signature_subject(&s1), Some(Digest::sha256_of(b"one")));
     assert!(decide::signature_subject(&r0).is_some());
 }
+
+/// `--explain --tsv`: every field in its column; the tags to drop in
+/// reg-ls's tag columns.
+#[test]
+fn tsv_columns_name_every_field() {
+    let t = &tags(&[("team/app", "1.0", 3, "a")])[0];
+    let d = Decision {
+        keep: false,
+        rule: Rule::Drop,
+        policy: Some(0),
+        reason: "why".into(),
+        last_pull: Some(days_ago(1)),
+        image_kept_by: vec!["2.0".into()],
+    };
+    crate::record::assert_columns(&Explained::new(t, &d));
+    crate::record::assert_columns(&AsRead(&t.record));
+}

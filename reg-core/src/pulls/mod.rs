@@ -90,6 +90,15 @@ pub enum PullsRecord {
     End(PullsEnd),
 }
 
+impl crate::output::Record for PullsRecord {
+    fn columns(kind: &str) -> Option<&'static [&'static str]> {
+        match kind {
+            "pull" => Some(&["repo", "tag", "digest", "last_pull", "pulls"]),
+            _ => None,
+        }
+    }
+}
+
 /// The `reg-pulls` trailer.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullsEnd {

@@ -226,3 +226,17 @@ fn records_round_trip_and_cut_lists_are_refused() {
     let e = parse_pulls(both.as_bytes()).unwrap_err();
     assert!(e.why.contains("exactly one"), "{e}");
 }
+
+/// `--tsv`: a pull's fields in fixed columns (`tag` or `digest` empty).
+#[test]
+fn tsv_columns_name_every_field() {
+    let rec = PullsRecord::Pull {
+        repo: "team/app".into(),
+        tag: Some("1.0.0".into()),
+        digest: None,
+        last_pull: Time::parse("2026-12-02T05:06:53Z").unwrap(),
+        pulls: 2,
+    };
+    crate::record::assert_columns(&rec);
+    assert_eq!(<PullsRecord as crate::output::Record>::columns("end"), None);
+}

@@ -10,7 +10,8 @@ use super::{Config, Mode};
 use crate::digest::{Algorithm, Digest};
 use crate::layout::{paths, LinkKind, LinkName, Store};
 use crate::mark::Mark;
-use crate::messages::Messages;
+use crate::messages::{count, Messages};
+use crate::progress::Phase;
 use crate::time::Time;
 
 /// How far in the future an mtime may be before it is warned about.
@@ -203,8 +204,20 @@ impl Guard<'_> {
         blobs: &BTreeSet<Digest>,
         removed: &Removed,
     ) -> (HashMap<Digest, BlobLinks>, bool) {
+        let progress = self.msgs.progress();
+        progress.start(Phase::new("listing repositories", ""), None);
         let repos = self.store.repositories();
         let mut ok = repos.errors.is_empty();
+        progress.start(
+            Phase::new(
+                format!(
+                    "finding the _layers links of {}",
+                    count(blobs.len() as u64, "blob", "blobs")
+                ),
+                "repositories",
+            ),
+            Some(repos.items.len() as u64),
+        );
         // (blob, link name, mtime) of `_layers` links; blobs with a revision link.
         type Found = (Vec<(Digest, Digest, SystemTime)>, Vec<Digest>, bool);
         let per: Vec<(String, Found)> = repos
@@ -255,6 +268,7 @@ impl Guard<'_> {
                         _ => revs.push(a.target),
                     }
                 }
+                progress.inc(1);
                 (repo.clone(), (layers, revs, ok))
             })
             .collect();

@@ -54,7 +54,9 @@
 //! Within a phase work is spread over the rayon pool; records go through the
 //! single [`Out`] writer, in a stable order. A run that cannot finish (a
 //! closed stdout, the test hook) stops before the next phase and fails,
-//! saying which phase it stopped before.
+//! saying which phase it stopped before. A dry run changes nothing, so a
+//! closed stdout (`reg-rm --dry-run … | head`) ends it quietly with status
+//! 0, as it ends every listing.
 //!
 //! # Other guards (checked on the live tree when the phase runs)
 //! - A tag record carrying a `digest` is deleted only if the tag still points
@@ -107,9 +109,10 @@ use std::time::{Duration, SystemTime};
 use crate::layout::Store;
 use crate::messages::Messages;
 use crate::output::Out;
+use crate::registry_config::BlobCache;
 
 pub use input::{check_input, parse_input, Input, InputError};
-pub use report::{Action, RmRecord, Stats, Stopped, CACHE_REMINDER};
+pub use report::{Action, RmRecord, Stats, Stopped};
 
 /// What to do with what is named.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -148,6 +151,9 @@ pub struct Config {
     /// Test hook: runs once an empty repository's keys are listed for
     /// removal, before they are removed (tests push there).
     pub before_repo_removal: Option<Hook>,
+    /// Whether the registry keeps a blob descriptor cache, as its
+    /// configuration says: what to remind of after deleting.
+    pub blob_cache: BlobCache,
 }
 
 /// A test hook (see [`Config::after_links`]).
@@ -172,6 +178,7 @@ impl Default for Config {
             after_links: None,
             after_revisions: None,
             before_repo_removal: None,
+            blob_cache: BlobCache::Unknown,
         }
     }
 }
@@ -201,8 +208,13 @@ pub fn run<W: Write>(
     };
     let result = runner.phases(input, &mut w);
     if runner.deleted() > 0 {
-        // Whatever ended the run: something is gone.
-        msgs.note(CACHE_REMINDER);
+        // Whatever ended the run, and whatever -q says: something is gone,
+        // and a registry with a blob descriptor cache keeps serving "layer
+        // already exists" for deleted blobs, so clients push broken images
+        // (distribution #1803, #2966, #4569).
+        if let Some(reminder) = cfg.blob_cache.reminder() {
+            msgs.note(reminder);
+        }
     }
     result?;
     Ok(w.stats)

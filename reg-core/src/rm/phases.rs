@@ -11,11 +11,12 @@ use super::act::Deleter;
 use super::guard::{BlobLinks, Guard, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, RmRecord, Stopped, Writer};
-use super::Config;
+use super::{Config, Mode};
 use crate::digest::Digest;
 use crate::layout::{paths, Store};
 use crate::mark::{Asked, Exclusions, Mark};
 use crate::messages::Messages;
+use crate::progress::{Phase, Progress};
 
 /// How many times the mark is taken again when the roots keep changing
 /// under it before the blob phase gives up (and keeps every blob).
@@ -43,6 +44,21 @@ impl<'a> Runner<'a> {
         self.guard.store
     }
 
+    fn progress(&self) -> &Progress {
+        self.guard.msgs.progress()
+    }
+
+    /// Starts the phase that acts on `n` records of `what`, named for what
+    /// this run does to them (`deleting blobs`, `checking blobs (dry run)`).
+    fn start(&self, what: &str, n: usize) {
+        let name = match self.guard.cfg.mode {
+            Mode::Delete => format!("deleting {what}"),
+            Mode::Trash(_) => format!("moving {what} to the trash"),
+            Mode::DryRun => format!("checking {what} (dry run)"),
+        };
+        self.progress().start(Phase::new(name, "records"), Some(n as u64));
+    }
+
     /// Acts on a verdict for one record: `rels` go when it says so.
     fn apply(&self, rec: RmRecord, verdict: Verdict, rels: &[String]) -> Option<RmRecord> {
         match verdict {
@@ -62,6 +78,12 @@ impl<'a> Runner<'a> {
 
         // 0. Decide the tags (reading only), then mark what stays live.
         let tags: Vec<_> = input.tags.iter().collect();
+        if !tags.is_empty() {
+            self.progress().start(
+                Phase::new("reading the tags named", "tags"),
+                Some(tags.len() as u64),
+            );
+        }
         let plans: Vec<(RmRecord, Verdict)> = tags
             .par_iter()
             .map(|((repo, tag), want)| {
@@ -73,6 +95,7 @@ impl<'a> Runner<'a> {
                 } else {
                     points
                 };
+                self.progress().inc(1);
                 (rec, verdict)
             })
             .collect();
@@ -86,14 +109,17 @@ impl<'a> Runner<'a> {
                 tags: going.collect(),
                 revisions: input.revisions.iter().cloned().collect(),
             };
-            let m = Mark::compute(self.store(), &excl, asked, self.guard.msgs)
-                .map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
+            self.progress().set_context("checking what is live");
+            let m = Mark::compute(self.store(), &excl, asked, self.guard.msgs);
+            self.progress().set_context("");
+            let m = m.map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
             Some(m)
         } else {
             None
         };
 
         // 1. Tags, unless they moved since they were decided.
+        self.start("tags", plans.len());
         let mut recs: Vec<_> = plans
             .into_par_iter()
             .map(|(rec, verdict)| {
@@ -102,7 +128,9 @@ impl<'a> Runner<'a> {
                     (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
                     (v, _) => v,
                 };
-                self.apply(rec, verdict, &[paths::tag_dir(&repo, &tag)])
+                let rec = self.apply(rec, verdict, &[paths::tag_dir(&repo, &tag)]);
+                self.progress().inc(1);
+                rec
             })
             .collect();
         // Object storage: the phase's deletions go now, in batches.
@@ -117,10 +145,17 @@ impl<'a> Runner<'a> {
 
         // 2. Revisions the mark does not reach, with their tag index entries.
         let revs: Vec<_> = input.revisions.iter().collect();
+        if mark.is_some() {
+            self.start("revisions", revs.len());
+        }
         let mut recs: Vec<_> = match &mark {
             Some(m) => revs
                 .par_iter()
-                .map(|(repo, d)| self.rm_revision(repo, *d, m))
+                .map(|(repo, d)| {
+                    let rec = self.rm_revision(repo, *d, m);
+                    self.progress().inc(1);
+                    rec
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -143,7 +178,12 @@ impl<'a> Runner<'a> {
         // A backend that caches listings (object storage) lists anew.
         self.store().refresh();
         let looked = match mark.as_mut() {
-            Some(m) => self.look_again(m, &mut removed, &mut recs, asked),
+            Some(m) => {
+                self.progress().set_context("looking again");
+                let looked = self.look_again(m, &mut removed, &mut recs, asked);
+                self.progress().set_context("");
+                looked
+            }
             None => Ok(false),
         };
         self.emit(w, &recs, Some("layer link"))?;
@@ -182,9 +222,11 @@ impl<'a> Runner<'a> {
                 .or_insert((!doomed.contains_key(d), *d));
         }
         let jobs: Vec<_> = link_jobs.iter().collect();
+        self.start("_layers links", jobs.len());
         let mut recs: Vec<_> = jobs
             .par_iter()
             .map(|((repo, name), (guarded, blob))| {
+                let _counted = Counted(self.progress());
                 let mut rec = RmRecord::new("layer-link").repo(repo).digest(*name);
                 if blob != name {
                     rec.target = Some(*blob);
@@ -229,7 +271,9 @@ impl<'a> Runner<'a> {
                 (hook.0)();
             }
             self.store().refresh();
+            self.progress().set_context("looking again");
             self.recheck_doomed(&mut doomed, &recs, &mut blob_recs, m, &removed, asked);
+            self.progress().set_context("");
         }
         for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
             if let Some(repo) = &rec.repo {
@@ -240,14 +284,17 @@ impl<'a> Runner<'a> {
 
         // 4. Blob data, checked again now.
         let ds: Vec<Digest> = doomed.keys().copied().collect();
+        self.start("blobs", ds.len());
         let mut recs: Vec<_> = ds
             .par_iter()
             .map(|d| {
-                self.apply(
+                let rec = self.apply(
                     RmRecord::new("blob").digest(*d),
                     self.guard.blob_now(*d),
                     &[paths::blob_dir(d)],
-                )
+                );
+                self.progress().inc(1);
+                rec
             })
             .collect();
         self.act.flush(&mut recs);
@@ -264,12 +311,15 @@ impl<'a> Runner<'a> {
 
         // 5. Uploads.
         let ups: Vec<_> = input.uploads.iter().collect();
+        self.start("uploads", ups.len());
         let mut recs: Vec<_> = ups
             .par_iter()
             .map(|(repo, id)| {
                 let mut rec = RmRecord::new("upload").repo(repo);
                 rec.id = Some(id.clone());
-                self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)])
+                let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
+                self.progress().inc(1);
+                rec
             })
             .collect();
         self.act.flush(&mut recs);
@@ -283,11 +333,13 @@ impl<'a> Runner<'a> {
 
         // 6. Repositories (one at a time: nested ones share parents).
         let mut recs = Vec::new();
+        self.start("repositories", input.repos.len());
         for repo in &input.repos {
             let mut one = [self.rm_repo(repo, &removed)];
             self.act.flush(&mut one);
             let [rec] = one;
             recs.push(rec);
+            self.progress().inc(1);
             if self.act.stopped() {
                 break;
             }
@@ -297,15 +349,25 @@ impl<'a> Runner<'a> {
         // 7. Empty directories left behind.
         if !self.guard.dry_run() {
             let mut n = 0;
+            self.progress().start(
+                Phase::new("removing empty blob prefix directories", "directories"),
+                Some(prefixes.len() as u64),
+            );
             for p in &prefixes {
                 n += u64::from(self.guard.empty_dir_old(p) && self.act.remove_empty(p));
+                self.progress().inc(1);
             }
             let repos: BTreeSet<&String> = input.revisions.iter().map(|(r, _)| r).collect();
+            self.progress().start(
+                Phase::new("removing empty revision directories", "repositories"),
+                Some(repos.len() as u64),
+            );
             for repo in repos {
                 for d in self.store().revision_digests(repo).items {
                     let dir = paths::revision_dir(repo, &d);
                     n += u64::from(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir));
                 }
+                self.progress().inc(1);
             }
             w.stats.empty_dirs = n;
         }
@@ -314,7 +376,10 @@ impl<'a> Runner<'a> {
 
     /// Writes a phase's records; stops the run (before `next`) when they
     /// cannot be written or the test hook fired. A closed stdout is a
-    /// failure here, not a quiet success: the run did not finish.
+    /// failure in a run that changes things (it did not finish, and what it
+    /// did is not all reported); a dry run changed nothing, so its write
+    /// error is returned as it is, and a closed stdout (`--dry-run | head`)
+    /// ends it quietly with status 0, as it ends any listing.
     fn emit<W: Write>(
         &self,
         w: &mut Writer<W>,
@@ -322,6 +387,9 @@ impl<'a> Runner<'a> {
         next: Option<&'static str>,
     ) -> anyhow::Result<()> {
         if let Err(e) = w.write(recs) {
+            if self.guard.dry_run() {
+                return Err(anyhow::Error::new(e).context("writing to stdout"));
+            }
             return Err(Stopped {
                 why: format!("cannot write to stdout ({e}), so what was deleted is not all reported"),
                 before: next,
@@ -331,8 +399,8 @@ impl<'a> Runner<'a> {
         if self.act.stopped() {
             return Err(Stopped {
                 why: format!(
-                    "REG_RM_FAIL_AFTER test hook: stopped after {} deletions, as a crash would",
-                    self.act.deleted()
+                    "REG_RM_FAIL_AFTER test hook: stopped after {}, as a crash would",
+                    crate::messages::count(self.act.deleted(), "deletion", "deletions")
                 ),
                 before: next,
             }
@@ -351,7 +419,7 @@ impl<'a> Runner<'a> {
         recs: &mut [Option<RmRecord>],
         asked: Asked,
     ) -> anyhow::Result<bool> {
-        let muted = Messages::muted("reg-rm");
+        let muted = self.guard.msgs.muted_sharing_progress();
         loop {
             let excl = Exclusions {
                 tags: removed.tags.clone(),
@@ -464,7 +532,7 @@ impl<'a> Runner<'a> {
         removed: &Removed,
         asked: Asked,
     ) {
-        let muted = Messages::muted("reg-rm");
+        let muted = self.guard.msgs.muted_sharing_progress();
         let excl = Exclusions {
             tags: removed.tags.clone(),
             revisions: removed.revisions.clone(),
@@ -520,6 +588,16 @@ impl<'a> Runner<'a> {
             ));
         }
         RmRecord::new("blob").digest(d).kept(why)
+    }
+}
+
+/// Counts one record done when dropped, whatever path its closure returns
+/// by.
+struct Counted<'a>(&'a Progress);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.inc(1);
     }
 }
 

@@ -8,6 +8,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::messages::count;
 use crate::output::Out;
 
 /// What happened to one item.
@@ -64,6 +65,19 @@ pub struct RmRecord {
     /// (object storage), until [`super::act::Deleter::flush`] confirms it.
     #[serde(skip)]
     pub(super) pending: Vec<String>,
+}
+
+/// One set of columns for every kind, so that `action` and `bytes` are the
+/// same column on every line (`awk -F'\t' '{sum += $8}'` sums what was
+/// freed, whatever the kind).
+const RM_COLUMNS: &[&str] = &[
+    "action", "repo", "tag", "digest", "target", "id", "bytes", "reason",
+];
+
+impl crate::output::Record for RmRecord {
+    fn columns(_: &str) -> Option<&'static [&'static str]> {
+        Some(RM_COLUMNS)
+    }
 }
 
 impl RmRecord {
@@ -152,7 +166,7 @@ impl Stats {
                 .by_kind
                 .iter()
                 .filter(|((act, _), _)| *act == a.name())
-                .map(|((_, k), n)| format!("{n} {k}"))
+                .map(|((_, k), n)| noun(*n, k))
                 .collect();
             parts.push(format!("{} {n} ({})", a.name(), kinds.join(", ")));
         }
@@ -170,12 +184,24 @@ impl Stats {
             crate::size::human_bytes(self.bytes)
         );
         if self.empty_dirs > 0 {
-            line.push_str(&format!(", {} empty directories removed", self.empty_dirs));
+            line.push_str(&format!(
+                ", {} removed",
+                count(self.empty_dirs, "empty directory", "empty directories")
+            ));
         }
         if self.failed > 0 {
             line.push_str(&format!(", {} failed", self.failed));
         }
         line
+    }
+}
+
+/// `n` records of `kind`, in words: `1 blob`, `2 layer links`.
+fn noun(n: u64, kind: &str) -> String {
+    match kind {
+        "layer-link" => count(n, "layer link", "layer links"),
+        "repo" => count(n, "repo", "repos"),
+        k => count(n, k, &format!("{k}s")),
     }
 }
 
@@ -207,13 +233,6 @@ impl fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-/// Printed on stderr after any deletion, whatever `-q` says: a registry
-/// with a blob descriptor cache keeps serving "layer already exists" for
-/// deleted blobs, and clients then push broken images (#1803, #2966, #4569).
-pub const CACHE_REMINDER: &str = "if the registry runs with a blob descriptor cache \
-     (storage.cache.blobdescriptor: inmemory or redis), restart it now: until then it believes \
-     deleted blobs still exist and clients may push broken images";
-
 /// The single writer of a run's records, and their counts.
 pub(super) struct Writer<'a, W: Write> {
     pub(super) out: &'a mut Out<W>,
@@ -234,5 +253,20 @@ impl<W: Write> Writer<'_, W> {
             }
         }
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_has_its_column() {
+        let d = Digest::sha256_of(b"x");
+        let mut rec = RmRecord::new("tag").repo("org/app").digest(d).kept("why");
+        rec.tag = Some("v1".into());
+        rec.target = Some(d);
+        rec.id = Some("u".into());
+        crate::record::assert_columns(&rec);
     }
 }

@@ -229,7 +229,8 @@ fn gc_run_stopped_part_way_leaves_images_pullable_and_a_second_run_finishes() {
         cut.expect_code(1);
         assert!(cut.stderr.contains("REG_RM_FAIL_AFTER"), "{}", cut.stderr);
         assert!(
-            cut.stderr.contains(&format!("after {n} deletions")),
+            cut.stderr
+                .contains(&format!("after {n} deletion{}", if n == 1 { "" } else { "s" })),
             "{}",
             cut.stderr
         );
