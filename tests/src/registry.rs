@@ -324,7 +324,20 @@ impl Registry {
     /// Runs `docker-registry garbage-collect [--dry-run] [--delete-untagged]`
     /// on this registry's config. Stop the registry before a real run.
     pub fn garbage_collect(&self, dry_run: bool, delete_untagged: bool) -> Result<Output> {
+        self.garbage_collect_env(dry_run, delete_untagged, &[])
+    }
+
+    /// [`Registry::garbage_collect`] with `REGISTRY_*` overrides of its
+    /// config (`REGISTRY_STORAGE_S3_REGIONENDPOINT` to send its requests
+    /// through a proxy).
+    pub fn garbage_collect_env(
+        &self,
+        dry_run: bool,
+        delete_untagged: bool,
+        env: &[(&str, &str)],
+    ) -> Result<Output> {
         let mut cmd = self.command();
+        cmd.envs(env.iter().copied());
         cmd.arg("garbage-collect");
         if dry_run {
             cmd.arg("--dry-run");

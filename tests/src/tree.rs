@@ -103,13 +103,34 @@ pub fn set_mtime(path: &Path, t: SystemTime) {
 /// followed, never opened). Entries that vanish meanwhile (a registry
 /// running on the tree) are skipped.
 pub fn age_tree(root: &Path, ago: Duration) {
-    let t = SystemTime::now() - ago;
+    age_tree_settled(root, ago, Duration::ZERO)
+}
+
+/// [`age_tree`] for what was written at least `settled` ago: what is
+/// younger keeps its times. On a tree a registry is writing to, this ages
+/// finished pushes and not one in progress (a manifest PUT writes the
+/// revision link before the tag's; aging the one and not the other would
+/// make a three-day-long push, which no grace period is meant to cover).
+pub fn age_tree_settled(root: &Path, ago: Duration, settled: Duration) {
+    let now = SystemTime::now();
+    let t = now - ago;
     let times = fs::FileTimes::new().set_accessed(t).set_modified(t);
-    let set = |p: &Path| match fs::File::open(p).and_then(|f| f.set_times(times)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+    let set = |p: &Path| {
+        let f = match fs::File::open(p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => panic!("opening {}: {e}", p.display()),
+        };
+        if !settled.is_zero() {
+            let modified = f.metadata().and_then(|m| m.modified());
+            let modified = modified.unwrap_or_else(|e| panic!("the mtime of {}: {e}", p.display()));
+            if modified + settled > now {
+                return;
+            }
+        }
+        if let Err(e) = f.set_times(times) {
             panic!("setting the times of {}: {e}", p.display())
         }
-        _ => {}
     };
     let mut stack = vec![root.to_path_buf()];
     let mut dirs = Vec::new();

@@ -509,24 +509,23 @@ fn requests_in(run: &Run) -> u64 {
     digits.chars().rev().collect::<String>().parse().unwrap()
 }
 
-/// The requests moto logged, from its log's line `from` on.
-fn moto_requests(moto: &Moto, from: usize) -> u64 {
-    moto.log()
-        .lines()
-        .skip(from)
-        .filter(|l| {
-            ["\"GET ", "\"HEAD ", "\"PUT ", "\"POST ", "\"DELETE "]
-                .iter()
-                .any(|m| l.contains(m))
-        })
-        .count() as u64
+/// Every request `proxy` forwarded so far.
+fn proxied(proxy: &Proxy) -> usize {
+    [Kind::List, Kind::Get, Kind::DeleteObjects, Kind::Other]
+        .into_iter()
+        .map(|k| proxy.seen(k))
+        .sum()
 }
 
 /// Listings that fit the bucket: on the scenario (a small registry, a
 /// listing page per area) the GC's two reading tools together send at most
 /// a tenth of the requests of the registry's own `garbage-collect
 /// --dry-run` on the same bucket (it lists every "directory" and reads every
-/// link file).
+/// link file). Both are counted the same way: every request through one
+/// forwarding proxy (moto's own log counted differently from one moto
+/// release to the next: 222 with 5.2.1, 150 with 5.2.5), both reading the
+/// registry's config with the endpoint overridden by
+/// `REGISTRY_STORAGE_S3_REGIONENDPOINT`, as the registry allows.
 #[test]
 fn s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc() {
     let name = "s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc";
@@ -534,24 +533,34 @@ fn s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc() {
         return;
     };
     reg.stop().unwrap();
+    let proxy = Proxy::start(moto.port(), |_, _| Fault::Forward).unwrap();
+    let endpoint = proxy.endpoint();
+    let over = [("REGISTRY_STORAGE_S3_REGIONENDPOINT", endpoint.as_str())];
     let gc_requests = |delete_untagged: bool| {
-        let before = moto.log().lines().count();
-        let gc = reg.garbage_collect(true, delete_untagged).unwrap();
+        let before = proxied(&proxy);
+        let gc = reg.garbage_collect_env(true, delete_untagged, &over).unwrap();
         assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
-        moto_requests(&moto, before)
+        proxied(&proxy) - before
     };
     let (default, theirs) = (gc_requests(false), gc_requests(true));
-    let refs = by_config("reg-refs", &reg, &["--tagged-only", "--stats"]).run();
+    let before = proxied(&proxy);
+    let through = |t: Tool| t.env(over[0].0, over[0].1);
+    let refs = through(by_config("reg-refs", &reg, &["--tagged-only", "--stats"])).run();
     refs.success();
-    let orphans = by_config("reg-orphans", &reg, &["--stats", "--min-age", "0s"])
+    let orphans = through(by_config("reg-orphans", &reg, &["--stats", "--min-age", "0s"]))
         .stdin(&refs.stdout)
         .run();
     orphans.success();
-    let ours = requests_in(&refs) + requests_in(&orphans);
+    let ours = proxied(&proxy) - before;
+    // What the tools count of themselves is what went through the proxy.
+    assert_eq!(ours as u64, requests_in(&refs) + requests_in(&orphans));
     eprintln!(
         "{name}: ours {ours} ({} | {}), the registry's {theirs} with --delete-untagged, {default} without",
         refs.stderr.trim(),
         orphans.stderr.trim()
     );
-    assert!(ours * 10 <= theirs, "ours {ours}, the registry's {theirs}");
+    assert!(
+        ours > 0 && ours * 10 <= theirs,
+        "ours {ours}, the registry's {theirs}"
+    );
 }
