@@ -1067,71 +1067,14 @@ fn list_roots(
         Phase::new("reading tags and revisions", "repositories"),
         Some(repos.len() as u64),
     );
-    let list = |repo: &String| {
-        let repo = repo.clone();
-        let tags = store.tags(&repo);
-        let revs = store.revisions_by_name(&repo);
-        let aliases = store.aliases(&repo);
-        let mut errors = tags.errors;
-        errors.extend(revs.errors);
-        errors.extend(aliases.errors);
-        let mut l = Listed {
-            roots: Roots {
-                repo,
-                tag_names: String::new(),
-                tag_ends: Vec::with_capacity(tags.items.len()),
-                tag_ids: Vec::new(),
-                revisions: Vec::new(),
-                revision_root: Vec::with_capacity(revs.items.len()),
-                aliases: Vec::new(),
-                links: Vec::new(),
-            },
-            tag_digests: Vec::with_capacity(33 * tags.items.len()),
-            revisions: Vec::with_capacity(33 * revs.items.len()),
-            aliases: Vec::new(),
-        };
-        for a in aliases.items {
-            match a.name {
-                LinkName::Digest(name) => l.aliases.push((name, a.target, a.kind)),
-                LinkName::Unknown(name) => l.roots.links.push((name, a.target)),
-            }
-        }
-        let roots = &mut l.roots;
-        let excluded = cfg.exclude_repos.contains(&roots.repo);
-        for t in &tags.items {
-            if excluded {
-                continue;
-            }
-            if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone())) {
-                continue;
-            }
-            roots.tag_names.push_str(&t.name);
-            roots.tag_ends.push(roots.tag_names.len() as u32);
-            pack(&mut l.tag_digests, CHILD, &t.digest, None);
-        }
-        roots.tag_names.shrink_to_fit();
-        roots.tag_ends.shrink_to_fit();
-        for rev in &revs.items {
-            pack(&mut l.revisions, CHILD, &rev.digest, None);
-            let skipped = !cfg.skip_revisions.is_empty()
-                && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
-            roots.revision_root.push(
-                !skipped
-                    && !excluded
-                    && (!cfg.tagged_only
-                        || cfg
-                            .keep_recent
-                            .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
-            );
-        }
-        msgs.progress().inc(1);
-        (l, errors)
-    };
     // A batch of repositories at a time, listed in parallel, then interned:
     // what is held packed at once stays small.
     let mut out = Vec::with_capacity(repos.len());
     for batch in repos.chunks(LIST_BATCH) {
-        let listed: Vec<(Listed, Vec<Error>)> = batch.par_iter().map(list).collect();
+        let listed: Vec<(Listed, Vec<Error>)> = batch
+            .par_iter()
+            .map(|r| list_repo(store, cfg, now, msgs, r))
+            .collect();
         for (l, errors) in listed {
             out.push(intern_listed(l, errors, cache, msgs, &mut problems));
         }
@@ -1144,6 +1087,75 @@ fn list_roots(
         ));
     }
     Ok(out)
+}
+
+/// One repository's tags, revisions and aliases, packed (not yet
+/// interned), and its listing problems.
+fn list_repo(
+    store: &Store,
+    cfg: &Config,
+    now: SystemTime,
+    msgs: &Messages,
+    repo: &str,
+) -> (Listed, Vec<Error>) {
+    let repo = repo.to_string();
+    let tags = store.tags(&repo);
+    let revs = store.revisions_by_name(&repo);
+    let aliases = store.aliases(&repo);
+    let mut errors = tags.errors;
+    errors.extend(revs.errors);
+    errors.extend(aliases.errors);
+    let mut l = Listed {
+        roots: Roots {
+            repo,
+            tag_names: String::new(),
+            tag_ends: Vec::with_capacity(tags.items.len()),
+            tag_ids: Vec::new(),
+            revisions: Vec::new(),
+            revision_root: Vec::with_capacity(revs.items.len()),
+            aliases: Vec::new(),
+            links: Vec::new(),
+        },
+        tag_digests: Vec::with_capacity(33 * tags.items.len()),
+        revisions: Vec::with_capacity(33 * revs.items.len()),
+        aliases: Vec::new(),
+    };
+    for a in aliases.items {
+        match a.name {
+            LinkName::Digest(name) => l.aliases.push((name, a.target, a.kind)),
+            LinkName::Unknown(name) => l.roots.links.push((name, a.target)),
+        }
+    }
+    let roots = &mut l.roots;
+    let excluded = cfg.exclude_repos.contains(&roots.repo);
+    for t in &tags.items {
+        if excluded {
+            continue;
+        }
+        if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone())) {
+            continue;
+        }
+        roots.tag_names.push_str(&t.name);
+        roots.tag_ends.push(roots.tag_names.len() as u32);
+        pack(&mut l.tag_digests, CHILD, &t.digest, None);
+    }
+    roots.tag_names.shrink_to_fit();
+    roots.tag_ends.shrink_to_fit();
+    for rev in &revs.items {
+        pack(&mut l.revisions, CHILD, &rev.digest, None);
+        let skipped =
+            !cfg.skip_revisions.is_empty() && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
+        roots.revision_root.push(
+            !skipped
+                && !excluded
+                && (!cfg.tagged_only
+                    || cfg
+                        .keep_recent
+                        .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
+        );
+    }
+    msgs.progress().inc(1);
+    (l, errors)
 }
 
 /// How many repositories [`list_roots`] lists before interning them.
@@ -1297,6 +1309,19 @@ fn load_pending(
         }
         show_manifest_total(msgs, cache, later);
     }
+    unusable(roots, cache, broken_ok, msgs, errors)
+}
+
+/// The manifests that could not be used: with `broken_ok` broken images
+/// (their references unknown, the caller decides what that stops), else
+/// the error that ends the run.
+fn unusable(
+    roots: &[Roots],
+    cache: &mut Cache,
+    broken_ok: bool,
+    msgs: &Messages,
+    mut errors: Vec<(Digest, u32, Error)>,
+) -> anyhow::Result<()> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -1508,6 +1533,14 @@ pub fn collect_with(
     let mut cache = prior.0;
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
 
+    let later = want_roots(&roots, &mut cache);
+    let (counts, waves) = load_waves(store, cfg, msgs, &roots, &mut cache, later)?;
+    Ok(graph(store, cfg, msgs, roots, cache, counts, waves))
+}
+
+/// Asks for the roots, whole. Returns how many revisions are asked for
+/// later that nothing asked for yet (an estimate for the phase's total).
+fn want_roots(roots: &[Roots], cache: &mut Cache) -> u64 {
     // First the roots, whole, then what the walks need (index children),
     // until nothing more is needed; then every other revision, for its
     // subject and children only (revisions are needed even with
@@ -1520,7 +1553,7 @@ pub fn collect_with(
             .iter()
             .copied()
             .chain(r.revision_roots())
-            .flat_map(|id| r.follow(&cache, id))
+            .flat_map(|id| r.follow(cache, id))
             .collect();
         for id in ids {
             cache.want(id, i as u32, true);
@@ -1532,12 +1565,26 @@ pub fn collect_with(
     // are asked for).
     let mut later: Vec<Id> = roots
         .iter()
-        .flat_map(|r| r.revisions.iter().flat_map(|&id| r.follow(&cache, id)))
+        .flat_map(|r| r.revisions.iter().flat_map(|&id| r.follow(cache, id)))
         .filter(|&id| cache.state(id) == State::Unknown)
         .collect();
     later.sort_unstable();
     later.dedup();
-    let mut later = later.len() as u64;
+    later.len() as u64
+}
+
+/// Loads manifests in waves: first the roots, whole, then what the walks
+/// need (index children), until nothing more is needed; then every other
+/// revision, for its subject and children only, and whatever that makes
+/// live, whole. Returns each repository's counts and the number of waves.
+fn load_waves(
+    store: &Store,
+    cfg: &Config,
+    msgs: &Messages,
+    roots: &[Roots],
+    cache: &mut Cache,
+    mut later: u64,
+) -> anyhow::Result<(Vec<RepoCounts>, u64)> {
     msgs.progress().start(
         Phase::new("parsing manifests", "manifests"),
         Some(cache.pending + later),
@@ -1546,7 +1593,7 @@ pub fn collect_with(
     let mut waves = 0;
     let counts = loop {
         waves += 1;
-        load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs, later)?;
+        load_pending(store, roots, cache, cfg.broken_ok, msgs, later)?;
         // A repository whose walk needs nothing more is done: loading what
         // other repositories need adds no manifest its walk looks at. Its
         // counts are taken from that walk, once every revision is known.
@@ -1554,9 +1601,9 @@ pub fn collect_with(
         let walked: Vec<Result<Option<RepoCounts>, Vec<Id>>> = roots
             .par_iter()
             .map(|r| {
-                let w = walk(r, &cache);
+                let w = walk(r, cache);
                 if w.needed.is_empty() {
-                    Ok(last.then(|| count(store, r, &w, &cache)))
+                    Ok(last.then(|| count(store, r, &w, cache)))
                 } else {
                     Err(w.needed)
                 }
@@ -1571,13 +1618,13 @@ pub fn collect_with(
                     .collect::<Vec<RepoCounts>>();
             }
             for (i, r) in roots.iter().enumerate() {
-                let ids: Vec<Id> = r.revisions.iter().flat_map(|&id| r.follow(&cache, id)).collect();
+                let ids: Vec<Id> = r.revisions.iter().flat_map(|&id| r.follow(cache, id)).collect();
                 for id in ids {
                     cache.want(id, i as u32, false);
                 }
             }
             later = 0;
-            show_manifest_total(msgs, &cache, later);
+            show_manifest_total(msgs, cache, later);
             revisions_asked = true;
             continue;
         }
@@ -1588,7 +1635,20 @@ pub fn collect_with(
         }
     };
 
-    // Nothing can fail from here on: warn about what is missing.
+    Ok((counts, waves))
+}
+
+/// The graph, once every repository's walk is done. Nothing can fail from
+/// here on: warns about what is missing.
+fn graph(
+    store: &Store,
+    cfg: &Config,
+    msgs: &Messages,
+    roots: Vec<Roots>,
+    cache: Cache,
+    counts: Vec<RepoCounts>,
+    waves: u64,
+) -> Graph {
     let mut stats = Stats {
         repos: roots.len() as u64,
         parsed: cache.parsed(),
@@ -1607,7 +1667,7 @@ pub fn collect_with(
         stats.revisions += c.revisions;
         stats.references += c.references;
     }
-    Ok(Graph {
+    Graph {
         fingerprint: fingerprint(&roots, &cache),
         roots,
         cache,
@@ -1616,7 +1676,7 @@ pub fn collect_with(
         root: store.root_id(),
         broken,
         excluded: cfg.exclude_repos.clone(),
-    })
+    }
 }
 
 #[cfg(test)]
