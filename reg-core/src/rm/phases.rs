@@ -331,7 +331,8 @@ impl<'a> Runner<'a> {
     /// while the child's link was there) gets its link back. The error, if
     /// any, stops the run once the revisions' records are written.
     fn after_revisions(&self, run: &mut Run, recs: &mut [Option<RmRecord>]) -> anyhow::Result<()> {
-        if let Some(hook) = &self.guard.cfg.after_revisions {
+        #[cfg(any(test, feature = "test-hooks"))]
+        if let Some(hook) = &self.guard.cfg.hooks.after_revisions {
             (hook.0)();
         }
         // A backend that caches listings (object storage) lists anew.
@@ -443,7 +444,8 @@ impl<'a> Runner<'a> {
             ..
         } = run;
         if let (false, false, Some(m)) = (doomed.is_empty(), self.guard.dry_run(), mark) {
-            if let Some(hook) = &self.guard.cfg.after_links {
+            #[cfg(any(test, feature = "test-hooks"))]
+            if let Some(hook) = &self.guard.cfg.hooks.after_links {
                 (hook.0)();
             }
             self.store().refresh();

@@ -44,7 +44,7 @@ impl Action {
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct RmRecord {
     pub action: Action,
-    /// `tag`, `revision`, `layer`, `blob`, `upload` or `repo`.
+    /// `tag`, `revision`, `layer-link`, `blob`, `upload` or `repo`.
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,

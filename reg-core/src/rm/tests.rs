@@ -604,7 +604,10 @@ fn fail_after_stops_and_a_second_run_finishes() {
         v2,
         &input,
         &Config {
-            fail_after: Some(4),
+            hooks: Hooks {
+                fail_after: Some(4),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
@@ -989,7 +992,10 @@ fn an_index_pushed_while_its_children_go_gets_them_back() {
         &v2,
         &input,
         &Config {
-            after_revisions: Some(hook),
+            hooks: Hooks {
+                after_revisions: Some(hook),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
@@ -1046,7 +1052,10 @@ fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
         &v2,
         &input,
         &Config {
-            after_links: Some(hook),
+            hooks: Hooks {
+                after_links: Some(hook),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
@@ -1120,7 +1129,10 @@ fn a_push_that_lands_while_a_repository_goes_keeps_its_layer_links() {
         &v2,
         "{\"kind\":\"repo\",\"repo\":\"app\"}\n",
         &Config {
-            before_repo_removal: Some(hook),
+            hooks: Hooks {
+                before_repo_removal: Some(hook),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
