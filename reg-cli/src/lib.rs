@@ -1,8 +1,8 @@
 //! The command lines of the reg tools, apart from their `main`s so that
 //! `xtask` can generate shell completions and man pages from the same clap
 //! definitions: each tool's [`clap::Parser`] `Args` and its `run`, the
-//! decision of when a summary is printed, and the live progress line
-//! ([`live`], the only place that draws one; reg-core only counts).
+//! decision of when a summary is printed, and the progress line
+//! ([`progress_line`], the only place that draws one; reg-core only counts).
 
 use std::io::IsTerminal;
 
@@ -13,9 +13,9 @@ pub mod common;
 pub mod filter;
 pub mod generate;
 pub mod keep;
-pub mod live;
 pub mod ls;
 pub mod orphans;
+pub mod progress_line;
 pub mod pulls;
 pub mod refs;
 pub mod rm;

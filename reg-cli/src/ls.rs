@@ -38,7 +38,7 @@ impl From<KindArg> for Kind {
 use reg_core::messages::count;
 use reg_core::size::human_bytes;
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -107,15 +107,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verify: args.verify,
     };
     let mut out = args.common.out();
-    let mut live = Live::start_for("reg-ls", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-ls", &msgs, &store);
     let s = ls::list(&store, &cfg, &mut out, &msgs)?;
-    live.finish();
+    progress.finish();
     let mut line = format!(
         "{}, {}, {}, {}, {} ({}), {}",
         count(s.repos, "repo", "repos"),
         count(s.tags, "tag", "tags"),
         count(s.revisions, "revision", "revisions"),
-        count(s.layers, "layer link", "layer links"),
+        count(s.layer_links, "layer link", "layer links"),
         count(s.blobs, "blob", "blobs"),
         human_bytes(s.blob_bytes),
         count(s.uploads, "upload", "uploads"),

@@ -8,7 +8,7 @@ use clap::Parser;
 use reg_core::messages::count;
 use reg_core::refs;
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -95,9 +95,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // Everything is collected before anything is written: a failure leaves
     // stdout empty.
-    let mut live = Live::start_for("reg-refs", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-refs", &msgs, &store);
     let graph = refs::collect(&store, &cfg, &msgs)?;
-    live.finish();
+    progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
     let mut out = args.common.out();

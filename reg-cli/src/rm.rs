@@ -19,7 +19,7 @@ use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::rm::{self, Mode};
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
 /// The test hooks (the `test-hooks` feature), read from the environment.
 #[cfg(feature = "test-hooks")]
@@ -168,10 +168,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hooks,
     };
     let mut out = args.common.out();
-    let mut live = Live::start_for("reg-rm", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-rm", &msgs, &store);
     // Prints the blob descriptor cache reminder itself after any deletion.
     let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
-    live.finish();
+    progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
     msgs.summary(cli::with_requests(&store, stats.summary()));

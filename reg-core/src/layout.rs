@@ -14,7 +14,7 @@
 //! `_layers` digests, blobs, uploads) and reads only what a name does not
 //! tell: tag `current/link` files and manifests. The digest of a revision or
 //! `_layers` link is in its path ([`Store::revision_digests`],
-//! [`Store::layer_digests`]); where its existence or age matters one stat
+//! [`Store::layer_link_digests`]); where its existence or age matters one stat
 //! answers ([`Store::revisions_by_name`], [`Store::link_mtime`]); where
 //! trusting the name could be wrong (a link whose content disagrees with its
 //! path) the error keeps data, and [`Store::revisions`] / [`Store::layer_links`]
@@ -137,7 +137,7 @@ impl Alias {
     /// The link file, relative to `v2`.
     pub fn rel(&self, repo: &str) -> String {
         let dir = match self.kind {
-            LinkKind::LayerLink => paths::layers(repo),
+            LinkKind::LayerLink => paths::layer_links(repo),
             LinkKind::Revision => paths::revisions(repo),
         };
         match &self.name {
@@ -367,14 +367,14 @@ pub mod paths {
     pub fn revision_link(repo: &str, d: &Digest) -> String {
         revision_dir(repo, d) + "/link"
     }
-    pub fn layers(repo: &str) -> String {
+    pub fn layer_links(repo: &str) -> String {
         format!("repositories/{repo}/_layers")
     }
-    pub fn layer_dir(repo: &str, d: &Digest) -> String {
+    pub fn layer_link_dir(repo: &str, d: &Digest) -> String {
         format!("repositories/{repo}/_layers/{}", d.path_parts())
     }
     pub fn layer_link(repo: &str, d: &Digest) -> String {
-        layer_dir(repo, d) + "/link"
+        layer_link_dir(repo, d) + "/link"
     }
     pub fn uploads(repo: &str) -> String {
         format!("repositories/{repo}/_uploads")
@@ -843,7 +843,7 @@ impl Store {
     pub fn layer_links(&self, repo: &str) -> Listing<LayerLink> {
         let mut out = Listing::default();
         let mut items = Vec::new();
-        out.errors = self.digest_dirs(&paths::layers(repo), |dir, d| {
+        out.errors = self.digest_dirs(&paths::layer_links(repo), |dir, d| {
             if let Some((mtime, target)) = self.dir_link(dir, d)? {
                 items.push(LayerLink {
                     digest: d,
@@ -869,8 +869,8 @@ impl Store {
 
     /// The digests of `repo`'s `_layers` links, sorted, from their names
     /// alone (see [`Store::revision_digests`]).
-    pub fn layer_digests(&self, repo: &str) -> Listing<Digest> {
-        self.digest_names(&paths::layers(repo))
+    pub fn layer_link_digests(&self, repo: &str) -> Listing<Digest> {
+        self.digest_names(&paths::layer_links(repo))
     }
 
     /// The links of `repo` whose content names another digest than their
@@ -882,7 +882,7 @@ impl Store {
     pub fn aliases(&self, repo: &str) -> Listing<Alias> {
         let mut out = Listing::default();
         for (kind, dir) in [
-            (LinkKind::LayerLink, paths::layers(repo)),
+            (LinkKind::LayerLink, paths::layer_links(repo)),
             (LinkKind::Revision, paths::revisions(repo)),
         ] {
             let algs = self.dir_names(&dir, |_| Ok(()));
@@ -1507,7 +1507,7 @@ mod tests {
         fs::create_dir_all(v2.join(paths::revision_dir("r", &b))).unwrap();
         put(v2, &paths::revision_link("r", &c), &a.to_string());
         put(v2, &paths::layer_link("r", &a), "");
-        fs::create_dir_all(v2.join(paths::layer_dir("r", &b))).unwrap();
+        fs::create_dir_all(v2.join(paths::layer_link_dir("r", &b))).unwrap();
         let s = Store::fs(v2);
         let mut all = vec![a, b, c];
         all.sort();
@@ -1515,7 +1515,7 @@ mod tests {
         assert_eq!(s.revision_digests("r").items, all);
         let mut ab = vec![a, b];
         ab.sort();
-        assert_eq!(s.layer_digests("r").items, ab);
+        assert_eq!(s.layer_link_digests("r").items, ab);
         // One stat each: a directory without its link is no revision; a link
         // naming another digest is the revision its path names (kept).
         let mut ac = vec![a, c];
@@ -1680,7 +1680,7 @@ mod tests {
         // Revisions and _layers: a linked digest directory, a linked link.
         fs::create_dir_all(v2.join(paths::revisions("r")).join("sha256")).unwrap();
         symlink(&outside, v2.join(paths::revision_dir("r", &a))).unwrap();
-        fs::create_dir_all(v2.join(paths::layer_dir("r", &a))).unwrap();
+        fs::create_dir_all(v2.join(paths::layer_link_dir("r", &a))).unwrap();
         symlink(outside.join("f"), v2.join(paths::layer_link("r", &a))).unwrap();
         // Uploads, repositories.
         fs::create_dir_all(v2.join(paths::uploads("r"))).unwrap();

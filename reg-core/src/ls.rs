@@ -49,7 +49,7 @@ pub struct Stats {
     pub repos: u64,
     pub tags: u64,
     pub revisions: u64,
-    pub layers: u64,
+    pub layer_links: u64,
     pub blobs: u64,
     pub blob_bytes: u64,
     pub uploads: u64,
@@ -252,7 +252,7 @@ fn count(s: &mut Stats, r: &LsRecord) {
         LsRecord::Repo { .. } => s.repos += 1,
         LsRecord::Tag { .. } => s.tags += 1,
         LsRecord::Revision { .. } => s.revisions += 1,
-        LsRecord::LayerLink { .. } => s.layers += 1,
+        LsRecord::LayerLink { .. } => s.layer_links += 1,
         LsRecord::Blob { size, ok, .. } => {
             s.blobs += 1;
             s.blob_bytes += size;

@@ -61,7 +61,7 @@ pub struct Mark {
     /// Distinct manifests read.
     pub parsed: u64,
     /// What this walk read, for the next one.
-    cache: Option<refs::ManifestCache>,
+    cache: Option<refs::ManifestStore>,
 }
 
 fn config(excl: &Exclusions) -> refs::Config {
@@ -83,7 +83,7 @@ impl Mark {
     /// deleted) when the tree cannot be listed well enough to know every
     /// root, or when the blob store is empty or missing.
     pub fn compute(store: &Store, excl: &Exclusions, asked: Asked, msgs: &Messages) -> anyhow::Result<Mark> {
-        Mark::walk(store, excl, asked, msgs, refs::ManifestCache::default())
+        Mark::walk(store, excl, asked, msgs, refs::ManifestStore::default())
     }
 
     /// Walks again (the roots changed), reading only manifests this mark
@@ -105,7 +105,7 @@ impl Mark {
         excl: &Exclusions,
         asked: Asked,
         msgs: &Messages,
-        cache: refs::ManifestCache,
+        cache: refs::ManifestStore,
     ) -> anyhow::Result<Mark> {
         let mut graph = refs::collect_with(store, &config(excl), msgs, cache)?;
         let mut m = Mark {
@@ -146,7 +146,7 @@ impl Mark {
             .filter(|b| b.live && !b.dangling)
             .collect();
         m.broken_repos = m.broken.iter().map(|b| b.repo.clone()).collect();
-        m.cache = Some(graph.into_cache());
+        m.cache = Some(graph.into_manifest_store());
         Ok(m)
     }
 

@@ -45,7 +45,7 @@ use crate::messages::Messages;
 use crate::output::Out;
 use crate::progress::Phase;
 use crate::record::{OrphanRecord, OrphansEnd};
-use crate::time::Time;
+use crate::time::{future_warning, AgePolicy, Time};
 
 /// What counts as old enough.
 #[derive(Clone, Debug)]
@@ -68,30 +68,22 @@ impl Default for Config {
     }
 }
 
-/// How far in the future an mtime may be before it is warned about (clocks
-/// of NFS clients and servers disagree by a little).
-const FUTURE_SLACK: Duration = Duration::from_secs(300);
-
 impl Config {
+    /// The grace period of `--min-age`.
+    fn ages(&self) -> AgePolicy {
+        AgePolicy {
+            now: self.now,
+            min_age: self.min_age,
+        }
+    }
+
     fn old_enough(&self, mtime: SystemTime) -> bool {
-        Time(mtime).age(self.now) >= self.min_age && !self.future(mtime)
+        self.ages().old(mtime)
     }
 
-    /// Whether `mtime` is in the future: such a file is never old enough,
-    /// so it is kept, with a warning that says so.
     fn future(&self, mtime: SystemTime) -> bool {
-        mtime.duration_since(self.now).is_ok_and(|d| d > FUTURE_SLACK)
+        self.ages().future(mtime)
     }
-}
-
-/// The warning for a file whose modification time is in the future.
-pub fn future_warning(path: &std::path::Path, mtime: SystemTime) -> String {
-    format!(
-        "{}: modification time {} is in the future: kept, and kept by every run until then \
-         (a wrong clock? set it right with touch)",
-        path.display(),
-        Time(mtime)
-    )
 }
 
 // ---- input -----------------------------------------------------------------
@@ -310,9 +302,10 @@ pub struct InputStats {
     pub references: u64,
 }
 
-/// What the input references.
+/// What the reg-refs input references (the live references; not the
+/// [`crate::refs`] graph).
 #[derive(Default)]
-pub struct Refs {
+pub struct LiveRefs {
     /// Every digest named by any record or bare line: blobs to keep.
     blobs: Digests,
     /// Which of `blobs` the blob walk found stored (by position).
@@ -327,14 +320,14 @@ pub struct Refs {
     /// Interned repository names.
     repo_ids: HashMap<String, u32>,
     /// The storage root the reg-refs trailer names.
-    pub root: String,
+    pub storage_root: String,
     /// Repositories the reg-refs list was made without (`--exclude-repo`, a
     /// what-if): their tags hold nothing here either.
     pub excluded: Vec<String>,
     pub stats: InputStats,
 }
 
-impl Refs {
+impl LiveRefs {
     /// Whether any record or line names this digest.
     pub fn blob_referenced(&self, d: &Digest) -> bool {
         self.blobs.contains(d)
@@ -430,8 +423,8 @@ struct Line<'a> {
 /// line, anything that is not a record or a digest, an `error` record, a
 /// record missing a field its kind needs, records after the trailer, and
 /// input without a complete `reg-refs` trailer as its last record.
-pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
-    let mut refs = Refs::default();
+pub fn read_refs(mut input: impl BufRead) -> Result<LiveRefs, InputError> {
+    let mut refs = LiveRefs::default();
     let mut buf = Vec::with_capacity(512);
     let mut n: u64 = 0;
     let mut trailer: Option<u64> = None;
@@ -470,7 +463,7 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
         if rec.kind == "end" {
             check_trailer(&rec).map_err(err)?;
             check_counts(&rec, &refs.stats).map_err(err)?;
-            refs.root = rec.root.as_deref().unwrap_or_default().to_string();
+            refs.storage_root = rec.root.as_deref().unwrap_or_default().to_string();
             for r in &rec.excluded {
                 check_repo_name(r).map_err(|why| err(format!("trailer \"excluded\": {why}")))?;
             }
@@ -549,7 +542,7 @@ fn check_counts(rec: &Line, read: &InputStats) -> Result<(), String> {
     Ok(())
 }
 
-fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
+fn add_record(refs: &mut LiveRefs, rec: &Line) -> Result<(), String> {
     let kind = rec.kind.as_ref();
     let need = |field: &str| format!("a {kind:?} record without {field:?}");
     let repo = match rec.repo.as_deref() {
@@ -708,7 +701,7 @@ pub struct Found {
     /// Every repository listed: what [`OrphanRevision::repo`] indexes.
     pub names: Vec<String>,
     /// `_layers` links whose blob is missing, sorted by repository, then digest.
-    pub layers: Vec<(String, LayerLink)>,
+    pub layer_links: Vec<(String, LayerLink)>,
     /// Sorted by repository, then id.
     pub uploads: Vec<(String, Upload)>,
     /// Sorted.
@@ -721,7 +714,7 @@ pub struct Found {
     /// hidden a young link to them.
     pub withheld_blobs: u64,
     /// The storage root walked ([`Store::root_id`]).
-    pub root: String,
+    pub storage_root: String,
     /// The what-if exclusion of the input, carried on to the trailer.
     pub excluded: Vec<String>,
 }
@@ -734,13 +727,13 @@ impl Found {
             blobs: self.blobs.len() as u64,
             blob_bytes: self.blobs.bytes(),
             revisions: self.revisions.len() as u64,
-            layers: self.layers.len() as u64,
+            layer_links: self.layer_links.len() as u64,
             uploads: self.uploads.len() as u64,
             upload_bytes: self.uploads.iter().map(|(_, u)| u.size).sum(),
             repos: self.repos.len() as u64,
             too_young: self.too_young,
             stored_blobs: self.stored_blobs,
-            root: Some(self.root.clone()),
+            root: Some(self.storage_root.clone()),
             excluded: self.excluded.clone(),
         }
     }
@@ -847,7 +840,7 @@ struct BlobPart {
 #[derive(Default)]
 struct RepoScan {
     revisions: Vec<Revision>,
-    layers: Vec<LayerLink>,
+    layer_links: Vec<LayerLink>,
     uploads: Vec<Upload>,
     orphan_repo: bool,
     /// Digests held by the grace period: young links, and everything a
@@ -863,19 +856,19 @@ struct RepoScan {
 /// Walks the store and collects every orphan. Problems with single paths
 /// are reported through `msgs` and keep what they concern; an unreadable
 /// manifest that the grace period must follow is fatal (nothing is printed).
-pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
+pub fn find(store: &Store, refs: &LiveRefs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
     store.check_blob_store()?;
     let mut found = Found {
-        root: store.root_id(),
+        storage_root: store.root_id(),
         excluded: refs.excluded.clone(),
         ..Found::default()
     };
-    if !refs.root.is_empty() && !store.is_root(&refs.root) {
+    if !refs.storage_root.is_empty() && !store.is_root(&refs.storage_root) {
         anyhow::bail!(
             "stdin: this reference list describes another storage root ({}), not {}: \
              run reg-refs on this root",
-            refs.root,
-            found.root
+            refs.storage_root,
+            found.storage_root
         );
     }
     let (mut candidates, kept) = walk_blobs(store, refs, cfg, msgs, &mut found);
@@ -913,7 +906,7 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
 /// (the order they are printed in, and to look them up).
 fn walk_blobs(
     store: &Store,
-    refs: &Refs,
+    refs: &LiveRefs,
     cfg: &Config,
     msgs: &Messages,
     found: &mut Found,
@@ -955,7 +948,7 @@ fn walk_blobs(
 /// call.
 fn walk_prefix(
     store: &Store,
-    refs: &Refs,
+    refs: &LiveRefs,
     cfg: &Config,
     msgs: &Messages,
     p: &crate::layout::BlobPrefix,
@@ -1007,7 +1000,7 @@ fn walk_prefix(
 /// hide links.
 fn walk_repos(
     store: &Store,
-    refs: &Refs,
+    refs: &LiveRefs,
     cfg: &Config,
     msgs: &Messages,
     stored: &Stored,
@@ -1066,8 +1059,8 @@ impl Found {
         for r in &scan.revisions {
             self.revisions.push(index, r);
         }
-        self.layers
-            .extend(scan.layers.into_iter().map(|x| (repo.to_string(), x)));
+        self.layer_links
+            .extend(scan.layer_links.into_iter().map(|x| (repo.to_string(), x)));
         self.uploads
             .extend(scan.uploads.into_iter().map(|x| (repo.to_string(), x)));
         if scan.orphan_repo {
@@ -1078,7 +1071,7 @@ impl Found {
     /// In the order they are printed.
     fn sort(&mut self) {
         self.revisions.sort();
-        self.layers
+        self.layer_links
             .sort_unstable_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
         self.uploads
             .sort_unstable_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
@@ -1088,7 +1081,7 @@ impl Found {
 
 /// Which blobs the blob walk found stored.
 struct Stored<'a> {
-    refs: &'a Refs,
+    refs: &'a LiveRefs,
     /// Sorted by digest.
     candidates: &'a Blobs,
     /// Sorted.
@@ -1135,7 +1128,7 @@ fn read_as<'a>(aliases: &'a AliasMap, d: &'a Digest) -> &'a [Digest] {
 /// blob, and the links of a repository that would otherwise be empty.
 fn scan_repo(
     store: &Store,
-    refs: &Refs,
+    refs: &LiveRefs,
     cfg: &Config,
     stored: &Stored,
     repo: &str,
@@ -1178,7 +1171,7 @@ fn scan_repo(
 /// One repository's scan in progress.
 struct RepoWalk<'a> {
     store: &'a Store,
-    refs: &'a Refs,
+    refs: &'a LiveRefs,
     cfg: &'a Config,
     stored: &'a Stored<'a>,
     repo: &'a str,
@@ -1206,7 +1199,7 @@ impl RepoWalk<'_> {
         let (store, repo) = (self.store, self.repo);
         let tags = store.tags(repo);
         let revisions = store.revision_digests(repo);
-        let links = store.layer_digests(repo);
+        let links = store.layer_link_digests(repo);
         let uploads = store.uploads(repo);
         let alias_list = store.aliases(repo);
         // A repository with any listing problem is never reported as empty.
@@ -1368,7 +1361,7 @@ impl RepoWalk<'_> {
             }
             match (self.blob_there(blobs), young) {
                 (false, true) => self.scan.too_young += 1,
-                (false, false) => self.scan.layers.push(LayerLink {
+                (false, false) => self.scan.layer_links.push(LayerLink {
                     digest: d,
                     mtime,
                     target: (blobs != [d]).then(|| blobs[0]),
@@ -1470,7 +1463,7 @@ pub fn write<W: Write>(found: &Found, out: &mut Out<W>, msgs: &Messages) -> std:
             mtime: Time(crate::time::from_unix_secs(r.secs, 0)),
         })?;
     }
-    for (repo, l) in &found.layers {
+    for (repo, l) in &found.layer_links {
         out.write(&OrphanRecord::LayerLink {
             repo: repo.clone(),
             digest: l.digest,
@@ -1627,7 +1620,7 @@ mod tests {
         out
     }
 
-    fn read_fixed(input: &str) -> Result<Refs, InputError> {
+    fn read_fixed(input: &str) -> Result<LiveRefs, InputError> {
         read_refs(fix_trailers(input, "/r").as_bytes())
     }
 

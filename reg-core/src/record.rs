@@ -314,7 +314,9 @@ pub struct OrphansEnd {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub revisions: u64,
-    pub layers: u64,
+    /// `_layers` links (`"layers"` in the trailer).
+    #[serde(rename = "layers")]
+    pub layer_links: u64,
     pub uploads: u64,
     pub upload_bytes: u64,
     pub repos: u64,

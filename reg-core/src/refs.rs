@@ -147,12 +147,13 @@ pub struct RepoGraph {
 /// records are asked for.
 pub struct Graph {
     roots: Vec<Roots>,
-    cache: Cache,
+    cache: InRunManifests,
     pub stats: Stats,
     /// Every repository was walked (no `repos` filter).
     pub complete: bool,
-    /// The storage root walked ([`Store::root_id`]), for the trailer.
-    pub root: String,
+    /// The storage root walked ([`Store::root_id`]), for the trailer (not
+    /// the reachability roots: those are `roots`).
+    pub storage_root: String,
     /// Manifests named but missing (or unusable, with `broken_ok`), each
     /// already warned about.
     pub broken: Vec<Broken>,
@@ -224,7 +225,7 @@ impl Graph {
             missing: self.stats.missing,
             complete: self.complete,
             revisions: self.stats.revisions,
-            root: Some(self.root.clone()),
+            root: Some(self.storage_root.clone()),
             excluded: self.excluded.clone(),
         }
     }
@@ -425,7 +426,7 @@ impl<'a> Node<'a> {
     }
 
     /// Child, config and layer edges, in output order.
-    fn edges(self, cache: &'a Cache) -> impl Iterator<Item = (EdgeKind, Digest, Option<u64>)> + 'a {
+    fn edges(self, cache: &'a InRunManifests) -> impl Iterator<Item = (EdgeKind, Digest, Option<u64>)> + 'a {
         self.items().filter_map(move |i| match i {
             Item::Child(c) => Some((EdgeKind::Manifest, cache.digest(c), None)),
             Item::Blob(CONFIG, d, size) => Some((EdgeKind::Config, d, size)),
@@ -442,7 +443,7 @@ impl<'a> Node<'a> {
 /// What the graph keeps of a parsed manifest, packed with full digests (see
 /// [`pack`]): its subject, then its children (index entries to follow), then
 /// its config, layers and other blobs in document order — each (kind,
-/// target) once, as it is printed. [`Cache::put`] stores it in the arena.
+/// target) once, as it is printed. [`InRunManifests::put`] stores it in the arena.
 fn node_of(m: manifest::Manifest) -> Vec<u8> {
     let mut buf = Vec::with_capacity(40 * (m.layers.len() + m.children.len() + m.other.len() + 2));
     for s in &m.subjects {
@@ -540,12 +541,13 @@ impl State {
     }
 }
 
-/// Every manifest digest the walk has met, interned once (32 bytes for a
+/// The in-run manifest store (not the on-disk `--manifest-cache`): every
+/// manifest digest the walk has met, interned once (32 bytes for a
 /// sha256 one, plus 4 bytes of hash table and 8 of state), and the parsed
 /// manifests packed one after another in one arena: no allocation, hash
 /// entry or pointer per manifest. Roots and index children are ids.
 #[derive(Default)]
-struct Cache {
+struct InRunManifests {
     k256: Vec<[u8; 32]>,
     /// sha384 and sha512 digests (rare), whole.
     klong: Vec<Digest>,
@@ -560,7 +562,7 @@ struct Cache {
     unusable: HashMap<Digest, String>,
     /// Manifests whose parser notes were warned about.
     noted: HashSet<Digest>,
-    /// Ids [`Cache::want`] marked pending, in the order asked.
+    /// Ids [`InRunManifests::want`] marked pending, in the order asked.
     queue: Vec<Id>,
     /// Ids in [`State::Pending`] now: reads to come, for the progress line.
     pending: u64,
@@ -615,7 +617,7 @@ fn key_of<'a>(k256: &'a [[u8; 32]], klong: &'a [Digest], id: Id) -> &'a [u8] {
     }
 }
 
-impl Cache {
+impl InRunManifests {
     fn digest(&self, id: Id) -> Digest {
         if id & IDLONG != 0 {
             self.klong[(id & !IDLONG) as usize]
@@ -808,7 +810,7 @@ impl Roots {
     /// repository says otherwise (the registry looks for a revision link
     /// first, then a `_layers` link, and reads what the first names; both
     /// are followed here).
-    fn follow(&self, cache: &Cache, id: Id) -> impl Iterator<Item = Id> + '_ {
+    fn follow(&self, cache: &InRunManifests, id: Id) -> impl Iterator<Item = Id> + '_ {
         let aliases = self.aliases_of(id);
         let revision_alias = aliases.iter().any(|a| a.2 == LinkKind::Revision);
         let is_revision = self.revisions.binary_search_by(|x| cache.cmp_ids(*x, id)).is_ok();
@@ -821,7 +823,11 @@ impl Roots {
 
     /// The targets of `id`'s aliases as digests, or one `None` if it has
     /// none: one record per target.
-    fn targets_or_none<'s>(&'s self, cache: &'s Cache, id: Id) -> impl Iterator<Item = Option<Digest>> + 's {
+    fn targets_or_none<'s>(
+        &'s self,
+        cache: &'s InRunManifests,
+        id: Id,
+    ) -> impl Iterator<Item = Option<Digest>> + 's {
         let aliases = self.aliases_of(id);
         let none = aliases.is_empty().then_some(None);
         none.into_iter()
@@ -832,7 +838,7 @@ impl Roots {
     /// config or layer).
     fn digest_targets<'s>(
         &'s self,
-        cache: &'s Cache,
+        cache: &'s InRunManifests,
         d: &Digest,
     ) -> impl Iterator<Item = Option<Digest>> + 's {
         let aliases = match cache.find(d) {
@@ -904,7 +910,7 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
+fn walk<'a>(r: &'a Roots, cache: &InRunManifests) -> Walk<'a> {
     let mut referrers: HashMap<Id, Vec<Id>, IdHash> = HashMap::default();
     for &rev in &r.revisions {
         // A revision read through its alias link is that link's target.
@@ -972,7 +978,7 @@ fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
     }
 }
 
-fn edges_of(r: &Roots, w: &Walk, cache: &Cache) -> Vec<Edge> {
+fn edges_of(r: &Roots, w: &Walk, cache: &InRunManifests) -> Vec<Edge> {
     let mut edges = Vec::new();
     for &id in &w.live {
         let Some(n) = cache.node(id) else {
@@ -1007,7 +1013,7 @@ fn edges_of(r: &Roots, w: &Walk, cache: &Cache) -> Vec<Edge> {
 }
 
 /// `edges_of(r, w, cache).len()`, without making the edges.
-fn edge_count(r: &Roots, w: &Walk, cache: &Cache) -> u64 {
+fn edge_count(r: &Roots, w: &Walk, cache: &InRunManifests) -> u64 {
     let mut n = 0;
     for &id in &w.live {
         let Some(node) = cache.node(id) else {
@@ -1039,7 +1045,7 @@ fn list_roots(
     cfg: &Config,
     now: SystemTime,
     msgs: &Messages,
-    cache: &mut Cache,
+    cache: &mut InRunManifests,
 ) -> anyhow::Result<Vec<Roots>> {
     for r in &cfg.repos {
         check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
@@ -1176,7 +1182,7 @@ struct Listed {
 fn intern_listed(
     mut l: Listed,
     errors: Vec<Error>,
-    cache: &mut Cache,
+    cache: &mut InRunManifests,
     msgs: &Messages,
     problems: &mut Vec<String>,
 ) -> Roots {
@@ -1224,7 +1230,7 @@ fn is_alias_path(path: &std::path::Path) -> bool {
 /// The total of the "parsing manifests" phase: the reads done, the reads
 /// queued, and `later`, the reads expected once every revision is asked
 /// for (an estimate until then). It grows as indexes name children.
-fn show_manifest_total(msgs: &Messages, cache: &Cache, later: u64) {
+fn show_manifest_total(msgs: &Messages, cache: &InRunManifests, later: u64) {
     let p = msgs.progress();
     p.set_total(p.done() + cache.pending + later);
 }
@@ -1238,14 +1244,14 @@ const LOAD_BATCH: usize = 8192;
 fn load_pending(
     store: &Store,
     roots: &[Roots],
-    cache: &mut Cache,
+    cache: &mut InRunManifests,
     broken_ok: bool,
     msgs: &Messages,
     later: u64,
 ) -> anyhow::Result<()> {
     let mut errors: Vec<(Digest, u32, Error)> = Vec::new();
     let mut scratch = Vec::new();
-    // What [`Cache::want`] queued, a batch at a time; the children of a
+    // What [`InRunManifests::want`] queued, a batch at a time; the children of a
     // manifest loaded whole are queued as they come (it is live, so they
     // are), so a chain of nested indexes loads in one call, not one walk
     // per level.
@@ -1317,7 +1323,7 @@ fn load_pending(
 /// the error that ends the run.
 fn unusable(
     roots: &[Roots],
-    cache: &mut Cache,
+    cache: &mut InRunManifests,
     broken_ok: bool,
     msgs: &Messages,
     mut errors: Vec<(Digest, u32, Error)>,
@@ -1391,7 +1397,7 @@ struct RepoCounts {
 }
 
 /// A repository's counts from its final walk (one that needs nothing more).
-fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
+fn count(store: &Store, r: &Roots, w: &Walk, cache: &InRunManifests) -> RepoCounts {
     // Missing manifests: live ones, and revisions (whose subject we cannot
     // know), once per repository and digest.
     let mut missing: BTreeMap<Digest, (String, bool)> = BTreeMap::new();
@@ -1456,7 +1462,7 @@ fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
 /// A hash of the roots as listed: every repository, its tags (name and
 /// target) and its root revisions. Two listings with the same fingerprint
 /// make the same walk.
-fn fingerprint(roots: &[Roots], cache: &Cache) -> [u8; 32] {
+fn fingerprint(roots: &[Roots], cache: &InRunManifests) -> [u8; 32] {
     use sha2::{Digest as _, Sha256};
     let mut h = Sha256::new();
     for r in roots {
@@ -1479,7 +1485,7 @@ fn fingerprint(roots: &[Roots], cache: &Cache) -> [u8; 32] {
 /// Lists the roots again, as [`collect`] would with `cfg`, and returns
 /// their [`Graph::fingerprint`]: equal means a walk now would be the same.
 pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<[u8; 32]> {
-    let mut cache = Cache::default();
+    let mut cache = InRunManifests::default();
     let now = cfg.now.unwrap_or_else(SystemTime::now);
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
     Ok(fingerprint(&roots, &cache))
@@ -1491,24 +1497,24 @@ pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow:
 /// writes the graph with [`write()`] only once it is complete. Missing
 /// manifests are warned about through `msgs` and counted.
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
-    collect_with(store, cfg, msgs, ManifestCache::default())
+    collect_with(store, cfg, msgs, ManifestStore::default())
 }
 
 /// Manifests read by an earlier walk, for the next one: manifests are
 /// immutable, so a second walk (reg-rm looking again after a push) reads
 /// only what it has not seen. Missing and unusable ones are looked at again.
 #[derive(Default)]
-pub struct ManifestCache(Cache);
+pub struct ManifestStore(InRunManifests);
 
-impl std::fmt::Debug for ManifestCache {
+impl std::fmt::Debug for ManifestStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ManifestCache({} manifests)", self.0.parsed())
+        write!(f, "ManifestStore({} manifests)", self.0.parsed())
     }
 }
 
 impl Graph {
     /// The manifests this walk read, for [`collect_with`].
-    pub fn into_cache(self) -> ManifestCache {
+    pub fn into_manifest_store(self) -> ManifestStore {
         let mut cache = self.cache;
         for id in cache.ids().collect::<Vec<_>>() {
             if !matches!(cache.state(id), State::Parsed { .. }) {
@@ -1517,7 +1523,7 @@ impl Graph {
         }
         cache.unusable.clear();
         cache.queue.clear();
-        ManifestCache(cache)
+        ManifestStore(cache)
     }
 }
 
@@ -1526,7 +1532,7 @@ pub fn collect_with(
     store: &Store,
     cfg: &Config,
     msgs: &Messages,
-    prior: ManifestCache,
+    prior: ManifestStore,
 ) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
     let now = cfg.now.unwrap_or_else(SystemTime::now);
@@ -1540,7 +1546,7 @@ pub fn collect_with(
 
 /// Asks for the roots, whole. Returns how many revisions are asked for
 /// later that nothing asked for yet (an estimate for the phase's total).
-fn want_roots(roots: &[Roots], cache: &mut Cache) -> u64 {
+fn want_roots(roots: &[Roots], cache: &mut InRunManifests) -> u64 {
     // First the roots, whole, then what the walks need (index children),
     // until nothing more is needed; then every other revision, for its
     // subject and children only (revisions are needed even with
@@ -1582,7 +1588,7 @@ fn load_waves(
     cfg: &Config,
     msgs: &Messages,
     roots: &[Roots],
-    cache: &mut Cache,
+    cache: &mut InRunManifests,
     mut later: u64,
 ) -> anyhow::Result<(Vec<RepoCounts>, u64)> {
     msgs.progress().start(
@@ -1645,7 +1651,7 @@ fn graph(
     cfg: &Config,
     msgs: &Messages,
     roots: Vec<Roots>,
-    cache: Cache,
+    cache: InRunManifests,
     counts: Vec<RepoCounts>,
     waves: u64,
 ) -> Graph {
@@ -1673,7 +1679,7 @@ fn graph(
         cache,
         stats,
         complete: cfg.repos.is_empty(),
-        root: store.root_id(),
+        storage_root: store.root_id(),
         broken,
         excluded: cfg.exclude_repos.clone(),
     }
@@ -1882,7 +1888,7 @@ mod tests {
 
         // In the cache: manifests named by children and subjects become ids;
         // blobs keep their digests and sizes.
-        let mut cache = Cache::default();
+        let mut cache = InRunManifests::default();
         let m = cache.intern(&Digest::sha256_of(b"m"));
         let mut scratch = Vec::new();
         cache.put(m, &buf, true, &mut scratch);
@@ -1970,7 +1976,7 @@ mod tests {
 
     #[test]
     fn interned_ids_keep_the_order_and_identity_of_digests() {
-        let mut cache = Cache::default();
+        let mut cache = InRunManifests::default();
         // A sha256 digest and a sha512 one that starts with the same bytes.
         let short = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
         let long = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
@@ -2322,7 +2328,7 @@ mod tests {
         fs::remove_file(t.v2().join(paths::blob_data(&m.digest))).unwrap();
         let (doc2, _, _) = oci_image(&t, "second", None);
         let m2 = t.push("a", Some("2"), &doc2);
-        let g = collect_with(&store, &Config::default(), &msgs, g.into_cache()).unwrap();
+        let g = collect_with(&store, &Config::default(), &msgs, g.into_manifest_store()).unwrap();
         assert_eq!(g.stats.missing, 0);
         assert_eq!(g.stats.parsed, 2);
         assert!(g.repos()[0].tags.contains(&("2".to_string(), m2.digest)));
@@ -2330,7 +2336,7 @@ mod tests {
         let g = collect(&store, &Config::default(), &msgs).unwrap();
         assert_eq!(g.stats.missing, 1);
         fs::write(t.v2().join(paths::blob_data(&m.digest)), &doc).unwrap();
-        let g = collect_with(&store, &Config::default(), &msgs, g.into_cache()).unwrap();
+        let g = collect_with(&store, &Config::default(), &msgs, g.into_manifest_store()).unwrap();
         assert_eq!(g.stats.missing, 0);
     }
 

@@ -16,7 +16,7 @@ pub struct Input {
     /// `(repo, tag)` → the digest the record said the tag points at.
     pub tags: BTreeMap<(String, String), Option<Digest>>,
     pub revisions: BTreeSet<(String, Digest)>,
-    pub layers: BTreeSet<(String, Digest)>,
+    pub layer_links: BTreeSet<(String, Digest)>,
     pub blobs: BTreeSet<Digest>,
     pub uploads: BTreeSet<(String, String)>,
     pub repos: BTreeSet<String>,
@@ -36,7 +36,7 @@ impl Input {
     pub fn len(&self) -> usize {
         self.tags.len()
             + self.revisions.len()
-            + self.layers.len()
+            + self.layer_links.len()
             + self.blobs.len()
             + self.uploads.len()
             + self.repos.len()
@@ -132,7 +132,7 @@ pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
                 input.revisions.insert((repo, digest));
             }
             Item::Layer { repo, digest } => {
-                input.layers.insert((repo, digest));
+                input.layer_links.insert((repo, digest));
             }
             Item::Blob(d) => {
                 input.blobs.insert(d);
@@ -217,7 +217,7 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
     for (kind, said) in [
         ("blob", end.blobs),
         ("revision", end.revisions),
-        ("layer-link", end.layers),
+        ("layer-link", end.layer_links),
         ("upload", end.uploads),
         ("repo", end.repos),
     ] {

@@ -269,7 +269,8 @@ impl<'a> Runner<'a> {
             })
             .collect();
         let mut run = Run::new(input);
-        let needs_mark = !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layers.is_empty();
+        let needs_mark =
+            !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layer_links.is_empty();
         if needs_mark {
             let going = plans
                 .iter()
@@ -378,11 +379,11 @@ impl<'a> Runner<'a> {
         // links include aliases: links under another algorithm naming it.
         let mut link_jobs: BTreeMap<(String, Digest), (bool, Digest)> = BTreeMap::new();
         for (d, l) in &run.doomed {
-            for (repo, name, _) in &l.layers {
+            for (repo, name, _) in &l.layer_links {
                 link_jobs.insert((repo.clone(), *name), (false, *d));
             }
         }
-        for (repo, d) in &run.input.layers {
+        for (repo, d) in &run.input.layer_links {
             // Named explicitly: guarded unless its blob is going too.
             link_jobs
                 .entry((repo.clone(), *d))
@@ -399,8 +400,8 @@ impl<'a> Runner<'a> {
                 if blob != name {
                     rec.target = Some(*blob);
                 }
-                let dir = paths::layer_dir(repo, name);
-                match self.guard.layer(repo, *name, *guarded, unstable) {
+                let dir = paths::layer_link_dir(repo, name);
+                match self.guard.layer_link(repo, *name, *guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
                         // Only once it is old: a link directory whose link
                         // went a moment ago is being removed by another run
@@ -722,9 +723,9 @@ impl<'a> Runner<'a> {
                 Some("could not read every repository again (see errors)".to_string())
             } else if let Some(l) = links
                 .get(&d)
-                .filter(|l| !l.layers.is_empty() || !l.revisions.is_empty())
+                .filter(|l| !l.layer_links.is_empty() || !l.revisions.is_empty())
             {
-                let repo = l.layers.first().map(|x| &x.0).or(l.revisions.first());
+                let repo = l.layer_links.first().map(|x| &x.0).or(l.revisions.first());
                 Some(format!(
                     "linked again during this run, in {}",
                     repo.map_or("a repository", |r| r.as_str())

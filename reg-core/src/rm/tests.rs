@@ -111,7 +111,7 @@ fn input_kinds_and_trailers() {
     let i = parse_input(text.as_bytes()).unwrap();
     assert_eq!(i.blobs.len(), 1);
     assert_eq!(i.revisions.len(), 1);
-    assert_eq!(i.layers.len(), 1);
+    assert_eq!(i.layer_links.len(), 1);
     assert_eq!(i.uploads.len(), 1);
     assert_eq!(i.repos.len(), 1);
     assert_eq!(i.tags[&("a".into(), "v1".into())], Some(d));
@@ -356,7 +356,7 @@ fn layer_link_of_a_stored_blob_is_kept() {
     assert_eq!(r.action("layer-link", &[("digest", &c.to_string())]), "kept");
     // A missing blob may be an unmounted volume: kept without --accept-broken.
     assert_eq!(r.action("layer-link", &[("digest", &gone.to_string())]), "kept");
-    assert!(v2.join(paths::layer_dir("app", &gone)).exists());
+    assert!(v2.join(paths::layer_link_dir("app", &gone)).exists());
     let r = rm(
         v2,
         &input,
@@ -371,7 +371,7 @@ fn layer_link_of_a_stored_blob_is_kept() {
         "deleted"
     );
     assert!(v2.join(paths::layer_link("app", &c)).is_file());
-    assert!(!v2.join(paths::layer_dir("app", &gone)).exists());
+    assert!(!v2.join(paths::layer_link_dir("app", &gone)).exists());
 }
 
 // ---- what goes
@@ -619,7 +619,7 @@ fn fail_after_stops_and_a_second_run_finishes() {
         .count();
     let links_gone = all
         .iter()
-        .filter(|b| !v2.join(paths::layer_dir("app", b)).exists())
+        .filter(|b| !v2.join(paths::layer_link_dir("app", b)).exists())
         .count();
     // Links go first: 4 links, no data.
     assert_eq!((links_gone, gone), (4, 0));
@@ -629,7 +629,9 @@ fn fail_after_stops_and_a_second_run_finishes() {
     assert_eq!(r.errors, 0);
     assert_eq!(r.stats.count(Action::Deleted), 6 + 2);
     assert!(all.iter().all(|b| !v2.join(paths::blob_dir(b)).exists()));
-    assert!(all.iter().all(|b| !v2.join(paths::layer_dir("app", b)).exists()));
+    assert!(all
+        .iter()
+        .all(|b| !v2.join(paths::layer_link_dir("app", b)).exists()));
 }
 
 // ---- input that cannot be what it claims
