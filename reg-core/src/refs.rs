@@ -2430,6 +2430,7 @@ mod tests {
 
     #[test]
     fn unusable_manifests_fail_naming_repository_digest_and_path() {
+        let too_large = format!("larger than {MANIFEST_LIMIT} bytes");
         let cases: [(&str, &Spoil, &str); 5] = [
             (
                 "unreadable",
@@ -2438,7 +2439,7 @@ mod tests {
                     fs::remove_file(&data).unwrap();
                     fs::create_dir_all(data.join("x")).unwrap();
                 },
-                "",
+                "not a regular file but a directory",
             ),
             (
                 "hash mismatch",
@@ -2450,7 +2451,7 @@ mod tests {
             (
                 "too large",
                 &|t, d| t.put(&paths::blob_data(d), &vec![b' '; MANIFEST_LIMIT as usize + 1]),
-                "",
+                &too_large,
             ),
         ];
         for (name, spoil, want) in cases {
@@ -2467,6 +2468,7 @@ mod tests {
             for cfg in [Config::default(), tagged_only()] {
                 let err = t.fails(&cfg);
                 let path = t.v2().join(paths::blob_data(&bad.digest));
+                assert!(!want.is_empty(), "{name}: a case must name its message");
                 for part in [
                     "bad/repo",
                     &bad.digest.to_string(),
