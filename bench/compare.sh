@@ -149,7 +149,9 @@ for t in "${trees[@]}"; do
   run "$tn-orphans-cut" "$in/refs-cut" reg-orphans "$root"
   run "$tn-orphans-bad" "$in/refs-bad" reg-orphans "$root"
   run "$tn-orphans-garbage" "$in/refs-garbage" reg-orphans "$root"
+  printf '\xff\xfe\n' >"$in/not-utf8"
   run "$tn-orphans-empty" "" reg-orphans "$root"
+  run "$tn-orphans-utf8" "$in/not-utf8" reg-orphans "$root"
   run "$tn-orphans-baddur" "$in/refs" reg-orphans "$root" --min-age nope
 
   # reg-rm --dry-run, on the old build's reg-orphans and reg-ls output
@@ -174,6 +176,7 @@ for t in "${trees[@]}"; do
   run "$tn-rm-cut" "$in/orphans-cut" reg-rm "$root" --dry-run
   run "$tn-rm-bad" "$in/rm-bad" reg-rm "$root" --dry-run
   run "$tn-rm-empty" "" reg-rm "$root" --dry-run
+  run "$tn-rm-utf8" "$in/not-utf8" reg-rm "$root" --dry-run
   run "$tn-rm-trash-dry" "$in/orphans" reg-rm "$root" --dry-run --trash /nonexistent/trash
   run "$tn-rm-badflag" "$in/orphans" reg-rm "$root" --dry-run --min-age x
   run "$tn-rm-noroot" "$in/orphans" reg-rm /no/such/root --dry-run

@@ -41,12 +41,14 @@
 //!   [`progress`]: counters the walks bump, for the line the binaries draw.
 //! - [`clock`]: "now" for every age; [`time`]: times and durations as the
 //!   contract writes them; [`size`]: sizes a person can read.
-//! - [`error`]: errors that carry the path they are about.
+//! - [`error`]: errors that carry the path they are about; [`input`]: the
+//!   line reader and input error of the tools that read records.
 
 pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod health;
+pub mod input;
 pub mod json;
 pub mod keep;
 pub mod layout;

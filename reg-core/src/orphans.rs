@@ -30,7 +30,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -40,6 +39,7 @@ use serde::Deserialize;
 
 use crate::digest::{Digest, DigestSet, Prehashed};
 use crate::error::{Error, ErrorKind};
+use crate::input::Lines;
 use crate::layout::{check_repo_name, paths, Blob, LayerLink, Listing, Revision, Store, Upload};
 use crate::messages::Messages;
 use crate::output::Out;
@@ -88,25 +88,7 @@ impl Config {
 
 // ---- input -----------------------------------------------------------------
 
-/// Why the input was refused: the 1-based line and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputError {
-    /// 0 when the problem is the input as a whole (empty).
-    pub line: u64,
-    pub msg: String,
-}
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "stdin: {}", self.msg)
-        } else {
-            write!(f, "stdin line {}: {}", self.line, self.msg)
-        }
-    }
-}
-
-impl std::error::Error for InputError {}
+pub use crate::input::InputError;
 
 /// A set built by pushing and then sorted once ([`SortedSet::finish`]):
 /// exactly the size of its keys, without a hash table's slack (a table of a
@@ -423,23 +405,14 @@ struct Line<'a> {
 /// line, anything that is not a record or a digest, an `error` record, a
 /// record missing a field its kind needs, records after the trailer, and
 /// input without a complete `reg-refs` trailer as its last record.
-pub fn read_refs(mut input: impl BufRead) -> Result<LiveRefs, InputError> {
+pub fn read_refs(input: impl BufRead) -> Result<LiveRefs, InputError> {
     let mut refs = LiveRefs::default();
-    let mut buf = Vec::with_capacity(512);
+    let mut lines = Lines::new(input);
     let mut n: u64 = 0;
     let mut trailer: Option<u64> = None;
-    loop {
-        buf.clear();
-        let got = input.read_until(b'\n', &mut buf).map_err(|e| InputError {
-            line: n + 1,
-            msg: format!("reading: {e}"),
-        })?;
-        if got == 0 {
-            break;
-        }
-        n += 1;
-        let err = |msg: String| InputError { line: n, msg };
-        let text = std::str::from_utf8(&buf).map_err(|_| err("not UTF-8 text".into()))?;
+    while let Some((line, text)) = lines.next_line()? {
+        n = line;
+        let err = |why: String| InputError::at(n, why);
         let text = text.trim();
         if text.is_empty() {
             continue;
@@ -477,14 +450,11 @@ pub fn read_refs(mut input: impl BufRead) -> Result<LiveRefs, InputError> {
     refs.finish();
     if trailer.is_none() {
         return Err(if refs.stats.records + refs.stats.bare_digests == 0 {
-            InputError {
-                line: 0,
-                msg: "no input: pipe the output of reg-refs into reg-orphans".into(),
-            }
+            InputError::at(0, "no input: pipe the output of reg-refs into reg-orphans")
         } else {
             InputError {
                 line: n,
-                msg: "input ends without the reg-refs trailer ({\"kind\":\"end\",\"tool\":\"reg-refs\",…}): \
+                why: "input ends without the reg-refs trailer ({\"kind\":\"end\",\"tool\":\"reg-refs\",…}): \
                       reg-refs failed or its output was cut; nothing is reported"
                     .into(),
             }
@@ -1891,7 +1861,7 @@ mod tests {
             assert!(e.to_string().contains(want), "{input:?}: {e}");
         }
         let e = read_refs(&b"\xff\xfe\n"[..]).err().unwrap();
-        assert_eq!((e.line, e.msg.as_str()), (1, "not UTF-8 text"));
+        assert_eq!((e.line, e.why.as_str()), (1, "not valid UTF-8"));
     }
 
     #[test]

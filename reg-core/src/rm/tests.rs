@@ -171,7 +171,10 @@ fn bad_lines_are_refused_with_their_number() {
         assert!(e.to_string().starts_with("stdin line 3: "), "{e}");
     }
     let e = parse_input(&b"\xff\xfe\n"[..]).unwrap_err();
-    assert_eq!((e.line, e.why.as_str()), (1, "not valid UTF-8"));
+    assert_eq!(
+        (e.line, e.why.as_str()),
+        (1, "not valid UTF-8 (nothing was deleted)")
+    );
     let conflict = format!(
         "{{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v\",\"digest\":\"{d}\"}}\n{{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v\"}}\n"
     );
