@@ -19,13 +19,15 @@
 //!   providers ([`object::s3`], [`object::azure`]).
 //! - [`layout`]: names, paths and enumeration under `docker/registry/v2`,
 //!   and the [`layout::Store`] every tool reads and changes the tree
-//!   through; [`health`]: the whole-store checks before any tool trusts it.
+//!   through (`layout/`: names, paths, store, mutate); [`health`]: the
+//!   whole-store checks before any tool trusts it.
 //! - [`root`]: finding the `v2` directory from a path or the registry's
 //!   `config.yml`; [`registry_config`]: what else the tools read there.
 //!
 //! The graph
-//! - [`refs`]: the reference graph from the roots (tags, revisions), its
-//!   in-run manifest store, the walk and the loading waves.
+//! - [`refs`]: the reference graph from the roots (tags, revisions):
+//!   `refs/` holds the model, the packed codec, the in-run manifest store,
+//!   the liveness walk and the loading waves, one file each.
 //! - [`mark`]: the reachability mark reg-rm takes before it deletes.
 //!
 //! The tools' logic

@@ -31,7 +31,6 @@
 //! live (a referrer) is read again, whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 

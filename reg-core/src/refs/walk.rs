@@ -3,6 +3,7 @@
 //! the roots.
 
 use super::*;
+use crate::digest::IdHash;
 
 // ---- liveness -------------------------------------------------------------
 
@@ -129,29 +130,6 @@ pub(super) struct Walk<'a> {
     pub(super) needed: Vec<Id>,
     /// Live manifests whose data is missing, and why each is live.
     pub(super) missing: Vec<(Id, Why<'a>)>,
-}
-
-/// Hashes a manifest id (a small dense integer) by itself.
-pub(super) type IdHash = BuildHasherDefault<IdHasher>;
-
-#[derive(Default)]
-pub(super) struct IdHasher(pub(super) u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // Spread the id over the high bits the table looks at too.
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.0 = u64::from(i);
-    }
 }
 
 pub(super) fn walk<'a>(r: &'a Roots, cache: &InRunManifests) -> Walk<'a> {
