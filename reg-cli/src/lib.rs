@@ -39,6 +39,16 @@ pub fn show_summary(stats: bool) -> bool {
     stats || std::io::stderr().is_terminal()
 }
 
+/// Refuses a repository name the registry's grammar does not accept, naming
+/// the flag that gave it (the library's check says what is wrong, not where
+/// it came from).
+pub(crate) fn check_repo_names(flag: &str, names: &[String]) -> anyhow::Result<()> {
+    for r in names {
+        reg_core::layout::check_repo_name(r).map_err(|why| anyhow::anyhow!("{flag}: {why}"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

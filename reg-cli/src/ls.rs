@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::check_repo_names;
 use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::ls::{self, Kind};
@@ -100,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
     let store = args.common.open()?;
+    check_repo_names("--repo", &args.repos)?;
     let msgs = cli::messages("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let cfg = ls::Config {
         kinds: args.kinds.into_iter().map(Kind::from).collect(),

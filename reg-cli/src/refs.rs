@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::check_repo_names;
 use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::messages::count;
@@ -83,6 +84,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
     let store = args.common.open()?;
+    check_repo_names("--repo", &args.repos)?;
+    check_repo_names("--exclude-repo", &args.exclude_repos)?;
     let msgs = cli::messages("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let local = cli::local_now()?;
     let cfg = refs::Config {

@@ -85,7 +85,7 @@ pub fn list<W: Write>(
     msgs: &Messages,
 ) -> anyhow::Result<Stats> {
     for r in &cfg.repos {
-        check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
+        check_repo_name(r).map_err(anyhow::Error::msg)?;
     }
     let mut stats = Stats::default();
     let repo_kinds = [

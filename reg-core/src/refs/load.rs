@@ -17,7 +17,7 @@ pub(super) fn list_roots(
     cache: &mut InRunManifests,
 ) -> anyhow::Result<Vec<Roots>> {
     for r in &cfg.repos {
-        check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
+        check_repo_name(r).map_err(anyhow::Error::msg)?;
     }
     msgs.progress()
         .start(Phase::new("listing repositories", ""), None);
@@ -33,7 +33,7 @@ pub(super) fn list_roots(
         repos.retain(|r| cfg.repos.contains(r));
     }
     for r in &cfg.exclude_repos {
-        check_repo_name(r).map_err(|why| anyhow::anyhow!("--exclude-repo: {why}"))?;
+        check_repo_name(r).map_err(anyhow::Error::msg)?;
         if !repos.contains(r) {
             problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
         }
