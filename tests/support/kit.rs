@@ -69,12 +69,15 @@ pub const PAST_PIPE_BUFFER: usize = 256 * 1024;
 /// path. Returns the first line.
 #[track_caller]
 pub fn first_line_then_close(exe: &Path, args: &[&std::ffi::OsStr]) -> String {
-    let mut whole = Command::new(exe)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let spawn = |stderr: Stdio| {
+        Command::new(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
+    let mut whole = spawn(Stdio::null());
     let mut n = 0usize;
     let mut buf = [0u8; 65536];
     let mut out = whole.stdout.take().unwrap();
@@ -90,12 +93,7 @@ pub fn first_line_then_close(exe: &Path, args: &[&std::ffi::OsStr]) -> String {
         "the output ({n} bytes) fits in a pipe: the closed pipe is never met"
     );
 
-    let mut child = Command::new(exe)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(Stdio::piped());
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
