@@ -131,18 +131,7 @@ fn list_repos<W: Write>(
         Phase::new("reading repositories", "repositories"),
         Some(repos.len() as u64),
     );
-    for chunk in repos.chunks(CHUNK) {
-        let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
-            .par_iter()
-            .map(|r| {
-                let recs = repo_records(store, cfg, r);
-                msgs.progress().inc(1);
-                recs
-            })
-            .collect();
-        write_chunk(store, lists, out, msgs, stats)?;
-    }
-    Ok(())
+    write_in_chunks(&repos, |r| repo_records(store, cfg, r), store, out, msgs, stats)
 }
 
 /// Every blob's record, in digest order.
@@ -165,18 +154,14 @@ fn list_blobs<W: Write>(
         Phase::new(name, "prefix directories").also("blobs"),
         Some(prefixes.len() as u64),
     );
-    for chunk in prefixes.chunks(CHUNK) {
-        let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
-            .par_iter()
-            .map(|p| {
-                let recs = blob_records(store, cfg, msgs, p);
-                msgs.progress().inc(1);
-                recs
-            })
-            .collect();
-        write_chunk(store, lists, out, msgs, stats)?;
-    }
-    Ok(())
+    write_in_chunks(
+        &prefixes,
+        |p| blob_records(store, cfg, msgs, p),
+        store,
+        out,
+        msgs,
+        stats,
+    )
 }
 
 /// The blobs of one prefix directory, re-hashed with `cfg.verify`.
@@ -213,6 +198,31 @@ fn blob_records(
         })
         .collect();
     (recs, errors)
+}
+
+/// Reads `items` a chunk at a time in parallel (`read` gives one item's
+/// records and problems, one progress step each), then writes each chunk
+/// in order: memory stays bounded, the output ordered.
+fn write_in_chunks<T: Sync, W: Write>(
+    items: &[T],
+    read: impl Fn(&T) -> (Vec<LsRecord>, Vec<Error>) + Sync,
+    store: &Store,
+    out: &mut Out<W>,
+    msgs: &Messages,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    for chunk in items.chunks(CHUNK) {
+        let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
+            .par_iter()
+            .map(|item| {
+                let recs = read(item);
+                msgs.progress().inc(1);
+                recs
+            })
+            .collect();
+        write_chunk(store, lists, out, msgs, stats)?;
+    }
+    Ok(())
 }
 
 /// Reports a chunk's problems and writes its records, in order; a blob
