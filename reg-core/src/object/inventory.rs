@@ -855,6 +855,144 @@ mod tests {
         assert_eq!((n, keys), (2, vec!["a".to_string(), "b".to_string()]));
     }
 
+    /// A Parquet file of (key, size, last_modified_date in ms, e_tag) rows,
+    /// `None` for a null; with `etag: false`, without the e_tag column.
+    fn parquet_file(rows: &[(&str, Option<i64>, i64, Option<&str>)], etag: bool) -> Bytes {
+        use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = format!(
+            "message s3.inventory {{ required binary key (STRING); optional int64 size; \
+             optional int64 last_modified_date (TIMESTAMP(MILLIS,true)); {} }}",
+            if etag {
+                "optional binary e_tag (STRING);"
+            } else {
+                ""
+            }
+        );
+        let schema = std::sync::Arc::new(parquet::schema::parser::parse_message_type(&schema).unwrap());
+        let props = std::sync::Arc::new(
+            WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build(),
+        );
+        let mut w = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let mut i = 0;
+        while let Some(mut col) = rg.next_column().unwrap() {
+            match i {
+                0 => {
+                    let v: Vec<ByteArray> = rows.iter().map(|r| ByteArray::from(r.0)).collect();
+                    col.typed::<ByteArrayType>().write_batch(&v, None, None).unwrap();
+                }
+                1 | 2 => {
+                    let all: Vec<Option<i64>> = rows
+                        .iter()
+                        .map(|r| if i == 1 { r.1 } else { Some(r.2) })
+                        .collect();
+                    let v: Vec<i64> = all.iter().flatten().copied().collect();
+                    let defs: Vec<i16> = all.iter().map(|x| i16::from(x.is_some())).collect();
+                    col.typed::<Int64Type>()
+                        .write_batch(&v, Some(&defs), None)
+                        .unwrap();
+                }
+                _ => {
+                    let v: Vec<ByteArray> = rows.iter().filter_map(|r| r.3).map(ByteArray::from).collect();
+                    let defs: Vec<i16> = rows.iter().map(|r| i16::from(r.3.is_some())).collect();
+                    col.typed::<ByteArrayType>()
+                        .write_batch(&v, Some(&defs), None)
+                        .unwrap();
+                }
+            }
+            col.close().unwrap();
+            i += 1;
+        }
+        rg.close().unwrap();
+        Bytes::from(w.into_inner().unwrap())
+    }
+
+    fn parquet_manifest() -> Manifest {
+        let text = manifest(
+            "Parquet",
+            "message s3.inventory { required binary key (STRING); optional int64 size; \
+             optional int64 last_modified_date (TIMESTAMP(MILLIS,true)); optional binary e_tag (STRING);}",
+            r#"{"key":"inv/data/a.parquet"}"#,
+        );
+        parse_manifest(text.as_bytes(), "s3://inv/manifest.json").unwrap()
+    }
+
+    fn read_parquet(m: &Manifest, bytes: Bytes) -> Result<Rows> {
+        let file = DataFile {
+            key: "inv/data/a.parquet".into(),
+            size: None,
+            md5: None,
+        };
+        let mut rows = Vec::new();
+        m.read_file(&file, "s3://inv/data/a.parquet", bytes, &mut |k, s, t, e| {
+            rows.push((k.to_string(), s, t, e.map(str::to_string)))
+        })?;
+        Ok(rows)
+    }
+
+    #[test]
+    fn parquet_rows_keys_as_they_are() {
+        let m = parquet_manifest();
+        let rows = read_parquet(
+            &m,
+            parquet_file(
+                &[
+                    (
+                        "v2/blobs/a+b%2F",
+                        Some(5),
+                        1_764_633_600_250,
+                        Some("d41d8cd98f00b204e9800998ecf8427e"),
+                    ),
+                    ("v2/x", Some(0), 0, None),
+                ],
+                true,
+            ),
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+        // Parquet keys are not URL-encoded: taken as they are.
+        assert_eq!(rows[0].0, "v2/blobs/a+b%2F");
+        assert_eq!(rows[0].1, 5);
+        assert_eq!(rows[0].2, m.created + Duration::from_millis(250));
+        assert_eq!(rows[0].3.as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
+        assert_eq!((rows[1].2, rows[1].3.as_deref()), (SystemTime::UNIX_EPOCH, None));
+    }
+
+    #[test]
+    fn a_bad_parquet_row_or_a_missing_column_is_an_error_naming_the_file() {
+        let m = parquet_manifest();
+        let rows = [
+            ("a", Some(1), 0, Some("e")),
+            ("b", None, 0, Some("e")),
+            ("c", Some(1), 0, None),
+        ];
+        let e = read_parquet(&m, parquet_file(&rows, true))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "s3://inv/data/a.parquet: row 2: size of b is not a number of bytes: null"
+        );
+        let e = read_parquet(&m, parquet_file(&rows, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s3://inv/data/a.parquet: no column e_tag in this file, though the manifest"),
+            "{e}"
+        );
+        let e = read_parquet(&m, Bytes::from_static(b"not parquet"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("s3://inv/data/a.parquet: not a Parquet file"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn locations() {
         assert_eq!(
