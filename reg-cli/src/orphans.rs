@@ -48,7 +48,8 @@ pub struct Args {
     ///
     /// The grace period for pushes in progress: a push has its blobs
     /// before it has a manifest. By the data file's mtime for blobs, the
-    /// link file's for links.
+    /// link file's for links. With --inventory, also the oldest report
+    /// accepted.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
     pub min_age: Duration,
 
