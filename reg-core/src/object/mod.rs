@@ -616,8 +616,9 @@ impl ObjectBackend {
     /// report of another bucket, one made longer than `max_age` ago (by
     /// the server's clock, `local_now` without one), and one that lists
     /// nothing below an area the bucket holds (a report filtered to another
-    /// prefix). Until [`Backend::refresh`]: reg-rm, which refreshes before
-    /// each look that decides, never acts on a report.
+    /// prefix). Until [`Backend::refresh`], after which the areas are
+    /// LISTed again. reg-rm never calls this: its looks at deletion time
+    /// list the bucket live.
     pub fn use_inventory(&self, at: &str, max_age: Duration, local_now: SystemTime) -> Result<InventoryUsed> {
         let loc = inventory::Location::parse(at).map_err(|why| Error::other(at, why))?;
         let s3 = self
