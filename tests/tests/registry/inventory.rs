@@ -135,8 +135,9 @@ fn s3_inventory_reports_list_as_a_live_listing_without_listing_the_areas() {
 
     // A live listing, through the same endpoint (the same root in the
     // trailers): what the reports must give.
-    let live_refs = by_url("reg-refs", &reg, &ep, &["--tagged-only"]).run();
+    let live_refs = by_url("reg-refs", &reg, &ep, &["--tagged-only", "--stats"]).run();
     live_refs.success();
+    eprintln!("{name}: live: {}", live_refs.stderr.trim());
     let live_orphans = by_url("reg-orphans", &reg, &ep, &["--min-age", MIN_AGE])
         .stdin(&live_refs.stdout)
         .run();
@@ -175,6 +176,7 @@ fn s3_inventory_reports_list_as_a_live_listing_without_listing_the_areas() {
             .run();
             refs.success()
                 .stderr_has("listed from the inventory report made at");
+            eprintln!("{name}: {config} report at {at}: {}", refs.stderr.trim());
             assert_eq!(refs.stdout, live_refs.stdout, "{config} report at {at}");
             let orphans = by_url("reg-orphans", &reg, &ep, &inv).stdin(&refs.stdout).run();
             assert_eq!(
