@@ -13,8 +13,9 @@ use reg_core::messages::Messages;
 use reg_core::registry_config::BlobCache;
 
 use crate::color::ColorWhen;
+use reg_core::object::InventoryUsed;
 use reg_core::output::{is_broken_pipe, Format, Out};
-use reg_core::root::Location;
+use reg_core::root::{Inventory, Location};
 
 /// Exit status: done.
 pub const EXIT_OK: u8 = 0;
@@ -97,6 +98,12 @@ pub struct Common {
 impl Common {
     /// Sets up the thread pool and opens the store.
     pub fn open(&self) -> anyhow::Result<Store> {
+        self.open_with(None).map(|(store, _)| store)
+    }
+
+    /// [`Common::open`], with the listing from an S3 Inventory report when
+    /// `inventory` names one (reg-refs and reg-orphans' `--inventory`).
+    pub fn open_with(&self, inventory: Option<&Inventory>) -> anyhow::Result<(Store, Option<InventoryUsed>)> {
         let (location, from) = match (&self.root, &self.config) {
             (Some(r), _) => (Location::parse(r)?, None),
             (None, Some(cfg)) => (
@@ -120,14 +127,15 @@ impl Common {
         }
         // A root that is wrong says where it came from: the file, or the
         // environment that overrides it (as it does for the registry).
-        let store = location.open().map_err(|e| match from {
+        let (store, used) = location.open_with(inventory).map_err(|e| match from {
             Some(from) => anyhow::Error::new(e).context(from),
             None => e.into(),
         })?;
-        Ok(match &self.manifest_cache {
+        let store = match &self.manifest_cache {
             Some(dir) => store.with_manifest_cache(dir),
             None => store,
-        })
+        };
+        Ok((store, used))
     }
 
     /// What the registry's configuration (`--config`) says of its blob
@@ -150,6 +158,51 @@ impl Common {
     /// The record writer on stdout.
     pub fn out(&self) -> Out {
         Out::stdout(self.format())
+    }
+}
+
+/// `--inventory URL`, for the tools that read listings only (reg-refs,
+/// reg-orphans; never reg-rm, whose looks at deletion time stay on live
+/// LISTs).
+#[derive(clap::Args, Debug, Clone)]
+pub struct InventoryFlag {
+    /// List the bucket from an S3 Inventory report (its manifest.json)
+    ///
+    /// s3://BUCKET/PATH/manifest.json, read with the registry's endpoint and
+    /// credentials (the bucket may be another one), or a local path to a
+    /// report downloaded by hand (data files beside it or in ../data/). Its
+    /// CSV or Parquet files replace the LIST of blobs/ and repositories/.
+    /// A report older than --min-age is refused: what was written since is
+    /// not in it.
+    #[arg(long, value_name = "URL")]
+    pub inventory: Option<String>,
+}
+
+impl InventoryFlag {
+    /// The report to use, no older than `max_age`, if one is named.
+    pub fn report(&self, max_age: Duration) -> anyhow::Result<Option<Inventory>> {
+        let Some(at) = &self.inventory else {
+            return Ok(None);
+        };
+        Ok(Some(Inventory {
+            at: at.clone(),
+            max_age,
+            local_now: local_now()?,
+        }))
+    }
+}
+
+/// The summary's note on an inventory report used as the listing
+/// (`; listed from the inventory report made at …`), or nothing.
+pub fn inventory_note(used: &Option<InventoryUsed>) -> String {
+    match used {
+        Some(u) => format!(
+            "; listed from the inventory report made at {} ({}, {} below the root)",
+            reg_core::time::Time(u.created),
+            reg_core::messages::count(u.files as u64, "file", "files"),
+            reg_core::messages::count(u.listed, "object", "objects"),
+        ),
+        None => String::new(),
     }
 }
 

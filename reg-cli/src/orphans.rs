@@ -48,7 +48,8 @@ pub struct Args {
     ///
     /// The grace period for pushes in progress: a push has its blobs
     /// before it has a manifest. By the data file's mtime for blobs, the
-    /// link file's for links.
+    /// link file's for links. With --inventory, also the oldest report
+    /// accepted.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
     pub min_age: Duration,
 
@@ -57,6 +58,9 @@ pub struct Args {
     /// The registry purges them itself after 168h (its default).
     #[arg(long, value_name = "DURATION", default_value = "168h", value_parser = cli::duration)]
     pub upload_age: Duration,
+
+    #[command(flatten)]
+    pub inventory: cli::InventoryFlag,
 
     /// Print the summary line on stderr even when it is not a terminal
     #[arg(long)]
@@ -67,7 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(what) = args.common.generate {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
-    let store = args.common.open()?;
+    let report = args.inventory.report(args.min_age)?;
+    let (store, used) = args.common.open_with(report.as_ref())?;
     let msgs = cli::messages("reg-orphans", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -95,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &store,
         format!(
             "orphans{what_if}: {} ({}), {}, {}, {} ({}), {}; {} younger than --min-age {min_age}, \
-             not reported; stored: {}; read {}",
+             not reported; stored: {}; read {}{}",
             count(end.blobs, "blob", "blobs"),
             human_bytes(end.blob_bytes),
             count(end.revisions, "revision", "revisions"),
@@ -106,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             end.too_young,
             count(end.stored_blobs, "blob", "blobs"),
             count(input.lines, "input line", "input lines"),
+            cli::inventory_note(&used),
         ),
     ));
     let reported = end.blobs + end.revisions + end.layer_links + end.uploads + end.repos;

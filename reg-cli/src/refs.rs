@@ -74,16 +74,30 @@ pub struct Args {
     #[arg(long = "exclude-repo", value_name = "NAME", conflicts_with = "repos")]
     pub exclude_repos: Vec<String>,
 
+    #[command(flatten)]
+    pub inventory: cli::InventoryFlag,
+
+    /// With --inventory: refuse a report older than DURATION [default: 1h]
+    ///
+    /// The grace period reg-orphans is given (its --min-age): what was
+    /// written since the report was made must be younger than it.
+    #[arg(long, value_name = "DURATION", value_parser = cli::duration, requires = "inventory")]
+    pub min_age: Option<Duration>,
+
     /// Print the summary line on stderr even when it is not a terminal
     #[arg(long)]
     pub stats: bool,
 }
 
+/// reg-refs' `--min-age` when not given: reg-orphans' default.
+const DEFAULT_MIN_AGE: Duration = Duration::from_secs(3600);
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(what) = args.common.generate {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
-    let store = args.common.open()?;
+    let report = args.inventory.report(args.min_age.unwrap_or(DEFAULT_MIN_AGE))?;
+    let (store, used) = args.common.open_with(report.as_ref())?;
     check_repo_names("--repo", &args.repos)?;
     check_repo_names("--exclude-repo", &args.exclude_repos)?;
     let msgs = cli::messages("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
@@ -114,14 +128,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     msgs.summary(cli::with_requests(
         &store,
         format!(
-            "{}, {}, {}, {} ({} distinct parsed), {}, {} missing{what_if}",
+            "{}, {}, {}, {} ({} distinct parsed), {}, {} missing{what_if}{}",
             count(s.repos, "repo", "repos"),
             count(s.tags, "tag", "tags"),
             count(s.revisions, "revision", "revisions"),
             count(s.manifests, "manifest", "manifests"),
             s.parsed,
             count(s.references, "reference", "references"),
-            s.missing
+            s.missing,
+            cli::inventory_note(&used)
         ),
     ));
     Ok(msgs.exit_code())

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layout::Store;
 use crate::object::provider::{self, Provider, Section};
-use crate::object::ObjectBackend;
+use crate::object::{InventoryUsed, ObjectBackend};
 use crate::storage::Backend as _;
 
 /// Where a registry's storage is.
@@ -66,16 +66,46 @@ impl Location {
     /// object storage, after [`ObjectBackend::check_root`] finds a registry
     /// there).
     pub fn open(&self) -> Result<Store> {
-        match self {
-            Location::Fs(root) => Ok(Store::fs(locate(root)?)),
-            Location::Object(p) => {
+        self.open_with(None).map(|(store, _)| store)
+    }
+
+    /// [`Location::open`], with the listings of `blobs/` and
+    /// `repositories/` taken from an S3 Inventory report when `inventory`
+    /// names one (see [`ObjectBackend::use_inventory`]); what was read of it.
+    pub fn open_with(&self, inventory: Option<&Inventory>) -> Result<(Store, Option<InventoryUsed>)> {
+        match (self, inventory) {
+            (Location::Fs(root), None) => Ok((Store::fs(locate(root)?), None)),
+            (Location::Fs(root), Some(inv)) => Err(Error::other(
+                root,
+                format!(
+                    "--inventory {}: S3 Inventory reports list S3 buckets; this registry is on a filesystem",
+                    inv.at
+                ),
+            )),
+            (Location::Object(p), inv) => {
                 let o = ObjectBackend::connect(p.clone())?;
                 o.plan(&crate::layout::AREAS);
+                let used = match inv {
+                    Some(inv) => Some(o.use_inventory(&inv.at, inv.max_age, inv.local_now)?),
+                    None => None,
+                };
                 o.check_root()?;
-                Ok(Store::new(Box::new(o)))
+                Ok((Store::new(Box::new(o)), used))
             }
         }
     }
+}
+
+/// An S3 Inventory report to take the listing from (`--inventory`), and
+/// how old it may be.
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    /// Its `manifest.json`: `s3://BUCKET/KEY` or a local path.
+    pub at: String,
+    /// The oldest report accepted (`--min-age`).
+    pub max_age: std::time::Duration,
+    /// This machine's clock, for a store whose answers carry none.
+    pub local_now: std::time::SystemTime,
 }
 
 /// The environment variable the registry reads instead of the config file.

@@ -5,6 +5,7 @@
 pub mod azurite;
 pub mod diff;
 pub mod http;
+pub mod inventory;
 pub mod moto;
 pub mod objects;
 pub mod oci;

@@ -49,8 +49,8 @@ pub struct Proxy {
     thread: Option<JoinHandle<()>>,
     /// Faults injected so far.
     injected: Arc<AtomicUsize>,
-    /// Requests seen, by kind.
-    seen: Arc<Mutex<Vec<Kind>>>,
+    /// Requests seen: their kind and target (path and query, as sent).
+    seen: Arc<Mutex<Vec<(Kind, String)>>>,
 }
 
 impl Proxy {
@@ -73,7 +73,7 @@ impl Proxy {
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let injected = Arc::new(AtomicUsize::new(0));
-        let seen: Arc<Mutex<Vec<Kind>>> = Arc::new(Mutex::new(Vec::new()));
+        let seen: Arc<Mutex<Vec<(Kind, String)>>> = Arc::new(Mutex::new(Vec::new()));
         let rule: Arc<Rule> = Arc::new(rule);
         let (stop2, injected2, seen2) = (stop.clone(), injected.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
@@ -121,8 +121,20 @@ impl Proxy {
             .lock()
             .expect("seen")
             .iter()
-            .filter(|k| **k == kind)
+            .filter(|(k, _)| *k == kind)
             .count()
+    }
+
+    /// The targets (path and query, as sent) of the requests of `kind`
+    /// that arrived so far, in order.
+    pub fn targets(&self, kind: Kind) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 }
 
@@ -161,7 +173,7 @@ fn serve(
     upstream: u16,
     rule: &Rule,
     injected: &AtomicUsize,
-    seen: &Mutex<Vec<Kind>>,
+    seen: &Mutex<Vec<(Kind, String)>>,
 ) -> Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -188,8 +200,9 @@ fn serve(
     let kind = kind_of(&first);
     let n = {
         let mut s = seen.lock().expect("seen");
-        s.push(kind);
-        s.iter().filter(|k| **k == kind).count()
+        let target = first.split_whitespace().nth(1).unwrap_or("").to_string();
+        s.push((kind, target));
+        s.iter().filter(|(k, _)| *k == kind).count()
     };
     let fault = rule(kind, n);
     let mut out = conn;

@@ -35,6 +35,7 @@
 
 pub mod azure;
 mod http;
+pub mod inventory;
 pub mod list;
 pub mod provider;
 pub mod s3;
@@ -154,6 +155,12 @@ pub struct ObjectBackend {
     seeds: Mutex<BTreeMap<&'static str, Seed>>,
     /// Held while an area is listed, so that two threads do not list it twice.
     listing: Mutex<()>,
+    /// The provider, for a client of another bucket of the same store (an
+    /// inventory report's); `None` for a store handed over whole.
+    provider: Option<Arc<dyn Provider>>,
+    /// The manifest of the inventory report the listings came from, until
+    /// [`Backend::refresh`] (see [`ObjectBackend::use_inventory`]).
+    inventory: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -234,6 +241,8 @@ impl ObjectBackend {
             areas: Mutex::default(),
             seeds: Mutex::default(),
             listing: Mutex::default(),
+            provider: Some(provider),
+            inventory: Mutex::default(),
         })
     }
 
@@ -256,6 +265,8 @@ impl ObjectBackend {
             areas: Mutex::default(),
             seeds: Mutex::default(),
             listing: Mutex::default(),
+            provider: None,
+            inventory: Mutex::default(),
         })
     }
 
@@ -288,6 +299,10 @@ impl ObjectBackend {
     /// per area the layout named (their first pages, kept for their
     /// listings: on a small registry, all of it); one more when refusing.
     pub fn check_root(&self) -> Result<()> {
+        if self.inventory.lock().expect("inventory").is_some() {
+            // The listings came from a report: nothing to LIST.
+            return self.check_root_from_report();
+        }
         let areas: Vec<&'static str> = self.plan.read().expect("plan").iter().map(|a| a.prefix).collect();
         type First = std::result::Result<(&'static str, Seed), Failed>;
         let lister = self.lister();
@@ -313,6 +328,12 @@ impl ObjectBackend {
         if found {
             return Ok(());
         }
+        self.nothing_here()
+    }
+
+    /// The error for a prefix that holds nothing of a registry, naming
+    /// what is stored one level up (one delimited LIST there).
+    fn nothing_here(&self) -> Result<()> {
         let root = self
             .v2
             .strip_suffix("docker/registry/v2")
@@ -567,6 +588,203 @@ impl ObjectBackend {
     fn refuse_key(&self, k: &str) -> Option<Error> {
         (k.is_empty() || k.split('/').any(|c| c.is_empty() || c == "." || c == ".."))
             .then(|| self.err(k, "refusing to change: not a plain key below the storage root"))
+    }
+}
+
+// ---- an S3 Inventory report as the listing (issue 18; see [`inventory`]) --
+
+/// What [`ObjectBackend::use_inventory`] read.
+#[derive(Clone, Debug)]
+pub struct InventoryUsed {
+    /// The report's `manifest.json`, as named.
+    pub manifest: String,
+    /// When the scan that made it began.
+    pub created: SystemTime,
+    /// Its data files.
+    pub files: usize,
+    /// Objects it lists (the latest versions, no delete markers), and
+    /// those of them in the areas the tools list (`blobs/`, `repositories/`).
+    pub objects: u64,
+    pub listed: u64,
+}
+
+impl ObjectBackend {
+    /// Takes the listings of the areas the layout named (`blobs/`,
+    /// `repositories/`) from the S3 Inventory report whose `manifest.json`
+    /// is `at` (`s3://BUCKET/KEY`, read with this store's endpoint and
+    /// credentials; or a local path) instead of LISTing them. Refuses a
+    /// report of another bucket, one made longer than `max_age` ago (by
+    /// the server's clock, `local_now` without one), and one that lists
+    /// nothing below an area the bucket holds (a report filtered to another
+    /// prefix). Until [`Backend::refresh`], after which the areas are
+    /// LISTed again. reg-rm never calls this: its looks at deletion time
+    /// list the bucket live.
+    pub fn use_inventory(&self, at: &str, max_age: Duration, local_now: SystemTime) -> Result<InventoryUsed> {
+        let loc = inventory::Location::parse(at).map_err(|why| Error::other(at, why))?;
+        let s3 = self
+            .provider
+            .as_ref()
+            .and_then(|p| p.as_any().downcast_ref::<S3Config>())
+            .ok_or_else(|| {
+                self.err(
+                    "",
+                    format!(
+                        "--inventory {at}: S3 Inventory reports list S3 buckets; this storage is not on S3"
+                    ),
+                )
+            })?;
+        let store = match &loc {
+            inventory::Location::S3 { bucket, .. } => Some(self.store_of_bucket(s3, bucket)?),
+            inventory::Location::Local(_) => None,
+        };
+        let fetch = |key: &str, shown: &str| -> Result<bytes::Bytes> {
+            match &store {
+                Some(store) => self
+                    .rt
+                    .block_on(async {
+                        let got = store.get(&Key::from(key)).await?;
+                        got.bytes().await
+                    })
+                    .map_err(|e| Error::storage(shown, failure_of(&e), e.to_string())),
+                None => std::fs::read(shown)
+                    .map(bytes::Bytes::from)
+                    .map_err(|e| Error::io(shown, e)),
+            }
+        };
+        let shown = loc.shown();
+        let manifest_key = match &loc {
+            inventory::Location::S3 { key, .. } => key.as_str(),
+            inventory::Location::Local(_) => "",
+        };
+        let manifest = inventory::parse_manifest(&fetch(manifest_key, &shown)?, &shown)?;
+        if manifest.source_bucket != s3.bucket {
+            return Err(Error::other(
+                &shown,
+                format!(
+                    "a report of bucket {:?}, but the registry is in bucket {:?}",
+                    manifest.source_bucket, s3.bucket
+                ),
+            ));
+        }
+        let now = self.server_now()?.unwrap_or(local_now);
+        manifest.check_age(now, max_age)?;
+        let areas: Vec<&'static str> = self.plan.read().expect("plan").iter().map(|a| a.prefix).collect();
+        let mut maps: Vec<BTreeMap<String, Obj>> = areas.iter().map(|_| BTreeMap::new()).collect();
+        let (mut objects, mut listed) = (0u64, 0u64);
+        for file in &manifest.files {
+            let file_shown = loc.data_file(&file.key);
+            let bytes = fetch(&file.key, &file_shown)?;
+            manifest.read_file(file, &file_shown, bytes, &mut |key, size, mtime, etag| {
+                objects += 1;
+                if let Some((i, rel, o)) = self.report_object(&areas, key, size, mtime, etag) {
+                    maps[i].insert(rel, o);
+                    listed += 1;
+                }
+            })?;
+        }
+        self.check_report_covers(&areas, &maps, &shown)?;
+        let mut cached = self.areas.lock().expect("areas");
+        for (a, map) in areas.iter().zip(maps) {
+            cached.insert(a, Ok(Arc::new(RwLock::new(map))));
+        }
+        *self.inventory.lock().expect("inventory") = Some(shown.clone());
+        Ok(InventoryUsed {
+            manifest: shown,
+            created: manifest.created,
+            files: manifest.files.len(),
+            objects,
+            listed,
+        })
+    }
+
+    /// One object of a report as the cached listing keeps it: the area it
+    /// is in (an index into `areas`), its key relative to `v2`, and what
+    /// is known of it (the ETag is its content's MD5 when it is 32 hex
+    /// digits, as in a LIST's answer). `None` outside the areas. The one
+    /// place a report's row becomes a listed object.
+    fn report_object(
+        &self,
+        areas: &[&'static str],
+        key: &str,
+        size: u64,
+        mtime: SystemTime,
+        etag: Option<&str>,
+    ) -> Option<(usize, String, Obj)> {
+        let rel = self.rel(key)?;
+        let i = areas
+            .iter()
+            .position(|a| rel.strip_prefix(a).is_some_and(|r| r.starts_with('/')))?;
+        let o = Obj {
+            size,
+            mtime,
+            md5: etag.and_then(md5_from_hex),
+        };
+        Some((i, rel.to_string(), o))
+    }
+
+    /// A client of `bucket` in the same store as the registry's, through
+    /// the same HTTP layer (its requests counted with the others).
+    fn store_of_bucket(&self, s3: &S3Config, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+        let cfg = S3Config {
+            bucket: bucket.to_string(),
+            ..s3.clone()
+        };
+        let shown = format!("s3://{bucket}");
+        let http = match &self.src.http {
+            Some(h) => h.clone(),
+            None => Http::new(Arc::new(cfg.clone())),
+        };
+        cfg.connect(http)
+            .map(|c| c.store)
+            .map_err(|why| Error::other(shown, why))
+    }
+
+    /// Refuses a report that lists nothing below an area the bucket holds
+    /// now (one delimited LIST of `v2/`, never of the areas): an inventory
+    /// filtered to another prefix, or one made before anything was stored
+    /// there. Listed as it is, such a report would make everything in that
+    /// area look unreferenced, or every blob unreferenced.
+    fn check_report_covers(
+        &self,
+        areas: &[&'static str],
+        maps: &[BTreeMap<String, Obj>],
+        shown: &str,
+    ) -> Result<()> {
+        let there = self
+            .rt
+            .block_on(self.src.store.list_with_delimiter(Some(&self.key(""))))
+            .map_err(|e| self.store_err("", &e))?;
+        for (a, map) in areas.iter().zip(maps) {
+            let held = there.common_prefixes.iter().any(|p| p.filename() == Some(*a));
+            if held && map.is_empty() {
+                return Err(Error::other(
+                    shown,
+                    format!(
+                        "the report lists nothing below {}/, which the bucket holds: a report filtered to \
+                         another prefix, or made before the registry stored anything there; the inventory \
+                         must cover the registry's whole rootdirectory",
+                        self.display(a).display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ObjectBackend::check_root`] for listings from a report: something
+    /// of a registry must be in them.
+    fn check_root_from_report(&self) -> Result<()> {
+        let found = self
+            .areas
+            .lock()
+            .expect("areas")
+            .values()
+            .any(|a| a.as_ref().is_ok_and(|m| !m.read().expect("area").is_empty()));
+        if found {
+            Ok(())
+        } else {
+            self.nothing_here()
+        }
     }
 }
 
@@ -861,9 +1079,12 @@ impl Backend for ObjectBackend {
         self.refuse_key(rel).map_or(Ok(()), Err)
     }
 
+    /// Listings come from LISTs after this, also where an inventory
+    /// report gave them before.
     fn refresh(&self) {
         self.areas.lock().expect("areas").clear();
         self.seeds.lock().expect("seeds").clear();
+        self.inventory.lock().expect("inventory").take();
     }
 
     /// Lists `prefix` now and puts what is there in the cached listing in

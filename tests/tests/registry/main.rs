@@ -12,6 +12,7 @@ mod diff;
 mod faults;
 mod gc;
 mod harness;
+mod inventory;
 mod keep;
 mod live;
 mod ls;

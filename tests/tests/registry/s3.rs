@@ -22,7 +22,7 @@ use serde_json::Value;
 /// A moto server and a registry on a bucket of it with the scenario pushed;
 /// `None` when the test should be skipped.
 #[track_caller]
-fn s3_scenario(test: &str) -> Option<(Moto, Registry, Pushed)> {
+pub(crate) fn s3_scenario(test: &str) -> Option<(Moto, Registry, Pushed)> {
     if !s3_programs_available(test) {
         return None;
     }
@@ -46,7 +46,7 @@ fn by_config(name: &str, reg: &Registry, args: &[&str]) -> Tool {
 }
 
 /// `AWS_*=… tool ARGS s3://bucket/root`, through `endpoint`.
-fn by_url(name: &str, reg: &Registry, endpoint: &str, args: &[&str]) -> Tool {
+pub(crate) fn by_url(name: &str, reg: &Registry, endpoint: &str, args: &[&str]) -> Tool {
     let mut t = Tool::new(name)
         .args(args)
         .arg(reg.s3().expect("an s3 registry").url());
@@ -58,7 +58,7 @@ fn by_url(name: &str, reg: &Registry, endpoint: &str, args: &[&str]) -> Tool {
 
 /// Records with the trailer's root left out: everything else is the same
 /// on a bucket and on a copy of it (with the objects' times).
-fn comparable(run: &Run) -> Vec<Value> {
+pub(crate) fn comparable(run: &Run) -> Vec<Value> {
     run.records()
         .into_iter()
         .map(|mut r| {
@@ -70,7 +70,7 @@ fn comparable(run: &Run) -> Vec<Value> {
         .collect()
 }
 
-fn blobs_with(recs: &[Value], action: Option<&str>) -> BTreeSet<String> {
+pub(crate) fn blobs_with(recs: &[Value], action: Option<&str>) -> BTreeSet<String> {
     recs.iter()
         .filter(|r| r["kind"] == "blob" && action.is_none_or(|a| r["action"] == a))
         .map(|r| r["digest"].as_str().unwrap().to_string())
