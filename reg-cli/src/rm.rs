@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::common::{self as cli, Common};
 use clap::Parser;
+use reg_core::messages::count;
 use reg_core::rm::{self, Mode};
 
 use crate::progress_line::ProgressLine;
@@ -174,6 +175,63 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
-    msgs.summary(cli::with_requests(&store, stats.summary()));
+    msgs.summary(cli::with_requests(&store, summary(&stats)));
     Ok(msgs.exit_code())
+}
+
+/// The one-line summary: actions by kind, bytes freed, empty directories
+/// removed, failures.
+fn summary(stats: &rm::Stats) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for a in [
+        rm::Action::Deleted,
+        rm::Action::Trashed,
+        rm::Action::WouldDelete,
+        rm::Action::Absent,
+        rm::Action::Kept,
+    ] {
+        let n = stats.count(a);
+        if n == 0 {
+            continue;
+        }
+        let kinds: Vec<String> = stats
+            .by_kind
+            .iter()
+            .filter(|((act, _), _)| *act == a.name())
+            .map(|((_, k), n)| noun(*n, k))
+            .collect();
+        parts.push(format!("{} {n} ({})", a.name(), kinds.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("nothing to do".into());
+    }
+    let verb = if stats.count(rm::Action::WouldDelete) > 0 {
+        "would free"
+    } else {
+        "freed"
+    };
+    let mut line = format!(
+        "{}; {verb} {}",
+        parts.join(", "),
+        reg_core::size::human_bytes(stats.bytes)
+    );
+    if stats.empty_dirs > 0 {
+        line.push_str(&format!(
+            ", {} removed",
+            count(stats.empty_dirs, "empty directory", "empty directories")
+        ));
+    }
+    if stats.failed > 0 {
+        line.push_str(&format!(", {} failed", stats.failed));
+    }
+    line
+}
+
+/// `n` records of `kind`, in words: `1 blob`, `2 layer links`.
+fn noun(n: u64, kind: &str) -> String {
+    match kind {
+        "layer-link" => count(n, "layer link", "layer links"),
+        "repo" => count(n, "repo", "repos"),
+        k => count(n, k, &format!("{k}s")),
+    }
 }
