@@ -29,6 +29,10 @@ use super::Obj;
 /// Objects per block.
 pub(super) const BLOCK: usize = 32;
 
+/// Objects read from a listing at a time (the block holding the key read
+/// last is decoded again for each: a few blocks a chunk keep that small).
+pub(super) const CHUNK: usize = 4 * BLOCK;
+
 /// Runs of hex digits at least this long are packed.
 const HEX_RUN: usize = 16;
 
@@ -462,13 +466,13 @@ impl Listing {
     }
 
     /// Calls `visit` on each object whose key starts with `prefix`, in
-    /// order, a block's worth at a time from [`Listing::after`]
+    /// order, [`CHUNK`] objects at a time from [`Listing::after`]
     /// (`chunk` is called with the lock taken to reach the listing).
     pub(super) fn each_below(chunk: &Chunk, prefix: &str, visit: &mut dyn FnMut(String, Obj)) {
         let mut after: Option<String> = None;
         loop {
             let got = chunk(prefix, after.as_deref());
-            let full = got.len() == BLOCK;
+            let full = got.len() == CHUNK;
             for (k, o) in got {
                 if !k.starts_with(prefix) {
                     return;
@@ -556,7 +560,7 @@ mod tests {
         }
         assert!(listing.get("blobs/sha256/00/x").is_none());
         let mut all = Vec::new();
-        Listing::each_below(&|p, a| listing.after(p, a, BLOCK), "", &mut |k, _| all.push(k));
+        Listing::each_below(&|p, a| listing.after(p, a, CHUNK), "", &mut |k, _| all.push(k));
         let keys: Vec<String> = want.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(all, keys);
         // An MD5 the key explains is one byte; others are kept whole.
@@ -574,7 +578,7 @@ mod tests {
         let mut l = Listing::of(vec![part(200..400), part(0..77), part(77..200)]);
         let below = |l: &Listing, p: &str| {
             let mut v = Vec::new();
-            Listing::each_below(&|p, a| l.after(p, a, BLOCK), p, &mut |k, o| v.push((k, o.size)));
+            Listing::each_below(&|p, a| l.after(p, a, CHUNK), p, &mut |k, o| v.push((k, o.size)));
             v
         };
         let want: Vec<(String, u64)> = (40..80).map(|i| (key(i), u64::from(i))).collect();

@@ -54,7 +54,7 @@ use object_store::{ObjectStore, PutPayload};
 
 use crate::error::{Error, Failure, Result};
 use crate::storage::{Area, Backend, Capabilities, Meta, Requests, Scanned, Stop};
-use compact::{Listing, Run, BLOCK};
+use compact::{Listing, Run, CHUNK};
 use http::{Http, Md5s, ServerClock};
 use list::{Convert, Failed, Lister, LIST_CONCURRENCY};
 use provider::Provider;
@@ -644,11 +644,11 @@ fn cut(prefix: &str, objects: &mut Objects, stop: Stop, meta: bool, visit: &mut 
 }
 
 /// Calls `visit` on every object of `listing` whose key starts with
-/// `dir`, in order, a block's worth at a time (the lock is not held
+/// `dir`, in order, a few blocks at a time (the lock is not held
 /// while visiting: a visitor may ask the backend again).
 fn below(listing: &RwLock<Listing>, dir: &str, visit: &mut dyn FnMut(String, Obj)) {
     Listing::each_below(
-        &|p, after| listing.read().expect("area").after(p, after, BLOCK),
+        &|p, after| listing.read().expect("area").after(p, after, CHUNK),
         dir,
         visit,
     );
