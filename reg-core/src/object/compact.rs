@@ -161,6 +161,9 @@ fn time_of(n: i64) -> SystemTime {
     }
 }
 
+/// What [`Block::walk`] calls on each object.
+type Walk<'a> = dyn FnMut(&[u8], u64, i64, u8, &[u8]) -> bool + 'a;
+
 /// Up to [`BLOCK`] objects, sorted, encoded.
 #[derive(Debug)]
 struct Block {
@@ -170,11 +173,12 @@ struct Block {
 }
 
 impl Block {
-    /// Every object of the block, in order.
-    fn decode(&self) -> Vec<(String, Obj)> {
+    /// Walks the block's objects in order: `f` gets each key (bytes), size,
+    /// time (nanoseconds) and MD5 field (its tag, and the raw bytes after
+    /// it), and says whether to go on.
+    fn walk(&self, f: &mut Walk) {
         let b = &self.bytes;
-        let mut out = Vec::with_capacity(BLOCK);
-        let mut key: Vec<u8> = Vec::new();
+        let mut key: Vec<u8> = Vec::with_capacity(self.first.len() + 16);
         let (mut at, mut mtime) = (0usize, 0i64);
         while at < b.len() {
             let shared = get_varint(b, &mut at) as usize;
@@ -184,33 +188,73 @@ impl Block {
             decode_text(b, &mut at, end, &mut key);
             let size = get_varint(b, &mut at);
             mtime = mtime.wrapping_add(unzigzag(get_varint(b, &mut at)));
-            let text = String::from_utf8(key.clone()).expect("keys are encoded from strings");
-            let md5 = match b[at] {
-                MD5_AS_LINKED => {
-                    at += 1;
-                    linked(&text).map(|l| super::md5_of(l.as_bytes()))
-                }
-                MD5_RAW => {
-                    let mut m = [0u8; 16];
-                    m.copy_from_slice(&b[at + 1..at + 17]);
-                    at += 17;
-                    Some(m)
-                }
-                _ => {
-                    at += 1;
-                    None
-                }
+            let tag = b[at];
+            let raw = if tag == MD5_RAW {
+                &b[at + 1..at + 17]
+            } else {
+                &b[at..at]
             };
-            out.push((
-                text,
-                Obj {
-                    size,
-                    mtime: time_of(mtime),
-                    md5,
-                },
-            ));
+            at += 1 + raw.len();
+            if !f(&key, size, mtime, tag, raw) {
+                return;
+            }
         }
+    }
+
+    /// An object as kept: its MD5 worked out only if `md5` asks.
+    fn obj(key: &str, size: u64, mtime: i64, tag: u8, raw: &[u8], md5: bool) -> Obj {
+        let md5 = match tag {
+            _ if !md5 => None,
+            MD5_AS_LINKED => linked(key).map(|l| super::md5_of(l.as_bytes())),
+            MD5_RAW => raw.try_into().ok(),
+            _ => None,
+        };
+        Obj {
+            size,
+            mtime: time_of(mtime),
+            md5,
+        }
+    }
+
+    fn text(key: &[u8]) -> String {
+        String::from_utf8(key.to_vec()).expect("keys are encoded from strings")
+    }
+
+    /// Every object of the block, in order (with their MD5s if `md5`).
+    fn decode(&self, md5: bool) -> Vec<(String, Obj)> {
+        let mut out = Vec::with_capacity(BLOCK);
+        self.walk(&mut |key, size, mtime, tag, raw| {
+            let text = Block::text(key);
+            let o = Block::obj(&text, size, mtime, tag, raw, md5);
+            out.push((text, o));
+            true
+        });
         out
+    }
+
+    /// The object `key`, with its MD5.
+    fn find(&self, want: &str) -> Option<Obj> {
+        let mut found = None;
+        self.walk(&mut |key, size, mtime, tag, raw| match key.cmp(want.as_bytes()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal => {
+                found = Some(Block::obj(want, size, mtime, tag, raw, true));
+                false
+            }
+            std::cmp::Ordering::Greater => false,
+        });
+        found
+    }
+
+    /// The last key of the block.
+    fn last(&self) -> String {
+        let mut last = Vec::new();
+        self.walk(&mut |key, _, _, _, _| {
+            last.clear();
+            last.extend_from_slice(key);
+            true
+        });
+        Block::text(&last)
     }
 }
 
@@ -332,11 +376,7 @@ impl Listing {
             first(a).cmp(&first(b))
         });
         // Parts are disjoint key ranges: their blocks follow each other.
-        let last_of = |r: &Run| {
-            r.blocks
-                .last()
-                .map(|b| b.decode().pop().expect("a block holds one").0)
-        };
+        let last_of = |r: &Run| r.blocks.last().map(Block::last);
         let disjoint = runs
             .windows(2)
             .all(|w| match (last_of(&w[0]), w[1].blocks.first()) {
@@ -355,7 +395,7 @@ impl Listing {
             let mut all = BTreeMap::new();
             for r in runs {
                 for b in &r.blocks {
-                    all.extend(b.decode());
+                    all.extend(b.decode(true));
                 }
                 all.extend(r.exact);
             }
@@ -385,12 +425,7 @@ impl Listing {
     }
 
     fn block_get(&self, key: &str) -> Option<Obj> {
-        let b = self.block_of(key)?;
-        self.blocks[b]
-            .decode()
-            .into_iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, o)| o)
+        self.blocks[self.block_of(key)?].find(key)
     }
 
     pub(super) fn get(&self, key: &str) -> Option<Obj> {
@@ -418,8 +453,9 @@ impl Listing {
     }
 
     /// Up to `n` objects after `after` (or from `from`, inclusive, when
-    /// `after` is `None`), in order.
-    pub(super) fn after(&self, from: &str, after: Option<&str>, n: usize) -> Vec<(String, Obj)> {
+    /// `after` is `None`), in order; with their MD5s only if `md5` (a scan
+    /// needs none, and working out a link's costs a hash).
+    pub(super) fn after(&self, from: &str, after: Option<&str>, n: usize, md5: bool) -> Vec<(String, Obj)> {
         let start = after.unwrap_or(from);
         let past = |k: &str| match after {
             Some(a) => k > a,
@@ -428,12 +464,16 @@ impl Listing {
         let mut base = Vec::new();
         let mut b = self.block_of(start).unwrap_or(0);
         while b < self.blocks.len() && base.len() < n {
-            base.extend(
-                self.blocks[b]
-                    .decode()
-                    .into_iter()
-                    .filter(|(k, _)| past(k) && !self.removed.contains(k)),
-            );
+            let removed = &self.removed;
+            self.blocks[b].walk(&mut |key, size, mtime, tag, raw| {
+                let Ok(k) = std::str::from_utf8(key) else {
+                    return true;
+                };
+                if past(k) && !removed.contains(k) {
+                    base.push((k.to_string(), Block::obj(k, size, mtime, tag, raw, md5)));
+                }
+                true
+            });
             b += 1;
         }
         let bound = match after {
@@ -560,7 +600,9 @@ mod tests {
         }
         assert!(listing.get("blobs/sha256/00/x").is_none());
         let mut all = Vec::new();
-        Listing::each_below(&|p, a| listing.after(p, a, CHUNK), "", &mut |k, _| all.push(k));
+        Listing::each_below(&|p, a| listing.after(p, a, CHUNK, true), "", &mut |k, _| {
+            all.push(k)
+        });
         let keys: Vec<String> = want.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(all, keys);
         // An MD5 the key explains is one byte; others are kept whole.
@@ -578,7 +620,9 @@ mod tests {
         let mut l = Listing::of(vec![part(200..400), part(0..77), part(77..200)]);
         let below = |l: &Listing, p: &str| {
             let mut v = Vec::new();
-            Listing::each_below(&|p, a| l.after(p, a, CHUNK), p, &mut |k, o| v.push((k, o.size)));
+            Listing::each_below(&|p, a| l.after(p, a, CHUNK, true), p, &mut |k, o| {
+                v.push((k, o.size))
+            });
             v
         };
         let want: Vec<(String, u64)> = (40..80).map(|i| (key(i), u64::from(i))).collect();

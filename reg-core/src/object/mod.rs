@@ -645,10 +645,16 @@ fn cut(prefix: &str, objects: &mut Objects, stop: Stop, meta: bool, visit: &mut 
 
 /// Calls `visit` on every object of `listing` whose key starts with
 /// `dir`, in order, a few blocks at a time (the lock is not held
-/// while visiting: a visitor may ask the backend again).
+/// while visiting: a visitor may ask the backend again), without their
+/// MD5s (a scan reads sizes and times).
 fn below(listing: &RwLock<Listing>, dir: &str, visit: &mut dyn FnMut(String, Obj)) {
+    below_md5(listing, dir, false, visit)
+}
+
+/// [`below`], the objects with their MD5s if `md5`.
+fn below_md5(listing: &RwLock<Listing>, dir: &str, md5: bool, visit: &mut dyn FnMut(String, Obj)) {
     Listing::each_below(
-        &|p, after| listing.read().expect("area").after(p, after, CHUNK),
+        &|p, after| listing.read().expect("area").after(p, after, CHUNK, md5),
         dir,
         visit,
     );
@@ -904,7 +910,7 @@ impl Backend for ObjectBackend {
                 let dir = format!("{prefix}/");
                 let fresh = RwLock::new(fresh);
                 let mut now = Vec::new();
-                below(&fresh, &dir, &mut |k, o| now.push((k, o)));
+                below_md5(&fresh, &dir, true, &mut |k, o| now.push((k, o)));
                 let mut stale = Vec::new();
                 below(&listing, &dir, &mut |k, _| stale.push(k));
                 let mut listing = listing.write().expect("area");
