@@ -452,37 +452,47 @@ impl Listing {
         self.added.insert(key, o);
     }
 
-    /// Up to `n` objects after `after` (or from `from`, inclusive, when
-    /// `after` is `None`), in order; with their MD5s only if `md5` (a scan
-    /// needs none, and working out a link's costs a hash).
-    pub(super) fn after(&self, from: &str, after: Option<&str>, n: usize, md5: bool) -> Vec<(String, Obj)> {
-        let start = after.unwrap_or(from);
+    /// Up to `n` objects whose keys start with `prefix`, after `after`
+    /// (from the first, when `after` is `None`), in order; with their MD5s
+    /// only if `md5` (a scan needs none, and working out a link's costs a
+    /// hash). Stops at the first key past the prefix.
+    pub(super) fn after(&self, prefix: &str, after: Option<&str>, n: usize, md5: bool) -> Vec<(String, Obj)> {
+        let start = after.unwrap_or(prefix);
         let past = |k: &str| match after {
             Some(a) => k > a,
-            None => k >= from,
+            None => k >= prefix,
         };
         let mut base = Vec::new();
         let mut b = self.block_of(start).unwrap_or(0);
-        while b < self.blocks.len() && base.len() < n {
+        let mut done = false;
+        while !done && b < self.blocks.len() && base.len() < n {
             let removed = &self.removed;
             self.blocks[b].walk(&mut |key, size, mtime, tag, raw| {
                 let Ok(k) = std::str::from_utf8(key) else {
                     return true;
                 };
-                if past(k) && !removed.contains(k) {
+                if !past(k) {
+                    return true;
+                }
+                if !k.starts_with(prefix) {
+                    done = true;
+                    return false;
+                }
+                if !removed.contains(k) {
                     base.push((k.to_string(), Block::obj(k, size, mtime, tag, raw, md5)));
                 }
-                true
+                base.len() < n
             });
             b += 1;
         }
         let bound = match after {
             Some(a) => std::ops::Bound::Excluded(a.to_string()),
-            None => std::ops::Bound::Included(from.to_string()),
+            None => std::ops::Bound::Included(prefix.to_string()),
         };
         let added = self
             .added
             .range((bound, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
             .take(n)
             .map(|(k, o)| (k.clone(), o.clone()));
         // Merge the two sorted sequences.
