@@ -16,7 +16,7 @@
 //! the store.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -45,6 +45,8 @@ pub struct ManifestCache {
     held: AtomicU64,
     /// Held while evicting, so that threads do not evict at once.
     evicting: Mutex<()>,
+    /// The directory was made (or found) once: not asked for again.
+    made: AtomicBool,
 }
 
 impl ManifestCache {
@@ -56,6 +58,7 @@ impl ManifestCache {
             bound,
             held: AtomicU64::new(0),
             evicting: Mutex::new(()),
+            made: AtomicBool::new(false),
         };
         c.evict();
         c
@@ -91,7 +94,9 @@ impl ManifestCache {
             return;
         }
         let f = self.file(d);
-        let _ = std::fs::create_dir_all(&self.dir);
+        if !self.made.load(Ordering::Relaxed) && std::fs::create_dir_all(&self.dir).is_ok() {
+            self.made.store(true, Ordering::Relaxed);
+        }
         let tmp = self.dir.join(format!(
             ".tmp-{}-{:?}",
             std::process::id(),
