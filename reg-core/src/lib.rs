@@ -36,6 +36,7 @@ pub mod keep;
 pub mod layout;
 pub mod ls;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod mark;
 pub mod messages;
 pub mod object;
