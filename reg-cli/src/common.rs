@@ -58,10 +58,18 @@ pub struct Common {
 
     /// Keep the manifests read in DIR and read them from there next time
     ///
-    /// Manifests never change, so a copy kept by digest is as good as the
-    /// original: for object storage, where each read is a request.
+    /// Manifests never change, so a copy kept by digest (and checked
+    /// against it before use) is as good as the original: for object
+    /// storage, where each read is a request. On object storage the cache
+    /// is on by default, in $XDG_CACHE_HOME/reg-tools/manifests (else
+    /// ~/.cache/reg-tools/manifests), holding at most about 4 GiB (the
+    /// entries used longest ago go first).
     #[arg(long, value_name = "DIR")]
     pub manifest_cache: Option<PathBuf>,
+
+    /// Read every manifest from the store, keeping none (no manifest cache)
+    #[arg(long, conflicts_with = "manifest_cache")]
+    pub no_manifest_cache: bool,
 
     /// Print tab-separated columns instead of JSON lines
     ///
@@ -131,7 +139,14 @@ impl Common {
             Some(from) => anyhow::Error::new(e).context(from),
             None => e.into(),
         })?;
-        let store = match &self.manifest_cache {
+        // The cache pays where a read is a request: on by default there.
+        let cache = match (&self.manifest_cache, &location) {
+            _ if self.no_manifest_cache => None,
+            (Some(dir), _) => Some(dir.clone()),
+            (None, Location::Object(_)) => reg_core::manifest_cache::default_dir(&|k| std::env::var_os(k)),
+            (None, Location::Fs(_)) => None,
+        };
+        let store = match cache {
             Some(dir) => store.with_manifest_cache(dir),
             None => store,
         };

@@ -19,8 +19,9 @@
 //!   providers ([`object::s3`], [`object::azure`]).
 //! - [`layout`]: names, paths and enumeration under `docker/registry/v2`,
 //!   and the [`layout::Store`] every tool reads and changes the tree
-//!   through (`layout/`: names, paths, store, mutate); [`health`]: the
-//!   whole-store checks before any tool trusts it.
+//!   through (`layout/`: names, paths, store, mutate); [`manifest_cache`]:
+//!   the on-disk manifest cache across runs (not the in-run store of
+//!   [`refs`]); [`health`]: the whole-store checks before any tool trusts it.
 //! - [`root`]: finding the `v2` directory from a path or the registry's
 //!   `config.yml`; [`registry_config`]: what else the tools read there.
 //!
@@ -56,6 +57,7 @@ pub mod keep;
 pub mod layout;
 pub mod ls;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod mark;
 pub mod messages;
 pub mod object;

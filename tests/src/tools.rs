@@ -151,6 +151,10 @@ pub fn run_tool<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S], stdin: Option
     tool.run()
 }
 
+/// `XDG_CACHE_HOME` for every tool run: below a file, so nothing can be
+/// kept there (see [`Tool::spawn`]).
+pub const NO_CACHE: &str = "/dev/null/reg-tests-no-cache";
+
 /// A tool run being set up: arguments, stdin, environment and a time limit.
 ///
 /// ```no_run
@@ -223,6 +227,10 @@ impl Tool {
         let cmd_line = self.command_line();
         let mut child = Command::new(tool_path(&self.name))
             .args(&self.args)
+            // No manifest cache kept between tests (it is on by default on
+            // object storage): a directory that cannot be made, unless the
+            // test sets its own.
+            .env("XDG_CACHE_HOME", NO_CACHE)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(if self.stdin.is_some() {
                 Stdio::piped()

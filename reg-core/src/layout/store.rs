@@ -46,8 +46,8 @@ fn split_repositories(dir: &str) -> bool {
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
     pub(super) backend: Box<dyn Backend>,
-    /// A directory of manifest bytes by digest (see [`Store::with_manifest_cache`]).
-    manifest_cache: Option<std::path::PathBuf>,
+    /// Manifest bytes by digest (see [`Store::with_manifest_cache`]).
+    manifest_cache: Option<crate::manifest_cache::ManifestCache>,
 }
 
 impl Store {
@@ -64,8 +64,15 @@ impl Store {
     /// still stored: manifests are immutable, so a second run on object
     /// storage reads only manifests it has not seen. Each is checked
     /// against its digest whichever way it came.
-    pub fn with_manifest_cache(mut self, dir: impl Into<std::path::PathBuf>) -> Store {
-        self.manifest_cache = Some(dir.into());
+    /// Bounded to [`crate::manifest_cache::DEFAULT_BOUND`].
+    pub fn with_manifest_cache(self, dir: impl Into<std::path::PathBuf>) -> Store {
+        self.with_bounded_manifest_cache(dir, crate::manifest_cache::DEFAULT_BOUND)
+    }
+
+    /// [`Store::with_manifest_cache`] holding at most about `bound` bytes
+    /// (see [`crate::manifest_cache`]).
+    pub fn with_bounded_manifest_cache(mut self, dir: impl Into<std::path::PathBuf>, bound: u64) -> Store {
+        self.manifest_cache = Some(crate::manifest_cache::ManifestCache::new(dir, bound));
         self
     }
 
@@ -157,10 +164,10 @@ impl Store {
     /// manifest, or does not hash to `d`.
     pub fn manifest(&self, d: &Digest) -> Result<Option<crate::manifest::Manifest>> {
         let rel = paths::blob_data(d);
-        let cached = self.manifest_cache.as_ref().map(|dir| dir.join(d.to_string()));
-        let from_cache = match &cached {
+        let cache = self.manifest_cache.as_ref();
+        let from_cache = match cache {
             // Only while the blob is stored: a deleted manifest is missing.
-            Some(f) if self.backend.stat(&rel)?.is_some() => std::fs::read(f).ok().filter(|b| d.matches(b)),
+            Some(c) if self.backend.stat(&rel)?.is_some() => c.read(d),
             _ => None,
         };
         let bytes = match from_cache {
@@ -169,8 +176,8 @@ impl Store {
                 let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
                     return Ok(None);
                 };
-                if let (Some(f), true) = (&cached, d.matches(&bytes)) {
-                    keep_in_cache(f, &bytes);
+                if let Some(c) = cache {
+                    c.keep(d, &bytes);
                 }
                 bytes
             }
@@ -756,22 +763,6 @@ impl Store {
             out.errors.extend(p.errors);
         }
         out
-    }
-}
-
-/// Writes `bytes` to the manifest cache file `f` (through a temporary file
-/// and a rename, so a reader never sees half a file); a cache that cannot be
-/// written is only slower.
-fn keep_in_cache(f: &std::path::Path, bytes: &[u8]) {
-    let Some(dir) = f.parent() else { return };
-    let _ = std::fs::create_dir_all(dir);
-    let tmp = dir.join(format!(
-        ".tmp-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, f).is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
 }
 

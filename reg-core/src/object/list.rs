@@ -30,6 +30,8 @@ use object_store::list::{PaginatedListOptions, PaginatedListResult, PaginatedLis
 use object_store::path::Path as Key;
 use object_store::{ObjectMeta, ObjectStore};
 
+use super::compact::Run;
+use super::Obj;
 use crate::error::Failure;
 
 /// At most this many listing requests in flight at once.
@@ -54,7 +56,12 @@ impl Failed {
     }
 }
 
-type Found = Result<Vec<ObjectMeta>, Failed>;
+/// An area's objects, as runs of sorted objects (one per part listed).
+type Found = Result<Vec<Run>, Failed>;
+
+/// What a listed object is kept as: its key relative to the registry's
+/// `v2` and what the listing says of it (`None`: not below `v2`).
+pub(super) type Convert<'a> = dyn Fn(&ObjectMeta) -> Option<(String, Obj)> + Sync + 'a;
 
 /// One listing page: the objects, the child "directories" (with a
 /// delimiter, each ending in `/`), the token of the next page.
@@ -65,16 +72,24 @@ struct Page {
 }
 
 /// Lists through a store's paginated listing, cutting as it goes.
-pub(super) struct Lister {
+pub(super) struct Lister<'a> {
     pub pages: Arc<dyn PaginatedListStore>,
     /// Bounds the requests in flight.
     pub permits: Arc<tokio::sync::Semaphore>,
     /// Whether the directory (a full key prefix ending in `/`) may be cut
     /// into listings of its children (the layout's [`crate::storage::Area`]).
     pub split: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Each object as it is kept, page by page as they come (no page is
+    /// kept longer than it takes to encode it).
+    pub convert: &'a Convert<'a>,
 }
 
-impl Lister {
+impl Lister<'_> {
+    /// `objects` (in any order) as one run.
+    fn run_of<'o>(&self, objects: impl IntoIterator<Item = &'o ObjectMeta>) -> Run {
+        Run::of(objects.into_iter().filter_map(|m| (self.convert)(m)).collect())
+    }
+
     /// One page of the keys starting with `prefix` (a raw prefix, not
     /// necessarily a directory), tried again when it breaks off.
     async fn page(&self, prefix: &str, delimited: bool, token: Option<String>) -> Result<Page, Failed> {
@@ -129,14 +144,24 @@ impl Lister {
 
     /// Every object below `prefix`, page after page, from `first` on.
     async fn sequential(&self, prefix: &str, first: Page) -> Found {
-        let mut out = first.objects;
+        // Pages come in key order: one run (a key out of order is kept
+        // apart by the run, exactly).
+        let mut run = Run::default();
+        let mut add = |objects: Vec<ObjectMeta>| {
+            for m in &objects {
+                if let Some((k, o)) = (self.convert)(m) {
+                    run.push(&k, o.size, o.mtime, o.md5);
+                }
+            }
+        };
+        add(first.objects);
         let mut next = first.next;
         while let Some(token) = next {
             let p = self.page(prefix, false, Some(token)).await?;
-            out.extend(p.objects);
+            add(p.objects);
             next = p.next;
         }
-        Ok(out)
+        Ok(vec![run])
     }
 
     /// The children of `prefix`: directories and objects directly below
@@ -171,7 +196,7 @@ impl Lister {
                 None => self.page(&prefix, false, None).await?,
             };
             if first.next.is_none() {
-                return Ok(first.objects);
+                return Ok(vec![self.run_of(&first.objects)]);
             }
             let dir = match prefix.rfind('/') {
                 Some(i) => &prefix[..=i],
@@ -187,22 +212,24 @@ impl Lister {
                 // One directory holds it all: cut there.
                 return self.list(kids[0].clone(), Some(first.objects)).await;
             }
-            let mut out = direct;
+            let mut out = vec![self.run_of(&direct)];
             let mut todo = Vec::new();
             for part in parts(&prefix, &kids, &first.objects, &last) {
                 if covered(&part, &last) {
-                    out.extend(
-                        first
-                            .objects
-                            .iter()
-                            .filter(|o| o.location.as_ref().starts_with(&part))
-                            .cloned(),
+                    out.push(
+                        self.run_of(
+                            first
+                                .objects
+                                .iter()
+                                .filter(|o| o.location.as_ref().starts_with(&part)),
+                        ),
                     );
                 } else {
                     todo.push(part);
                 }
             }
-            let listed: Vec<Vec<ObjectMeta>> = futures::stream::iter(todo)
+            drop(first);
+            let listed: Vec<Vec<Run>> = futures::stream::iter(todo)
                 .map(|p| self.list(p, None))
                 .buffer_unordered(LIST_CONCURRENCY)
                 .try_collect()

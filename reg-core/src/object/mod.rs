@@ -34,6 +34,7 @@
 //! the tools' walks stay synchronous.
 
 pub mod azure;
+mod compact;
 mod http;
 pub mod inventory;
 pub mod list;
@@ -54,8 +55,9 @@ use object_store::{ObjectStore, PutPayload};
 
 use crate::error::{Error, Failure, Result};
 use crate::storage::{Area, Backend, Capabilities, Meta, Requests, Scanned, Stop};
+use compact::{Listing, Run, CHUNK};
 use http::{Http, Md5s, ServerClock};
-use list::{Failed, Lister, LIST_CONCURRENCY};
+use list::{Convert, Failed, Lister, LIST_CONCURRENCY};
 use provider::Provider;
 
 pub use azure::AzureConfig;
@@ -113,8 +115,9 @@ struct Obj {
     md5: Option<[u8; 16]>,
 }
 
-/// The listing of an area: every key below it, relative to `v2`.
-type Listed = Arc<RwLock<BTreeMap<String, Obj>>>;
+/// The listing of an area: every key below it, relative to `v2`, held
+/// compactly ([`compact`]).
+type Listed = Arc<RwLock<Listing>>;
 
 /// A cached area, or why listing it failed.
 type AreaListing = std::result::Result<Listed, (Failure, String)>;
@@ -305,7 +308,8 @@ impl ObjectBackend {
         }
         let areas: Vec<&'static str> = self.plan.read().expect("plan").iter().map(|a| a.prefix).collect();
         type First = std::result::Result<(&'static str, Seed), Failed>;
-        let lister = self.lister();
+        let convert = |m: &object_store::ObjectMeta| self.entry(m);
+        let lister = self.lister(&convert);
         let firsts: Vec<First> = self.rt.block_on(
             futures::stream::iter(areas)
                 .map(|a| {
@@ -405,7 +409,12 @@ impl ObjectBackend {
         Error::storage(self.display(rel), failure_of(e), e.to_string())
     }
 
-    fn lister(&self) -> Lister {
+    /// A listed object as it is kept: its key relative to `v2`.
+    fn entry(&self, m: &object_store::ObjectMeta) -> Option<(String, Obj)> {
+        Some((self.rel(m.location.as_ref())?.to_string(), self.obj_of(m)))
+    }
+
+    fn lister<'a>(&self, convert: &'a Convert<'a>) -> Lister<'a> {
         let v2 = format!("{}/", self.v2);
         let plan = self.plan.read().expect("plan").clone();
         Lister {
@@ -420,6 +429,7 @@ impl ObjectBackend {
                     rel.starts_with(&area) && (a.split)(rel)
                 })
             }),
+            convert,
         }
     }
 
@@ -429,13 +439,11 @@ impl ObjectBackend {
         &self,
         prefix: &str,
         first: Option<Vec<object_store::ObjectMeta>>,
-    ) -> std::result::Result<Vec<(String, Obj)>, Failed> {
+    ) -> std::result::Result<Listing, Failed> {
         let full = format!("{}/{prefix}/", self.v2);
-        let objects = self.rt.block_on(self.lister().list(full, first))?;
-        Ok(objects
-            .iter()
-            .filter_map(|m| Some((self.rel(m.location.as_ref())?.to_string(), self.obj_of(m))))
-            .collect())
+        let convert = |m: &object_store::ObjectMeta| self.entry(m);
+        let runs = self.rt.block_on(self.lister(&convert).list(full, first))?;
+        Ok(Listing::of(runs))
     }
 
     /// The area `rel` lies in, if the layout named it.
@@ -459,10 +467,9 @@ impl ObjectBackend {
         }
         let seed = self.seeds.lock().expect("seeds").remove(area);
         let listed = match seed {
-            Some(Seed { objects, whole: true }) => Ok(objects
-                .iter()
-                .filter_map(|m| Some((self.rel(m.location.as_ref())?.to_string(), self.obj_of(m))))
-                .collect()),
+            Some(Seed { objects, whole: true }) => Ok(Listing::of(vec![Run::of(
+                objects.iter().filter_map(|m| self.entry(m)).collect(),
+            )])),
             Some(Seed {
                 objects,
                 whole: false,
@@ -470,7 +477,7 @@ impl ObjectBackend {
             _ => self.list_below(area, None),
         };
         let listed = listed
-            .map(|m| Arc::new(RwLock::new(m.into_iter().collect())))
+            .map(|m| Arc::new(RwLock::new(m)))
             .map_err(|f| (f.failure, format!("listing failed: {}", f.message)));
         self.areas.lock().expect("areas").insert(area, listed.clone());
         listed
@@ -488,25 +495,21 @@ impl ObjectBackend {
         }
     }
 
-    /// Every object below `prefix` (relative to `v2`), from the cache or
-    /// listed now.
-    fn objects_below(&self, prefix: &str) -> Result<Vec<(String, Obj)>> {
+    /// Calls `visit` on every object below `prefix` (relative to `v2`), in
+    /// key order, from the cache (read in place, a block at a time, the
+    /// lock not held while visiting) or listed now.
+    fn each_below(&self, prefix: &str, visit: &mut dyn FnMut(String, Obj)) -> Result<()> {
         let dir = format!("{prefix}/");
-        match self.cached(prefix)? {
-            Some(map) => {
-                let map = map.read().expect("area");
-                Ok(map
-                    .range(dir.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&dir))
-                    .map(|(k, o)| (k.clone(), o.clone()))
-                    .collect())
-            }
-            None => self.list_now(prefix),
-        }
+        let listing = match self.cached(prefix)? {
+            Some(l) => l,
+            None => Arc::new(RwLock::new(self.list_now(prefix)?)),
+        };
+        below(&listing, &dir, visit);
+        Ok(())
     }
 
     /// Every object below `prefix`, listed now (not from the cache).
-    fn list_now(&self, prefix: &str) -> Result<Vec<(String, Obj)>> {
+    fn list_now(&self, prefix: &str) -> Result<Listing> {
         self.list_below(prefix, None)
             .map_err(|f| Error::storage(self.display(prefix), f.failure, f.message))
     }
@@ -526,8 +529,8 @@ impl ObjectBackend {
     /// Forgets `keys` in the cache (deleted); never lists to do so.
     fn forget(&self, keys: &[String]) {
         for k in keys {
-            if let Some(map) = self.loaded(k) {
-                map.write().expect("area").remove(k);
+            if let Some(listing) = self.loaded(k) {
+                listing.write().expect("area").remove(k);
             }
         }
     }
@@ -685,7 +688,10 @@ impl ObjectBackend {
         self.check_report_covers(&areas, &maps, &shown)?;
         let mut cached = self.areas.lock().expect("areas");
         for (a, map) in areas.iter().zip(maps) {
-            cached.insert(a, Ok(Arc::new(RwLock::new(map))));
+            // Sorted already: one run, encoded compactly like a LIST's pages
+            // (the report's rows were held whole until here).
+            let run = Run::of(map.into_iter().collect());
+            cached.insert(a, Ok(Arc::new(RwLock::new(Listing::of(vec![run])))));
         }
         *self.inventory.lock().expect("inventory") = Some(shown.clone());
         Ok(InventoryUsed {
@@ -811,33 +817,30 @@ impl Read for BodyReader {
     }
 }
 
+/// Calls its argument on each object of a listing, in key order.
+type Objects<'a> = dyn FnMut(&mut dyn FnMut(String, Obj)) + 'a;
+
 /// A flat listing of the keys below `prefix` (sorted, as S3 lists them),
 /// cut where `stop` says: each cut prefix is reported once, as a
 /// [`Scanned::Prefix`], and nothing below it (keys sharing a prefix are
 /// next to each other in the listing). What the filesystem's scan reports
 /// for the same tree, except empty directories, which a bucket cannot hold.
-fn cut(
-    prefix: &str,
-    objects: Vec<(String, Obj)>,
-    stop: Stop,
-    meta: bool,
-    visit: &mut dyn FnMut(Scanned),
-) -> bool {
+fn cut(prefix: &str, objects: &mut Objects, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> bool {
     let base = prefix.len() + 1;
     let mut last_cut: Option<String> = None;
     let mut found = false;
-    for (key, o) in objects {
+    objects(&mut |key, o| {
         found = true;
         let rel = &key[base..];
         // A "directory marker" some tools write: nothing to list.
         if rel.is_empty() || rel.ends_with('/') {
-            continue;
+            return;
         }
         if last_cut
             .as_deref()
             .is_some_and(|c| rel.starts_with(c) && rel[c.len()..].starts_with('/'))
         {
-            continue;
+            return;
         }
         let mut at = None;
         for (depth, (i, _)) in rel.match_indices('/').enumerate() {
@@ -848,16 +851,34 @@ fn cut(
         }
         match at {
             Some(c) => {
+                let c = c.to_string();
                 visit(Scanned::Prefix(format!("{prefix}/{c}")));
-                last_cut = Some(c.to_string());
+                last_cut = Some(c);
             }
             None => visit(Scanned::Object {
                 meta: meta.then(|| meta_of(&o)),
                 key,
             }),
         }
-    }
+    });
     found
+}
+
+/// Calls `visit` on every object of `listing` whose key starts with
+/// `dir`, in order, a few blocks at a time (the lock is not held
+/// while visiting: a visitor may ask the backend again), without their
+/// MD5s (a scan reads sizes and times).
+fn below(listing: &RwLock<Listing>, dir: &str, visit: &mut dyn FnMut(String, Obj)) {
+    below_md5(listing, dir, false, visit)
+}
+
+/// [`below`], the objects with their MD5s if `md5`.
+fn below_md5(listing: &RwLock<Listing>, dir: &str, md5: bool, visit: &mut dyn FnMut(String, Obj)) {
+    Listing::each_below(
+        &|p, after| listing.read().expect("area").after(p, after, CHUNK, md5),
+        dir,
+        visit,
+    );
 }
 
 impl Backend for ObjectBackend {
@@ -897,23 +918,36 @@ impl Backend for ObjectBackend {
     }
 
     fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
-        Ok(cut(prefix, self.objects_below(prefix)?, stop, meta, visit))
+        let mut failed = None;
+        let found = cut(
+            prefix,
+            &mut |each| {
+                if let Err(e) = self.each_below(prefix, each) {
+                    failed = Some(e);
+                }
+            },
+            stop,
+            meta,
+            visit,
+        );
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
     }
 
     /// From the listing: a key is an object; a prefix with objects below is
     /// a "directory", whose mtime is its newest object's.
     fn stat(&self, rel: &str) -> Result<Option<Meta>> {
-        if let Some(map) = self.cached(rel)? {
-            let map = map.read().expect("area");
-            if let Some(o) = map.get(rel) {
-                return Ok(Some(meta_of(o)));
+        if let Some(listing) = self.cached(rel)? {
+            let known = listing.read().expect("area").get(rel);
+            if let Some(o) = known {
+                return Ok(Some(meta_of(&o)));
             }
-            let dir = format!("{rel}/");
-            let newest = map
-                .range(dir.clone()..)
-                .take_while(|(k, _)| k.starts_with(&dir))
-                .map(|(_, o)| o.mtime)
-                .max();
+            let mut newest = None;
+            below(&listing, &format!("{rel}/"), &mut |_, o| {
+                newest = newest.max(Some(o.mtime));
+            });
             return Ok(newest.map(|mtime| Meta {
                 size: 0,
                 mtime,
@@ -922,16 +956,15 @@ impl Backend for ObjectBackend {
         }
         match self.rt.block_on(self.src.store.head(&self.key(rel))) {
             Ok(m) => Ok(Some(meta_of(&self.obj_of(&m)))),
-            Err(object_store::Error::NotFound { .. }) => Ok(self
-                .objects_below(rel)?
-                .iter()
-                .map(|(_, o)| o.mtime)
-                .max()
-                .map(|mtime| Meta {
+            Err(object_store::Error::NotFound { .. }) => {
+                let mut newest = None;
+                self.each_below(rel, &mut |_, o| newest = newest.max(Some(o.mtime)))?;
+                Ok(newest.map(|mtime| Meta {
                     size: 0,
                     mtime,
                     is_dir: true,
-                })),
+                }))
+            }
             Err(e) => Err(self.store_err(rel, &e)),
         }
     }
@@ -963,8 +996,8 @@ impl Backend for ObjectBackend {
             // Nothing to vouch for: a read now (reg-rm's checks at deletion time).
             return self.read_with_meta(rel, limit);
         }
-        if let Some(map) = self.cached(rel)? {
-            let known = map.read().expect("area").get(rel).cloned();
+        if let Some(listing) = self.cached(rel)? {
+            let known = listing.read().expect("area").get(rel);
             let Some(o) = known else {
                 return Ok(None);
             };
@@ -1002,7 +1035,9 @@ impl Backend for ObjectBackend {
         if let Some(e) = self.refuse_key(prefix) {
             return Err(e);
         }
-        let keys: Vec<String> = self.list_now(prefix)?.into_iter().map(|(k, _)| k).collect();
+        let fresh = RwLock::new(self.list_now(prefix)?);
+        let mut keys = Vec::new();
+        below(&fresh, &format!("{prefix}/"), &mut |k, _| keys.push(k));
         if keys.is_empty() {
             return Ok(false);
         }
@@ -1060,8 +1095,8 @@ impl Backend for ObjectBackend {
         });
         let written = r.map_err(|e| self.store_err(rel, &e))?;
         if written {
-            if let Some(map) = self.loaded(rel) {
-                map.write().expect("area").insert(
+            if let Some(listing) = self.loaded(rel) {
+                listing.write().expect("area").insert(
                     rel.to_string(),
                     Obj {
                         size: bytes.len() as u64,
@@ -1091,22 +1126,24 @@ impl Backend for ObjectBackend {
     /// place of what was; forgets every listing if that fails (the next
     /// scan lists anew and reports the failure).
     fn refresh_below(&self, prefix: &str) {
-        let Some(map) = self.loaded(prefix) else {
+        let Some(listing) = self.loaded(prefix) else {
             return;
         };
         match self.list_now(prefix) {
             Ok(fresh) => {
                 let dir = format!("{prefix}/");
-                let mut map = map.write().expect("area");
-                let stale: Vec<String> = map
-                    .range(dir.clone()..)
-                    .take_while(|(k, _)| k.starts_with(&dir))
-                    .map(|(k, _)| k.clone())
-                    .collect();
+                let fresh = RwLock::new(fresh);
+                let mut now = Vec::new();
+                below_md5(&fresh, &dir, true, &mut |k, o| now.push((k, o)));
+                let mut stale = Vec::new();
+                below(&listing, &dir, &mut |k, _| stale.push(k));
+                let mut listing = listing.write().expect("area");
                 for k in stale {
-                    map.remove(&k);
+                    listing.remove(&k);
                 }
-                map.extend(fresh);
+                for (k, o) in now {
+                    listing.insert(k, o);
+                }
             }
             Err(_) => self.refresh(),
         }
@@ -1158,7 +1195,12 @@ mod tests {
         let listing: Vec<(String, Obj)> = keys.iter().map(|k| (k.to_string(), o())).collect();
         let mut seen = Vec::new();
         let stop = |rel: &str, _: usize| rel.rsplit('/').next().is_some_and(|c| c.starts_with('_'));
-        let found = cut("repositories", listing, &stop, true, &mut |item| {
+        let mut each = |visit: &mut dyn FnMut(String, Obj)| {
+            for (k, o) in listing.clone() {
+                visit(k, o)
+            }
+        };
+        let found = cut("repositories", &mut each, &stop, true, &mut |item| {
             seen.push(match item {
                 Scanned::Prefix(p) => format!("prefix {p}"),
                 Scanned::Object { key, meta } => format!("object {key} {}", meta.is_some()),
@@ -1177,7 +1219,7 @@ mod tests {
             ]
         );
         let mut none = 0;
-        assert!(!cut("repositories", Vec::new(), &stop, false, &mut |_| none += 1));
+        assert!(!cut("repositories", &mut |_| {}, &stop, false, &mut |_| none += 1));
         assert_eq!(none, 0);
     }
 

@@ -19,6 +19,21 @@ use reg_tests::{
 
 use serde_json::Value;
 
+/// The GETs a tool's summary counts (`…; 57 requests: 40 LIST, 17 GET`).
+fn gets(run: &Run) -> usize {
+    run.stderr
+        .split([';', ','])
+        .filter_map(|part| {
+            part.trim()
+                .strip_suffix(" GET")?
+                .rsplit(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum()
+}
+
 /// A moto server and a registry on a bucket of it with the scenario pushed;
 /// `None` when the test should be skipped.
 #[track_caller]
@@ -122,6 +137,40 @@ fn s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pul
     second.success().stderr_lacks(" GET");
     assert_eq!(second.stdout, first.stdout);
     assert_eq!(comparable(&second), comparable(&refs));
+
+    // On object storage the cache is on by default, under XDG_CACHE_HOME:
+    // reg-rm's mark reads what reg-refs read (no GET of a manifest), and
+    // --no-manifest-cache reads them all again. The same records each way.
+    let home = copy.path().join("xdg-cache");
+    let with_home = |t: Tool| t.env("XDG_CACHE_HOME", &home);
+    let refs = with_home(by_config("reg-refs", &reg, &["--stats"])).run();
+    refs.success().stderr_has(" GET");
+    let kept = std::fs::read_dir(home.join("reg-tools/manifests")).map_or(0, |d| d.count());
+    assert!(kept > 0, "no manifest kept in the default cache\n{}", refs.stderr);
+    let again = with_home(by_config("reg-refs", &reg, &["--stats"])).run();
+    again.success().stderr_lacks(" GET");
+    assert_eq!(again.stdout, refs.stdout);
+    let uncached = with_home(by_config("reg-refs", &reg, &["--stats", "--no-manifest-cache"])).run();
+    assert_eq!(gets(uncached.success()), gets(&refs));
+    assert_eq!(uncached.stdout, refs.stdout);
+    let orphans = by_config("reg-orphans", &reg, &["--min-age", "0s"])
+        .stdin(&refs.stdout)
+        .run();
+    let dry = |extra: &[&str]| {
+        let mut args = vec!["--dry-run", "--min-age", "0s"];
+        args.extend(extra);
+        with_home(by_config("reg-rm", &reg, &args))
+            .stdin(&orphans.success().stdout)
+            .run()
+    };
+    let (cached_rm, uncached_rm) = (dry(&[]), dry(&["--no-manifest-cache"]));
+    assert!(
+        gets(cached_rm.success()) < gets(uncached_rm.success()),
+        "reg-rm read manifests the cache held:\n{}\n{}",
+        cached_rm.stderr,
+        uncached_rm.stderr
+    );
+    assert_eq!(cached_rm.stdout, uncached_rm.stdout);
 
     // --tagged-only, through s3:// and AWS_* this time: the same lists and
     // the same dry run as on the filesystem.

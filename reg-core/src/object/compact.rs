@@ -1,0 +1,663 @@
+//! Listings held compactly: an area of a bucket (up to hundreds of millions
+//! of keys) as sorted blocks of [`BLOCK`] objects, each key front-coded
+//! against the one before it (`blobs/sha256/ab/` once a block), runs of
+//! lowercase hex digits packed two to a byte, sizes and times as varints
+//! (times as the change from the key before), and the content MD5 as one
+//! byte when it is what the key says a link holds.
+//!
+//! Listed objects enter through one small function, [`Run::push`] (key,
+//! size, last-modified, content MD5), whatever lists them.
+//!
+//! A [`Listing`] is read in place ([`Listing::get`], [`Listing::after`]:
+//! a few objects at a time, decoded from their block), never copied whole.
+//! Changes made through the backend after listing (deletes, writes) go in
+//! a small overlay of exact entries, as does any object the blocks cannot
+//! hold exactly (a time that does not fit in 64-bit nanoseconds).
+//!
+//! What it keeps of an MD5: only a link's (`…/<alg>/<hex>/link`), where
+//! the registry's content is `<alg>:<hex>`; one that matches that is a
+//! flag, one that does not is kept whole. Other objects keep none: their
+//! MD5 is only ever used to answer a link read without a GET
+//! ([`crate::storage::Backend::read_expecting`]), and without one the read
+//! goes to the store (slower, never wrong).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use super::Obj;
+
+/// Objects per block.
+pub(super) const BLOCK: usize = 32;
+
+/// Objects read from a listing at a time (the block holding the key read
+/// last is decoded again for each: a few blocks a chunk keep that small).
+pub(super) const CHUNK: usize = 4 * BLOCK;
+
+/// Runs of hex digits at least this long are packed.
+const HEX_RUN: usize = 16;
+
+/// Bytes of an encoded key: a packed hex run follows, then an escaped byte.
+const PACKED: u8 = 0;
+const ESCAPE: u8 = 1;
+
+/// What the block says of an object's MD5.
+const MD5_NONE: u8 = 0;
+const MD5_AS_LINKED: u8 = 1;
+const MD5_RAW: u8 = 2;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], at: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let byte = b[*at];
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    (v >> 1) as i64 ^ -((v & 1) as i64)
+}
+
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+fn nibble(b: u8) -> u8 {
+    if b.is_ascii_digit() {
+        b - b'0'
+    } else {
+        b - b'a' + 10
+    }
+}
+
+/// `text` with runs of lowercase hex packed (see the module).
+fn encode_text(text: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < text.len() {
+        let run = text[i..].iter().take_while(|b| is_hex(**b)).count() & !1;
+        if run >= HEX_RUN {
+            out.push(PACKED);
+            put_varint(out, (run / 2) as u64);
+            out.extend(
+                text[i..i + run]
+                    .chunks(2)
+                    .map(|p| nibble(p[0]) << 4 | nibble(p[1])),
+            );
+            i += run;
+            continue;
+        }
+        let b = text[i];
+        if b == PACKED || b == ESCAPE {
+            out.push(ESCAPE);
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+fn decode_text(b: &[u8], at: &mut usize, end: usize, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    while *at < end {
+        match b[*at] {
+            PACKED => {
+                *at += 1;
+                let n = get_varint(b, at) as usize;
+                for &p in &b[*at..*at + n] {
+                    out.push(HEX[usize::from(p >> 4)]);
+                    out.push(HEX[usize::from(p & 15)]);
+                }
+                *at += n;
+            }
+            ESCAPE => {
+                out.push(b[*at + 1]);
+                *at += 2;
+            }
+            c => {
+                out.push(c);
+                *at += 1;
+            }
+        }
+    }
+}
+
+/// The content a link at `key` holds when it is the registry's:
+/// `…/<alg>/<hex>/link` holds `<alg>:<hex>`.
+fn linked(key: &str) -> Option<String> {
+    let rest = key.strip_suffix("/link")?;
+    let (rest, hex) = rest.rsplit_once('/')?;
+    let alg = rest.rsplit('/').next()?;
+    Some(format!("{alg}:{hex}"))
+}
+
+/// Nanoseconds since the epoch, if they fit.
+fn nanos(t: SystemTime) -> Option<i64> {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).ok(),
+        Err(e) => i64::try_from(e.duration().as_nanos()).ok().map(|n| -n),
+    }
+}
+
+fn time_of(n: i64) -> SystemTime {
+    if n >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(n as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_nanos(n.unsigned_abs())
+    }
+}
+
+/// What [`Block::walk`] calls on each object.
+type Walk<'a> = dyn FnMut(&[u8], u64, i64, u8, &[u8]) -> bool + 'a;
+
+/// Up to [`BLOCK`] objects, sorted, encoded.
+#[derive(Debug)]
+struct Block {
+    /// The first key, whole: where a search lands.
+    first: Box<str>,
+    bytes: Box<[u8]>,
+}
+
+impl Block {
+    /// Walks the block's objects in order: `f` gets each key (bytes), size,
+    /// time (nanoseconds) and MD5 field (its tag, and the raw bytes after
+    /// it), and says whether to go on.
+    fn walk(&self, f: &mut Walk) {
+        let b = &self.bytes;
+        let mut key: Vec<u8> = Vec::with_capacity(self.first.len() + 16);
+        let (mut at, mut mtime) = (0usize, 0i64);
+        while at < b.len() {
+            let shared = get_varint(b, &mut at) as usize;
+            let len = get_varint(b, &mut at) as usize;
+            key.truncate(shared);
+            let end = at + len;
+            decode_text(b, &mut at, end, &mut key);
+            let size = get_varint(b, &mut at);
+            mtime = mtime.wrapping_add(unzigzag(get_varint(b, &mut at)));
+            let tag = b[at];
+            let raw = if tag == MD5_RAW {
+                &b[at + 1..at + 17]
+            } else {
+                &b[at..at]
+            };
+            at += 1 + raw.len();
+            if !f(&key, size, mtime, tag, raw) {
+                return;
+            }
+        }
+    }
+
+    /// An object as kept: its MD5 worked out only if `md5` asks.
+    fn obj(key: &str, size: u64, mtime: i64, tag: u8, raw: &[u8], md5: bool) -> Obj {
+        let md5 = match tag {
+            _ if !md5 => None,
+            MD5_AS_LINKED => linked(key).map(|l| super::md5_of(l.as_bytes())),
+            MD5_RAW => raw.try_into().ok(),
+            _ => None,
+        };
+        Obj {
+            size,
+            mtime: time_of(mtime),
+            md5,
+        }
+    }
+
+    fn text(key: &[u8]) -> String {
+        String::from_utf8(key.to_vec()).expect("keys are encoded from strings")
+    }
+
+    /// Every object of the block, in order (with their MD5s if `md5`).
+    fn decode(&self, md5: bool) -> Vec<(String, Obj)> {
+        let mut out = Vec::with_capacity(BLOCK);
+        self.walk(&mut |key, size, mtime, tag, raw| {
+            let text = Block::text(key);
+            let o = Block::obj(&text, size, mtime, tag, raw, md5);
+            out.push((text, o));
+            true
+        });
+        out
+    }
+
+    /// The object `key`, with its MD5.
+    fn find(&self, want: &str) -> Option<Obj> {
+        let mut found = None;
+        self.walk(&mut |key, size, mtime, tag, raw| match key.cmp(want.as_bytes()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal => {
+                found = Some(Block::obj(want, size, mtime, tag, raw, true));
+                false
+            }
+            std::cmp::Ordering::Greater => false,
+        });
+        found
+    }
+
+    /// The last key of the block.
+    fn last(&self) -> String {
+        let mut last = Vec::new();
+        self.walk(&mut |key, _, _, _, _| {
+            last.clear();
+            last.extend_from_slice(key);
+            true
+        });
+        Block::text(&last)
+    }
+}
+
+/// Sorted objects being encoded into blocks, and those the blocks cannot
+/// hold exactly.
+#[derive(Debug, Default)]
+pub(super) struct Run {
+    blocks: Vec<Block>,
+    cur: Vec<u8>,
+    cur_first: String,
+    in_cur: usize,
+    prev: String,
+    prev_mtime: i64,
+    exact: BTreeMap<String, Obj>,
+}
+
+impl Run {
+    /// Adds one listed object; keys must come in ascending order (a key
+    /// not above the one before goes in the exact overlay).
+    pub(super) fn push(&mut self, key: &str, size: u64, mtime: SystemTime, md5: Option<[u8; 16]>) {
+        let obj = Obj { size, mtime, md5 };
+        let Some(n) = nanos(mtime) else {
+            self.exact.insert(key.to_string(), obj);
+            return;
+        };
+        if (self.in_cur > 0 || !self.blocks.is_empty()) && key <= self.prev.as_str() {
+            self.exact.insert(key.to_string(), obj);
+            return;
+        }
+        if self.in_cur == BLOCK {
+            self.seal();
+        }
+        let out = &mut self.cur;
+        let shared = if self.in_cur == 0 {
+            self.cur_first = key.to_string();
+            self.prev_mtime = 0;
+            0
+        } else {
+            // Shared bytes, backed off to a character boundary.
+            let mut s = self
+                .prev
+                .bytes()
+                .zip(key.bytes())
+                .take_while(|(a, b)| a == b)
+                .count();
+            while !key.is_char_boundary(s) {
+                s -= 1;
+            }
+            s
+        };
+        put_varint(out, shared as u64);
+        let mut text = Vec::new();
+        encode_text(&key.as_bytes()[shared..], &mut text);
+        put_varint(out, text.len() as u64);
+        out.extend_from_slice(&text);
+        put_varint(out, size);
+        put_varint(out, zigzag(n.wrapping_sub(self.prev_mtime)));
+        self.prev_mtime = n;
+        match (md5, linked(key)) {
+            (None, _) | (Some(_), None) => out.push(MD5_NONE),
+            (Some(m), Some(l)) if super::md5_of(l.as_bytes()) == m => out.push(MD5_AS_LINKED),
+            (Some(m), Some(_)) => {
+                out.push(MD5_RAW);
+                out.extend_from_slice(&m);
+            }
+        }
+        self.in_cur += 1;
+        self.prev.clear();
+        self.prev.push_str(key);
+    }
+
+    fn seal(&mut self) {
+        if self.in_cur == 0 {
+            return;
+        }
+        self.blocks.push(Block {
+            first: std::mem::take(&mut self.cur_first).into_boxed_str(),
+            bytes: std::mem::take(&mut self.cur).into_boxed_slice(),
+        });
+        self.in_cur = 0;
+    }
+
+    /// `objects` sorted, as a run.
+    pub(super) fn of(mut objects: Vec<(String, Obj)>) -> Run {
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut r = Run::default();
+        for (k, o) in objects {
+            r.push(&k, o.size, o.mtime, o.md5);
+        }
+        r.seal();
+        r
+    }
+}
+
+/// A few objects of a listing from a key prefix, after a key (see
+/// [`Listing::each_below`]).
+pub(super) type Chunk<'a> = dyn Fn(&str, Option<&str>) -> Vec<(String, Obj)> + 'a;
+
+/// A listed area: sorted blocks, and an overlay of what changed since.
+#[derive(Debug, Default)]
+pub(super) struct Listing {
+    blocks: Vec<Block>,
+    /// Objects held exactly: written since, or not fit for the blocks.
+    added: BTreeMap<String, Obj>,
+    /// Keys of the blocks that are gone (deleted, or listed anew).
+    removed: BTreeSet<String>,
+}
+
+impl Listing {
+    /// The listing of `runs` (listed parts of the area, in any order;
+    /// where two hold the same key, the later run's entry stands).
+    pub(super) fn of(mut runs: Vec<Run>) -> Listing {
+        for r in &mut runs {
+            r.seal();
+        }
+        runs.retain(|r| !r.blocks.is_empty() || !r.exact.is_empty());
+        runs.sort_by(|a, b| {
+            let first = |r: &Run| r.blocks.first().map(|b| b.first.clone());
+            first(a).cmp(&first(b))
+        });
+        // Parts are disjoint key ranges: their blocks follow each other.
+        let last_of = |r: &Run| r.blocks.last().map(Block::last);
+        let disjoint = runs
+            .windows(2)
+            .all(|w| match (last_of(&w[0]), w[1].blocks.first()) {
+                (Some(last), Some(next)) => last.as_str() < &*next.first,
+                _ => true,
+            });
+        let mut out = Listing::default();
+        if disjoint {
+            for r in runs {
+                out.blocks.extend(r.blocks);
+                out.added.extend(r.exact);
+            }
+        } else {
+            // Overlapping parts (never from a registry's layout): merged
+            // the slow way.
+            let mut all = BTreeMap::new();
+            for r in runs {
+                for b in &r.blocks {
+                    all.extend(b.decode(true));
+                }
+                all.extend(r.exact);
+            }
+            let (fit, exact): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, o)| nanos(o.mtime).is_some());
+            let mut r = Run::default();
+            for (k, o) in fit {
+                r.push(&k, o.size, o.mtime, o.md5);
+            }
+            r.seal();
+            out.blocks = r.blocks;
+            out.added = r.exact;
+            out.added.extend(exact);
+        }
+        // A key in both the blocks and the overlay: the overlay's stands.
+        out.removed = out
+            .added
+            .keys()
+            .filter(|k| out.block_get(k).is_some())
+            .cloned()
+            .collect();
+        out
+    }
+
+    /// The block `key` would be in.
+    fn block_of(&self, key: &str) -> Option<usize> {
+        self.blocks.partition_point(|b| &*b.first <= key).checked_sub(1)
+    }
+
+    fn block_get(&self, key: &str) -> Option<Obj> {
+        self.blocks[self.block_of(key)?].find(key)
+    }
+
+    /// Whether it holds no object.
+    pub(super) fn is_empty(&self) -> bool {
+        self.after("", None, 1, false).is_empty()
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<Obj> {
+        if let Some(o) = self.added.get(key) {
+            return Some(o.clone());
+        }
+        if self.removed.contains(key) {
+            return None;
+        }
+        self.block_get(key)
+    }
+
+    pub(super) fn remove(&mut self, key: &str) {
+        self.added.remove(key);
+        if self.block_get(key).is_some() {
+            self.removed.insert(key.to_string());
+        }
+    }
+
+    pub(super) fn insert(&mut self, key: String, o: Obj) {
+        if self.block_get(&key).is_some() {
+            self.removed.insert(key.clone());
+        }
+        self.added.insert(key, o);
+    }
+
+    /// Up to `n` objects whose keys start with `prefix`, after `after`
+    /// (from the first, when `after` is `None`), in order; with their MD5s
+    /// only if `md5` (a scan needs none, and working out a link's costs a
+    /// hash). Stops at the first key past the prefix.
+    pub(super) fn after(&self, prefix: &str, after: Option<&str>, n: usize, md5: bool) -> Vec<(String, Obj)> {
+        let start = after.unwrap_or(prefix);
+        let past = |k: &str| match after {
+            Some(a) => k > a,
+            None => k >= prefix,
+        };
+        let mut base = Vec::new();
+        let mut b = self.block_of(start).unwrap_or(0);
+        let mut done = false;
+        while !done && b < self.blocks.len() && base.len() < n {
+            let removed = &self.removed;
+            self.blocks[b].walk(&mut |key, size, mtime, tag, raw| {
+                let Ok(k) = std::str::from_utf8(key) else {
+                    return true;
+                };
+                if !past(k) {
+                    return true;
+                }
+                if !k.starts_with(prefix) {
+                    done = true;
+                    return false;
+                }
+                if !removed.contains(k) {
+                    base.push((k.to_string(), Block::obj(k, size, mtime, tag, raw, md5)));
+                }
+                base.len() < n
+            });
+            b += 1;
+        }
+        let bound = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Included(prefix.to_string()),
+        };
+        let added = self
+            .added
+            .range((bound, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(n)
+            .map(|(k, o)| (k.clone(), o.clone()));
+        // Merge the two sorted sequences.
+        let mut out: Vec<(String, Obj)> = Vec::with_capacity(n);
+        let mut base = base.into_iter().peekable();
+        let mut added = added.peekable();
+        while out.len() < n {
+            let next = match (base.peek(), added.peek()) {
+                (Some(x), Some(y)) if x.0 < y.0 => base.next(),
+                (Some(_), Some(_)) => added.next(),
+                (Some(_), None) => base.next(),
+                (None, Some(_)) => added.next(),
+                (None, None) => None,
+            };
+            match next {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Calls `visit` on each object whose key starts with `prefix`, in
+    /// order, [`CHUNK`] objects at a time from [`Listing::after`]
+    /// (`chunk` is called with the lock taken to reach the listing).
+    pub(super) fn each_below(chunk: &Chunk, prefix: &str, visit: &mut dyn FnMut(String, Obj)) {
+        let mut after: Option<String> = None;
+        loop {
+            let got = chunk(prefix, after.as_deref());
+            let full = got.len() == CHUNK;
+            for (k, o) in got {
+                if !k.starts_with(prefix) {
+                    return;
+                }
+                after = Some(k.clone());
+                visit(k, o);
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(size: u64, secs: u64, md5: Option<[u8; 16]>) -> Obj {
+        Obj {
+            size,
+            mtime: SystemTime::UNIX_EPOCH + Duration::from_millis(secs * 1000 + 123),
+            md5,
+        }
+    }
+
+    fn same(a: &Obj, b: &Obj) -> bool {
+        a.size == b.size && a.mtime == b.mtime && a.md5 == b.md5
+    }
+
+    /// Every object comes back exactly as listed: keys with and without hex
+    /// runs (odd, short, upper case, bytes 0 and 1, non-ASCII), sizes,
+    /// times going back and forth (and before the epoch), link MD5s that
+    /// match their key and that do not.
+    #[test]
+    fn blocks_give_back_what_was_listed() {
+        let hex = "0123456789abcdef".repeat(4);
+        let link = |alg: &str, h: &str| format!("repositories/a/_layers/{alg}/{h}/link");
+        let linked_md5 = |k: &str| Some(super::super::md5_of(linked(k).unwrap().as_bytes()));
+        let mut objects: Vec<(String, Obj)> = Vec::new();
+        for i in 0..100u64 {
+            let k = format!("blobs/sha256/{:02x}/{hex}{i:03}/data", i % 7);
+            objects.push((
+                k,
+                obj(
+                    i * 1_000_003,
+                    1_700_000_000 - (i % 5) * 86_400,
+                    Some([i as u8; 16]),
+                ),
+            ));
+        }
+        let l1 = link("sha256", &hex);
+        let l2 = link("sha512", &hex[..63]);
+        objects.push((l1.clone(), obj(71, 5, linked_md5(&l1))));
+        objects.push((l2.clone(), obj(7, 5, Some([9; 16]))));
+        for k in [
+            "repositories/a/ABCDEF0123456789ABCDEF/x",
+            "repositories/a/\u{0}\u{1}zz",
+            "repositories/é/ü/_uploads/0123456789abcdef0123456789abcdef0/startedat",
+            "repositories/a/_manifests/tags/0123456789abcdef01/current/link",
+        ] {
+            objects.push((k.to_string(), obj(0, 0, None)));
+        }
+        let mut before = obj(1, 0, None);
+        before.mtime = SystemTime::UNIX_EPOCH - Duration::from_secs(10);
+        objects.push(("repositories/old".into(), before));
+        let mut far = obj(1, 0, None);
+        far.mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+        objects.push(("repositories/far".into(), far));
+
+        let listing = Listing::of(vec![Run::of(objects.clone())]);
+        let mut want = objects.clone();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, o) in &want {
+            let got = listing.get(k).unwrap_or_else(|| panic!("{k:?} lost"));
+            let o = match (o.md5, linked(k)) {
+                // Only links keep an MD5.
+                (Some(_), None) => Obj {
+                    md5: None,
+                    ..o.clone()
+                },
+                _ => o.clone(),
+            };
+            assert!(same(&got, &o), "{k:?}: {got:?} != {o:?}");
+        }
+        assert!(listing.get("blobs/sha256/00/x").is_none());
+        let mut all = Vec::new();
+        Listing::each_below(&|p, a| listing.after(p, a, CHUNK, true), "", &mut |k, _| {
+            all.push(k)
+        });
+        let keys: Vec<String> = want.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(all, keys);
+        // An MD5 the key explains is one byte; others are kept whole.
+        assert_eq!(listing.get(&l1).unwrap().md5, linked_md5(&l1));
+        assert_eq!(listing.get(&l2).unwrap().md5, Some([9; 16]));
+    }
+
+    /// Parts listed apart, in any order, make one listing; a range is read
+    /// across block and part boundaries, with deletes and writes since.
+    #[test]
+    fn ranges_span_parts_and_see_changes() {
+        let key = |i: u32| format!("blobs/sha256/{:02x}/{:064x}/data", i / 40, i);
+        let part =
+            |r: std::ops::Range<u32>| Run::of(r.map(|i| (key(i), obj(u64::from(i), 1, None))).collect());
+        let mut l = Listing::of(vec![part(200..400), part(0..77), part(77..200)]);
+        let below = |l: &Listing, p: &str| {
+            let mut v = Vec::new();
+            Listing::each_below(&|p, a| l.after(p, a, CHUNK, true), p, &mut |k, o| {
+                v.push((k, o.size))
+            });
+            v
+        };
+        let want: Vec<(String, u64)> = (40..80).map(|i| (key(i), u64::from(i))).collect();
+        assert_eq!(below(&l, "blobs/sha256/01/"), want);
+        l.remove(&key(41));
+        l.remove(&key(79));
+        l.insert(key(41) + "x", obj(5, 1, None));
+        l.insert(key(50), obj(6, 1, None));
+        let mut want: Vec<(String, u64)> = (40..79)
+            .filter(|i| *i != 41)
+            .map(|i| (key(i), if i == 50 { 6 } else { u64::from(i) }))
+            .collect();
+        want.insert(1, (key(41) + "x", 5));
+        assert_eq!(below(&l, "blobs/sha256/01/"), want);
+        assert!(l.get(&key(41)).is_none());
+        assert_eq!(l.get(&key(50)).unwrap().size, 6);
+        assert_eq!(below(&l, "blobs/sha256/09/").len(), 40);
+        assert!(below(&l, "blobs/sha256/0a/").is_empty());
+        // Overlapping parts: merged, the later part's entry standing.
+        let l = Listing::of(vec![part(0..50), part(10..20)]);
+        assert_eq!(below(&l, "").len(), 50);
+    }
+}
