@@ -242,25 +242,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for note in &outcome.notes {
         msgs.warn(note);
     }
-    if !outcome.emptied.is_empty() {
-        for repo in &outcome.emptied {
-            let n = tags.iter().filter(|t| &t.repo == repo).count();
-            let msg = format!(
-                "{repo}: the policy drops every tag of this repository ({n}); --allow-empty lets it \
-                 (or keep-at-least N keeps the newest)"
-            );
-            if args.allow_empty {
-                msgs.warn(msg);
-            } else {
-                msgs.error(msg);
-            }
-        }
-        // A preview still shows every tag; a list to act on is withheld.
-        if !args.allow_empty && !args.explain {
-            msgs.note("nothing printed");
-            return Ok(msgs.exit_code());
+    // A preview still shows every tag; a list to act on is withheld.
+    if !say_emptied(&args, &tags, &outcome, &msgs) && !args.explain {
+        msgs.note("nothing printed");
+        return Ok(msgs.exit_code());
+    }
+    write_outcome(&args, &tags, &outcome)?;
+    summarize(&tags, &outcome, &msgs);
+    Ok(msgs.exit_code())
+}
+
+/// Says which repositories the policy would empty: a warning with
+/// `--allow-empty`, else an error. False if a list to act on must be
+/// withheld.
+fn say_emptied(
+    args: &Args,
+    tags: &[keep_core::TagRecord],
+    outcome: &keep_core::Outcome,
+    msgs: &reg_core::messages::Messages,
+) -> bool {
+    for repo in &outcome.emptied {
+        let n = tags.iter().filter(|t| &t.repo == repo).count();
+        let msg = format!(
+            "{repo}: the policy drops every tag of this repository ({n}); --allow-empty lets it \
+             (or keep-at-least N keeps the newest)"
+        );
+        if args.allow_empty {
+            msgs.warn(msg);
+        } else {
+            msgs.error(msg);
         }
     }
+    outcome.emptied.is_empty() || args.allow_empty
+}
+
+/// The dropped tags as reg-ls printed them, or every tag with its reason
+/// (`--explain`).
+fn write_outcome(
+    args: &Args,
+    tags: &[keep_core::TagRecord],
+    outcome: &keep_core::Outcome,
+) -> anyhow::Result<()> {
     let mut out = args.output.out();
     for (t, d) in tags.iter().zip(&outcome.decisions) {
         if args.explain {
@@ -270,6 +292,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     cli::written(out.flush())?;
+    Ok(())
+}
+
+/// The summary line.
+fn summarize(
+    tags: &[keep_core::TagRecord],
+    outcome: &keep_core::Outcome,
+    msgs: &reg_core::messages::Messages,
+) {
     let repos = tags
         .iter()
         .map(|t| t.repo.as_str())
@@ -288,7 +319,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         outcome.kept(),
         outcome.dropped(),
     ));
-    Ok(msgs.exit_code())
 }
 
 /// A policy error from the flags names the flag.

@@ -1,8 +1,8 @@
 //! The command lines of the reg tools, apart from their `main`s so that
 //! `xtask` can generate shell completions and man pages from the same clap
 //! definitions: each tool's [`clap::Parser`] `Args` and its `run`, the
-//! decision of when a summary is printed, and the live progress line
-//! ([`live`], the only place that draws one; reg-core only counts).
+//! decision of when a summary is printed, and the progress line
+//! ([`progress_line`], the only place that draws one; reg-core only counts).
 
 use std::io::IsTerminal;
 
@@ -13,9 +13,9 @@ pub mod common;
 pub mod filter;
 pub mod generate;
 pub mod keep;
-pub mod live;
 pub mod ls;
 pub mod orphans;
+pub mod progress_line;
 pub mod pulls;
 pub mod refs;
 pub mod rm;
@@ -37,6 +37,16 @@ pub fn commands() -> Vec<clap::Command> {
 /// A pipeline in a script stays quiet unless asked.
 pub fn show_summary(stats: bool) -> bool {
     stats || std::io::stderr().is_terminal()
+}
+
+/// Refuses a repository name the registry's grammar does not accept, naming
+/// the flag that gave it (the library's check says what is wrong, not where
+/// it came from).
+pub(crate) fn check_repo_names(flag: &str, names: &[String]) -> anyhow::Result<()> {
+    for r in names {
+        reg_core::layout::check_repo_name(r).map_err(|why| anyhow::anyhow!("{flag}: {why}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

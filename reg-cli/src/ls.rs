@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::check_repo_names;
 use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::ls::{self, Kind};
@@ -38,7 +39,7 @@ impl From<KindArg> for Kind {
 use reg_core::messages::count;
 use reg_core::size::human_bytes;
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -100,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
     let store = args.common.open()?;
+    check_repo_names("--repo", &args.repos)?;
     let msgs = cli::messages("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let cfg = ls::Config {
         kinds: args.kinds.into_iter().map(Kind::from).collect(),
@@ -107,15 +109,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         verify: args.verify,
     };
     let mut out = args.common.out();
-    let mut live = Live::start_for("reg-ls", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-ls", &msgs, &store);
     let s = ls::list(&store, &cfg, &mut out, &msgs)?;
-    live.finish();
+    progress.finish();
     let mut line = format!(
         "{}, {}, {}, {}, {} ({}), {}",
         count(s.repos, "repo", "repos"),
         count(s.tags, "tag", "tags"),
         count(s.revisions, "revision", "revisions"),
-        count(s.layers, "layer link", "layer links"),
+        count(s.layer_links, "layer link", "layer links"),
         count(s.blobs, "blob", "blobs"),
         human_bytes(s.blob_bytes),
         count(s.uploads, "upload", "uploads"),

@@ -10,7 +10,7 @@ use reg_core::messages::count;
 use reg_core::orphans;
 use reg_core::size::human_bytes;
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -85,9 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         now: store.now(local, &msgs)?,
     };
     let mut out = args.common.out();
-    let mut live = Live::start_for("reg-orphans", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-orphans", &msgs, &store);
     let (end, input) = orphans::run(&store, stdin.lock(), &cfg, &mut out, &msgs)?;
-    live.finish();
+    progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
     let what_if = if end.excluded.is_empty() {
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             count(end.blobs, "blob", "blobs"),
             human_bytes(end.blob_bytes),
             count(end.revisions, "revision", "revisions"),
-            count(end.layers, "layer link", "layer links"),
+            count(end.layer_links, "layer link", "layer links"),
             count(end.uploads, "upload", "uploads"),
             human_bytes(end.upload_bytes),
             count(end.repos, "repo", "repos"),
@@ -114,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cli::inventory_note(&used),
         ),
     ));
-    let reported = end.blobs + end.revisions + end.layers + end.uploads + end.repos;
+    let reported = end.blobs + end.revisions + end.layer_links + end.uploads + end.repos;
     if reported == 0 && end.too_young > 0 {
         // A first GC on a registry written within the grace period.
         msgs.hint(format!(

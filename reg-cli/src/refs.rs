@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::check_repo_names;
 use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::messages::count;
 use reg_core::refs;
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -97,6 +98,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let report = args.inventory.report(args.min_age.unwrap_or(DEFAULT_MIN_AGE))?;
     let (store, used) = args.common.open_with(report.as_ref())?;
+    check_repo_names("--repo", &args.repos)?;
+    check_repo_names("--exclude-repo", &args.exclude_repos)?;
     let msgs = cli::messages("reg-refs", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let local = cli::local_now()?;
     let cfg = refs::Config {
@@ -109,9 +112,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // Everything is collected before anything is written: a failure leaves
     // stdout empty.
-    let mut live = Live::start_for("reg-refs", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-refs", &msgs, &store);
     let graph = refs::collect(&store, &cfg, &msgs)?;
-    live.finish();
+    progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
     let mut out = args.common.out();

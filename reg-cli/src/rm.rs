@@ -2,7 +2,8 @@
 //!
 //! The logic, its order and its guards are in [`reg_core::rm`].
 //!
-//! Test hooks: the environment variable `REG_RM_FAIL_AFTER=N` makes reg-rm
+//! Test hooks, with the `test-hooks` feature only (the tests enable it; the
+//! release build does not): the environment variable `REG_RM_FAIL_AFTER=N` makes reg-rm
 //! stop with exit status 1 after N deletions, as if it had crashed; the
 //! end-to-end tests use it to check that a run cut short leaves every tagged
 //! image pullable and that a second run finishes the job.
@@ -10,33 +11,63 @@
 //! the removal of a repository (see `PAUSE_ENV`).
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{self as cli, Common};
-use anyhow::Context;
 use clap::Parser;
+use reg_core::messages::count;
 use reg_core::rm::{self, Mode};
 
-use crate::live::Live;
+use crate::progress_line::ProgressLine;
 
-/// The test hook's environment variable.
-const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
+/// The test hooks (the `test-hooks` feature), read from the environment.
+#[cfg(feature = "test-hooks")]
+mod hooks {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
-/// Test hook: `REG_RM_PAUSE_BEFORE_REPO_REMOVAL=DIR` makes reg-rm, each time
-/// it has listed an empty repository's keys and is about to remove them,
-/// create `DIR/paused` and wait until `DIR/resume` exists (at most a
-/// minute): end-to-end tests push there, through the registry.
-const PAUSE_ENV: &str = "REG_RM_PAUSE_BEFORE_REPO_REMOVAL";
+    use anyhow::Context;
+    use reg_core::rm;
 
-/// The pause of [`PAUSE_ENV`].
-fn pause_in(dir: &Path) {
-    let _ = std::fs::write(dir.join("paused"), b"");
-    let until = Instant::now() + Duration::from_secs(60);
-    while !dir.join("resume").exists() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(10));
+    /// The test hook's environment variable.
+    const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
+
+    /// Test hook: `REG_RM_PAUSE_BEFORE_REPO_REMOVAL=DIR` makes reg-rm, each time
+    /// it has listed an empty repository's keys and is about to remove them,
+    /// create `DIR/paused` and wait until `DIR/resume` exists (at most a
+    /// minute): end-to-end tests push there, through the registry.
+    const PAUSE_ENV: &str = "REG_RM_PAUSE_BEFORE_REPO_REMOVAL";
+
+    /// The pause of [`PAUSE_ENV`].
+    fn pause_in(dir: &Path) {
+        let _ = std::fs::write(dir.join("paused"), b"");
+        let until = Instant::now() + Duration::from_secs(60);
+        while !dir.join("resume").exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The test hooks the environment asks for.
+    pub(super) fn from_env() -> anyhow::Result<rm::Hooks> {
+        let fail_after = match std::env::var(FAIL_AFTER_ENV) {
+            Ok(v) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("{FAIL_AFTER_ENV}={v:?}: not a number"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(rm::Hooks {
+            fail_after,
+            before_repo_removal: std::env::var_os(PAUSE_ENV).map(|dir| {
+                let dir = PathBuf::from(dir);
+                rm::Hook(Arc::new(move || pause_in(&dir)))
+            }),
+            ..rm::Hooks::default()
+        })
     }
 }
 
@@ -115,14 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(what) = args.common.generate {
         return cli::generate(what, <Args as clap::CommandFactory>::command());
     }
-    let fail_after = match std::env::var(FAIL_AFTER_ENV) {
-        Ok(v) => Some(
-            v.trim()
-                .parse::<u64>()
-                .with_context(|| format!("{FAIL_AFTER_ENV}={v:?}: not a number"))?,
-        ),
-        Err(_) => None,
-    };
+    #[cfg(feature = "test-hooks")]
+    let hooks = hooks::from_env()?;
     let store = args.common.open()?;
     // reg-rm always says what it freed, unless -q.
     let msgs = cli::messages("reg-rm", args.common.quiet);
@@ -138,23 +163,75 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         min_age: args.min_age,
         untag: args.untag,
         accept_broken: args.accept_broken,
-        fail_after,
         now: store.now(local, &msgs)?,
-        after_links: None,
-        after_revisions: None,
-        before_repo_removal: std::env::var_os(PAUSE_ENV).map(|dir| {
-            let dir = PathBuf::from(dir);
-            rm::Hook(Arc::new(move || pause_in(&dir)))
-        }),
         blob_cache: args.common.blob_cache()?,
+        #[cfg(feature = "test-hooks")]
+        hooks,
     };
     let mut out = args.common.out();
-    let mut live = Live::start_for("reg-rm", &msgs, &store);
+    let mut progress = ProgressLine::start_for("reg-rm", &msgs, &store);
     // Prints the blob descriptor cache reminder itself after any deletion.
     let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
-    live.finish();
+    progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
-    msgs.summary(cli::with_requests(&store, stats.summary()));
+    msgs.summary(cli::with_requests(&store, summary(&stats)));
     Ok(msgs.exit_code())
+}
+
+/// The one-line summary: actions by kind, bytes freed, empty directories
+/// removed, failures.
+fn summary(stats: &rm::Stats) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for a in [
+        rm::Action::Deleted,
+        rm::Action::Trashed,
+        rm::Action::WouldDelete,
+        rm::Action::Absent,
+        rm::Action::Kept,
+    ] {
+        let n = stats.count(a);
+        if n == 0 {
+            continue;
+        }
+        let kinds: Vec<String> = stats
+            .by_kind
+            .iter()
+            .filter(|((act, _), _)| *act == a.name())
+            .map(|((_, k), n)| noun(*n, k))
+            .collect();
+        parts.push(format!("{} {n} ({})", a.name(), kinds.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("nothing to do".into());
+    }
+    let verb = if stats.count(rm::Action::WouldDelete) > 0 {
+        "would free"
+    } else {
+        "freed"
+    };
+    let mut line = format!(
+        "{}; {verb} {}",
+        parts.join(", "),
+        reg_core::size::human_bytes(stats.bytes)
+    );
+    if stats.empty_dirs > 0 {
+        line.push_str(&format!(
+            ", {} removed",
+            count(stats.empty_dirs, "empty directory", "empty directories")
+        ));
+    }
+    if stats.failed > 0 {
+        line.push_str(&format!(", {} failed", stats.failed));
+    }
+    line
+}
+
+/// `n` records of `kind`, in words: `1 blob`, `2 layer links`.
+fn noun(n: u64, kind: &str) -> String {
+    match kind {
+        "layer-link" => count(n, "layer link", "layer links"),
+        "repo" => count(n, "repo", "repos"),
+        k => count(n, k, &format!("{k}s")),
+    }
 }

@@ -861,7 +861,7 @@ mod tests {
         assert_eq!(ls.blobs, blobs);
         assert_eq!(ls.tags, stats.tags.load(Ordering::Relaxed));
         assert_eq!(ls.revisions, stats.revisions.load(Ordering::Relaxed));
-        assert_eq!(ls.layers, stats.layer_links.load(Ordering::Relaxed));
+        assert_eq!(ls.layer_links, stats.layer_links.load(Ordering::Relaxed));
         assert_eq!(ls.uploads, stats.uploads.load(Ordering::Relaxed));
         assert!(ls.repos >= 6, "{} repos", ls.repos);
         assert!(ls.uploads > 0);

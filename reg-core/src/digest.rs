@@ -365,6 +365,141 @@ impl FromIterator<Digest> for DigestSet {
     }
 }
 
+// ---- compact sets and hashers -------------------------------------------
+
+/// Hashes a manifest id (a small dense integer) by itself.
+pub(crate) type IdHash = BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+pub(crate) struct IdHasher(pub(crate) u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread the id over the high bits the table looks at too.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i);
+    }
+}
+
+/// A set built by pushing and then sorted once ([`SortedSet::finish`]):
+/// exactly the size of its keys, without a hash table's slack (a table of a
+/// million digests can take twice their size). Lookups are binary searches.
+pub(crate) struct SortedSet<K> {
+    pub(crate) items: Vec<K>,
+    /// How many items the last compaction left.
+    clean: usize,
+    /// For large sets of digests: where the items whose first two bytes
+    /// are `p` start (`index[p]`) and end (`index[p + 1]`), so that a lookup
+    /// searches a few items instead of the whole list.
+    pub(crate) index: Vec<u32>,
+}
+
+impl<K> Default for SortedSet<K> {
+    fn default() -> SortedSet<K> {
+        SortedSet {
+            items: Vec::new(),
+            clean: 0,
+            index: Vec::new(),
+        }
+    }
+}
+
+/// A key of a [`SortedSet`]; digests say their first two bytes (uniformly
+/// random, so they index the set evenly).
+pub(crate) trait Key: Ord + Copy {
+    fn top16(&self) -> Option<u16> {
+        None
+    }
+}
+
+impl Key for u64 {
+    fn top16(&self) -> Option<u16> {
+        Some((self >> 48) as u16)
+    }
+}
+
+impl Key for (u32, u64) {}
+
+impl Key for u32 {}
+
+impl<K: Key> SortedSet<K> {
+    pub(crate) fn insert(&mut self, k: K) {
+        if self.items.last() == Some(&k) {
+            return;
+        }
+        self.items.push(k);
+        // Sorting away duplicates whenever the list doubles keeps it within
+        // twice the set's size while reading.
+        if self.items.len() >= 2 * self.clean.max(1 << 16) {
+            self.compact();
+        }
+    }
+
+    pub(crate) fn compact(&mut self) {
+        self.items.sort_unstable();
+        self.items.dedup();
+        self.clean = self.items.len();
+    }
+
+    /// Sorts and dedups: call once every key is in, before any lookup.
+    pub(crate) fn finish(&mut self) {
+        self.compact();
+        self.items.shrink_to_fit();
+        self.index.clear();
+        if self.items.len() >= 1 << 16 && self.items[0].top16().is_some() {
+            self.index = (0..=1u32 << 16)
+                .map(|p| self.items.partition_point(|k| k.top16().map_or(0, u32::from) < p) as u32)
+                .collect();
+        }
+    }
+
+    pub(crate) fn position(&self, k: &K) -> Option<usize> {
+        match k.top16() {
+            Some(p) if !self.index.is_empty() => {
+                let (lo, hi) = (
+                    self.index[p as usize] as usize,
+                    self.index[p as usize + 1] as usize,
+                );
+                self.items[lo..hi].binary_search(k).ok().map(|i| lo + i)
+            }
+            _ => self.items.binary_search(k).ok(),
+        }
+    }
+
+    pub(crate) fn contains(&self, k: &K) -> bool {
+        self.position(k).is_some()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// What the referenced sets hold of a digest: its first eight bytes.
+///
+/// Only ever used to ask "does the input name this?", so two digests that
+/// share their first eight bytes can only make an unreferenced one look
+/// referenced, which keeps it: never the other way. Digests are uniformly
+/// spread (a chance of 2^-64 per pair; someone who can push could make such
+/// a pair with about 2^32 hashes, and that would only keep a blob). A
+/// quarter of the memory of whole digests, at a million of them.
+pub(crate) fn key(d: &Digest) -> u64 {
+    u64::from_be_bytes(
+        d.bytes()[..8]
+            .try_into()
+            .expect("a digest is longer than 8 bytes"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

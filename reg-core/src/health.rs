@@ -70,7 +70,7 @@ impl Store {
         }
         Ok(listed(self.tag_names(repo))?
             || listed(self.revision_digests(repo))?
-            || listed(self.layer_digests(repo))?)
+            || listed(self.layer_link_digests(repo))?)
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Stats {
     pub repos: u64,
     pub tags: u64,
     pub revisions: u64,
-    pub layers: u64,
+    pub layer_links: u64,
     pub blobs: u64,
     pub blob_bytes: u64,
     pub uploads: u64,
@@ -85,7 +85,7 @@ pub fn list<W: Write>(
     msgs: &Messages,
 ) -> anyhow::Result<Stats> {
     for r in &cfg.repos {
-        check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
+        check_repo_name(r).map_err(anyhow::Error::msg)?;
     }
     let mut stats = Stats::default();
     let repo_kinds = [
@@ -96,116 +96,165 @@ pub fn list<W: Write>(
         Kind::Upload,
     ];
     if repo_kinds.iter().any(|k| cfg.wants(*k)) {
-        msgs.progress()
-            .start(Phase::new("listing repositories", ""), None);
-        let mut repos = report(store.repositories(), msgs);
-        if !cfg.repos.is_empty() {
-            for r in &cfg.repos {
-                if !repos.contains(r) {
-                    msgs.error(Error::other(
-                        store.display(&crate::layout::paths::repo(r)),
-                        "no such repository",
-                    ));
-                }
-            }
-            repos.retain(|r| cfg.repos.contains(r));
-        }
-        msgs.progress().start(
-            Phase::new("reading repositories", "repositories"),
-            Some(repos.len() as u64),
-        );
-        for chunk in repos.chunks(CHUNK) {
-            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
-                .par_iter()
-                .map(|r| {
-                    let recs = repo_records(store, cfg, r);
-                    msgs.progress().inc(1);
-                    recs
-                })
-                .collect();
-            for (records, errors) in lists {
-                for e in errors {
-                    msgs.problem(e);
-                }
-                for rec in &records {
-                    count(&mut stats, rec);
-                    out.write(rec)?;
-                }
-            }
-        }
+        list_repos(store, cfg, out, msgs, &mut stats)?;
     }
     if cfg.wants(Kind::Blob) {
-        msgs.progress()
-            .start(Phase::new("listing blob prefix directories", ""), None);
-        let prefixes = report(store.blob_prefixes(), msgs);
-        let name = if cfg.verify {
-            "re-hashing blobs"
-        } else {
-            "reading blobs"
-        };
-        msgs.progress().start(
-            Phase::new(name, "prefix directories").also("blobs"),
-            Some(prefixes.len() as u64),
-        );
-        for chunk in prefixes.chunks(CHUNK) {
-            let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
-                .par_iter()
-                .map(|p| {
-                    let l = store.blobs_in(p);
-                    let mut errors = l.errors;
-                    let p = msgs.progress();
-                    let recs = l
-                        .items
-                        .into_iter()
-                        .map(|b| {
-                            p.add_also(1);
-                            let ok = if cfg.verify {
-                                match store.verify_blob(&b.digest) {
-                                    Ok(v) => v,
-                                    Err(e) => {
-                                        errors.push(e);
-                                        None
-                                    }
-                                }
-                            } else {
-                                None
-                            };
-                            LsRecord::Blob {
-                                digest: b.digest,
-                                size: b.size,
-                                mtime: Time(b.mtime),
-                                ok,
-                            }
-                        })
-                        .collect();
-                    p.inc(1);
-                    (recs, errors)
-                })
-                .collect();
-            for (records, errors) in lists {
-                for e in errors {
-                    msgs.problem(e);
-                }
-                for rec in &records {
-                    count(&mut stats, rec);
-                    if let LsRecord::Blob {
-                        ok: Some(false),
-                        digest,
-                        ..
-                    } = rec
-                    {
-                        msgs.error(format!(
-                            "{}: data does not hash to {digest}",
-                            store.display(&crate::layout::paths::blob_data(digest)).display()
-                        ));
-                    }
-                    out.write(rec)?;
-                }
-            }
-        }
+        list_blobs(store, cfg, out, msgs, &mut stats)?;
     }
     out.flush()?;
     Ok(stats)
+}
+
+/// Every repository's records (those `cfg.repos` names), in name order.
+fn list_repos<W: Write>(
+    store: &Store,
+    cfg: &Config,
+    out: &mut Out<W>,
+    msgs: &Messages,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    msgs.progress()
+        .start(Phase::new("listing repositories", ""), None);
+    let mut repos = report(store.repositories(), msgs);
+    if !cfg.repos.is_empty() {
+        for r in &cfg.repos {
+            if !repos.contains(r) {
+                msgs.error(Error::other(
+                    store.display(&crate::layout::paths::repo(r)),
+                    "no such repository",
+                ));
+            }
+        }
+        repos.retain(|r| cfg.repos.contains(r));
+    }
+    msgs.progress().start(
+        Phase::new("reading repositories", "repositories"),
+        Some(repos.len() as u64),
+    );
+    write_in_chunks(&repos, |r| repo_records(store, cfg, r), store, out, msgs, stats)
+}
+
+/// Every blob's record, in digest order.
+fn list_blobs<W: Write>(
+    store: &Store,
+    cfg: &Config,
+    out: &mut Out<W>,
+    msgs: &Messages,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    msgs.progress()
+        .start(Phase::new("listing blob prefix directories", ""), None);
+    let prefixes = report(store.blob_prefixes(), msgs);
+    let name = if cfg.verify {
+        "re-hashing blobs"
+    } else {
+        "reading blobs"
+    };
+    msgs.progress().start(
+        Phase::new(name, "prefix directories").also("blobs"),
+        Some(prefixes.len() as u64),
+    );
+    write_in_chunks(
+        &prefixes,
+        |p| blob_records(store, cfg, msgs, p),
+        store,
+        out,
+        msgs,
+        stats,
+    )
+}
+
+/// The blobs of one prefix directory, re-hashed with `cfg.verify`.
+fn blob_records(
+    store: &Store,
+    cfg: &Config,
+    msgs: &Messages,
+    p: &crate::layout::BlobPrefix,
+) -> (Vec<LsRecord>, Vec<Error>) {
+    let l = store.blobs_in(p);
+    let mut errors = l.errors;
+    let recs = l
+        .items
+        .into_iter()
+        .map(|b| {
+            msgs.progress().add_also(1);
+            let ok = if cfg.verify {
+                match store.verify_blob(&b.digest) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            LsRecord::Blob {
+                digest: b.digest,
+                size: b.size,
+                mtime: Time(b.mtime),
+                ok,
+            }
+        })
+        .collect();
+    (recs, errors)
+}
+
+/// Reads `items` a chunk at a time in parallel (`read` gives one item's
+/// records and problems, one progress step each), then writes each chunk
+/// in order: memory stays bounded, the output ordered.
+fn write_in_chunks<T: Sync, W: Write>(
+    items: &[T],
+    read: impl Fn(&T) -> (Vec<LsRecord>, Vec<Error>) + Sync,
+    store: &Store,
+    out: &mut Out<W>,
+    msgs: &Messages,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    for chunk in items.chunks(CHUNK) {
+        let lists: Vec<(Vec<LsRecord>, Vec<Error>)> = chunk
+            .par_iter()
+            .map(|item| {
+                let recs = read(item);
+                msgs.progress().inc(1);
+                recs
+            })
+            .collect();
+        write_chunk(store, lists, out, msgs, stats)?;
+    }
+    Ok(())
+}
+
+/// Reports a chunk's problems and writes its records, in order; a blob
+/// whose data does not hash to its digest is an error too.
+fn write_chunk<W: Write>(
+    store: &Store,
+    lists: Vec<(Vec<LsRecord>, Vec<Error>)>,
+    out: &mut Out<W>,
+    msgs: &Messages,
+    stats: &mut Stats,
+) -> anyhow::Result<()> {
+    for (records, errors) in lists {
+        for e in errors {
+            msgs.problem(e);
+        }
+        for rec in &records {
+            count(stats, rec);
+            if let LsRecord::Blob {
+                ok: Some(false),
+                digest,
+                ..
+            } = rec
+            {
+                msgs.error(format!(
+                    "{}: data does not hash to {digest}",
+                    store.display(&crate::layout::paths::blob_data(digest)).display()
+                ));
+            }
+            out.write(rec)?;
+        }
+    }
+    Ok(())
 }
 
 fn count(s: &mut Stats, r: &LsRecord) {
@@ -213,7 +262,7 @@ fn count(s: &mut Stats, r: &LsRecord) {
         LsRecord::Repo { .. } => s.repos += 1,
         LsRecord::Tag { .. } => s.tags += 1,
         LsRecord::Revision { .. } => s.revisions += 1,
-        LsRecord::LayerLink { .. } => s.layers += 1,
+        LsRecord::LayerLink { .. } => s.layer_links += 1,
         LsRecord::Blob { size, ok, .. } => {
             s.blobs += 1;
             s.blob_bytes += size;

@@ -61,7 +61,7 @@ pub struct Mark {
     /// Distinct manifests read.
     pub parsed: u64,
     /// What this walk read, for the next one.
-    cache: Option<refs::ManifestCache>,
+    cache: Option<refs::ManifestStore>,
 }
 
 fn config(excl: &Exclusions) -> refs::Config {
@@ -83,7 +83,7 @@ impl Mark {
     /// deleted) when the tree cannot be listed well enough to know every
     /// root, or when the blob store is empty or missing.
     pub fn compute(store: &Store, excl: &Exclusions, asked: Asked, msgs: &Messages) -> anyhow::Result<Mark> {
-        Mark::walk(store, excl, asked, msgs, refs::ManifestCache::default())
+        Mark::walk(store, excl, asked, msgs, refs::ManifestStore::default())
     }
 
     /// Walks again (the roots changed), reading only manifests this mark
@@ -105,7 +105,7 @@ impl Mark {
         excl: &Exclusions,
         asked: Asked,
         msgs: &Messages,
-        cache: refs::ManifestCache,
+        cache: refs::ManifestStore,
     ) -> anyhow::Result<Mark> {
         let mut graph = refs::collect_with(store, &config(excl), msgs, cache)?;
         let mut m = Mark {
@@ -129,66 +129,9 @@ impl Mark {
             }
         };
         for rec in graph.records() {
-            // What the record names, whether that is a manifest of its
-            // repository, why it is live, and what its link names there.
-            let (repo, digest, manifest_too, why, target): (String, Digest, bool, String, Option<Digest>) =
-                match rec {
-                    RefRecord::Tag {
-                        repo,
-                        tag,
-                        digest,
-                        target,
-                    } => {
-                        let why = format!("tag {repo}:{tag} points at it");
-                        (repo, digest, true, why, target)
-                    }
-                    RefRecord::Revision { repo, digest, target } => {
-                        let why = format!("a manifest revision of {repo} that stays (revisions are roots)");
-                        (repo, digest, true, why, target)
-                    }
-                    RefRecord::Manifest {
-                        repo,
-                        manifest,
-                        digest,
-                        target,
-                    } => {
-                        let why = format!("a child of index {manifest} in {repo}, which is live");
-                        (repo, digest, true, why, target)
-                    }
-                    RefRecord::Referrer {
-                        repo,
-                        manifest,
-                        digest,
-                        target,
-                    } => {
-                        let why = format!("a referrer (OCI subject) of {manifest} in {repo}, which is live");
-                        (repo, digest, true, why, target)
-                    }
-                    RefRecord::Config {
-                        repo,
-                        manifest,
-                        digest,
-                        target,
-                        ..
-                    }
-                    | RefRecord::Layer {
-                        repo,
-                        manifest,
-                        digest,
-                        target,
-                        ..
-                    } => {
-                        let why = format!("referenced by manifest {manifest} in {repo}, which is live");
-                        (repo, digest, false, why, target)
-                    }
-                    RefRecord::Link { repo, name, digest } => {
-                        let why = format!(
-                            "a link of {repo} under {name} (an algorithm no tool here knows) names it"
-                        );
-                        (repo, digest, true, why, None)
-                    }
-                    RefRecord::End(_) => continue,
-                };
+            let Some((repo, digest, manifest_too, why, target)) = liveness(rec) else {
+                continue;
+            };
             note(&repo, digest, manifest_too, &|| why.clone());
             if let Some(t) = target {
                 // The registry serves `t` for `digest` here: as live as it.
@@ -203,7 +146,7 @@ impl Mark {
             .filter(|b| b.live && !b.dangling)
             .collect();
         m.broken_repos = m.broken.iter().map(|b| b.repo.clone()).collect();
-        m.cache = Some(graph.into_cache());
+        m.cache = Some(graph.into_manifest_store());
         Ok(m)
     }
 
@@ -237,6 +180,69 @@ impl Mark {
     /// appeared, or something the run meant to remove is still there.
     pub fn still_valid(&self, store: &Store, excl: &Exclusions, msgs: &Messages) -> anyhow::Result<bool> {
         Ok(refs::root_fingerprint(store, &config(excl), msgs)? == self.fingerprint)
+    }
+}
+
+/// (repo, digest, a manifest of the repository, why live, link target).
+type Liveness = (String, Digest, bool, String, Option<Digest>);
+
+/// What a reference names, whether that is a manifest of its repository,
+/// why it is live, and what its link names there (`None`: the trailer).
+fn liveness(rec: RefRecord) -> Option<Liveness> {
+    match rec {
+        RefRecord::Tag {
+            repo,
+            tag,
+            digest,
+            target,
+        } => {
+            let why = format!("tag {repo}:{tag} points at it");
+            Some((repo, digest, true, why, target))
+        }
+        RefRecord::Revision { repo, digest, target } => {
+            let why = format!("a manifest revision of {repo} that stays (revisions are roots)");
+            Some((repo, digest, true, why, target))
+        }
+        RefRecord::Manifest {
+            repo,
+            manifest,
+            digest,
+            target,
+        } => {
+            let why = format!("a child of index {manifest} in {repo}, which is live");
+            Some((repo, digest, true, why, target))
+        }
+        RefRecord::Referrer {
+            repo,
+            manifest,
+            digest,
+            target,
+        } => {
+            let why = format!("a referrer (OCI subject) of {manifest} in {repo}, which is live");
+            Some((repo, digest, true, why, target))
+        }
+        RefRecord::Config {
+            repo,
+            manifest,
+            digest,
+            target,
+            ..
+        }
+        | RefRecord::Layer {
+            repo,
+            manifest,
+            digest,
+            target,
+            ..
+        } => {
+            let why = format!("referenced by manifest {manifest} in {repo}, which is live");
+            Some((repo, digest, false, why, target))
+        }
+        RefRecord::Link { repo, name, digest } => {
+            let why = format!("a link of {repo} under {name} (an algorithm no tool here knows) names it");
+            Some((repo, digest, true, why, None))
+        }
+        RefRecord::End(_) => None,
     }
 }
 

@@ -30,7 +30,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -38,14 +37,15 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::digest::{Digest, DigestSet, Prehashed};
+use crate::digest::{key, Digest, DigestSet, Prehashed, SortedSet};
 use crate::error::{Error, ErrorKind};
+use crate::input::Lines;
 use crate::layout::{check_repo_name, paths, Blob, LayerLink, Listing, Revision, Store, Upload};
 use crate::messages::Messages;
 use crate::output::Out;
 use crate::progress::Phase;
 use crate::record::{OrphanRecord, OrphansEnd};
-use crate::time::Time;
+use crate::time::{future_warning, AgePolicy, Time};
 
 /// What counts as old enough.
 #[derive(Clone, Debug)]
@@ -68,163 +68,27 @@ impl Default for Config {
     }
 }
 
-/// How far in the future an mtime may be before it is warned about (clocks
-/// of NFS clients and servers disagree by a little).
-const FUTURE_SLACK: Duration = Duration::from_secs(300);
-
 impl Config {
+    /// The grace period of `--min-age`.
+    fn ages(&self) -> AgePolicy {
+        AgePolicy {
+            now: self.now,
+            min_age: self.min_age,
+        }
+    }
+
     fn old_enough(&self, mtime: SystemTime) -> bool {
-        Time(mtime).age(self.now) >= self.min_age && !self.future(mtime)
+        self.ages().old(mtime)
     }
 
-    /// Whether `mtime` is in the future: such a file is never old enough,
-    /// so it is kept, with a warning that says so.
     fn future(&self, mtime: SystemTime) -> bool {
-        mtime.duration_since(self.now).is_ok_and(|d| d > FUTURE_SLACK)
+        self.ages().future(mtime)
     }
-}
-
-/// The warning for a file whose modification time is in the future.
-pub fn future_warning(path: &std::path::Path, mtime: SystemTime) -> String {
-    format!(
-        "{}: modification time {} is in the future: kept, and kept by every run until then \
-         (a wrong clock? set it right with touch)",
-        path.display(),
-        Time(mtime)
-    )
 }
 
 // ---- input -----------------------------------------------------------------
 
-/// Why the input was refused: the 1-based line and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputError {
-    /// 0 when the problem is the input as a whole (empty).
-    pub line: u64,
-    pub msg: String,
-}
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "stdin: {}", self.msg)
-        } else {
-            write!(f, "stdin line {}: {}", self.line, self.msg)
-        }
-    }
-}
-
-impl std::error::Error for InputError {}
-
-/// A set built by pushing and then sorted once ([`SortedSet::finish`]):
-/// exactly the size of its keys, without a hash table's slack (a table of a
-/// million digests can take twice their size). Lookups are binary searches.
-struct SortedSet<K> {
-    items: Vec<K>,
-    /// How many items the last compaction left.
-    clean: usize,
-    /// For large sets of digests: where the items whose first two bytes
-    /// are `p` start (`index[p]`) and end (`index[p + 1]`), so that a lookup
-    /// searches a few items instead of the whole list.
-    index: Vec<u32>,
-}
-
-impl<K> Default for SortedSet<K> {
-    fn default() -> SortedSet<K> {
-        SortedSet {
-            items: Vec::new(),
-            clean: 0,
-            index: Vec::new(),
-        }
-    }
-}
-
-/// A key of a [`SortedSet`]; digests say their first two bytes (uniformly
-/// random, so they index the set evenly).
-trait Key: Ord + Copy {
-    fn top16(&self) -> Option<u16> {
-        None
-    }
-}
-
-impl Key for u64 {
-    fn top16(&self) -> Option<u16> {
-        Some((self >> 48) as u16)
-    }
-}
-
-impl Key for (u32, u64) {}
-
-impl Key for u32 {}
-
-impl<K: Key> SortedSet<K> {
-    fn insert(&mut self, k: K) {
-        if self.items.last() == Some(&k) {
-            return;
-        }
-        self.items.push(k);
-        // Sorting away duplicates whenever the list doubles keeps it within
-        // twice the set's size while reading.
-        if self.items.len() >= 2 * self.clean.max(1 << 16) {
-            self.compact();
-        }
-    }
-
-    fn compact(&mut self) {
-        self.items.sort_unstable();
-        self.items.dedup();
-        self.clean = self.items.len();
-    }
-
-    /// Sorts and dedups: call once every key is in, before any lookup.
-    fn finish(&mut self) {
-        self.compact();
-        self.items.shrink_to_fit();
-        self.index.clear();
-        if self.items.len() >= 1 << 16 && self.items[0].top16().is_some() {
-            self.index = (0..=1u32 << 16)
-                .map(|p| self.items.partition_point(|k| k.top16().map_or(0, u32::from) < p) as u32)
-                .collect();
-        }
-    }
-
-    fn position(&self, k: &K) -> Option<usize> {
-        match k.top16() {
-            Some(p) if !self.index.is_empty() => {
-                let (lo, hi) = (
-                    self.index[p as usize] as usize,
-                    self.index[p as usize + 1] as usize,
-                );
-                self.items[lo..hi].binary_search(k).ok().map(|i| lo + i)
-            }
-            _ => self.items.binary_search(k).ok(),
-        }
-    }
-
-    fn contains(&self, k: &K) -> bool {
-        self.position(k).is_some()
-    }
-
-    fn len(&self) -> usize {
-        self.items.len()
-    }
-}
-
-/// What the referenced sets hold of a digest: its first eight bytes.
-///
-/// Only ever used to ask "does the input name this?", so two digests that
-/// share their first eight bytes can only make an unreferenced one look
-/// referenced, which keeps it: never the other way. Digests are uniformly
-/// spread (a chance of 2^-64 per pair; someone who can push could make such
-/// a pair with about 2^32 hashes, and that would only keep a blob). A
-/// quarter of the memory of whole digests, at a million of them.
-fn key(d: &Digest) -> u64 {
-    u64::from_be_bytes(
-        d.bytes()[..8]
-            .try_into()
-            .expect("a digest is longer than 8 bytes"),
-    )
-}
+pub use crate::input::InputError;
 
 /// A set of digests, 8 bytes each (see [`key`] and [`SortedSet`]).
 #[derive(Default)]
@@ -310,9 +174,10 @@ pub struct InputStats {
     pub references: u64,
 }
 
-/// What the input references.
+/// What the reg-refs input references (the live references; not the
+/// [`crate::refs`] graph).
 #[derive(Default)]
-pub struct Refs {
+pub struct LiveRefs {
     /// Every digest named by any record or bare line: blobs to keep.
     blobs: Digests,
     /// Which of `blobs` the blob walk found stored (by position).
@@ -327,14 +192,14 @@ pub struct Refs {
     /// Interned repository names.
     repo_ids: HashMap<String, u32>,
     /// The storage root the reg-refs trailer names.
-    pub root: String,
+    pub storage_root: String,
     /// Repositories the reg-refs list was made without (`--exclude-repo`, a
     /// what-if): their tags hold nothing here either.
     pub excluded: Vec<String>,
     pub stats: InputStats,
 }
 
-impl Refs {
+impl LiveRefs {
     /// Whether any record or line names this digest.
     pub fn blob_referenced(&self, d: &Digest) -> bool {
         self.blobs.contains(d)
@@ -430,23 +295,14 @@ struct Line<'a> {
 /// line, anything that is not a record or a digest, an `error` record, a
 /// record missing a field its kind needs, records after the trailer, and
 /// input without a complete `reg-refs` trailer as its last record.
-pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
-    let mut refs = Refs::default();
-    let mut buf = Vec::with_capacity(512);
+pub fn read_refs(input: impl BufRead) -> Result<LiveRefs, InputError> {
+    let mut refs = LiveRefs::default();
+    let mut lines = Lines::new(input);
     let mut n: u64 = 0;
     let mut trailer: Option<u64> = None;
-    loop {
-        buf.clear();
-        let got = input.read_until(b'\n', &mut buf).map_err(|e| InputError {
-            line: n + 1,
-            msg: format!("reading: {e}"),
-        })?;
-        if got == 0 {
-            break;
-        }
-        n += 1;
-        let err = |msg: String| InputError { line: n, msg };
-        let text = std::str::from_utf8(&buf).map_err(|_| err("not UTF-8 text".into()))?;
+    while let Some((line, text)) = lines.next_line()? {
+        n = line;
+        let err = |why: String| InputError::at(n, why);
         let text = text.trim();
         if text.is_empty() {
             continue;
@@ -470,7 +326,7 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
         if rec.kind == "end" {
             check_trailer(&rec).map_err(err)?;
             check_counts(&rec, &refs.stats).map_err(err)?;
-            refs.root = rec.root.as_deref().unwrap_or_default().to_string();
+            refs.storage_root = rec.root.as_deref().unwrap_or_default().to_string();
             for r in &rec.excluded {
                 check_repo_name(r).map_err(|why| err(format!("trailer \"excluded\": {why}")))?;
             }
@@ -484,14 +340,11 @@ pub fn read_refs(mut input: impl BufRead) -> Result<Refs, InputError> {
     refs.finish();
     if trailer.is_none() {
         return Err(if refs.stats.records + refs.stats.bare_digests == 0 {
-            InputError {
-                line: 0,
-                msg: "no input: pipe the output of reg-refs into reg-orphans".into(),
-            }
+            InputError::at(0, "no input: pipe the output of reg-refs into reg-orphans")
         } else {
             InputError {
                 line: n,
-                msg: "input ends without the reg-refs trailer ({\"kind\":\"end\",\"tool\":\"reg-refs\",…}): \
+                why: "input ends without the reg-refs trailer ({\"kind\":\"end\",\"tool\":\"reg-refs\",…}): \
                       reg-refs failed or its output was cut; nothing is reported"
                     .into(),
             }
@@ -549,7 +402,7 @@ fn check_counts(rec: &Line, read: &InputStats) -> Result<(), String> {
     Ok(())
 }
 
-fn add_record(refs: &mut Refs, rec: &Line) -> Result<(), String> {
+fn add_record(refs: &mut LiveRefs, rec: &Line) -> Result<(), String> {
     let kind = rec.kind.as_ref();
     let need = |field: &str| format!("a {kind:?} record without {field:?}");
     let repo = match rec.repo.as_deref() {
@@ -708,7 +561,7 @@ pub struct Found {
     /// Every repository listed: what [`OrphanRevision::repo`] indexes.
     pub names: Vec<String>,
     /// `_layers` links whose blob is missing, sorted by repository, then digest.
-    pub layers: Vec<(String, LayerLink)>,
+    pub layer_links: Vec<(String, LayerLink)>,
     /// Sorted by repository, then id.
     pub uploads: Vec<(String, Upload)>,
     /// Sorted.
@@ -721,7 +574,7 @@ pub struct Found {
     /// hidden a young link to them.
     pub withheld_blobs: u64,
     /// The storage root walked ([`Store::root_id`]).
-    pub root: String,
+    pub storage_root: String,
     /// The what-if exclusion of the input, carried on to the trailer.
     pub excluded: Vec<String>,
 }
@@ -734,13 +587,13 @@ impl Found {
             blobs: self.blobs.len() as u64,
             blob_bytes: self.blobs.bytes(),
             revisions: self.revisions.len() as u64,
-            layers: self.layers.len() as u64,
+            layer_links: self.layer_links.len() as u64,
             uploads: self.uploads.len() as u64,
             upload_bytes: self.uploads.iter().map(|(_, u)| u.size).sum(),
             repos: self.repos.len() as u64,
             too_young: self.too_young,
             stored_blobs: self.stored_blobs,
-            root: Some(self.root.clone()),
+            root: Some(self.storage_root.clone()),
             excluded: self.excluded.clone(),
         }
     }
@@ -847,7 +700,7 @@ struct BlobPart {
 #[derive(Default)]
 struct RepoScan {
     revisions: Vec<Revision>,
-    layers: Vec<LayerLink>,
+    layer_links: Vec<LayerLink>,
     uploads: Vec<Upload>,
     orphan_repo: bool,
     /// Digests held by the grace period: young links, and everything a
@@ -863,160 +716,28 @@ struct RepoScan {
 /// Walks the store and collects every orphan. Problems with single paths
 /// are reported through `msgs` and keep what they concern; an unreadable
 /// manifest that the grace period must follow is fatal (nothing is printed).
-pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
+pub fn find(store: &Store, refs: &LiveRefs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
     store.check_blob_store()?;
     let mut found = Found {
-        root: store.root_id(),
+        storage_root: store.root_id(),
         excluded: refs.excluded.clone(),
         ..Found::default()
     };
-    if !refs.root.is_empty() && !store.is_root(&refs.root) {
+    if !refs.storage_root.is_empty() && !store.is_root(&refs.storage_root) {
         anyhow::bail!(
             "stdin: this reference list describes another storage root ({}), not {}: \
              run reg-refs on this root",
-            refs.root,
-            found.root
+            refs.storage_root,
+            found.storage_root
         );
     }
-
-    // Blobs: which are stored (to tell layer links whose blob is missing:
-    // bits in `refs` for the referenced ones, the candidates and `kept` for
-    // the others) and the unreferenced ones, which the repository walk may
-    // still hold.
-    msgs.progress()
-        .start(Phase::new("listing blob prefix directories", ""), None);
-    let prefixes = store.blob_prefixes();
-    for e in prefixes.errors {
-        msgs.problem(e);
-    }
-    msgs.progress().start(
-        Phase::new("looking at blobs", "prefix directories").also("blobs"),
-        Some(prefixes.items.len() as u64),
-    );
-    let walk_prefix = |p: &crate::layout::BlobPrefix| {
-        // Only unreferenced blobs are looked into (a `stat` of `data`):
-        // at a million blobs the referenced ones need no system call.
-        let l = store.blob_digests_in(p);
-        msgs.progress().add_also(l.items.len() as u64);
-        let mut part = BlobPart {
-            stored: 0,
-            candidates: Blobs::default(),
-            kept: Vec::new(),
-            too_young: 0,
-            errors: l.errors,
-        };
-        for d in l.items {
-            if refs.mark_stored(&d) {
-                part.stored += 1;
-                continue;
-            }
-            match store.blob(&d) {
-                Ok(Some(b)) => {
-                    part.stored += 1;
-                    if cfg.old_enough(b.mtime) {
-                        part.candidates.push(b);
-                    } else {
-                        if cfg.future(b.mtime) {
-                            msgs.warn(future_warning(&store.display(&paths::blob_data(&d)), b.mtime));
-                        }
-                        part.kept.push(d);
-                        part.too_young += 1;
-                    }
-                }
-                // Gone since the directory was listed.
-                Ok(None) => {}
-                Err(e) => {
-                    // Kept: its directory is there, so links to it are
-                    // not reported either.
-                    part.stored += 1;
-                    part.kept.push(d);
-                    part.errors.push(e);
-                }
-            }
-        }
-        msgs.progress().inc(1);
-        part
-    };
-    let mut candidates = Blobs::default();
-    let mut kept = Vec::new();
-    for batch in prefixes.items.chunks(BLOB_BATCH) {
-        let parts: Vec<BlobPart> = batch.par_iter().map(walk_prefix).collect();
-        for mut p in parts {
-            for e in p.errors {
-                msgs.problem(e);
-            }
-            found.stored_blobs += p.stored;
-            found.too_young += p.too_young;
-            candidates.append(&mut p.candidates);
-            kept.extend(p.kept);
-        }
-    }
-    // By digest: the order they are printed in, and to look them up.
-    candidates.sort();
-    kept.sort_unstable();
+    let (mut candidates, kept) = walk_blobs(store, refs, cfg, msgs, &mut found);
     let stored = Stored {
         refs,
         candidates: &candidates,
         kept: &kept,
     };
-
-    // Repositories.
-    msgs.progress()
-        .start(Phase::new("listing repositories", ""), None);
-    let repos = store.repositories();
-    let mut hides_links = false;
-    for e in repos.errors {
-        hides_links |= may_hide_links(&e);
-        msgs.error(e);
-    }
-    found.names = repos.items;
-    // Sorted: a revision's repository index then orders it by name.
-    found.names.sort_unstable();
-    msgs.progress().start(
-        Phase::new("looking at repositories", "repositories"),
-        Some(found.names.len() as u64),
-    );
-    let mut held = DigestSet::new();
-    // A batch of repositories at a time: what their scans hold stays small.
-    for (batch_no, batch) in found.names.chunks(REPO_BATCH).enumerate() {
-        let scans: Vec<anyhow::Result<RepoScan>> = batch
-            .par_iter()
-            .map(|r| {
-                let s = scan_repo(store, refs, cfg, &stored, r);
-                msgs.progress().inc(1);
-                s
-            })
-            .collect();
-        for (i, scan) in scans.into_iter().enumerate() {
-            let index = batch_no * REPO_BATCH + i;
-            let repo = &batch[i];
-            let scan = scan?;
-            for e in scan.errors {
-                msgs.problem(e);
-            }
-            for w in scan.warnings {
-                msgs.warn(w);
-            }
-            hides_links |= scan.hides_links;
-            found.too_young += scan.too_young;
-            for d in scan.held {
-                held.insert(d);
-            }
-            for r in &scan.revisions {
-                found.revisions.push(index as u32, r);
-            }
-            found
-                .layers
-                .extend(scan.layers.into_iter().map(|x| (repo.clone(), x)));
-            found
-                .uploads
-                .extend(scan.uploads.into_iter().map(|x| (repo.clone(), x)));
-            if scan.orphan_repo {
-                found.repos.push(repo.clone());
-            }
-        }
-    }
-
+    let (held, hides_links) = walk_repos(store, refs, cfg, msgs, &stored, &mut found)?;
     drop(kept);
     candidates.retain(|d| {
         let keep = !held.contains(d);
@@ -1034,21 +755,193 @@ pub fn find(store: &Store, refs: &Refs, cfg: &Config, msgs: &Messages) -> anyhow
         found.withheld_blobs = found.blobs.len() as u64;
         found.blobs.clear();
     }
-
-    found.revisions.sort();
-    found
-        .layers
-        .sort_unstable_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
-    found
-        .uploads
-        .sort_unstable_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
-    found.repos.sort();
+    found.sort();
     Ok(found)
+}
+
+/// The blob walk: which blobs are stored (to tell layer links whose blob
+/// is missing: bits in `refs` for the referenced ones, the candidates and
+/// `kept` for the others) and the unreferenced ones, which the repository
+/// walk may still hold. Returns the candidates and the kept, both by digest
+/// (the order they are printed in, and to look them up).
+fn walk_blobs(
+    store: &Store,
+    refs: &LiveRefs,
+    cfg: &Config,
+    msgs: &Messages,
+    found: &mut Found,
+) -> (Blobs, Vec<Digest>) {
+    msgs.progress()
+        .start(Phase::new("listing blob prefix directories", ""), None);
+    let prefixes = store.blob_prefixes();
+    for e in prefixes.errors {
+        msgs.problem(e);
+    }
+    msgs.progress().start(
+        Phase::new("looking at blobs", "prefix directories").also("blobs"),
+        Some(prefixes.items.len() as u64),
+    );
+    let mut candidates = Blobs::default();
+    let mut kept = Vec::new();
+    for batch in prefixes.items.chunks(BLOB_BATCH) {
+        let parts: Vec<BlobPart> = batch
+            .par_iter()
+            .map(|p| walk_prefix(store, refs, cfg, msgs, p))
+            .collect();
+        for mut p in parts {
+            for e in p.errors {
+                msgs.problem(e);
+            }
+            found.stored_blobs += p.stored;
+            found.too_young += p.too_young;
+            candidates.append(&mut p.candidates);
+            kept.extend(p.kept);
+        }
+    }
+    candidates.sort();
+    kept.sort_unstable();
+    (candidates, kept)
+}
+
+/// One blob prefix directory. Only unreferenced blobs are looked into (a
+/// `stat` of `data`): at a million blobs the referenced ones need no system
+/// call.
+fn walk_prefix(
+    store: &Store,
+    refs: &LiveRefs,
+    cfg: &Config,
+    msgs: &Messages,
+    p: &crate::layout::BlobPrefix,
+) -> BlobPart {
+    let l = store.blob_digests_in(p);
+    msgs.progress().add_also(l.items.len() as u64);
+    let mut part = BlobPart {
+        stored: 0,
+        candidates: Blobs::default(),
+        kept: Vec::new(),
+        too_young: 0,
+        errors: l.errors,
+    };
+    for d in l.items {
+        if refs.mark_stored(&d) {
+            part.stored += 1;
+            continue;
+        }
+        match store.blob(&d) {
+            Ok(Some(b)) => {
+                part.stored += 1;
+                if cfg.old_enough(b.mtime) {
+                    part.candidates.push(b);
+                } else {
+                    if cfg.future(b.mtime) {
+                        msgs.warn(future_warning(&store.display(&paths::blob_data(&d)), b.mtime));
+                    }
+                    part.kept.push(d);
+                    part.too_young += 1;
+                }
+            }
+            // Gone since the directory was listed.
+            Ok(None) => {}
+            Err(e) => {
+                // Kept: its directory is there, so links to it are
+                // not reported either.
+                part.stored += 1;
+                part.kept.push(d);
+                part.errors.push(e);
+            }
+        }
+    }
+    msgs.progress().inc(1);
+    part
+}
+
+/// The repository walk: every repository's orphans into `found`. Returns
+/// the digests the grace period holds, and whether a listing problem may
+/// hide links.
+fn walk_repos(
+    store: &Store,
+    refs: &LiveRefs,
+    cfg: &Config,
+    msgs: &Messages,
+    stored: &Stored,
+    found: &mut Found,
+) -> anyhow::Result<(DigestSet, bool)> {
+    msgs.progress()
+        .start(Phase::new("listing repositories", ""), None);
+    let repos = store.repositories();
+    let mut hides_links = false;
+    for e in repos.errors {
+        hides_links |= may_hide_links(&e);
+        msgs.error(e);
+    }
+    found.names = repos.items;
+    // Sorted: a revision's repository index then orders it by name.
+    found.names.sort_unstable();
+    msgs.progress().start(
+        Phase::new("looking at repositories", "repositories"),
+        Some(found.names.len() as u64),
+    );
+    let mut held = DigestSet::new();
+    let names = std::mem::take(&mut found.names);
+    // A batch of repositories at a time: what their scans hold stays small.
+    for (batch_no, batch) in names.chunks(REPO_BATCH).enumerate() {
+        let scans: Vec<anyhow::Result<RepoScan>> = batch
+            .par_iter()
+            .map(|r| {
+                let s = scan_repo(store, refs, cfg, stored, r);
+                msgs.progress().inc(1);
+                s
+            })
+            .collect();
+        for (i, scan) in scans.into_iter().enumerate() {
+            let mut scan = scan?;
+            for e in std::mem::take(&mut scan.errors) {
+                msgs.problem(e);
+            }
+            for w in std::mem::take(&mut scan.warnings) {
+                msgs.warn(w);
+            }
+            hides_links |= scan.hides_links;
+            for d in std::mem::take(&mut scan.held) {
+                held.insert(d);
+            }
+            found.add_repo((batch_no * REPO_BATCH + i) as u32, &batch[i], scan);
+        }
+    }
+    found.names = names;
+    Ok((held, hides_links))
+}
+
+impl Found {
+    /// One repository's orphans (`index`: its place in `names`).
+    fn add_repo(&mut self, index: u32, repo: &str, scan: RepoScan) {
+        self.too_young += scan.too_young;
+        for r in &scan.revisions {
+            self.revisions.push(index, r);
+        }
+        self.layer_links
+            .extend(scan.layer_links.into_iter().map(|x| (repo.to_string(), x)));
+        self.uploads
+            .extend(scan.uploads.into_iter().map(|x| (repo.to_string(), x)));
+        if scan.orphan_repo {
+            self.repos.push(repo.to_string());
+        }
+    }
+
+    /// In the order they are printed.
+    fn sort(&mut self) {
+        self.revisions.sort();
+        self.layer_links
+            .sort_unstable_by(|a, b| (&a.0, a.1.digest).cmp(&(&b.0, b.1.digest)));
+        self.uploads
+            .sort_unstable_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+        self.repos.sort();
+    }
 }
 
 /// Which blobs the blob walk found stored.
 struct Stored<'a> {
-    refs: &'a Refs,
+    refs: &'a LiveRefs,
     /// Sorted by digest.
     candidates: &'a Blobs,
     /// Sorted.
@@ -1095,185 +988,267 @@ fn read_as<'a>(aliases: &'a AliasMap, d: &'a Digest) -> &'a [Digest] {
 /// blob, and the links of a repository that would otherwise be empty.
 fn scan_repo(
     store: &Store,
-    refs: &Refs,
+    refs: &LiveRefs,
     cfg: &Config,
     stored: &Stored,
     repo: &str,
 ) -> anyhow::Result<RepoScan> {
-    let mut scan = RepoScan::default();
-    let tags = store.tags(repo);
-    let revisions = store.revision_digests(repo);
-    let links = store.layer_digests(repo);
-    let uploads = store.uploads(repo);
-    let alias_list = store.aliases(repo);
-    // A repository with any listing problem is never reported as empty.
-    let mut keep_repo = !(tags.errors.is_empty()
-        && revisions.errors.is_empty()
-        && links.errors.is_empty()
-        && uploads.errors.is_empty()
-        && alias_list.errors.is_empty()
-        && alias_list.items.is_empty());
-    // What-if: an excluded repository's tags are as good as deleted; they
-    // neither keep it nor hold anything.
-    let excluded = refs.excluded.iter().any(|r| r == repo);
-    keep_repo |= (!excluded && !tags.items.is_empty()) || refs.names_repo(repo);
-    let tags = take(tags, &mut scan, true);
-    let revisions = take(revisions, &mut scan, true);
-    let links = take(links, &mut scan, true);
-    let uploads = take(uploads, &mut scan, false);
-    // Aliases: a link under sha384 or sha512 that names a sha256 blob (how
-    // the registry stores a blob pushed under those), or a link under an
-    // algorithm no tool knows, whose target is always kept. Such a link
-    // that cannot be read names nothing the registry could serve.
-    let mut aliases: AliasMap = HashMap::default();
-    let mut layer_aliases: AliasMap = HashMap::default();
-    for a in alias_list.items {
-        match a.name {
-            crate::layout::LinkName::Digest(name) => {
-                aliases.entry(name).or_default().push(a.target);
-                if a.kind == crate::layout::LinkKind::LayerLink {
-                    layer_aliases.entry(name).or_default().push(a.target);
-                }
-            }
-            crate::layout::LinkName::Unknown(_) => scan.held.push(a.target),
-        }
-    }
-    for e in alias_list.errors {
-        match e.kind() {
-            ErrorKind::BadLink(_) => scan.warnings.push(format!("{e} (ignored: it names nothing)")),
-            _ => {
-                scan.hides_links |= may_hide_links(&e);
-                scan.errors.push(e);
-            }
-        }
-    }
-
-    // The age of a link; `None` if it is gone (a directory without its link
-    // is no link). Problems are kept in `scan` and hold what they concern.
-    let link_age = |scan: &mut RepoScan, rel: String| -> Option<SystemTime> {
-        match store.link_mtime(&rel) {
-            Ok(m) => {
-                if let Some(m) = m.filter(|m| cfg.future(*m)) {
-                    scan.warnings.push(future_warning(&store.display(&rel), m));
-                }
-                m
-            }
-            Err(e) => {
-                scan.hides_links |= may_hide_links(&e);
-                scan.errors.push(e);
-                None
-            }
-        }
+    let mut w = RepoWalk {
+        store,
+        refs,
+        cfg,
+        stored,
+        repo,
+        scan: RepoScan::default(),
+        keep_repo: false,
     };
-
-    // Live revisions need no look; unreferenced ones are orphans unless
-    // young or held.
-    let mut unreferenced_revs = Vec::new();
-    for d in revisions {
-        if refs.revision_live(repo, &d) {
-            keep_repo = true;
-        } else if let Some(mtime) = link_age(&mut scan, paths::revision_link(repo, &d)) {
-            unreferenced_revs.push(Revision {
-                digest: d,
-                mtime,
-                target: None,
-            });
-        }
-    }
-
-    // Roots of the grace closure: young revisions the input does not name,
-    // and tags the input does not name (pushed after reg-refs ran).
-    let unreferenced: HashMap<Digest, &Revision, Prehashed> =
-        unreferenced_revs.iter().map(|r| (r.digest, r)).collect();
-    let mut roots: Vec<Digest> = unreferenced_revs
-        .iter()
-        .filter(|r| !cfg.old_enough(r.mtime))
-        .map(|r| r.digest)
-        .collect();
-    roots.extend(
-        tags.iter()
-            .filter(|t| !excluded && !refs.revision_live(repo, &t.digest))
-            .map(|t| t.digest),
-    );
-    let held_revisions = hold(store, repo, roots, &unreferenced, &aliases, &mut scan.held)?;
-
-    for r in &unreferenced_revs {
-        if !cfg.old_enough(r.mtime) {
-            scan.held.push(r.digest);
-        }
-        if held_revisions.contains(&r.digest) {
-            scan.too_young += 1;
-            keep_repo = true;
-        } else {
-            scan.revisions.push(r.clone());
-        }
-    }
-
-    let mut unlooked = Vec::new();
-    for d in links {
-        // The blob this link serves: its target, for an alias.
-        let blobs = read_as(&layer_aliases, &d);
-        let candidate = blobs.iter().any(|b| stored.candidate(b));
-        let missing = blobs.iter().all(|b| !stored.contains(b));
-        if !candidate && !missing {
-            // Its age changes nothing, unless the repository is otherwise empty.
-            unlooked.push(d);
-            continue;
-        }
-        let Some(mtime) = link_age(&mut scan, paths::layer_link(repo, &d)) else {
-            continue;
-        };
-        let young = !cfg.old_enough(mtime);
-        if young {
-            scan.held.push(d);
-            scan.held.extend_from_slice(blobs);
-            keep_repo = true;
-        }
-        if !missing {
-            continue;
-        }
-        // Not seen in blobs/: confirm, so that a blob directory we could
-        // not list never makes its links look dangling.
-        let mut there = false;
-        for b in blobs {
-            match store.blob_meta(b) {
-                Ok(None) => {}
-                Ok(Some(_)) => there = true,
-                Err(e) => {
-                    there = true;
-                    scan.errors.push(e);
-                }
-            }
-        }
-        match there {
-            false if young => scan.too_young += 1,
-            false => scan.layers.push(LayerLink {
-                digest: d,
-                mtime,
-                target: (blobs != [d]).then(|| blobs[0]),
-            }),
-            true => {}
-        }
-    }
-
-    for u in uploads {
+    let l = w.list();
+    let unreferenced_revs = w.unreferenced_revisions(l.revisions);
+    w.hold_young(&unreferenced_revs, &l.tags, l.excluded, &l.aliases)?;
+    let unlooked = w.layer_links(l.links, &l.layer_aliases);
+    for u in l.uploads {
         if u.started_at.age(cfg.now) >= cfg.upload_age {
-            scan.uploads.push(u);
+            w.scan.uploads.push(u);
         } else {
-            keep_repo = true;
+            w.keep_repo = true;
         }
     }
     // A young link keeps an otherwise empty repository.
     for d in unlooked {
-        if keep_repo {
+        if w.keep_repo {
             break;
         }
-        if link_age(&mut scan, paths::layer_link(repo, &d)).is_some_and(|m| !cfg.old_enough(m)) {
-            keep_repo = true;
+        if w.link_age(paths::layer_link(repo, &d))
+            .is_some_and(|m| !cfg.old_enough(m))
+        {
+            w.keep_repo = true;
         }
     }
-    scan.orphan_repo = !keep_repo;
-    Ok(scan)
+    w.scan.orphan_repo = !w.keep_repo;
+    Ok(w.scan)
+}
+
+/// One repository's scan in progress.
+struct RepoWalk<'a> {
+    store: &'a Store,
+    refs: &'a LiveRefs,
+    cfg: &'a Config,
+    stored: &'a Stored<'a>,
+    repo: &'a str,
+    scan: RepoScan,
+    /// Something keeps the repository (it is not an orphan).
+    keep_repo: bool,
+}
+
+/// A repository's listings.
+struct RepoListed {
+    tags: Vec<crate::layout::Tag>,
+    revisions: Vec<Digest>,
+    links: Vec<Digest>,
+    uploads: Vec<Upload>,
+    /// Every alias by name, and the `_layers` ones.
+    aliases: AliasMap,
+    layer_aliases: AliasMap,
+    /// The input excludes the repository (what-if).
+    excluded: bool,
+}
+
+impl RepoWalk<'_> {
+    /// Lists the repository; its problems go to the scan.
+    fn list(&mut self) -> RepoListed {
+        let (store, repo) = (self.store, self.repo);
+        let tags = store.tags(repo);
+        let revisions = store.revision_digests(repo);
+        let links = store.layer_link_digests(repo);
+        let uploads = store.uploads(repo);
+        let alias_list = store.aliases(repo);
+        // A repository with any listing problem is never reported as empty.
+        self.keep_repo = !(tags.errors.is_empty()
+            && revisions.errors.is_empty()
+            && links.errors.is_empty()
+            && uploads.errors.is_empty()
+            && alias_list.errors.is_empty()
+            && alias_list.items.is_empty());
+        // What-if: an excluded repository's tags are as good as deleted; they
+        // neither keep it nor hold anything.
+        let excluded = self.refs.excluded.iter().any(|r| r == repo);
+        self.keep_repo |= (!excluded && !tags.items.is_empty()) || self.refs.names_repo(repo);
+        let scan = &mut self.scan;
+        let mut listed = RepoListed {
+            tags: take(tags, scan, true),
+            revisions: take(revisions, scan, true),
+            links: take(links, scan, true),
+            uploads: take(uploads, scan, false),
+            aliases: HashMap::default(),
+            layer_aliases: HashMap::default(),
+            excluded,
+        };
+        // Aliases: a link under sha384 or sha512 that names a sha256 blob (how
+        // the registry stores a blob pushed under those), or a link under an
+        // algorithm no tool knows, whose target is always kept. Such a link
+        // that cannot be read names nothing the registry could serve.
+        for a in alias_list.items {
+            match a.name {
+                crate::layout::LinkName::Digest(name) => {
+                    listed.aliases.entry(name).or_default().push(a.target);
+                    if a.kind == crate::layout::LinkKind::LayerLink {
+                        listed.layer_aliases.entry(name).or_default().push(a.target);
+                    }
+                }
+                crate::layout::LinkName::Unknown(_) => scan.held.push(a.target),
+            }
+        }
+        for e in alias_list.errors {
+            match e.kind() {
+                ErrorKind::BadLink(_) => scan.warnings.push(format!("{e} (ignored: it names nothing)")),
+                _ => {
+                    scan.hides_links |= may_hide_links(&e);
+                    scan.errors.push(e);
+                }
+            }
+        }
+        listed
+    }
+
+    /// The age of a link; `None` if it is gone (a directory without its link
+    /// is no link). Problems are kept in the scan and hold what they concern.
+    fn link_age(&mut self, rel: String) -> Option<SystemTime> {
+        match self.store.link_mtime(&rel) {
+            Ok(m) => {
+                if let Some(m) = m.filter(|m| self.cfg.future(*m)) {
+                    self.scan
+                        .warnings
+                        .push(future_warning(&self.store.display(&rel), m));
+                }
+                m
+            }
+            Err(e) => {
+                self.scan.hides_links |= may_hide_links(&e);
+                self.scan.errors.push(e);
+                None
+            }
+        }
+    }
+
+    /// Live revisions need no look; the unreferenced ones, with their ages.
+    fn unreferenced_revisions(&mut self, revisions: Vec<Digest>) -> Vec<Revision> {
+        let mut out = Vec::new();
+        for d in revisions {
+            if self.refs.revision_live(self.repo, &d) {
+                self.keep_repo = true;
+            } else if let Some(mtime) = self.link_age(paths::revision_link(self.repo, &d)) {
+                out.push(Revision {
+                    digest: d,
+                    mtime,
+                    target: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Unreferenced revisions are orphans unless young or held. Roots of the
+    /// grace closure: young revisions the input does not name, and tags the
+    /// input does not name (pushed after reg-refs ran).
+    fn hold_young(
+        &mut self,
+        unreferenced_revs: &[Revision],
+        tags: &[crate::layout::Tag],
+        excluded: bool,
+        aliases: &AliasMap,
+    ) -> anyhow::Result<()> {
+        let (cfg, refs, repo) = (self.cfg, self.refs, self.repo);
+        let unreferenced: HashMap<Digest, &Revision, Prehashed> =
+            unreferenced_revs.iter().map(|r| (r.digest, r)).collect();
+        let mut roots: Vec<Digest> = unreferenced_revs
+            .iter()
+            .filter(|r| !cfg.old_enough(r.mtime))
+            .map(|r| r.digest)
+            .collect();
+        roots.extend(
+            tags.iter()
+                .filter(|t| !excluded && !refs.revision_live(repo, &t.digest))
+                .map(|t| t.digest),
+        );
+        let held_revisions = hold(
+            self.store,
+            repo,
+            roots,
+            &unreferenced,
+            aliases,
+            &mut self.scan.held,
+        )?;
+        for r in unreferenced_revs {
+            if !cfg.old_enough(r.mtime) {
+                self.scan.held.push(r.digest);
+            }
+            if held_revisions.contains(&r.digest) {
+                self.scan.too_young += 1;
+                self.keep_repo = true;
+            } else {
+                self.scan.revisions.push(r.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// `_layers` links to candidate or missing blobs: young ones hold their
+    /// blobs, old ones to a missing blob are orphans. Returns the links not
+    /// looked at.
+    fn layer_links(&mut self, links: Vec<Digest>, layer_aliases: &AliasMap) -> Vec<Digest> {
+        let mut unlooked = Vec::new();
+        for d in links {
+            // The blob this link serves: its target, for an alias.
+            let blobs = read_as(layer_aliases, &d);
+            let candidate = blobs.iter().any(|b| self.stored.candidate(b));
+            let missing = blobs.iter().all(|b| !self.stored.contains(b));
+            if !candidate && !missing {
+                // Its age changes nothing, unless the repository is otherwise empty.
+                unlooked.push(d);
+                continue;
+            }
+            let Some(mtime) = self.link_age(paths::layer_link(self.repo, &d)) else {
+                continue;
+            };
+            let young = !self.cfg.old_enough(mtime);
+            if young {
+                self.scan.held.push(d);
+                self.scan.held.extend_from_slice(blobs);
+                self.keep_repo = true;
+            }
+            if !missing {
+                continue;
+            }
+            match (self.blob_there(blobs), young) {
+                (false, true) => self.scan.too_young += 1,
+                (false, false) => self.scan.layer_links.push(LayerLink {
+                    digest: d,
+                    mtime,
+                    target: (blobs != [d]).then(|| blobs[0]),
+                }),
+                (true, _) => {}
+            }
+        }
+        unlooked
+    }
+
+    /// Whether one of `blobs`, not seen in blobs/, is there after all:
+    /// confirmed, so that a blob directory we could not list never makes
+    /// its links look dangling.
+    fn blob_there(&mut self, blobs: &[Digest]) -> bool {
+        let mut there = false;
+        for b in blobs {
+            match self.store.blob_meta(b) {
+                Ok(None) => {}
+                Ok(Some(_)) => there = true,
+                Err(e) => {
+                    there = true;
+                    self.scan.errors.push(e);
+                }
+            }
+        }
+        there
+    }
 }
 
 /// Follows the manifests `roots` of `repo` (and, through them, any
@@ -1348,7 +1323,7 @@ pub fn write<W: Write>(found: &Found, out: &mut Out<W>, msgs: &Messages) -> std:
             mtime: Time(crate::time::from_unix_secs(r.secs, 0)),
         })?;
     }
-    for (repo, l) in &found.layers {
+    for (repo, l) in &found.layer_links {
         out.write(&OrphanRecord::LayerLink {
             repo: repo.clone(),
             digest: l.digest,
@@ -1505,7 +1480,7 @@ mod tests {
         out
     }
 
-    fn read_fixed(input: &str) -> Result<Refs, InputError> {
+    fn read_fixed(input: &str) -> Result<LiveRefs, InputError> {
         read_refs(fix_trailers(input, "/r").as_bytes())
     }
 
@@ -1776,7 +1751,7 @@ mod tests {
             assert!(e.to_string().contains(want), "{input:?}: {e}");
         }
         let e = read_refs(&b"\xff\xfe\n"[..]).err().unwrap();
-        assert_eq!((e.line, e.msg.as_str()), (1, "not UTF-8 text"));
+        assert_eq!((e.line, e.why.as_str()), (1, "not valid UTF-8"));
     }
 
     #[test]

@@ -314,7 +314,9 @@ pub struct OrphansEnd {
     pub blobs: u64,
     pub blob_bytes: u64,
     pub revisions: u64,
-    pub layers: u64,
+    /// `_layers` links (`"layers"` in the trailer).
+    #[serde(rename = "layers")]
+    pub layer_links: u64,
     pub uploads: u64,
     pub upload_bytes: u64,
     pub repos: u64,
@@ -389,6 +391,69 @@ pub(crate) fn assert_columns<T: Record>(record: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// reg-orphans prints stored items as reg-ls does: the same five kinds,
+    /// each orphan record read back as the reg-ls record of that item with
+    /// the same fields and values, its TSV columns in reg-ls' order. reg-rm
+    /// reads both; a field or kind added to one and not the other fails here.
+    #[test]
+    fn orphan_records_are_stored_items_as_reg_ls_prints_them() {
+        let d: Digest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+            .parse()
+            .unwrap();
+        let t = Time(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+        let repo = || "org/app".to_string();
+        let orphans = [
+            OrphanRecord::Blob {
+                digest: d,
+                size: 7,
+                mtime: t,
+            },
+            OrphanRecord::Revision {
+                repo: repo(),
+                digest: d,
+                mtime: t,
+            },
+            OrphanRecord::LayerLink {
+                repo: repo(),
+                digest: d,
+                mtime: t,
+            },
+            OrphanRecord::Upload {
+                repo: repo(),
+                id: "u1".into(),
+                size: 3,
+                started_at: t,
+            },
+            OrphanRecord::Repo { repo: repo() },
+        ];
+        let mut kinds = Vec::new();
+        for o in &orphans {
+            let json = serde_json::to_value(o).unwrap();
+            let ls: LsRecord = serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(
+                serde_json::to_value(&ls).unwrap(),
+                json,
+                "the same item, the same fields"
+            );
+            let kind = json["kind"].as_str().unwrap().to_string();
+            let ls_cols = LsRecord::columns(&kind).unwrap();
+            let orphan_cols = OrphanRecord::columns(&kind).unwrap();
+            let mut at = ls_cols.iter();
+            for c in orphan_cols {
+                assert!(
+                    at.any(|l| l == c),
+                    "{kind}: column {c} out of reg-ls' order {ls_cols:?}"
+                );
+            }
+            kinds.push(kind);
+        }
+        // Every kind reg-ls prints but tags (never an orphan: a tag is a root).
+        for k in ["repo", "revision", "layer-link", "blob", "upload"] {
+            assert!(kinds.iter().any(|x| x == k), "{k}");
+        }
+        assert!(LsRecord::columns("tag").is_some() && OrphanRecord::columns("tag").is_none());
+    }
 
     /// Every kind of every record, with every optional field set, has
     /// exactly the columns its type lists: a TSV column never moves.

@@ -4,6 +4,48 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+/// How far ahead of "now" a modification time may be before it is in the
+/// future (the clocks of NFS clients and servers disagree by a little).
+pub const FUTURE_SLACK: Duration = Duration::from_secs(300);
+
+/// The one age policy of the grace periods (reg-orphans' and reg-rm's
+/// `--min-age`): a modification time is young when it is less than
+/// `min_age` before `now`, or in the future (more than [`FUTURE_SLACK`]
+/// ahead: kept by every run until then, with a [`future_warning`]); old
+/// otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct AgePolicy {
+    pub now: SystemTime,
+    pub min_age: Duration,
+}
+
+impl AgePolicy {
+    /// In the future: more than [`FUTURE_SLACK`] ahead of `now`.
+    pub fn future(&self, mtime: SystemTime) -> bool {
+        mtime.duration_since(self.now).is_ok_and(|d| d > FUTURE_SLACK)
+    }
+
+    /// Younger than `min_age`, or in the future: kept.
+    pub fn young(&self, mtime: SystemTime) -> bool {
+        self.future(mtime) || Time(mtime).age(self.now) < self.min_age
+    }
+
+    /// Old enough to act on.
+    pub fn old(&self, mtime: SystemTime) -> bool {
+        !self.young(mtime)
+    }
+}
+
+/// The warning for a file whose modification time is in the future.
+pub fn future_warning(path: &std::path::Path, mtime: SystemTime) -> String {
+    format!(
+        "{}: modification time {} is in the future: kept, and kept by every run until then \
+         (a wrong clock? set it right with touch)",
+        path.display(),
+        Time(mtime)
+    )
+}
+
 /// A point in time that serializes as an RFC 3339 UTC string ending in `Z`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Time(pub SystemTime);
@@ -238,6 +280,37 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_policy_young_old_and_future() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let p = AgePolicy {
+            now,
+            min_age: Duration::from_secs(3600),
+        };
+        let ago = |s: u64| now - Duration::from_secs(s);
+        let ahead = |s: u64| now + Duration::from_secs(s);
+        // (mtime, young, future)
+        for (m, young, future) in [
+            (ago(3600), false, false),
+            (ago(3599), true, false),
+            (ago(86_400), false, false),
+            (now, true, false),
+            // Within the slack: young, not yet a clock problem.
+            (ahead(300), true, false),
+            (ahead(301), true, true),
+        ] {
+            assert_eq!(p.young(m), young, "{:?}", Time(m));
+            assert_eq!(p.old(m), !young, "{:?}", Time(m));
+            assert_eq!(p.future(m), future, "{:?}", Time(m));
+        }
+        // A file in the future is kept even with no grace period at all.
+        let zero = AgePolicy {
+            now,
+            min_age: Duration::ZERO,
+        };
+        assert!(zero.old(now) && zero.old(ahead(300)) && zero.young(ahead(301)));
+    }
 
     #[test]
     fn http_dates() {

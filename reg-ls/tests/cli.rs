@@ -1,6 +1,6 @@
 //! Smoke tests of the reg-ls binary (the end-to-end tests live in `tests/`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -24,13 +24,13 @@ fn bad_usage_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[path = "../../tests/support/kit.rs"]
+mod kit;
+use kit::*;
+
 #[path = "../../tests/support/faulty_tree.rs"]
 mod faulty_tree;
 use faulty_tree::*;
-
-fn sample() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry")
-}
 
 /// A tree with enough blobs that the output outgrows a pipe's buffer.
 fn many_blobs(dir: &std::path::Path, n: usize) {
@@ -44,28 +44,14 @@ fn many_blobs(dir: &std::path::Path, n: usize) {
 
 #[test]
 fn closed_stdout_ends_quietly() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
     let tmp = tempfile::tempdir().unwrap();
     many_blobs(tmp.path(), 3000);
     // --stats: a run cut short prints no summary as if it had finished.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg(tmp.path())
-        .arg("--stats")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    // The reader is dropped here, like `| head -1` exiting.
+    let first = first_line_then_close(
+        std::path::Path::new(env!("CARGO_BIN_EXE_reg-ls")),
+        &[tmp.path().as_os_str(), "--stats".as_ref()],
+    );
     assert!(first.starts_with(r#"{"kind":"blob""#), "{first}");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

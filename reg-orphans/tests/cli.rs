@@ -9,13 +9,13 @@ use std::process::{Command, Output, Stdio};
 
 use reg_core::layout::Store;
 
+#[path = "../../tests/support/kit.rs"]
+mod kit;
+use kit::*;
+
 #[path = "../../tests/support/faulty_tree.rs"]
 mod faulty_tree;
 use faulty_tree::*;
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry")
-}
 
 fn store() -> Store {
     Store::fs(sample().join("docker/registry/v2"))
@@ -55,17 +55,8 @@ fn run(exe: &Path, args: &[&str], stdin: &[u8]) -> Output {
 
 #[track_caller]
 fn records(out: &Output) -> Vec<serde_json::Value> {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recs: Vec<serde_json::Value> = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(out));
+    let recs = json_lines(out);
     let end = recs.last().expect("a trailer");
     assert_eq!(
         (&end["kind"], &end["tool"]),

@@ -2,9 +2,12 @@
 //! (`reg-core/testdata/pulls/`): files, stdin, gzip, refusals, a closed
 //! stdout. The end-to-end test with a running registry is in `tests/`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+#[path = "../../tests/support/kit.rs"]
+mod kit;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -159,19 +162,9 @@ fn closed_stdout_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("big.log");
     std::fs::write(&f, log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-pulls"))
-        .arg(&f)
-        .arg("--stats")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = kit::first_line_then_close(
+        Path::new(env!("CARGO_BIN_EXE_reg-pulls")),
+        &[f.as_os_str(), "--stats".as_ref()],
+    );
     assert!(first.starts_with(r#"{"kind":"pull""#), "{first}");
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(0));
-    assert!(o.stderr.is_empty(), "{}", stderr(&o));
 }

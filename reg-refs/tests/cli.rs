@@ -1,31 +1,26 @@
 //! Smoke tests of the reg-refs binary on small trees and on the recorded
 //! sample (the end-to-end tests against a real registry live in `tests/`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use reg_core::layout::paths;
 use reg_core::record::{RefRecord, RefsEnd};
 use reg_core::Digest;
 
+#[path = "../../tests/support/kit.rs"]
+mod kit;
+use kit::*;
+
 #[path = "../../tests/support/faulty_tree.rs"]
 mod faulty_tree;
 use faulty_tree::*;
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry")
-}
 
 fn reg_refs<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reg-refs"))
         .args(args)
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Parses stdout as reference records; checks the trailer is last and only
@@ -42,29 +37,6 @@ fn records(o: &Output) -> (Vec<RefRecord>, RefsEnd) {
     };
     assert!(recs.iter().all(|r| !matches!(r, RefRecord::End(_))));
     (recs, end)
-}
-
-/// Copies a directory tree.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
-}
-
-fn v2(root: &Path) -> PathBuf {
-    root.join("docker/registry/v2")
-}
-
-fn put(path: &Path, bytes: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
@@ -235,34 +207,11 @@ fn closed_stdout_ends_quietly() {
         );
     }
     // --stats: a run cut short prints no summary as if it had finished.
-    let first = first_line_then_close(&[tmp.path().as_os_str(), "--stats".as_ref()]);
+    let first = first_line_then_close(
+        Path::new(env!("CARGO_BIN_EXE_reg-refs")),
+        &[tmp.path().as_os_str(), "--stats".as_ref()],
+    );
     assert!(first.starts_with(r#"{"kind":"tag","repo":"many""#), "{first}");
-}
-
-#[test]
-fn sample_piped_to_head_exits_quietly() {
-    let first = first_line_then_close(&[sample().as_os_str(), "-q".as_ref()]);
-    assert!(first.starts_with(r#"{"kind":"tag""#), "{first}");
-}
-
-/// Runs reg-refs, reads one line and closes the pipe (like `| head -1`):
-/// the tool must exit 0 with nothing on stderr.
-fn first_line_then_close(args: &[&std::ffi::OsStr]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-refs"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    // The reader is dropped here.
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(out.stderr.is_empty(), "{}", stderr(&out));
-    first
 }
 
 // ---- an operator's mistakes: FIFOs and symbolic links in the tree ----------

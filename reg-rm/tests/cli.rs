@@ -10,6 +10,10 @@ use std::process::{Command, Output, Stdio};
 
 use reg_core::layout::{paths, Store};
 
+#[path = "../../tests/support/kit.rs"]
+mod kit;
+use kit::*;
+
 /// A private copy of the sample tree.
 struct Sample {
     dir: tempfile::TempDir,
@@ -86,17 +90,6 @@ fn snapshot(p: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     m
 }
 
-fn records(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// What is garbage in the sample once only tags count: `deleted/img`'s
 /// layer links' blobs and its repository (known from the tree itself).
 fn deleted_img_input(s: &Sample) -> String {
@@ -169,13 +162,13 @@ fn deletes_then_second_run_is_absent_and_reminds_about_the_cache() {
 
     let dry = s.rm(&["--min-age", "0s", "--dry-run"], &input);
     assert!(dry.status.success(), "{}", stderr(&dry));
-    assert!(records(&dry).iter().all(|r| r["action"] == "would-delete"));
+    assert!(json_lines(&dry).iter().all(|r| r["action"] == "would-delete"));
     assert!(!stderr(&dry).contains("blob descriptor cache"));
     assert!(s.v2().join(paths::blob_data(&blobs[0])).is_file());
 
     let out = s.rm(&["--min-age", "0s"], &input);
     assert!(out.status.success(), "{}", stderr(&out));
-    let recs = records(&out);
+    let recs = json_lines(&out);
     let deleted = |kind: &str| {
         recs.iter()
             .filter(|r| r["kind"] == kind && r["action"] == "deleted")
@@ -200,7 +193,7 @@ fn deletes_then_second_run_is_absent_and_reminds_about_the_cache() {
 
     let again = s.rm(&["--min-age", "0s"], &input);
     assert!(again.status.success());
-    assert!(records(&again).iter().all(|r| r["action"] == "absent"));
+    assert!(json_lines(&again).iter().all(|r| r["action"] == "absent"));
     assert!(!stderr(&again).contains("blob descriptor cache"));
 }
 
@@ -211,7 +204,7 @@ fn default_min_age_keeps_fresh_data() {
     let before = snapshot(&s.v2());
     let out = s.rm(&[], &deleted_img_input(&s));
     assert!(out.status.success(), "{}", stderr(&out));
-    let recs = records(&out);
+    let recs = json_lines(&out);
     assert_eq!(recs.len(), 3);
     for r in &recs {
         assert_eq!(r["action"], "kept", "{r}");
@@ -237,7 +230,7 @@ fn tagged_manifests_are_kept() {
     }
     let out = s.rm(&["--min-age", "0s"], &input);
     assert!(out.status.success(), "{}", stderr(&out));
-    let recs = records(&out);
+    let recs = json_lines(&out);
     assert!(!recs.is_empty());
     assert!(recs.iter().all(|r| r["action"] == "kept"), "{recs:#?}");
     assert_eq!(snapshot(&s.v2()), before);
@@ -251,7 +244,7 @@ fn trash_restores_and_refuses_another_filesystem() {
     let input = deleted_img_input(&s);
     let out = s.rm(&["--min-age", "0s", "--trash", trash.to_str().unwrap()], &input);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(records(&out).iter().all(|r| r["action"] == "trashed"));
+    assert!(json_lines(&out).iter().all(|r| r["action"] == "trashed"));
     assert_ne!(snapshot(&s.v2()), before);
     copy_tree(&trash, &s.v2());
     // Back, except the empty directories removed afterwards.
@@ -301,7 +294,7 @@ fn fail_after_hook_stops_with_status_1() {
     );
     let out = s.rm(&["--min-age", "0s"], &input);
     assert!(out.status.success(), "{}", stderr(&out));
-    let recs = records(&out);
+    let recs = json_lines(&out);
     assert_eq!(
         recs.iter().filter(|r| r["action"] == "deleted").count(),
         4,
@@ -343,7 +336,7 @@ fn closed_stdout_stops_before_the_next_phase_and_fails() {
     assert!(!err.contains("panicked"), "{err}");
     let again = s.rm(&["--min-age", "0s"], &input);
     assert!(again.status.success(), "{}", stderr(&again));
-    let recs = records(&again);
+    let recs = json_lines(&again);
     assert!(
         recs.iter().all(|r| r["action"] != "kept"),
         "a second run finishes the job: {recs:#?}"
@@ -385,8 +378,8 @@ fn closed_stdout_ends_a_dry_run_quietly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(records(&out).len(), 1);
-    assert_eq!(records(&out)[0]["action"], "would-delete");
+    assert_eq!(json_lines(&out).len(), 1);
+    assert_eq!(json_lines(&out)[0]["action"], "would-delete");
 }
 
 /// Runs reg-rm with `--config FILE` (no ROOT) and `args`.
@@ -431,7 +424,7 @@ fn the_cache_reminder_follows_the_registry_configuration() {
         let out = rm_with_config(&config, &["--min-age", "0s"], &deleted_img_input(&s));
         let err = stderr(&out);
         assert!(out.status.success(), "{err}");
-        assert!(records(&out).iter().any(|r| r["action"] == "deleted"));
+        assert!(json_lines(&out).iter().any(|r| r["action"] == "deleted"));
         assert!(!err.contains("if the registry runs with"), "{cache}: {err}");
         if said {
             let kind = if cache.contains("redis") {

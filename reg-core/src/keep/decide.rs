@@ -173,32 +173,7 @@ pub fn decide(tags: &[TagRecord], cfg: &Config<'_>) -> Outcome {
                 }
             }
         }
-        // Signature tags left undecided follow their image: kept while a
-        // kept tag of the repository points at it.
-        for (i, pi) in following {
-            let subject = signature_subject(&tags[i].tag).expect("only signature tags are left");
-            let by: Vec<&str> = idx
-                .iter()
-                .filter(|&&j| decisions[j].as_ref().is_some_and(|d| d.keep) && tags[j].digest == subject)
-                .map(|&j| tags[j].tag.as_str())
-                .collect();
-            decisions[i] = Some(if by.is_empty() {
-                dropped(
-                    Rule::FollowsImage,
-                    pi,
-                    format!("signs or describes {subject}, which no kept tag points at"),
-                )
-            } else {
-                kept(
-                    Rule::FollowsImage,
-                    pi,
-                    format!(
-                        "signs or describes {subject}, which kept tag {} points at",
-                        by.join(", ")
-                    ),
-                )
-            });
-        }
+        follow_images(tags, idx, &mut decisions, following);
         for &i in idx {
             if let Some(d) = decisions[i].as_mut() {
                 d.last_pull = cfg
@@ -234,6 +209,40 @@ pub fn decide(tags: &[TagRecord], cfg: &Config<'_>) -> Outcome {
         .map(|d| d.expect("every tag decided"))
         .collect();
     out
+}
+
+/// Signature tags left undecided (`following`: tag, policy) follow their
+/// image: kept while a kept tag of the repository (`idx`) points at it.
+fn follow_images(
+    tags: &[TagRecord],
+    idx: &[usize],
+    decisions: &mut [Option<Decision>],
+    following: Vec<(usize, Option<usize>)>,
+) {
+    for (i, pi) in following {
+        let subject = signature_subject(&tags[i].tag).expect("only signature tags are left");
+        let by: Vec<&str> = idx
+            .iter()
+            .filter(|&&j| decisions[j].as_ref().is_some_and(|d| d.keep) && tags[j].digest == subject)
+            .map(|&j| tags[j].tag.as_str())
+            .collect();
+        decisions[i] = Some(if by.is_empty() {
+            dropped(
+                Rule::FollowsImage,
+                pi,
+                format!("signs or describes {subject}, which no kept tag points at"),
+            )
+        } else {
+            kept(
+                Rule::FollowsImage,
+                pi,
+                format!(
+                    "signs or describes {subject}, which kept tag {} points at",
+                    by.join(", ")
+                ),
+            )
+        });
+    }
 }
 
 fn kept(rule: Rule, policy: Option<usize>, reason: String) -> Decision {

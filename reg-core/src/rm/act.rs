@@ -223,7 +223,7 @@ impl<'a> Deleter<'a> {
     /// The test hook: true (and the run marked stopped) once N records were
     /// deleted.
     fn hook_fired(&self) -> bool {
-        match self.cfg.fail_after {
+        match self.cfg.fail_after() {
             Some(limit) if self.deleted() >= limit => {
                 self.stopped.store(true, Ordering::SeqCst);
                 true
@@ -235,7 +235,7 @@ impl<'a> Deleter<'a> {
     /// Removes `rels` for one record (its bytes summed); `None` if a removal
     /// failed or the test hook stopped the run first.
     pub(super) fn finish(&self, mut rec: RmRecord, rels: &[String]) -> Option<RmRecord> {
-        let _gate = self.cfg.fail_after.map(|_| self.gate.lock().expect("gate"));
+        let _gate = self.cfg.fail_after().map(|_| self.gate.lock().expect("gate"));
         if self.hook_fired() {
             return None;
         }

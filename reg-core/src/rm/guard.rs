@@ -2,7 +2,7 @@
 //! Nothing here changes the tree; [`super::act`] does, on a [`Verdict`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 
@@ -12,10 +12,7 @@ use crate::layout::{paths, LinkKind, LinkName, Store};
 use crate::mark::Mark;
 use crate::messages::{count, Messages};
 use crate::progress::Phase;
-use crate::time::Time;
-
-/// How far in the future an mtime may be before it is warned about.
-const FUTURE_SLACK: Duration = Duration::from_secs(300);
+use crate::time::{future_warning, AgePolicy, Time};
 
 /// What a guard says about one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +35,7 @@ pub(super) enum Verdict {
 pub(super) struct BlobLinks {
     /// `_layers` links: repo, the link's name (the blob's digest, or the
     /// name of an alias that names it) and the link's mtime.
-    pub(super) layers: Vec<(String, Digest, SystemTime)>,
+    pub(super) layer_links: Vec<(String, Digest, SystemTime)>,
     /// Repositories with a revision link to it.
     pub(super) revisions: Vec<String>,
 }
@@ -75,12 +72,14 @@ impl Guard<'_> {
     /// Whether `mtime` is younger than `--min-age`. An mtime in the future
     /// is young (kept by every run until then), with a warning.
     pub(super) fn young(&self, rel: &str, mtime: SystemTime) -> bool {
-        if mtime.duration_since(self.cfg.now).is_ok_and(|d| d > FUTURE_SLACK) {
-            self.msgs
-                .warn(crate::orphans::future_warning(&self.store.display(rel), mtime));
-            return true;
+        let ages = AgePolicy {
+            now: self.cfg.now,
+            min_age: self.cfg.min_age,
+        };
+        if ages.future(mtime) {
+            self.msgs.warn(future_warning(&self.store.display(rel), mtime));
         }
-        Time(mtime).age(self.cfg.now) < self.cfg.min_age
+        ages.young(mtime)
     }
 
     pub(super) fn young_reason(&self) -> String {
@@ -229,7 +228,7 @@ impl Guard<'_> {
                     .links_to(
                         repo,
                         &paths::layer_link,
-                        self.store.layer_digests(repo),
+                        self.store.layer_link_digests(repo),
                         blobs,
                         &mut ok,
                     )
@@ -276,7 +275,10 @@ impl Guard<'_> {
         for (repo, (layers, revs, repo_ok)) in per {
             ok &= repo_ok;
             for (d, name, m) in layers {
-                out.entry(d).or_default().layers.push((repo.clone(), name, m));
+                out.entry(d)
+                    .or_default()
+                    .layer_links
+                    .push((repo.clone(), name, m));
             }
             for d in revs {
                 out.entry(d).or_default().revisions.push(repo.clone());
@@ -356,7 +358,7 @@ impl Guard<'_> {
             }
         }
         links
-            .layers
+            .layer_links
             .iter()
             .find(|(repo, name, m)| self.young(&paths::layer_link(repo, name), *m))
             .map(|(repo, _, _)| format!("its _layers link in {repo} is {}", self.young_reason()))
@@ -382,7 +384,7 @@ impl Guard<'_> {
     /// A `_layers` link. `guarded`: named on its own (its blob is not
     /// going): kept while its blob is stored, and when its blob is missing
     /// unless `--accept-broken`.
-    pub(super) fn layer(&self, repo: &str, d: Digest, guarded: bool, unstable: bool) -> Verdict {
+    pub(super) fn layer_link(&self, repo: &str, d: Digest, guarded: bool, unstable: bool) -> Verdict {
         let link = paths::layer_link(repo, &d);
         let mtime = match self.mtime(&link) {
             Ok(Some(m)) => m,
@@ -500,7 +502,7 @@ impl Guard<'_> {
         }) {
             return v;
         }
-        let layers = self.store.layer_digests(repo);
+        let layers = self.store.layer_link_digests(repo);
         if listing_failed(layers.errors) {
             return Verdict::Kept("cannot read its _layers links (see errors)".into());
         }
@@ -536,6 +538,7 @@ mod tests {
     use crate::mark::{Asked, Exclusions};
     use crate::testutil::*;
     use std::fs;
+    use std::time::Duration;
 
     fn cfg(min_age: Duration) -> Config {
         Config {
@@ -560,7 +563,7 @@ mod tests {
         let gone = Digest::sha256_of(b"gone");
         link(v2, &paths::layer_link("app", &gone), &gone);
         let hollow = Digest::sha256_of(b"hollow");
-        fs::create_dir_all(v2.join(paths::layer_dir("app", &hollow))).unwrap();
+        fs::create_dir_all(v2.join(paths::layer_link_dir("app", &hollow))).unwrap();
         age(v2, DAY);
         let store = Store::fs(v2);
         let msgs = Messages::muted("test");
@@ -576,20 +579,28 @@ mod tests {
             cfg: &strict,
             msgs: &msgs,
         };
-        assert!(matches!(g.layer("app", c, true, false), Verdict::Kept(w) if w.contains("still stored")));
-        // Its blob goes in this run: the link goes with it.
-        assert_eq!(g.layer("app", c, false, false), Verdict::Go);
         assert!(
-            matches!(g.layer("app", gone, true, false), Verdict::Kept(w) if w.contains("--accept-broken"))
+            matches!(g.layer_link("app", c, true, false), Verdict::Kept(w) if w.contains("still stored"))
         );
-        assert_eq!(g.layer("app", gone, true, true), Verdict::Kept(UNSTABLE.into()));
-        assert_eq!(g.layer("app", hollow, true, false), Verdict::AbsentWithLeftovers);
+        // Its blob goes in this run: the link goes with it.
+        assert_eq!(g.layer_link("app", c, false, false), Verdict::Go);
+        assert!(
+            matches!(g.layer_link("app", gone, true, false), Verdict::Kept(w) if w.contains("--accept-broken"))
+        );
+        assert_eq!(
+            g.layer_link("app", gone, true, true),
+            Verdict::Kept(UNSTABLE.into())
+        );
+        assert_eq!(
+            g.layer_link("app", hollow, true, false),
+            Verdict::AbsentWithLeftovers
+        );
         let g = Guard {
             store: &store,
             cfg: &broken_ok,
             msgs: &msgs,
         };
-        assert_eq!(g.layer("app", gone, true, false), Verdict::Go);
+        assert_eq!(g.layer_link("app", gone, true, false), Verdict::Go);
         // A young link stays whatever its blob.
         link(v2, &paths::layer_link("app", &gone), &gone);
         let young = cfg(Duration::from_secs(3600));
@@ -598,10 +609,10 @@ mod tests {
             cfg: &young,
             msgs: &msgs,
         };
-        assert!(matches!(g.layer("app", gone, false, false), Verdict::Kept(w) if w.contains("younger")));
+        assert!(matches!(g.layer_link("app", gone, false, false), Verdict::Kept(w) if w.contains("younger")));
         // Nothing was changed by any of it.
         assert!(v2.join(paths::layer_link("app", &gone)).is_file());
-        assert!(v2.join(paths::layer_dir("app", &hollow)).is_dir());
+        assert!(v2.join(paths::layer_link_dir("app", &hollow)).is_dir());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! the refusals of input that cannot be what it claims ([`check_input`]).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::io::BufRead;
+
+pub use crate::input::InputError;
+use crate::input::Lines;
 
 use serde_json::{Map, Value};
 
@@ -16,7 +18,7 @@ pub struct Input {
     /// `(repo, tag)` → the digest the record said the tag points at.
     pub tags: BTreeMap<(String, String), Option<Digest>>,
     pub revisions: BTreeSet<(String, Digest)>,
-    pub layers: BTreeSet<(String, Digest)>,
+    pub layer_links: BTreeSet<(String, Digest)>,
     pub blobs: BTreeSet<Digest>,
     pub uploads: BTreeSet<(String, String)>,
     pub repos: BTreeSet<String>,
@@ -36,7 +38,7 @@ impl Input {
     pub fn len(&self) -> usize {
         self.tags.len()
             + self.revisions.len()
-            + self.layers.len()
+            + self.layer_links.len()
             + self.blobs.len()
             + self.uploads.len()
             + self.repos.len()
@@ -47,22 +49,6 @@ impl Input {
     }
 }
 
-/// A line of input that cannot be used; nothing is deleted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputError {
-    /// 1-based line number.
-    pub line: usize,
-    pub why: String,
-}
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stdin line {}: {} (nothing was deleted)", self.line, self.why)
-    }
-}
-
-impl std::error::Error for InputError {}
-
 const REFS_REFUSED: &str = "this is reg-refs output, a list of LIVE references: deleting what it \
      names would untag and delete live images; pipe it through reg-orphans first";
 
@@ -71,22 +57,19 @@ const LAYER_REFUSED: &str = "a \"layer\" record is reg-refs output, a LIVE refer
      manifest to its layer; a _layers link is kind \"layer-link\" (as reg-ls and reg-orphans print it)";
 
 /// Reads and checks all of `r`. Empty lines are skipped.
-pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
+pub fn parse_input(r: impl BufRead) -> Result<Input, InputError> {
+    parse_lines(r).map_err(InputError::nothing_deleted)
+}
+
+fn parse_lines(r: impl BufRead) -> Result<Input, InputError> {
     let mut input = Input::default();
-    let mut buf = Vec::new();
-    let mut line = 0;
+    let mut lines = Lines::new(r);
     loop {
-        buf.clear();
-        let n = r.read_until(b'\n', &mut buf).map_err(|e| InputError {
-            line: line + 1,
-            why: format!("cannot read: {e}"),
-        })?;
-        if n == 0 {
+        let Some((line, text)) = lines.next_line()? else {
             return Ok(input);
-        }
-        line += 1;
-        let err = |why: String| InputError { line, why };
-        let text = std::str::from_utf8(&buf).map_err(|_| err("not valid UTF-8".into()))?;
+        };
+        let line = line as usize;
+        let err = |why: String| InputError::at(line as u64, why);
         let parsed = parse_line(text).map_err(err)?;
         if let Some((end_line, _)) = &input.orphans_end {
             if !matches!(parsed, Parsed::Skip) {
@@ -132,7 +115,7 @@ pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
                 input.revisions.insert((repo, digest));
             }
             Item::Layer { repo, digest } => {
-                input.layers.insert((repo, digest));
+                input.layer_links.insert((repo, digest));
             }
             Item::Blob(d) => {
                 input.blobs.insert(d);
@@ -153,10 +136,14 @@ pub fn parse_input(mut r: impl BufRead) -> Result<Input, InputError> {
 /// `--repo`), and a reg-orphans trailer that does not
 /// describe these records on this storage root.
 pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), InputError> {
+    check(input, store, untag).map_err(InputError::nothing_deleted)
+}
+
+fn check(input: &Input, store: &Store, untag: bool) -> Result<(), InputError> {
     if let Some(&line) = input.first_line.get("tag") {
         if !untag {
             return Err(InputError {
-                line,
+                line: line as u64,
                 why: "a tag record: removing tags is a retention decision, and reg-rm acts on tag \
                       records only with --untag"
                     .into(),
@@ -174,7 +161,7 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
         {
             let other = if other == "blob" { "blob or digest" } else { other };
             return Err(InputError {
-                line: other_line.max(line),
+                line: other_line.max(line) as u64,
                 why: format!(
                     "tag records (first on line {line}) mixed with {other} records (first on line \
                      {other_line}): this looks like an unfiltered reg-ls listing (reg-ls ROOT, or \
@@ -188,7 +175,7 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
     let Some((line, end)) = &input.orphans_end else {
         return Ok(());
     };
-    let err = |why: String| InputError { line: *line, why };
+    let err = |why: String| InputError::at(*line as u64, why);
     if !end.excluded.is_empty() {
         return Err(err(format!(
             "a what-if list, made by reg-refs --exclude-repo {}: it names what deleting that \
@@ -217,7 +204,7 @@ pub fn check_input(input: &Input, store: &Store, untag: bool) -> Result<(), Inpu
     for (kind, said) in [
         ("blob", end.blobs),
         ("revision", end.revisions),
-        ("layer-link", end.layers),
+        ("layer-link", end.layer_links),
         ("upload", end.uploads),
         ("repo", end.repos),
     ] {

@@ -1,96 +1,28 @@
 //! `reg-rm`: delete exactly what stdin names, and only what nothing live
-//! reaches.
+//! reaches. The README's reg-rm and Safety sections are the contract; this
+//! module owns it in code:
 //!
-//! # Input
-//! One item per line: a bare digest (a blob), or a record of kind `blob`,
-//! `revision`, `layer`, `upload`, `repo` or `tag` as `reg-ls` and
-//! `reg-orphans` print them (extra fields are ignored). The whole input is
-//! read and checked before anything is touched ([`parse_input`], then
-//! [`check_input`]); one bad line stops the run with its number, and nothing
-//! is deleted. Refused, besides lines that are not records or digests:
-//! - a list of *live* references (`reg-refs` output: its trailer, or any
-//!   record with a `manifest` field);
-//! - `tag` records without [`Config::untag`]: removing tags is a retention
-//!   decision, never an accident of a pipeline;
-//! - tag records mixed with records of any other kind or bare digests:
-//!   that is what an unfiltered `reg-ls ROOT | reg-rm ROOT` (or `reg-ls ROOT
-//!   --repo NAME`, which leaves blobs out) looks like;
-//! - an `error` record: a tool that failed wrote it in place of its
-//!   trailer ([`crate::record::Failed`]);
-//! - a `reg-orphans` trailer whose counts disagree with the records read (a
-//!   cut or filtered list), that names another storage root, or that is
-//!   followed by more records.
+//! - [`input`](parse_input): one item a line (a bare digest, or a record of
+//!   kind `blob`, `revision`, `layer-link`, `upload`, `repo` or `tag`), all
+//!   read and checked ([`check_input`]) before anything is touched; one bad
+//!   line stops the run with its number and nothing is deleted.
+//! - `guard`: the read-only checks, on the live tree when each phase runs
+//!   (ages, tags that moved, links a push wrote again), and the mark
+//!   ([`crate::mark`]): what stays live, walked again before the blobs go.
+//! - `act`: the one place that deletes or trashes, through the
+//!   [`crate::storage::Backend`] (object storage: in batches).
+//! - `phases`: the crash-safe order (tags, revisions, `_layers` links,
+//!   blobs, uploads, repositories, empty directories); a crash at any point
+//!   leaves a tree the registry serves, at worst with garbage left.
+//! - `report`: one [`RmRecord`] per item through the single writer, the
+//!   summary's [`Stats`], and [`Stopped`] for a run that could not finish.
 //!
-//! # The mark
-//! reg-rm does not trust its input to say what is unreachable. Before the
-//! first deletion it walks the reference graph itself ([`crate::mark`]), from
-//! every tag and every revision this run does not remove, and keeps (as
-//! `"kept"`, with the reason) every named blob or revision the walk reaches.
-//! Before the blob phase it lists the roots again and walks again if they
-//! changed (a push during the run). Live manifests that are missing or
-//! unusable make the mark incomplete: then no blob is deleted, nor a
-//! revision of that repository, unless [`Config::accept_broken`]. The same
-//! flag is needed to delete a `_layers` link or a revision because its blob
-//! is missing (an unmounted volume looks exactly like that). An empty or
-//! missing blob store is an error.
-//!
-//! # Order
-//! Phases run one after the other so that a crash at any point leaves a tree
-//! the registry serves correctly, at worst with garbage left for a second run:
-//! 1. tags (the whole `tags/<tag>/` directory);
-//! 2. revisions (`revisions/<alg>/<hex>/`), then their entries in every tag's
-//!    `index/` directory;
-//! 3. `_layers` links: the ones named, and every repository's link to each
-//!    blob about to be deleted;
-//! 4. blob data (the whole `blobs/<alg>/<xx>/<hex>/` directory);
-//! 5. uploads;
-//! 6. repositories, only if empty of tags, revisions and uploads by then:
-//!    the keys listed then, and a second look after removing them, which
-//!    writes the `_layers` links back if a push landed meanwhile
-//!    (`repo.rs`);
-//! 7. empty directories left behind: blob prefix directories, revision
-//!    directories without a link (never `repositories/` or `blobs/`).
-//!
-//! Within a phase work is spread over the rayon pool; records go through the
-//! single [`Out`] writer, in a stable order. A run that cannot finish (a
-//! closed stdout, the test hook) stops before the next phase and fails,
-//! saying which phase it stopped before. A dry run changes nothing, so a
-//! closed stdout (`reg-rm --dry-run … | head`) ends it quietly with status
-//! 0, as it ends every listing.
-//!
-//! # Other guards (checked on the live tree when the phase runs)
-//! - A tag record carrying a `digest` is deleted only if the tag still points
-//!   there (it may have been pushed again since it was listed).
-//! - Links, blobs, uploads and empty directories younger than `min_age` are
-//!   kept; a blob is kept if any repository's link to it is young. A file
-//!   whose modification time is in the future is kept, with a warning.
-//! - A `layer` record whose blob is still stored (and not deleted in this run)
-//!   is kept: the link may be what lets a tagged image pull.
-//! - A `repo` record is kept while the repository holds a tag, a revision,
-//!   an upload or a young `_layers` link; deleting it removes its `_manifests`,
-//!   `_layers` and `_uploads` only, never a nested repository.
-//! - Every change goes through [`crate::storage::Backend`], which refuses
-//!   `..`, absolute paths and paths through symbolic links; every path is
-//!   built by [`crate::layout::paths`] from validated names. `--trash` must be a new or
-//!   empty directory outside the storage root, on its filesystem.
-//!
-//! # Output ([`RmRecord`])
-//! ```text
-//! {"action":"deleted","kind":"blob","digest":"sha256:…","bytes":123}
-//! {"action":"trashed","kind":"tag","repo":"org/app","tag":"v1","digest":"sha256:…","bytes":142}
-//! {"action":"would-delete","kind":"revision","repo":"org/app","digest":"sha256:…","bytes":71}
-//! {"action":"absent","kind":"upload","repo":"org/app","id":"…","bytes":0}
-//! {"action":"kept","kind":"blob","digest":"sha256:…","bytes":0,"reason":"tag org/app:v1 points at it"}
-//! ```
-//! `bytes` is what the action frees (file sizes under the removed directory,
-//! less what earlier actions of the same run removed, so that a dry run
-//! promises what the real run frees).
-//!
-//! # Test hook
-//! [`Config::fail_after`] (the binary reads it from `REG_RM_FAIL_AFTER=N`)
-//! stops the run with an error after N deleted records, as a crash would, so
-//! tests can check that a half-done run leaves a tree that serves and that a
-//! second run finishes the job.
+//! # Test hooks
+//! With the `test-hooks` feature (the tests', never the shipped binaries'),
+//! `Config::hooks` stops a run after N deletions as a crash would
+//! (`REG_RM_FAIL_AFTER=N` in the binary), or runs code where a push may
+//! race the run, so tests can check that a half-done run leaves a tree that
+//! serves and that a second run finishes the job.
 
 mod act;
 mod guard;
@@ -137,26 +69,52 @@ pub struct Config {
     /// mark is incomplete (live manifests missing or unusable), and delete
     /// `_layers` links and revisions whose blob is missing.
     pub accept_broken: bool,
-    /// Test hook (`REG_RM_FAIL_AFTER`): stop with an error after this many
-    /// deletions, as a crash would.
-    pub fail_after: Option<u64>,
     /// "Now", for ages.
     pub now: SystemTime,
-    /// Test hook: runs once the `_layers` links of the doomed blobs are
-    /// removed, before the run looks again (tests push there).
-    pub after_links: Option<Hook>,
-    /// Test hook: runs once the revisions are removed, before the run looks
-    /// again (tests push there).
-    pub after_revisions: Option<Hook>,
-    /// Test hook: runs once an empty repository's keys are listed for
-    /// removal, before they are removed (tests push there).
-    pub before_repo_removal: Option<Hook>,
     /// Whether the registry keeps a blob descriptor cache, as its
     /// configuration says: what to remind of after deleting.
     pub blob_cache: BlobCache,
+    /// Test hooks: only with the `test-hooks` feature, which the tests
+    /// enable and the shipped binaries do not.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub hooks: Hooks,
 }
 
-/// A test hook (see [`Config::after_links`]).
+/// Where tests stop or pause a run (the `test-hooks` feature).
+#[cfg(any(test, feature = "test-hooks"))]
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    /// Stop with an error after this many deletions, as a crash would
+    /// (reg-rm reads it from `REG_RM_FAIL_AFTER`).
+    pub fail_after: Option<u64>,
+    /// Runs once the `_layers` links of the doomed blobs are removed,
+    /// before the run looks again (tests push there).
+    pub after_links: Option<Hook>,
+    /// Runs once the revisions are removed, before the run looks again
+    /// (tests push there).
+    pub after_revisions: Option<Hook>,
+    /// Runs once an empty repository's keys are listed for removal, before
+    /// they are removed (tests push there).
+    pub before_repo_removal: Option<Hook>,
+}
+
+#[cfg(any(test, feature = "test-hooks"))]
+impl Config {
+    /// The deletions after which the test hook stops the run.
+    pub(crate) fn fail_after(&self) -> Option<u64> {
+        self.hooks.fail_after
+    }
+}
+
+#[cfg(not(any(test, feature = "test-hooks")))]
+impl Config {
+    /// Never, without the `test-hooks` feature.
+    pub(crate) fn fail_after(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A test hook (see `Hooks`, with the `test-hooks` feature).
 #[derive(Clone)]
 pub struct Hook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
 
@@ -173,12 +131,10 @@ impl Default for Config {
             min_age: Duration::from_secs(3600),
             untag: false,
             accept_broken: false,
-            fail_after: None,
             now: SystemTime::now(),
-            after_links: None,
-            after_revisions: None,
-            before_repo_removal: None,
             blob_cache: BlobCache::Unknown,
+            #[cfg(any(test, feature = "test-hooks"))]
+            hooks: Hooks::default(),
         }
     }
 }

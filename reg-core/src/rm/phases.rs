@@ -22,6 +22,142 @@ use crate::progress::{Phase, Progress};
 /// under it before the blob phase gives up (and keeps every blob).
 const MARK_TRIES: usize = 3;
 
+/// The phases that write records, in their crash-safe order (the empty
+/// directories left behind follow, and write none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PhaseName {
+    Tags,
+    Revisions,
+    LayerLinks,
+    Blobs,
+    Uploads,
+    Repositories,
+}
+
+impl PhaseName {
+    const ALL: [PhaseName; 6] = [
+        PhaseName::Tags,
+        PhaseName::Revisions,
+        PhaseName::LayerLinks,
+        PhaseName::Blobs,
+        PhaseName::Uploads,
+        PhaseName::Repositories,
+    ];
+
+    /// What its records are, as a stopped run names the phase ("stopped
+    /// before the blob phase").
+    fn records(self) -> &'static str {
+        match self {
+            PhaseName::Tags => "tag",
+            PhaseName::Revisions => "revision",
+            PhaseName::LayerLinks => "layer link",
+            PhaseName::Blobs => "blob",
+            PhaseName::Uploads => "upload",
+            PhaseName::Repositories => "repository",
+        }
+    }
+
+    /// The phase after this one, as a run stopped after this one names it.
+    fn next(self) -> &'static str {
+        match self {
+            PhaseName::Tags => PhaseName::Revisions.records(),
+            PhaseName::Revisions => PhaseName::LayerLinks.records(),
+            PhaseName::LayerLinks => PhaseName::Blobs.records(),
+            PhaseName::Blobs => PhaseName::Uploads.records(),
+            PhaseName::Uploads => PhaseName::Repositories.records(),
+            PhaseName::Repositories => "empty directory",
+        }
+    }
+}
+
+/// What one run carries from phase to phase.
+struct Run<'i> {
+    input: &'i Input,
+    /// The tags decided before the mark, acted on by the tag phase.
+    plans: Vec<(RmRecord, Verdict)>,
+    /// What stays live; `None` when only tags were named.
+    mark: Option<Mark>,
+    /// What this run removed so far.
+    removed: Removed,
+    /// The roots kept changing under the marks: every blob stays.
+    unstable: bool,
+    /// Blobs to delete, with their links.
+    doomed: BTreeMap<Digest, BlobLinks>,
+    /// Blobs decided kept before the blob phase.
+    kept_blobs: Vec<RmRecord>,
+    /// The `_layers` links acted on: (repo, link name) → (guarded, blob).
+    link_jobs: Vec<((String, Digest), (bool, Digest))>,
+    /// `blobs/<alg>/<xx>` directories that lost a blob.
+    prefixes: BTreeSet<String>,
+}
+
+impl<'i> Run<'i> {
+    fn new(input: &'i Input) -> Run<'i> {
+        Run {
+            input,
+            plans: Vec::new(),
+            mark: None,
+            removed: Removed::default(),
+            unstable: false,
+            doomed: BTreeMap::new(),
+            kept_blobs: Vec::new(),
+            link_jobs: Vec::new(),
+            prefixes: BTreeSet::new(),
+        }
+    }
+
+    fn asked(&self) -> Asked<'i> {
+        Asked {
+            blobs: &self.input.blobs,
+            revisions: &self.input.revisions,
+        }
+    }
+
+    /// Notes what a phase's records removed, once they are flushed.
+    fn note_removed(&mut self, phase: PhaseName, recs: &[Option<RmRecord>]) {
+        let removes = || recs.iter().flatten().filter(|r| r.action.removes());
+        let repo = |r: &RmRecord| r.repo.clone().unwrap_or_default();
+        match phase {
+            PhaseName::Tags => {
+                let tags = removes().map(|r| (repo(r), r.tag.clone().unwrap_or_default()));
+                self.removed.tags.extend(tags);
+            }
+            PhaseName::Revisions => {
+                let revs = removes().map(|r| (repo(r), r.digest.expect("revision digest")));
+                self.removed.revisions.extend(revs);
+            }
+            PhaseName::LayerLinks => {
+                let repos = removes().filter_map(|r| r.repo.clone());
+                self.removed.link_repos.extend(repos);
+            }
+            PhaseName::Blobs => {
+                let prefixes = recs
+                    .iter()
+                    .flatten()
+                    .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
+                    .filter_map(|r| r.digest.map(|d| prefix_dir(&d)));
+                self.prefixes.extend(prefixes);
+            }
+            PhaseName::Uploads => {
+                let ups = removes().map(|r| (repo(r), r.id.clone().unwrap_or_default()));
+                self.removed.uploads.extend(ups);
+            }
+            PhaseName::Repositories => {}
+        }
+    }
+
+    /// The blob phase writes the blobs kept before it too, in digest order.
+    fn merge_kept_blobs(&mut self, recs: &mut Vec<Option<RmRecord>>) {
+        let mut all: Vec<Option<RmRecord>> = std::mem::take(&mut self.kept_blobs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        all.append(recs);
+        all.sort_by_key(|r| r.as_ref().and_then(|r| r.digest));
+        *recs = all;
+    }
+}
+
 pub(super) struct Runner<'a> {
     pub(super) guard: Guard<'a>,
     pub(super) act: Deleter<'a>,
@@ -69,14 +205,47 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Runs every phase in order. Each acts on its records, then the one
+    /// place below flushes their deletions (object storage batches them),
+    /// notes what went and writes them, so no phase can forget a step.
     pub(super) fn phases<W: Write>(&self, input: &Input, w: &mut Writer<W>) -> anyhow::Result<()> {
-        let mut removed = Removed::default();
-        let asked = Asked {
-            blobs: &input.blobs,
-            revisions: &input.revisions,
-        };
+        let mut run = self.prepare(input)?;
+        for phase in PhaseName::ALL {
+            let mut recs = match phase {
+                PhaseName::Tags => self.tags(&mut run),
+                PhaseName::Revisions => self.revisions(&run),
+                PhaseName::LayerLinks => self.layer_links(&mut run),
+                PhaseName::Blobs => self.blobs(&run),
+                PhaseName::Uploads => self.uploads(&run),
+                PhaseName::Repositories => self.repositories(&run),
+            };
+            // Object storage: the phase's deletions go now, in batches.
+            self.act.flush(&mut recs);
+            run.note_removed(phase, &recs);
+            let after = match phase {
+                PhaseName::Revisions => self.after_revisions(&mut run, &mut recs),
+                PhaseName::LayerLinks => {
+                    self.after_layer_links(&mut run, &recs);
+                    Ok(())
+                }
+                PhaseName::Blobs => {
+                    run.merge_kept_blobs(&mut recs);
+                    Ok(())
+                }
+                PhaseName::Tags | PhaseName::Uploads | PhaseName::Repositories => Ok(()),
+            };
+            self.emit(w, &recs, Some(phase.next()))?;
+            after?;
+        }
+        if !self.guard.dry_run() {
+            w.stats.empty_dirs = self.empty_dirs(&run);
+        }
+        Ok(())
+    }
 
-        // 0. Decide the tags (reading only), then mark what stays live.
+    /// Before any phase: decides the tags (reading only), then marks what
+    /// stays live when anything but tags was asked for.
+    fn prepare<'i>(&self, input: &'i Input) -> anyhow::Result<Run<'i>> {
         let tags: Vec<_> = input.tags.iter().collect();
         if !tags.is_empty() {
             self.progress().start(
@@ -99,8 +268,10 @@ impl<'a> Runner<'a> {
                 (rec, verdict)
             })
             .collect();
-        let needs_mark = !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layers.is_empty();
-        let mut mark = if needs_mark {
+        let mut run = Run::new(input);
+        let needs_mark =
+            !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layer_links.is_empty();
+        if needs_mark {
             let going = plans
                 .iter()
                 .filter(|(_, v)| *v == Verdict::Go)
@@ -110,17 +281,20 @@ impl<'a> Runner<'a> {
                 revisions: input.revisions.iter().cloned().collect(),
             };
             self.progress().set_context("checking what is live");
-            let m = Mark::compute(self.store(), &excl, asked, self.guard.msgs);
+            let m = Mark::compute(self.store(), &excl, run.asked(), self.guard.msgs);
             self.progress().set_context("");
             let m = m.map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
-            Some(m)
-        } else {
-            None
-        };
+            run.mark = Some(m);
+        }
+        run.plans = plans;
+        Ok(run)
+    }
 
-        // 1. Tags, unless they moved since they were decided.
+    /// Tags, unless they moved since they were decided.
+    fn tags(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
+        let plans = std::mem::take(&mut run.plans);
         self.start("tags", plans.len());
-        let mut recs: Vec<_> = plans
+        plans
             .into_par_iter()
             .map(|(rec, verdict)| {
                 let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
@@ -132,77 +306,71 @@ impl<'a> Runner<'a> {
                 self.progress().inc(1);
                 rec
             })
-            .collect();
-        // Object storage: the phase's deletions go now, in batches.
-        self.act.flush(&mut recs);
-        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
-            removed.tags.insert((
-                rec.repo.clone().unwrap_or_default(),
-                rec.tag.clone().unwrap_or_default(),
-            ));
-        }
-        self.emit(w, &recs, Some("revision"))?;
+            .collect()
+    }
 
-        // 2. Revisions the mark does not reach, with their tag index entries.
-        let revs: Vec<_> = input.revisions.iter().collect();
-        if mark.is_some() {
-            self.start("revisions", revs.len());
-        }
-        let mut recs: Vec<_> = match &mark {
-            Some(m) => revs
-                .par_iter()
-                .map(|(repo, d)| {
-                    let rec = self.rm_revision(repo, *d, m);
-                    self.progress().inc(1);
-                    rec
-                })
-                .collect(),
-            None => Vec::new(),
+    /// Revisions the mark does not reach, with their tag index entries.
+    fn revisions(&self, run: &Run) -> Vec<Option<RmRecord>> {
+        let Some(m) = &run.mark else {
+            return Vec::new();
         };
-        self.act.flush(&mut recs);
-        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
-            removed.revisions.insert((
-                rec.repo.clone().unwrap_or_default(),
-                rec.digest.expect("revision digest"),
-            ));
-        }
+        let revs: Vec<_> = run.input.revisions.iter().collect();
+        self.start("revisions", revs.len());
+        revs.par_iter()
+            .map(|(repo, d)| {
+                let rec = self.rm_revision(repo, *d, m);
+                self.progress().inc(1);
+                rec
+            })
+            .collect()
+    }
 
-        // The roots may have changed since the mark (pushes, or revisions
-        // this run could not remove): mark again until they hold still. A
-        // revision removed after a push made it live again (an index pushed
-        // between the first look and the removal: the registry accepted it
-        // while the child's link was there) gets its link back.
-        if let Some(hook) = &self.guard.cfg.after_revisions {
+    /// The roots may have changed since the mark (pushes, or revisions
+    /// this run could not remove): mark again until they hold still. A
+    /// revision removed after a push made it live again (an index pushed
+    /// between the first look and the removal: the registry accepted it
+    /// while the child's link was there) gets its link back. The error, if
+    /// any, stops the run once the revisions' records are written.
+    fn after_revisions(&self, run: &mut Run, recs: &mut [Option<RmRecord>]) -> anyhow::Result<()> {
+        #[cfg(any(test, feature = "test-hooks"))]
+        if let Some(hook) = &self.guard.cfg.hooks.after_revisions {
             (hook.0)();
         }
         // A backend that caches listings (object storage) lists anew.
         self.store().refresh();
+        let Run {
+            mark, removed, input, ..
+        } = run;
+        let asked = Asked {
+            blobs: &input.blobs,
+            revisions: &input.revisions,
+        };
         let looked = match mark.as_mut() {
             Some(m) => {
                 self.progress().set_context("looking again");
-                let looked = self.look_again(m, &mut removed, &mut recs, asked);
+                let looked = self.look_again(m, removed, recs, asked);
                 self.progress().set_context("");
                 looked
             }
             None => Ok(false),
         };
-        self.emit(w, &recs, Some("layer link"))?;
-        let unstable = looked.map_err(|e| Stopped {
+        run.unstable = looked.map_err(|e| Stopped {
             why: format!("the tree could not be read again before deleting blobs: {e:#}"),
-            before: Some("layer link"),
+            before: Some(PhaseName::LayerLinks.records()),
         })?;
+        Ok(())
+    }
 
-        // 3. Decide the blobs, then remove their links and the links named.
-        let mut blob_recs: Vec<RmRecord> = Vec::new();
-        let mut doomed: BTreeMap<Digest, BlobLinks> = BTreeMap::new();
-        if let (false, Some(m)) = (input.blobs.is_empty(), &mark) {
-            let (links, scan_ok) = self.guard.blob_links(&input.blobs, &removed);
-            for d in &input.blobs {
+    /// Decides the blobs, then removes their links and the links named.
+    fn layer_links(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
+        if let (false, Some(m)) = (run.input.blobs.is_empty(), &run.mark) {
+            let (links, scan_ok) = self.guard.blob_links(&run.input.blobs, &run.removed);
+            for d in &run.input.blobs {
                 let l = links.get(d).cloned().unwrap_or_default();
-                match self.guard.blob(*d, &l, m, unstable, scan_ok) {
-                    Some(why) => blob_recs.push(RmRecord::new("blob").digest(*d).kept(why)),
+                match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
+                    Some(why) => run.kept_blobs.push(RmRecord::new("blob").digest(*d).kept(why)),
                     None => {
-                        doomed.insert(*d, l);
+                        run.doomed.insert(*d, l);
                     }
                 }
             }
@@ -210,20 +378,21 @@ impl<'a> Runner<'a> {
         // (repo, link name) → (guarded, the blob it links to). A blob's
         // links include aliases: links under another algorithm naming it.
         let mut link_jobs: BTreeMap<(String, Digest), (bool, Digest)> = BTreeMap::new();
-        for (d, l) in &doomed {
-            for (repo, name, _) in &l.layers {
+        for (d, l) in &run.doomed {
+            for (repo, name, _) in &l.layer_links {
                 link_jobs.insert((repo.clone(), *name), (false, *d));
             }
         }
-        for (repo, d) in &input.layers {
+        for (repo, d) in &run.input.layer_links {
             // Named explicitly: guarded unless its blob is going too.
             link_jobs
                 .entry((repo.clone(), *d))
-                .or_insert((!doomed.contains_key(d), *d));
+                .or_insert((!run.doomed.contains_key(d), *d));
         }
-        let jobs: Vec<_> = link_jobs.iter().collect();
-        self.start("_layers links", jobs.len());
-        let mut recs: Vec<_> = jobs
+        run.link_jobs = link_jobs.into_iter().collect();
+        self.start("_layers links", run.link_jobs.len());
+        let unstable = run.unstable;
+        run.link_jobs
             .par_iter()
             .map(|((repo, name), (guarded, blob))| {
                 let _counted = Counted(self.progress());
@@ -231,8 +400,8 @@ impl<'a> Runner<'a> {
                 if blob != name {
                     rec.target = Some(*blob);
                 }
-                let dir = paths::layer_dir(repo, name);
-                match self.guard.layer(repo, *name, *guarded, unstable) {
+                let dir = paths::layer_link_dir(repo, name);
+                match self.guard.layer_link(repo, *name, *guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
                         // Only once it is old: a link directory whose link
                         // went a moment ago is being removed by another run
@@ -246,47 +415,56 @@ impl<'a> Runner<'a> {
                     v => self.apply(rec, v, &[dir]),
                 }
             })
-            .collect();
-        self.act.flush(&mut recs);
-        // A blob whose links could not all go stays.
-        for (((repo, _), (_, d)), rec) in jobs.iter().zip(&recs) {
+            .collect()
+    }
+
+    /// A blob whose links could not all go stays. Once links are removed, a
+    /// push that reuses a doomed blob fails (the registry checks the
+    /// repository's link) unless it uploads the blob again, which writes a
+    /// new link. A push that landed since the last look is caught now: its
+    /// blobs keep their data and get their links back.
+    fn after_layer_links(&self, run: &mut Run, recs: &[Option<RmRecord>]) {
+        for (((repo, _), (_, d)), rec) in run.link_jobs.iter().zip(recs) {
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
-            if !gone && doomed.remove(d).is_some() {
-                blob_recs.push(
+            if !gone && run.doomed.remove(d).is_some() {
+                run.kept_blobs.push(
                     RmRecord::new("blob")
                         .digest(*d)
                         .kept(format!("its _layers link in {repo} could not be removed")),
                 );
             }
         }
-        // Links removed: from here a push that reuses a doomed blob fails
-        // (the registry checks the repository's link) unless it uploads the
-        // blob again, which writes a new link. A push that landed since the
-        // last look is caught now: its blobs keep their data and get their
-        // links back.
-        if let (false, false, Some(m)) = (doomed.is_empty(), self.guard.dry_run(), &mut mark) {
-            if let Some(hook) = &self.guard.cfg.after_links {
+        let Run {
+            mark,
+            removed,
+            input,
+            doomed,
+            kept_blobs,
+            ..
+        } = run;
+        if let (false, false, Some(m)) = (doomed.is_empty(), self.guard.dry_run(), mark) {
+            #[cfg(any(test, feature = "test-hooks"))]
+            if let Some(hook) = &self.guard.cfg.hooks.after_links {
                 (hook.0)();
             }
             self.store().refresh();
             self.progress().set_context("looking again");
-            self.recheck_doomed(&mut doomed, &recs, &mut blob_recs, m, &removed, asked);
+            let asked = Asked {
+                blobs: &input.blobs,
+                revisions: &input.revisions,
+            };
+            self.recheck_doomed(doomed, recs, kept_blobs, m, removed, asked);
             self.progress().set_context("");
         }
-        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
-            if let Some(repo) = &rec.repo {
-                removed.link_repos.insert(repo.clone());
-            }
-        }
-        self.emit(w, &recs, Some("blob"))?;
+    }
 
-        // 4. Blob data, checked again now.
-        let ds: Vec<Digest> = doomed.keys().copied().collect();
+    /// Blob data, checked again now.
+    fn blobs(&self, run: &Run) -> Vec<Option<RmRecord>> {
+        let ds: Vec<Digest> = run.doomed.keys().copied().collect();
         self.start("blobs", ds.len());
-        let mut recs: Vec<_> = ds
-            .par_iter()
+        ds.par_iter()
             .map(|d| {
                 let rec = self.apply(
                     RmRecord::new("blob").digest(*d),
@@ -296,24 +474,14 @@ impl<'a> Runner<'a> {
                 self.progress().inc(1);
                 rec
             })
-            .collect();
-        self.act.flush(&mut recs);
-        let mut all: Vec<Option<RmRecord>> = blob_recs.into_iter().map(Some).collect();
-        all.extend(recs);
-        all.sort_by_key(|r| r.as_ref().and_then(|r| r.digest));
-        let prefixes: BTreeSet<String> = all
-            .iter()
-            .flatten()
-            .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
-            .filter_map(|r| r.digest.map(|d| prefix_dir(&d)))
-            .collect();
-        self.emit(w, &all, Some("upload"))?;
+            .collect()
+    }
 
-        // 5. Uploads.
-        let ups: Vec<_> = input.uploads.iter().collect();
+    /// Uploads.
+    fn uploads(&self, run: &Run) -> Vec<Option<RmRecord>> {
+        let ups: Vec<_> = run.input.uploads.iter().collect();
         self.start("uploads", ups.len());
-        let mut recs: Vec<_> = ups
-            .par_iter()
+        ups.par_iter()
             .map(|(repo, id)| {
                 let mut rec = RmRecord::new("upload").repo(repo);
                 rec.id = Some(id.clone());
@@ -321,21 +489,16 @@ impl<'a> Runner<'a> {
                 self.progress().inc(1);
                 rec
             })
-            .collect();
-        self.act.flush(&mut recs);
-        for rec in recs.iter().flatten().filter(|r| r.action.removes()) {
-            removed.uploads.insert((
-                rec.repo.clone().unwrap_or_default(),
-                rec.id.clone().unwrap_or_default(),
-            ));
-        }
-        self.emit(w, &recs, Some("repository"))?;
+            .collect()
+    }
 
-        // 6. Repositories (one at a time: nested ones share parents).
+    /// Repositories, one at a time (nested ones share parents), each
+    /// flushed before the next.
+    fn repositories(&self, run: &Run) -> Vec<Option<RmRecord>> {
         let mut recs = Vec::new();
-        self.start("repositories", input.repos.len());
-        for repo in &input.repos {
-            let mut one = [self.rm_repo(repo, &removed)];
+        self.start("repositories", run.input.repos.len());
+        for repo in &run.input.repos {
+            let mut one = [self.rm_repo(repo, &run.removed)];
             self.act.flush(&mut one);
             let [rec] = one;
             recs.push(rec);
@@ -344,34 +507,34 @@ impl<'a> Runner<'a> {
                 break;
             }
         }
-        self.emit(w, &recs, Some("empty directory"))?;
+        recs
+    }
 
-        // 7. Empty directories left behind.
-        if !self.guard.dry_run() {
-            let mut n = 0;
-            self.progress().start(
-                Phase::new("removing empty blob prefix directories", "directories"),
-                Some(prefixes.len() as u64),
-            );
-            for p in &prefixes {
-                n += u64::from(self.guard.empty_dir_old(p) && self.act.remove_empty(p));
-                self.progress().inc(1);
-            }
-            let repos: BTreeSet<&String> = input.revisions.iter().map(|(r, _)| r).collect();
-            self.progress().start(
-                Phase::new("removing empty revision directories", "repositories"),
-                Some(repos.len() as u64),
-            );
-            for repo in repos {
-                for d in self.store().revision_digests(repo).items {
-                    let dir = paths::revision_dir(repo, &d);
-                    n += u64::from(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir));
-                }
-                self.progress().inc(1);
-            }
-            w.stats.empty_dirs = n;
+    /// Empty directories left behind: blob prefixes that lost a blob, and
+    /// revision directories of the repositories named. How many went.
+    fn empty_dirs(&self, run: &Run) -> u64 {
+        let mut n = 0;
+        self.progress().start(
+            Phase::new("removing empty blob prefix directories", "directories"),
+            Some(run.prefixes.len() as u64),
+        );
+        for p in &run.prefixes {
+            n += u64::from(self.guard.empty_dir_old(p) && self.act.remove_empty(p));
+            self.progress().inc(1);
         }
-        Ok(())
+        let repos: BTreeSet<&String> = run.input.revisions.iter().map(|(r, _)| r).collect();
+        self.progress().start(
+            Phase::new("removing empty revision directories", "repositories"),
+            Some(repos.len() as u64),
+        );
+        for repo in repos {
+            for d in self.store().revision_digests(repo).items {
+                let dir = paths::revision_dir(repo, &d);
+                n += u64::from(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir));
+            }
+            self.progress().inc(1);
+        }
+        n
     }
 
     /// Writes a phase's records; stops the run (before `next`) when they
@@ -560,9 +723,9 @@ impl<'a> Runner<'a> {
                 Some("could not read every repository again (see errors)".to_string())
             } else if let Some(l) = links
                 .get(&d)
-                .filter(|l| !l.layers.is_empty() || !l.revisions.is_empty())
+                .filter(|l| !l.layer_links.is_empty() || !l.revisions.is_empty())
             {
-                let repo = l.layers.first().map(|x| &x.0).or(l.revisions.first());
+                let repo = l.layer_links.first().map(|x| &x.0).or(l.revisions.first());
                 Some(format!(
                     "linked again during this run, in {}",
                     repo.map_or("a repository", |r| r.as_str())

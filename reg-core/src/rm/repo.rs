@@ -126,7 +126,8 @@ impl Runner<'_> {
                 }
             }
         }
-        if let Some(hook) = &self.guard.cfg.before_repo_removal {
+        #[cfg(any(test, feature = "test-hooks"))]
+        if let Some(hook) = &self.guard.cfg.hooks.before_repo_removal {
             (hook.0)();
         }
         let mut one = [self.act.finish(rec.clone(), &keys)];

@@ -8,7 +8,6 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::messages::count;
 use crate::output::Out;
 
 /// What happened to one item.
@@ -44,7 +43,7 @@ impl Action {
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct RmRecord {
     pub action: Action,
-    /// `tag`, `revision`, `layer`, `blob`, `upload` or `repo`.
+    /// `tag`, `revision`, `layer-link`, `blob`, `upload` or `repo`.
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,
@@ -146,62 +145,6 @@ impl Stats {
         if r.action.removes() {
             self.bytes += r.bytes;
         }
-    }
-
-    /// The one-line summary.
-    pub fn summary(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        for a in [
-            Action::Deleted,
-            Action::Trashed,
-            Action::WouldDelete,
-            Action::Absent,
-            Action::Kept,
-        ] {
-            let n = self.count(a);
-            if n == 0 {
-                continue;
-            }
-            let kinds: Vec<String> = self
-                .by_kind
-                .iter()
-                .filter(|((act, _), _)| *act == a.name())
-                .map(|((_, k), n)| noun(*n, k))
-                .collect();
-            parts.push(format!("{} {n} ({})", a.name(), kinds.join(", ")));
-        }
-        if parts.is_empty() {
-            parts.push("nothing to do".into());
-        }
-        let verb = if self.count(Action::WouldDelete) > 0 {
-            "would free"
-        } else {
-            "freed"
-        };
-        let mut line = format!(
-            "{}; {verb} {}",
-            parts.join(", "),
-            crate::size::human_bytes(self.bytes)
-        );
-        if self.empty_dirs > 0 {
-            line.push_str(&format!(
-                ", {} removed",
-                count(self.empty_dirs, "empty directory", "empty directories")
-            ));
-        }
-        if self.failed > 0 {
-            line.push_str(&format!(", {} failed", self.failed));
-        }
-        line
-    }
-}
-
-/// `n` records of `kind`, in words: `1 blob`, `2 layer links`.
-fn noun(n: u64, kind: &str) -> String {
-    match kind {
-        "layer-link" => count(n, "layer link", "layer links"),
-        "repo" => count(n, "repo", "repos"),
-        k => count(n, k, &format!("{k}s")),
     }
 }
 

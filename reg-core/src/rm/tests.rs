@@ -111,7 +111,7 @@ fn input_kinds_and_trailers() {
     let i = parse_input(text.as_bytes()).unwrap();
     assert_eq!(i.blobs.len(), 1);
     assert_eq!(i.revisions.len(), 1);
-    assert_eq!(i.layers.len(), 1);
+    assert_eq!(i.layer_links.len(), 1);
     assert_eq!(i.uploads.len(), 1);
     assert_eq!(i.repos.len(), 1);
     assert_eq!(i.tags[&("a".into(), "v1".into())], Some(d));
@@ -171,7 +171,10 @@ fn bad_lines_are_refused_with_their_number() {
         assert!(e.to_string().starts_with("stdin line 3: "), "{e}");
     }
     let e = parse_input(&b"\xff\xfe\n"[..]).unwrap_err();
-    assert_eq!((e.line, e.why.as_str()), (1, "not valid UTF-8"));
+    assert_eq!(
+        (e.line, e.why.as_str()),
+        (1, "not valid UTF-8 (nothing was deleted)")
+    );
     let conflict = format!(
         "{{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v\",\"digest\":\"{d}\"}}\n{{\"kind\":\"tag\",\"repo\":\"a\",\"tag\":\"v\"}}\n"
     );
@@ -356,7 +359,7 @@ fn layer_link_of_a_stored_blob_is_kept() {
     assert_eq!(r.action("layer-link", &[("digest", &c.to_string())]), "kept");
     // A missing blob may be an unmounted volume: kept without --accept-broken.
     assert_eq!(r.action("layer-link", &[("digest", &gone.to_string())]), "kept");
-    assert!(v2.join(paths::layer_dir("app", &gone)).exists());
+    assert!(v2.join(paths::layer_link_dir("app", &gone)).exists());
     let r = rm(
         v2,
         &input,
@@ -371,7 +374,7 @@ fn layer_link_of_a_stored_blob_is_kept() {
         "deleted"
     );
     assert!(v2.join(paths::layer_link("app", &c)).is_file());
-    assert!(!v2.join(paths::layer_dir("app", &gone)).exists());
+    assert!(!v2.join(paths::layer_link_dir("app", &gone)).exists());
 }
 
 // ---- what goes
@@ -604,7 +607,10 @@ fn fail_after_stops_and_a_second_run_finishes() {
         v2,
         &input,
         &Config {
-            fail_after: Some(4),
+            hooks: Hooks {
+                fail_after: Some(4),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
@@ -616,7 +622,7 @@ fn fail_after_stops_and_a_second_run_finishes() {
         .count();
     let links_gone = all
         .iter()
-        .filter(|b| !v2.join(paths::layer_dir("app", b)).exists())
+        .filter(|b| !v2.join(paths::layer_link_dir("app", b)).exists())
         .count();
     // Links go first: 4 links, no data.
     assert_eq!((links_gone, gone), (4, 0));
@@ -626,7 +632,9 @@ fn fail_after_stops_and_a_second_run_finishes() {
     assert_eq!(r.errors, 0);
     assert_eq!(r.stats.count(Action::Deleted), 6 + 2);
     assert!(all.iter().all(|b| !v2.join(paths::blob_dir(b)).exists()));
-    assert!(all.iter().all(|b| !v2.join(paths::layer_dir("app", b)).exists()));
+    assert!(all
+        .iter()
+        .all(|b| !v2.join(paths::layer_link_dir("app", b)).exists()));
 }
 
 // ---- input that cannot be what it claims
@@ -989,7 +997,10 @@ fn an_index_pushed_while_its_children_go_gets_them_back() {
         &v2,
         &input,
         &Config {
-            after_revisions: Some(hook),
+            hooks: Hooks {
+                after_revisions: Some(hook),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
@@ -1046,7 +1057,10 @@ fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
         &v2,
         &input,
         &Config {
-            after_links: Some(hook),
+            hooks: Hooks {
+                after_links: Some(hook),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );
@@ -1120,7 +1134,10 @@ fn a_push_that_lands_while_a_repository_goes_keeps_its_layer_links() {
         &v2,
         "{\"kind\":\"repo\",\"repo\":\"app\"}\n",
         &Config {
-            before_repo_removal: Some(hook),
+            hooks: Hooks {
+                before_repo_removal: Some(hook),
+                ..Hooks::default()
+            },
             ..cfg(Duration::ZERO)
         },
     );

@@ -37,29 +37,29 @@ const TICK: Duration = Duration::from_millis(120);
 pub const HOLD_ENV: &str = "REG_TEST_PROGRESS_HOLD";
 
 /// A drawn progress line; cleared when finished or dropped (an error too).
-pub struct Live {
+pub struct ProgressLine {
     /// The bar of the phase drawn now, if any.
     bar: Arc<Mutex<Option<ProgressBar>>>,
     /// Set (under the lock) once finished: the line is never drawn after.
     done: Arc<Mutex<bool>>,
 }
 
-impl Live {
+impl ProgressLine {
     /// Starts the line for `tool` when `msgs` allows progress (stderr is a
     /// terminal, not `-q`); otherwise does nothing.
-    pub fn start(tool: &'static str, msgs: &Messages) -> Live {
-        Live::start_counting(tool, msgs, None)
+    pub fn start(tool: &'static str, msgs: &Messages) -> ProgressLine {
+        ProgressLine::start_counting(tool, msgs, None)
     }
 
-    /// [`Live::start`], the line also counting the requests sent to
+    /// [`ProgressLine::start`], the line also counting the requests sent to
     /// `store` when it is remote (object storage: most of the time goes
     /// to listing, before any repository or blob is counted).
-    pub fn start_for(tool: &'static str, msgs: &Messages, store: &Store) -> Live {
-        Live::start_counting(tool, msgs, store.request_counts())
+    pub fn start_for(tool: &'static str, msgs: &Messages, store: &Store) -> ProgressLine {
+        ProgressLine::start_counting(tool, msgs, store.request_counts())
     }
 
-    fn start_counting(tool: &'static str, msgs: &Messages, requests: Option<Arc<Requests>>) -> Live {
-        let live = Live {
+    fn start_counting(tool: &'static str, msgs: &Messages, requests: Option<Arc<Requests>>) -> ProgressLine {
+        let live = ProgressLine {
             bar: Arc::default(),
             done: Arc::default(),
         };
@@ -136,7 +136,7 @@ impl Live {
     }
 }
 
-impl Drop for Live {
+impl Drop for ProgressLine {
     fn drop(&mut self) {
         self.finish();
     }

@@ -31,7 +31,6 @@
 //! live (a referrer) is read again, whole.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasherDefault;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +44,16 @@ use crate::messages::Messages;
 use crate::output::Out;
 use crate::progress::Phase;
 use crate::record::{RefRecord, RefsEnd};
+
+mod codec;
+mod load;
+mod store;
+mod walk;
+
+use codec::*;
+use load::*;
+use store::*;
+use walk::*;
 
 pub use crate::layout::MANIFEST_LIMIT;
 
@@ -147,12 +156,13 @@ pub struct RepoGraph {
 /// records are asked for.
 pub struct Graph {
     roots: Vec<Roots>,
-    cache: Cache,
+    cache: InRunManifests,
     pub stats: Stats,
     /// Every repository was walked (no `repos` filter).
     pub complete: bool,
-    /// The storage root walked ([`Store::root_id`]), for the trailer.
-    pub root: String,
+    /// The storage root walked ([`Store::root_id`]), for the trailer (not
+    /// the reachability roots: those are `roots`).
+    pub storage_root: String,
     /// Manifests named but missing (or unusable, with `broken_ok`), each
     /// already warned about.
     pub broken: Vec<Broken>,
@@ -224,7 +234,7 @@ impl Graph {
             missing: self.stats.missing,
             complete: self.complete,
             revisions: self.stats.revisions,
-            root: Some(self.root.clone()),
+            root: Some(self.storage_root.clone()),
             excluded: self.excluded.clone(),
         }
     }
@@ -272,1072 +282,6 @@ pub fn write<W: Write>(graph: &Graph, out: &mut Out<W>, msgs: &Messages) -> std:
     out.end(&RefRecord::End(graph.trailer()), msgs).map(|_| ())
 }
 
-// ---- packed digests -----------------------------------------------------------
-
-// A packed entry: a tag byte (a code in the low bits, `SHA512` or `SHA384`
-// if the digest is not a sha256 one, `SIZED` if a size follows), the digest's
-// raw bytes (32, 48 or 64), then the size as a LEB128 varint. About 36 bytes for a sha256 layer
-// instead of the 152 of an [`Edge`]. In the cache's arena, the entries that
-// name manifests (children, subject) hold a 4-byte manifest id instead of
-// the digest.
-const CODE_MASK: u8 = 0x0f;
-const SHA512: u8 = 0x10;
-const SIZED: u8 = 0x20;
-const SHA384: u8 = 0x40;
-/// Codes: the three edge kinds a manifest has itself, and its subject.
-const CHILD: u8 = 0;
-const CONFIG: u8 = 1;
-const LAYER: u8 = 2;
-const SUBJECT: u8 = 3;
-
-fn pack(buf: &mut Vec<u8>, code: u8, d: &Digest, size: Option<u64>) {
-    let mut tag = code;
-    match d {
-        Digest::Sha256(_) => {}
-        Digest::Sha384(_) => tag |= SHA384,
-        Digest::Sha512(_) => tag |= SHA512,
-    }
-    if size.is_some() {
-        tag |= SIZED;
-    }
-    buf.push(tag);
-    buf.extend_from_slice(d.bytes());
-    if let Some(s) = size {
-        put_varint(buf, s);
-    }
-}
-
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-/// Reads a LEB128 varint off the front of `rest`.
-fn take_varint(rest: &mut &[u8]) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let (&b, r) = rest.split_first().expect("a complete varint");
-        *rest = r;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-/// Reads a packed digest (after its tag byte) off the front of `rest`.
-fn take_digest(tag: u8, rest: &mut &[u8]) -> Digest {
-    if tag & SHA512 != 0 {
-        let (b, r) = rest.split_at(64);
-        *rest = r;
-        Digest::Sha512(b.try_into().expect("64 bytes"))
-    } else if tag & SHA384 != 0 {
-        let (b, r) = rest.split_at(48);
-        *rest = r;
-        Digest::Sha384(b.try_into().expect("48 bytes"))
-    } else {
-        let (b, r) = rest.split_at(32);
-        *rest = r;
-        Digest::Sha256(b.try_into().expect("32 bytes"))
-    }
-}
-
-/// The entries of a packed byte string, as (code, digest, size).
-struct Unpack<'a>(&'a [u8]);
-
-impl Iterator for Unpack<'_> {
-    type Item = (u8, Digest, Option<u64>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (&tag, mut rest) = self.0.split_first()?;
-        let d = take_digest(tag, &mut rest);
-        let size = (tag & SIZED != 0).then(|| take_varint(&mut rest));
-        self.0 = rest;
-        Some((tag & CODE_MASK, d, size))
-    }
-}
-
-// ---- manifests ------------------------------------------------------------
-
-/// A manifest id: an index into the cache's sha256 keys or, with [`IDLONG`]
-/// set, into its longer (sha384, sha512) ones.
-type Id = u32;
-const IDLONG: Id = 1 << 31;
-
-/// One entry of a parsed manifest in the cache's arena.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Item {
-    /// An index entry (or a descriptor whose media type says manifest).
-    Child(Id),
-    Subject(Id),
-    /// A config (code [`CONFIG`]) or a layer or other blob ([`LAYER`]).
-    Blob(u8, Digest, Option<u64>),
-}
-
-/// The entries of a parsed manifest, as stored in the arena.
-#[derive(Clone, Copy)]
-struct Node<'a>(&'a [u8]);
-
-impl<'a> Node<'a> {
-    fn items(self) -> impl Iterator<Item = Item> + 'a {
-        let mut rest = self.0;
-        std::iter::from_fn(move || {
-            let (&tag, r) = rest.split_first()?;
-            rest = r;
-            let code = tag & CODE_MASK;
-            Some(match code {
-                CHILD | SUBJECT => {
-                    let (b, r) = rest.split_at(4);
-                    rest = r;
-                    let id = Id::from_le_bytes(b.try_into().expect("4 bytes"));
-                    if code == CHILD {
-                        Item::Child(id)
-                    } else {
-                        Item::Subject(id)
-                    }
-                }
-                _ => {
-                    let d = take_digest(tag, &mut rest);
-                    let size = (tag & SIZED != 0).then(|| take_varint(&mut rest));
-                    Item::Blob(code, d, size)
-                }
-            })
-        })
-    }
-
-    fn subjects(self) -> impl Iterator<Item = Id> + 'a {
-        self.items().filter_map(|i| match i {
-            Item::Subject(s) => Some(s),
-            _ => None,
-        })
-    }
-
-    fn children(self) -> impl Iterator<Item = Id> + 'a {
-        self.items().filter_map(|i| match i {
-            Item::Child(c) => Some(c),
-            _ => None,
-        })
-    }
-
-    /// Child, config and layer edges, in output order.
-    fn edges(self, cache: &'a Cache) -> impl Iterator<Item = (EdgeKind, Digest, Option<u64>)> + 'a {
-        self.items().filter_map(move |i| match i {
-            Item::Child(c) => Some((EdgeKind::Manifest, cache.digest(c), None)),
-            Item::Blob(CONFIG, d, size) => Some((EdgeKind::Config, d, size)),
-            Item::Blob(_, d, size) => Some((EdgeKind::Layer, d, size)),
-            Item::Subject(_) => None,
-        })
-    }
-
-    fn edge_count(self) -> usize {
-        self.items().filter(|i| !matches!(i, Item::Subject(_))).count()
-    }
-}
-
-/// What the graph keeps of a parsed manifest, packed with full digests (see
-/// [`pack`]): its subject, then its children (index entries to follow), then
-/// its config, layers and other blobs in document order — each (kind,
-/// target) once, as it is printed. [`Cache::put`] stores it in the arena.
-fn node_of(m: manifest::Manifest) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(40 * (m.layers.len() + m.children.len() + m.other.len() + 2));
-    for s in &m.subjects {
-        pack(&mut buf, SUBJECT, &s.digest, None);
-    }
-    // One edge per (kind, target) within a manifest: an image may list the
-    // same layer twice; the first one is kept.
-    let mut seen: HashSet<(u8, Digest)> = HashSet::new();
-    let mut add = |buf: &mut Vec<u8>, code: u8, d: &manifest::Descriptor, size: Option<u64>| {
-        if seen.insert((code, d.digest)) {
-            pack(buf, code, &d.digest, size);
-        }
-    };
-    // Every descriptor of an unknown kind is kept: as a blob, or, when its
-    // media type says it is a manifest, as a child followed like an index
-    // entry (so what it references is kept too). When in doubt, keep.
-    let is_manifest = |d: &manifest::Descriptor| {
-        d.media_type
-            .as_deref()
-            .is_some_and(|t| manifest::Kind::from_media_type(t) != manifest::Kind::Unknown)
-    };
-    for d in m.children.iter().chain(m.other.iter().filter(|d| is_manifest(d))) {
-        add(&mut buf, CHILD, d, None);
-    }
-    for c in &m.configs {
-        add(&mut buf, CONFIG, c, c.size);
-    }
-    // Layers, artifact blobs and schema1 fsLayers: blobs to keep.
-    for d in m.layers.iter().chain(m.other.iter().filter(|d| !is_manifest(d))) {
-        add(&mut buf, LAYER, d, d.size);
-    }
-    buf
-}
-
-/// A manifest as [`load`] returns it: packed by [`node_of`], with the
-/// parser's notes; `None` if its data is missing.
-type Loaded = Result<Option<(Vec<u8>, Vec<String>)>, Error>;
-
-/// One manifest, through [`Store::manifest`], packed.
-fn load(store: &Store, d: &Digest) -> Loaded {
-    Ok(store.manifest(d)?.map(|mut m| {
-        let notes = std::mem::take(&mut m.notes);
-        (node_of(m), notes)
-    }))
-}
-
-/// What is known of one manifest.
-///
-/// `full: false` is a manifest read only for its subject and children: a
-/// revision that is not a root, which only a live subject or index can make
-/// live. Its configs and layers are not kept (with `--tagged-only` most
-/// such revisions stay dead); if it turns out live, it is read again whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Named (a child, a subject, a revision) but not asked for yet.
-    Unknown,
-    /// To load; first asked for by repository `repo` (for messages).
-    Pending { repo: u32, full: bool },
-    /// Its data is missing (or, with [`Config::broken_ok`], unusable).
-    Missing,
-    /// Parsed: its entries are at this place of the arena ([`Arena::get`]).
-    Parsed { at: u64, full: bool },
-}
-
-const S_UNKNOWN: u64 = u64::MAX;
-const S_MISSING: u64 = u64::MAX - 1;
-const S_PENDING: u64 = 1 << 62;
-const S_PART: u64 = 1 << 61;
-
-impl State {
-    fn encode(self) -> u64 {
-        let part = |full: bool| if full { 0 } else { S_PART };
-        match self {
-            State::Unknown => S_UNKNOWN,
-            State::Missing => S_MISSING,
-            State::Pending { repo, full } => S_PENDING | part(full) | u64::from(repo),
-            State::Parsed { at, full } => {
-                assert!(at < S_PART, "manifest arena too large");
-                part(full) | at
-            }
-        }
-    }
-
-    fn decode(s: u64) -> State {
-        let full = s & S_PART == 0;
-        match s {
-            S_UNKNOWN => State::Unknown,
-            S_MISSING => State::Missing,
-            s if s & S_PENDING != 0 => State::Pending { repo: s as u32, full },
-            s => State::Parsed {
-                at: s & (S_PART - 1),
-                full,
-            },
-        }
-    }
-}
-
-/// Every manifest digest the walk has met, interned once (32 bytes for a
-/// sha256 one, plus 4 bytes of hash table and 8 of state), and the parsed
-/// manifests packed one after another in one arena: no allocation, hash
-/// entry or pointer per manifest. Roots and index children are ids.
-#[derive(Default)]
-struct Cache {
-    k256: Vec<[u8; 32]>,
-    /// sha384 and sha512 digests (rare), whole.
-    klong: Vec<Digest>,
-    /// Ids by digest, hashed by the digest's first eight bytes.
-    index: hashbrown::HashTable<Id>,
-    /// By id (like the keys): the [`State`], encoded.
-    s256: Vec<u64>,
-    slong: Vec<u64>,
-    arena: Arena,
-    /// With [`Config::broken_ok`]: manifests that are there but unusable
-    /// (loaded as missing), and why.
-    unusable: HashMap<Digest, String>,
-    /// Manifests whose parser notes were warned about.
-    noted: HashSet<Digest>,
-    /// Ids [`Cache::want`] marked pending, in the order asked.
-    queue: Vec<Id>,
-    /// Ids in [`State::Pending`] now: reads to come, for the progress line.
-    pending: u64,
-}
-
-/// The parsed manifests, packed one after another in blocks of [`BLOCK`]
-/// bytes (a larger one gets a block of its own): no allocation per
-/// manifest, and no reallocation of the whole as it grows (a doubling
-/// vector would copy it and hold up to twice its size).
-#[derive(Default)]
-struct Arena {
-    blocks: Vec<Vec<u8>>,
-}
-
-const BLOCK: usize = 1 << 20;
-
-impl Arena {
-    /// Stores `bytes` (its length, a varint, then the bytes); returns where:
-    /// the block in the high 32 bits, the offset in the low ones.
-    fn push(&mut self, bytes: &[u8]) -> u64 {
-        let need = bytes.len() + 10;
-        let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= need);
-        if !fits {
-            self.blocks.push(Vec::with_capacity(need.max(BLOCK)));
-        }
-        let index = self.blocks.len() - 1;
-        let block = &mut self.blocks[index];
-        let at = ((index as u64) << 32) | block.len() as u64;
-        put_varint(block, bytes.len() as u64);
-        block.extend_from_slice(bytes);
-        at
-    }
-
-    fn get(&self, at: u64) -> &[u8] {
-        let block = &self.blocks[(at >> 32) as usize];
-        let mut rest = &block[(at & 0xffff_ffff) as usize..];
-        let len = take_varint(&mut rest) as usize;
-        &rest[..len]
-    }
-}
-
-/// A digest's hash: its first eight bytes (digests are uniformly spread).
-fn hash_of(key: &[u8]) -> u64 {
-    u64::from_le_bytes(key[..8].try_into().expect("a digest is longer than 8 bytes"))
-}
-
-fn key_of<'a>(k256: &'a [[u8; 32]], klong: &'a [Digest], id: Id) -> &'a [u8] {
-    if id & IDLONG != 0 {
-        klong[(id & !IDLONG) as usize].bytes()
-    } else {
-        &k256[id as usize]
-    }
-}
-
-impl Cache {
-    fn digest(&self, id: Id) -> Digest {
-        if id & IDLONG != 0 {
-            self.klong[(id & !IDLONG) as usize]
-        } else {
-            Digest::Sha256(self.k256[id as usize])
-        }
-    }
-
-    /// Orders ids as their digests are ordered.
-    fn cmp_ids(&self, a: Id, b: Id) -> std::cmp::Ordering {
-        if (a | b) & IDLONG != 0 {
-            return self.digest(a).cmp(&self.digest(b));
-        }
-        key_of(&self.k256, &self.klong, a).cmp(key_of(&self.k256, &self.klong, b))
-    }
-
-    /// The id of `d`, if it is interned.
-    fn find(&self, d: &Digest) -> Option<Id> {
-        let key = d.bytes();
-        self.index
-            .find(hash_of(key), |&id| match d {
-                Digest::Sha256(b) => id & IDLONG == 0 && self.k256[id as usize] == *b,
-                _ => id & IDLONG != 0 && self.klong[(id & !IDLONG) as usize] == *d,
-            })
-            .copied()
-    }
-
-    /// The id of `d`, interned as [`State::Unknown`] if new.
-    fn intern(&mut self, d: &Digest) -> Id {
-        let key = d.bytes();
-        let (k256, klong) = (&self.k256, &self.klong);
-        let entry = self.index.entry(
-            hash_of(key),
-            |&id| match d {
-                Digest::Sha256(b) => id & IDLONG == 0 && k256[id as usize] == *b,
-                _ => id & IDLONG != 0 && klong[(id & !IDLONG) as usize] == *d,
-            },
-            |&id| hash_of(key_of(k256, klong, id)),
-        );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(e) => *e.get(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                assert!(
-                    self.k256.len().max(self.klong.len()) < IDLONG as usize,
-                    "more than 2^31 manifests"
-                );
-                let id = match d {
-                    Digest::Sha256(b) => {
-                        self.k256.push(*b);
-                        self.s256.push(S_UNKNOWN);
-                        (self.k256.len() - 1) as Id
-                    }
-                    long => {
-                        self.klong.push(*long);
-                        self.slong.push(S_UNKNOWN);
-                        (self.klong.len() - 1) as Id | IDLONG
-                    }
-                };
-                v.insert(id);
-                id
-            }
-        }
-    }
-
-    fn state(&self, id: Id) -> State {
-        State::decode(if id & IDLONG != 0 {
-            self.slong[(id & !IDLONG) as usize]
-        } else {
-            self.s256[id as usize]
-        })
-    }
-
-    fn set(&mut self, id: Id, s: State) {
-        let slot = if id & IDLONG != 0 {
-            &mut self.slong[(id & !IDLONG) as usize]
-        } else {
-            &mut self.s256[id as usize]
-        };
-        let was = State::decode(*slot);
-        *slot = s.encode();
-        match (
-            matches!(was, State::Pending { .. }),
-            matches!(s, State::Pending { .. }),
-        ) {
-            (false, true) => self.pending += 1,
-            (true, false) => self.pending -= 1,
-            _ => {}
-        }
-    }
-
-    /// Every id, sha256 ones first.
-    fn ids(&self) -> impl Iterator<Item = Id> {
-        (0..self.k256.len() as Id).chain((0..self.klong.len() as Id).map(|i| i | IDLONG))
-    }
-
-    /// The parsed manifest `id`, if it is one.
-    fn node(&self, id: Id) -> Option<Node<'_>> {
-        let State::Parsed { at, .. } = self.state(id) else {
-            return None;
-        };
-        Some(Node(self.arena.get(at)))
-    }
-
-    /// Stores `raw` (from [`node_of`]) as manifest `id`, parsed, with its
-    /// children and subject as ids; without its configs and layers unless
-    /// `full`. `scratch` is reused between calls.
-    fn put(&mut self, id: Id, raw: &[u8], full: bool, scratch: &mut Vec<u8>) {
-        scratch.clear();
-        for (code, d, size) in Unpack(raw) {
-            if code == CHILD || code == SUBJECT {
-                scratch.push(code);
-                scratch.extend_from_slice(&self.intern(&d).to_le_bytes());
-            } else if full {
-                pack(scratch, code, &d, size);
-            }
-        }
-        let at = self.arena.push(scratch);
-        self.set(id, State::Parsed { at, full });
-    }
-
-    /// Marks `id` to load, for repository `repo`: whole if `full` (then a
-    /// manifest read only in part is read again), else for its subject and
-    /// children only. Nothing changes if that much is known or asked.
-    fn want(&mut self, id: Id, repo: u32, full: bool) {
-        let pending = match self.state(id) {
-            State::Unknown => State::Pending { repo, full },
-            State::Pending { repo, full: false } if full => State::Pending { repo, full },
-            State::Parsed { full: false, .. } if full => State::Pending { repo, full },
-            _ => return,
-        };
-        self.set(id, pending);
-        self.queue.push(id);
-    }
-
-    /// Distinct manifests read (whole or in part).
-    fn parsed(&self) -> u64 {
-        self.ids()
-            .filter(|&id| matches!(self.state(id), State::Parsed { .. }))
-            .count() as u64
-    }
-}
-
-// ---- liveness -------------------------------------------------------------
-
-/// One repository's roots as listed.
-struct Roots {
-    repo: String,
-    /// Tag names, by name, concatenated; `tag_ends` says where each ends.
-    tag_names: String,
-    tag_ends: Vec<u32>,
-    /// Tag targets, in the order of `tag_ends`.
-    tag_ids: Vec<Id>,
-    /// Revisions, by digest.
-    revisions: Vec<Id>,
-    /// Which revisions are roots.
-    revision_root: Vec<bool>,
-    /// Links whose content names another digest than their path (see
-    /// [`crate::layout::Alias`]): (name, target, kind), by name id.
-    aliases: Vec<(Id, Id, LinkKind)>,
-    /// Links under an algorithm no tool knows: (`alg:name`, target).
-    links: Vec<(String, Digest)>,
-}
-
-impl Roots {
-    fn tags(&self) -> impl Iterator<Item = (&str, Id)> + '_ {
-        let starts = std::iter::once(0).chain(self.tag_ends.iter().copied());
-        let names = starts
-            .zip(self.tag_ends.iter().copied())
-            .map(|(a, b)| &self.tag_names[a as usize..b as usize]);
-        names.zip(self.tag_ids.iter().copied())
-    }
-
-    fn revision_roots(&self) -> impl Iterator<Item = Id> + '_ {
-        self.revisions
-            .iter()
-            .zip(self.revision_root.iter())
-            .filter(|(_, root)| **root)
-            .map(|(d, _)| *d)
-    }
-
-    /// The aliases named `id` in this repository.
-    fn aliases_of(&self, id: Id) -> &[(Id, Id, LinkKind)] {
-        let from = self.aliases.partition_point(|a| a.0 < id);
-        let to = from + self.aliases[from..].partition_point(|a| a.0 == id);
-        &self.aliases[from..to]
-    }
-
-    /// What a reference to `id` makes the registry read in this repository:
-    /// the targets of its aliases, and `id` itself unless a link of this
-    /// repository says otherwise (the registry looks for a revision link
-    /// first, then a `_layers` link, and reads what the first names; both
-    /// are followed here).
-    fn follow(&self, cache: &Cache, id: Id) -> impl Iterator<Item = Id> + '_ {
-        let aliases = self.aliases_of(id);
-        let revision_alias = aliases.iter().any(|a| a.2 == LinkKind::Revision);
-        let is_revision = self.revisions.binary_search_by(|x| cache.cmp_ids(*x, id)).is_ok();
-        let itself = aliases.is_empty() || (is_revision && !revision_alias);
-        itself
-            .then_some(id)
-            .into_iter()
-            .chain(aliases.iter().map(|a| a.1))
-    }
-
-    /// The targets of `id`'s aliases as digests, or one `None` if it has
-    /// none: one record per target.
-    fn targets_or_none<'s>(&'s self, cache: &'s Cache, id: Id) -> impl Iterator<Item = Option<Digest>> + 's {
-        let aliases = self.aliases_of(id);
-        let none = aliases.is_empty().then_some(None);
-        none.into_iter()
-            .chain(aliases.iter().map(move |a| Some(cache.digest(a.1))))
-    }
-
-    /// [`Roots::targets_or_none`] for a digest that may not be interned (a
-    /// config or layer).
-    fn digest_targets<'s>(
-        &'s self,
-        cache: &'s Cache,
-        d: &Digest,
-    ) -> impl Iterator<Item = Option<Digest>> + 's {
-        let aliases = match cache.find(d) {
-            Some(id) => self.aliases_of(id),
-            None => &[],
-        };
-        let none = aliases.is_empty().then_some(None);
-        none.into_iter()
-            .chain(aliases.iter().map(move |a| Some(cache.digest(a.1))))
-    }
-}
-
-/// Why a manifest is live (the first reason found), for messages.
-#[derive(Clone, Debug)]
-enum Why<'a> {
-    Tag(&'a str),
-    Revision,
-    Child(Digest),
-    Referrer(Digest),
-    /// Named through a link whose path is this digest.
-    Alias(Digest),
-}
-
-impl std::fmt::Display for Why<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Why::Tag(t) => write!(f, "tag {t}"),
-            Why::Revision => write!(f, "a revision link"),
-            Why::Child(i) => write!(f, "index {i}"),
-            Why::Referrer(s) => write!(f, "a referrer of {s}"),
-            Why::Alias(d) => write!(f, "the link of {d}"),
-        }
-    }
-}
-
-/// A repository's live manifests given what is loaded so far, and the
-/// manifests still to load.
-struct Walk<'a> {
-    /// Live manifests, by digest.
-    live: Vec<Id>,
-    live_set: HashSet<Id, IdHash>,
-    /// subject → referrers among the repository's revisions, by digest.
-    referrers: HashMap<Id, Vec<Id>, IdHash>,
-    needed: Vec<Id>,
-    /// Live manifests whose data is missing, and why each is live.
-    missing: Vec<(Id, Why<'a>)>,
-}
-
-/// Hashes a manifest id (a small dense integer) by itself.
-type IdHash = BuildHasherDefault<IdHasher>;
-
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // Spread the id over the high bits the table looks at too.
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.0 = u64::from(i);
-    }
-}
-
-fn walk<'a>(r: &'a Roots, cache: &Cache) -> Walk<'a> {
-    let mut referrers: HashMap<Id, Vec<Id>, IdHash> = HashMap::default();
-    for &rev in &r.revisions {
-        // A revision read through its alias link is that link's target.
-        for read in r.follow(cache, rev) {
-            for s in cache.node(read).into_iter().flat_map(Node::subjects) {
-                // Keyed by the subject and what it names here, so that a
-                // subject reached by either name finds its referrers.
-                for key in std::iter::once(s).chain(r.aliases_of(s).iter().map(|a| a.1)) {
-                    referrers.entry(key).or_default().push(rev);
-                }
-            }
-        }
-    }
-    for rs in referrers.values_mut() {
-        rs.sort_by(|a, b| cache.cmp_ids(*a, *b));
-        rs.dedup();
-    }
-
-    let mut queue: Vec<(Id, Why)> = Vec::new();
-    queue.extend(r.tags().map(|(t, d)| (d, Why::Tag(t))));
-    queue.extend(r.revision_roots().map(|d| (d, Why::Revision)));
-    queue.reverse(); // pop in listing order, so the first reason is the tag
-    let mut live_set = HashSet::default();
-    let mut needed = Vec::new();
-    let mut missing = Vec::new();
-    while let Some((d, why)) = queue.pop() {
-        if !live_set.insert(d) {
-            continue;
-        }
-        if let Some(rs) = referrers.get(&d) {
-            queue.extend(rs.iter().map(|x| (*x, Why::Referrer(cache.digest(d)))));
-        }
-        let mut itself = false;
-        for read in r.follow(cache, d) {
-            if read == d {
-                itself = true;
-            } else {
-                queue.push((read, Why::Alias(cache.digest(d))));
-            }
-        }
-        if !itself {
-            // Only a name: the registry reads its alias's target.
-            continue;
-        }
-        match cache.state(d) {
-            State::Unknown | State::Pending { .. } => needed.push(d),
-            State::Missing => missing.push((d, why)),
-            State::Parsed { full, .. } => {
-                if !full {
-                    needed.push(d);
-                }
-                let n = cache.node(d).expect("parsed");
-                queue.extend(n.children().map(|c| (c, Why::Child(cache.digest(d)))));
-            }
-        }
-    }
-    let mut live: Vec<Id> = live_set.iter().copied().collect();
-    live.sort_by(|a, b| cache.cmp_ids(*a, *b));
-    Walk {
-        live,
-        live_set,
-        referrers,
-        needed,
-        missing,
-    }
-}
-
-fn edges_of(r: &Roots, w: &Walk, cache: &Cache) -> Vec<Edge> {
-    let mut edges = Vec::new();
-    for &id in &w.live {
-        let Some(n) = cache.node(id) else {
-            continue;
-        };
-        let manifest = cache.digest(id);
-        // Each (kind, target) is packed once per manifest, and referrers
-        // are a set: no duplicates to skip here. An edge to an alias is
-        // printed once per target.
-        for (kind, digest, size) in n.edges(cache) {
-            edges.extend(r.digest_targets(cache, &digest).map(|target| Edge {
-                kind,
-                manifest,
-                digest,
-                size,
-                target,
-            }));
-        }
-        if let Some(rs) = w.referrers.get(&id) {
-            for x in rs.iter().filter(|x| w.live_set.contains(x)) {
-                edges.extend(r.targets_or_none(cache, *x).map(|target| Edge {
-                    kind: EdgeKind::Referrer,
-                    manifest,
-                    digest: cache.digest(*x),
-                    size: None,
-                    target,
-                }));
-            }
-        }
-    }
-    edges
-}
-
-/// `edges_of(r, w, cache).len()`, without making the edges.
-fn edge_count(r: &Roots, w: &Walk, cache: &Cache) -> u64 {
-    let mut n = 0;
-    for &id in &w.live {
-        let Some(node) = cache.node(id) else {
-            continue;
-        };
-        if r.aliases.is_empty() {
-            n += node.edge_count() as u64;
-        } else {
-            for (_, d, _) in node.edges(cache) {
-                n += r.digest_targets(cache, &d).count() as u64;
-            }
-        }
-        if let Some(rs) = w.referrers.get(&id) {
-            for x in rs.iter().filter(|x| w.live_set.contains(x)) {
-                n += r.targets_or_none(cache, *x).count() as u64;
-            }
-        }
-    }
-    n
-}
-
-// ---- the walk -------------------------------------------------------------
-
-/// Lists the roots of every repository in scope and interns them in `cache`.
-/// Listing problems that could hide a root are errors; a tag directory
-/// without `current/link` is a warning.
-fn list_roots(
-    store: &Store,
-    cfg: &Config,
-    now: SystemTime,
-    msgs: &Messages,
-    cache: &mut Cache,
-) -> anyhow::Result<Vec<Roots>> {
-    for r in &cfg.repos {
-        check_repo_name(r).map_err(|why| anyhow::anyhow!("--repo: {why}"))?;
-    }
-    msgs.progress()
-        .start(Phase::new("listing repositories", ""), None);
-    let listing = store.repositories();
-    let mut problems: Vec<String> = listing.errors.iter().map(ToString::to_string).collect();
-    let mut repos = listing.items;
-    if !cfg.repos.is_empty() {
-        for r in &cfg.repos {
-            if !repos.contains(r) {
-                problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
-            }
-        }
-        repos.retain(|r| cfg.repos.contains(r));
-    }
-    for r in &cfg.exclude_repos {
-        check_repo_name(r).map_err(|why| anyhow::anyhow!("--exclude-repo: {why}"))?;
-        if !repos.contains(r) {
-            problems.push(Error::other(store.display(&paths::repo(r)), "no such repository").to_string());
-        }
-    }
-    msgs.progress().start(
-        Phase::new("reading tags and revisions", "repositories"),
-        Some(repos.len() as u64),
-    );
-    let list = |repo: &String| {
-        let repo = repo.clone();
-        let tags = store.tags(&repo);
-        let revs = store.revisions_by_name(&repo);
-        let aliases = store.aliases(&repo);
-        let mut errors = tags.errors;
-        errors.extend(revs.errors);
-        errors.extend(aliases.errors);
-        let mut l = Listed {
-            roots: Roots {
-                repo,
-                tag_names: String::new(),
-                tag_ends: Vec::with_capacity(tags.items.len()),
-                tag_ids: Vec::new(),
-                revisions: Vec::new(),
-                revision_root: Vec::with_capacity(revs.items.len()),
-                aliases: Vec::new(),
-                links: Vec::new(),
-            },
-            tag_digests: Vec::with_capacity(33 * tags.items.len()),
-            revisions: Vec::with_capacity(33 * revs.items.len()),
-            aliases: Vec::new(),
-        };
-        for a in aliases.items {
-            match a.name {
-                LinkName::Digest(name) => l.aliases.push((name, a.target, a.kind)),
-                LinkName::Unknown(name) => l.roots.links.push((name, a.target)),
-            }
-        }
-        let roots = &mut l.roots;
-        let excluded = cfg.exclude_repos.contains(&roots.repo);
-        for t in &tags.items {
-            if excluded {
-                continue;
-            }
-            if !cfg.skip_tags.is_empty() && cfg.skip_tags.contains(&(roots.repo.clone(), t.name.clone())) {
-                continue;
-            }
-            roots.tag_names.push_str(&t.name);
-            roots.tag_ends.push(roots.tag_names.len() as u32);
-            pack(&mut l.tag_digests, CHILD, &t.digest, None);
-        }
-        roots.tag_names.shrink_to_fit();
-        roots.tag_ends.shrink_to_fit();
-        for rev in &revs.items {
-            pack(&mut l.revisions, CHILD, &rev.digest, None);
-            let skipped = !cfg.skip_revisions.is_empty()
-                && cfg.skip_revisions.contains(&(roots.repo.clone(), rev.digest));
-            roots.revision_root.push(
-                !skipped
-                    && !excluded
-                    && (!cfg.tagged_only
-                        || cfg
-                            .keep_recent
-                            .is_some_and(|d| now.duration_since(rev.mtime).unwrap_or_default() < d)),
-            );
-        }
-        msgs.progress().inc(1);
-        (l, errors)
-    };
-    // A batch of repositories at a time, listed in parallel, then interned:
-    // what is held packed at once stays small.
-    let mut out = Vec::with_capacity(repos.len());
-    for batch in repos.chunks(LIST_BATCH) {
-        let listed: Vec<(Listed, Vec<Error>)> = batch.par_iter().map(list).collect();
-        for (l, errors) in listed {
-            out.push(intern_listed(l, errors, cache, msgs, &mut problems));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(fail(
-            msgs,
-            problems,
-            "a tag or revision that cannot be read could hide live manifests",
-        ));
-    }
-    Ok(out)
-}
-
-/// How many repositories [`list_roots`] lists before interning them.
-const LIST_BATCH: usize = 64;
-
-/// One repository as listed: digests packed (33 bytes a sha256 one) until
-/// they are interned.
-struct Listed {
-    roots: Roots,
-    tag_digests: Vec<u8>,
-    revisions: Vec<u8>,
-    /// (name, target, kind) of the repository's aliases (rare).
-    aliases: Vec<(Digest, Digest, LinkKind)>,
-}
-
-/// Interns a listed repository's digests; its listing errors go to
-/// `problems` (a tag without a link is only a warning).
-fn intern_listed(
-    mut l: Listed,
-    errors: Vec<Error>,
-    cache: &mut Cache,
-    msgs: &Messages,
-    problems: &mut Vec<String>,
-) -> Roots {
-    for e in errors {
-        match e.kind() {
-            // The registry itself skips such a tag (it cannot be pulled).
-            ErrorKind::MissingLink => msgs.warn(format!(
-                "{}: tag without a current link, skipped: {e}",
-                l.roots.repo
-            )),
-            // Kept, with what its links name (`link` records).
-            ErrorKind::UnknownAlgorithm => msgs.warn(e),
-            // A garbled link under sha384 or sha512 names nothing the
-            // registry could serve: nothing to keep, and nothing hidden.
-            ErrorKind::BadLink(_) if is_alias_path(e.path()) => {
-                msgs.warn(format!("{e} (ignored: it names nothing)"))
-            }
-            _ => problems.push(format!("{}: {e}", l.roots.repo)),
-        }
-    }
-    for (name, _) in &l.roots.links {
-        msgs.warn(format!(
-            "{}: a link under {name}, a digest algorithm no tool here knows: kept, with the blob it names",
-            l.roots.repo
-        ));
-    }
-    l.roots.tag_ids = Unpack(&l.tag_digests).map(|e| cache.intern(&e.1)).collect();
-    l.roots.revisions = Unpack(&l.revisions).map(|e| cache.intern(&e.1)).collect();
-    l.roots.aliases = l
-        .aliases
-        .iter()
-        .map(|(name, target, kind)| (cache.intern(name), cache.intern(target), *kind))
-        .collect();
-    l.roots.aliases.sort_unstable();
-    l.roots
-}
-
-/// Whether `path` is a link under another algorithm than sha256 (where the
-/// registry writes aliases).
-fn is_alias_path(path: &std::path::Path) -> bool {
-    let p = path.to_string_lossy();
-    (p.contains("/_layers/") || p.contains("/_manifests/revisions/")) && !p.contains("/sha256/")
-}
-
-/// The total of the "parsing manifests" phase: the reads done, the reads
-/// queued, and `later`, the reads expected once every revision is asked
-/// for (an estimate until then). It grows as indexes name children.
-fn show_manifest_total(msgs: &Messages, cache: &Cache, later: u64) {
-    let p = msgs.progress();
-    p.set_total(p.done() + cache.pending + later);
-}
-
-/// How many manifests are loaded (in parallel) before they are packed into
-/// the arena: bounds what is held unpacked at a time.
-const LOAD_BATCH: usize = 8192;
-
-/// Loads, in parallel, every manifest the cache marks as pending. Every
-/// manifest that cannot be used is reported (by digest); any makes it fail.
-fn load_pending(
-    store: &Store,
-    roots: &[Roots],
-    cache: &mut Cache,
-    broken_ok: bool,
-    msgs: &Messages,
-    later: u64,
-) -> anyhow::Result<()> {
-    let mut errors: Vec<(Digest, u32, Error)> = Vec::new();
-    let mut scratch = Vec::new();
-    // What [`Cache::want`] queued, a batch at a time; the children of a
-    // manifest loaded whole are queued as they come (it is live, so they
-    // are), so a chain of nested indexes loads in one call, not one walk
-    // per level.
-    let mut queued = std::mem::take(&mut cache.queue);
-    queued.reverse();
-    loop {
-        if queued.is_empty() {
-            queued = std::mem::take(&mut cache.queue);
-            queued.reverse();
-        }
-        let mut batch: Vec<(Id, u32, bool)> = Vec::new();
-        while batch.len() < LOAD_BATCH {
-            let Some(id) = queued.pop() else { break };
-            if let State::Pending { repo, full } = cache.state(id) {
-                // Marked as being loaded: a second entry in the queue is skipped.
-                cache.set(id, State::Unknown);
-                batch.push((id, repo, full));
-            }
-        }
-        if batch.is_empty() {
-            if cache.queue.is_empty() {
-                break;
-            }
-            continue;
-        }
-        let loaded: Vec<(Id, u32, bool, Loaded)> = batch
-            .par_iter()
-            .map(|&(id, repo, full)| {
-                let loaded = load(store, &cache.digest(id));
-                msgs.progress().inc(1);
-                (id, repo, full, loaded)
-            })
-            .collect();
-        for (id, repo, full, result) in loaded {
-            match result {
-                Ok(Some((raw, notes))) => {
-                    // Said once per manifest, however often it is read.
-                    if !notes.is_empty() && cache.noted.insert(cache.digest(id)) {
-                        let d = cache.digest(id);
-                        msgs.warn(format!(
-                            "{}: manifest {d} ({}) may be read differently by other readers; every \
-                             reading is kept: {}",
-                            roots[repo as usize].repo,
-                            store.display(&paths::blob_data(&d)).display(),
-                            notes.join("; ")
-                        ));
-                    }
-                    cache.put(id, &raw, full, &mut scratch);
-                    if full {
-                        let r = &roots[repo as usize];
-                        let children: Vec<Id> = cache.node(id).expect("just put").children().collect();
-                        let read: Vec<Id> = children.into_iter().flat_map(|c| r.follow(cache, c)).collect();
-                        for c in read {
-                            cache.want(c, repo, true);
-                        }
-                    }
-                }
-                Ok(None) => cache.set(id, State::Missing),
-                Err(e) => errors.push((cache.digest(id), repo, e)),
-            }
-        }
-        show_manifest_total(msgs, cache, later);
-    }
-    if errors.is_empty() {
-        return Ok(());
-    }
-    errors.sort_by_key(|e| e.0);
-    if broken_ok {
-        // An unusable manifest is a broken image, like a missing one: its
-        // references are unknown, and the caller decides what that stops.
-        for (d, _, e) in errors {
-            let id = cache.intern(&d);
-            cache.set(id, State::Missing);
-            cache.unusable.insert(d, e.to_string());
-        }
-        return Ok(());
-    }
-    let problems = errors
-        .into_iter()
-        .map(|(d, repo, e)| format!("{}: manifest {d}: {e}", roots[repo as usize].repo))
-        .collect();
-    Err(fail(
-        msgs,
-        problems,
-        "a manifest that cannot be used could hide live blobs",
-    ))
-}
-
-/// Turns the problems found into the error that ends the run. Every problem
-/// is said once: all but the first through `msgs`, the first in the error
-/// itself, so the last line names a path even when there is one problem.
-fn fail(msgs: &Messages, mut problems: Vec<String>, why: &str) -> anyhow::Error {
-    let first = problems.remove(0);
-    let more = problems.len();
-    for p in problems {
-        msgs.error(p);
-    }
-    if more == 0 {
-        anyhow::anyhow!("{first} ({why}; nothing written)")
-    } else {
-        anyhow::anyhow!("{first} (and {more} more problem(s) above; {why}; nothing written)")
-    }
-}
-
 /// A manifest a repository names whose data is missing (or, with
 /// [`Config::broken_ok`], there but unusable): an image already broken.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1356,105 +300,10 @@ pub struct Broken {
     pub message: String,
 }
 
-/// What one repository adds to the stats, and its warnings.
-#[derive(Default)]
-struct RepoCounts {
-    manifests: u64,
-    references: u64,
-    revisions: u64,
-    broken: Vec<Broken>,
-}
-
-/// A repository's counts from its final walk (one that needs nothing more).
-fn count(store: &Store, r: &Roots, w: &Walk, cache: &Cache) -> RepoCounts {
-    // Missing manifests: live ones, and revisions (whose subject we cannot
-    // know), once per repository and digest.
-    let mut missing: BTreeMap<Digest, (String, bool)> = BTreeMap::new();
-    for (id, why) in &w.missing {
-        missing.insert(cache.digest(*id), (why.to_string(), true));
-    }
-    for &rev in &r.revisions {
-        if cache.state(rev) == State::Missing {
-            missing
-                .entry(cache.digest(rev))
-                .or_insert_with(|| (Why::Revision.to_string(), false));
-        }
-    }
-    // Whether the repository links `d` (a revision, a `_layers` link, an
-    // alias naming it): only then could the registry have served it.
-    let linked = |d: &Digest| {
-        let id = cache.find(d);
-        id.is_some_and(|id| r.revisions.binary_search_by(|x| cache.cmp_ids(*x, id)).is_ok())
-            || id.is_some_and(|id| r.aliases.iter().any(|a| a.0 == id || a.1 == id))
-            || !matches!(store.link_mtime(&paths::layer_link(&r.repo, d)), Ok(None))
-    };
-    RepoCounts {
-        manifests: w
-            .live
-            .iter()
-            .filter(|&&id| matches!(cache.state(id), State::Parsed { full: true, .. }))
-            .count() as u64,
-        references: edge_count(r, w, cache) + r.links.len() as u64,
-        revisions: r.revision_roots().count() as u64,
-        broken: missing
-            .into_iter()
-            .map(|(d, (why, live))| {
-                let path = store.display(&paths::blob_data(&d));
-                let dangling = live && !cache.unusable.contains_key(&d) && !linked(&d);
-                let message = match cache.unusable.get(&d) {
-                    Some(e) => format!("{}: manifest {d} named by {why} cannot be used: {e}", r.repo),
-                    None if dangling => format!(
-                        "{}: {why} names manifest {d}, which is neither stored ({}) nor linked from \
-                         this repository: the registry could not serve it, so it is no broken image \
-                         (a decoy key that Go's reading overrides, or an index made by hand)",
-                        r.repo,
-                        path.display()
-                    ),
-                    None => format!(
-                        "{}: manifest {d} named by {why} is missing: {}",
-                        r.repo,
-                        path.display()
-                    ),
-                };
-                Broken {
-                    repo: r.repo.clone(),
-                    digest: d,
-                    live,
-                    dangling,
-                    message,
-                }
-            })
-            .collect(),
-    }
-}
-
-/// A hash of the roots as listed: every repository, its tags (name and
-/// target) and its root revisions. Two listings with the same fingerprint
-/// make the same walk.
-fn fingerprint(roots: &[Roots], cache: &Cache) -> [u8; 32] {
-    use sha2::{Digest as _, Sha256};
-    let mut h = Sha256::new();
-    for r in roots {
-        h.update(r.repo.as_bytes());
-        h.update([0]);
-        for (t, d) in r.tags() {
-            h.update(t.as_bytes());
-            h.update([1]);
-            h.update(cache.digest(d).bytes());
-        }
-        h.update([2]);
-        for d in r.revision_roots() {
-            h.update(cache.digest(d).bytes());
-        }
-        h.update([3]);
-    }
-    h.finalize().into()
-}
-
 /// Lists the roots again, as [`collect`] would with `cfg`, and returns
 /// their [`Graph::fingerprint`]: equal means a walk now would be the same.
 pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<[u8; 32]> {
-    let mut cache = Cache::default();
+    let mut cache = InRunManifests::default();
     let now = cfg.now.unwrap_or_else(SystemTime::now);
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
     Ok(fingerprint(&roots, &cache))
@@ -1466,24 +315,24 @@ pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow:
 /// writes the graph with [`write()`] only once it is complete. Missing
 /// manifests are warned about through `msgs` and counted.
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
-    collect_with(store, cfg, msgs, ManifestCache::default())
+    collect_with(store, cfg, msgs, ManifestStore::default())
 }
 
 /// Manifests read by an earlier walk, for the next one: manifests are
 /// immutable, so a second walk (reg-rm looking again after a push) reads
 /// only what it has not seen. Missing and unusable ones are looked at again.
 #[derive(Default)]
-pub struct ManifestCache(Cache);
+pub struct ManifestStore(InRunManifests);
 
-impl std::fmt::Debug for ManifestCache {
+impl std::fmt::Debug for ManifestStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ManifestCache({} manifests)", self.0.parsed())
+        write!(f, "ManifestStore({} manifests)", self.0.parsed())
     }
 }
 
 impl Graph {
     /// The manifests this walk read, for [`collect_with`].
-    pub fn into_cache(self) -> ManifestCache {
+    pub fn into_manifest_store(self) -> ManifestStore {
         let mut cache = self.cache;
         for id in cache.ids().collect::<Vec<_>>() {
             if !matches!(cache.state(id), State::Parsed { .. }) {
@@ -1492,7 +341,7 @@ impl Graph {
         }
         cache.unusable.clear();
         cache.queue.clear();
-        ManifestCache(cache)
+        ManifestStore(cache)
     }
 }
 
@@ -1501,13 +350,21 @@ pub fn collect_with(
     store: &Store,
     cfg: &Config,
     msgs: &Messages,
-    prior: ManifestCache,
+    prior: ManifestStore,
 ) -> anyhow::Result<Graph> {
     store.check_blob_store()?;
     let now = cfg.now.unwrap_or_else(SystemTime::now);
     let mut cache = prior.0;
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
 
+    let later = want_roots(&roots, &mut cache);
+    let (counts, waves) = load_waves(store, cfg, msgs, &roots, &mut cache, later)?;
+    Ok(graph(store, cfg, msgs, roots, cache, counts, waves))
+}
+
+/// Asks for the roots, whole. Returns how many revisions are asked for
+/// later that nothing asked for yet (an estimate for the phase's total).
+fn want_roots(roots: &[Roots], cache: &mut InRunManifests) -> u64 {
     // First the roots, whole, then what the walks need (index children),
     // until nothing more is needed; then every other revision, for its
     // subject and children only (revisions are needed even with
@@ -1520,7 +377,7 @@ pub fn collect_with(
             .iter()
             .copied()
             .chain(r.revision_roots())
-            .flat_map(|id| r.follow(&cache, id))
+            .flat_map(|id| r.follow(cache, id))
             .collect();
         for id in ids {
             cache.want(id, i as u32, true);
@@ -1532,12 +389,26 @@ pub fn collect_with(
     // are asked for).
     let mut later: Vec<Id> = roots
         .iter()
-        .flat_map(|r| r.revisions.iter().flat_map(|&id| r.follow(&cache, id)))
+        .flat_map(|r| r.revisions.iter().flat_map(|&id| r.follow(cache, id)))
         .filter(|&id| cache.state(id) == State::Unknown)
         .collect();
     later.sort_unstable();
     later.dedup();
-    let mut later = later.len() as u64;
+    later.len() as u64
+}
+
+/// Loads manifests in waves: first the roots, whole, then what the walks
+/// need (index children), until nothing more is needed; then every other
+/// revision, for its subject and children only, and whatever that makes
+/// live, whole. Returns each repository's counts and the number of waves.
+fn load_waves(
+    store: &Store,
+    cfg: &Config,
+    msgs: &Messages,
+    roots: &[Roots],
+    cache: &mut InRunManifests,
+    mut later: u64,
+) -> anyhow::Result<(Vec<RepoCounts>, u64)> {
     msgs.progress().start(
         Phase::new("parsing manifests", "manifests"),
         Some(cache.pending + later),
@@ -1546,7 +417,7 @@ pub fn collect_with(
     let mut waves = 0;
     let counts = loop {
         waves += 1;
-        load_pending(store, &roots, &mut cache, cfg.broken_ok, msgs, later)?;
+        load_pending(store, roots, cache, cfg.broken_ok, msgs, later)?;
         // A repository whose walk needs nothing more is done: loading what
         // other repositories need adds no manifest its walk looks at. Its
         // counts are taken from that walk, once every revision is known.
@@ -1554,9 +425,9 @@ pub fn collect_with(
         let walked: Vec<Result<Option<RepoCounts>, Vec<Id>>> = roots
             .par_iter()
             .map(|r| {
-                let w = walk(r, &cache);
+                let w = walk(r, cache);
                 if w.needed.is_empty() {
-                    Ok(last.then(|| count(store, r, &w, &cache)))
+                    Ok(last.then(|| count(store, r, &w, cache)))
                 } else {
                     Err(w.needed)
                 }
@@ -1571,13 +442,13 @@ pub fn collect_with(
                     .collect::<Vec<RepoCounts>>();
             }
             for (i, r) in roots.iter().enumerate() {
-                let ids: Vec<Id> = r.revisions.iter().flat_map(|&id| r.follow(&cache, id)).collect();
+                let ids: Vec<Id> = r.revisions.iter().flat_map(|&id| r.follow(cache, id)).collect();
                 for id in ids {
                     cache.want(id, i as u32, false);
                 }
             }
             later = 0;
-            show_manifest_total(msgs, &cache, later);
+            show_manifest_total(msgs, cache, later);
             revisions_asked = true;
             continue;
         }
@@ -1588,7 +459,20 @@ pub fn collect_with(
         }
     };
 
-    // Nothing can fail from here on: warn about what is missing.
+    Ok((counts, waves))
+}
+
+/// The graph, once every repository's walk is done. Nothing can fail from
+/// here on: warns about what is missing.
+fn graph(
+    store: &Store,
+    cfg: &Config,
+    msgs: &Messages,
+    roots: Vec<Roots>,
+    cache: InRunManifests,
+    counts: Vec<RepoCounts>,
+    waves: u64,
+) -> Graph {
     let mut stats = Stats {
         repos: roots.len() as u64,
         parsed: cache.parsed(),
@@ -1607,16 +491,16 @@ pub fn collect_with(
         stats.revisions += c.revisions;
         stats.references += c.references;
     }
-    Ok(Graph {
+    Graph {
         fingerprint: fingerprint(&roots, &cache),
         roots,
         cache,
         stats,
         complete: cfg.repos.is_empty(),
-        root: store.root_id(),
+        storage_root: store.root_id(),
         broken,
         excluded: cfg.exclude_repos.clone(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -1822,7 +706,7 @@ mod tests {
 
         // In the cache: manifests named by children and subjects become ids;
         // blobs keep their digests and sizes.
-        let mut cache = Cache::default();
+        let mut cache = InRunManifests::default();
         let m = cache.intern(&Digest::sha256_of(b"m"));
         let mut scratch = Vec::new();
         cache.put(m, &buf, true, &mut scratch);
@@ -1910,7 +794,7 @@ mod tests {
 
     #[test]
     fn interned_ids_keep_the_order_and_identity_of_digests() {
-        let mut cache = Cache::default();
+        let mut cache = InRunManifests::default();
         // A sha256 digest and a sha512 one that starts with the same bytes.
         let short = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
         let long = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
@@ -2262,7 +1146,7 @@ mod tests {
         fs::remove_file(t.v2().join(paths::blob_data(&m.digest))).unwrap();
         let (doc2, _, _) = oci_image(&t, "second", None);
         let m2 = t.push("a", Some("2"), &doc2);
-        let g = collect_with(&store, &Config::default(), &msgs, g.into_cache()).unwrap();
+        let g = collect_with(&store, &Config::default(), &msgs, g.into_manifest_store()).unwrap();
         assert_eq!(g.stats.missing, 0);
         assert_eq!(g.stats.parsed, 2);
         assert!(g.repos()[0].tags.contains(&("2".to_string(), m2.digest)));
@@ -2270,7 +1154,7 @@ mod tests {
         let g = collect(&store, &Config::default(), &msgs).unwrap();
         assert_eq!(g.stats.missing, 1);
         fs::write(t.v2().join(paths::blob_data(&m.digest)), &doc).unwrap();
-        let g = collect_with(&store, &Config::default(), &msgs, g.into_cache()).unwrap();
+        let g = collect_with(&store, &Config::default(), &msgs, g.into_manifest_store()).unwrap();
         assert_eq!(g.stats.missing, 0);
     }
 
@@ -2364,6 +1248,7 @@ mod tests {
 
     #[test]
     fn unusable_manifests_fail_naming_repository_digest_and_path() {
+        let too_large = format!("larger than {MANIFEST_LIMIT} bytes");
         let cases: [(&str, &Spoil, &str); 5] = [
             (
                 "unreadable",
@@ -2372,7 +1257,7 @@ mod tests {
                     fs::remove_file(&data).unwrap();
                     fs::create_dir_all(data.join("x")).unwrap();
                 },
-                "",
+                "not a regular file but a directory",
             ),
             (
                 "hash mismatch",
@@ -2384,7 +1269,7 @@ mod tests {
             (
                 "too large",
                 &|t, d| t.put(&paths::blob_data(d), &vec![b' '; MANIFEST_LIMIT as usize + 1]),
-                "",
+                &too_large,
             ),
         ];
         for (name, spoil, want) in cases {
@@ -2401,6 +1286,7 @@ mod tests {
             for cfg in [Config::default(), tagged_only()] {
                 let err = t.fails(&cfg);
                 let path = t.v2().join(paths::blob_data(&bad.digest));
+                assert!(!want.is_empty(), "{name}: a case must name its message");
                 for part in [
                     "bad/repo",
                     &bad.digest.to_string(),

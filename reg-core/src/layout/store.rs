@@ -1,28 +1,6 @@
-//! The registry's storage layout under `docker/registry/v2`, and enumeration
-//! of what is stored there.
-//!
-//! Paths (see `storage-layout.md`):
-//! - `blobs/<alg>/<hex[0:2]>/<hex>/data`
-//! - `repositories/<name>/_layers/<alg>/<hex>/link`
-//! - `repositories/<name>/_manifests/revisions/<alg>/<hex>/link`
-//! - `repositories/<name>/_manifests/tags/<tag>/current/link`
-//! - `repositories/<name>/_manifests/tags/<tag>/index/<alg>/<hex>/link`
-//! - `repositories/<name>/_uploads/<id>/{data,startedat,hashstates/...}`
-//!
-//! This layer alone knows what keys mean. It turns the backend's flat scans
-//! into the inventory the tools use (repositories, tag names, revision and
-//! `_layers` digests, blobs, uploads) and reads only what a name does not
-//! tell: tag `current/link` files and manifests. The digest of a revision or
-//! `_layers` link is in its path ([`Store::revision_digests`],
-//! [`Store::layer_digests`]); where its existence or age matters one stat
-//! answers ([`Store::revisions_by_name`], [`Store::link_mtime`]); where
-//! trusting the name could be wrong (a link whose content disagrees with its
-//! path) the error keeps data, and [`Store::revisions`] / [`Store::layer_links`]
-//! (reg-ls) read the links and report the disagreement.
-//!
-//! Enumerations return a [`Listing`]: what was found plus the problems met on
-//! the way, so a tool can report a bad path and go on (reg-ls) or stop
-//! (reg-refs, where skipping could turn live data into garbage).
+//! The [`Store`]: a registry's storage, the layout on top of a
+//! [`Backend`]: reading links, blobs and manifests (with the on-disk
+//! manifest cache), and the inventory enumeration the tools walk.
 
 use std::io::Read;
 use std::time::SystemTime;
@@ -34,357 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::storage::{Area, Backend, Fs, Scanned, Stop};
 use crate::time::Time;
 
-/// The largest manifest read: the registry refuses to store larger ones.
-pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;
-
-/// The largest link file we read: a digest is at most 135 bytes; garbage
-/// beyond that is reported, not loaded.
-const LINK_LIMIT: u64 = 4096;
-
-/// What was found, and what went wrong finding it.
-#[derive(Debug)]
-pub struct Listing<T> {
-    pub items: Vec<T>,
-    pub errors: Vec<Error>,
-}
-
-impl<T> Default for Listing<T> {
-    fn default() -> Self {
-        Listing {
-            items: Vec::new(),
-            errors: Vec::new(),
-        }
-    }
-}
-
-impl<T> Listing<T> {
-    fn push_err(&mut self, e: Error) {
-        self.errors.push(e);
-    }
-}
-
-/// A tag and the manifest its `current/link` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tag {
-    pub name: String,
-    pub digest: Digest,
-    pub mtime: SystemTime,
-}
-
-/// A manifest revision link (`_manifests/revisions/<alg>/<hex>/link`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
-    pub digest: Digest,
-    pub mtime: SystemTime,
-    /// What the link names when that is not `digest` (an [`Alias`]); only
-    /// known where the link was read.
-    pub target: Option<Digest>,
-}
-
-/// A `_layers` link: the repository may serve this blob.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerLink {
-    pub digest: Digest,
-    pub mtime: SystemTime,
-    /// What the link names when that is not `digest` (an [`Alias`]); only
-    /// known where the link was read.
-    pub target: Option<Digest>,
-}
-
-/// Which links an [`Alias`] is among.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LinkKind {
-    /// `_layers/<alg>/<hex>/link`
-    LayerLink,
-    /// `_manifests/revisions/<alg>/<hex>/link`
-    Revision,
-}
-
-/// What the path of a link names.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LinkName {
-    Digest(Digest),
-    /// `<alg>:<name>` of a directory under an algorithm no tool here knows.
-    Unknown(String),
-}
-
-impl std::fmt::Display for LinkName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LinkName::Digest(d) => d.fmt(f),
-            LinkName::Unknown(s) => f.write_str(s),
-        }
-    }
-}
-
-/// A link whose content names another digest than its path: the registry's
-/// own indirection. A blob uploaded with `?digest=sha512:<hex>` is stored
-/// under its sha256 digest and linked from `_layers/sha512/<hex>/link`,
-/// which holds `sha256:<hex>`; a manifest naming the sha512 digest is served
-/// the sha256 blob. So a reference to [`Alias::name`] in this repository
-/// keeps [`Alias::target`]. A link under an algorithm no tool knows is an
-/// alias too, with a name nothing we parse can reference: its target is
-/// always kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alias {
-    pub kind: LinkKind,
-    pub name: LinkName,
-    pub target: Digest,
-    pub mtime: SystemTime,
-}
-
-impl Alias {
-    /// The link file, relative to `v2`.
-    pub fn rel(&self, repo: &str) -> String {
-        let dir = match self.kind {
-            LinkKind::LayerLink => paths::layers(repo),
-            LinkKind::Revision => paths::revisions(repo),
-        };
-        match &self.name {
-            LinkName::Digest(d) => format!("{dir}/{}/link", d.path_parts()),
-            LinkName::Unknown(s) => format!("{dir}/{}/link", s.replacen(':', "/", 1)),
-        }
-    }
-}
-
-/// A stored blob (`blobs/<alg>/<xx>/<hex>/data`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blob {
-    pub digest: Digest,
-    pub size: u64,
-    pub mtime: SystemTime,
-}
-
-/// An upload in progress (`_uploads/<id>`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upload {
-    pub id: String,
-    /// Size of the partial `data` file (0 if none).
-    pub size: u64,
-    /// From the `startedat` file; the directory's mtime if that is missing.
-    pub started_at: Time,
-    /// Whether `started_at` came from the `startedat` file.
-    pub has_startedat: bool,
-}
-
-/// One directory of blobs to walk: `blobs/<alg>/<prefix>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobPrefix {
-    pub alg: Algorithm,
-    pub prefix: String,
-}
-
-// ---- names ---------------------------------------------------------------
-
-/// The longest repository name the registry accepts (`NameTotalLengthMax`).
-pub const REPO_NAME_MAX: usize = 255;
-
-/// A path component of a repository name, as the registry's reference
-/// grammar has it (`[-]*` there: an empty separator only splits a run).
-const COMPONENT_RE: &str = "[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*";
-
-/// Checks a repository name against the registry's reference grammar
-/// (distribution's `reference` package, 2.8 and v3): an optional domain
-/// followed by `/`, then path components joined by `/`, 255 characters at
-/// most. A path component matches `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`;
-/// the domain is `host(:port)?`, where the host is dot-separated components
-/// of letters (either case), digits and inner hyphens, or (v3) an IPv6
-/// literal `[a-fA-F0-9:]+` in brackets. So `Upper/app` and
-/// `MyReg.example.com:5000/team/app` are names the registry serves, and a
-/// lone `Upper` or `a/Upper` is not. No name can hold an empty component,
-/// `.`, `..` or a leading `/`, so paths built from one stay below
-/// `repositories/`.
-pub fn check_repo_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("empty repository name".into());
-    }
-    if name.len() > REPO_NAME_MAX {
-        return Err(format!(
-            "repository name longer than {REPO_NAME_MAX} characters ({})",
-            name.len()
-        ));
-    }
-    let Some(bad) = bad_component(name) else {
-        return Ok(());
-    };
-    // The first component may be a domain instead.
-    if let Some((domain, rest)) = name.split_once('/') {
-        if valid_domain(domain) {
-            return match bad_component(rest) {
-                None => Ok(()),
-                Some(c) => Err(format!(
-                    "invalid repository name {name:?}: component {c:?} must match {COMPONENT_RE}"
-                )),
-            };
-        }
-    }
-    let domain_too = if name.contains('/') && bad == name.split('/').next().unwrap_or_default() {
-        " (or, as the first of several components, be a domain: letters, digits, dots, inner \
-         hyphens and an optional :port)"
-    } else {
-        ""
-    };
-    Err(format!(
-        "invalid repository name {name:?}: component {bad:?} must match {COMPONENT_RE}{domain_too}"
-    ))
-}
-
-/// The first component of the `/`-separated `path` that is not one.
-fn bad_component(path: &str) -> Option<&str> {
-    path.split('/').find(|c| !valid_component(c))
-}
-
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    let mut i = 0;
-    loop {
-        // An alphanumeric run.
-        let start = i;
-        while i < b.len() && alnum(b[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        if i == b.len() {
-            return true;
-        }
-        // A separator: ".", "_", "__" or one or more "-".
-        match b[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// The registry's domain: `host(:port)?`, the host being dot-separated
-/// `[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?` components or (v3) an IPv6
-/// literal `\[[a-fA-F0-9:]+\]`, the port `[0-9]+`.
-fn valid_domain(d: &str) -> bool {
-    // The port: after the last ':' outside the brackets of an IPv6 host.
-    let (host, port) = match d.rfind(':') {
-        Some(i) if !d[i..].contains(']') => (&d[..i], Some(&d[i + 1..])),
-        _ => (d, None),
-    };
-    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return false;
-    }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-    }
-    host.split('.').all(|c| {
-        let b = c.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'-')
-    })
-}
-
-/// Checks a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid tag {tag:?}: must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
-        ))
-    }
-}
-
-/// Checks an upload id (the registry uses UUIDs): letters, digits and `-`.
-pub fn check_upload_id(id: &str) -> std::result::Result<(), String> {
-    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|x| x.is_ascii_alphanumeric() || x == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("invalid upload id {id:?}"))
-    }
-}
-
-// ---- paths ---------------------------------------------------------------
-
-/// Relative paths of the layout. Arguments must be validated names.
-pub mod paths {
-    use crate::digest::Digest;
-
-    pub const BLOBS: &str = "blobs";
-    pub const REPOSITORIES: &str = "repositories";
-
-    pub fn blob_dir(d: &Digest) -> String {
-        let hex = d.hex();
-        format!("blobs/{}/{}/{}", d.algorithm().name(), &hex[..2], hex)
-    }
-    pub fn blob_data(d: &Digest) -> String {
-        blob_dir(d) + "/data"
-    }
-    pub fn repo(repo: &str) -> String {
-        format!("repositories/{repo}")
-    }
-    pub fn tags(repo: &str) -> String {
-        format!("repositories/{repo}/_manifests/tags")
-    }
-    pub fn tag_dir(repo: &str, tag: &str) -> String {
-        format!("repositories/{repo}/_manifests/tags/{tag}")
-    }
-    pub fn tag_current(repo: &str, tag: &str) -> String {
-        format!("repositories/{repo}/_manifests/tags/{tag}/current/link")
-    }
-    pub fn tag_index_entry(repo: &str, tag: &str, d: &Digest) -> String {
-        format!(
-            "repositories/{repo}/_manifests/tags/{tag}/index/{}",
-            d.path_parts()
-        )
-    }
-    pub fn tag_index(repo: &str, tag: &str) -> String {
-        format!("repositories/{repo}/_manifests/tags/{tag}/index")
-    }
-    pub fn revisions(repo: &str) -> String {
-        format!("repositories/{repo}/_manifests/revisions")
-    }
-    pub fn revision_dir(repo: &str, d: &Digest) -> String {
-        format!("repositories/{repo}/_manifests/revisions/{}", d.path_parts())
-    }
-    pub fn revision_link(repo: &str, d: &Digest) -> String {
-        revision_dir(repo, d) + "/link"
-    }
-    pub fn layers(repo: &str) -> String {
-        format!("repositories/{repo}/_layers")
-    }
-    pub fn layer_dir(repo: &str, d: &Digest) -> String {
-        format!("repositories/{repo}/_layers/{}", d.path_parts())
-    }
-    pub fn layer_link(repo: &str, d: &Digest) -> String {
-        layer_dir(repo, d) + "/link"
-    }
-    pub fn uploads(repo: &str) -> String {
-        format!("repositories/{repo}/_uploads")
-    }
-    pub fn upload_dir(repo: &str, id: &str) -> String {
-        format!("repositories/{repo}/_uploads/{id}")
-    }
-}
-
-// ---- the store -----------------------------------------------------------
+use super::*;
 
 /// The parts of the tree the tools scan whole, told to the backend
 /// ([`Backend::plan`]), and where a listing of them may be cut.
@@ -417,7 +45,7 @@ fn split_repositories(dir: &str) -> bool {
 
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
-    backend: Box<dyn Backend>,
+    pub(super) backend: Box<dyn Backend>,
     /// Manifest bytes by digest (see [`Store::with_manifest_cache`]).
     manifest_cache: Option<crate::manifest_cache::ManifestCache>,
 }
@@ -633,7 +261,13 @@ impl Store {
     }
 
     /// A scan through the backend; see [`Backend::scan`].
-    fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
+    pub(super) fn scan(
+        &self,
+        prefix: &str,
+        stop: Stop,
+        meta: bool,
+        visit: &mut dyn FnMut(Scanned),
+    ) -> Result<bool> {
         self.backend.scan(prefix, stop, meta, visit)
     }
 
@@ -850,7 +484,7 @@ impl Store {
     pub fn layer_links(&self, repo: &str) -> Listing<LayerLink> {
         let mut out = Listing::default();
         let mut items = Vec::new();
-        out.errors = self.digest_dirs(&paths::layers(repo), |dir, d| {
+        out.errors = self.digest_dirs(&paths::layer_links(repo), |dir, d| {
             if let Some((mtime, target)) = self.dir_link(dir, d)? {
                 items.push(LayerLink {
                     digest: d,
@@ -876,8 +510,8 @@ impl Store {
 
     /// The digests of `repo`'s `_layers` links, sorted, from their names
     /// alone (see [`Store::revision_digests`]).
-    pub fn layer_digests(&self, repo: &str) -> Listing<Digest> {
-        self.digest_names(&paths::layers(repo))
+    pub fn layer_link_digests(&self, repo: &str) -> Listing<Digest> {
+        self.digest_names(&paths::layer_links(repo))
     }
 
     /// The links of `repo` whose content names another digest than their
@@ -889,7 +523,7 @@ impl Store {
     pub fn aliases(&self, repo: &str) -> Listing<Alias> {
         let mut out = Listing::default();
         for (kind, dir) in [
-            (LinkKind::LayerLink, paths::layers(repo)),
+            (LinkKind::LayerLink, paths::layer_links(repo)),
             (LinkKind::Revision, paths::revisions(repo)),
         ] {
             let algs = self.dir_names(&dir, |_| Ok(()));
@@ -1129,118 +763,6 @@ impl Store {
             out.errors.extend(p.errors);
         }
         out
-    }
-}
-
-/// What a deleter needs besides the inventory: whole keys and prefixes.
-/// Every change reg-rm makes goes through these.
-impl Store {
-    /// Metadata of `rel` (a file, or a directory on the filesystem); `None`
-    /// if absent.
-    pub fn meta(&self, rel: &str) -> Result<Option<crate::storage::Meta>> {
-        self.backend.stat(rel)
-    }
-
-    /// Whether repository `repo` still has its own `_manifests`, `_layers`
-    /// or `_uploads` (a nested repository beside them does not count).
-    pub fn has_own_dirs(&self, repo: &str) -> Result<bool> {
-        let mut own = false;
-        let dir = paths::repo(repo);
-        self.scan(&dir, &|_, _| true, false, &mut |item| {
-            if let Scanned::Prefix(key) = item {
-                own |= matches!(&key[dir.len() + 1..], "_manifests" | "_layers" | "_uploads");
-            }
-        })?;
-        Ok(own)
-    }
-
-    /// The total size of the objects under `rel` (or of `rel` itself),
-    /// leaving out what `skip` names (and what is below it); `None` if
-    /// nothing is there. Symbolic links and the like count nothing.
-    pub fn tree_bytes(&self, rel: &str, skip: &(dyn Fn(&str) -> bool + Sync)) -> Result<Option<u64>> {
-        let Some(meta) = self.backend.stat(rel)? else {
-            return Ok(None);
-        };
-        if !meta.is_dir {
-            return Ok(Some(meta.size));
-        }
-        let mut total = 0;
-        let stop = |child: &str, _: usize| skip(&format!("{rel}/{child}"));
-        self.scan(rel, &stop, true, &mut |item| {
-            if let Scanned::Object { meta: Some(m), .. } = item {
-                total += m.size;
-            }
-        })?;
-        Ok(Some(total))
-    }
-
-    /// The keys of the objects under `rel` (or `rel` itself if it is one),
-    /// to delete in a batch; empty if nothing is there.
-    pub fn keys_under(&self, rel: &str) -> Result<Vec<String>> {
-        match self.backend.stat(rel)? {
-            None => Ok(Vec::new()),
-            Some(m) if !m.is_dir => Ok(vec![rel.to_string()]),
-            Some(_) => {
-                let mut keys = Vec::new();
-                self.scan(rel, &|_, _| false, false, &mut |item| {
-                    if let Scanned::Object { key, .. } = item {
-                        keys.push(key);
-                    }
-                })?;
-                Ok(keys)
-            }
-        }
-    }
-
-    /// Deletes `rel` and everything under it; false if it was gone.
-    pub fn delete(&self, rel: &str) -> Result<bool> {
-        match self.backend.stat(rel)? {
-            None => Ok(false),
-            Some(m) if m.is_dir => self.backend.delete_prefix(rel),
-            Some(_) => self.backend.delete(rel),
-        }
-    }
-
-    /// Moves `rel` into `trash` (same relative path); false if it was gone.
-    pub fn trash(&self, rel: &str, trash: &std::path::Path) -> Result<bool> {
-        match self.backend.trash() {
-            Some(t) => t.move_to_trash(rel, trash),
-            None => Err(crate::storage::no_trash(trash)),
-        }
-    }
-
-    /// Checks that `rel` could be deleted (for dry runs).
-    pub fn check_removable(&self, rel: &str) -> Result<()> {
-        self.backend.check_removable(rel)
-    }
-
-    /// Deletes directory `rel` if it is empty; false if absent or not empty.
-    pub fn remove_empty_dir(&self, rel: &str) -> Result<bool> {
-        self.backend.dirs().map_or(Ok(false), |d| d.remove_empty_dir(rel))
-    }
-
-    /// Removes the empty directories below `rel`, deepest first, and `rel`
-    /// itself if it ends up empty; never a file (see
-    /// [`crate::storage::Directories::remove_empty_dirs`]); nothing on
-    /// object storage, which has no directories.
-    pub fn remove_empty_dirs(&self, rel: &str) -> Result<u64> {
-        self.backend.dirs().map_or(Ok(0), |d| d.remove_empty_dirs(rel))
-    }
-
-    /// Writes link file `rel` naming `d`, unless it exists (see
-    /// [`Backend::write_new`]).
-    pub fn write_link(&self, rel: &str, d: &Digest) -> Result<bool> {
-        self.backend.write_new(rel, d.to_string().as_bytes())
-    }
-
-    /// Checks and makes `trash` ready to move into (see
-    /// [`crate::storage::Trash::prepare_trash`]); refused where the backend
-    /// has no trash (object storage).
-    pub fn prepare_trash(&self, trash: &std::path::Path) -> Result<()> {
-        match self.backend.trash() {
-            Some(t) => t.prepare_trash(trash),
-            None => Err(crate::storage::no_trash(trash)),
-        }
     }
 }
 
@@ -1498,7 +1020,7 @@ mod tests {
         fs::create_dir_all(v2.join(paths::revision_dir("r", &b))).unwrap();
         put(v2, &paths::revision_link("r", &c), &a.to_string());
         put(v2, &paths::layer_link("r", &a), "");
-        fs::create_dir_all(v2.join(paths::layer_dir("r", &b))).unwrap();
+        fs::create_dir_all(v2.join(paths::layer_link_dir("r", &b))).unwrap();
         let s = Store::fs(v2);
         let mut all = vec![a, b, c];
         all.sort();
@@ -1506,7 +1028,7 @@ mod tests {
         assert_eq!(s.revision_digests("r").items, all);
         let mut ab = vec![a, b];
         ab.sort();
-        assert_eq!(s.layer_digests("r").items, ab);
+        assert_eq!(s.layer_link_digests("r").items, ab);
         // One stat each: a directory without its link is no revision; a link
         // naming another digest is the revision its path names (kept).
         let mut ac = vec![a, c];
@@ -1671,7 +1193,7 @@ mod tests {
         // Revisions and _layers: a linked digest directory, a linked link.
         fs::create_dir_all(v2.join(paths::revisions("r")).join("sha256")).unwrap();
         symlink(&outside, v2.join(paths::revision_dir("r", &a))).unwrap();
-        fs::create_dir_all(v2.join(paths::layer_dir("r", &a))).unwrap();
+        fs::create_dir_all(v2.join(paths::layer_link_dir("r", &a))).unwrap();
         symlink(outside.join("f"), v2.join(paths::layer_link("r", &a))).unwrap();
         // Uploads, repositories.
         fs::create_dir_all(v2.join(paths::uploads("r"))).unwrap();
