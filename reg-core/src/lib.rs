@@ -33,7 +33,9 @@
 //!
 //! The tools' logic
 //! - [`ls`], [`refs`], [`orphans`], [`rm`]: `reg-ls`, `reg-refs`,
-//!   `reg-orphans`, `reg-rm`.
+//!   `reg-orphans`, `reg-rm` (`orphans/`: the input, the compact sets of
+//!   referenced digests, the sweep, its results and their output, one file
+//!   each).
 //! - [`pulls`], [`keep`]: `reg-pulls` (pull times from the registry's logs)
 //!   and `reg-keep` (retention rules over tags).
 //!
