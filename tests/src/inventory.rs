@@ -16,8 +16,6 @@ use md5::Digest as _;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, PutPayload};
 
-use crate::moto::{ACCESS_KEY, REGION, SECRET_KEY};
-
 /// One object of the bucket, as a listing gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Object {
@@ -43,17 +41,7 @@ pub struct Report {
 
 /// A client of `bucket` on the S3 server at `endpoint`.
 pub fn store(endpoint: &str, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
-    let cfg = reg_core::object::S3Config {
-        bucket: bucket.into(),
-        root: String::new(),
-        region: Some(REGION.into()),
-        endpoint: Some(endpoint.into()),
-        access_key: Some(ACCESS_KEY.into()),
-        secret_key: Some(SECRET_KEY.into()),
-        session_token: None,
-        allow_http: true,
-        path_style: true,
-    };
+    let cfg = crate::moto::s3_config(bucket, "", endpoint);
     Ok(reg_core::object::client(Arc::new(cfg))?)
 }
 

@@ -173,17 +173,7 @@ impl Drop for Moto {
 
 /// The tools' view of `s3` (reached at `endpoint`): the backend itself.
 pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::ObjectBackend> {
-    let cfg = reg_core::object::S3Config {
-        bucket: s3.bucket.clone(),
-        root: s3.root.clone(),
-        region: Some(REGION.into()),
-        endpoint: Some(endpoint.into()),
-        access_key: Some(ACCESS_KEY.into()),
-        secret_key: Some(SECRET_KEY.into()),
-        session_token: None,
-        allow_http: true,
-        path_style: true,
-    };
+    let cfg = s3_config(&s3.bucket, &s3.root, endpoint);
     let b = reg_core::object::ObjectBackend::connect(std::sync::Arc::new(cfg))?;
     reg_core::storage::Backend::plan(&b, &reg_core::layout::AREAS);
     Ok(b)
@@ -193,4 +183,20 @@ pub fn backend(s3: &S3Storage, endpoint: &str) -> Result<reg_core::object::Objec
 /// (see [`crate::objects::mirror`]).
 pub fn mirror(s3: &S3Storage, endpoint: &str, dest: &std::path::Path) -> Result<()> {
     crate::objects::mirror(&backend(s3, endpoint)?, dest)
+}
+
+/// The configuration of a client of `bucket` (its objects under `root`) on
+/// the moto server at `endpoint`, with this module's credentials.
+pub fn s3_config(bucket: &str, root: &str, endpoint: &str) -> reg_core::object::S3Config {
+    reg_core::object::S3Config {
+        bucket: bucket.into(),
+        root: root.into(),
+        region: Some(REGION.into()),
+        endpoint: Some(endpoint.into()),
+        access_key: Some(ACCESS_KEY.into()),
+        secret_key: Some(SECRET_KEY.into()),
+        session_token: None,
+        allow_http: true,
+        path_style: true,
+    }
 }

@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use md5::Digest as _;
+use parquet::record::Field as PqField;
 
 use crate::error::{Error, Result};
 use crate::time::Time;
@@ -466,25 +467,36 @@ impl Manifest {
 
     fn read_parquet(&self, cols: Columns, shown: &str, bytes: Bytes, sink: &mut Sink) -> Result<u64> {
         use parquet::file::reader::{FileReader, SerializedFileReader};
-        use parquet::record::Field as F;
-        use parquet::schema::types::Type;
 
-        let not_parquet =
-            |e: parquet::errors::ParquetError| Error::other(shown, format!("not a Parquet file: {e}"));
-        let reader = SerializedFileReader::new(bytes).map_err(not_parquet)?;
-        // Only the columns read here, by name; each must be in the file.
-        let wanted: Vec<(Field, Option<usize>)> = vec![
-            (Field::Bucket, cols.bucket),
-            (Field::Key, Some(cols.key)),
-            (Field::IsLatest, cols.is_latest),
-            (Field::IsDeleteMarker, cols.is_delete_marker),
-            (Field::Size, Some(cols.size)),
-            (Field::LastModifiedDate, Some(cols.mtime)),
-            (Field::ETag, Some(cols.etag)),
-        ];
+        let reader = SerializedFileReader::new(bytes).map_err(|e| not_parquet(shown, e))?;
+        let wanted = parquet_wanted(cols);
         let schema = reader.metadata().file_metadata().schema();
+        let projection = self.parquet_projection(&wanted, shown, schema)?;
+        let rows = reader
+            .get_row_iter(Some(projection))
+            .map_err(|e| not_parquet(shown, e))?;
+        let mut n = 0u64;
+        for (i, row) in rows.enumerate() {
+            let bad = |why: String| row_err(shown, i as u64 + 1, why);
+            let row = row.map_err(|e| bad(format!("cannot be read: {e}")))?;
+            if let Some(o) = self.parquet_object(&wanted, &row, &bad)? {
+                sink(&o.key, o.size, o.mtime, o.etag.as_deref());
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The schema of only the columns read here, by name; each must be in
+    /// the file.
+    fn parquet_projection(
+        &self,
+        wanted: &Wanted,
+        shown: &str,
+        schema: &parquet::schema::types::Type,
+    ) -> Result<parquet::schema::types::Type> {
         let mut fields = Vec::new();
-        for (f, at) in &wanted {
+        for (f, at) in wanted {
             if at.is_none() {
                 continue;
             }
@@ -504,85 +516,130 @@ impl Manifest {
                 })?;
             fields.push(found.clone());
         }
-        let projection = Type::group_type_builder(schema.name())
+        parquet::schema::types::Type::group_type_builder(schema.name())
             .with_fields(fields)
             .build()
-            .map_err(not_parquet)?;
-        let rows = reader.get_row_iter(Some(projection)).map_err(not_parquet)?;
-        let mut n = 0u64;
-        for (i, row) in rows.enumerate() {
-            let row_no = i as u64 + 1;
-            let bad = |why: String| row_err(shown, row_no, why);
-            let row = row.map_err(|e| bad(format!("cannot be read: {e}")))?;
-            let mut got: [Option<&F>; 7] = [None; 7];
-            for (name, value) in row.get_column_iter() {
-                if let Some(k) = wanted.iter().position(|(f, _)| f.name(Format::Parquet) == name) {
-                    got[k] = Some(value);
-                }
+            .map_err(|e| not_parquet(shown, e))
+    }
+
+    /// The object of one Parquet row, or `None` for a row skipped (another
+    /// version than the latest, or a delete marker); `bad` words an error
+    /// at this row.
+    fn parquet_object(
+        &self,
+        wanted: &Wanted,
+        row: &parquet::record::Row,
+        bad: &dyn Fn(String) -> Error,
+    ) -> Result<Option<ParquetObject>> {
+        let mut got: [Option<&PqField>; 7] = [None; 7];
+        for (name, value) in row.get_column_iter() {
+            if let Some(k) = wanted.iter().position(|(f, _)| f.name(Format::Parquet) == name) {
+                got[k] = Some(value);
             }
-            let [bucket, key, is_latest, is_delete_marker, size, mtime, etag] = got;
-            let text = |v: Option<&F>, what: &str| -> Result<Option<String>> {
-                match v {
-                    None | Some(F::Null) => Ok(None),
-                    Some(F::Str(s)) => Ok(Some(s.clone())),
-                    Some(F::Bytes(b)) => std::str::from_utf8(b.data())
-                        .map(|s| Some(s.to_string()))
-                        .map_err(|_| bad(format!("{what} is not UTF-8"))),
-                    Some(other) => Err(bad(format!("{what} is not a string: {other}"))),
-                }
-            };
-            let flag = |v: Option<&F>, what: &str| -> Result<Option<bool>> {
-                match v {
-                    None | Some(F::Null) => Ok(None),
-                    Some(F::Bool(b)) => Ok(Some(*b)),
-                    Some(other) => Err(bad(format!("{what} is not a boolean: {other}"))),
-                }
-            };
-            if let Some(b) = text(bucket, "bucket")? {
-                if b != self.source_bucket {
-                    return Err(bad(format!(
-                        "an object of bucket {b:?}, in a report of {}",
-                        self.source_bucket
-                    )));
-                }
-            }
-            if flag(is_latest, "is_latest")? == Some(false)
-                || flag(is_delete_marker, "is_delete_marker")? == Some(true)
-            {
-                continue;
-            }
-            let key = text(key, "key")?
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| bad("no key".into()))?;
-            let size = match size {
-                Some(F::Long(s)) if *s >= 0 => *s as u64,
-                Some(F::Int(s)) if *s >= 0 => *s as u64,
-                other => {
-                    return Err(bad(format!(
-                        "size of {key} is not a number of bytes: {}",
-                        other.map_or("none".to_string(), |v| v.to_string())
-                    )))
-                }
-            };
-            let mtime = match mtime {
-                Some(F::TimestampMillis(ms)) => from_unix(*ms, 1_000),
-                Some(F::TimestampMicros(us)) => from_unix(*us, 1_000_000),
-                other => {
-                    return Err(bad(format!(
-                        "last_modified_date of {key} is not a timestamp: {}",
-                        other.map_or("none".to_string(), |v| v.to_string())
-                    )))
-                }
-            };
-            let etag = text(etag, "e_tag")?;
-            let etag = etag
-                .as_deref()
-                .map(|e| e.trim_matches('"'))
-                .filter(|e| !e.is_empty());
-            sink(&key, size, mtime, etag);
-            n += 1;
         }
-        Ok(n)
+        let [bucket, key, is_latest, is_delete_marker, size, mtime, etag] = got;
+        if let Some(b) = pq_text(bucket, "bucket", bad)? {
+            if b != self.source_bucket {
+                return Err(bad(format!(
+                    "an object of bucket {b:?}, in a report of {}",
+                    self.source_bucket
+                )));
+            }
+        }
+        if pq_flag(is_latest, "is_latest", bad)? == Some(false)
+            || pq_flag(is_delete_marker, "is_delete_marker", bad)? == Some(true)
+        {
+            return Ok(None);
+        }
+        let key = pq_text(key, "key", bad)?
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| bad("no key".into()))?;
+        let size = pq_size(size, &key, bad)?;
+        let mtime = pq_mtime(mtime, &key, bad)?;
+        let etag = pq_text(etag, "e_tag", bad)?
+            .map(|e| e.trim_matches('"').to_string())
+            .filter(|e| !e.is_empty());
+        Ok(Some(ParquetObject {
+            key,
+            size,
+            mtime,
+            etag,
+        }))
+    }
+}
+
+/// The fields read from a Parquet file, each with its column in the
+/// manifest's schema (`None`: not in the report); a row's values are
+/// matched to them by name, in this order.
+type Wanted = [(Field, Option<usize>); 7];
+
+fn parquet_wanted(cols: Columns) -> Wanted {
+    [
+        (Field::Bucket, cols.bucket),
+        (Field::Key, Some(cols.key)),
+        (Field::IsLatest, cols.is_latest),
+        (Field::IsDeleteMarker, cols.is_delete_marker),
+        (Field::Size, Some(cols.size)),
+        (Field::LastModifiedDate, Some(cols.mtime)),
+        (Field::ETag, Some(cols.etag)),
+    ]
+}
+
+/// One object read from a Parquet row, its ETag without quotes.
+struct ParquetObject {
+    key: String,
+    size: u64,
+    mtime: SystemTime,
+    etag: Option<String>,
+}
+
+/// A Parquet file that cannot be read as one.
+fn not_parquet(shown: &str, e: parquet::errors::ParquetError) -> Error {
+    Error::other(shown, format!("not a Parquet file: {e}"))
+}
+
+/// A string value (`None`: null or absent).
+fn pq_text(v: Option<&PqField>, what: &str, bad: &dyn Fn(String) -> Error) -> Result<Option<String>> {
+    match v {
+        None | Some(PqField::Null) => Ok(None),
+        Some(PqField::Str(s)) => Ok(Some(s.clone())),
+        Some(PqField::Bytes(b)) => std::str::from_utf8(b.data())
+            .map(|s| Some(s.to_string()))
+            .map_err(|_| bad(format!("{what} is not UTF-8"))),
+        Some(other) => Err(bad(format!("{what} is not a string: {other}"))),
+    }
+}
+
+/// A boolean value (`None`: null or absent).
+fn pq_flag(v: Option<&PqField>, what: &str, bad: &dyn Fn(String) -> Error) -> Result<Option<bool>> {
+    match v {
+        None | Some(PqField::Null) => Ok(None),
+        Some(PqField::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(bad(format!("{what} is not a boolean: {other}"))),
+    }
+}
+
+/// The size of `key`, a non-negative integer.
+fn pq_size(v: Option<&PqField>, key: &str, bad: &dyn Fn(String) -> Error) -> Result<u64> {
+    match v {
+        Some(PqField::Long(s)) if *s >= 0 => Ok(*s as u64),
+        Some(PqField::Int(s)) if *s >= 0 => Ok(*s as u64),
+        other => Err(bad(format!(
+            "size of {key} is not a number of bytes: {}",
+            other.map_or("none".to_string(), |v| v.to_string())
+        ))),
+    }
+}
+
+/// The last-modified time of `key`, a timestamp in milli- or microseconds.
+fn pq_mtime(v: Option<&PqField>, key: &str, bad: &dyn Fn(String) -> Error) -> Result<SystemTime> {
+    match v {
+        Some(PqField::TimestampMillis(ms)) => Ok(from_unix(*ms, 1_000)),
+        Some(PqField::TimestampMicros(us)) => Ok(from_unix(*us, 1_000_000)),
+        other => Err(bad(format!(
+            "last_modified_date of {key} is not a timestamp: {}",
+            other.map_or("none".to_string(), |v| v.to_string())
+        ))),
     }
 }
 

@@ -102,22 +102,44 @@ pub fn parse_pulls(mut r: impl BufRead) -> Result<PullTimes, PullsInputError> {
                 ..
             } => {
                 records += 1;
-                check_repo_name(&repo).map_err(err)?;
-                match (tag, digest) {
-                    (Some(t), None) => {
-                        check_tag(&t).map_err(err)?;
-                        let e = out.tags.entry((repo, t)).or_insert(last_pull);
-                        *e = (*e).max(last_pull);
-                    }
-                    (None, Some(d)) => {
-                        let e = out.digests.entry((repo, d)).or_insert(last_pull);
-                        *e = (*e).max(last_pull);
-                    }
-                    _ => return Err(err("a pull record names a tag or a digest, exactly one".into())),
-                }
+                out.add(repo, tag, digest, last_pull).map_err(err)?;
             }
         }
     }
+    out.end = checked_end(end, records)?;
+    Ok(out)
+}
+
+impl PullTimes {
+    /// Counts one pull record: the later of its time and any seen before
+    /// for the same tag or digest.
+    fn add(
+        &mut self,
+        repo: String,
+        tag: Option<String>,
+        digest: Option<Digest>,
+        last_pull: Time,
+    ) -> Result<(), String> {
+        check_repo_name(&repo)?;
+        match (tag, digest) {
+            (Some(t), None) => {
+                check_tag(&t)?;
+                let e = self.tags.entry((repo, t)).or_insert(last_pull);
+                *e = (*e).max(last_pull);
+            }
+            (None, Some(d)) => {
+                let e = self.digests.entry((repo, d)).or_insert(last_pull);
+                *e = (*e).max(last_pull);
+            }
+            _ => return Err("a pull record names a tag or a digest, exactly one".into()),
+        }
+        Ok(())
+    }
+}
+
+/// The trailer (and its line), checked: present, and counting the `records`
+/// read.
+fn checked_end(end: Option<(usize, PullsEnd)>, records: u64) -> Result<PullsEnd, PullsInputError> {
     let Some((l, e)) = end else {
         return Err(PullsInputError {
             line: 0,
@@ -136,6 +158,5 @@ pub fn parse_pulls(mut r: impl BufRead) -> Result<PullTimes, PullsInputError> {
             ),
         });
     }
-    out.end = e;
-    Ok(out)
+    Ok(e)
 }

@@ -30,6 +30,11 @@ pub(super) enum Verdict {
     Failed,
 }
 
+/// One repository's links to blobs: (blob, link name, mtime) of its
+/// `_layers` links; the blobs a revision link names; false if it could not
+/// be read completely.
+type RepoLinks = (Vec<(Digest, Digest, SystemTime)>, Vec<Digest>, bool);
+
 /// Where a blob is still referenced by links, from a scan of every repository.
 #[derive(Default, Clone, Debug)]
 pub(super) struct BlobLinks {
@@ -217,58 +222,13 @@ impl Guard<'_> {
             ),
             Some(repos.items.len() as u64),
         );
-        // (blob, link name, mtime) of `_layers` links; blobs with a revision link.
-        type Found = (Vec<(Digest, Digest, SystemTime)>, Vec<Digest>, bool);
-        let per: Vec<(String, Found)> = repos
+        let per: Vec<(String, RepoLinks)> = repos
             .items
             .par_iter()
             .map(|repo| {
-                let mut ok = true;
-                let mut layers: Vec<(Digest, Digest, SystemTime)> = self
-                    .links_to(
-                        repo,
-                        &paths::layer_link,
-                        self.store.layer_link_digests(repo),
-                        blobs,
-                        &mut ok,
-                    )
-                    .into_iter()
-                    .map(|(d, m)| (d, d, m))
-                    .collect();
-                let mut revs: Vec<Digest> = self
-                    .links_to(
-                        repo,
-                        &paths::revision_link,
-                        self.store.revision_digests(repo),
-                        blobs,
-                        &mut ok,
-                    )
-                    .into_iter()
-                    .map(|(d, _)| d)
-                    .filter(|d| !removed.revisions.contains(&(repo.clone(), *d)))
-                    .collect();
-                // Links under another algorithm that name one of the blobs:
-                // they go with it (`_layers`), or keep it (a revision).
-                let aliases = self.store.aliases(repo);
-                for e in aliases.errors {
-                    if !matches!(e.kind(), crate::error::ErrorKind::BadLink(_)) {
-                        self.msgs.error(e);
-                        ok = false;
-                    }
-                }
-                for a in aliases.items.into_iter().filter(|a| blobs.contains(&a.target)) {
-                    match (a.kind, a.name) {
-                        (LinkKind::LayerLink, LinkName::Digest(name)) => {
-                            layers.push((a.target, name, a.mtime))
-                        }
-                        (LinkKind::Revision, LinkName::Digest(name))
-                            if removed.revisions.contains(&(repo.clone(), name)) => {}
-                        // A revision alias, or a link no tool can name: keeps it.
-                        _ => revs.push(a.target),
-                    }
-                }
+                let found = self.repo_blob_links(repo, blobs, removed);
                 progress.inc(1);
-                (repo.clone(), (layers, revs, ok))
+                (repo.clone(), found)
             })
             .collect();
         let mut out: HashMap<Digest, BlobLinks> = HashMap::new();
@@ -285,6 +245,54 @@ impl Guard<'_> {
             }
         }
         (out, ok)
+    }
+
+    /// One repository's `_layers` and revision links to the `blobs` (see
+    /// [`Self::blob_links`]).
+    fn repo_blob_links(&self, repo: &str, blobs: &BTreeSet<Digest>, removed: &Removed) -> RepoLinks {
+        let mut ok = true;
+        let mut layers: Vec<(Digest, Digest, SystemTime)> = self
+            .links_to(
+                repo,
+                &paths::layer_link,
+                self.store.layer_link_digests(repo),
+                blobs,
+                &mut ok,
+            )
+            .into_iter()
+            .map(|(d, m)| (d, d, m))
+            .collect();
+        let mut revs: Vec<Digest> = self
+            .links_to(
+                repo,
+                &paths::revision_link,
+                self.store.revision_digests(repo),
+                blobs,
+                &mut ok,
+            )
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| !removed.revisions.contains(&(repo.to_string(), *d)))
+            .collect();
+        // Links under another algorithm that name one of the blobs:
+        // they go with it (`_layers`), or keep it (a revision).
+        let aliases = self.store.aliases(repo);
+        for e in aliases.errors {
+            if !matches!(e.kind(), crate::error::ErrorKind::BadLink(_)) {
+                self.msgs.error(e);
+                ok = false;
+            }
+        }
+        for a in aliases.items.into_iter().filter(|a| blobs.contains(&a.target)) {
+            match (a.kind, a.name) {
+                (LinkKind::LayerLink, LinkName::Digest(name)) => layers.push((a.target, name, a.mtime)),
+                (LinkKind::Revision, LinkName::Digest(name))
+                    if removed.revisions.contains(&(repo.to_string(), name)) => {}
+                // A revision alias, or a link no tool can name: keeps it.
+                _ => revs.push(a.target),
+            }
+        }
+        (layers, revs, ok)
     }
 
     /// Of the digests `listed` (a repository's link names), those in `want`
