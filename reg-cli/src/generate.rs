@@ -119,7 +119,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
 ];
 
-const TOOLS: [&str; 6] = [
+/// The tools, in the order the man pages' SEE ALSO names them (the tests
+/// check each of them by this list).
+pub const TOOLS: [&str; 6] = [
     "reg-ls",
     "reg-refs",
     "reg-orphans",

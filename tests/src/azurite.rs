@@ -8,18 +8,14 @@
 //! `azurite-blob` is looked up on PATH. Without it the Azure tests skip with
 //! a note, except under `CI`, where they fail.
 
-use std::fs;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use reg_core::object::{AzureConfig, ObjectBackend};
 
-use crate::registry::free_port;
+use crate::server::Server;
 
 /// The environment variable naming the `azurite-blob` to run.
 pub const AZURITE_ENV: &str = "REG_TESTS_AZURITE";
@@ -31,9 +27,7 @@ pub const KEY: &str =
 
 /// A running Azurite.
 pub struct Azurite {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
+    server: Server,
 }
 
 /// The `azurite-blob` to run, if there is one.
@@ -68,81 +62,51 @@ impl Azurite {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Result<Azurite> {
         let program = azurite_program().context("azurite-blob not found")?;
-        let mut last = None;
-        for _ in 0..3 {
-            let dir = tempfile::Builder::new().prefix("reg-tests-azurite-").tempdir()?;
-            let port = free_port()?;
-            let log = fs::File::create(dir.path().join("azurite.log"))?;
-            let child = Command::new(&program)
-                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-                .args(["--inMemoryPersistence", "--extentMemoryLimit", "512"])
-                .args(["--skipApiVersionCheck", "--loose"])
-                .arg("--disableTelemetry")
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", program.display()))?;
-            let mut a = Azurite {
-                dir,
-                port,
-                child: Some(child),
-            };
-            match a.wait_ready() {
-                Ok(()) => return Ok(a),
-                Err(e) => {
-                    a.stop();
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("tried"))
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("azurite-blob exited at start ({status}): {}", self.log());
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self.log().contains("successfully listens")
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("azurite-blob did not answer within 30 s: {}", self.log());
-            }
-            sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let server = Server::start(
+            "azurite-blob",
+            &program,
+            &|port| {
+                [
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    &port.to_string(),
+                    "--inMemoryPersistence",
+                    "--extentMemoryLimit",
+                    "512",
+                    "--skipApiVersionCheck",
+                    "--loose",
+                    "--disableTelemetry",
+                ]
+                .map(String::from)
+                .to_vec()
+            },
+            &|s| {
+                TcpStream::connect(("127.0.0.1", s.port())).is_ok()
+                    && s.log().contains("successfully listens")
+            },
+        )?;
+        Ok(Azurite { server })
     }
 
     /// What the server logged.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default()
+        self.server.log()
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// `http://127.0.0.1:PORT/devstoreaccount1`: the blob service's URL.
     pub fn endpoint(&self) -> String {
-        endpoint_at(self.port)
+        endpoint_at(self.port())
     }
 
     /// Creates container `name` (object_store has no such call: Azure's
     /// REST call, signed with the account key).
     pub fn create_container(&self, name: &str) -> Result<()> {
-        create_container(self.port, name)
+        create_container(self.port(), name)
     }
 
     /// The `AZURE_*` variables a tool needs to reach `endpoint` (this
@@ -155,12 +119,6 @@ impl Azurite {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -12,6 +12,7 @@ pub mod oci;
 pub mod proxy;
 pub mod registry;
 pub mod scenario;
+pub mod server;
 pub mod skopeo;
 pub mod tools;
 pub mod tree;

@@ -6,16 +6,13 @@
 //! looked up on PATH. Without it the S3 tests skip with a note, except
 //! under `CI`, where they fail.
 
-use std::fs;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use crate::registry::{free_port, S3Storage};
+use crate::registry::S3Storage;
+use crate::server::Server;
 
 /// The environment variable naming the `moto_server` to run.
 pub const MOTO_ENV: &str = "REG_TESTS_MOTO_SERVER";
@@ -27,9 +24,7 @@ pub const REGION: &str = "us-east-1";
 
 /// A running moto server.
 pub struct Moto {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
+    server: Server,
 }
 
 /// The `moto_server` to run, if there is one.
@@ -64,73 +59,36 @@ impl Moto {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Result<Moto> {
         let program = moto_program().context("moto_server not found")?;
-        let mut last = None;
-        for _ in 0..3 {
-            let dir = tempfile::Builder::new().prefix("reg-tests-moto-").tempdir()?;
-            let port = free_port()?;
-            let log = fs::File::create(dir.path().join("moto.log"))?;
-            let child = Command::new(&program)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", program.display()))?;
-            let mut m = Moto {
-                dir,
-                port,
-                child: Some(child),
-            };
-            match m.wait_ready() {
-                Ok(()) => return Ok(m),
-                Err(e) => {
-                    m.stop();
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("tried"))
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("moto_server exited at start ({status}): {}", self.log());
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && ureq::get(&format!("{}/moto-api/", self.endpoint()))
-                    .call()
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("moto_server did not answer within 30 s: {}", self.log());
-            }
-            sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let server = Server::start(
+            "moto_server",
+            &program,
+            &|port| {
+                ["-H", "127.0.0.1", "-p", &port.to_string()]
+                    .map(String::from)
+                    .to_vec()
+            },
+            &|s| {
+                TcpStream::connect(("127.0.0.1", s.port())).is_ok()
+                    && ureq::get(&format!("http://127.0.0.1:{}/moto-api/", s.port()))
+                        .call()
+                        .is_ok()
+            },
+        )?;
+        Ok(Moto { server })
     }
 
     /// What the server logged.
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+        self.server.log()
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.port())
     }
 
     /// Creates bucket `name` (moto does not check signatures).
@@ -162,12 +120,6 @@ impl Moto {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -8,14 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use reg_tests::tools::tool_path;
 
-const TOOLS: [&str; 6] = [
-    "reg-ls",
-    "reg-refs",
-    "reg-orphans",
-    "reg-rm",
-    "reg-pulls",
-    "reg-keep",
-];
+use reg_cli::generate::TOOLS;
 
 /// The tools that take ROOT.
 fn on_storage(tool: &str) -> bool {

@@ -6,14 +6,7 @@ use std::process::Command;
 
 use reg_tests::tools::tool_path;
 
-const TOOLS: [&str; 6] = [
-    "reg-ls",
-    "reg-refs",
-    "reg-orphans",
-    "reg-rm",
-    "reg-pulls",
-    "reg-keep",
-];
+use reg_cli::generate::TOOLS;
 
 /// One test at a time: a binary being copied while the other test forks
 /// stays open for writing in the child until it execs, and running the copy
