@@ -463,39 +463,41 @@ impl Store {
     /// The manifest revisions of `repo`, sorted by digest. A revision
     /// directory without `link` is no revision and is skipped silently.
     pub fn revisions(&self, repo: &str) -> Listing<Revision> {
-        let mut out = Listing::default();
-        let mut items = Vec::new();
-        out.errors = self.digest_dirs(&paths::revisions(repo), |dir, d| {
-            if let Some((mtime, target)) = self.dir_link(dir, d)? {
-                items.push(Revision {
-                    digest: d,
-                    mtime,
-                    target,
-                });
-            }
-            Ok(())
-        });
-        items.sort_by_key(|a| a.digest);
-        out.items = items;
-        out
+        self.links_below(&paths::revisions(repo), |digest, mtime, target| Revision {
+            digest,
+            mtime,
+            target,
+        })
     }
 
     /// The `_layers` links of `repo`, sorted by digest.
     pub fn layer_links(&self, repo: &str) -> Listing<LayerLink> {
+        self.links_below(&paths::layer_links(repo), |digest, mtime, target| LayerLink {
+            digest,
+            mtime,
+            target,
+        })
+    }
+
+    /// The `<alg>/<hex>/link` entries below `dir` (a repository's revisions
+    /// or `_layers` links), each made by `make` from its digest, its link's
+    /// mtime and what the link holds, sorted by digest. A directory without
+    /// `link` is skipped silently.
+    fn links_below<T>(
+        &self,
+        dir: &str,
+        make: impl Fn(Digest, SystemTime, Option<Digest>) -> T,
+    ) -> Listing<T> {
         let mut out = Listing::default();
         let mut items = Vec::new();
-        out.errors = self.digest_dirs(&paths::layer_links(repo), |dir, d| {
-            if let Some((mtime, target)) = self.dir_link(dir, d)? {
-                items.push(LayerLink {
-                    digest: d,
-                    mtime,
-                    target,
-                });
+        out.errors = self.digest_dirs(dir, |at, d| {
+            if let Some((mtime, target)) = self.dir_link(at, d)? {
+                items.push((d, make(d, mtime, target)));
             }
             Ok(())
         });
-        items.sort_by_key(|a| a.digest);
-        out.items = items;
+        items.sort_by_key(|(d, _)| *d);
+        out.items = items.into_iter().map(|(_, t)| t).collect();
         out
     }
 
