@@ -374,6 +374,16 @@ pub fn run_main(tool: &str, run: impl FnOnce() -> anyhow::Result<ExitCode>) -> E
     }
 }
 
+/// The exit status of a run that went to its end: failed (1) if any error
+/// was reported (the messages said what and where), else success.
+pub fn status(msgs: &Messages) -> ExitCode {
+    if msgs.errors() > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Adds "writing output" context to a write error, keeping BrokenPipe visible.
 pub fn written(r: std::io::Result<()>) -> anyhow::Result<()> {
     r.context("writing to stdout")

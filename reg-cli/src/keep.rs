@@ -245,11 +245,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A preview still shows every tag; a list to act on is withheld.
     if !say_emptied(&args, &tags, &outcome, &msgs) && !args.explain {
         msgs.note("nothing printed");
-        return Ok(msgs.exit_code());
+        return Ok(cli::status(&msgs));
     }
     write_outcome(&args, &tags, &outcome)?;
     summarize(&tags, &outcome, &msgs);
-    Ok(msgs.exit_code())
+    Ok(cli::status(&msgs))
 }
 
 /// Says which repositories the policy would empty: a warning with

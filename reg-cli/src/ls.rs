@@ -126,5 +126,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         line.push_str(&format!(", {} corrupt", s.corrupt));
     }
     msgs.summary(cli::with_requests(&store, line));
-    Ok(msgs.exit_code())
+    Ok(cli::status(&msgs))
 }

@@ -128,5 +128,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ),
         ));
     }
-    Ok(msgs.exit_code())
+    Ok(cli::status(&msgs))
 }

@@ -109,5 +109,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         count(digests as u64, "digest", "digests"),
         count(repos as u64, "repository", "repositories"),
     ));
-    Ok(msgs.exit_code())
+    Ok(cli::status(&msgs))
 }

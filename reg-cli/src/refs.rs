@@ -139,5 +139,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cli::inventory_note(&used)
         ),
     ));
-    Ok(msgs.exit_code())
+    Ok(cli::status(&msgs))
 }

@@ -171,12 +171,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = args.common.out();
     let mut progress = ProgressLine::start_for("reg-rm", &msgs, &store);
     // Prints the blob descriptor cache reminder itself after any deletion.
-    let stats = rm::run(&store, &input, &cfg, &mut out, &msgs)?;
+    let stats = rm::run(&store, &input, &cfg, &mut out, &msgs).map_err(trash_flag)?;
     progress.finish();
     // Against the clock now: files written during a long walk are not ahead.
     store.check_tree_clock(cli::local_now()?, &msgs);
     msgs.summary(cli::with_requests(&store, summary(&stats)));
-    Ok(msgs.exit_code())
+    Ok(cli::status(&msgs))
+}
+
+/// Why `--trash` is refused where the backend has no trash.
+const TRASH_REFUSED: &str = "--trash is not supported on object storage (a bucket has no rename; \
+     copying every object first would double the requests): run with --dry-run to see what would go, \
+     or turn on the bucket's versioning to be able to restore";
+
+/// A refused trash directory, said with the flag that named it.
+fn trash_flag(e: anyhow::Error) -> anyhow::Error {
+    use reg_core::error::{Error, ErrorKind};
+    let Some(core) = e.downcast_ref::<Error>() else {
+        return e;
+    };
+    let at = core.path().display();
+    match core.kind() {
+        ErrorKind::BadTrash(why) => anyhow::anyhow!("--trash {at}: {why}"),
+        ErrorKind::NoTrash => anyhow::anyhow!("{at}: {TRASH_REFUSED}"),
+        _ => e,
+    }
 }
 
 /// The one-line summary: actions by kind, bytes freed, empty directories
@@ -233,5 +252,31 @@ fn noun(n: u64, kind: &str) -> String {
         "layer-link" => count(n, "layer link", "layer links"),
         "repo" => count(n, "repo", "repos"),
         k => count(n, k, &format!("{k}s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reg_core::error::{Error, ErrorKind};
+
+    #[test]
+    fn a_refused_trash_is_said_with_its_flag_and_other_errors_pass_through() {
+        let bad = Error::new("/srv/trash", ErrorKind::BadTrash("not empty".into()));
+        assert_eq!(
+            trash_flag(bad.into()).to_string(),
+            "--trash /srv/trash: not empty"
+        );
+        let none = Error::new("/srv/trash", ErrorKind::NoTrash);
+        let said = trash_flag(none.into()).to_string();
+        assert!(
+            said.starts_with("/srv/trash: --trash is not supported on object storage"),
+            "{said}"
+        );
+        let other = Error::other("/srv/registry", "blob store is empty or missing");
+        assert_eq!(
+            trash_flag(other.into()).to_string(),
+            "/srv/registry: blob store is empty or missing"
+        );
     }
 }

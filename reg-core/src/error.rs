@@ -50,8 +50,12 @@ pub enum ErrorKind {
     /// ([`Failure`]), said in the backend's words (an object store's
     /// answer: a status, a timeout, a refused credential).
     Storage(Failure, String),
-    /// A `--trash` directory that cannot be used, and why.
+    /// A trash directory that cannot be used, and why (the command line
+    /// names its flag).
     BadTrash(String),
+    /// A trash asked of a backend that has none (object storage: a bucket
+    /// has no rename).
+    NoTrash,
     /// Anything else, said in words.
     Other(String),
 }
@@ -163,7 +167,8 @@ impl fmt::Display for Error {
             ),
             ErrorKind::TooLarge(limit) => write!(f, "{p}: larger than {limit} bytes"),
             ErrorKind::Storage(_, why) => write!(f, "{p}: {why}"),
-            ErrorKind::BadTrash(why) => write!(f, "--trash {p}: {why}"),
+            ErrorKind::BadTrash(why) => write!(f, "{p}: {why}"),
+            ErrorKind::NoTrash => write!(f, "{p}: no trash on object storage (a bucket has no rename)"),
             ErrorKind::Other(why) => write!(f, "{p}: {why}"),
         }
     }

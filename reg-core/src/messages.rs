@@ -3,7 +3,6 @@
 //! summary line, and the progress counters a binary may draw.
 
 use std::io::IsTerminal;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -168,16 +167,6 @@ impl Messages {
                 extra.push_str(&format!(", {}", count(self.warnings(), "warning", "warnings")));
             }
             self.progress.eprintln(&format!("{}: {line}{extra}", self.tool));
-        }
-    }
-
-    /// Exit status: failure if any error was reported.
-    pub fn exit_code(&self) -> ExitCode {
-        if self.errors() > 0 {
-            // Status 1: failed (the messages said what and where).
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
         }
     }
 

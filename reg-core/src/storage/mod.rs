@@ -274,12 +274,7 @@ pub trait Trash {
     fn move_to_trash(&self, rel: &str, trash: &Path) -> Result<bool>;
 }
 
-/// Why `--trash` is refused where the backend has no trash.
-pub const TRASH_REFUSED: &str = "--trash is not supported on object storage (a bucket has no rename; \
-     copying every object first would double the requests): run with --dry-run to see what would go, \
-     or turn on the bucket's versioning to be able to restore";
-
 /// The refusal of a trash by a backend without one.
 pub fn no_trash(trash: &Path) -> Error {
-    Error::other(trash, TRASH_REFUSED)
+    Error::new(trash, crate::error::ErrorKind::NoTrash)
 }
