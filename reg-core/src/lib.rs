@@ -19,9 +19,9 @@
 //!   providers ([`object::s3`], [`object::azure`]).
 //! - [`layout`]: names, paths and enumeration under `docker/registry/v2`,
 //!   and the [`layout::Store`] every tool reads and changes the tree
-//!   through (`layout/`: names, paths, store, mutate); [`manifest_cache`]:
-//!   the on-disk manifest cache across runs (not the in-run store of
-//!   [`refs`]); [`health`]: the whole-store checks before any tool trusts it.
+//!   through (`layout/`: names, paths, store, mutate, and health: the
+//!   whole-store checks before any tool trusts it); [`manifest_cache`]: the
+//!   on-disk manifest cache across runs (not the in-run store of [`refs`]).
 //! - [`root`]: finding the `v2` directory from a path or the registry's
 //!   `config.yml`; [`registry_config`]: what else the tools read there.
 //!
@@ -52,7 +52,6 @@
 pub mod clock;
 pub mod digest;
 pub mod error;
-pub mod health;
 pub mod input;
 pub mod json;
 pub mod keep;

@@ -27,7 +27,9 @@
 //! The rooms: the model (this file: [`Listing`] and what it lists), the name
 //! rules ([`check_repo_name`], [`check_tag`], [`check_upload_id`]), the
 //! relative [`paths`], the [`Store`] (reads and the inventory enumeration,
-//! `store.rs`) and its mutations (`mutate.rs`, the only changes reg-rm makes).
+//! `store.rs`), its mutations (`mutate.rs`, the only changes reg-rm makes)
+//! and the whole-store checks that come before any tool trusts a listing
+//! (`health.rs`: an empty blob store, the root's identity).
 
 use std::time::SystemTime;
 
@@ -35,11 +37,13 @@ use crate::digest::{Algorithm, Digest};
 use crate::error::Error;
 use crate::time::Time;
 
+mod health;
 mod mutate;
 mod names;
 pub mod paths;
 mod store;
 
+pub use health::EMPTY_BLOB_STORE;
 pub use names::*;
 pub use store::*;
 /// The largest manifest read: the registry refuses to store larger ones.

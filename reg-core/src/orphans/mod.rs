@@ -425,7 +425,7 @@ mod tests {
         fs::rename(v2.join("blobs"), v2.join("blobs.away")).unwrap();
         fs::create_dir(v2.join("blobs")).unwrap();
         let e = orphans(v2, &input, &cfg).unwrap_err();
-        assert!(e.to_string().contains(crate::health::EMPTY_BLOB_STORE), "{e}");
+        assert!(e.to_string().contains(crate::layout::EMPTY_BLOB_STORE), "{e}");
     }
 
     #[test]

@@ -19,6 +19,16 @@ struct Ran {
 }
 
 impl Ran {
+    /// The run was refused whole: its error says `want`, it printed no
+    /// record, and the tree at `root` is still `before`.
+    fn refused(self, want: &str, root: &Path, before: &BTreeMap<String, String>) -> String {
+        let e = format!("{:#}", self.result.expect_err("the run was not refused"));
+        assert!(e.contains(want), "{e}");
+        assert!(self.recs.is_empty(), "{:#?}", self.recs);
+        assert_eq!(&snapshot(root), before, "{e}");
+        e
+    }
+
     /// The action taken on the record of `kind` whose fields include `f`.
     fn action(&self, kind: &str, f: &[(&str, &str)]) -> String {
         let hits: Vec<&Value> = self
@@ -62,6 +72,21 @@ fn cfg(min_age: Duration) -> Config {
         untag: true,
         ..Config::default()
     }
+}
+
+/// `cfg(Duration::ZERO)` with the test hooks `set` chooses.
+fn hooked(set: impl FnOnce(&mut Hooks)) -> Config {
+    let mut hooks = Hooks::default();
+    set(&mut hooks);
+    Config {
+        hooks,
+        ..cfg(Duration::ZERO)
+    }
+}
+
+/// A test hook that runs `f` (a push, as a client would, mid-run).
+fn hook(f: impl Fn() + Send + Sync + 'static) -> Hook {
+    Hook(std::sync::Arc::new(f))
 }
 
 /// Every path under `p` with its content (directories as "<dir>").
@@ -583,10 +608,7 @@ fn trash_inside_the_root_is_refused_before_anything_moves() {
             ..cfg(Duration::ZERO)
         },
     );
-    let e = r.result.unwrap_err();
-    assert!(e.to_string().contains("inside the storage root"), "{e}");
-    assert!(r.recs.is_empty());
-    assert_eq!(snapshot(v2), before);
+    r.refused("inside the storage root", v2, &before);
 }
 
 #[test]
@@ -603,17 +625,7 @@ fn fail_after_stops_and_a_second_run_finishes() {
         all.push(b);
     }
     age(v2, DAY);
-    let r = rm(
-        v2,
-        &input,
-        &Config {
-            hooks: Hooks {
-                fail_after: Some(4),
-                ..Hooks::default()
-            },
-            ..cfg(Duration::ZERO)
-        },
-    );
+    let r = rm(v2, &input, &hooked(|h| h.fail_after = Some(4)));
     let e = r.result.unwrap_err();
     assert!(e.to_string().contains("stopped after 4 deletions"), "{e}");
     let gone = all
@@ -725,11 +737,8 @@ fn input_that_cannot_be_what_it_claims_is_refused_before_anything_happens() {
                 continue;
             }
         };
-        let e = r.result.unwrap_err().to_string();
-        assert!(e.contains(want), "{input}: {e}");
-        assert!(e.contains("nothing was deleted"), "{e}");
-        assert!(r.recs.is_empty());
-        assert_eq!(snapshot(&v2), before);
+        let e = r.refused(want, &v2, &before);
+        assert!(e.contains("nothing was deleted"), "{input}: {e}");
     }
     // The same root through a symbolic link, with true counts: accepted.
     std::os::unix::fs::symlink(&v2, dir.path().join("alias")).unwrap();
@@ -759,10 +768,7 @@ fn an_empty_blob_store_deletes_nothing() {
          {{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{m}\"}}\n"
     );
     let r = rm(v2, &input, &cfg(Duration::ZERO));
-    let e = r.result.unwrap_err().to_string();
-    assert!(e.contains(crate::health::EMPTY_BLOB_STORE), "{e}");
-    assert!(r.recs.is_empty());
-    assert_eq!(snapshot(v2), before);
+    r.refused(crate::layout::EMPTY_BLOB_STORE, v2, &before);
 }
 
 #[test]
@@ -952,9 +958,7 @@ fn trash_must_be_new_or_empty_outside_and_not_around_the_root_on_its_filesystem(
                 ..cfg(Duration::ZERO)
             },
         );
-        assert!(r.result.is_err());
-        assert!(r.recs.is_empty());
-        assert_eq!(snapshot(&root), before);
+        r.refused(want, &root, &before);
     }
     assert!(!root.join("trash").exists());
     assert!(!v2.join("blobs/trash").exists());
@@ -988,22 +992,12 @@ fn an_index_pushed_while_its_children_go_gets_them_back() {
     );
     // The index lands after reg-rm's first look, before it removes them.
     let at = v2.clone();
-    let hook = Hook(std::sync::Arc::new(move || {
+    let run_then = hook(move || {
         // The registry accepted it while the children's links were there:
         // write it as it would have.
         index(&at, "lib", "latest", &[a, b]);
-    }));
-    let r = rm(
-        &v2,
-        &input,
-        &Config {
-            hooks: Hooks {
-                after_revisions: Some(hook),
-                ..Hooks::default()
-            },
-            ..cfg(Duration::ZERO)
-        },
-    );
+    });
+    let r = rm(&v2, &input, &hooked(|h| h.after_revisions = Some(run_then)));
     r.result.as_ref().unwrap();
     for d in [a, b] {
         assert_eq!(r.action("revision", &[("digest", &d.to_string())]), "kept", "{d}");
@@ -1050,20 +1044,10 @@ fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
     // While reg-rm removes links, a client pushes the old image again
     // under a new tag (its manifest only: the blobs "exist").
     let at = v2.clone();
-    let hook = Hook(std::sync::Arc::new(move || {
+    let run_then = hook(move || {
         push_manifest(&at, "app", Some("again"), old, &[]);
-    }));
-    let r = rm(
-        &v2,
-        &input,
-        &Config {
-            hooks: Hooks {
-                after_links: Some(hook),
-                ..Hooks::default()
-            },
-            ..cfg(Duration::ZERO)
-        },
-    );
+    });
+    let r = rm(&v2, &input, &hooked(|h| h.after_links = Some(run_then)));
     r.result.as_ref().unwrap();
     for d in [old, oc, ol] {
         assert_eq!(r.action("blob", &[("digest", &d.to_string())]), "kept", "{d}");
@@ -1127,19 +1111,13 @@ fn a_push_that_lands_while_a_repository_goes_keeps_its_layer_links() {
     let v2 = dir.path().to_path_buf();
     let (m, c, l) = emptied_repository(&v2);
     let at = v2.clone();
-    let hook = Hook(std::sync::Arc::new(move || {
+    let run_then = hook(move || {
         push_manifest(&at, "app", Some("v1"), m, &[]);
-    }));
+    });
     let r = rm(
         &v2,
         "{\"kind\":\"repo\",\"repo\":\"app\"}\n",
-        &Config {
-            hooks: Hooks {
-                before_repo_removal: Some(hook),
-                ..Hooks::default()
-            },
-            ..cfg(Duration::ZERO)
-        },
+        &hooked(|h| h.before_repo_removal = Some(run_then)),
     );
     r.result.as_ref().unwrap();
     assert_eq!(r.errors, 0);
