@@ -1,6 +1,7 @@
-//! Records on stdin, a line at a time: the one line reader and the one
-//! input error of the tools that read records (reg-orphans, reg-rm). A line
-//! is numbered from 1 and must be UTF-8; what it means is the tool's.
+//! Records on stdin, a line at a time: the one line reader of the tools
+//! that read records (reg-orphans, reg-rm, and reg-keep's tag and `--pulls`
+//! input) and the input error of reg-orphans and reg-rm. A line is numbered
+//! from 1 and must be UTF-8; what it means is the tool's.
 
 use std::fmt;
 use std::io::BufRead;

@@ -96,23 +96,28 @@ pub fn list<W: Write>(
         Kind::Upload,
     ];
     if repo_kinds.iter().any(|k| cfg.wants(*k)) {
-        list_repos(store, cfg, out, msgs, &mut stats)?;
+        let repos = repos_to_list(store, cfg, msgs);
+        write_in_chunks(
+            &repos,
+            |r| repo_records(store, cfg, r),
+            store,
+            out,
+            msgs,
+            &mut stats,
+        )?;
     }
     if cfg.wants(Kind::Blob) {
-        list_blobs(store, cfg, out, msgs, &mut stats)?;
+        let prefixes = blob_prefixes(store, cfg, msgs);
+        let records = |p: &_| blob_records(store, cfg, msgs, p);
+        write_in_chunks(&prefixes, records, store, out, msgs, &mut stats)?;
     }
     out.flush()?;
     Ok(stats)
 }
 
-/// Every repository's records (those `cfg.repos` names), in name order.
-fn list_repos<W: Write>(
-    store: &Store,
-    cfg: &Config,
-    out: &mut Out<W>,
-    msgs: &Messages,
-    stats: &mut Stats,
-) -> anyhow::Result<()> {
+/// The repositories to list (those `cfg.repos` names, each checked to be
+/// there), in name order.
+fn repos_to_list(store: &Store, cfg: &Config, msgs: &Messages) -> Vec<String> {
     msgs.progress()
         .start(Phase::new("listing repositories", ""), None);
     let mut repos = report(store.repositories(), msgs);
@@ -131,17 +136,12 @@ fn list_repos<W: Write>(
         Phase::new("reading repositories", "repositories"),
         Some(repos.len() as u64),
     );
-    write_in_chunks(&repos, |r| repo_records(store, cfg, r), store, out, msgs, stats)
+    repos
 }
 
-/// Every blob's record, in digest order.
-fn list_blobs<W: Write>(
-    store: &Store,
-    cfg: &Config,
-    out: &mut Out<W>,
-    msgs: &Messages,
-    stats: &mut Stats,
-) -> anyhow::Result<()> {
+/// The blob prefix directories, in order (their blobs are listed in digest
+/// order).
+fn blob_prefixes(store: &Store, cfg: &Config, msgs: &Messages) -> Vec<crate::layout::BlobPrefix> {
     msgs.progress()
         .start(Phase::new("listing blob prefix directories", ""), None);
     let prefixes = report(store.blob_prefixes(), msgs);
@@ -154,14 +154,7 @@ fn list_blobs<W: Write>(
         Phase::new(name, "prefix directories").also("blobs"),
         Some(prefixes.len() as u64),
     );
-    write_in_chunks(
-        &prefixes,
-        |p| blob_records(store, cfg, msgs, p),
-        store,
-        out,
-        msgs,
-        stats,
-    )
+    prefixes
 }
 
 /// The blobs of one prefix directory, re-hashed with `cfg.verify`.

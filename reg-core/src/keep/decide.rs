@@ -285,33 +285,7 @@ fn decide_group(
         if d[k].is_some() {
             continue;
         }
-        let t = &tags[i];
-        let age = t.pushed.age(now);
-        for (n, rule) in p.drop.iter().enumerate() {
-            let pat = if rule.tags.is_empty() {
-                None
-            } else {
-                match rule.tags.iter().find(|pat| pat.is_match(&t.tag)) {
-                    Some(pat) => Some(pat),
-                    None => continue,
-                }
-            };
-            if rule.older_than.as_ref().is_some_and(|o| age <= o.duration) {
-                continue;
-            }
-            let mut why = format!("drop rule {}:", n + 1);
-            if let Some(pat) = pat {
-                why.push_str(&format!(" matches {pat}"));
-            }
-            if let Some(o) = &rule.older_than {
-                if pat.is_some() {
-                    why.push_str(" and");
-                }
-                why.push_str(&format!(" was pushed {} ago (older than {o})", ago(age)));
-            }
-            d[k] = Some(dropped(Rule::Drop, pol, why));
-            break;
-        }
+        d[k] = drop_rule_match(&tags[i], p, now).map(|why| dropped(Rule::Drop, pol, why));
     }
     // 3. Retention, over the tags still undecided, newest first; a
     // signature tag is left to follow its image.
@@ -346,6 +320,36 @@ fn decide_group(
         }
     }
     d
+}
+
+/// Why the first of `p`'s drop rules that selects `t` drops it, if one does.
+fn drop_rule_match(t: &TagRecord, p: &Policy, now: SystemTime) -> Option<String> {
+    let age = t.pushed.age(now);
+    for (n, rule) in p.drop.iter().enumerate() {
+        let pat = if rule.tags.is_empty() {
+            None
+        } else {
+            match rule.tags.iter().find(|pat| pat.is_match(&t.tag)) {
+                Some(pat) => Some(pat),
+                None => continue,
+            }
+        };
+        if rule.older_than.as_ref().is_some_and(|o| age <= o.duration) {
+            continue;
+        }
+        let mut why = format!("drop rule {}:", n + 1);
+        if let Some(pat) = pat {
+            why.push_str(&format!(" matches {pat}"));
+        }
+        if let Some(o) = &rule.older_than {
+            if pat.is_some() {
+                why.push_str(" and");
+            }
+            why.push_str(&format!(" was pushed {} ago (older than {o})", ago(age)));
+        }
+        return Some(why);
+    }
+    None
 }
 
 /// The manifest a signature or attestation tag is about: cosign names them

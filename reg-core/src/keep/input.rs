@@ -40,27 +40,29 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
+/// The line reader's refusal (unreadable, not UTF-8), said of this input.
+impl From<crate::input::InputError> for InputError {
+    fn from(e: crate::input::InputError) -> InputError {
+        InputError {
+            line: e.line as usize,
+            why: e.why,
+        }
+    }
+}
+
 const WANT: &str = "reg-keep reads tag records: reg-ls ROOT --kind tag | reg-keep …";
 
 /// Reads every line of `r`; empty lines are skipped. A tag named twice is
 /// an error (two listings concatenated).
-pub fn parse_tags(mut r: impl BufRead) -> Result<Vec<TagRecord>, InputError> {
+pub fn parse_tags(r: impl BufRead) -> Result<Vec<TagRecord>, InputError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut buf = Vec::new();
-    let mut line = 0;
-    loop {
-        buf.clear();
-        let n = r.read_until(b'\n', &mut buf).map_err(|e| InputError {
-            line: line + 1,
-            why: format!("cannot read: {e}"),
-        })?;
-        if n == 0 {
-            return Ok(out);
-        }
-        line += 1;
-        let err = |why: String| InputError { line, why };
-        let text = std::str::from_utf8(&buf).map_err(|_| err("not valid UTF-8".into()))?;
+    let mut lines = crate::input::Lines::new(r);
+    while let Some((line, text)) = lines.next_line().map_err(InputError::from)? {
+        let err = |why: String| InputError {
+            line: line as usize,
+            why,
+        };
         let text = text.trim();
         if text.is_empty() {
             continue;
@@ -74,6 +76,7 @@ pub fn parse_tags(mut r: impl BufRead) -> Result<Vec<TagRecord>, InputError> {
         }
         out.push(rec);
     }
+    Ok(out)
 }
 
 fn parse_record(text: &str) -> Result<TagRecord, String> {

@@ -219,14 +219,7 @@ impl PolicySpec {
     /// Checks and compiles the policy; errors name `label` (`policy 2`)
     /// and the field.
     pub fn build(self, label: &str) -> Result<Policy, PolicyError> {
-        let at = |f: &str| {
-            if label.is_empty() {
-                f.to_string()
-            } else {
-                format!("{label}: {f}")
-            }
-        };
-        let err = |f: &str, why: String| PolicyError { at: at(f), why };
+        let err = |f: &str, why: String| field_error(label, f, why);
         let repositories = if self.repositories.is_empty() {
             vec!["**".to_string()]
         } else {
@@ -239,36 +232,10 @@ impl PolicySpec {
         let globs = globs
             .build()
             .map_err(|e| err(field::REPOSITORIES, e.to_string()))?;
-        let patterns = |list: &[String], f: &str| -> Result<Vec<Pattern>, PolicyError> {
-            list.iter()
-                .map(|p| tag_pattern(p).map_err(|e| err(f, e)))
-                .collect()
-        };
-        let tags = patterns(&self.tags, field::TAGS)?;
-        let keep_tags = patterns(&self.keep_tags, field::KEEP_TAGS)?;
-        let mut drop = Vec::new();
-        for (i, d) in self.drop.iter().enumerate() {
-            let f = format!("{} rule {}", field::DROP, i + 1);
-            if d.tags.is_empty() && d.older_than.is_none() {
-                return Err(err(
-                    &f,
-                    format!(
-                        "a drop rule needs {} or {} (or both); a rule that drops every tag is not written by accident",
-                        field::TAGS,
-                        field::OLDER_THAN
-                    ),
-                ));
-            }
-            drop.push(DropRule {
-                tags: patterns(&d.tags, &format!("{f}: {}", field::TAGS))?,
-                older_than: d
-                    .older_than
-                    .as_deref()
-                    .map(span)
-                    .transpose()
-                    .map_err(|e| err(&format!("{f}: {}", field::OLDER_THAN), e))?,
-            });
-        }
+        // Checked in this order: the first error found is the one said.
+        let tags = patterns(label, &self.tags, field::TAGS)?;
+        let keep_tags = patterns(label, &self.keep_tags, field::KEEP_TAGS)?;
+        let drop = drop_rules(label, &self.drop)?;
         let keep_newest = match self.keep_newest {
             Some(0) => {
                 return Err(err(
@@ -302,6 +269,53 @@ impl PolicySpec {
                 .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         })
     }
+}
+
+/// An error in field `f` of the policy `label` names (`policy 2: tags`).
+fn field_error(label: &str, f: &str, why: String) -> PolicyError {
+    let at = if label.is_empty() {
+        f.to_string()
+    } else {
+        format!("{label}: {f}")
+    };
+    PolicyError { at, why }
+}
+
+/// Field `f`'s tag patterns, compiled.
+fn patterns(label: &str, list: &[String], f: &str) -> Result<Vec<Pattern>, PolicyError> {
+    list.iter()
+        .map(|p| tag_pattern(p).map_err(|e| field_error(label, f, e)))
+        .collect()
+}
+
+/// The `drop` rules, compiled; a rule that names neither tags nor an age is
+/// refused (it would drop every tag).
+fn drop_rules(label: &str, specs: &[DropSpec]) -> Result<Vec<DropRule>, PolicyError> {
+    let mut drop = Vec::new();
+    for (i, d) in specs.iter().enumerate() {
+        let f = format!("{} rule {}", field::DROP, i + 1);
+        if d.tags.is_empty() && d.older_than.is_none() {
+            return Err(field_error(
+                label,
+                &f,
+                format!(
+                    "a drop rule needs {} or {} (or both); a rule that drops every tag is not written by accident",
+                    field::TAGS,
+                    field::OLDER_THAN
+                ),
+            ));
+        }
+        drop.push(DropRule {
+            tags: patterns(label, &d.tags, &format!("{f}: {}", field::TAGS))?,
+            older_than: d
+                .older_than
+                .as_deref()
+                .map(span)
+                .transpose()
+                .map_err(|e| field_error(label, &format!("{f}: {}", field::OLDER_THAN), e))?,
+        });
+    }
+    Ok(drop)
 }
 
 /// A repository glob: `*` and `?` within one path component, `**` across

@@ -50,26 +50,27 @@ impl fmt::Display for PullsInputError {
 
 impl std::error::Error for PullsInputError {}
 
+/// The line reader's refusal (unreadable, not UTF-8), said of this input.
+impl From<crate::input::InputError> for PullsInputError {
+    fn from(e: crate::input::InputError) -> PullsInputError {
+        PullsInputError {
+            line: e.line as usize,
+            why: e.why,
+        }
+    }
+}
+
 /// Reads the complete output of `reg-pulls`: `pull` records, then its
 /// trailer, whose count must match.
-pub fn parse_pulls(mut r: impl BufRead) -> Result<PullTimes, PullsInputError> {
+pub fn parse_pulls(r: impl BufRead) -> Result<PullTimes, PullsInputError> {
     let mut out = PullTimes::default();
     let mut end: Option<(usize, PullsEnd)> = None;
     let mut records = 0u64;
-    let mut buf = String::new();
-    let mut line = 0;
-    loop {
-        buf.clear();
-        let n = r.read_line(&mut buf).map_err(|e| PullsInputError {
-            line: line + 1,
-            why: format!("cannot read: {e}"),
-        })?;
-        if n == 0 {
-            break;
-        }
-        line += 1;
+    let mut lines = crate::input::Lines::new(r);
+    while let Some((line, text)) = lines.next_line().map_err(PullsInputError::from)? {
+        let line = line as usize;
         let err = |why: String| PullsInputError { line, why };
-        let text = buf.trim();
+        let text = text.trim();
         if text.is_empty() {
             continue;
         }

@@ -555,6 +555,31 @@ mod tests {
         }
     }
 
+    /// A tree's store and muted messages, to build guards over.
+    struct Fixture {
+        store: Store,
+        msgs: Messages,
+    }
+
+    impl Fixture {
+        /// The tree at `v2`, aged a day first.
+        fn aged(v2: &std::path::Path) -> Fixture {
+            age(v2, DAY);
+            Fixture {
+                store: Store::fs(v2),
+                msgs: Messages::muted("test"),
+            }
+        }
+
+        fn guard<'a>(&'a self, cfg: &'a Config) -> Guard<'a> {
+            Guard {
+                store: &self.store,
+                cfg,
+                msgs: &self.msgs,
+            }
+        }
+    }
+
     fn mark(store: &Store, excl: &Exclusions, revs: &BTreeSet<(String, Digest)>) -> Mark {
         let asked = Asked {
             blobs: &BTreeSet::new(),
@@ -572,9 +597,7 @@ mod tests {
         link(v2, &paths::layer_link("app", &gone), &gone);
         let hollow = Digest::sha256_of(b"hollow");
         fs::create_dir_all(v2.join(paths::layer_link_dir("app", &hollow))).unwrap();
-        age(v2, DAY);
-        let store = Store::fs(v2);
-        let msgs = Messages::muted("test");
+        let fx = Fixture::aged(v2);
         let (strict, broken_ok) = (
             cfg(Duration::ZERO),
             Config {
@@ -582,11 +605,7 @@ mod tests {
                 ..cfg(Duration::ZERO)
             },
         );
-        let g = Guard {
-            store: &store,
-            cfg: &strict,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&strict);
         assert!(
             matches!(g.layer_link("app", c, true, false), Verdict::Kept(w) if w.contains("still stored"))
         );
@@ -603,20 +622,12 @@ mod tests {
             g.layer_link("app", hollow, true, false),
             Verdict::AbsentWithLeftovers
         );
-        let g = Guard {
-            store: &store,
-            cfg: &broken_ok,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&broken_ok);
         assert_eq!(g.layer_link("app", gone, true, false), Verdict::Go);
         // A young link stays whatever its blob.
         link(v2, &paths::layer_link("app", &gone), &gone);
         let young = cfg(Duration::from_secs(3600));
-        let g = Guard {
-            store: &store,
-            cfg: &young,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&young);
         assert!(matches!(g.layer_link("app", gone, false, false), Verdict::Kept(w) if w.contains("younger")));
         // Nothing was changed by any of it.
         assert!(v2.join(paths::layer_link("app", &gone)).is_file());
@@ -631,34 +642,24 @@ mod tests {
         index(v2, "lib", "latest", &[a]);
         let (old, _, _) = image(v2, "lib", None, "old");
         let (bare, _, _) = image(v2, "lib", None, "data gone");
-        age(v2, DAY);
+        let fx = Fixture::aged(v2);
         fs::remove_dir_all(v2.join(paths::blob_dir(&bare))).unwrap();
-        let store = Store::fs(v2);
-        let msgs = Messages::muted("test");
         let named: BTreeSet<(String, Digest)> =
             [a, old, bare].iter().map(|d| ("lib".to_string(), *d)).collect();
         let excl = Exclusions {
             tags: HashSet::new(),
             revisions: named.iter().cloned().collect(),
         };
-        let m = mark(&store, &excl, &named);
+        let m = mark(&fx.store, &excl, &named);
         let c = cfg(Duration::ZERO);
-        let g = Guard {
-            store: &store,
-            cfg: &c,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&c);
         assert!(matches!(g.revision("lib", a, &m), Verdict::Kept(w) if w.contains("a child of index")));
         assert_eq!(g.revision("lib", old, &m), Verdict::Go);
         assert!(matches!(g.revision("lib", bare, &m), Verdict::Kept(w) if w.contains("data is missing")));
         let gone = Digest::sha256_of(b"never pushed");
         assert_eq!(g.revision("lib", gone, &m), Verdict::AbsentWithLeftovers);
         let young = cfg(Duration::from_secs(3 * 86400));
-        let g = Guard {
-            store: &store,
-            cfg: &young,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&young);
         assert!(matches!(g.revision("lib", old, &m), Verdict::Kept(w) if w.contains("younger")));
     }
 
@@ -667,15 +668,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v2 = dir.path();
         let (m, _, _) = image(v2, "app", Some("v1"), "one");
-        age(v2, DAY);
-        let store = Store::fs(v2);
-        let msgs = Messages::muted("test");
+        let fx = Fixture::aged(v2);
         let c = cfg(Duration::ZERO);
-        let g = Guard {
-            store: &store,
-            cfg: &c,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&c);
         let mut removed = Removed::default();
         assert!(matches!(g.repo("app", &removed), Verdict::Kept(w) if w.contains("tag \"v1\"")));
         removed.tags.insert(("app".into(), "v1".into()));
@@ -690,15 +685,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v2 = dir.path();
         let (m, _, _) = image(v2, "app", Some("v1"), "one");
-        age(v2, DAY);
-        let store = Store::fs(v2);
-        let msgs = Messages::muted("test");
+        let fx = Fixture::aged(v2);
         let c = cfg(Duration::ZERO);
-        let g = Guard {
-            store: &store,
-            cfg: &c,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&c);
         assert_eq!(g.tag("app", "v1", None), (Verdict::Go, Some(m)));
         assert_eq!(g.tag("app", "v1", Some(m)), (Verdict::Go, Some(m)));
         let other = Digest::sha256_of(b"other");
@@ -707,11 +696,7 @@ mod tests {
         assert_eq!(g.tag_moved("app", "v1", Some(m)), None);
         assert_eq!(g.tag_moved("app", "v1", Some(other)), Some(m));
         let young = cfg(Duration::from_secs(3 * 86400));
-        let g = Guard {
-            store: &store,
-            cfg: &young,
-            msgs: &msgs,
-        };
+        let g = fx.guard(&young);
         assert!(matches!(g.tag("app", "v1", None).0, Verdict::Kept(w) if w.contains("younger")));
     }
 }

@@ -114,7 +114,7 @@ fn parse_lines(r: impl BufRead) -> Result<Input, InputError> {
             Item::Revision { repo, digest } => {
                 input.revisions.insert((repo, digest));
             }
-            Item::Layer { repo, digest } => {
+            Item::LayerLink { repo, digest } => {
                 input.layer_links.insert((repo, digest));
             }
             Item::Blob(d) => {
@@ -232,7 +232,7 @@ enum Item {
         repo: String,
         digest: Digest,
     },
-    Layer {
+    LayerLink {
         repo: String,
         digest: Digest,
     },
@@ -249,7 +249,7 @@ impl Item {
         match self {
             Item::Tag { .. } => "tag",
             Item::Revision { .. } => "revision",
-            Item::Layer { .. } => "layer-link",
+            Item::LayerLink { .. } => "layer-link",
             Item::Blob(_) => "blob",
             Item::Upload { .. } => "upload",
             Item::Repo(_) => "repo",
@@ -289,21 +289,13 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
     }
     let kind = str_field(&map, "kind")?;
     let item = match kind {
-        "end" => {
-            return match map.get("tool").and_then(Value::as_str) {
-                Some("reg-refs") => Err(REFS_REFUSED.into()),
-                Some("reg-orphans") => serde_json::from_value(Value::Object(map))
-                    .map(|e| Parsed::OrphansEnd(Box::new(e)))
-                    .map_err(|e| format!("a reg-orphans trailer that cannot be read: {e}")),
-                _ => Ok(Parsed::Skip),
-            };
-        }
+        "end" => return trailer(map),
         "blob" => Item::Blob(digest_field(&map)?),
         "revision" => Item::Revision {
             repo: repo_field(&map)?,
             digest: digest_field(&map)?,
         },
-        "layer-link" => Item::Layer {
+        "layer-link" => Item::LayerLink {
             repo: repo_field(&map)?,
             digest: digest_field(&map)?,
         },
@@ -317,29 +309,8 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
             }
         }
         "repo" => Item::Repo(repo_field(&map)?),
-        "tag" => {
-            let repo = repo_field(&map)?;
-            let tag = str_field(&map, "tag")?;
-            check_tag(tag)?;
-            let digest = match map.get("digest") {
-                None | Some(Value::Null) => None,
-                Some(_) => Some(digest_field(&map)?),
-            };
-            Item::Tag {
-                repo,
-                tag: tag.to_string(),
-                digest,
-            }
-        }
-        "error" => {
-            let tool = map.get("tool").and_then(Value::as_str).unwrap_or("a tool");
-            let n = map.get("errors").and_then(Value::as_u64).unwrap_or(0);
-            return Err(format!(
-                "{tool} failed ({n} errors, reported on its stderr) and wrote this error record in \
-                 place of its trailer: the list before it is not complete; fix what it reported and \
-                 run the pipeline again"
-            ));
-        }
+        "tag" => tag_item(&map)?,
+        "error" => return Err(failed(&map)),
         "manifest" | "config" | "referrer" => return Err(REFS_REFUSED.into()),
         "layer" => return Err(LAYER_REFUSED.into()),
         other => {
@@ -349,6 +320,45 @@ fn parse_line(line: &str) -> Result<Parsed, String> {
         }
     };
     Ok(Parsed::Item { record: true, item })
+}
+
+/// A trailer: reg-orphans' is kept for its checks, reg-refs' refused,
+/// another tool's skipped.
+fn trailer(map: Map<String, Value>) -> Result<Parsed, String> {
+    match map.get("tool").and_then(Value::as_str) {
+        Some("reg-refs") => Err(REFS_REFUSED.into()),
+        Some("reg-orphans") => serde_json::from_value(Value::Object(map))
+            .map(|e| Parsed::OrphansEnd(Box::new(e)))
+            .map_err(|e| format!("a reg-orphans trailer that cannot be read: {e}")),
+        _ => Ok(Parsed::Skip),
+    }
+}
+
+/// A tag record: untagging, the digest (if given) the tag must still name.
+fn tag_item(map: &Map<String, Value>) -> Result<Item, String> {
+    let repo = repo_field(map)?;
+    let tag = str_field(map, "tag")?;
+    check_tag(tag)?;
+    let digest = match map.get("digest") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(digest_field(map)?),
+    };
+    Ok(Item::Tag {
+        repo,
+        tag: tag.to_string(),
+        digest,
+    })
+}
+
+/// Why an error record (written in place of a trailer) stops the run.
+fn failed(map: &Map<String, Value>) -> String {
+    let tool = map.get("tool").and_then(Value::as_str).unwrap_or("a tool");
+    let n = map.get("errors").and_then(Value::as_u64).unwrap_or(0);
+    format!(
+        "{tool} failed ({n} errors, reported on its stderr) and wrote this error record in \
+         place of its trailer: the list before it is not complete; fix what it reported and \
+         run the pipeline again"
+    )
 }
 
 fn str_field<'a>(map: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
