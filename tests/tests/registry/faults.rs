@@ -63,6 +63,13 @@ impl Aged {
         everything_live_pulls(&self.reg, &self.p);
     }
 
+    /// Pulls `image` (`repo:tag` or `repo@digest`) with skopeo; panics,
+    /// with `what` (why it must pull), unless it does.
+    #[track_caller]
+    fn must_pull(&self, image: &str, what: &str) {
+        skopeo::pull_all(&self.reg.image_ref(image)).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    }
+
     /// The digest `repo:tag` was pushed as.
     fn tagged(&self, repo: &str, tag: &str) -> String {
         self.p.tags[repo][tag].clone()
@@ -342,8 +349,10 @@ fn fault_hand_made_blob_list_keeps_every_blob_a_revision_needs() {
 
     s.start_and_pull();
     for (repo, d) in s.p.revision_list() {
-        skopeo::pull_all(&s.reg.image_ref(&format!("{repo}@{d}")))
-            .unwrap_or_else(|e| panic!("untagged revision {repo}@{d} no longer pulls: {e:#}"));
+        s.must_pull(
+            &format!("{repo}@{d}"),
+            &format!("untagged revision {repo}@{d} no longer pulls"),
+        );
     }
 }
 
@@ -498,7 +507,7 @@ fn untag_on_purpose_deletes_that_one_tag() {
     let others: Vec<&String> = s.p.pull.iter().filter(|r| *r != "org/team/app:v1").collect();
     assert_eq!(others.len() + 1, s.p.pull.len());
     for r in others {
-        skopeo::pull_all(&s.reg.image_ref(r)).unwrap_or_else(|e| panic!("{r} no longer pulls: {e:#}"));
+        s.must_pull(r, &format!("{r} no longer pulls"));
     }
     assert!(skopeo::pull_all(&s.reg.image_ref("org/team/app:v1")).is_err());
     let tags = s.reg.api().tags("org/team/app").unwrap();
@@ -683,6 +692,30 @@ struct Planted {
     undo: Box<dyn FnOnce()>,
 }
 
+impl Planted {
+    /// The symbolic link `link` made in `v2`; undone, it is removed.
+    fn link(v2: &Path, link: PathBuf) -> Planted {
+        Planted {
+            rel: link.strip_prefix(v2).unwrap().display().to_string(),
+            undo: Box::new(move || fs::remove_file(&link).unwrap()),
+        }
+    }
+
+    /// Moves the file at `path` (in `v2`) to `keep` and puts a symbolic
+    /// link to `target` in its place; undone, the file is back.
+    fn instead_of_file(v2: &Path, path: PathBuf, keep: PathBuf, target: &Path) -> Planted {
+        fs::rename(&path, &keep).unwrap();
+        symlink(target, &path).unwrap();
+        Planted {
+            rel: path.strip_prefix(v2).unwrap().display().to_string(),
+            undo: Box::new(move || {
+                fs::remove_file(&path).unwrap();
+                fs::rename(&keep, &path).unwrap();
+            }),
+        }
+    }
+}
+
 /// Plants a symbolic link with `plant` (given the fixture and a directory
 /// `outside` the root, next to it), then: reg-ls and reg-refs refuse,
 /// naming it; a whole collection attempt leaves `outside` untouched; undone,
@@ -742,10 +775,9 @@ fn fault_symlink_loop_in_repositories() {
     symlink_in_tree("fault_symlink_loop_in_repositories", |s, _| {
         let link = s.v2().join("repositories/loop");
         symlink("loop", &link).unwrap();
-        Planted {
-            rel: "repositories/loop".into(),
-            undo: Box::new(move || fs::remove_file(&link).unwrap()),
-        }
+        let planted = Planted::link(&s.v2(), link);
+        assert_eq!(planted.rel, "repositories/loop");
+        planted
     });
 }
 
@@ -754,16 +786,7 @@ fn fault_dangling_symlink_as_a_tag_link() {
     symlink_in_tree("fault_dangling_symlink_as_a_tag_link", |s, outside| {
         let v2 = s.v2();
         let link = tree::tag_link(&v2, "library/alpine", "3.18");
-        let saved = s.beside("saved-link");
-        fs::rename(&link, &saved).unwrap();
-        symlink(outside.join("nowhere/link"), &link).unwrap();
-        Planted {
-            rel: link.strip_prefix(&v2).unwrap().display().to_string(),
-            undo: Box::new(move || {
-                fs::remove_file(&link).unwrap();
-                fs::rename(&saved, &link).unwrap();
-            }),
-        }
+        Planted::instead_of_file(&v2, link, s.beside("saved-link"), &outside.join("nowhere/link"))
     });
 }
 
@@ -773,15 +796,7 @@ fn fault_symlinked_blob_data() {
         let v2 = s.v2();
         let data = tree::blob_data(&v2, &s.tagged("library/alpine", "3.18"));
         let moved = outside.join("data");
-        fs::rename(&data, &moved).unwrap();
-        symlink(&moved, &data).unwrap();
-        Planted {
-            rel: data.strip_prefix(&v2).unwrap().display().to_string(),
-            undo: Box::new(move || {
-                fs::remove_file(&data).unwrap();
-                fs::rename(&moved, &data).unwrap();
-            }),
-        }
+        Planted::instead_of_file(&v2, data, moved.clone(), &moved)
     });
 }
 
@@ -799,10 +814,7 @@ fn fault_tag_directory_symlinked_outside_the_root() {
         fs::write(evil.join("index/sha256").join(hex).join("link"), &d).unwrap();
         let link = v2.join("repositories/library/alpine/_manifests/tags/evil");
         symlink(&evil, &link).unwrap();
-        Planted {
-            rel: link.strip_prefix(&v2).unwrap().display().to_string(),
-            undo: Box::new(move || fs::remove_file(&link).unwrap()),
-        }
+        Planted::link(&v2, link)
     });
 }
 
@@ -905,8 +917,10 @@ fn fault_trash_holding_an_earlier_run_is_refused_and_still_restores() {
     assert!(st.success());
     s.start_and_pull();
     for d in [&s.p.overwritten, &s.p.untagged] {
-        skopeo::pull_all(&s.reg.image_ref(&format!("org/team/app@{d}")))
-            .unwrap_or_else(|e| panic!("restored org/team/app@{d} does not pull: {e:#}"));
+        s.must_pull(
+            &format!("org/team/app@{d}"),
+            &format!("restored org/team/app@{d} does not pull"),
+        );
     }
 }
 
