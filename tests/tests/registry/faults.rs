@@ -56,6 +56,21 @@ impl Aged {
         self.reg.work_dir().join(name)
     }
 
+    /// A path on /dev/shm (tmpfs: another filesystem than the root's)
+    /// named after this test's work directory and `suffix`, removed when
+    /// the guard returned with it drops.
+    fn on_shm(&self, suffix: &str) -> (PathBuf, RemoveOnDrop) {
+        let name = self
+            .reg
+            .work_dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let path = Path::new("/dev/shm").join(format!("{name}-{suffix}"));
+        (path.clone(), RemoveOnDrop(path))
+    }
+
     /// Starts the registry (again) and pulls everything live.
     #[track_caller]
     fn start_and_pull(&mut self) {
@@ -98,6 +113,20 @@ fn stored_blobs(root: &Path) -> BTreeSet<String> {
         .iter()
         .map(|r| r["digest"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// `reg-orphans [EXTRA] ROOT` refuses `list`, saying `why`, and prints
+/// nothing.
+#[track_caller]
+fn orphans_refuse(root: &Path, extra: &[&str], list: &str, why: &str) {
+    tool("reg-orphans")
+        .args(extra)
+        .arg(root)
+        .stdin(list)
+        .run()
+        .expect_code(1)
+        .stderr_has(why)
+        .stdout_empty();
 }
 
 /// Digests that are valid and stored nowhere, one per line.
@@ -146,13 +175,7 @@ fn blob_store_missing(test: &str, leave_empty_dir: bool) {
             .stderr_has(NO_BLOB_STORE)
             .no_trailer();
     }
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&refs_before.stdout)
-        .run()
-        .expect_code(1)
-        .stderr_has(NO_BLOB_STORE)
-        .stdout_empty();
+    orphans_refuse(&root, &[], &refs_before.stdout, NO_BLOB_STORE);
     let one_digest = format!("{}\n", s.p.unreferenced_blob);
     for input in [&layers_before.stdout, &one_digest] {
         for extra in [&[][..], &["--min-age", "0s"][..]] {
@@ -200,13 +223,7 @@ fn fault_a_trailer_alone_is_refused() {
     let trailer = format!("{}\n", refs.stdout.lines().last().unwrap());
     assert!(trailer.contains(r#""kind":"end""#), "{trailer}");
     let before = snapshot(&root);
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&trailer)
-        .run()
-        .expect_code(1)
-        .stderr_has("disagree")
-        .stdout_empty();
+    orphans_refuse(&root, &[], &trailer, "disagree");
     assert_unchanged(&root, &before, "reg-orphans");
     s.start_and_pull();
 }
@@ -224,13 +241,7 @@ fn fault_reference_list_missing_a_line_is_refused() {
     assert!(middle > 0 && middle + 1 < lines.len());
     let removed = lines.remove(middle);
     let input = lines.join("\n") + "\n";
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&input)
-        .run()
-        .expect_code(1)
-        .stderr_has("disagree")
-        .stdout_empty();
+    orphans_refuse(&root, &[], &input, "disagree");
     eprintln!("removed line {middle}: {removed}");
     s.start_and_pull();
 }
@@ -246,23 +257,10 @@ fn fault_reference_list_from_another_storage_root_is_refused() {
     tree::copy_tree(&root, &other);
     let refs = tool("reg-refs").arg(&other).run();
     refs.success();
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&refs.stdout)
-        .run()
-        .expect_code(1)
-        .stderr_has("another storage root")
-        .stdout_empty();
+    orphans_refuse(&root, &[], &refs.stdout, "another storage root");
     let refs = tool("reg-refs").arg("--tagged-only").arg(&other).run();
     refs.success();
-    tool("reg-orphans")
-        .args(["--min-age", "0s"])
-        .arg(&root)
-        .stdin(&refs.stdout)
-        .run()
-        .expect_code(1)
-        .stderr_has("another storage root")
-        .stdout_empty();
+    orphans_refuse(&root, &["--min-age", "0s"], &refs.stdout, "another storage root");
     s.start_and_pull();
 }
 
@@ -820,20 +818,31 @@ fn fault_tag_directory_symlinked_outside_the_root() {
 
 // 9. --trash directories that cannot work.
 
+/// `reg-rm --trash TRASH ROOT` with the orphan list fails saying `why`; it
+/// makes no TRASH (`shown` in the message) and changes nothing.
+#[track_caller]
+fn trash_refused(root: &Path, trash: &Path, why: &str, shown: &str) {
+    let list = orphan_list(root);
+    let before = snapshot(root);
+    reg_rm(root, &["--trash", trash.to_str().unwrap()], &list, &[])
+        .expect_code(1)
+        .stderr_has(why);
+    assert!(!trash.exists(), "{} was created", trash.display());
+    assert_unchanged(root, &before, &format!("reg-rm --trash {shown}"));
+}
+
 #[test]
 fn fault_trash_inside_the_storage_root_is_refused() {
     let Some(mut s) = aged("fault_trash_inside_the_storage_root_is_refused") else {
         return;
     };
     let root = s.root();
-    let list = orphan_list(&root);
-    let before = snapshot(&root);
-    let trash = root.join("trash");
-    reg_rm(&root, &["--trash", trash.to_str().unwrap()], &list, &[])
-        .expect_code(1)
-        .stderr_has("inside the storage root");
-    assert!(!trash.exists(), "{} was created", trash.display());
-    assert_unchanged(&root, &before, "reg-rm --trash ROOT/trash");
+    trash_refused(
+        &root,
+        &root.join("trash"),
+        "inside the storage root",
+        "ROOT/trash",
+    );
     s.start_and_pull();
 }
 
@@ -867,22 +876,8 @@ fn fault_trash_on_another_filesystem_is_refused() {
         "cannot test: /dev/shm and {} are on the same filesystem",
         root.display()
     );
-    let name = s
-        .reg
-        .work_dir()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let trash = shm.join(format!("{name}-trash"));
-    let _cleanup = RemoveOnDrop(trash.clone());
-    let list = orphan_list(&root);
-    let before = snapshot(&root);
-    reg_rm(&root, &["--trash", trash.to_str().unwrap()], &list, &[])
-        .expect_code(1)
-        .stderr_has("same filesystem");
-    assert!(!trash.exists(), "{} was created", trash.display());
-    assert_unchanged(&root, &before, "reg-rm --trash /dev/shm/…");
+    let (trash, _cleanup) = s.on_shm("trash");
+    trash_refused(&root, &trash, "same filesystem", "/dev/shm/…");
     s.start_and_pull();
 }
 
@@ -999,15 +994,7 @@ fn mtime_in_1901_prints_as_1901() {
         return;
     };
     // ext4 keeps no time before 1901-12-13: a copy of the tree on tmpfs.
-    let name = s
-        .reg
-        .work_dir()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let copy = Path::new("/dev/shm").join(format!("{name}-1901"));
-    let _cleanup = RemoveOnDrop(copy.clone());
+    let (copy, _cleanup) = s.on_shm("1901");
     tree::copy_tree(&s.root(), &copy);
     let d = s.p.unreferenced_blob.clone();
     let data = tree::blob_data(&copy.join("docker/registry/v2"), &d);
