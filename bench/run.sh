@@ -36,9 +36,7 @@
 # (package `time`; installed with apt-get when missing and possible, else CPU
 # comes from bash `times` and peak RSS is not measured).
 set -euo pipefail
-
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(dirname "$here")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 blobs_list=()
 tags_list=()
@@ -51,7 +49,6 @@ drop_caches=0
 syscalls=0
 out_file=
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --blobs) blobs_list+=("${2:?--blobs N}"); shift 2 ;;
@@ -105,11 +102,9 @@ bin=${CARGO_TARGET_DIR:-$repo/target}/release
 [ -d "$bin" ] || bin=$repo/target/release
 gen=$bin/examples/gen_tree
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/reg-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+start_work reg-bench
 
 # ---- measuring -----------------------------------------------------------------
-now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
 # cpu_children: user+sys seconds of every child this shell has waited for.
@@ -173,23 +168,8 @@ measure_ours() {
 
 measure_registry() {
   local root=$1 c0 t0 t1 st
-  cat >"$work/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: "$root"
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:0
-EOF
+  registry_config "  filesystem:
+    rootdirectory: \"$root\"" >"$work/config.yml"
   cpu_children >"$work/c0"; c0=$(cat "$work/c0"); t0=$(now)
   set +e
   timed "$work/gc.t" timeout "$gc_timeout" env -u REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY \

@@ -28,9 +28,7 @@
 # run with everything older than any grace period (--min-age 0s), so they
 # read the same things.
 set -euo pipefail
-
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(dirname "$here")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 blobs=13000
 seed=1
 delay=20
@@ -41,7 +39,6 @@ out_file=
 registry=1
 direct=1
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --blobs) blobs=${2:?}; shift 2 ;;
@@ -71,17 +68,10 @@ note "building (release)"
 bin=${CARGO_TARGET_DIR:-$repo/target}/release
 
 tree=$base/s3-$blobs-$seed
-if [ ! -f "$tree/gen-tree.json" ]; then
-  note "generating $tree"
-  "$bin/examples/gen_tree" "$tree" --blobs "$blobs" --seed "$seed" --force >/dev/null
-fi
+gen_tree "$bin/examples/gen_tree" "$tree" "$blobs" "$seed"
 files=$(find "$tree/docker/registry/v2" -type f | wc -l)
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/reg-bench-s3.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_work reg-bench-s3
 
 port=$(free_port)
 "$moto" -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
@@ -95,14 +85,7 @@ AWS_ENDPOINT_URL=http://127.0.0.1:$port "$bin/examples/s3_upload" "$tree" s3://b
 note "uploaded in $(awk "BEGIN { printf \"%.0f\", $(date +%s.%N) - $t0 }") s"
 
 config() { # endpoint -> config.yml
-  cat >"$work/config-$2.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  s3:
+  registry_config "  s3:
     accesskey: bench
     secretkey: bench-secret
     region: us-east-1
@@ -112,15 +95,7 @@ storage:
     secure: false
     v4auth: true
   redirect:
-    disable: true
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:0
-EOF
+    disable: true" >"$work/config-$2.yml"
 }
 
 # requests FROM_LINE: moto's requests after that log line, by kind (the
@@ -142,8 +117,6 @@ requests() {
     }'
 }
 lines() { wc -l <"$work/moto.log"; }
-now() { date +%s.%N; }
-secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
 
 rows=()
 run_at() { # label endpoint
@@ -174,10 +147,8 @@ run_at() { # label endpoint
 
 [ "$direct" = 0 ] || run_at "moto" "http://127.0.0.1:$port"
 if [ "$delay" != 0 ]; then
-  "$bin/delay-proxy" "$port" "$delay" >"$work/proxy.port" &
-  pids+=($!)
-  for _ in $(seq 50); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
-  run_at "moto + ${delay} ms" "http://127.0.0.1:$(cat "$work/proxy.port")"
+  start_delay_proxy "$bin/delay-proxy" "$port" "$delay" "$work/proxy.port"
+  run_at "moto + ${delay} ms" "http://127.0.0.1:$proxy_port"
 fi
 
 {

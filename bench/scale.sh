@@ -34,9 +34,7 @@
 # shared by its three tools, as on an operator's machine. The outputs of
 # every build are compared with the first's: the records must be identical.
 set -euo pipefail
-
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(dirname "$here")
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 blobs=()
 bins=()
 delay=20
@@ -48,7 +46,6 @@ save=0
 direct=1
 pipeline=1
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --blobs) blobs+=("${2:?}"); shift 2 ;;
@@ -85,13 +82,7 @@ if [ -z "$proxy" ] && [ "$delay" != 0 ]; then
   [ -n "$proxy" ] || { (cd "$repo" && cargo build --release -q -p reg-tests --bin delay-proxy); proxy=$target/release/delay-proxy; }
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/reg-bench-scale.XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now() { date +%s.%N; }
-secs() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
+start_work reg-bench-scale
 
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
 
@@ -169,11 +160,8 @@ run_build() { # label mems3_port endpoint bin objects tree_id
 
 for n in "${blobs[@]}"; do
   tree=$base/scale-$n-$seed
-  if [ ! -f "$tree/gen-tree.json" ]; then
-    note "generating $tree"
-    [ -x "$gen" ] || (cd "$repo" && cargo build --release -q -p reg-core --example gen_tree)
-    "$gen" "$tree" --blobs "$n" --seed "$seed" --force >/dev/null
-  fi
+  [ -f "$tree/gen-tree.json" ] || [ -x "$gen" ] || (cd "$repo" && cargo build --release -q -p reg-core --example gen_tree)
+  gen_tree "$gen" "$tree" "$n" "$seed"
   objects=$(find "$tree/docker/registry/v2" -type f | wc -l)
   port=$(free_port)
   note "loading $objects objects into mems3"
@@ -189,14 +177,11 @@ for n in "${blobs[@]}"; do
     for b in "${bins[@]}"; do run_build direct "$port" "http://127.0.0.1:$port" "$b" "$objects" "$n"; done
   fi
   if [ "$delay" != 0 ]; then
-    "$proxy" "$port" "$delay" >"$work/proxy-$n.port" &
-    ppid=$!
-    pids+=($ppid)
-    for _ in $(seq 50); do [ -s "$work/proxy-$n.port" ] && break; sleep 0.1; done
+    start_delay_proxy "$proxy" "$port" "$delay" "$work/proxy-$n.port"
     for b in "${bins[@]}"; do
-      run_build "${delay} ms" "$port" "http://127.0.0.1:$(cat "$work/proxy-$n.port")" "$b" "$objects" "$n"
+      run_build "${delay} ms" "$port" "http://127.0.0.1:$proxy_port" "$b" "$objects" "$n"
     done
-    kill "$ppid" 2>/dev/null || true
+    kill "$proxy_pid" 2>/dev/null || true
   fi
   kill "$mpid" 2>/dev/null || true
 done

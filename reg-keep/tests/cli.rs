@@ -5,10 +5,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use reg_core::time::Time;
+
+#[path = "../../tests/support/kit.rs"]
+mod kit;
+use kit::*;
 
 const NOW: &str = "2026-12-01T12:00:00Z";
 
@@ -19,30 +23,12 @@ fn tag(repo: &str, tag: &str, days: u64, img: u32) -> String {
 }
 
 fn reg_keep(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-keep"))
-        .args(["--now", NOW])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut w = child.stdin.take().unwrap();
-    let data = stdin.to_string();
-    let feeder = std::thread::spawn(move || {
-        let _ = w.write_all(data.as_bytes());
-    });
-    let o = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    o
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    run_fed(
+        Command::new(env!("CARGO_BIN_EXE_reg-keep"))
+            .args(["--now", NOW])
+            .args(args),
+        stdin.as_bytes(),
+    )
 }
 
 fn listing() -> Vec<String> {
@@ -170,13 +156,7 @@ fn input_that_is_not_tag_records_is_refused_by_line() {
 /// Spawns reg-keep with a stdin that is never written nor closed: a run
 /// that read it would hang. Returns its output, or panics after 10 s.
 fn without_reading_stdin(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-keep"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(Command::new(env!("CARGO_BIN_EXE_reg-keep")).args(args));
     let _keep_open = child.stdin.take();
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() {
@@ -289,13 +269,13 @@ fn closed_stdout_ends_quietly() {
     let input: String = (0..5000)
         .map(|i| tag("r", &format!("t{i}"), 40, i) + "\n")
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-keep"))
-        .args(["--now", NOW, "--keep-newest", "1", "--stats"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(Command::new(env!("CARGO_BIN_EXE_reg-keep")).args([
+        "--now",
+        NOW,
+        "--keep-newest",
+        "1",
+        "--stats",
+    ]));
     let mut w = child.stdin.take().unwrap();
     let feeder = std::thread::spawn(move || {
         let _ = w.write_all(input.as_bytes());

@@ -3,30 +3,43 @@
 use std::path::Path;
 use std::process::Command;
 
+#[path = "../../tests/support/kit.rs"]
+mod kit;
+use kit::*;
+
+fn reg_ls() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+}
+
+/// Runs `cmd`, which must exit 0; its stdout (UTF-8).
+#[track_caller]
+fn listed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `cmd`, which must exit with `code` and print nothing on stdout; its
+/// stderr.
+#[track_caller]
+fn refused(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    err
+}
+
 #[test]
 fn nonexistent_root_fails_naming_the_path() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg("/nonexistent")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(reg_ls().arg("/nonexistent"), 1);
     assert!(err.starts_with("reg-ls: error: /nonexistent: "), "{err}");
-    assert!(out.stdout.is_empty());
 }
 
 #[test]
 fn bad_usage_exits_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .args(["--kind", "nope", "x"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    refused(reg_ls().args(["--kind", "nope", "x"]), 2);
 }
-
-#[path = "../../tests/support/kit.rs"]
-mod kit;
-use kit::*;
 
 #[path = "../../tests/support/faulty_tree.rs"]
 mod faulty_tree;
@@ -56,17 +69,12 @@ fn closed_stdout_ends_quietly() {
 
 #[test]
 fn sample_tree_kinds_and_tsv() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
+    let out = reg_ls()
         .arg(sample())
         .args(["--kind", "tag", "--kind", "repo", "--tsv", "-q"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty());
     let text = String::from_utf8(out.stdout).unwrap();
     let kinds: Vec<&str> = text.lines().map(|l| l.split('\t').next().unwrap()).collect();
@@ -93,19 +101,13 @@ fn config_file_names_the_root() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .args(["--kind", "repo", "--config"])
-        .arg(&cfg)
-        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = listed(
+        reg_ls()
+            .args(["--kind", "repo", "--config"])
+            .arg(&cfg)
+            .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"),
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    assert_eq!(text.lines().count(), 5);
 }
 
 #[test]
@@ -128,12 +130,8 @@ fn broken_tree_names_each_path_and_lists_the_rest() {
     );
     put("repositories/Bad_Name/_layers/sha256/x/link", &good);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = reg_ls().arg(tmp.path()).output().unwrap();
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stdout.contains(r#""tag":"v1""#), "{stdout}");
     assert!(stdout.contains(r#""kind":"blob""#), "{stdout}");
@@ -149,12 +147,7 @@ fn broken_tree_names_each_path_and_lists_the_rest() {
 
 #[test]
 fn unreadable_config_is_named_once() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .args(["--config", "/nonexistent/config.yml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(reg_ls().args(["--config", "/nonexistent/config.yml"]), 1);
     assert!(
         err.starts_with("reg-ls: error: /nonexistent/config.yml: "),
         "{err}"
@@ -164,15 +157,8 @@ fn unreadable_config_is_named_once() {
 
 #[test]
 fn too_many_threads_is_bad_usage() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .args(["-j", "100000"])
-        .arg(sample())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(reg_ls().args(["-j", "100000"]).arg(sample()), 2);
     assert!(err.contains("256"), "{err}");
-    assert!(out.stdout.is_empty());
 }
 
 #[test]
@@ -199,17 +185,7 @@ fn mtime_before_1970_is_printed_as_is() {
         .unwrap();
     let kept = String::from_utf8(kept.stdout).unwrap().trim().to_string();
     assert!(kept.starts_with("1901-"), "{kept}");
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = listed(reg_ls().arg(tmp.path()));
     assert!(stdout.contains(&format!(r#""mtime":"{kept}""#)), "{stdout}");
 }
 
@@ -248,18 +224,11 @@ fn a_symbolic_link_in_the_tree_is_named_and_not_followed() {
 /// `notes`): every line of a kind has as many columns as its header names.
 #[test]
 fn tsv_columns_are_fixed_per_kind_and_the_header_names_them() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg(sample())
-        .args(["--tsv", "--header", "--verify", "-q"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = listed(
+        reg_ls()
+            .arg(sample())
+            .args(["--tsv", "--header", "--verify", "-q"]),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     let mut header: std::collections::BTreeMap<String, usize> = Default::default();
     let mut pending = None;
     for line in text.lines() {
@@ -291,23 +260,13 @@ fn tsv_columns_are_fixed_per_kind_and_the_header_names_them() {
     );
     assert!(text.contains("kind\tdigest\tsize\tmtime\tok\n"), "{text}");
     // Without --tsv, --header is a usage error.
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg(sample())
-        .arg("--header")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    refused(reg_ls().arg(sample()).arg("--header"), 2);
 }
 
 /// Summaries count in words: `1 upload`, never `1 uploads`.
 #[test]
 fn the_summary_says_one_upload() {
-    let out = Command::new(env!("CARGO_BIN_EXE_reg-ls"))
-        .arg(sample())
-        .arg("--stats")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&reg_ls().arg(sample()).arg("--stats").output().unwrap());
     assert!(err.starts_with("reg-ls: 5 repos, "), "{err}");
     assert!(err.contains(", 1 upload\n"), "{err}");
 }
@@ -327,7 +286,7 @@ fn a_wrong_root_names_the_file_or_the_environment() {
     )
     .unwrap();
     let run = |env: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reg-ls"));
+        let mut cmd = reg_ls();
         cmd.arg("--config").arg(&config).arg("-q");
         cmd.env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY");
         if let Some(v) = env {
@@ -338,7 +297,7 @@ fn a_wrong_root_names_the_file_or_the_environment() {
     assert_eq!(run(None).status.code(), Some(0));
     let out = run(Some("/nonexistent/registry"));
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(
         err.lines().next().unwrap(),
         format!(
@@ -354,8 +313,7 @@ fn a_wrong_root_names_the_file_or_the_environment() {
         "storage:\n  filesystem:\n    rootdirectory: /nonexistent/r\n",
     )
     .unwrap();
-    let out = run(None);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&run(None));
     assert!(
         err.starts_with(&format!(
             "reg-ls: error: the storage root named in {}: /nonexistent/r: ",

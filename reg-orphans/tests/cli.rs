@@ -3,9 +3,8 @@
 //! registry live in `tests/`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use reg_core::layout::Store;
 
@@ -35,22 +34,18 @@ fn orphans(args: &[&str], stdin: &[u8]) -> Output {
 }
 
 fn run(exe: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(exe)
-        .arg(sample())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
+    run_fed(Command::new(exe).arg(sample()).args(args), stdin)
+}
+
+/// reg-refs, built next to reg-orphans; `None` (said on stderr) when it is
+/// not: the tests that need it are skipped.
+fn reg_refs_exe() -> Option<PathBuf> {
+    let exe = Path::new(env!("CARGO_BIN_EXE_reg-orphans")).with_file_name("reg-refs");
+    if !exe.is_file() {
+        eprintln!("skipping: {} not built (cargo build --workspace)", exe.display());
+        return None;
+    }
+    Some(exe)
 }
 
 #[track_caller]
@@ -134,14 +129,9 @@ fn every_blob_named_leaves_only_the_empty_repository_and_the_upload() {
 
 #[test]
 fn with_reg_refs_output_no_referenced_blob_is_an_orphan() {
-    let refs_exe = Path::new(env!("CARGO_BIN_EXE_reg-orphans")).with_file_name("reg-refs");
-    if !refs_exe.is_file() {
-        eprintln!(
-            "skipping: {} not built (cargo build --workspace)",
-            refs_exe.display()
-        );
+    let Some(refs_exe) = reg_refs_exe() else {
         return;
-    }
+    };
     for mode in [&[][..], &["--tagged-only"][..]] {
         let refs = run(&refs_exe, mode, b"");
         assert!(refs.status.success(), "{}", String::from_utf8_lossy(&refs.stderr));
@@ -235,14 +225,9 @@ fn bad_usage_exits_2() {
 /// that blocks fails the test instead of hanging it.
 #[test]
 fn a_fifo_in_the_tree_ends_the_run_promptly() {
-    let refs_exe = Path::new(env!("CARGO_BIN_EXE_reg-orphans")).with_file_name("reg-refs");
-    if !refs_exe.is_file() {
-        eprintln!(
-            "skipping: {} not built (cargo build --workspace)",
-            refs_exe.display()
-        );
+    let Some(refs_exe) = reg_refs_exe() else {
         return;
-    }
+    };
     let exe = Path::new(env!("CARGO_BIN_EXE_reg-orphans"));
     // A valid reg-refs output for the tree (the copies differ only by a FIFO).
     let refs = bounded(&refs_exe, &[sample().as_os_str()], b"");
@@ -358,16 +343,12 @@ fn nothing_old_enough_says_why() {
     ));
     input.push('\n');
     let orphans_on = |flag: &str| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_reg-orphans"))
-            .arg(&root)
-            .arg(flag)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        run_reading_all(
+            Command::new(env!("CARGO_BIN_EXE_reg-orphans"))
+                .arg(&root)
+                .arg(flag),
+            input.as_bytes(),
+        )
     };
     let out = orphans_on("--stats");
     let err = String::from_utf8_lossy(&out.stderr);

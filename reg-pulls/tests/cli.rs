@@ -4,10 +4,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 #[path = "../../tests/support/kit.rs"]
 mod kit;
+use kit::{json_lines, stderr};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -15,34 +16,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Runs reg-pulls with `args` and `stdin` (which it must read whole), or
+/// none.
 fn reg_pulls(args: &[&std::ffi::OsStr], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-pulls"))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(data) = stdin {
-        let mut w = child.stdin.take().unwrap();
-        w.write_all(data).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reg-pulls"));
+    cmd.args(args);
+    match stdin {
+        Some(data) => kit::run_reading_all(&mut cmd, data),
+        // Its stdin /dev/null.
+        None => cmd.output().unwrap(),
     }
-    child.wait_with_output().unwrap()
-}
-
-fn lines(o: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
@@ -51,7 +34,7 @@ fn every_format_from_files_and_stdin_and_gzip() {
     let o = reg_pulls(&[access.as_os_str()], None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(o.stderr.is_empty(), "no summary in a pipeline: {}", stderr(&o));
-    let recs = lines(&o);
+    let recs = json_lines(&o);
     assert_eq!(recs.len(), 4);
     assert_eq!(recs[0]["tag"], "1.0.0");
     assert_eq!(recs[0]["last_pull"], "2026-12-02T05:06:53Z");
@@ -88,7 +71,7 @@ fn every_format_from_files_and_stdin_and_gzip() {
     let args: Vec<&std::ffi::OsStr> = all.iter().map(|p| p.as_os_str()).collect();
     let o = reg_pulls(&args, None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let recs = lines(&o);
+    let recs = json_lines(&o);
     let pulls = |r: &&serde_json::Value| r["kind"] == "pull";
     assert_eq!(
         recs.iter()
@@ -139,7 +122,7 @@ fn a_file_in_no_known_format_fails_naming_it() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(lines(&o)[0]["records"], 0);
+    assert_eq!(json_lines(&o)[0]["records"], 0);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use reg_core::layout::{paths, Store};
 
@@ -22,8 +22,7 @@ struct Sample {
 impl Sample {
     fn new() -> Sample {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
-        copy_tree(&src, &dir.path().join("registry"));
+        copy_tree(&sample(), &dir.path().join("registry"));
         Sample { dir }
     }
 
@@ -45,29 +44,26 @@ impl Sample {
     }
 
     fn rm_env(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reg-rm"));
-        cmd.args(args)
-            .arg(self.root())
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
+        run_reading_all(
+            Command::new(env!("CARGO_BIN_EXE_reg-rm"))
+                .args(args)
+                .arg(self.root())
+                .envs(env.iter().copied()),
+            stdin.as_bytes(),
+        )
+    }
+
+    /// Runs reg-rm on this tree with `args`, its stdout closed before it
+    /// writes anything, feeding `stdin`.
+    fn rm_stdout_closed(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = spawn_piped(
+            Command::new(env!("CARGO_BIN_EXE_reg-rm"))
+                .args(args)
+                .arg(self.root()),
+        );
+        drop(child.stdout.take());
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
     }
 }
 
@@ -318,18 +314,8 @@ fn bad_usage_exits_2() {
 fn closed_stdout_stops_before_the_next_phase_and_fails() {
     let s = Sample::new();
     let input = deleted_img_input(&s);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
-        .args(["--min-age", "0s"])
-        .arg(s.root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Close the reading end before reg-rm writes anything.
-    drop(child.stdout.take());
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    // The reading end closed before reg-rm writes anything.
+    let out = s.rm_stdout_closed(&["--min-age", "0s"], &input);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("stopped before the"), "{err}");
@@ -351,18 +337,8 @@ fn closed_stdout_ends_a_dry_run_quietly() {
     let s = Sample::new();
     let before = snapshot(&s.v2());
     let input = deleted_img_input(&s);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
-        .args(["--dry-run", "--min-age", "0s"])
-        .arg(s.root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Close the reading end before reg-rm writes anything.
-    drop(child.stdout.take());
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    // The reading end closed before reg-rm writes anything.
+    let out = s.rm_stdout_closed(&["--dry-run", "--min-age", "0s"], &input);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "", "no summary, no error, no reminder");
     assert_eq!(snapshot(&s.v2()), before, "a dry run changes nothing");
@@ -384,19 +360,15 @@ fn closed_stdout_ends_a_dry_run_quietly() {
 
 /// Runs reg-rm with `--config FILE` (no ROOT) and `args`.
 fn rm_with_config(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reg-rm"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR")
-        .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    run_reading_all(
+        Command::new(env!("CARGO_BIN_EXE_reg-rm"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR")
+            .env_remove("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"),
+        stdin.as_bytes(),
+    )
 }
 
 /// With `--config`, the reminder to restart the registry after deleting

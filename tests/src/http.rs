@@ -51,6 +51,11 @@ impl Reply {
         })
     }
 
+    /// The reply to `what` (`METHOD URL`), read to the end.
+    fn of(resp: std::result::Result<Response<Body>, ureq::Error>, what: &str) -> Result<Reply> {
+        Reply::read(resp.with_context(|| what.to_owned())?)
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -103,7 +108,32 @@ impl Api {
         if let Some(accept) = accept {
             req = req.header("Accept", accept);
         }
-        Reply::read(req.call().with_context(|| format!("GET {url}"))?)
+        Reply::of(req.call(), &format!("GET {url}"))
+    }
+
+    /// `POST /v2/<name>/blobs/uploads/`: starts an upload.
+    fn post_upload(&self, repo: &str) -> Result<Reply> {
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        Reply::of(self.agent.post(&url).send_empty(), &format!("POST {url}"))
+    }
+
+    /// `PUT` of `bytes` as `content_type` to `url`.
+    fn put(&self, url: &str, content_type: &str, bytes: &[u8]) -> Result<Reply> {
+        Reply::of(
+            self.agent
+                .put(url)
+                .header("Content-Type", content_type)
+                .send(bytes),
+            &format!("PUT {url}"),
+        )
+    }
+
+    /// `PUT` of a blob's `bytes` to the upload at `location`, finishing it
+    /// as `digest`.
+    fn put_upload(&self, location: &str, digest: &str, bytes: &[u8]) -> Result<Reply> {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={digest}");
+        self.put(&url, "application/octet-stream", bytes)
     }
 
     /// `GET /v2/` answers 200.
@@ -136,12 +166,7 @@ impl Api {
     /// Whether the repository serves the blob (`HEAD /v2/<name>/blobs/<digest>`).
     pub fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
-        let reply = Reply::read(
-            self.agent
-                .head(&url)
-                .call()
-                .with_context(|| format!("HEAD {url}"))?,
-        )?;
+        let reply = Reply::of(self.agent.head(&url).call(), &format!("HEAD {url}"))?;
         match reply.status {
             200 => Ok(true),
             404 => Ok(false),
@@ -162,14 +187,9 @@ impl Api {
     /// absolute URL to continue it and the upload's uuid. Never finished, this
     /// leaves a `_uploads/<uuid>` directory.
     pub fn start_upload(&self, repo: &str) -> Result<(String, String)> {
-        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let reply = Reply::read(
-            self.agent
-                .post(&url)
-                .send_empty()
-                .with_context(|| format!("POST {url}"))?,
-        )?
-        .expect(&format!("starting an upload in {repo}"), &[202])?;
+        let reply = self
+            .post_upload(repo)?
+            .expect(&format!("starting an upload in {repo}"), &[202])?;
         let location = reply
             .location
             .as_deref()
@@ -195,16 +215,9 @@ impl Api {
     pub fn upload_blob(&self, repo: &str, bytes: &[u8]) -> Result<String> {
         let digest = reg_core::Digest::sha256_of(bytes).to_string();
         let (location, _) = self.start_upload(repo)?;
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{sep}digest={digest}");
-        let reply = Reply::read(
-            self.agent
-                .put(&url)
-                .header("Content-Type", "application/octet-stream")
-                .send(bytes)
-                .with_context(|| format!("PUT {url}"))?,
-        )?
-        .expect(&format!("uploading {digest} to {repo}"), &[201])?;
+        let reply = self
+            .put_upload(&location, &digest, bytes)?
+            .expect(&format!("uploading {digest} to {repo}"), &[201])?;
         if let Some(d) = reply.content_digest {
             if d != digest {
                 bail!("registry stored {d} for a blob that hashes to {digest}");
@@ -231,14 +244,9 @@ impl Api {
         bytes: &[u8],
     ) -> Result<String> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        let reply = Reply::read(
-            self.agent
-                .put(&url)
-                .header("Content-Type", media_type)
-                .send(bytes)
-                .with_context(|| format!("PUT {url}"))?,
-        )?
-        .expect(&format!("pushing manifest {repo}:{reference}"), &[201])?;
+        let reply = self
+            .put(&url, media_type, bytes)?
+            .expect(&format!("pushing manifest {repo}:{reference}"), &[201])?;
         let digest = reg_core::Digest::sha256_of(bytes).to_string();
         if let Some(d) = reply.content_digest {
             if d != digest {
@@ -305,13 +313,8 @@ impl Api {
     /// `DELETE /v2/<name>/manifests/<digest>`.
     pub fn delete_manifest(&self, repo: &str, digest: &str) -> Result<()> {
         let url = self.url(&format!("/v2/{repo}/manifests/{digest}"));
-        Reply::read(
-            self.agent
-                .delete(&url)
-                .call()
-                .with_context(|| format!("DELETE {url}"))?,
-        )?
-        .expect(&format!("deleting manifest {repo}@{digest}"), &[202])?;
+        Reply::of(self.agent.delete(&url).call(), &format!("DELETE {url}"))?
+            .expect(&format!("deleting manifest {repo}@{digest}"), &[202])?;
         Ok(())
     }
 
@@ -370,44 +373,26 @@ impl Answer {
     }
 }
 
-impl Api {
-    fn answer(resp: std::result::Result<Response<Body>, ureq::Error>, what: &str) -> Result<Answer> {
-        let reply = Reply::read(resp.with_context(|| what.to_owned())?)?;
-        Ok(Answer {
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer {
             status: reply.status,
             body: reply.body,
-        })
+        }
     }
+}
 
+impl Api {
     /// Uploads `bytes` to `repo` in one PUT with `?digest=` `digest` (any
     /// algorithm the registry takes: it stores the data under its sha256
     /// and links the digest given to it). The answer, whatever it is.
     pub fn try_upload(&self, repo: &str, bytes: &[u8], digest: &str) -> Result<Answer> {
-        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
-        let reply = Reply::read(
-            self.agent
-                .post(&url)
-                .send_empty()
-                .with_context(|| format!("POST {url}"))?,
-        )?;
-        let location = match (reply.status, reply.location) {
-            (202, Some(l)) => self.absolute(&l),
-            (status, _) => {
-                return Ok(Answer {
-                    status,
-                    body: reply.body,
-                })
-            }
+        let reply = self.post_upload(repo)?;
+        let location = match (reply.status, &reply.location) {
+            (202, Some(l)) => self.absolute(l),
+            _ => return Ok(reply.into()),
         };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{sep}digest={digest}");
-        Self::answer(
-            self.agent
-                .put(&put)
-                .header("Content-Type", "application/octet-stream")
-                .send(bytes),
-            &format!("PUT {put}"),
-        )
+        Ok(self.put_upload(&location, digest, bytes)?.into())
     }
 
     /// `PUT /v2/<name>/manifests/<reference>` with `media_type`; the
@@ -420,26 +405,13 @@ impl Api {
         bytes: &[u8],
     ) -> Result<Answer> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
-        Self::answer(
-            self.agent
-                .put(&url)
-                .header("Content-Type", media_type)
-                .send(bytes),
-            &format!("PUT {url}"),
-        )
+        Ok(self.put(&url, media_type, bytes)?.into())
     }
 
     /// `GET` of a path under the registry (`/v2/…`), with `Accept` naming
     /// every manifest type; the answer, whatever it is.
     pub fn try_get(&self, path: &str) -> Result<Answer> {
-        let url = self.url(path);
-        Self::answer(
-            self.agent
-                .get(&url)
-                .header("Accept", crate::oci::ACCEPT_ALL_MANIFESTS)
-                .call(),
-            &format!("GET {url}"),
-        )
+        Ok(self.get(path, Some(crate::oci::ACCEPT_ALL_MANIFESTS))?.into())
     }
 }
 

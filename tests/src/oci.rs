@@ -121,6 +121,19 @@ pub struct Image {
     pub subject: Option<String>,
 }
 
+/// An OCI image manifest of `config` and the `layers` descriptors.
+fn image_manifest(config: &Blob, layers: Vec<Value>) -> Blob {
+    Blob::json(
+        MT_OCI_MANIFEST,
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": MT_OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": layers,
+        }),
+    )
+}
+
 impl Image {
     /// A runnable-looking image: config with `rootfs.diff_ids` (the layers
     /// are uncompressed tars, so diff_id = digest) and a label naming it.
@@ -135,15 +148,7 @@ impl Image {
                 "rootfs": {"type": "layers", "diff_ids": diff_ids},
             }),
         );
-        let manifest = Blob::json(
-            MT_OCI_MANIFEST,
-            &json!({
-                "schemaVersion": 2,
-                "mediaType": MT_OCI_MANIFEST,
-                "config": config.descriptor(),
-                "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
-            }),
-        );
+        let manifest = image_manifest(&config, layers.iter().map(Blob::descriptor).collect());
         Image {
             name: name.to_owned(),
             platform: Some(platform),
@@ -213,15 +218,7 @@ impl Image {
         layer_desc["annotations"] = json!({
             "dev.cosignproject.cosign/signature": seeded_hex(&format!("sig {name}")),
         });
-        let manifest = Blob::json(
-            MT_OCI_MANIFEST,
-            &json!({
-                "schemaVersion": 2,
-                "mediaType": MT_OCI_MANIFEST,
-                "config": config.descriptor(),
-                "layers": [layer_desc],
-            }),
-        );
+        let manifest = image_manifest(&config, vec![layer_desc]);
         Image {
             name: name.to_owned(),
             platform: None,

@@ -60,13 +60,17 @@ impl S3Storage {
     }
 }
 
+/// `dir` with its storage root, `dir/root`, made.
+fn with_root(dir: tempfile::TempDir) -> Result<(tempfile::TempDir, PathBuf)> {
+    let root = dir.path().join("root");
+    fs::create_dir_all(&root)?;
+    Ok((dir, root))
+}
+
 impl Registry {
     /// Starts a registry storing into a fresh temp dir.
     pub fn start() -> Result<Registry> {
-        let dir = tempdir()?;
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root)?;
-        Registry::launch_new(dir, root)
+        Registry::launch_with(with_root(tempdir()?)?, None, None)
     }
 
     /// Starts a registry storing into a fresh temp dir under `parent` (a
@@ -76,9 +80,7 @@ impl Registry {
             .prefix("reg-tests-registry-")
             .tempdir_in(parent)
             .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root)?;
-        Registry::launch_new(dir, root)
+        Registry::launch_with(with_root(dir)?, None, None)
     }
 
     /// Starts a registry on an existing rootdirectory (e.g. a copy of a
@@ -87,7 +89,7 @@ impl Registry {
         let root = root
             .canonicalize()
             .with_context(|| format!("no registry root {}", root.display()))?;
-        Registry::launch_new(tempdir()?, root)
+        Registry::launch_with((tempdir()?, root), None, None)
     }
 
     /// Starts a registry with the s3 driver, storing into `s3` (the bucket
@@ -95,14 +97,24 @@ impl Registry {
     pub fn start_s3(s3: S3Storage) -> Result<Registry> {
         let dir = tempdir()?;
         let root = dir.path().join("unused-root");
-        Registry::launch_with(dir, root, Some(s3))
+        Registry::launch_with((dir, root), Some(s3), None)
     }
 
-    fn launch_new(dir: tempfile::TempDir, root: PathBuf) -> Result<Registry> {
-        Registry::launch_with(dir, root, None)
+    /// Starts a registry on a fresh temp dir that logs every request, as
+    /// Debian's packaged one does: the access log (stdout) and the
+    /// application log at `log.level: info` in `format` (stderr), both into
+    /// [`Registry::log_path`].
+    pub fn start_logging(format: LogFormat) -> Result<Registry> {
+        Registry::launch_with(with_root(tempdir()?)?, None, Some(format))
     }
 
-    fn launch_with(dir: tempfile::TempDir, root: PathBuf, s3: Option<S3Storage>) -> Result<Registry> {
+    /// Starts a registry whose config and log are in `dir`, storing into
+    /// `root` (or `s3`), logging in `logging` if asked.
+    fn launch_with(
+        (dir, root): (tempfile::TempDir, PathBuf),
+        s3: Option<S3Storage>,
+        logging: Option<LogFormat>,
+    ) -> Result<Registry> {
         let mut r = Registry {
             config: dir.path().join("config.yml"),
             log: dir.path().join("registry.log"),
@@ -111,29 +123,7 @@ impl Registry {
             port: 0,
             child: None,
             s3,
-            logging: None,
-        };
-        r.launch()?;
-        Ok(r)
-    }
-
-    /// Starts a registry on a fresh temp dir that logs every request, as
-    /// Debian's packaged one does: the access log (stdout) and the
-    /// application log at `log.level: info` in `format` (stderr), both into
-    /// [`Registry::log_path`].
-    pub fn start_logging(format: LogFormat) -> Result<Registry> {
-        let dir = tempdir()?;
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root)?;
-        let mut r = Registry {
-            config: dir.path().join("config.yml"),
-            log: dir.path().join("registry.log"),
-            dir,
-            root,
-            port: 0,
-            child: None,
-            s3: None,
-            logging: Some(format),
+            logging,
         };
         r.launch()?;
         Ok(r)

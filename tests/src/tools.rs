@@ -48,70 +48,62 @@ impl Run {
     /// with `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.status.code(),
-            Some(code),
-            "`{}` exited with {} (wanted {code})\n--- stderr:\n{}\n--- stdout (first 2000 bytes):\n{}",
-            self.cmd,
-            self.status,
-            self.stderr,
-            &self.stdout[..self.stdout.len().min(2000)],
-        );
-        self
+        self.holds(self.status.code() == Some(code), || {
+            format!("exited with {} (wanted {code})", self.status)
+        })
     }
 
     /// Panics, showing the command, status and stderr, unless stderr
     /// contains `needle`.
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(
-            self.stderr.contains(needle),
-            "`{}` (exit {}): stderr does not contain {needle:?}\n--- stderr:\n{}\n--- stdout (first 2000 bytes):\n{}",
-            self.cmd,
-            self.status,
-            self.stderr,
-            &self.stdout[..self.stdout.len().min(2000)],
-        );
-        self
+        self.holds(self.stderr.contains(needle), || {
+            format!("(exit {}): stderr does not contain {needle:?}", self.status)
+        })
     }
 
     /// Panics unless stderr does not contain `needle`.
     #[track_caller]
     pub fn stderr_lacks(&self, needle: &str) -> &Run {
-        assert!(
-            !self.stderr.contains(needle),
-            "`{}` (exit {}): stderr contains {needle:?} and should not\n--- stderr:\n{}",
-            self.cmd,
-            self.status,
-            self.stderr,
-        );
-        self
+        self.holds(!self.stderr.contains(needle), || {
+            format!(
+                "(exit {}): stderr contains {needle:?} and should not",
+                self.status
+            )
+        })
     }
 
     /// Panics unless stdout is empty.
     #[track_caller]
     pub fn stdout_empty(&self) -> &Run {
-        assert!(
-            self.stdout.is_empty(),
-            "`{}` (exit {}) printed on stdout, and should print nothing\n--- stdout (first 2000 bytes):\n{}\n--- stderr:\n{}",
-            self.cmd,
-            self.status,
-            &self.stdout[..self.stdout.len().min(2000)],
-            self.stderr,
-        );
-        self
+        self.holds(self.stdout.is_empty(), || {
+            format!(
+                "(exit {}) printed on stdout, and should print nothing",
+                self.status
+            )
+        })
     }
 
     /// Panics unless no stdout line is a trailer (`"kind":"end"`).
     #[track_caller]
     pub fn no_trailer(&self) -> &Run {
-        assert!(
+        self.holds(
             !self.stdout.lines().any(|l| l.contains(r#""kind":"end""#)),
-            "`{}` (exit {}) printed a trailer\n--- stdout (first 2000 bytes):\n{}\n--- stderr:\n{}",
+            || format!("(exit {}) printed a trailer", self.status),
+        )
+    }
+
+    /// Panics unless `ok`, with the command, `what` went wrong, its stderr
+    /// and the start of its stdout.
+    #[track_caller]
+    fn holds(&self, ok: bool, what: impl FnOnce() -> String) -> &Run {
+        assert!(
+            ok,
+            "`{}` {}\n--- stderr:\n{}\n--- stdout (first 2000 bytes):\n{}",
             self.cmd,
-            self.status,
-            &self.stdout[..self.stdout.len().min(2000)],
+            what(),
             self.stderr,
+            &self.stdout[..self.stdout.len().min(2000)],
         );
         self
     }

@@ -1,14 +1,14 @@
 //! The CLI tests' kit, shared by the tool crates' `tests/cli.rs` (each
 //! includes it with `#[path]`, as `mod kit`): the sample tree, files put in
-//! a tree, a tool's stdout as JSON lines and its stderr as text, and a run
-//! whose stdout is closed after one line. The end-to-end kit (a real
+//! a tree, a tool run with its stdin fed, a tool's stdout as JSON lines and
+//! its stderr as text, and a run whose stdout is closed after one line. The end-to-end kit (a real
 //! registry, images, object storage) is the `reg-tests` crate.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The recorded sample tree, `examples/registry` (a storage root).
 pub fn sample() -> PathBuf {
@@ -38,6 +38,41 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dst).unwrap();
         }
     }
+}
+
+/// Spawns `cmd` with stdin, stdout and stderr piped.
+pub fn spawn_piped(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `cmd` with `input` written to its stdin from a thread (a tool that
+/// fills its stdout before reading all its input cannot block the test)
+/// and returns its output and how the writing went.
+fn fed(cmd: &mut Command, input: &[u8]) -> (Output, std::io::Result<()>) {
+    let mut child = spawn_piped(cmd);
+    let mut pipe = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    (out, writer.join().unwrap())
+}
+
+/// Runs `cmd` with `input` on its stdin; the tool may stop reading early
+/// (that is its business).
+pub fn run_fed(cmd: &mut Command, input: &[u8]) -> Output {
+    fed(cmd, input).0
+}
+
+/// Runs `cmd` with `input` on its stdin, which the tool must read whole
+/// (a write to a closed stdin fails the test).
+pub fn run_reading_all(cmd: &mut Command, input: &[u8]) -> Output {
+    let (out, wrote) = fed(cmd, input);
+    wrote.unwrap();
+    out
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -40,28 +40,15 @@ pub fn fetch_case(api: &Api, case: &Case) -> Vec<Problem> {
 }
 
 fn manifest(api: &Api, repo: &str, reference: &str, doc: &Doc, what: &str, problems: &mut Vec<Problem>) {
-    let path = format!("/v2/{repo}/manifests/{reference}");
-    let mut report = |text: String| {
-        problems.push(Problem {
-            reference: reference.to_owned(),
-            text,
-        })
-    };
-    match api.try_get(&path) {
-        Err(e) => report(format!("GET {} ({what}): {e:#}", short_path(&path))),
-        Ok(a) if a.status != 200 => report(format!(
-            "GET {} ({what}): HTTP {} {}",
-            short_path(&path),
-            a.status,
-            a.errors()
-        )),
-        Ok(a) if a.body != doc.bytes => report(format!(
-            "GET {} ({what}): served {} bytes that are not the manifest pushed",
-            short_path(&path),
-            a.body.len()
-        )),
-        Ok(_) => {}
-    }
+    get(
+        api,
+        &format!("/v2/{repo}/manifests/{reference}"),
+        reference,
+        what,
+        "manifest",
+        &doc.bytes,
+        problems,
+    );
     let mut layer = 0;
     let mut child = 0;
     for r in &doc.refs {
@@ -79,32 +66,50 @@ fn manifest(api: &Api, repo: &str, reference: &str, doc: &Doc, what: &str, probl
         match &r.target {
             Target::Foreign => {}
             Target::Manifest { doc: c, .. } => manifest(api, repo, &r.digest, c, &what, problems),
-            Target::Blob(bytes) => {
-                let path = format!("/v2/{repo}/blobs/{}", r.digest);
-                let mut report = |text: String| {
-                    problems.push(Problem {
-                        reference: r.digest.clone(),
-                        text,
-                    })
-                };
-                match api.try_get(&path) {
-                    Err(e) => report(format!("GET {} ({what}): {e:#}", short_path(&path))),
-                    Ok(a) if a.status != 200 => report(format!(
-                        "GET {} ({what}): HTTP {} {}",
-                        short_path(&path),
-                        a.status,
-                        a.errors()
-                    )),
-                    Ok(a) if a.body != *bytes => report(format!(
-                        "GET {} ({what}): served {} bytes that are not the blob pushed",
-                        short_path(&path),
-                        a.body.len()
-                    )),
-                    Ok(_) => {}
-                }
-            }
+            Target::Blob(bytes) => get(
+                api,
+                &format!("/v2/{repo}/blobs/{}", r.digest),
+                &r.digest,
+                &what,
+                "blob",
+                bytes,
+                problems,
+            ),
         }
     }
+}
+
+/// GETs `path`, which must answer 200 with the bytes `pushed`; else a
+/// problem of `reference`, saying `what` it was for (and that it is not the
+/// `noun`, manifest or blob, pushed when the bytes differ).
+fn get(
+    api: &Api,
+    path: &str,
+    reference: &str,
+    what: &str,
+    noun: &str,
+    pushed: &[u8],
+    problems: &mut Vec<Problem>,
+) {
+    let text = match api.try_get(path) {
+        Err(e) => format!("GET {} ({what}): {e:#}", short_path(path)),
+        Ok(a) if a.status != 200 => format!(
+            "GET {} ({what}): HTTP {} {}",
+            short_path(path),
+            a.status,
+            a.errors()
+        ),
+        Ok(a) if a.body != pushed => format!(
+            "GET {} ({what}): served {} bytes that are not the {noun} pushed",
+            short_path(path),
+            a.body.len()
+        ),
+        Ok(_) => return,
+    };
+    problems.push(Problem {
+        reference: reference.to_owned(),
+        text,
+    });
 }
 
 /// A path with its digest shortened.

@@ -55,44 +55,16 @@ impl J {
     }
 
     fn write_into(&self, out: &mut Vec<u8>, style: Style, depth: usize) {
-        let newline = |out: &mut Vec<u8>, depth: usize| {
-            if style == Style::Pretty {
-                out.extend_from_slice(b"\n");
-                out.extend(std::iter::repeat_n(b'\t', depth));
-            }
-        };
         match self {
-            J::Obj(members) => {
-                out.push(b'{');
-                for (i, (k, v)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    newline(out, depth + 1);
-                    out.push(b'"');
-                    out.extend_from_slice(k);
-                    out.extend_from_slice(if style == Style::Pretty { b"\" : " } else { b"\":" });
-                    v.write_into(out, style, depth + 1);
-                }
-                if !members.is_empty() {
-                    newline(out, depth);
-                }
-                out.push(b'}');
-            }
-            J::Arr(items) => {
-                out.push(b'[');
-                for (i, v) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    newline(out, depth + 1);
-                    v.write_into(out, style, depth + 1);
-                }
-                if !items.is_empty() {
-                    newline(out, depth);
-                }
-                out.push(b']');
-            }
+            J::Obj(members) => write_seq(out, style, depth, *b"{}", members, |out, (k, v)| {
+                out.push(b'"');
+                out.extend_from_slice(k);
+                out.extend_from_slice(if style == Style::Pretty { b"\" : " } else { b"\":" });
+                v.write_into(out, style, depth + 1);
+            }),
+            J::Arr(items) => write_seq(out, style, depth, *b"[]", items, |out, v| {
+                v.write_into(out, style, depth + 1)
+            }),
             J::Str(s) => {
                 out.push(b'"');
                 out.extend_from_slice(s);
@@ -102,6 +74,39 @@ impl J {
             J::Null => out.extend_from_slice(b"null"),
             J::Raw(r) => out.extend_from_slice(r),
         }
+    }
+}
+
+/// An object's or array's `brackets` around `items`, each written by
+/// `write` after a comma (but the first) and, in [`Style::Pretty`], on a line
+/// of its own one tab deeper than `depth`.
+fn write_seq<T>(
+    out: &mut Vec<u8>,
+    style: Style,
+    depth: usize,
+    [open, close]: [u8; 2],
+    items: &[T],
+    write: impl Fn(&mut Vec<u8>, &T),
+) {
+    out.push(open);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        newline(out, style, depth + 1);
+        write(out, item);
+    }
+    if !items.is_empty() {
+        newline(out, style, depth);
+    }
+    out.push(close);
+}
+
+/// In [`Style::Pretty`], a newline and `depth` tabs.
+fn newline(out: &mut Vec<u8>, style: Style, depth: usize) {
+    if style == Style::Pretty {
+        out.extend_from_slice(b"\n");
+        out.extend(std::iter::repeat_n(b'\t', depth));
     }
 }
 

@@ -83,6 +83,40 @@ pub(super) struct Writer<'a> {
     pub(super) base: &'a [Vec<u8>],
 }
 
+/// The duplicate noise of an object field, by kind, in words (after the
+/// field's name).
+const OBJECT_NOISE: &[(&str, &str)] = &[
+    ("decoy-first", "twice, a decoy object first"),
+    ("null-between", "three times: a decoy, null, the real one"),
+    (
+        "split",
+        "split over two keys: the digest in the first, the rest in the second (Go merges them)",
+    ),
+    (
+        "later-partial",
+        "again after the real one with only its size (Go merges)",
+    ),
+    (
+        "later-null",
+        "again after the real one as null (no effect on a struct in Go)",
+    ),
+];
+
+/// The duplicate noise of an array-of-descriptors field, by kind, in words.
+const ARRAY_NOISE: &[(&str, &str)] = &[
+    ("decoy-first", "twice, a decoy array first"),
+    ("null-between", "three times: a decoy array, null, the real one"),
+    ("empty-between", "three times: a decoy array, [], the real one"),
+    (
+        "split",
+        "split over two keys: digests in the first array, the rest in the second (Go merges element by element)",
+    ),
+    (
+        "later-partial",
+        "again after the real array with only sizes (Go merges element by element)",
+    ),
+];
+
 impl<'a> Writer<'a> {
     pub(super) fn new(
         rng: &'a mut Rng,
@@ -392,15 +426,19 @@ impl<'a> Writer<'a> {
                 out.push((k, J::Null));
             }
         }
-        let words = match kind {
-            "decoy-first" => format!("`{field}` twice, a decoy object first"),
-            "null-between" => format!("`{field}` three times: a decoy, null, the real one"),
-            "split" => format!("`{field}` split over two keys: the digest in the first, the rest in the second (Go merges them)"),
-            "later-partial" => format!("`{field}` again after the real one with only its size (Go merges)"),
-            _ => format!("`{field}` again after the real one as null (no effect on a struct in Go)"),
-        };
-        self.notes.note(&format!("dup: {field} {kind}"), words);
+        self.note_noise(field, kind, OBJECT_NOISE);
         out
+    }
+
+    /// Notes the duplicate noise `kind` on `field`, in the words `table`
+    /// gives it.
+    fn note_noise(&mut self, field: &str, kind: &str, table: &[(&str, &str)]) {
+        let (_, words) = table
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap_or_else(|| panic!("no words for the noise {kind}"));
+        self.notes
+            .note(&format!("dup: {field} {kind}"), format!("`{field}` {words}"));
     }
 
     /// The members of an array-of-descriptors field with duplicate noise.
@@ -477,14 +515,7 @@ impl<'a> Writer<'a> {
                 out.push((k, J::Arr(partial)));
             }
         }
-        let words = match kind {
-            "decoy-first" => format!("`{field}` twice, a decoy array first"),
-            "null-between" => format!("`{field}` three times: a decoy array, null, the real one"),
-            "empty-between" => format!("`{field}` three times: a decoy array, [], the real one"),
-            "split" => format!("`{field}` split over two keys: digests in the first array, the rest in the second (Go merges element by element)"),
-            _ => format!("`{field}` again after the real array with only sizes (Go merges element by element)"),
-        };
-        self.notes.note(&format!("dup: {field} {kind}"), words);
+        self.note_noise(field, kind, ARRAY_NOISE);
         out
     }
 
@@ -598,6 +629,23 @@ impl<'a> Writer<'a> {
             }
         }
         units
+    }
+
+    /// The document of `units`, rendered, as `media_type`, naming `refs`
+    /// (and `subject`).
+    fn doc(
+        &mut self,
+        units: Vec<Vec<(Vec<u8>, J)>>,
+        media_type: &str,
+        refs: Vec<Ref>,
+        subject: Option<String>,
+    ) -> Doc {
+        Doc {
+            bytes: self.render(units),
+            media_type: media_type.to_owned(),
+            refs,
+            subject,
+        }
     }
 
     /// The document's bytes from its units (each a run of members that
@@ -751,13 +799,7 @@ impl<'a> Writer<'a> {
             units.push(self.array_field("layers", &descs));
         }
         units.extend(self.junk_fields(!docker));
-        let bytes = self.render(units);
-        Doc {
-            bytes,
-            media_type: mt.to_owned(),
-            refs,
-            subject: None,
-        }
+        self.doc(units, mt, refs, None)
     }
 
     /// An index (OCI) or manifest list (Docker) over 1 to 3 children;
@@ -848,13 +890,7 @@ impl<'a> Writer<'a> {
             self.array_field("manifests", &descs),
         ];
         units.extend(self.junk_fields(!docker));
-        let bytes = self.render(units);
-        Doc {
-            bytes,
-            media_type: mt.to_owned(),
-            refs,
-            subject: None,
-        }
+        self.doc(units, mt, refs, None)
     }
 
     /// An OCI 1.1 referrer of `subject`: artifact type, the empty config,
@@ -901,13 +937,12 @@ impl<'a> Writer<'a> {
             self.object_field("subject", &subject_desc, true),
         ];
         units.extend(self.junk_fields(true));
-        let bytes = self.render(units);
-        Doc {
-            bytes,
-            media_type: MT_OCI_MANIFEST.to_owned(),
-            refs: vec![config_ref, layer_ref],
-            subject: Some(subject.digest()),
-        }
+        self.doc(
+            units,
+            MT_OCI_MANIFEST,
+            vec![config_ref, layer_ref],
+            Some(subject.digest()),
+        )
     }
 
     /// A schema1 manifest, unsigned (Debian's 2.8.2 refuses schema1 pushes
@@ -961,13 +996,7 @@ impl<'a> Writer<'a> {
             vec![(b"artifactType".to_vec(), J::str("application/vnd.example.thing"))],
             self.array_field("blobs", &[d]),
         ];
-        let bytes = self.render(units);
-        Doc {
-            bytes,
-            media_type: MT_OCI_ARTIFACT.to_owned(),
-            refs: vec![r],
-            subject: None,
-        }
+        self.doc(units, MT_OCI_ARTIFACT, vec![r], None)
     }
 
     /// A plain OCI image (garbage and old images): sha256, no noise.

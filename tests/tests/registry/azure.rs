@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use reg_tests::azurite::{self, Azurite};
 use reg_tests::proxy::{Fault, Kind, Proxy};
-use reg_tests::{azure_programs_available, everything_live_pulls, Pushed, Registry, Run, Tool};
-use serde_json::Value;
+use reg_tests::{azure_programs_available, everything_live_pulls, Pushed, Registry, Tool};
 
+use super::s3::{blobs_with, comparable, listing_faults, on_copy, same_dry_run, Store};
 use super::scenario;
 
 const CONTAINER: &str = "registry";
@@ -72,26 +72,6 @@ fn azure_config(dir: &Path, endpoint: &str) -> PathBuf {
     path
 }
 
-/// Records with the trailer's root left out.
-fn comparable(run: &Run) -> Vec<Value> {
-    run.records()
-        .into_iter()
-        .map(|mut r| {
-            if let Some(o) = r.as_object_mut() {
-                o.remove("root");
-            }
-            r
-        })
-        .collect()
-}
-
-fn blobs_with(recs: &[Value], action: Option<&str>) -> BTreeSet<String> {
-    recs.iter()
-        .filter(|r| r["kind"] == "blob" && action.is_none_or(|a| r["action"] == a))
-        .map(|r| r["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The container copied to a new directory, with the objects' times.
 fn copy_back(az: &Azurite, endpoint: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
@@ -131,19 +111,14 @@ fn azure_same_records_as_on_a_filesystem_copy_a_gc_there_and_everything_pulls_ba
         let orphans = by_url("reg-orphans", &ep, &["--min-age", "0s"])
             .stdin(&refs.stdout)
             .run();
-        let fs_orphans = Tool::new("reg-orphans")
-            .args(["--min-age", "0s", &fs_root])
-            .stdin(&fs_refs.stdout)
-            .run();
+        let fs_orphans = on_copy("reg-orphans", &["--min-age", "0s"], &fs_root, &fs_refs.stdout);
         assert_eq!(comparable(orphans.success()), comparable(fs_orphans.success()));
-        let dry = by_url("reg-rm", &ep, &["--dry-run", "--min-age", "0s"])
-            .stdin(&orphans.stdout)
-            .run();
-        let fs_dry = Tool::new("reg-rm")
-            .args(["--dry-run", "--min-age", "0s", &fs_root])
-            .stdin(&fs_orphans.stdout)
-            .run();
-        assert_eq!(comparable(dry.success()), comparable(fs_dry.success()));
+        same_dry_run(
+            |args| by_url("reg-rm", &ep, args),
+            &orphans,
+            &fs_root,
+            &fs_orphans,
+        );
     }
     // A list made on the filesystem copy is another root; no trash here.
     let fs_refs = Tool::new("reg-refs").args(["--tagged-only", &fs_root]).run();
@@ -172,14 +147,13 @@ fn azure_same_records_as_on_a_filesystem_copy_a_gc_there_and_everything_pulls_ba
         .stdin(&orphans.success().stdout)
         .run();
     rm.success().stderr_has("batch delete");
-    let fs_orphans = Tool::new("reg-orphans")
-        .args(["--min-age", "0s", &fs_root])
-        .stdin(&fs_refs.stdout)
-        .run();
-    let fs_rm = Tool::new("reg-rm")
-        .args(["--min-age", "0s", &fs_root])
-        .stdin(&fs_orphans.success().stdout)
-        .run();
+    let fs_orphans = on_copy("reg-orphans", &["--min-age", "0s"], &fs_root, &fs_refs.stdout);
+    let fs_rm = on_copy(
+        "reg-rm",
+        &["--min-age", "0s"],
+        &fs_root,
+        &fs_orphans.success().stdout,
+    );
     assert_eq!(comparable(&rm), comparable(fs_rm.success()));
     let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
     assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
@@ -207,38 +181,20 @@ fn azure_faults_end_in_a_retry_or_a_clean_failure() {
     clean.success();
     let through = |proxy: &Proxy| azurite::endpoint_at(proxy.port());
 
-    // Listing pages and GETs throttled at first (503 ServerBusy): retried.
-    let slow = Proxy::start(az.port(), |k, n| match k {
-        Kind::List | Kind::Get if n % 2 == 1 && n < 20 => Fault::SlowDown,
-        _ => Fault::Forward,
-    })
-    .unwrap();
-    let refs = by_url("reg-refs", &through(&slow), &["--tagged-only", "--stats"]).run();
-    refs.success().stderr_has("5xx");
-    assert!(slow.injected() >= 5, "{}", slow.injected());
-    assert_eq!(comparable(&refs), comparable(&clean));
-
-    // A listing answer cut half way: asked again, the same list.
-    let cut_once = Proxy::start(az.port(), |k, n| match k {
-        Kind::List if n == 1 => Fault::CutBody,
-        _ => Fault::Forward,
-    })
-    .unwrap();
-    let refs = by_url("reg-refs", &through(&cut_once), &["--tagged-only"]).run();
-    assert_eq!(cut_once.injected(), 1);
-    assert_eq!(comparable(refs.success()), comparable(&clean));
-
-    // Every listing answer cut: a failure naming the container, no
-    // trailer, and reg-orphans refuses what it printed.
-    let cut = Proxy::start(az.port(), |k, _| match k {
-        Kind::List => Fault::CutBody,
-        _ => Fault::Forward,
-    })
-    .unwrap();
-    let refs = by_url("reg-refs", &through(&cut), &["--tagged-only"]).run();
-    refs.expect_code(1)
-        .no_trailer()
-        .stderr_has("azure://devstoreaccount1/registry/srv/registry");
+    // Listing pages and GETs throttled at first (503 ServerBusy, up to the
+    // 20th), at least 5 times; the first listing answer cut half way; then
+    // every one: reg-orphans refuses what reg-refs printed.
+    let (_cut, refs) = listing_faults(
+        &Store {
+            port: az.port(),
+            by_url: &by_url,
+            endpoint_of: through,
+            url: "azure://devstoreaccount1/registry/srv/registry",
+        },
+        &clean,
+        (20, 5),
+        1,
+    );
     by_url("reg-orphans", &ep, &["--min-age", "0s"])
         .stdin(&refs.stdout)
         .run()

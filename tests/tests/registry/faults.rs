@@ -56,11 +56,33 @@ impl Aged {
         self.reg.work_dir().join(name)
     }
 
+    /// A path on /dev/shm (tmpfs: another filesystem than the root's)
+    /// named after this test's work directory and `suffix`, removed when
+    /// the guard returned with it drops.
+    fn on_shm(&self, suffix: &str) -> (PathBuf, RemoveOnDrop) {
+        let name = self
+            .reg
+            .work_dir()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let path = Path::new("/dev/shm").join(format!("{name}-{suffix}"));
+        (path.clone(), RemoveOnDrop(path))
+    }
+
     /// Starts the registry (again) and pulls everything live.
     #[track_caller]
     fn start_and_pull(&mut self) {
         self.reg.restart().unwrap();
         everything_live_pulls(&self.reg, &self.p);
+    }
+
+    /// Pulls `image` (`repo:tag` or `repo@digest`) with skopeo; panics,
+    /// with `what` (why it must pull), unless it does.
+    #[track_caller]
+    fn must_pull(&self, image: &str, what: &str) {
+        skopeo::pull_all(&self.reg.image_ref(image)).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     }
 
     /// The digest `repo:tag` was pushed as.
@@ -91,6 +113,20 @@ fn stored_blobs(root: &Path) -> BTreeSet<String> {
         .iter()
         .map(|r| r["digest"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// `reg-orphans [EXTRA] ROOT` refuses `list`, saying `why`, and prints
+/// nothing.
+#[track_caller]
+fn orphans_refuse(root: &Path, extra: &[&str], list: &str, why: &str) {
+    tool("reg-orphans")
+        .args(extra)
+        .arg(root)
+        .stdin(list)
+        .run()
+        .expect_code(1)
+        .stderr_has(why)
+        .stdout_empty();
 }
 
 /// Digests that are valid and stored nowhere, one per line.
@@ -139,13 +175,7 @@ fn blob_store_missing(test: &str, leave_empty_dir: bool) {
             .stderr_has(NO_BLOB_STORE)
             .no_trailer();
     }
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&refs_before.stdout)
-        .run()
-        .expect_code(1)
-        .stderr_has(NO_BLOB_STORE)
-        .stdout_empty();
+    orphans_refuse(&root, &[], &refs_before.stdout, NO_BLOB_STORE);
     let one_digest = format!("{}\n", s.p.unreferenced_blob);
     for input in [&layers_before.stdout, &one_digest] {
         for extra in [&[][..], &["--min-age", "0s"][..]] {
@@ -193,13 +223,7 @@ fn fault_a_trailer_alone_is_refused() {
     let trailer = format!("{}\n", refs.stdout.lines().last().unwrap());
     assert!(trailer.contains(r#""kind":"end""#), "{trailer}");
     let before = snapshot(&root);
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&trailer)
-        .run()
-        .expect_code(1)
-        .stderr_has("disagree")
-        .stdout_empty();
+    orphans_refuse(&root, &[], &trailer, "disagree");
     assert_unchanged(&root, &before, "reg-orphans");
     s.start_and_pull();
 }
@@ -217,13 +241,7 @@ fn fault_reference_list_missing_a_line_is_refused() {
     assert!(middle > 0 && middle + 1 < lines.len());
     let removed = lines.remove(middle);
     let input = lines.join("\n") + "\n";
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&input)
-        .run()
-        .expect_code(1)
-        .stderr_has("disagree")
-        .stdout_empty();
+    orphans_refuse(&root, &[], &input, "disagree");
     eprintln!("removed line {middle}: {removed}");
     s.start_and_pull();
 }
@@ -239,23 +257,10 @@ fn fault_reference_list_from_another_storage_root_is_refused() {
     tree::copy_tree(&root, &other);
     let refs = tool("reg-refs").arg(&other).run();
     refs.success();
-    tool("reg-orphans")
-        .arg(&root)
-        .stdin(&refs.stdout)
-        .run()
-        .expect_code(1)
-        .stderr_has("another storage root")
-        .stdout_empty();
+    orphans_refuse(&root, &[], &refs.stdout, "another storage root");
     let refs = tool("reg-refs").arg("--tagged-only").arg(&other).run();
     refs.success();
-    tool("reg-orphans")
-        .args(["--min-age", "0s"])
-        .arg(&root)
-        .stdin(&refs.stdout)
-        .run()
-        .expect_code(1)
-        .stderr_has("another storage root")
-        .stdout_empty();
+    orphans_refuse(&root, &["--min-age", "0s"], &refs.stdout, "another storage root");
     s.start_and_pull();
 }
 
@@ -342,8 +347,10 @@ fn fault_hand_made_blob_list_keeps_every_blob_a_revision_needs() {
 
     s.start_and_pull();
     for (repo, d) in s.p.revision_list() {
-        skopeo::pull_all(&s.reg.image_ref(&format!("{repo}@{d}")))
-            .unwrap_or_else(|e| panic!("untagged revision {repo}@{d} no longer pulls: {e:#}"));
+        s.must_pull(
+            &format!("{repo}@{d}"),
+            &format!("untagged revision {repo}@{d} no longer pulls"),
+        );
     }
 }
 
@@ -498,7 +505,7 @@ fn untag_on_purpose_deletes_that_one_tag() {
     let others: Vec<&String> = s.p.pull.iter().filter(|r| *r != "org/team/app:v1").collect();
     assert_eq!(others.len() + 1, s.p.pull.len());
     for r in others {
-        skopeo::pull_all(&s.reg.image_ref(r)).unwrap_or_else(|e| panic!("{r} no longer pulls: {e:#}"));
+        s.must_pull(r, &format!("{r} no longer pulls"));
     }
     assert!(skopeo::pull_all(&s.reg.image_ref("org/team/app:v1")).is_err());
     let tags = s.reg.api().tags("org/team/app").unwrap();
@@ -683,6 +690,30 @@ struct Planted {
     undo: Box<dyn FnOnce()>,
 }
 
+impl Planted {
+    /// The symbolic link `link` made in `v2`; undone, it is removed.
+    fn link(v2: &Path, link: PathBuf) -> Planted {
+        Planted {
+            rel: link.strip_prefix(v2).unwrap().display().to_string(),
+            undo: Box::new(move || fs::remove_file(&link).unwrap()),
+        }
+    }
+
+    /// Moves the file at `path` (in `v2`) to `keep` and puts a symbolic
+    /// link to `target` in its place; undone, the file is back.
+    fn instead_of_file(v2: &Path, path: PathBuf, keep: PathBuf, target: &Path) -> Planted {
+        fs::rename(&path, &keep).unwrap();
+        symlink(target, &path).unwrap();
+        Planted {
+            rel: path.strip_prefix(v2).unwrap().display().to_string(),
+            undo: Box::new(move || {
+                fs::remove_file(&path).unwrap();
+                fs::rename(&keep, &path).unwrap();
+            }),
+        }
+    }
+}
+
 /// Plants a symbolic link with `plant` (given the fixture and a directory
 /// `outside` the root, next to it), then: reg-ls and reg-refs refuse,
 /// naming it; a whole collection attempt leaves `outside` untouched; undone,
@@ -742,10 +773,9 @@ fn fault_symlink_loop_in_repositories() {
     symlink_in_tree("fault_symlink_loop_in_repositories", |s, _| {
         let link = s.v2().join("repositories/loop");
         symlink("loop", &link).unwrap();
-        Planted {
-            rel: "repositories/loop".into(),
-            undo: Box::new(move || fs::remove_file(&link).unwrap()),
-        }
+        let planted = Planted::link(&s.v2(), link);
+        assert_eq!(planted.rel, "repositories/loop");
+        planted
     });
 }
 
@@ -754,16 +784,7 @@ fn fault_dangling_symlink_as_a_tag_link() {
     symlink_in_tree("fault_dangling_symlink_as_a_tag_link", |s, outside| {
         let v2 = s.v2();
         let link = tree::tag_link(&v2, "library/alpine", "3.18");
-        let saved = s.beside("saved-link");
-        fs::rename(&link, &saved).unwrap();
-        symlink(outside.join("nowhere/link"), &link).unwrap();
-        Planted {
-            rel: link.strip_prefix(&v2).unwrap().display().to_string(),
-            undo: Box::new(move || {
-                fs::remove_file(&link).unwrap();
-                fs::rename(&saved, &link).unwrap();
-            }),
-        }
+        Planted::instead_of_file(&v2, link, s.beside("saved-link"), &outside.join("nowhere/link"))
     });
 }
 
@@ -773,15 +794,7 @@ fn fault_symlinked_blob_data() {
         let v2 = s.v2();
         let data = tree::blob_data(&v2, &s.tagged("library/alpine", "3.18"));
         let moved = outside.join("data");
-        fs::rename(&data, &moved).unwrap();
-        symlink(&moved, &data).unwrap();
-        Planted {
-            rel: data.strip_prefix(&v2).unwrap().display().to_string(),
-            undo: Box::new(move || {
-                fs::remove_file(&data).unwrap();
-                fs::rename(&moved, &data).unwrap();
-            }),
-        }
+        Planted::instead_of_file(&v2, data, moved.clone(), &moved)
     });
 }
 
@@ -799,14 +812,24 @@ fn fault_tag_directory_symlinked_outside_the_root() {
         fs::write(evil.join("index/sha256").join(hex).join("link"), &d).unwrap();
         let link = v2.join("repositories/library/alpine/_manifests/tags/evil");
         symlink(&evil, &link).unwrap();
-        Planted {
-            rel: link.strip_prefix(&v2).unwrap().display().to_string(),
-            undo: Box::new(move || fs::remove_file(&link).unwrap()),
-        }
+        Planted::link(&v2, link)
     });
 }
 
 // 9. --trash directories that cannot work.
+
+/// `reg-rm --trash TRASH ROOT` with the orphan list fails saying `why`; it
+/// makes no TRASH (`shown` in the message) and changes nothing.
+#[track_caller]
+fn trash_refused(root: &Path, trash: &Path, why: &str, shown: &str) {
+    let list = orphan_list(root);
+    let before = snapshot(root);
+    reg_rm(root, &["--trash", trash.to_str().unwrap()], &list, &[])
+        .expect_code(1)
+        .stderr_has(why);
+    assert!(!trash.exists(), "{} was created", trash.display());
+    assert_unchanged(root, &before, &format!("reg-rm --trash {shown}"));
+}
 
 #[test]
 fn fault_trash_inside_the_storage_root_is_refused() {
@@ -814,14 +837,12 @@ fn fault_trash_inside_the_storage_root_is_refused() {
         return;
     };
     let root = s.root();
-    let list = orphan_list(&root);
-    let before = snapshot(&root);
-    let trash = root.join("trash");
-    reg_rm(&root, &["--trash", trash.to_str().unwrap()], &list, &[])
-        .expect_code(1)
-        .stderr_has("inside the storage root");
-    assert!(!trash.exists(), "{} was created", trash.display());
-    assert_unchanged(&root, &before, "reg-rm --trash ROOT/trash");
+    trash_refused(
+        &root,
+        &root.join("trash"),
+        "inside the storage root",
+        "ROOT/trash",
+    );
     s.start_and_pull();
 }
 
@@ -855,22 +876,8 @@ fn fault_trash_on_another_filesystem_is_refused() {
         "cannot test: /dev/shm and {} are on the same filesystem",
         root.display()
     );
-    let name = s
-        .reg
-        .work_dir()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let trash = shm.join(format!("{name}-trash"));
-    let _cleanup = RemoveOnDrop(trash.clone());
-    let list = orphan_list(&root);
-    let before = snapshot(&root);
-    reg_rm(&root, &["--trash", trash.to_str().unwrap()], &list, &[])
-        .expect_code(1)
-        .stderr_has("same filesystem");
-    assert!(!trash.exists(), "{} was created", trash.display());
-    assert_unchanged(&root, &before, "reg-rm --trash /dev/shm/…");
+    let (trash, _cleanup) = s.on_shm("trash");
+    trash_refused(&root, &trash, "same filesystem", "/dev/shm/…");
     s.start_and_pull();
 }
 
@@ -905,8 +912,10 @@ fn fault_trash_holding_an_earlier_run_is_refused_and_still_restores() {
     assert!(st.success());
     s.start_and_pull();
     for d in [&s.p.overwritten, &s.p.untagged] {
-        skopeo::pull_all(&s.reg.image_ref(&format!("org/team/app@{d}")))
-            .unwrap_or_else(|e| panic!("restored org/team/app@{d} does not pull: {e:#}"));
+        s.must_pull(
+            &format!("org/team/app@{d}"),
+            &format!("restored org/team/app@{d} does not pull"),
+        );
     }
 }
 
@@ -985,15 +994,7 @@ fn mtime_in_1901_prints_as_1901() {
         return;
     };
     // ext4 keeps no time before 1901-12-13: a copy of the tree on tmpfs.
-    let name = s
-        .reg
-        .work_dir()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
-    let copy = Path::new("/dev/shm").join(format!("{name}-1901"));
-    let _cleanup = RemoveOnDrop(copy.clone());
+    let (copy, _cleanup) = s.on_shm("1901");
     tree::copy_tree(&s.root(), &copy);
     let d = s.p.unreferenced_blob.clone();
     let data = tree::blob_data(&copy.join("docker/registry/v2"), &d);

@@ -92,6 +92,87 @@ pub(crate) fn blobs_with(recs: &[Value], action: Option<&str>) -> BTreeSet<Strin
         .collect()
 }
 
+/// `NAME ARGS FS_ROOT` on a filesystem copy of the store, fed `stdin`.
+pub(crate) fn on_copy(name: &str, args: &[&str], fs_root: &str, stdin: &str) -> Run {
+    Tool::new(name).args(args).arg(fs_root).stdin(stdin).run()
+}
+
+/// `reg-rm --dry-run --min-age 0s` on the store (`on_store` with those
+/// arguments, fed `orphans`) and on its filesystem copy (fed `fs_orphans`):
+/// both succeed, with the same records.
+pub(crate) fn same_dry_run(
+    on_store: impl FnOnce(&[&str]) -> Tool,
+    orphans: &Run,
+    fs_root: &str,
+    fs_orphans: &Run,
+) {
+    let args = ["--dry-run", "--min-age", "0s"];
+    let dry = on_store(&args).stdin(&orphans.stdout).run();
+    let fs_dry = on_copy("reg-rm", &args, fs_root, &fs_orphans.stdout);
+    assert_eq!(comparable(dry.success()), comparable(fs_dry.success()));
+}
+
+/// How the fault tests of object storage reach a store.
+pub(crate) struct Store<'a> {
+    /// The server's port, for a proxy in front of it.
+    pub port: u16,
+    /// `name ARGS URL`, the tool on the store through an endpoint.
+    pub by_url: &'a dyn Fn(&str, &str, &[&str]) -> Tool,
+    /// A proxy's endpoint, for [`Store::by_url`].
+    pub endpoint_of: fn(&Proxy) -> String,
+    /// The store's URL, which a failure names.
+    pub url: &'a str,
+}
+
+/// `reg-refs --tagged-only` through proxies in front of `store` that fail
+/// listings, against `clean`, its output read directly:
+/// - every other listing page and GET throttled at first (`throttled.0`
+///   requests of each kind): retried, at least `throttled.1` times, the same
+///   list;
+/// - the first `cut` listing answers cut half way: each page is asked for
+///   again, and the list is the same;
+/// - every listing answer cut: a failure naming the store, no trailer.
+///
+/// Returns the last proxy and that last run, for the test to show that
+/// nothing takes the cut list.
+pub(crate) fn listing_faults(
+    store: &Store,
+    clean: &Run,
+    throttled: (usize, usize),
+    cut: usize,
+) -> (Proxy, Run) {
+    let refs =
+        |proxy: &Proxy, args: &[&str]| (store.by_url)("reg-refs", &(store.endpoint_of)(proxy), args).run();
+    let (slow_until, at_least) = throttled;
+    let slow = Proxy::start(store.port, move |k, n| match k {
+        Kind::List | Kind::Get if n % 2 == 1 && n < slow_until => Fault::SlowDown,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let run = refs(&slow, &["--tagged-only", "--stats"]);
+    run.success().stderr_has("5xx");
+    assert!(slow.injected() >= at_least, "{}", slow.injected());
+    assert_eq!(comparable(&run), comparable(clean));
+
+    let cut_once = Proxy::start(store.port, move |k, n| match k {
+        Kind::List if n <= cut => Fault::CutBody,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let run = refs(&cut_once, &["--tagged-only"]);
+    assert_eq!(cut_once.injected(), cut);
+    assert_eq!(comparable(run.success()), comparable(clean));
+
+    let cut_all = Proxy::start(store.port, |k, _| match k {
+        Kind::List => Fault::CutBody,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let run = refs(&cut_all, &["--tagged-only"]);
+    run.expect_code(1).no_trailer().stderr_has(store.url);
+    (cut_all, run)
+}
+
 #[test]
 fn s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pulls() {
     let name = "s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pulls";
@@ -181,20 +262,20 @@ fn s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pul
         .run();
     orphans.success();
     let fs_refs = Tool::new("reg-refs").args(["--tagged-only", &fs_root]).run();
-    let fs_orphans = Tool::new("reg-orphans")
-        .args(["--min-age", "0s", &fs_root])
-        .stdin(&fs_refs.success().stdout)
-        .run();
+    let fs_orphans = on_copy(
+        "reg-orphans",
+        &["--min-age", "0s"],
+        &fs_root,
+        &fs_refs.success().stdout,
+    );
     assert_eq!(comparable(&refs), comparable(&fs_refs));
     assert_eq!(comparable(&orphans), comparable(fs_orphans.success()));
-    let dry = by_config("reg-rm", &reg, &["--dry-run", "--min-age", "0s"])
-        .stdin(&orphans.stdout)
-        .run();
-    let fs_dry = Tool::new("reg-rm")
-        .args(["--dry-run", "--min-age", "0s", &fs_root])
-        .stdin(&fs_orphans.stdout)
-        .run();
-    assert_eq!(comparable(dry.success()), comparable(fs_dry.success()));
+    same_dry_run(
+        |args| by_config("reg-rm", &reg, args),
+        &orphans,
+        &fs_root,
+        &fs_orphans,
+    );
 
     // A list made on the filesystem is another root.
     by_config("reg-orphans", &reg, &["--min-age", "0s"])
@@ -220,10 +301,7 @@ fn s3_same_records_as_on_a_filesystem_copy_registry_gc_agrees_and_everything_pul
         .stdin(&orphans.stdout)
         .run();
     rm.success().stderr_has("DeleteObjects");
-    let fs_rm = Tool::new("reg-rm")
-        .args(["--min-age", "0s", &fs_root])
-        .stdin(&fs_orphans.stdout)
-        .run();
+    let fs_rm = on_copy("reg-rm", &["--min-age", "0s"], &fs_root, &fs_orphans.stdout);
     assert_eq!(comparable(&rm), comparable(fs_rm.success()));
     let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
     assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
@@ -252,40 +330,21 @@ fn s3_faults_end_in_a_retry_or_a_clean_failure() {
     let clean = by_url("reg-refs", &reg, &moto.endpoint(), &["--tagged-only"]).run();
     clean.success();
 
-    // Every other listing page and GET throttled at first: retried, the
-    // same list.
-    let slow = Proxy::start(moto.port(), |k, n| match k {
-        Kind::List | Kind::Get if n % 2 == 1 && n < 40 => Fault::SlowDown,
-        _ => Fault::Forward,
-    })
-    .unwrap();
-    let refs = by_url("reg-refs", &reg, &slow.endpoint(), &["--tagged-only", "--stats"]).run();
-    refs.success().stderr_has("5xx");
-    assert!(slow.injected() >= 10, "{}", slow.injected());
-    assert_eq!(comparable(&refs), comparable(&clean));
-
-    // Two listing answers cut half way (the first page of each area): each
-    // page is asked for again, and the list is the same.
-    let cut_once = Proxy::start(moto.port(), |k, n| match k {
-        Kind::List if n <= 2 => Fault::CutBody,
-        _ => Fault::Forward,
-    })
-    .unwrap();
-    let refs = by_url("reg-refs", &reg, &cut_once.endpoint(), &["--tagged-only"]).run();
-    assert_eq!(cut_once.injected(), 2);
-    assert_eq!(comparable(refs.success()), comparable(&clean));
-
-    // Every listing answer cut: a failure naming the bucket, no trailer,
-    // and reg-orphans refuses what it printed.
-    let cut = Proxy::start(moto.port(), |k, _| match k {
-        Kind::List => Fault::CutBody,
-        _ => Fault::Forward,
-    })
-    .unwrap();
-    let refs = by_url("reg-refs", &reg, &cut.endpoint(), &["--tagged-only"]).run();
-    refs.expect_code(1)
-        .no_trailer()
-        .stderr_has("s3://registry/srv/registry");
+    // Every other listing page and GET throttled at first (up to the
+    // 40th), at least 10 times; two listing answers cut half way (the first
+    // page of each area); then every one: reg-orphans refuses what reg-refs
+    // printed.
+    let (cut, refs) = listing_faults(
+        &Store {
+            port: moto.port(),
+            by_url: &|name, endpoint, args| by_url(name, &reg, endpoint, args),
+            endpoint_of: Proxy::endpoint,
+            url: "s3://registry/srv/registry",
+        },
+        &clean,
+        (40, 10),
+        2,
+    );
     let orphans = by_url("reg-orphans", &reg, &cut.endpoint(), &["--min-age", "0s"])
         .stdin(&refs.stdout)
         .run();
