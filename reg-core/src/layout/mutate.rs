@@ -110,6 +110,13 @@ impl Store {
         self.backend.write_new(rel, d.to_string().as_bytes())
     }
 
+    /// Writes blob `d`'s data, unless data is there (see
+    /// [`crate::storage::Backend::write_new`]): reg-rm's copy of a manifest
+    /// pushed again while it was deleted.
+    pub fn write_blob_back(&self, d: &Digest, bytes: &[u8]) -> Result<bool> {
+        self.backend.write_new(&paths::blob_data(d), bytes)
+    }
+
     /// Checks and makes `trash` ready to move into (see
     /// [`crate::storage::Trash::prepare_trash`]); refused where the backend
     /// has no trash (object storage).

@@ -350,6 +350,12 @@ impl<'a> Deleter<'a> {
             .map(|_| ())
     }
 
+    /// Writes blob `d`'s data back (a manifest pushed again while it was
+    /// deleted), unless data is there again.
+    pub(super) fn restore_blob(&self, d: Digest, bytes: &[u8]) -> crate::Result<()> {
+        self.store.write_blob_back(&d, bytes).map(|_| ())
+    }
+
     /// Writes back the `_layers` links to `d` this run removed (listed in
     /// `link_recs`); the repositories they are back in.
     pub(super) fn restore_links(&self, d: Digest, link_recs: &[Option<RmRecord>]) -> Vec<String> {

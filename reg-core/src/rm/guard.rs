@@ -373,18 +373,18 @@ impl Guard<'_> {
     }
 
     /// A blob's data, checked again at deletion time: young now (a push
-    /// wrote it again), or unreadable.
-    pub(super) fn blob_now(&self, d: Digest) -> Verdict {
+    /// wrote it again), or unreadable; with its size when it is there.
+    pub(super) fn blob_now(&self, d: Digest) -> (Verdict, Option<u64>) {
         match self.store.blob_meta(&d) {
             // Warned about (if in the future) when the blob was judged.
             Ok(Some(m)) if Time(m.mtime).age(self.cfg.now) < self.cfg.min_age => {
-                Verdict::Kept(self.young_reason())
+                (Verdict::Kept(self.young_reason()), Some(m.size))
             }
-            Ok(Some(_)) => Verdict::Go,
-            Ok(None) => Verdict::Absent,
+            Ok(Some(m)) => (Verdict::Go, Some(m.size)),
+            Ok(None) => (Verdict::Absent, None),
             Err(e) => {
                 self.msgs.error(e);
-                Verdict::Failed
+                (Verdict::Failed, None)
             }
         }
     }

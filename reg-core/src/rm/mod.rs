@@ -25,6 +25,7 @@
 //! serves and that a second run finishes the job.
 
 mod act;
+mod copies;
 mod guard;
 mod input;
 mod phases;
@@ -93,6 +94,9 @@ pub struct Hooks {
     /// Runs once the revisions are removed, before the run looks again
     /// (tests push there).
     pub after_revisions: Option<Hook>,
+    /// Runs once the blob data is deleted, before the last look for
+    /// manifests pushed again meanwhile (tests link one there).
+    pub after_blobs: Option<Hook>,
     /// Runs once an empty repository's keys are listed for removal, before
     /// they are removed (tests push there).
     pub before_repo_removal: Option<Hook>,

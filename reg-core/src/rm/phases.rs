@@ -8,6 +8,7 @@ use std::io::Write;
 use rayon::prelude::*;
 
 use super::act::Deleter;
+use super::copies::Copies;
 use super::guard::{BlobLinks, Guard, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, RmRecord, Stopped, Writer};
@@ -89,6 +90,9 @@ struct Run<'i> {
     link_jobs: Vec<((String, Digest), (bool, Digest))>,
     /// `blobs/<alg>/<xx>` directories that lost a blob.
     prefixes: BTreeSet<String>,
+    /// Copies of the blobs deleted that could be manifests (see
+    /// [`Copies`]); `None` in a dry run.
+    copies: Option<Copies>,
 }
 
 impl<'i> Run<'i> {
@@ -103,6 +107,7 @@ impl<'i> Run<'i> {
             kept_blobs: Vec::new(),
             link_jobs: Vec::new(),
             prefixes: BTreeSet::new(),
+            copies: None,
         }
     }
 
@@ -215,7 +220,7 @@ impl<'a> Runner<'a> {
                 PhaseName::Tags => self.tags(&mut run),
                 PhaseName::Revisions => self.revisions(&run),
                 PhaseName::LayerLinks => self.layer_links(&mut run),
-                PhaseName::Blobs => self.blobs(&run),
+                PhaseName::Blobs => self.blobs(&mut run),
                 PhaseName::Uploads => self.uploads(&run),
                 PhaseName::Repositories => self.repositories(&run),
             };
@@ -229,6 +234,7 @@ impl<'a> Runner<'a> {
                     Ok(())
                 }
                 PhaseName::Blobs => {
+                    self.after_blobs(&run, &mut recs);
                     run.merge_kept_blobs(&mut recs);
                     Ok(())
                 }
@@ -460,21 +466,116 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Blob data, checked again now.
-    fn blobs(&self, run: &Run) -> Vec<Option<RmRecord>> {
+    /// Blob data, checked again now; what could be a manifest is copied
+    /// first (see [`Copies`]), and kept if it cannot be.
+    fn blobs(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
         let ds: Vec<Digest> = run.doomed.keys().copied().collect();
         self.start("blobs", ds.len());
-        ds.par_iter()
+        let copies = match self.guard.dry_run() || ds.is_empty() {
+            true => None,
+            false => match Copies::new() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.guard.msgs.error(format!(
+                        "{}: cannot make a temporary file for copies of the manifests deleted \
+                         ({e}); every blob that could be a manifest is kept",
+                        std::env::temp_dir().display()
+                    ));
+                    None
+                }
+            },
+        };
+        let recs = ds
+            .par_iter()
             .map(|d| {
-                let rec = self.apply(
-                    RmRecord::new("blob").digest(*d),
-                    self.guard.blob_now(*d),
-                    &[paths::blob_dir(d)],
-                );
+                let rec = RmRecord::new("blob").digest(*d);
+                let verdict = match self.guard.blob_now(*d) {
+                    (Verdict::Go, Some(size)) if !self.guard.dry_run() && Copies::wanted(size) => {
+                        self.copied_first(copies.as_ref(), *d)
+                    }
+                    (v, _) => v,
+                };
+                let rec = self.apply(rec, verdict, &[paths::blob_dir(d)]);
                 self.progress().inc(1);
                 rec
             })
-            .collect()
+            .collect();
+        run.copies = copies;
+        recs
+    }
+
+    /// `Go` once blob `d` is copied (or is no manifest); kept otherwise.
+    fn copied_first(&self, copies: Option<&Copies>, d: Digest) -> Verdict {
+        let Some(c) = copies else {
+            return Verdict::Kept("no copy could be made before deleting it (see errors)".into());
+        };
+        match c.copy(self.store(), d) {
+            Ok(_) => Verdict::Go,
+            Err(e) => {
+                self.guard.msgs.error(e);
+                Verdict::Kept("no copy could be made before deleting it (see errors)".into())
+            }
+        }
+    }
+
+    /// The last look: a manifest deleted in the blob phase that a link
+    /// names again (a push of it landed after the second look: the
+    /// registry found its data and wrote only the link) gets its data
+    /// back. Could the repositories not be read again, every copy goes back.
+    fn after_blobs(&self, run: &Run, recs: &mut [Option<RmRecord>]) {
+        let Some(copies) = &run.copies else {
+            return;
+        };
+        let gone: BTreeSet<Digest> = recs
+            .iter()
+            .flatten()
+            .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
+            .filter_map(|r| r.digest)
+            .filter(|d| copies.has(d))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        #[cfg(any(test, feature = "test-hooks"))]
+        if let Some(hook) = &self.guard.cfg.hooks.after_blobs {
+            (hook.0)();
+        }
+        self.store().refresh();
+        self.progress().set_context("looking again");
+        // Every link counts, those this run removed too: one there now was
+        // written again since (this is no dry run).
+        let (links, scan_ok) = self.guard.blob_links(&gone, &Removed::default());
+        self.progress().set_context("");
+        for rec in recs.iter_mut().flatten() {
+            let Some(d) = rec.digest.filter(|d| gone.contains(d)) else {
+                continue;
+            };
+            let linked = links
+                .get(&d)
+                .and_then(|l| l.revisions.first().or(l.layer_links.first().map(|x| &x.0)));
+            let why = match (linked, scan_ok) {
+                (Some(repo), _) => format!("pushed again in {repo} while this run deleted it"),
+                (None, false) => "could not read every repository again (see errors)".to_string(),
+                (None, true) => continue,
+            };
+            let restored = copies
+                .get(&d)
+                .map_err(|e| crate::Error::io(std::env::temp_dir(), e))
+                .and_then(|b| match b {
+                    Some(bytes) => self.act.restore_blob(d, &bytes),
+                    None => Ok(()),
+                });
+            let note = match restored {
+                Ok(()) => format!("{why}: its data was written back"),
+                Err(e) => {
+                    self.guard.msgs.error(e);
+                    format!("{why}: writing its data back failed (see errors)")
+                }
+            };
+            *rec = std::mem::replace(rec, RmRecord::new("blob"))
+                .done(Action::Kept, 0)
+                .kept(note);
+        }
     }
 
     /// Uploads.

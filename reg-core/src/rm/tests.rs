@@ -1480,3 +1480,45 @@ fn concurrent_runs_count_each_deletion_once() {
         assert_eq!(Store::fs(&v2).blobs().items.len(), 3, "round {round}");
     }
 }
+
+#[test]
+fn a_manifest_pushed_again_while_its_data_goes_gets_its_data_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().to_path_buf();
+    image(&v2, "app", Some("v1"), "keep");
+    let (old, oc, ol) = image(&v2, "app", None, "old");
+    let other = blob(&v2, b"{\"a\":\"JSON orphan\"}");
+    age(&v2, DAY);
+    let manifest = fs::read(v2.join(paths::blob_data(&old))).unwrap();
+    let input = format!(
+        "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n{old}\n{oc}\n{ol}\n{other}\n"
+    );
+    // The push of `old` under a new tag found its data (before the blob
+    // phase deleted it) and wrote only the links, after the second look.
+    let at = v2.clone();
+    let run_then = hook(move || {
+        link(&at, &paths::revision_link("app", &old), &old);
+        link(&at, &paths::tag_current("app", "again"), &old);
+    });
+    let r = rm(&v2, &input, &hooked(|h| h.after_blobs = Some(run_then)));
+    r.result.as_ref().unwrap();
+    assert_eq!(r.action("blob", &[("digest", &old.to_string())]), "kept");
+    let rec = r
+        .recs
+        .iter()
+        .find(|x| x["kind"] == "blob" && x["digest"] == old.to_string())
+        .unwrap();
+    let why = rec["reason"].as_str().unwrap();
+    assert!(
+        why.contains("pushed again in app") && why.contains("written back"),
+        "{why}"
+    );
+    assert_eq!(fs::read(v2.join(paths::blob_data(&old))).unwrap(), manifest);
+    // A JSON blob nothing links again stays deleted; so do the layers (a
+    // push of a layer uploads it again).
+    for d in [other, oc, ol] {
+        assert_eq!(r.action("blob", &[("digest", &d.to_string())]), "deleted", "{d}");
+        assert!(!v2.join(paths::blob_data(&d)).exists());
+    }
+    assert!(Store::fs(&v2).manifest(&old).unwrap().is_some());
+}
