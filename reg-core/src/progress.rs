@@ -136,7 +136,7 @@ impl Progress {
 
     /// Sets the phase's total (now known).
     pub fn set_total(&self, n: u64) {
-        self.total.store(n, Ordering::Relaxed);
+        self.total.store(n, Ordering::Release);
     }
 
     /// Adds to the phase's total (more found to do); a total not known
@@ -144,14 +144,14 @@ impl Progress {
     pub fn add_total(&self, n: u64) {
         let _ = self
             .total
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |t| {
                 Some(if t == UNKNOWN { n } else { t.saturating_add(n) })
             });
     }
 
     /// Counts `n` more done.
     pub fn inc(&self, n: u64) {
-        self.done.fetch_add(n, Ordering::Relaxed);
+        self.done.fetch_add(n, Ordering::Release);
     }
 
     /// Done so far in this phase.
@@ -175,11 +175,15 @@ impl Progress {
     pub fn snapshot(&self) -> Snapshot {
         // Under the lock [`Progress::start`] takes: a phase with its own counts.
         let phase = self.phase.lock();
-        let total = self.total.load(Ordering::Relaxed);
+        // Done before total: a total is set before the work it counts
+        // (Release there, Acquire here), so a count read first is never
+        // past the total read after it.
+        let done = self.done.load(Ordering::Acquire);
+        let total = self.total.load(Ordering::Acquire);
         Snapshot {
             seq: self.seq.load(Ordering::Relaxed),
             phase: phase.map(|p| p.clone()).unwrap_or_default(),
-            done: self.done.load(Ordering::Relaxed),
+            done,
             total: (total != UNKNOWN).then_some(total),
             also: self.also.load(Ordering::Relaxed),
         }

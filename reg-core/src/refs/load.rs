@@ -227,6 +227,10 @@ pub(super) fn load_pending(
     let mut queued = std::mem::take(&mut cache.queue);
     queued.reverse();
     loop {
+        // Before each batch: what was queued since (index children, a
+        // revision to be read again in full) is in the total before it is
+        // read, so the count never passes the total.
+        show_manifest_total(msgs, cache, later);
         if queued.is_empty() {
             queued = std::mem::take(&mut cache.queue);
             queued.reverse();
@@ -282,8 +286,8 @@ pub(super) fn load_pending(
                 Err(e) => errors.push((cache.digest(id), repo, e)),
             }
         }
-        show_manifest_total(msgs, cache, later);
     }
+    show_manifest_total(msgs, cache, later);
     unusable(roots, cache, broken_ok, msgs, errors)
 }
 
