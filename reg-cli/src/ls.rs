@@ -7,35 +7,36 @@ use crate::common::{self as cli, Common};
 use clap::Parser;
 use reg_core::ls::{self, Kind};
 
-/// `--kind` values: the kinds of reg-ls records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum KindArg {
-    /// A repository
-    Repo,
-    /// A tag and the manifest it points at
-    Tag,
-    /// A manifest revision link
-    Revision,
-    /// A _layers link
-    LayerLink,
-    /// A stored blob, with its size
-    Blob,
-    /// An upload in progress
-    Upload,
-}
+/// A `--kind` value: one of reg-core's kinds, named as its records are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindArg(pub Kind);
 
-impl From<KindArg> for Kind {
-    fn from(k: KindArg) -> Kind {
-        match k {
-            KindArg::Repo => Kind::Repo,
-            KindArg::Tag => Kind::Tag,
-            KindArg::Revision => Kind::Revision,
-            KindArg::LayerLink => Kind::LayerLink,
-            KindArg::Blob => Kind::Blob,
-            KindArg::Upload => Kind::Upload,
-        }
+impl clap::ValueEnum for KindArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        const ALL: [KindArg; 6] = [
+            KindArg(Kind::Repo),
+            KindArg(Kind::Tag),
+            KindArg(Kind::Revision),
+            KindArg(Kind::LayerLink),
+            KindArg(Kind::Blob),
+            KindArg(Kind::Upload),
+        ];
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let (name, help) = match self.0 {
+            Kind::Repo => ("repo", "A repository"),
+            Kind::Tag => ("tag", "A tag and the manifest it points at"),
+            Kind::Revision => ("revision", "A manifest revision link"),
+            Kind::LayerLink => ("layer-link", "A _layers link"),
+            Kind::Blob => ("blob", "A stored blob, with its size"),
+            Kind::Upload => ("upload", "An upload in progress"),
+        };
+        Some(clap::builder::PossibleValue::new(name).help(help))
     }
 }
+
 use reg_core::messages::count;
 use reg_core::size::human_bytes;
 
@@ -104,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_repo_names("--repo", &args.repos)?;
     let msgs = cli::messages("reg-ls", args.common.quiet).summary_when(crate::show_summary(args.stats));
     let cfg = ls::Config {
-        kinds: args.kinds.into_iter().map(Kind::from).collect(),
+        kinds: args.kinds.into_iter().map(|k| k.0).collect(),
         repos: args.repos,
         verify: args.verify,
     };

@@ -74,6 +74,20 @@ fn cfg(min_age: Duration) -> Config {
     }
 }
 
+/// `app:v1`, and an image of `app` overwritten long ago (its revision,
+/// manifest, config and layer orphans) beside the orphan blob `other`, all
+/// aged a day: their digests, and the list naming the revision and blobs.
+fn overwritten(v2: &Path, other: &[u8]) -> ([Digest; 4], String) {
+    image(v2, "app", Some("v1"), "keep");
+    let (old, oc, ol) = image(v2, "app", None, "old");
+    let other = blob(v2, other);
+    age(v2, DAY);
+    let input = format!(
+        "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n{old}\n{oc}\n{ol}\n{other}\n"
+    );
+    ([old, oc, ol, other], input)
+}
+
 /// `cfg(Duration::ZERO)` with the test hooks `set` chooses.
 fn hooked(set: impl FnOnce(&mut Hooks)) -> Config {
     let mut hooks = Hooks::default();
@@ -1033,14 +1047,7 @@ fn an_index_pushed_while_its_children_go_gets_them_back() {
 fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = dir.path().to_path_buf();
-    image(&v2, "app", Some("v1"), "keep");
-    // Overwritten long ago: its blobs are orphans, and the list says so.
-    let (old, oc, ol) = image(&v2, "app", None, "old");
-    let other = blob(&v2, b"a real orphan");
-    age(&v2, DAY);
-    let input = format!(
-        "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n{old}\n{oc}\n{ol}\n{other}\n"
-    );
+    let ([old, oc, ol, other], input) = overwritten(&v2, b"a real orphan");
     // While reg-rm removes links, a client pushes the old image again
     // under a new tag (its manifest only: the blobs "exist").
     let at = v2.clone();
@@ -1485,14 +1492,8 @@ fn concurrent_runs_count_each_deletion_once() {
 fn a_manifest_pushed_again_while_its_data_goes_gets_its_data_back() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = dir.path().to_path_buf();
-    image(&v2, "app", Some("v1"), "keep");
-    let (old, oc, ol) = image(&v2, "app", None, "old");
-    let other = blob(&v2, b"{\"a\":\"JSON orphan\"}");
-    age(&v2, DAY);
+    let ([old, oc, ol, other], input) = overwritten(&v2, b"{\"a\":\"JSON orphan\"}");
     let manifest = fs::read(v2.join(paths::blob_data(&old))).unwrap();
-    let input = format!(
-        "{{\"kind\":\"revision\",\"repo\":\"app\",\"digest\":\"{old}\"}}\n{old}\n{oc}\n{ol}\n{other}\n"
-    );
     // The push of `old` under a new tag found its data (before the blob
     // phase deleted it) and wrote only the links, after the second look.
     let at = v2.clone();
