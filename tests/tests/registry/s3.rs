@@ -672,3 +672,86 @@ fn s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc() {
         "ours {ours}, the registry's {theirs}"
     );
 }
+
+/// Every regular file below `dir`, in name order.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The manifest cache (on by default on object storage) corrupted between
+/// runs: every entry holding another manifest's bytes, one cut short. The
+/// tools read each from the bucket again (an entry is checked against its
+/// digest), list exactly what they list without a cache, and the GC made
+/// through that cache leaves every tag pulling.
+#[test]
+fn s3_a_corrupt_manifest_cache_is_read_again_and_everything_pulls() {
+    let name = "s3_a_corrupt_manifest_cache_is_read_again_and_everything_pulls";
+    let Some((moto, mut reg, p)) = s3_scenario(name) else {
+        return;
+    };
+    let home = tempfile::Builder::new()
+        .prefix("reg-tests-cache-")
+        .tempdir()
+        .unwrap();
+    let with_home = |t: Tool| t.env("XDG_CACHE_HOME", home.path());
+    let uncached = by_url(
+        "reg-refs",
+        &reg,
+        &moto.endpoint(),
+        &["--tagged-only", "--no-manifest-cache"],
+    )
+    .run();
+    uncached.success();
+    let filled = with_home(by_url("reg-refs", &reg, &moto.endpoint(), &["--tagged-only"])).run();
+    assert_eq!(filled.success().stdout, uncached.stdout);
+
+    // Each entry takes the next one's bytes (valid manifests, of other
+    // digests); the first is then cut in half.
+    let corrupt = || {
+        let entries = files_below(&home.path().join("reg-tools"));
+        assert!(entries.len() >= 2, "the cache kept {} entries", entries.len());
+        let bytes: Vec<Vec<u8>> = entries.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        for (i, f) in entries.iter().enumerate() {
+            std::fs::write(f, &bytes[(i + 1) % bytes.len()]).unwrap();
+        }
+        let first = &bytes[1];
+        std::fs::write(&entries[0], &first[..first.len() / 2]).unwrap();
+    };
+    corrupt();
+    let refs = with_home(by_url(
+        "reg-refs",
+        &reg,
+        &moto.endpoint(),
+        &["--tagged-only", "--stats"],
+    ))
+    .run();
+    refs.success().stderr_has(" GET");
+    assert_eq!(
+        refs.stdout, uncached.stdout,
+        "the corrupt cache changed reg-refs' list"
+    );
+    let orphans = by_url("reg-orphans", &reg, &moto.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.stdout)
+        .run();
+    orphans.success();
+    // reg-rm's mark reads through the cache too: corrupted again.
+    corrupt();
+    let rm = with_home(by_url("reg-rm", &reg, &moto.endpoint(), &["--min-age", "0s"]))
+        .stdin(&orphans.stdout)
+        .run();
+    rm.success();
+    let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
+    assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+}
