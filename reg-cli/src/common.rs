@@ -87,7 +87,8 @@ pub struct Common {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Number of threads, 1 to 256 [default: every core; 32 on object storage]
+    /// Number of threads, 1 to 256 [default: every core; 32 on object storage]; on object
+    /// storage also the most manifest GETs in flight [default: adapted, 32 to 256]
     #[arg(short = 'j', long = "threads", value_name = "N", value_parser = threads)]
     pub threads: Option<usize>,
 
@@ -150,6 +151,10 @@ impl Common {
             Some(dir) => store.with_manifest_cache(dir),
             None => store,
         };
+        // `-j N` bounds the manifest GETs in flight too (they adapt below it).
+        if let Some(n) = self.threads {
+            store.backend().cap_reads(n);
+        }
         Ok((store, used))
     }
 

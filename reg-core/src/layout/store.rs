@@ -43,6 +43,10 @@ fn split_repositories(dir: &str) -> bool {
         && last.and_then(Algorithm::from_name).is_some())
 }
 
+/// A manifest's bytes as read, `true` when from the manifest cache; `None`
+/// when not there.
+type ReadBytes = Option<(Vec<u8>, bool)>;
+
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
     pub(super) backend: Box<dyn Backend>,
@@ -158,30 +162,56 @@ impl Store {
     }
 
     /// The manifest `d`: read (at most [`MANIFEST_LIMIT`] bytes), checked
-    /// against its digest and parsed. The one manifest reader of the tools.
+    /// against its digest and parsed. The one manifest reader of the tools
+    /// (with [`Store::manifests`], the same for many at once).
     /// `Ok(None)` if its data is missing (an image already broken); an error
     /// naming the path if it is there but too large, unreadable, not a
     /// manifest, or does not hash to `d`.
     pub fn manifest(&self, d: &Digest) -> Result<Option<crate::manifest::Manifest>> {
+        let read = match self.cached_manifest(d)? {
+            Some(bytes) => Some(bytes),
+            None => self.read_blob(d, MANIFEST_LIMIT)?.map(|b| (b, false)),
+        };
+        self.checked_manifest(d, read)
+    }
+
+    /// [`Store::manifest`] of each of `ds`, answered in their order: those
+    /// the cache has from there, the others read all at once
+    /// ([`Backend::read_many`]: on object storage, as many GETs in flight
+    /// as the store sustains).
+    pub fn manifests(&self, ds: &[Digest]) -> Vec<Result<Option<crate::manifest::Manifest>>> {
+        let mut found: Vec<Result<ReadBytes>> = ds.par_iter().map(|d| self.cached_manifest(d)).collect();
+        let missed: Vec<usize> = (0..ds.len()).filter(|&i| matches!(found[i], Ok(None))).collect();
+        let rels: Vec<String> = missed.iter().map(|&i| paths::blob_data(&ds[i])).collect();
+        for (i, r) in missed
+            .into_iter()
+            .zip(self.backend.read_many(&rels, MANIFEST_LIMIT))
+        {
+            found[i] = r.map(|o| o.map(|b| (b, false)));
+        }
+        found
+            .into_par_iter()
+            .zip(ds.par_iter())
+            .map(|(read, d)| self.checked_manifest(d, read?))
+            .collect()
+    }
+
+    /// `d`'s bytes from the manifest cache (marked `true`), only while its
+    /// blob is still stored (a deleted manifest is missing).
+    fn cached_manifest(&self, d: &Digest) -> Result<ReadBytes> {
+        match &self.manifest_cache {
+            Some(c) if self.backend.stat(&paths::blob_data(d))?.is_some() => Ok(c.read(d).map(|b| (b, true))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks and parses what was read of `d` (`true`: from the cache);
+    /// bytes read from the store that are `d`'s are handed to the cache.
+    fn checked_manifest(&self, d: &Digest, read: ReadBytes) -> Result<Option<crate::manifest::Manifest>> {
+        let Some((bytes, cached)) = read else {
+            return Ok(None);
+        };
         let rel = paths::blob_data(d);
-        let cache = self.manifest_cache.as_ref();
-        let from_cache = match cache {
-            // Only while the blob is stored: a deleted manifest is missing.
-            Some(c) if self.backend.stat(&rel)?.is_some() => c.read(d),
-            _ => None,
-        };
-        let bytes = match from_cache {
-            Some(b) => b,
-            None => {
-                let Some(bytes) = self.read_blob(d, MANIFEST_LIMIT)? else {
-                    return Ok(None);
-                };
-                if let Some(c) = cache {
-                    c.keep(d, &bytes);
-                }
-                bytes
-            }
-        };
         let bad = |why: String| Error::new(self.display(&rel), ErrorKind::BadManifest(why));
         if !d.matches(&bytes) {
             return Err(bad(format!(
@@ -189,9 +219,12 @@ impl Store {
                 d.same_alg_of(&bytes)
             )));
         }
-        crate::manifest::parse(&bytes)
-            .map(Some)
-            .map_err(|e| bad(e.to_string()))
+        let parsed = crate::manifest::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+        match &self.manifest_cache {
+            Some(c) if !cached => c.keep(d, bytes),
+            _ => {}
+        }
+        Ok(Some(parsed))
     }
 
     /// Size and mtime of a blob's data file; `None` if absent.
@@ -975,6 +1008,8 @@ mod tests {
         put(&v2, &paths::blob_data(&d), std::str::from_utf8(m).unwrap());
         let s = Store::fs(&v2).with_manifest_cache(&cache);
         assert!(s.manifest(&d).unwrap().is_some());
+        // Written by the cache's own thread: there once it is flushed.
+        s.manifest_cache.as_ref().unwrap().flush();
         let cached = cache.join(d.to_string());
         assert_eq!(fs::read(&cached).unwrap(), m);
         // Read from the cache: the stored bytes may even be gone bad.
@@ -990,6 +1025,49 @@ mod tests {
         fs::write(&cached, m).unwrap();
         fs::remove_file(v2.join(paths::blob_data(&d))).unwrap();
         assert!(s.manifest(&d).unwrap().is_none());
+    }
+
+    /// Many manifests at once: each as [`Store::manifest`] says, in the
+    /// order asked, from the cache or the store, checked either way.
+    #[test]
+    fn manifests_answer_each_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("v2");
+        let cache = dir.path().join("cache");
+        let m = |i: usize| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":{i}}},"layers":[]}}"#
+            )
+        };
+        let ds: Vec<Digest> = (0..6).map(|i| Digest::sha256_of(m(i).as_bytes())).collect();
+        for (i, d) in ds.iter().enumerate() {
+            if i != 4 {
+                put(&v2, &paths::blob_data(d), &m(i));
+            }
+        }
+        // Item 3 stored bad; item 4 not stored.
+        fs::write(v2.join(paths::blob_data(&ds[3])), b"garbage").unwrap();
+        let check = |s: &Store| {
+            let got = s.manifests(&ds);
+            assert_eq!(got.len(), ds.len());
+            for (i, g) in got.into_iter().enumerate() {
+                match i {
+                    3 => assert!(matches!(g.unwrap_err().kind(), ErrorKind::BadManifest(_))),
+                    4 => assert!(g.unwrap().is_none()),
+                    _ => assert_eq!(g.unwrap().unwrap().configs[0].size, Some(i as u64)),
+                }
+            }
+        };
+        check(&Store::fs(&v2));
+        let s = Store::fs(&v2).with_manifest_cache(&cache);
+        check(&s);
+        s.manifest_cache.as_ref().unwrap().flush();
+        // From the cache now: the good ones only, and a bad cache entry is
+        // read from the store again.
+        assert!(cache.join(ds[0].to_string()).exists());
+        assert!(!cache.join(ds[3].to_string()).exists());
+        fs::write(cache.join(ds[1].to_string()), m(0)).unwrap();
+        check(&s);
     }
 
     #[test]

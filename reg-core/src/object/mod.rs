@@ -35,6 +35,7 @@
 
 pub mod azure;
 mod compact;
+mod gets;
 mod http;
 pub mod inventory;
 pub mod list;
@@ -45,7 +46,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use md5::Digest as _;
@@ -164,6 +165,8 @@ pub struct ObjectBackend {
     /// The manifest of the inventory report the listings came from, until
     /// [`Backend::refresh`] (see [`ObjectBackend::use_inventory`]).
     inventory: Mutex<Option<String>>,
+    /// How many GETs of [`Backend::read_many`] are in flight ([`gets`]).
+    gets: Mutex<gets::Concurrency>,
 }
 
 impl std::fmt::Debug for ObjectBackend {
@@ -246,6 +249,7 @@ impl ObjectBackend {
             listing: Mutex::default(),
             provider: Some(provider),
             inventory: Mutex::default(),
+            gets: Mutex::default(),
         })
     }
 
@@ -270,6 +274,7 @@ impl ObjectBackend {
             listing: Mutex::default(),
             provider: None,
             inventory: Mutex::default(),
+            gets: Mutex::default(),
         })
     }
 
@@ -385,6 +390,25 @@ impl ObjectBackend {
                  prefix or rootdirectory, or a registry that has stored nothing yet?); one level up, {there}"
             ),
         ))
+    }
+
+    /// One GET of `rel`, at most `limit` bytes; `None` if it is not there.
+    async fn get(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>> {
+        let got = match self.src.store.get(&self.key(rel)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.store_err(rel, &e)),
+        };
+        let meta = meta_of(&self.obj_of(&got.meta));
+        let too_large = || Error::new(self.display(rel), crate::error::ErrorKind::TooLarge(limit));
+        if got.meta.size > limit {
+            return Err(too_large());
+        }
+        let bytes = got.bytes().await.map_err(|e| self.store_err(rel, &e))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
+        Ok(Some((bytes.to_vec(), meta)))
     }
 
     fn key(&self, rel: &str) -> Key {
@@ -970,23 +994,46 @@ impl Backend for ObjectBackend {
     }
 
     fn read_with_meta(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>> {
+        self.rt.block_on(self.get(rel, limit))
+    }
+
+    /// GETs in flight as many at once as [`gets::Concurrency`] says, each
+    /// answer telling it how long it took and whether the store throttles.
+    fn read_many(&self, rels: &[String], limit: u64) -> Vec<Result<Option<Vec<u8>>>> {
+        let mut out: Vec<Option<Result<Option<Vec<u8>>>>> = rels.iter().map(|_| None).collect();
+        // Answers 5xx (503 SlowDown): the store asks for fewer.
+        let throttled = || {
+            self.src.http.as_ref().map_or(0, |h| {
+                h.counts.throttled.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        };
         self.rt.block_on(async {
-            let got = match self.src.store.get(&self.key(rel)).await {
-                Ok(g) => g,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(self.store_err(rel, &e)),
-            };
-            let meta = meta_of(&self.obj_of(&got.meta));
-            let too_large = || Error::new(self.display(rel), crate::error::ErrorKind::TooLarge(limit));
-            if got.meta.size > limit {
-                return Err(too_large());
+            let mut in_flight = futures::stream::FuturesUnordered::new();
+            let mut next = 0;
+            loop {
+                let limit_now = self.gets.lock().expect("gets").limit();
+                while next < rels.len() && in_flight.len() < limit_now {
+                    let (i, rel) = (next, &rels[next]);
+                    in_flight.push(async move {
+                        let t = Instant::now();
+                        let r = self.get(rel, limit).await;
+                        (i, r, t.elapsed())
+                    });
+                    next += 1;
+                }
+                let Some((i, r, took)) = in_flight.next().await else {
+                    break;
+                };
+                let transient = matches!(&r, Err(e) if e.failure() == Failure::Transient);
+                self.gets.lock().expect("gets").done(took, throttled(), transient);
+                out[i] = Some(r.map(|o| o.map(|(b, _)| b)));
             }
-            let bytes = got.bytes().await.map_err(|e| self.store_err(rel, &e))?;
-            if bytes.len() as u64 > limit {
-                return Err(too_large());
-            }
-            Ok(Some((bytes.to_vec(), meta)))
-        })
+        });
+        out.into_iter().map(|r| r.expect("every read answered")).collect()
+    }
+
+    fn cap_reads(&self, n: usize) {
+        self.gets.lock().expect("gets").cap(n);
     }
 
     /// Answers from the listing, without a request, when the object's size

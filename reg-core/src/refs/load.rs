@@ -208,6 +208,11 @@ pub(super) fn show_manifest_total(msgs: &Messages, cache: &InRunManifests, later
 /// the arena: bounds what is held unpacked at a time.
 pub(super) const LOAD_BATCH: usize = 8192;
 
+/// How many manifests of a batch are read at once ([`Store::manifests`]):
+/// their bytes are held until parsed, and on object storage up to
+/// [`crate::object`]'s bound of GETs are in flight among them.
+pub(super) const READ_CHUNK: usize = 2048;
+
 /// Loads, in parallel, every manifest the cache marks as pending. Every
 /// manifest that cannot be used is reported (by digest); any makes it fail.
 pub(super) fn load_pending(
@@ -250,13 +255,16 @@ pub(super) fn load_pending(
             }
             continue;
         }
+        let digests: Vec<Digest> = batch.iter().map(|&(id, _, _)| cache.digest(id)).collect();
+        let mut read: Vec<Loaded> = Vec::with_capacity(batch.len());
+        for chunk in digests.chunks(READ_CHUNK) {
+            read.extend(load_many(store, chunk));
+            msgs.progress().inc(chunk.len() as u64);
+        }
         let loaded: Vec<(Id, u32, bool, Loaded)> = batch
-            .par_iter()
-            .map(|&(id, repo, full)| {
-                let loaded = load(store, &cache.digest(id));
-                msgs.progress().inc(1);
-                (id, repo, full, loaded)
-            })
+            .iter()
+            .zip(read)
+            .map(|(&(id, repo, full), loaded)| (id, repo, full, loaded))
             .collect();
         for (id, repo, full, result) in loaded {
             match result {

@@ -8,12 +8,19 @@ use super::*;
 /// parser's notes; `None` if its data is missing.
 pub(super) type Loaded = Result<Option<(Vec<u8>, Vec<String>)>, Error>;
 
-/// One manifest, through [`Store::manifest`], packed.
-pub(super) fn load(store: &Store, d: &Digest) -> Loaded {
-    Ok(store.manifest(d)?.map(|mut m| {
-        let notes = std::mem::take(&mut m.notes);
-        (node_of(m), notes)
-    }))
+/// Manifests, through [`Store::manifests`] (the reads all at once), each
+/// packed; in the order of `ds`.
+pub(super) fn load_many(store: &Store, ds: &[Digest]) -> Vec<Loaded> {
+    store
+        .manifests(ds)
+        .into_par_iter()
+        .map(|m| {
+            Ok(m?.map(|mut m| {
+                let notes = std::mem::take(&mut m.notes);
+                (node_of(m), notes)
+            }))
+        })
+        .collect()
 }
 
 /// What is known of one manifest.

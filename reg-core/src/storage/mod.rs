@@ -175,6 +175,20 @@ pub trait Backend: Send + Sync {
         self.read_with_meta(rel, limit)
     }
 
+    /// [`Backend::read`] of every one of `rels`, answered in their order.
+    /// A backend whose reads are requests keeps as many in flight as the
+    /// store sustains (see [`crate::object`]); here, one per thread.
+    fn read_many(&self, rels: &[String], limit: u64) -> Vec<Result<Option<Vec<u8>>>> {
+        use rayon::prelude::*;
+        rels.par_iter().map(|r| self.read(r, limit)).collect()
+    }
+
+    /// At most `n` reads of [`Backend::read_many`] in flight (the tools'
+    /// `-j N`); a backend that reads by threads has nothing to bound.
+    fn cap_reads(&self, n: usize) {
+        let _ = n;
+    }
+
     /// A reader over `rel`, for content too large to read at once.
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
