@@ -20,6 +20,11 @@ pub mod pulls;
 pub mod refs;
 pub mod rm;
 
+/// The allocator of every tool: jemalloc with one arena (issue 18; why:
+/// .cargo/config.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Every tool's clap command, named as its binary.
 pub fn commands() -> Vec<clap::Command> {
     vec![

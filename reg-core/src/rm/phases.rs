@@ -152,14 +152,13 @@ impl<'i> Run<'i> {
     }
 
     /// The blob phase writes the blobs kept before it too, in digest order.
+    /// The kept go first, then a stable sort: the order of two records of
+    /// the same digest stays. In place, sorted by a table of digests (a
+    /// sort by key would take a copy of the records; issue 18).
     fn merge_kept_blobs(&mut self, recs: &mut Vec<Option<RmRecord>>) {
-        let mut all: Vec<Option<RmRecord>> = std::mem::take(&mut self.kept_blobs)
-            .into_iter()
-            .map(Some)
-            .collect();
-        all.append(recs);
-        all.sort_by_key(|r| r.as_ref().and_then(|r| r.digest));
-        *recs = all;
+        let kept = std::mem::take(&mut self.kept_blobs);
+        recs.splice(0..0, kept.into_iter().map(Some));
+        recs.sort_by_cached_key(|r| r.as_ref().and_then(|r| r.digest));
     }
 }
 
