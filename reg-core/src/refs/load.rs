@@ -213,6 +213,20 @@ pub(super) const LOAD_BATCH: usize = 8192;
 /// [`crate::object`]'s bound of GETs are in flight among them.
 pub(super) const READ_CHUNK: usize = 2048;
 
+/// Up to [`LOAD_BATCH`] ids off `queued` that are still pending, each
+/// marked as being loaded (a second entry in the queue is skipped).
+fn next_batch(cache: &mut InRunManifests, queued: &mut Vec<Id>) -> Vec<(Id, u32, bool)> {
+    let mut batch = Vec::new();
+    while batch.len() < LOAD_BATCH {
+        let Some(id) = queued.pop() else { break };
+        if let State::Pending { repo, full } = cache.state(id) {
+            cache.set(id, State::Unknown);
+            batch.push((id, repo, full));
+        }
+    }
+    batch
+}
+
 /// Loads, in parallel, every manifest the cache marks as pending. Every
 /// manifest that cannot be used is reported (by digest); any makes it fail.
 pub(super) fn load_pending(
@@ -240,15 +254,7 @@ pub(super) fn load_pending(
             queued = std::mem::take(&mut cache.queue);
             queued.reverse();
         }
-        let mut batch: Vec<(Id, u32, bool)> = Vec::new();
-        while batch.len() < LOAD_BATCH {
-            let Some(id) = queued.pop() else { break };
-            if let State::Pending { repo, full } = cache.state(id) {
-                // Marked as being loaded: a second entry in the queue is skipped.
-                cache.set(id, State::Unknown);
-                batch.push((id, repo, full));
-            }
-        }
+        let batch = next_batch(cache, &mut queued);
         if batch.is_empty() {
             if cache.queue.is_empty() {
                 break;
