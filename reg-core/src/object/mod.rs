@@ -997,7 +997,7 @@ impl Backend for ObjectBackend {
         self.rt.block_on(self.get(rel, limit))
     }
 
-    /// GETs in flight as many at once as [`gets::Concurrency`] says, each
+    /// GETs in flight as many at once as `gets::Concurrency` says, each
     /// answer telling it how long it took and whether the store throttles.
     fn read_many(&self, rels: &[String], limit: u64) -> Vec<Result<Option<Vec<u8>>>> {
         let mut out: Vec<Option<Result<Option<Vec<u8>>>>> = rels.iter().map(|_| None).collect();
