@@ -510,6 +510,9 @@ impl<'a> Runner<'a> {
         };
         match c.copy(self.store(), d) {
             Ok(_) => Verdict::Go,
+            // Gone meanwhile (another run removed or trashed it, which can
+            // fail the read on the way): nothing to copy or delete.
+            Err(_) if matches!(self.store().blob_meta(&d), Ok(None)) => Verdict::Absent,
             Err(e) => {
                 self.guard.msgs.error(e);
                 Verdict::Kept("no copy could be made before deleting it (see errors)".into())
