@@ -124,6 +124,15 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = cli::duration)]
     pub min_age: Duration,
 
+    /// Wait DURATION for pushes in flight before each look again
+    ///
+    /// Once revisions or _layers links are removed and once blob data is
+    /// set aside, reg-rm waits this long before it looks at the tree again:
+    /// a push that checked a blob just before it went writes its link a
+    /// moment later, and the look must see that link to keep the blob.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cli::duration)]
+    pub settle: Duration,
+
     /// Act on tag records: remove those tags
     ///
     /// A retention decision, never an accident of a pipeline: without it,
@@ -161,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = rm::Config {
         mode,
         min_age: args.min_age,
+        settle: args.settle,
         untag: args.untag,
         accept_broken: args.accept_broken,
         now: store.now(local, &msgs)?,

@@ -39,6 +39,9 @@ pub(super) struct Deleter<'a> {
     /// Object storage: removals queued for one batched delete per phase
     /// ([`Deleter::flush`]): each path and the keys under it.
     queued: Mutex<Vec<(String, Vec<String>)>>,
+    /// The filesystem: where blob directories are moved instead of deleted
+    /// until the run's last look (see [`super::aside`]).
+    hold: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// A repository's tag index entries: digest → the tags whose `index/`
@@ -61,7 +64,13 @@ impl<'a> Deleter<'a> {
             simulated: Mutex::new(HashSet::new()),
             tag_index: Mutex::new(VecDeque::new()),
             queued: Mutex::new(Vec::new()),
+            hold: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, blob directories this run deletes are moved into `dir`.
+    pub(super) fn hold_blobs_in(&self, dir: &std::path::Path) {
+        let _ = self.hold.set(dir.to_path_buf());
     }
 
     /// What removing means in this run's mode.
@@ -128,7 +137,12 @@ impl<'a> Deleter<'a> {
             Mode::Delete if self.store.backend().capabilities().batches_deletes => {
                 (self.queue(rel), Action::Deleted)
             }
-            Mode::Delete => (self.store.delete(rel), Action::Deleted),
+            Mode::Delete => match self.hold.get() {
+                Some(dir) if rel.strip_prefix(paths::BLOBS).is_some_and(|r| r.starts_with('/')) => {
+                    (self.store.trash(rel, dir), Action::Deleted)
+                }
+                _ => (self.store.delete(rel), Action::Deleted),
+            },
         };
         match res {
             Ok(true) => {
@@ -352,8 +366,8 @@ impl<'a> Deleter<'a> {
 
     /// Writes blob `d`'s data back (a manifest pushed again while it was
     /// deleted), unless data is there again.
-    pub(super) fn restore_blob(&self, d: Digest, bytes: &[u8]) -> crate::Result<()> {
-        self.store.write_blob_back(&d, bytes).map(|_| ())
+    pub(super) fn restore_blob(&self, d: Digest, bytes: &[u8]) -> crate::Result<bool> {
+        self.store.write_blob_back(&d, bytes)
     }
 
     /// Writes back the `_layers` links to `d` this run removed (listed in

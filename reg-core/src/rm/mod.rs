@@ -25,6 +25,7 @@
 //! serves and that a second run finishes the job.
 
 mod act;
+mod aside;
 mod copies;
 mod guard;
 mod input;
@@ -44,6 +45,7 @@ use crate::messages::Messages;
 use crate::output::Out;
 use crate::registry_config::BlobCache;
 
+pub use aside::HELD;
 pub use input::{check_input, parse_input, Input, InputError};
 pub use report::{Action, RmRecord, Stats, Stopped};
 
@@ -57,6 +59,11 @@ pub enum Mode {
     /// Move into this directory, keeping paths relative to `v2/`.
     Trash(PathBuf),
 }
+
+/// reg-rm's `--settle` unless told otherwise: a registry writes the link
+/// of a push milliseconds after checking the blob; a second covers a busy
+/// one with room to spare.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 
 /// How to delete.
 #[derive(Clone, Debug)]
@@ -72,6 +79,11 @@ pub struct Config {
     pub accept_broken: bool,
     /// "Now", for ages.
     pub now: SystemTime,
+    /// How long to wait, once links are removed and once blob data is set
+    /// aside, for pushes in flight to land before looking again: a push
+    /// that checked a blob just before it went writes its link a moment
+    /// later, and the look must see that link.
+    pub settle: Duration,
     /// Whether the registry keeps a blob descriptor cache, as its
     /// configuration says: what to remind of after deleting.
     pub blob_cache: BlobCache,
@@ -136,6 +148,7 @@ impl Default for Config {
             untag: false,
             accept_broken: false,
             now: SystemTime::now(),
+            settle: DEFAULT_SETTLE,
             blob_cache: BlobCache::Unknown,
             #[cfg(any(test, feature = "test-hooks"))]
             hooks: Hooks::default(),
@@ -160,6 +173,10 @@ pub fn run<W: Write>(
     if let Mode::Trash(dir) = &cfg.mode {
         // Checked and made by the backend's trash; refused without one.
         store.prepare_trash(dir)?;
+    }
+    if cfg.mode != Mode::DryRun {
+        // What a run that died set aside goes back before anything else.
+        aside::recover(store, msgs);
     }
     let runner = phases::Runner::new(store, cfg, msgs);
     let mut w = report::Writer {

@@ -8,6 +8,7 @@ use std::io::Write;
 use rayon::prelude::*;
 
 use super::act::Deleter;
+use super::aside::Aside;
 use super::copies::Copies;
 use super::guard::{BlobLinks, Guard, Removed, Verdict};
 use super::input::Input;
@@ -91,8 +92,11 @@ struct Run<'i> {
     /// `blobs/<alg>/<xx>` directories that lost a blob.
     prefixes: BTreeSet<String>,
     /// Copies of the blobs deleted that could be manifests (see
-    /// [`Copies`]); `None` in a dry run.
+    /// [`Copies`]); object storage only, `None` in a dry run.
     copies: Option<Copies>,
+    /// Where the blob directories deleted went until the last look (see
+    /// [`Aside`]); the filesystem only, `None` in a dry run.
+    aside: Option<Aside>,
 }
 
 impl<'i> Run<'i> {
@@ -108,6 +112,7 @@ impl<'i> Run<'i> {
             link_jobs: Vec::new(),
             prefixes: BTreeSet::new(),
             copies: None,
+            aside: None,
         }
     }
 
@@ -199,6 +204,16 @@ impl<'a> Runner<'a> {
         self.progress().start(Phase::new(name, "records"), Some(n as u64));
     }
 
+    /// The pause before a look after removals: a push that checked what
+    /// just went writes its link a moment later (see `Config::settle`).
+    fn settle(&self) {
+        if !self.guard.cfg.settle.is_zero() && !self.guard.dry_run() {
+            self.progress().set_context("waiting for pushes in flight");
+            std::thread::sleep(self.guard.cfg.settle);
+            self.progress().set_context("");
+        }
+    }
+
     /// Acts on a verdict for one record: `rels` go when it says so.
     fn apply(&self, rec: RmRecord, verdict: Verdict, rels: &[String]) -> Option<RmRecord> {
         match verdict {
@@ -233,7 +248,7 @@ impl<'a> Runner<'a> {
                     Ok(())
                 }
                 PhaseName::Blobs => {
-                    self.after_blobs(&run, &mut recs);
+                    self.after_blobs(&mut run, &mut recs);
                     run.merge_kept_blobs(&mut recs);
                     Ok(())
                 }
@@ -340,6 +355,11 @@ impl<'a> Runner<'a> {
         #[cfg(any(test, feature = "test-hooks"))]
         if let Some(hook) = &self.guard.cfg.hooks.after_revisions {
             (hook.0)();
+        }
+        // An index pushed as its children's links went writes its own link
+        // a moment after the registry checked theirs.
+        if !run.removed.revisions.is_empty() {
+            self.settle();
         }
         // A backend that caches listings (object storage) lists anew.
         self.store().refresh();
@@ -454,6 +474,9 @@ impl<'a> Runner<'a> {
             if let Some(hook) = &self.guard.cfg.hooks.after_links {
                 (hook.0)();
             }
+            // A manifest PUT that checked these blobs before their links
+            // went writes its revision link a moment later.
+            self.settle();
             self.store().refresh();
             self.progress().set_context("looking again");
             let asked = Asked {
@@ -465,32 +488,26 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Blob data, checked again now; what could be a manifest is copied
-    /// first (see [`Copies`]), and kept if it cannot be.
+    /// Blob data, checked again now. On the filesystem each doomed blob's
+    /// directory is set aside (see [`Aside`]); on object storage what could
+    /// be a manifest is copied first (see [`Copies`]), and kept if it
+    /// cannot be.
     fn blobs(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
         let ds: Vec<Digest> = run.doomed.keys().copied().collect();
         self.start("blobs", ds.len());
-        let copies = match self.guard.dry_run() || ds.is_empty() {
-            true => None,
-            false => match Copies::new() {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    self.guard.msgs.error(format!(
-                        "{}: cannot make a temporary file for copies of the manifests deleted \
-                         ({e}); every blob that could be a manifest is kept",
-                        std::env::temp_dir().display()
-                    ));
-                    None
-                }
-            },
-        };
-        let recs = ds
-            .par_iter()
+        if !self.guard.dry_run() && !ds.is_empty() {
+            match self.store().backend().trash() {
+                Some(t) => run.aside = self.aside(t.v2()),
+                None => run.copies = self.copies(),
+            }
+        }
+        let copies = run.copies.as_ref();
+        ds.par_iter()
             .map(|d| {
                 let rec = RmRecord::new("blob").digest(*d);
                 let verdict = match self.guard.blob_now(*d) {
-                    (Verdict::Go, Some(size)) if !self.guard.dry_run() && Copies::wanted(size) => {
-                        self.copied_first(copies.as_ref(), *d)
+                    (Verdict::Go, Some(size)) if copies.is_some() && Copies::wanted(size) => {
+                        self.copied_first(copies, *d)
                     }
                     (v, _) => v,
                 };
@@ -498,9 +515,47 @@ impl<'a> Runner<'a> {
                 self.progress().inc(1);
                 rec
             })
-            .collect();
-        run.copies = copies;
-        recs
+            .collect()
+    }
+
+    /// Where this run's blobs go until the last look: the trash, or a
+    /// directory of its own in `v2/` whose blob directories the deleter
+    /// moves there. `None`, after an error, if it cannot be made: blobs
+    /// are then deleted at once, as before there was a last look.
+    fn aside(&self, v2: &std::path::Path) -> Option<Aside> {
+        let aside = match &self.guard.cfg.mode {
+            Mode::Trash(dir) => Aside::trash(dir),
+            Mode::Delete => match Aside::hold(v2) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.guard.msgs.error(format!(
+                        "{}: cannot make a directory to set blobs aside in until the last look ({e}); \
+                         blobs are deleted at once",
+                        v2.join(super::aside::HELD).display()
+                    ));
+                    return None;
+                }
+            },
+            Mode::DryRun => return None,
+        };
+        self.act.hold_blobs_in(aside.dir());
+        Some(aside)
+    }
+
+    /// The spool for copies of the manifests deleted; `None` (every blob
+    /// that could be a manifest is then kept) after an error.
+    fn copies(&self) -> Option<Copies> {
+        match Copies::new() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.guard.msgs.error(format!(
+                    "{}: cannot make a temporary file for copies of the manifests deleted \
+                     ({e}); every blob that could be a manifest is kept",
+                    std::env::temp_dir().display()
+                ));
+                None
+            }
+        }
     }
 
     /// `Go` once blob `d` is copied (or is no manifest); kept otherwise.
@@ -510,8 +565,8 @@ impl<'a> Runner<'a> {
         };
         match c.copy(self.store(), d) {
             Ok(_) => Verdict::Go,
-            // Gone meanwhile (another run removed or trashed it, which can
-            // fail the read on the way): nothing to copy or delete.
+            // Gone meanwhile (another run removed it, which can fail the
+            // read on the way): nothing to copy or delete.
             Err(_) if matches!(self.store().blob_meta(&d), Ok(None)) => Verdict::Absent,
             Err(e) => {
                 self.guard.msgs.error(e);
@@ -520,33 +575,52 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The last look: a manifest deleted in the blob phase that a link
-    /// names again (a push of it landed after the second look: the
-    /// registry found its data and wrote only the link) gets its data
-    /// back. Could the repositories not be read again, every copy goes back.
-    fn after_blobs(&self, run: &Run, recs: &mut [Option<RmRecord>]) {
-        let Some(copies) = &run.copies else {
-            return;
-        };
+    /// The last look, after the settle pause: a blob deleted in the blob
+    /// phase that a link names again (a push of it landed after the second
+    /// look: the registry found its data and wrote only the link) comes
+    /// back: moved back from where it was set aside, or its copy written.
+    /// Could the repositories not be read again, every one comes back.
+    /// Then what was set aside goes.
+    fn after_blobs(&self, run: &mut Run, recs: &mut [Option<RmRecord>]) {
+        let (copies, aside) = (run.copies.as_ref(), run.aside.as_ref());
+        let held = |d: &Digest| copies.is_some_and(|c| c.has(d)) || aside.is_some_and(|a| a.has(d));
         let gone: BTreeSet<Digest> = recs
             .iter()
             .flatten()
             .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
             .filter_map(|r| r.digest)
-            .filter(|d| copies.has(d))
+            .filter(held)
             .collect();
-        if gone.is_empty() {
-            return;
+        if !gone.is_empty() {
+            #[cfg(any(test, feature = "test-hooks"))]
+            if let Some(hook) = &self.guard.cfg.hooks.after_blobs {
+                (hook.0)();
+            }
+            self.settle();
+            self.bring_back(&gone, copies, aside, recs);
         }
-        #[cfg(any(test, feature = "test-hooks"))]
-        if let Some(hook) = &self.guard.cfg.hooks.after_blobs {
-            (hook.0)();
+        if let Some(a) = run.aside.take() {
+            if let Err(e) = a.release() {
+                self.guard
+                    .msgs
+                    .error(format!("{e}; its blobs were deleted: remove it by hand"));
+            }
         }
+    }
+
+    /// Brings back the blobs of `gone` that a link names again.
+    fn bring_back(
+        &self,
+        gone: &BTreeSet<Digest>,
+        copies: Option<&Copies>,
+        aside: Option<&Aside>,
+        recs: &mut [Option<RmRecord>],
+    ) {
         self.store().refresh();
         self.progress().set_context("looking again");
         // Every link counts, those this run removed too: one there now was
         // written again since (this is no dry run).
-        let (links, scan_ok) = self.guard.blob_links(&gone, &Removed::default());
+        let (links, scan_ok) = self.guard.blob_links(gone, &Removed::default());
         self.progress().set_context("");
         for rec in recs.iter_mut().flatten() {
             let Some(d) = rec.digest.filter(|d| gone.contains(d)) else {
@@ -560,23 +634,36 @@ impl<'a> Runner<'a> {
                 (None, false) => "could not read every repository again (see errors)".to_string(),
                 (None, true) => continue,
             };
-            let restored = copies
-                .get(&d)
-                .map_err(|e| crate::Error::io(std::env::temp_dir(), e))
-                .and_then(|b| match b {
-                    Some(bytes) => self.act.restore_blob(d, &bytes),
-                    None => Ok(()),
-                });
-            let note = match restored {
-                Ok(()) => format!("{why}: its data was written back"),
+            let note = match self.put_back(d, copies, aside) {
+                Ok(Some(how)) => format!("{why}: its data was {how}"),
+                Ok(None) => format!("{why}: the registry wrote its data again"),
                 Err(e) => {
                     self.guard.msgs.error(e);
-                    format!("{why}: writing its data back failed (see errors)")
+                    format!("{why}: putting its data back failed (see errors)")
                 }
             };
             *rec = std::mem::replace(rec, RmRecord::new("blob"))
                 .done(Action::Kept, 0)
                 .kept(note);
+        }
+    }
+
+    /// Blob `d`'s data back in `blobs/`: how ("moved back" from where it
+    /// was set aside, "written back" from its copy), `None` if data is
+    /// there already.
+    fn put_back(
+        &self,
+        d: Digest,
+        copies: Option<&Copies>,
+        aside: Option<&Aside>,
+    ) -> crate::Result<Option<&str>> {
+        if let Some(a) = aside.filter(|a| a.has(&d)) {
+            return Ok(a.put_back(self.store(), &d)?.then_some("moved back"));
+        }
+        match copies.map(|c| c.get(&d)).transpose() {
+            Ok(Some(Some(bytes))) => Ok(self.act.restore_blob(d, &bytes)?.then_some("written back")),
+            Ok(_) => Ok(None),
+            Err(e) => Err(crate::Error::io(std::env::temp_dir(), e)),
         }
     }
 

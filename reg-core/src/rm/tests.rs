@@ -70,6 +70,7 @@ fn cfg(min_age: Duration) -> Config {
     Config {
         min_age,
         untag: true,
+        settle: Duration::ZERO,
         ..Config::default()
     }
 }
@@ -1511,7 +1512,7 @@ fn a_manifest_pushed_again_while_its_data_goes_gets_its_data_back() {
         .unwrap();
     let why = rec["reason"].as_str().unwrap();
     assert!(
-        why.contains("pushed again in app") && why.contains("written back"),
+        why.contains("pushed again in app") && why.contains("moved back"),
         "{why}"
     );
     assert_eq!(fs::read(v2.join(paths::blob_data(&old))).unwrap(), manifest);
@@ -1522,4 +1523,87 @@ fn a_manifest_pushed_again_while_its_data_goes_gets_its_data_back() {
         assert!(!v2.join(paths::blob_data(&d)).exists());
     }
     assert!(Store::fs(&v2).manifest(&old).unwrap().is_some());
+}
+
+#[test]
+fn a_layer_uploaded_again_while_its_data_goes_gets_its_data_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().to_path_buf();
+    let ([_, oc, ol, other], input) = overwritten(&v2, b"an orphan");
+    let layer = fs::read(v2.join(paths::blob_data(&ol))).unwrap();
+    // An upload of `ol` to `app` found its data (before the blob phase set
+    // it aside) and wrote only the repository's link, after the second
+    // look; an upload of `oc` came later, found no data and wrote both.
+    let (at, config) = (v2.clone(), fs::read(v2.join(paths::blob_data(&oc))).unwrap());
+    let run_then = hook(move || {
+        link(&at, &paths::layer_link("app", &ol), &ol);
+        fs::create_dir_all(at.join(paths::blob_dir(&oc))).unwrap();
+        fs::write(at.join(paths::blob_data(&oc)), &config).unwrap();
+        link(&at, &paths::layer_link("app", &oc), &oc);
+    });
+    let r = rm(&v2, &input, &hooked(|h| h.after_blobs = Some(run_then)));
+    r.result.as_ref().unwrap();
+    let why = |d: &Digest| {
+        let rec = r
+            .recs
+            .iter()
+            .find(|x| x["kind"] == "blob" && x["digest"] == d.to_string());
+        assert_eq!(rec.unwrap()["action"], "kept", "{d}");
+        rec.unwrap()["reason"].as_str().unwrap().to_string()
+    };
+    assert!(why(&ol).ends_with("pushed again in app while this run deleted it: its data was moved back"));
+    assert!(
+        why(&oc).ends_with("the registry wrote its data again"),
+        "{}",
+        why(&oc)
+    );
+    assert_eq!(fs::read(v2.join(paths::blob_data(&ol))).unwrap(), layer);
+    // Nothing links `other` again: it is gone, and so is the run's
+    // directory for what it set aside.
+    assert_eq!(r.action("blob", &[("digest", &other.to_string())]), "deleted");
+    assert!(!v2.join(paths::blob_dir(&other)).exists());
+    assert!(!v2.join(crate::rm::HELD).exists());
+}
+
+/// A push of `old` under a new tag that checked its blobs before their
+/// links went writes its links 150 ms after the links are removed: the
+/// settle pause is what lets the run's second look see them.
+#[test]
+fn the_settle_pause_lets_the_second_look_see_a_push_that_checked_before_the_links_went() {
+    for (settle, kept) in [(Duration::from_secs(2), true), (Duration::ZERO, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().to_path_buf();
+        let ([old, oc, ol, _], input) = overwritten(&v2, b"an orphan");
+        let at = v2.clone();
+        let late = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = late.clone();
+        let run_then = hook(move || {
+            let at = at.clone();
+            *slot.lock().unwrap() = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(150));
+                link(&at, &paths::revision_link("app", &old), &old);
+                link(&at, &paths::tag_current("app", "again"), &old);
+            }));
+        });
+        let c = Config {
+            settle,
+            ..hooked(|h| h.after_links = Some(run_then))
+        };
+        let r = rm(&v2, &input, &c);
+        late.lock().unwrap().take().unwrap().join().unwrap();
+        r.result.as_ref().unwrap();
+        for d in [oc, ol] {
+            let want = if kept { "kept" } else { "deleted" };
+            assert_eq!(
+                r.action("blob", &[("digest", &d.to_string())]),
+                want,
+                "settle {settle:?}: {d}"
+            );
+            assert_eq!(
+                v2.join(paths::blob_data(&d)).exists(),
+                kept,
+                "settle {settle:?}: {d}"
+            );
+        }
+    }
 }

@@ -679,6 +679,38 @@ impl Trash for Fs {
             Err(e) => Err(Error::io(&dest, e)),
         }
     }
+
+    fn move_back(&self, rel: &str, trash: &Path) -> Result<bool> {
+        let from = trash.join(rel);
+        if fs::symlink_metadata(&from).is_err() {
+            return Ok(false);
+        }
+        let path = self.check_mutable(rel)?;
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(false);
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        // Checked again: the directories just made are plain ones.
+        let path = self.check_mutable(rel)?;
+        // A rename onto a directory made meanwhile fails unless it is
+        // empty; an empty one holds nothing to lose.
+        match fs::rename(&from, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(&from).is_err() => {
+                Ok(false)
+            }
+            Err(e) if fs::symlink_metadata(&path).is_ok() && matches!(e.raw_os_error(), Some(17 | 39)) => {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    fn v2(&self) -> &Path {
+        &self.v2
+    }
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

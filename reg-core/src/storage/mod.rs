@@ -286,6 +286,14 @@ pub trait Trash {
     /// Moves `rel` (file or directory) to `trash/rel`, creating parents.
     /// False if `rel` was already gone.
     fn move_to_trash(&self, rel: &str, trash: &Path) -> Result<bool>;
+
+    /// Moves `trash/rel` back to `rel`, creating parents. False if
+    /// `trash/rel` is gone or `rel` exists again (written anew meanwhile:
+    /// what is in the trash stays there).
+    fn move_back(&self, rel: &str, trash: &Path) -> Result<bool>;
+
+    /// The storage root's directory (`…/docker/registry/v2`).
+    fn v2(&self) -> &Path;
 }
 
 /// The refusal of a trash by a backend without one.
