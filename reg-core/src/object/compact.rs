@@ -528,11 +528,13 @@ impl Listing {
         loop {
             let got = chunk(prefix, after.as_deref());
             let full = got.len() == CHUNK;
+            // The next chunk starts after this one's last key (one copy a
+            // chunk, not one a key).
+            after = got.last().map(|(k, _)| k.clone());
             for (k, o) in got {
                 if !k.starts_with(prefix) {
                     return;
                 }
-                after = Some(k.clone());
                 visit(k, o);
             }
             if !full {
@@ -656,6 +658,11 @@ mod tests {
         assert_eq!(l.get(&key(50)).unwrap().size, 6);
         assert_eq!(below(&l, "blobs/sha256/09/").len(), 40);
         assert!(below(&l, "blobs/sha256/0a/").is_empty());
+        // Across several chunks of CHUNK objects: each once, in order.
+        let all = below(&l, "blobs/");
+        assert!(all.len() > 3 * CHUNK);
+        assert_eq!(all.len(), 399);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
         // Overlapping parts: merged, the later part's entry standing.
         let l = Listing::of(vec![part(0..50), part(10..20)]);
         assert_eq!(below(&l, "").len(), 50);

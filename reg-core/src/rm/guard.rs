@@ -2,6 +2,7 @@
 //! Nothing here changes the tree; [`super::act`] does, on a [`Verdict`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rayon::prelude::*;
@@ -40,9 +41,9 @@ type RepoLinks = (Vec<(Digest, Digest, SystemTime)>, Vec<Digest>, bool);
 pub(super) struct BlobLinks {
     /// `_layers` links: repo, the link's name (the blob's digest, or the
     /// name of an alias that names it) and the link's mtime.
-    pub(super) layer_links: Vec<(String, Digest, SystemTime)>,
+    pub(super) layer_links: Vec<(Arc<str>, Digest, SystemTime)>,
     /// Repositories with a revision link to it.
-    pub(super) revisions: Vec<String>,
+    pub(super) revisions: Vec<Arc<str>>,
 }
 
 /// What this run removed (or would, in a dry run), so later guards see the
@@ -233,6 +234,10 @@ impl Guard<'_> {
             .collect();
         let mut out: HashMap<Digest, BlobLinks> = HashMap::new();
         for (repo, (layers, revs, repo_ok)) in per {
+            // One name shared by every link of the repository (a blob of
+            // many repositories has many links; each a counted reference,
+            // not a copy of the name).
+            let repo: Arc<str> = repo.into();
             ok &= repo_ok;
             for (d, name, m) in layers {
                 out.entry(d)

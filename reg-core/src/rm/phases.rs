@@ -405,7 +405,7 @@ impl<'a> Runner<'a> {
         let mut link_jobs: BTreeMap<(String, Digest), (bool, Digest)> = BTreeMap::new();
         for (d, l) in &run.doomed {
             for (repo, name, _) in &l.layer_links {
-                link_jobs.insert((repo.clone(), *name), (false, *d));
+                link_jobs.insert((repo.to_string(), *name), (false, *d));
             }
         }
         for (repo, d) in &run.input.layer_links {
@@ -918,7 +918,7 @@ impl<'a> Runner<'a> {
                 let repo = l.layer_links.first().map(|x| &x.0).or(l.revisions.first());
                 Some(format!(
                     "linked again during this run, in {}",
-                    repo.map_or("a repository", |r| r.as_str())
+                    repo.map_or("a repository", |r| &**r)
                 ))
             } else {
                 None
