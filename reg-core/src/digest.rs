@@ -16,12 +16,79 @@ use std::str::FromStr;
 
 use sha2::Digest as _;
 
-/// A validated content digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Digest {
+/// A validated content digest: 40 bytes, `Copy`.
+///
+/// A sha256 digest is held inline; a sha384 or sha512 one (which registries
+/// accept but clients almost never push) is held once per process, in a
+/// table that only grows, and the digest points at it. Inline, the longer
+/// digests made every digest 65 bytes, and every set, map and record that
+/// holds digests paid for it.
+#[derive(Clone, Copy)]
+pub struct Digest(Repr);
+
+#[derive(Clone, Copy)]
+enum Repr {
     Sha256([u8; 32]),
-    Sha384([u8; 48]),
-    Sha512([u8; 64]),
+    Long(&'static Long),
+}
+
+/// A sha384 or sha512 digest, interned ([`intern`]).
+#[derive(PartialEq, Eq, Hash)]
+struct Long {
+    alg: Algorithm,
+    bytes: Box<[u8]>,
+}
+
+/// The one copy of a long digest: looked up, or leaked once. The table
+/// holds each distinct long digest a process meets, for its lifetime.
+fn intern(alg: Algorithm, bytes: &[u8]) -> &'static Long {
+    static TABLE: std::sync::Mutex<Option<HashSet<&'static Long>>> = std::sync::Mutex::new(None);
+    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = table.get_or_insert_with(HashSet::new);
+    let long = Long {
+        alg,
+        bytes: bytes.into(),
+    };
+    if let Some(known) = table.get(&long) {
+        return known;
+    }
+    let leaked: &'static Long = Box::leak(Box::new(long));
+    table.insert(leaked);
+    leaked
+}
+
+impl PartialEq for Digest {
+    fn eq(&self, other: &Digest) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Sha256(a), Repr::Sha256(b)) => a == b,
+            (Repr::Long(a), Repr::Long(b)) => std::ptr::eq(*a, *b) || a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Digest {}
+
+impl std::hash::Hash for Digest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state)
+    }
+}
+
+/// By algorithm (sha256, sha384, sha512), then by bytes.
+impl Ord for Digest {
+    fn cmp(&self, other: &Digest) -> std::cmp::Ordering {
+        match (&self.0, &other.0) {
+            (Repr::Sha256(a), Repr::Sha256(b)) => a.cmp(b),
+            _ => (self.algorithm(), self.bytes()).cmp(&(other.algorithm(), other.bytes())),
+        }
+    }
+}
+
+impl PartialOrd for Digest {
+    fn partial_cmp(&self, other: &Digest) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// Why a string is not a digest.
@@ -116,22 +183,34 @@ impl Digest {
                 Algorithm::Sha512 => "sha512 wants 128 hex digits",
             });
         }
+        let mut b = [0u8; 64];
+        let b = &mut b[..alg.hex_len() / 2];
+        decode_hex(hex, b)?;
+        Ok(Digest::from_bytes(alg, b))
+    }
+
+    /// A sha256 digest of these bytes.
+    pub const fn sha256(bytes: [u8; 32]) -> Digest {
+        Digest(Repr::Sha256(bytes))
+    }
+
+    /// The digest of `alg` with these raw bytes.
+    ///
+    /// # Panics
+    /// If `bytes` is not as long as `alg`'s digests.
+    pub fn from_bytes(alg: Algorithm, bytes: &[u8]) -> Digest {
+        assert_eq!(bytes.len() * 2, alg.hex_len(), "{} digest bytes", alg.name());
         match alg {
-            Algorithm::Sha256 => {
-                let mut b = [0u8; 32];
-                decode_hex(hex, &mut b)?;
-                Ok(Digest::Sha256(b))
-            }
-            Algorithm::Sha384 => {
-                let mut b = [0u8; 48];
-                decode_hex(hex, &mut b)?;
-                Ok(Digest::Sha384(b))
-            }
-            Algorithm::Sha512 => {
-                let mut b = [0u8; 64];
-                decode_hex(hex, &mut b)?;
-                Ok(Digest::Sha512(b))
-            }
+            Algorithm::Sha256 => Digest::sha256(bytes.try_into().expect("32 bytes")),
+            long => Digest(Repr::Long(intern(long, bytes))),
+        }
+    }
+
+    /// The bytes of a sha256 digest; `None` for the others.
+    pub fn as_sha256(&self) -> Option<&[u8; 32]> {
+        match &self.0 {
+            Repr::Sha256(b) => Some(b),
+            Repr::Long(_) => None,
         }
     }
 
@@ -145,15 +224,15 @@ impl Digest {
 
     /// The sha256 digest of `data`.
     pub fn sha256_of(data: &[u8]) -> Digest {
-        Digest::Sha256(sha2::Sha256::digest(data).into())
+        Digest::sha256(sha2::Sha256::digest(data).into())
     }
 
     /// The digest of `data` under this digest's algorithm.
     pub fn same_alg_of(&self, data: &[u8]) -> Digest {
-        match self {
-            Digest::Sha256(_) => Digest::sha256_of(data),
-            Digest::Sha384(_) => Digest::Sha384(sha2::Sha384::digest(data).into()),
-            Digest::Sha512(_) => Digest::Sha512(sha2::Sha512::digest(data).into()),
+        match self.algorithm() {
+            Algorithm::Sha256 => Digest::sha256_of(data),
+            Algorithm::Sha384 => Digest::from_bytes(Algorithm::Sha384, &sha2::Sha384::digest(data)),
+            Algorithm::Sha512 => Digest::from_bytes(Algorithm::Sha512, &sha2::Sha512::digest(data)),
         }
     }
 
@@ -164,27 +243,25 @@ impl Digest {
 
     /// A streaming hasher for this digest's algorithm.
     pub fn hasher(&self) -> DigestHasher {
-        match self {
-            Digest::Sha256(_) => DigestHasher::Sha256(sha2::Sha256::new()),
-            Digest::Sha384(_) => DigestHasher::Sha384(sha2::Sha384::new()),
-            Digest::Sha512(_) => DigestHasher::Sha512(sha2::Sha512::new()),
+        match self.algorithm() {
+            Algorithm::Sha256 => DigestHasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha384 => DigestHasher::Sha384(sha2::Sha384::new()),
+            Algorithm::Sha512 => DigestHasher::Sha512(sha2::Sha512::new()),
         }
     }
 
     pub fn algorithm(&self) -> Algorithm {
-        match self {
-            Digest::Sha256(_) => Algorithm::Sha256,
-            Digest::Sha384(_) => Algorithm::Sha384,
-            Digest::Sha512(_) => Algorithm::Sha512,
+        match &self.0 {
+            Repr::Sha256(_) => Algorithm::Sha256,
+            Repr::Long(l) => l.alg,
         }
     }
 
     /// The raw digest bytes.
     pub fn bytes(&self) -> &[u8] {
-        match self {
-            Digest::Sha256(b) => b,
-            Digest::Sha384(b) => b,
-            Digest::Sha512(b) => b,
+        match &self.0 {
+            Repr::Sha256(b) => b,
+            Repr::Long(l) => &l.bytes,
         }
     }
 
@@ -222,9 +299,9 @@ impl DigestHasher {
 
     pub fn finish(self) -> Digest {
         match self {
-            DigestHasher::Sha256(h) => Digest::Sha256(h.finalize().into()),
-            DigestHasher::Sha384(h) => Digest::Sha384(h.finalize().into()),
-            DigestHasher::Sha512(h) => Digest::Sha512(h.finalize().into()),
+            DigestHasher::Sha256(h) => Digest::sha256(h.finalize().into()),
+            DigestHasher::Sha384(h) => Digest::from_bytes(Algorithm::Sha384, &h.finalize()),
+            DigestHasher::Sha512(h) => Digest::from_bytes(Algorithm::Sha512, &h.finalize()),
         }
     }
 }
@@ -320,16 +397,16 @@ impl DigestSet {
 
     /// Adds a digest; true if it was not there yet.
     pub fn insert(&mut self, d: Digest) -> bool {
-        match d {
-            Digest::Sha256(b) => self.sha256.insert(b),
-            long => self.long.insert(long),
+        match d.as_sha256() {
+            Some(b) => self.sha256.insert(*b),
+            None => self.long.insert(d),
         }
     }
 
     pub fn contains(&self, d: &Digest) -> bool {
-        match d {
-            Digest::Sha256(b) => self.sha256.contains(b),
-            long => self.long.contains(long),
+        match d.as_sha256() {
+            Some(b) => self.sha256.contains(b),
+            None => self.long.contains(d),
         }
     }
 
@@ -345,7 +422,7 @@ impl DigestSet {
     pub fn iter(&self) -> impl Iterator<Item = Digest> + '_ {
         self.sha256
             .iter()
-            .map(|b| Digest::Sha256(*b))
+            .map(|b| Digest::sha256(*b))
             .chain(self.long.iter().copied())
     }
 
@@ -505,6 +582,40 @@ mod tests {
     use super::*;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn long_digests_are_held_once_and_ordered_by_algorithm_then_bytes() {
+        assert_eq!(std::mem::size_of::<Digest>(), 40);
+        let parse =
+            |alg: &str, hex: &str, n: usize| Digest::parse(&format!("{alg}:{}", hex.repeat(n))).unwrap();
+        let (a, b) = (parse("sha512", "ab", 64), parse("sha512", "ab", 64));
+        assert_eq!(a, b);
+        assert!(std::ptr::eq(a.bytes(), b.bytes()), "one copy of a long digest");
+        let state = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&state, a),
+            std::hash::BuildHasher::hash_one(&state, b)
+        );
+        let mut all = [
+            parse("sha512", "00", 64),
+            parse("sha384", "ff", 48),
+            parse("sha256", "ff", 32),
+            parse("sha384", "01", 48),
+            parse("sha256", "00", 32),
+            a,
+        ];
+        all.sort();
+        let names: Vec<String> = all.iter().map(|d| d.to_string()[..8].to_string()).collect();
+        assert_eq!(
+            names,
+            ["sha256:0", "sha256:f", "sha384:0", "sha384:f", "sha512:0", "sha512:a"]
+        );
+        assert_ne!(parse("sha384", "ab", 48), parse("sha512", "ab", 64));
+        let set: HashSet<Digest> = [a, b, parse("sha384", "ab", 48)].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert_eq!(a.as_sha256(), None);
+        assert_eq!(Digest::from_bytes(Algorithm::Sha512, a.bytes()), a);
+    }
 
     #[test]
     fn parses_and_prints() {

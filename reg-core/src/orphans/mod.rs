@@ -770,8 +770,8 @@ mod tests {
     #[test]
     fn compact_lists_keep_digest_order_with_sha512_entries() {
         let at = |s: i64| crate::time::from_unix_secs(s, 0);
-        let long = |b: u8| Digest::Sha512([b; 64]);
-        let short = |b: u8| Digest::Sha256([b; 32]);
+        let long = |b: u8| Digest::from_bytes(crate::digest::Algorithm::Sha512, &[b; 64]);
+        let short = |b: u8| Digest::sha256([b; 32]);
         let mut revs = Revisions::default();
         for (repo, d, secs) in [
             (1, long(1), -5),
@@ -832,7 +832,7 @@ mod tests {
         let stray = blob(v2, b"unreferenced");
         let mut twin = *lone.bytes().first_chunk::<32>().unwrap();
         twin[31] ^= 0xff;
-        let twin = Digest::Sha256(twin);
+        let twin = Digest::sha256(twin);
         assert_ne!(twin, lone);
         let input = format!(
             "{}{{\"kind\":\"layer\",\"repo\":\"one\",\"manifest\":\"{}\",\"digest\":\"{twin}\",\"size\":1}}\n{END}\n",

@@ -23,13 +23,13 @@ struct ShortBlob {
 
 impl Blobs {
     pub(super) fn push(&mut self, b: Blob) {
-        match b.digest {
-            Digest::Sha256(digest) => self.short.push(ShortBlob {
+        match b.digest.as_sha256() {
+            Some(&digest) => self.short.push(ShortBlob {
                 digest,
                 size: b.size,
                 secs: crate::time::unix_secs(b.mtime),
             }),
-            _ => self.long.push(b),
+            None => self.long.push(b),
         }
     }
 
@@ -45,15 +45,15 @@ impl Blobs {
 
     /// Whether `d` is one of them (once sorted).
     pub fn contains(&self, d: &Digest) -> bool {
-        match d {
-            Digest::Sha256(k) => self.short.binary_search_by_key(k, |b| b.digest).is_ok(),
-            _ => self.long.binary_search_by_key(d, |b| b.digest).is_ok(),
+        match d.as_sha256() {
+            Some(k) => self.short.binary_search_by_key(k, |b| b.digest).is_ok(),
+            None => self.long.binary_search_by_key(d, |b| b.digest).is_ok(),
         }
     }
 
     /// Keeps the blobs whose digest `keep` says true of.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&Digest) -> bool) {
-        self.short.retain(|b| keep(&Digest::Sha256(b.digest)));
+        self.short.retain(|b| keep(&Digest::sha256(b.digest)));
         self.long.retain(|b| keep(&b.digest));
     }
 
@@ -78,7 +78,7 @@ impl Blobs {
     /// Every blob, by digest (sha256 ones first, as [`Digest`] orders them).
     pub fn iter(&self) -> impl Iterator<Item = Blob> + '_ {
         let short = self.short.iter().map(|b| Blob {
-            digest: Digest::Sha256(b.digest),
+            digest: Digest::sha256(b.digest),
             size: b.size,
             mtime: crate::time::from_unix_secs(b.secs, 0),
         });
@@ -165,9 +165,13 @@ struct ShortRevision {
 impl Revisions {
     pub(super) fn push(&mut self, repo: u32, r: &Revision) {
         let secs = crate::time::unix_secs(r.mtime);
-        match r.digest {
-            Digest::Sha256(digest) => self.short.push(ShortRevision { repo, secs, digest }),
-            digest => self.long.push(OrphanRevision { repo, secs, digest }),
+        match r.digest.as_sha256() {
+            Some(&digest) => self.short.push(ShortRevision { repo, secs, digest }),
+            None => self.long.push(OrphanRevision {
+                repo,
+                secs,
+                digest: r.digest,
+            }),
         }
     }
 
@@ -192,7 +196,7 @@ impl Revisions {
             .map(|r| OrphanRevision {
                 repo: r.repo,
                 secs: r.secs,
-                digest: Digest::Sha256(r.digest),
+                digest: Digest::sha256(r.digest),
             })
             .peekable();
         let mut long = self.long.iter().copied().peekable();

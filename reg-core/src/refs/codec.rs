@@ -3,6 +3,7 @@
 //! one byte string of them ([`node_of`], [`Node`]).
 
 use super::*;
+use crate::digest::Algorithm;
 
 // ---- packed digests -----------------------------------------------------------
 
@@ -24,10 +25,10 @@ pub(super) const SUBJECT: u8 = 3;
 
 pub(super) fn pack(buf: &mut Vec<u8>, code: u8, d: &Digest, size: Option<u64>) {
     let mut tag = code;
-    match d {
-        Digest::Sha256(_) => {}
-        Digest::Sha384(_) => tag |= SHA384,
-        Digest::Sha512(_) => tag |= SHA512,
+    match d.algorithm() {
+        Algorithm::Sha256 => {}
+        Algorithm::Sha384 => tag |= SHA384,
+        Algorithm::Sha512 => tag |= SHA512,
     }
     if size.is_some() {
         tag |= SIZED;
@@ -64,19 +65,16 @@ pub(super) fn take_varint(rest: &mut &[u8]) -> u64 {
 
 /// Reads a packed digest (after its tag byte) off the front of `rest`.
 pub(super) fn take_digest(tag: u8, rest: &mut &[u8]) -> Digest {
-    if tag & SHA512 != 0 {
-        let (b, r) = rest.split_at(64);
-        *rest = r;
-        Digest::Sha512(b.try_into().expect("64 bytes"))
+    let alg = if tag & SHA512 != 0 {
+        Algorithm::Sha512
     } else if tag & SHA384 != 0 {
-        let (b, r) = rest.split_at(48);
-        *rest = r;
-        Digest::Sha384(b.try_into().expect("48 bytes"))
+        Algorithm::Sha384
     } else {
-        let (b, r) = rest.split_at(32);
-        *rest = r;
-        Digest::Sha256(b.try_into().expect("32 bytes"))
-    }
+        Algorithm::Sha256
+    };
+    let (b, r) = rest.split_at(alg.hex_len() / 2);
+    *rest = r;
+    Digest::from_bytes(alg, b)
 }
 
 /// The entries of a packed byte string, as (code, digest, size).

@@ -155,7 +155,7 @@ impl InRunManifests {
         if id & IDLONG != 0 {
             self.klong[(id & !IDLONG) as usize]
         } else {
-            Digest::Sha256(self.k256[id as usize])
+            Digest::sha256(self.k256[id as usize])
         }
     }
 
@@ -171,9 +171,9 @@ impl InRunManifests {
     pub(super) fn find(&self, d: &Digest) -> Option<Id> {
         let key = d.bytes();
         self.index
-            .find(hash_of(key), |&id| match d {
-                Digest::Sha256(b) => id & IDLONG == 0 && self.k256[id as usize] == *b,
-                _ => id & IDLONG != 0 && self.klong[(id & !IDLONG) as usize] == *d,
+            .find(hash_of(key), |&id| match d.as_sha256() {
+                Some(b) => id & IDLONG == 0 && self.k256[id as usize] == *b,
+                None => id & IDLONG != 0 && self.klong[(id & !IDLONG) as usize] == *d,
             })
             .copied()
     }
@@ -184,9 +184,9 @@ impl InRunManifests {
         let (k256, klong) = (&self.k256, &self.klong);
         let entry = self.index.entry(
             hash_of(key),
-            |&id| match d {
-                Digest::Sha256(b) => id & IDLONG == 0 && k256[id as usize] == *b,
-                _ => id & IDLONG != 0 && klong[(id & !IDLONG) as usize] == *d,
+            |&id| match d.as_sha256() {
+                Some(b) => id & IDLONG == 0 && k256[id as usize] == *b,
+                None => id & IDLONG != 0 && klong[(id & !IDLONG) as usize] == *d,
             },
             |&id| hash_of(key_of(k256, klong, id)),
         );
@@ -197,14 +197,14 @@ impl InRunManifests {
                     self.k256.len().max(self.klong.len()) < IDLONG as usize,
                     "more than 2^31 manifests"
                 );
-                let id = match d {
-                    Digest::Sha256(b) => {
+                let id = match d.as_sha256() {
+                    Some(b) => {
                         self.k256.push(*b);
                         self.s256.push(S_UNKNOWN);
                         (self.k256.len() - 1) as Id
                     }
-                    long => {
-                        self.klong.push(*long);
+                    None => {
+                        self.klong.push(*d);
                         self.slong.push(S_UNKNOWN);
                         (self.klong.len() - 1) as Id | IDLONG
                     }

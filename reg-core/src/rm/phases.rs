@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::act::Deleter;
 use super::aside::Aside;
 use super::copies::Copies;
-use super::guard::{BlobLinks, Guard, Removed, Verdict};
+use super::guard::{Guard, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, RmRecord, Stopped, Writer};
 use super::{Config, Mode};
@@ -72,6 +73,10 @@ impl PhaseName {
     }
 }
 
+/// A `_layers` link to act on: (repo, link name) → (guarded, the blob it
+/// links to).
+type LinkJob = ((Arc<str>, Digest), (bool, Digest));
+
 /// What one run carries from phase to phase.
 struct Run<'i> {
     input: &'i Input,
@@ -83,12 +88,12 @@ struct Run<'i> {
     removed: Removed,
     /// The roots kept changing under the marks: every blob stays.
     unstable: bool,
-    /// Blobs to delete, with their links.
-    doomed: BTreeMap<Digest, BlobLinks>,
+    /// Blobs to delete (their `_layers` links are in `link_jobs`).
+    doomed: BTreeSet<Digest>,
     /// Blobs decided kept before the blob phase.
     kept_blobs: Vec<RmRecord>,
     /// The `_layers` links acted on: (repo, link name) → (guarded, blob).
-    link_jobs: Vec<((String, Digest), (bool, Digest))>,
+    link_jobs: Vec<LinkJob>,
     /// `blobs/<alg>/<xx>` directories that lost a blob.
     prefixes: BTreeSet<String>,
     /// Copies of the blobs deleted that could be manifests (see
@@ -107,7 +112,7 @@ impl<'i> Run<'i> {
             mark: None,
             removed: Removed::default(),
             unstable: false,
-            doomed: BTreeMap::new(),
+            doomed: BTreeSet::new(),
             kept_blobs: Vec::new(),
             link_jobs: Vec::new(),
             prefixes: BTreeSet::new(),
@@ -388,31 +393,29 @@ impl<'a> Runner<'a> {
 
     /// Decides the blobs, then removes their links and the links named.
     fn layer_links(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
+        // (repo, link name) → (guarded, the blob it links to). A blob's
+        // links include aliases: links under another algorithm naming it.
+        let mut link_jobs: BTreeMap<(Arc<str>, Digest), (bool, Digest)> = BTreeMap::new();
         if let (false, Some(m)) = (run.input.blobs.is_empty(), &run.mark) {
-            let (links, scan_ok) = self.guard.blob_links(&run.input.blobs, &run.removed);
+            let (mut links, scan_ok) = self.guard.blob_links(&run.input.blobs, &run.removed);
             for d in &run.input.blobs {
-                let l = links.get(d).cloned().unwrap_or_default();
+                let l = links.remove(d).unwrap_or_default();
                 match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
                     Some(why) => run.kept_blobs.push(RmRecord::new("blob").digest(*d).kept(why)),
                     None => {
-                        run.doomed.insert(*d, l);
+                        run.doomed.insert(*d);
+                        for (repo, name, _) in l.layer_links {
+                            link_jobs.insert((repo, name), (false, *d));
+                        }
                     }
                 }
-            }
-        }
-        // (repo, link name) → (guarded, the blob it links to). A blob's
-        // links include aliases: links under another algorithm naming it.
-        let mut link_jobs: BTreeMap<(String, Digest), (bool, Digest)> = BTreeMap::new();
-        for (d, l) in &run.doomed {
-            for (repo, name, _) in &l.layer_links {
-                link_jobs.insert((repo.to_string(), *name), (false, *d));
             }
         }
         for (repo, d) in &run.input.layer_links {
             // Named explicitly: guarded unless its blob is going too.
             link_jobs
-                .entry((repo.clone(), *d))
-                .or_insert((!run.doomed.contains_key(d), *d));
+                .entry((repo.as_str().into(), *d))
+                .or_insert((!run.doomed.contains(d), *d));
         }
         run.link_jobs = link_jobs.into_iter().collect();
         self.start("_layers links", run.link_jobs.len());
@@ -453,7 +456,7 @@ impl<'a> Runner<'a> {
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
-            if !gone && run.doomed.remove(d).is_some() {
+            if !gone && run.doomed.remove(d) {
                 run.kept_blobs.push(
                     RmRecord::new("blob")
                         .digest(*d)
@@ -493,7 +496,7 @@ impl<'a> Runner<'a> {
     /// be a manifest is copied first (see [`Copies`]), and kept if it
     /// cannot be.
     fn blobs(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
-        let ds: Vec<Digest> = run.doomed.keys().copied().collect();
+        let ds: Vec<Digest> = run.doomed.iter().copied().collect();
         self.start("blobs", ds.len());
         if !self.guard.dry_run() && !ds.is_empty() {
             match self.store().backend().trash() {
@@ -878,7 +881,7 @@ impl<'a> Runner<'a> {
     /// doomed blob that is live now or that a repository links again.
     fn recheck_doomed(
         &self,
-        doomed: &mut BTreeMap<Digest, BlobLinks>,
+        doomed: &mut BTreeSet<Digest>,
         link_recs: &[Option<RmRecord>],
         blob_recs: &mut Vec<RmRecord>,
         mark: &mut Mark,
@@ -899,12 +902,12 @@ impl<'a> Runner<'a> {
             self.guard.msgs.error(format!(
                 "the tree could not be read again after removing links: {e:#}; keeping every blob"
             ));
-            for d in std::mem::take(doomed).into_keys() {
+            for d in std::mem::take(doomed) {
                 blob_recs.push(self.keep_and_restore(d, link_recs, "could not check again (see errors)"));
             }
             return;
         }
-        let set: BTreeSet<Digest> = doomed.keys().copied().collect();
+        let set: BTreeSet<Digest> = doomed.clone();
         let (links, scan_ok) = self.guard.blob_links(&set, removed);
         for d in set {
             let why = if let Some(why) = mark.blob(&d) {
