@@ -1,9 +1,12 @@
 //! Listings held compactly: an area of a bucket (up to hundreds of millions
 //! of keys) as sorted blocks of [`BLOCK`] objects, each key front-coded
 //! against the one before it (`blobs/sha256/ab/` once a block), runs of
-//! lowercase hex digits packed two to a byte, sizes and times as varints
-//! (times as the change from the key before), and the content MD5 as one
-//! byte when it is what the key says a link holds.
+//! lowercase hex digits packed two to a byte, the `/data` and `/link` that
+//! end a registry's keys as one byte each, sizes and times as varints
+//! (times as the change from the key before, in whole seconds or
+//! milliseconds when they are whole: an S3 listing's are), and the content
+//! MD5 as one byte when it is what the key says a link holds. A block's
+//! first key is not kept apart: a search decodes it from the block.
 //!
 //! Listed objects enter through one small function, [`Run::push`] (key,
 //! size, last-modified, content MD5), whatever lists them.
@@ -36,9 +39,20 @@ pub(super) const CHUNK: usize = 4 * BLOCK;
 /// Runs of hex digits at least this long are packed.
 const HEX_RUN: usize = 16;
 
-/// Bytes of an encoded key: a packed hex run follows, then an escaped byte.
+/// Bytes of an encoded key: a packed hex run follows, then an escaped
+/// byte; `/data` and `/link`, the last part of most keys of a registry.
 const PACKED: u8 = 0;
 const ESCAPE: u8 = 1;
+const DATA: u8 = 2;
+const LINK: u8 = 3;
+
+/// Words [`encode_text`] writes as one byte.
+const WORDS: [(u8, &[u8]); 2] = [(DATA, b"/data"), (LINK, b"/link")];
+
+/// The unit of a time's change from the one before (its low two bits).
+const SECONDS: u64 = 0;
+const MILLIS: u64 = 1;
+const NANOS: u64 = 2;
 
 /// What the block says of an object's MD5.
 const MD5_NONE: u8 = 0;
@@ -102,8 +116,13 @@ fn encode_text(text: &[u8], out: &mut Vec<u8>) {
             i += run;
             continue;
         }
+        if let Some((code, word)) = WORDS.iter().find(|(_, w)| text[i..].starts_with(w)) {
+            out.push(*code);
+            i += word.len();
+            continue;
+        }
         let b = text[i];
-        if b == PACKED || b == ESCAPE {
+        if b <= LINK {
             out.push(ESCAPE);
         }
         out.push(b);
@@ -127,6 +146,14 @@ fn decode_text(b: &[u8], at: &mut usize, end: usize, out: &mut Vec<u8>) {
             ESCAPE => {
                 out.push(b[*at + 1]);
                 *at += 2;
+            }
+            DATA => {
+                out.extend_from_slice(b"/data");
+                *at += 1;
+            }
+            LINK => {
+                out.extend_from_slice(b"/link");
+                *at += 1;
             }
             c => {
                 out.push(c);
@@ -161,14 +188,38 @@ fn time_of(n: i64) -> SystemTime {
     }
 }
 
+/// The change `d` (nanoseconds) from the time before, as a varint's value:
+/// in the largest whole unit, the unit in the low two bits; `None` if it
+/// does not fit (times centuries apart).
+fn encode_change(d: i64) -> Option<u64> {
+    let (v, unit) = if d % 1_000_000_000 == 0 {
+        (d / 1_000_000_000, SECONDS)
+    } else if d % 1_000_000 == 0 {
+        (d / 1_000_000, MILLIS)
+    } else {
+        (d, NANOS)
+    };
+    let z = zigzag(v);
+    (z <= u64::MAX >> 2).then_some(z << 2 | unit)
+}
+
+fn decode_change(v: u64) -> i64 {
+    let d = unzigzag(v >> 2);
+    match v & 3 {
+        SECONDS => d * 1_000_000_000,
+        MILLIS => d * 1_000_000,
+        _ => d,
+    }
+}
+
 /// What [`Block::walk`] calls on each object.
 type Walk<'a> = dyn FnMut(&[u8], u64, i64, u8, &[u8]) -> bool + 'a;
 
-/// Up to [`BLOCK`] objects, sorted, encoded.
+/// Up to [`BLOCK`] objects, sorted, encoded. The first object's key is
+/// whole (nothing shared) and its time is in nanoseconds since the epoch;
+/// each later one's is the change from the one before.
 #[derive(Debug)]
 struct Block {
-    /// The first key, whole: where a search lands.
-    first: Box<str>,
     bytes: Box<[u8]>,
 }
 
@@ -178,16 +229,22 @@ impl Block {
     /// it), and says whether to go on.
     fn walk(&self, f: &mut Walk) {
         let b = &self.bytes;
-        let mut key: Vec<u8> = Vec::with_capacity(self.first.len() + 16);
+        let mut key: Vec<u8> = Vec::with_capacity(128);
         let (mut at, mut mtime) = (0usize, 0i64);
         while at < b.len() {
+            let first = at == 0;
             let shared = get_varint(b, &mut at) as usize;
             let len = get_varint(b, &mut at) as usize;
             key.truncate(shared);
             let end = at + len;
             decode_text(b, &mut at, end, &mut key);
             let size = get_varint(b, &mut at);
-            mtime = mtime.wrapping_add(unzigzag(get_varint(b, &mut at)));
+            let t = get_varint(b, &mut at);
+            mtime = if first {
+                unzigzag(t)
+            } else {
+                mtime + decode_change(t)
+            };
             let tag = b[at];
             let raw = if tag == MD5_RAW {
                 &b[at + 1..at + 17]
@@ -246,6 +303,23 @@ impl Block {
         found
     }
 
+    /// The first key of the block, into `key` (cleared first).
+    fn first_into(&self, key: &mut Vec<u8>) {
+        let b = &self.bytes;
+        let mut at = 0;
+        let _shared = get_varint(b, &mut at);
+        let len = get_varint(b, &mut at) as usize;
+        key.clear();
+        let end = at + len;
+        decode_text(b, &mut at, end, key);
+    }
+
+    fn first(&self) -> String {
+        let mut key = Vec::new();
+        self.first_into(&mut key);
+        Block::text(&key)
+    }
+
     /// The last key of the block.
     fn last(&self) -> String {
         let mut last = Vec::new();
@@ -264,7 +338,6 @@ impl Block {
 pub(super) struct Run {
     blocks: Vec<Block>,
     cur: Vec<u8>,
-    cur_first: String,
     in_cur: usize,
     prev: String,
     prev_mtime: i64,
@@ -287,10 +360,16 @@ impl Run {
         if self.in_cur == BLOCK {
             self.seal();
         }
+        let change = match self.in_cur {
+            0 => Some(zigzag(n)),
+            _ => n.checked_sub(self.prev_mtime).and_then(encode_change),
+        };
+        let Some(change) = change else {
+            self.exact.insert(key.to_string(), obj);
+            return;
+        };
         let out = &mut self.cur;
         let shared = if self.in_cur == 0 {
-            self.cur_first = key.to_string();
-            self.prev_mtime = 0;
             0
         } else {
             // Shared bytes, backed off to a character boundary.
@@ -311,7 +390,7 @@ impl Run {
         put_varint(out, text.len() as u64);
         out.extend_from_slice(&text);
         put_varint(out, size);
-        put_varint(out, zigzag(n.wrapping_sub(self.prev_mtime)));
+        put_varint(out, change);
         self.prev_mtime = n;
         match (md5, linked(key)) {
             (None, _) | (Some(_), None) => out.push(MD5_NONE),
@@ -331,7 +410,6 @@ impl Run {
             return;
         }
         self.blocks.push(Block {
-            first: std::mem::take(&mut self.cur_first).into_boxed_str(),
             bytes: std::mem::take(&mut self.cur).into_boxed_slice(),
         });
         self.in_cur = 0;
@@ -371,16 +449,13 @@ impl Listing {
             r.seal();
         }
         runs.retain(|r| !r.blocks.is_empty() || !r.exact.is_empty());
-        runs.sort_by(|a, b| {
-            let first = |r: &Run| r.blocks.first().map(|b| b.first.clone());
-            first(a).cmp(&first(b))
-        });
+        runs.sort_by_cached_key(|r| r.blocks.first().map(Block::first));
         // Parts are disjoint key ranges: their blocks follow each other.
         let last_of = |r: &Run| r.blocks.last().map(Block::last);
         let disjoint = runs
             .windows(2)
             .all(|w| match (last_of(&w[0]), w[1].blocks.first()) {
-                (Some(last), Some(next)) => last.as_str() < &*next.first,
+                (Some(last), Some(next)) => last < next.first(),
                 _ => true,
             });
         let mut out = Listing::default();
@@ -421,7 +496,20 @@ impl Listing {
 
     /// The block `key` would be in.
     fn block_of(&self, key: &str) -> Option<usize> {
-        self.blocks.partition_point(|b| &*b.first <= key).checked_sub(1)
+        // A binary search over the blocks' first keys, decoded into one
+        // buffer.
+        let (mut lo, mut hi) = (0, self.blocks.len());
+        let mut first = Vec::with_capacity(128);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            self.blocks[mid].first_into(&mut first);
+            if first.as_slice() <= key.as_bytes() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
     }
 
     fn block_get(&self, key: &str) -> Option<Obj> {
@@ -588,6 +676,8 @@ mod tests {
         for k in [
             "repositories/a/ABCDEF0123456789ABCDEF/x",
             "repositories/a/\u{0}\u{1}zz",
+            "repositories/a/\u{2}\u{3}/data\u{2}/datax/link/linked/dat",
+            "repositories/a/_layers/sha256/x/link/data",
             "repositories/é/ü/_uploads/0123456789abcdef0123456789abcdef0/startedat",
             "repositories/a/_manifests/tags/0123456789abcdef01/current/link",
         ] {
@@ -599,6 +689,31 @@ mod tests {
         let mut far = obj(1, 0, None);
         far.mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
         objects.push(("repositories/far".into(), far));
+        // Times in whole seconds, milliseconds and nanoseconds; changes
+        // too large for a varint of the unit (100 and 400 years).
+        let at = |k: &str, t: SystemTime| {
+            (
+                format!("repositories/times/{k}"),
+                Obj {
+                    mtime: t,
+                    ..obj(1, 0, None)
+                },
+            )
+        };
+        let epoch = SystemTime::UNIX_EPOCH;
+        let year = Duration::from_secs(365 * 86_400);
+        for (k, t) in [
+            ("a", epoch + Duration::from_secs(1_700_000_000)),
+            ("b", epoch + Duration::from_millis(1_700_000_000_007)),
+            ("c", epoch + Duration::from_nanos(1_700_000_000_000_000_009)),
+            ("d", epoch + Duration::from_secs(1_600_000_000)),
+            ("e", epoch - year * 200),
+            ("f", epoch + year * 200),
+            ("g", epoch + year * 100 + Duration::from_nanos(3)),
+            ("h", epoch + Duration::from_nanos(1)),
+        ] {
+            objects.push(at(k, t));
+        }
 
         let listing = Listing::of(vec![Run::of(objects.clone())]);
         let mut want = objects.clone();
@@ -625,6 +740,33 @@ mod tests {
         // An MD5 the key explains is one byte; others are kept whole.
         assert_eq!(listing.get(&l1).unwrap().md5, linked_md5(&l1));
         assert_eq!(listing.get(&l2).unwrap().md5, Some([9; 16]));
+    }
+
+    /// A registry's blob keys take about 44 bytes each: 31 or 32 of
+    /// packed digest, a byte for `/data`, a size, a time's change in
+    /// seconds (S3 lists whole seconds) and an MD5 flag.
+    #[test]
+    fn a_blob_key_takes_about_44_bytes() {
+        use sha2::Digest as _;
+        let n = 4096u64;
+        let mut objects: Vec<(String, Obj)> = (0..n)
+            .map(|i| {
+                let hex: String = sha2::Sha256::digest(i.to_le_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                let key = format!("blobs/sha256/{}/{hex}/data", &hex[..2]);
+                // Spread over 180 days, as the benchmark's trees are.
+                let secs = 1_780_000_000 + (i * 7_919_993) % 15_552_000;
+                (key, obj(1_000_000 + i * 37, secs, None))
+            })
+            .collect();
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        let run = Run::of(objects);
+        assert!(run.exact.is_empty());
+        let bytes: usize = run.blocks.iter().map(|b| b.bytes.len()).sum();
+        let per = bytes as f64 / n as f64;
+        assert!((40.0..=45.0).contains(&per), "{per:.1} bytes a key");
     }
 
     /// Parts listed apart, in any order, make one listing; a range is read
