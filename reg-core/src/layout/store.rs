@@ -47,6 +47,21 @@ fn split_repositories(dir: &str) -> bool {
 /// when not there.
 type ReadBytes = Option<(Vec<u8>, bool)>;
 
+/// A part of the tree held by [`Store::hold_blobs_in`]; forgotten when
+/// dropped.
+pub struct HeldPart<'a> {
+    store: &'a Store,
+    part: Option<String>,
+}
+
+impl Drop for HeldPart<'_> {
+    fn drop(&mut self) {
+        if let Some(part) = &self.part {
+            self.store.backend.release_part(part);
+        }
+    }
+}
+
 /// A registry's storage: the layout on top of a [`Backend`].
 pub struct Store {
     pub(super) backend: Box<dyn Backend>,
@@ -712,6 +727,27 @@ impl Store {
         out.items
             .sort_by(|a, b| (a.alg, &a.prefix).cmp(&(b.alg, &b.prefix)));
         out
+    }
+
+    /// From now on `blobs/` is held one prefix directory at a time, those
+    /// [`Store::hold_blobs_in`] holds, not listed whole (see
+    /// [`crate::storage::Backend::list_by_parts`]): for a walk of the blob
+    /// store that goes prefix by prefix. The filesystem has nothing to hold.
+    pub fn list_blobs_by_prefix(&self) {
+        self.backend.list_by_parts(paths::BLOBS, 2);
+    }
+
+    /// Holds the listing of blob prefix directory `p` until the returned
+    /// guard drops (after [`Store::list_blobs_by_prefix`]). A listing that
+    /// fails is not held: the next scan of `p` lists it again and reports
+    /// the failure.
+    pub fn hold_blobs_in(&self, p: &BlobPrefix) -> HeldPart<'_> {
+        let part = format!("{}/{}/{}", paths::BLOBS, p.alg.name(), p.prefix);
+        let held = self.backend.hold_part(&part).is_ok();
+        HeldPart {
+            store: self,
+            part: held.then_some(part),
+        }
     }
 
     /// The digests of the blob directories under one prefix directory,

@@ -42,7 +42,7 @@ pub mod list;
 pub mod provider;
 pub mod s3;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -153,6 +153,11 @@ pub struct ObjectBackend {
     v2: String,
     /// The areas the layout will scan ([`Backend::plan`]).
     plan: RwLock<Vec<Area>>,
+    /// Areas held a part at a time, and the depth of their parts below
+    /// them ([`Backend::list_by_parts`]).
+    by_parts: RwLock<Vec<(&'static str, usize)>>,
+    /// The parts held now ([`Backend::hold_part`]).
+    parts: Mutex<HashMap<String, Listed>>,
     areas: Mutex<BTreeMap<&'static str, AreaListing>>,
     /// First pages listed by [`ObjectBackend::check_root`], kept for the
     /// areas' listings.
@@ -244,6 +249,8 @@ impl ObjectBackend {
             },
             v2,
             plan: RwLock::default(),
+            by_parts: RwLock::default(),
+            parts: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
             listing: Mutex::default(),
@@ -269,6 +276,8 @@ impl ObjectBackend {
             },
             v2,
             plan: RwLock::default(),
+            by_parts: RwLock::default(),
+            parts: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
             listing: Mutex::default(),
@@ -510,6 +519,10 @@ impl ObjectBackend {
     /// The cached area `rel` lies in, or an error naming `rel`; `None`
     /// outside the planned areas.
     fn cached(&self, rel: &str) -> Result<Option<Listed>> {
+        if let Some(part) = self.part_of(rel) {
+            // An area held a part at a time: the part if it is held.
+            return Ok(part.and_then(|p| self.parts.lock().expect("parts").get(&p).cloned()));
+        }
         match self.area_of(rel) {
             Some(a) => self
                 .area(a)
@@ -538,8 +551,84 @@ impl ObjectBackend {
             .map_err(|f| Error::storage(self.display(prefix), f.failure, f.message))
     }
 
+    /// Where `rel` lies in an area held a part at a time: its part, or
+    /// `None` above the parts' level; not at all in another area.
+    fn part_of(&self, rel: &str) -> Option<Option<String>> {
+        let by_parts = self.by_parts.read().expect("by_parts");
+        let &(area, depth) = by_parts
+            .iter()
+            .find(|(a, _)| rel == *a || rel.strip_prefix(a).is_some_and(|r| r.starts_with('/')))?;
+        let below: Vec<&str> = rel[area.len()..].split('/').skip(1).take(depth).collect();
+        Some((below.len() == depth).then(|| format!("{area}/{}", below.join("/"))))
+    }
+
+    /// A scan of `prefix`, which lies above the parts of an area held a
+    /// part at a time: delimited listings down to the parts' level, then
+    /// the parts that `stop` does not cut (each listed, not kept).
+    fn scan_above_parts(
+        &self,
+        prefix: &str,
+        stop: Stop,
+        meta: bool,
+        visit: &mut dyn FnMut(Scanned),
+    ) -> Result<bool> {
+        let mut found = false;
+        let mut dirs = vec![(prefix.to_string(), 0usize)];
+        while let Some((dir, depth)) = dirs.pop() {
+            let listed = self
+                .rt
+                .block_on(self.src.store.list_with_delimiter(Some(&self.key(&dir))))
+                .map_err(|e| self.store_err(&dir, &e))?;
+            for o in &listed.objects {
+                // A "directory marker" some tools write: nothing to list.
+                if let Some(rel) = self
+                    .rel(o.location.as_ref())
+                    .filter(|r| *r != dir && !r.ends_with('/'))
+                {
+                    found = true;
+                    visit(Scanned::Object {
+                        key: rel.to_string(),
+                        meta: meta.then(|| meta_of(&self.obj_of(o))),
+                    });
+                }
+            }
+            for p in &listed.common_prefixes {
+                let Some(child) = self.rel(p.as_ref()).map(str::to_string) else {
+                    continue;
+                };
+                found = true;
+                let below = &child[prefix.len() + 1..];
+                if stop(below, depth + 1) {
+                    visit(Scanned::Prefix(child));
+                } else if self.part_of(&child).is_some_and(|p| p.is_none()) {
+                    dirs.push((child, depth + 1));
+                } else {
+                    let mut failed = None;
+                    cut(
+                        prefix,
+                        &mut |each| {
+                            if let Err(e) = self.each_below(&child, each) {
+                                failed = Some(e);
+                            }
+                        },
+                        stop,
+                        meta,
+                        visit,
+                    );
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The listing of the area `rel` lies in, only if it is loaded already.
     fn loaded(&self, rel: &str) -> Option<Listed> {
+        if let Some(part) = self.part_of(rel) {
+            return part.and_then(|p| self.parts.lock().expect("parts").get(&p).cloned());
+        }
         let area = self.area_of(rel)?;
         self.areas
             .lock()
@@ -942,6 +1031,9 @@ impl Backend for ObjectBackend {
     }
 
     fn scan(&self, prefix: &str, stop: Stop, meta: bool, visit: &mut dyn FnMut(Scanned)) -> Result<bool> {
+        if self.part_of(prefix).is_some_and(|p| p.is_none()) {
+            return self.scan_above_parts(prefix, stop, meta, visit);
+        }
         let mut failed = None;
         let found = cut(
             prefix,
@@ -1161,9 +1253,34 @@ impl Backend for ObjectBackend {
         self.refuse_key(rel).map_or(Ok(()), Err)
     }
 
+    fn list_by_parts(&self, area: &'static str, parts_depth: usize) {
+        if self.areas.lock().expect("areas").contains_key(area) {
+            return;
+        }
+        self.seeds.lock().expect("seeds").remove(area);
+        let mut by_parts = self.by_parts.write().expect("by_parts");
+        if !by_parts.iter().any(|(a, _)| *a == area) {
+            by_parts.push((area, parts_depth));
+        }
+    }
+
+    fn hold_part(&self, part: &str) -> Result<()> {
+        if self.part_of(part).flatten().as_deref() != Some(part) {
+            return Ok(());
+        }
+        let listed = Arc::new(RwLock::new(self.list_now(part)?));
+        self.parts.lock().expect("parts").insert(part.to_string(), listed);
+        Ok(())
+    }
+
+    fn release_part(&self, part: &str) {
+        self.parts.lock().expect("parts").remove(part);
+    }
+
     /// Listings come from LISTs after this, also where an inventory
     /// report gave them before.
     fn refresh(&self) {
+        self.parts.lock().expect("parts").clear();
         self.areas.lock().expect("areas").clear();
         self.seeds.lock().expect("seeds").clear();
         self.inventory.lock().expect("inventory").take();
@@ -1268,6 +1385,93 @@ mod tests {
         let mut none = 0;
         assert!(!cut("repositories", &mut |_| {}, &stop, false, &mut |_| none += 1));
         assert_eq!(none, 0);
+    }
+
+    /// An area held a part at a time: a scan above the parts finds what a
+    /// whole listing finds; a held part answers from its listing (what
+    /// was written since is not in it), a released one from the store; the
+    /// area is never listed whole.
+    #[test]
+    fn an_area_held_a_part_at_a_time_scans_as_a_whole_one() {
+        use crate::storage::Backend as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let v2 = "srv/registry/docker/registry/v2";
+        let put = |rel: &str| {
+            let path = Key::from(format!("{v2}/{rel}"));
+            futures::executor::block_on(store.put(&path, vec![1u8, 2, 3].into())).unwrap();
+        };
+        let blob = |p: &str, n: u8| format!("blobs/sha256/{p}/{p}{}/data", format!("{n:02x}").repeat(31));
+        for k in [
+            blob("aa", 1),
+            blob("aa", 2),
+            blob("bb", 3),
+            "blobs/sha256/stray".into(),
+            "blobs/md5/cc/x/data".into(),
+            "repositories/r/_layers/sha256/aa/link".into(),
+        ] {
+            put(&k);
+        }
+        let open = |parts: bool| {
+            let b = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
+            b.plan(&crate::layout::AREAS);
+            if parts {
+                b.list_by_parts(crate::layout::paths::BLOBS, 2);
+            }
+            b
+        };
+        let scan = |b: &ObjectBackend, prefix: &str, stop: Stop| {
+            let mut seen = Vec::new();
+            let found = b
+                .scan(prefix, stop, true, &mut |item| {
+                    seen.push(match item {
+                        Scanned::Prefix(p) => format!("prefix {p}"),
+                        Scanned::Object { key, meta } => format!("object {key} {:?}", meta.map(|m| m.size)),
+                        Scanned::Problem(e) => format!("problem {e}"),
+                    })
+                })
+                .unwrap();
+            seen.sort();
+            (found, seen)
+        };
+        let (whole, by_parts) = (open(false), open(true));
+        let prefixes = |rel: &str, depth: usize| depth == 2 || rel == "md5";
+        let digests = |_: &str, _: usize| true;
+        let everything = |_: &str, _: usize| false;
+        for (prefix, stop) in [
+            ("blobs", &prefixes as Stop),
+            ("blobs", &everything),
+            ("blobs/sha256", &prefixes),
+            ("blobs/sha256/aa", &digests),
+            ("blobs/sha256/zz", &digests),
+        ] {
+            assert_eq!(
+                scan(&by_parts, prefix, stop),
+                scan(&whole, prefix, stop),
+                "{prefix}"
+            );
+        }
+        assert_eq!(
+            scan(&by_parts, "blobs", &prefixes).1,
+            [
+                "object blobs/sha256/stray Some(3)",
+                "prefix blobs/md5",
+                "prefix blobs/sha256/aa",
+                "prefix blobs/sha256/bb",
+            ]
+        );
+        // Held: answered from the part's listing.
+        by_parts.hold_part("blobs/sha256/aa").unwrap();
+        let late = blob("aa", 9);
+        put(&late);
+        assert!(by_parts.stat(&blob("aa", 1)).unwrap().is_some());
+        assert!(by_parts.stat(&late).unwrap().is_none(), "held: as listed");
+        by_parts.release_part("blobs/sha256/aa");
+        assert!(
+            by_parts.stat(&late).unwrap().is_some(),
+            "released: asked of the store"
+        );
+        assert!(!by_parts.areas.lock().unwrap().contains_key("blobs"));
+        assert!(whole.areas.lock().unwrap().contains_key("blobs"));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub(super) struct RepoScan {
 /// are reported through `msgs` and keep what they concern; an unreadable
 /// manifest that the grace period must follow is fatal (nothing is printed).
 pub fn find(store: &Store, refs: &LiveRefs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
+    // Walked a prefix directory at a time, `blobs/` is never held whole
+    // (on object storage; issue 18).
+    store.list_blobs_by_prefix();
     store.check_blob_store()?;
     let mut found = Found {
         storage_root: store.root_id(),
@@ -148,6 +151,7 @@ fn walk_prefix(
     msgs: &Messages,
     p: &crate::layout::BlobPrefix,
 ) -> BlobPart {
+    let _held = store.hold_blobs_in(p);
     let l = store.blob_digests_in(p);
     msgs.progress().add_also(l.items.len() as u64);
     let mut part = BlobPart {

@@ -192,6 +192,31 @@ pub trait Backend: Send + Sync {
     /// A reader over `rel`, for content too large to read at once.
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
+    /// From now on, the planned area `area` is not listed whole: it is
+    /// held a part at a time, each part the directory `parts_depth` levels
+    /// below `area`, listed when [`Backend::hold_part`] asks and forgotten
+    /// when [`Backend::release_part`] says. A scan above that level finds
+    /// the parts with delimited listings; anything else below `area` is
+    /// asked of the store (a HEAD, a listing not kept). reg-orphans, which
+    /// walks `blobs/` one prefix directory at a time, holds only the
+    /// directories it is walking. Ignored where the area is held already
+    /// (from an inventory report), and by the filesystem.
+    fn list_by_parts(&self, area: &'static str, parts_depth: usize) {
+        let _ = (area, parts_depth);
+    }
+
+    /// Lists the part `part` (see [`Backend::list_by_parts`]) and keeps it
+    /// until [`Backend::release_part`]; nothing where `part` is not one.
+    fn hold_part(&self, part: &str) -> Result<()> {
+        let _ = part;
+        Ok(())
+    }
+
+    /// Forgets the part `part` held by [`Backend::hold_part`].
+    fn release_part(&self, part: &str) {
+        let _ = part;
+    }
+
     /// Forgets what the backend has cached of earlier listings, so that the
     /// next scans see the store as it is now (reg-rm, before looking again).
     fn refresh(&self) {}
