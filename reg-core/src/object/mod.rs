@@ -145,6 +145,13 @@ struct Seed {
     whole: bool,
 }
 
+/// An area held a part at a time ([`Backend::list_by_parts`]) is listed
+/// whole instead when its first page reaches past this many parts: its
+/// parts hold less than half a page each, so listing them one by one would
+/// take more requests than the area's pages, and the whole area is small
+/// (at most 256 parts of half a page: ~128,000 keys of `blobs/`, ~6 MB).
+const PARTS_IN_A_FIRST_PAGE: usize = 2;
+
 /// The object-storage backend, rooted at a registry's `v2` prefix.
 pub struct ObjectBackend {
     rt: tokio::runtime::Runtime,
@@ -1257,7 +1264,26 @@ impl Backend for ObjectBackend {
         if self.areas.lock().expect("areas").contains_key(area) {
             return;
         }
-        self.seeds.lock().expect("seeds").remove(area);
+        {
+            // The area's first page says how large its parts are: where it
+            // reaches past a few of them, the whole area takes few pages
+            // and little memory, and listing it part by part would cost a
+            // request a part instead (a small registry: one LIST).
+            let mut seeds = self.seeds.lock().expect("seeds");
+            if let Some(seed) = seeds.get(area) {
+                let parts: std::collections::HashSet<Vec<&str>> = seed
+                    .objects
+                    .iter()
+                    .filter_map(|m| self.rel(m.location.as_ref()))
+                    .filter_map(|rel| rel.strip_prefix(area)?.strip_prefix('/'))
+                    .map(|below| below.split('/').take(parts_depth).collect())
+                    .collect();
+                if seed.whole || parts.len() > PARTS_IN_A_FIRST_PAGE {
+                    return;
+                }
+            }
+            seeds.remove(area);
+        }
         let mut by_parts = self.by_parts.write().expect("by_parts");
         if !by_parts.iter().any(|(a, _)| *a == area) {
             by_parts.push((area, parts_depth));
@@ -1472,6 +1498,16 @@ mod tests {
         );
         assert!(!by_parts.areas.lock().unwrap().contains_key("blobs"));
         assert!(whole.areas.lock().unwrap().contains_key("blobs"));
+        // A bucket whose first page of blobs/ is all of it (or reaches
+        // past two prefix directories) is listed whole: one LIST, not one
+        // a prefix directory.
+        let small = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
+        small.plan(&crate::layout::AREAS);
+        small.check_root().unwrap();
+        small.list_by_parts(crate::layout::paths::BLOBS, 2);
+        assert!(small.by_parts.read().unwrap().is_empty());
+        assert_eq!(scan(&small, "blobs", &prefixes), scan(&whole, "blobs", &prefixes));
+        assert!(small.areas.lock().unwrap().contains_key("blobs"));
     }
 
     #[test]

@@ -200,7 +200,10 @@ pub trait Backend: Send + Sync {
     /// asked of the store (a HEAD, a listing not kept). reg-orphans, which
     /// walks `blobs/` one prefix directory at a time, holds only the
     /// directories it is walking. Ignored where the area is held already
-    /// (from an inventory report), and by the filesystem.
+    /// (from an inventory report), where an object store's first page of
+    /// it says it is small (its parts hold less than half a page each:
+    /// listed one by one they would cost more requests than the whole),
+    /// and by the filesystem.
     fn list_by_parts(&self, area: &'static str, parts_depth: usize) {
         let _ = (area, parts_depth);
     }
