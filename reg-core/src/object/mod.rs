@@ -152,6 +152,13 @@ struct Seed {
 /// (at most 256 parts of half a page: ~128,000 keys of `blobs/`, ~6 MB).
 const PARTS_IN_A_FIRST_PAGE: usize = 2;
 
+/// Test hook: with `REG_TEST_BY_PARTS` set, an area asked to be held by
+/// parts ([`Backend::list_by_parts`]) is, however small its first page
+/// says it is: the end-to-end tests run reg-orphans that way on a small
+/// registry, then pull every image.
+#[cfg(feature = "test-hooks")]
+pub const BY_PARTS_ENV: &str = "REG_TEST_BY_PARTS";
+
 /// The object-storage backend, rooted at a registry's `v2` prefix.
 pub struct ObjectBackend {
     rt: tokio::runtime::Runtime,
@@ -1270,6 +1277,10 @@ impl Backend for ObjectBackend {
             // and little memory, and listing it part by part would cost a
             // request a part instead (a small registry: one LIST).
             let mut seeds = self.seeds.lock().expect("seeds");
+            #[cfg(feature = "test-hooks")]
+            if std::env::var_os(BY_PARTS_ENV).is_some() {
+                seeds.remove(area);
+            }
             if let Some(seed) = seeds.get(area) {
                 let parts: std::collections::HashSet<Vec<&str>> = seed
                     .objects

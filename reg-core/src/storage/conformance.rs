@@ -216,4 +216,15 @@ mod tests {
         crate::storage::Backend::plan(&b, &crate::layout::AREAS);
         super::run(&b);
     }
+
+    /// The same with `blobs/` held a prefix directory at a time (as
+    /// reg-orphans holds it on a large bucket).
+    #[test]
+    fn object_stores_conform_in_memory_with_blobs_by_parts() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let b = crate::object::ObjectBackend::over(store, "srv/registry").unwrap();
+        crate::storage::Backend::plan(&b, &crate::layout::AREAS);
+        crate::storage::Backend::list_by_parts(&b, crate::layout::paths::BLOBS, 2);
+        super::run(&b);
+    }
 }
