@@ -396,13 +396,13 @@ impl<'a> Deleter<'a> {
         let mut back = Vec::new();
         for r in link_recs.iter().flatten() {
             // A link named `d`, or an alias link (named otherwise) to it.
-            let links_to_d = r.target.or(r.digest) == Some(d);
+            let links_to_d = r.target.as_deref().copied().or(r.digest) == Some(d);
             if links_to_d && matches!(r.action, Action::Deleted | Action::Trashed) {
                 let (Some(repo), Some(name)) = (&r.repo, r.digest) else {
                     continue;
                 };
                 match self.store.write_link(&paths::layer_link(repo, &name), &d) {
-                    Ok(_) => back.push(repo.clone()),
+                    Ok(_) => back.push(repo.to_string()),
                     Err(e) => self.msgs.error(e),
                 }
             }

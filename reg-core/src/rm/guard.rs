@@ -240,13 +240,13 @@ impl Guard<'_> {
             let repo: Arc<str> = repo.into();
             ok &= repo_ok;
             for (d, name, m) in layers {
-                out.entry(d)
-                    .or_default()
-                    .layer_links
-                    .push((repo.clone(), name, m));
+                push_one(
+                    &mut out.entry(d).or_default().layer_links,
+                    (repo.clone(), name, m),
+                );
             }
             for d in revs {
-                out.entry(d).or_default().revisions.push(repo.clone());
+                push_one(&mut out.entry(d).or_default().revisions, repo.clone());
             }
         }
         (out, ok)
@@ -545,6 +545,15 @@ impl Guard<'_> {
 /// Why everything waits for another run when the roots would not hold still.
 pub(super) const UNSTABLE: &str = "tags or revisions kept changing while reg-rm looked (pushes?): run again";
 
+/// Pushes `x` on `v`, with room for just it when `v` was empty: most blobs
+/// have one link, and a first push makes room for four (massif: a dry run
+/// at 317k objects held 7.5 MB of link vectors, a quarter of them used).
+fn push_one<T>(v: &mut Vec<T>, x: T) {
+    if v.capacity() == 0 {
+        v.reserve_exact(1);
+    }
+    v.push(x);
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,11 +88,13 @@ struct Run<'i> {
     removed: Removed,
     /// The roots kept changing under the marks: every blob stays.
     unstable: bool,
-    /// Blobs to delete (their `_layers` links are in `link_jobs`).
+    /// Blobs to delete (their `_layers` links are in `link_jobs`); moved
+    /// out by the blob phase.
     doomed: BTreeSet<Digest>,
     /// Blobs decided kept before the blob phase.
     kept_blobs: Vec<RmRecord>,
-    /// The `_layers` links acted on: (repo, link name) → (guarded, blob).
+    /// The `_layers` links acted on: (repo, link name) → (guarded, blob);
+    /// dropped once the layer-link phase is done.
     link_jobs: Vec<LinkJob>,
     /// `blobs/<alg>/<xx>` directories that lost a blob.
     prefixes: BTreeSet<String>,
@@ -131,10 +133,10 @@ impl<'i> Run<'i> {
     /// Notes what a phase's records removed, once they are flushed.
     fn note_removed(&mut self, phase: PhaseName, recs: &[Option<RmRecord>]) {
         let removes = || recs.iter().flatten().filter(|r| r.action.removes());
-        let repo = |r: &RmRecord| r.repo.clone().unwrap_or_default();
+        let repo = |r: &RmRecord| r.repo.as_deref().unwrap_or_default().to_string();
         match phase {
             PhaseName::Tags => {
-                let tags = removes().map(|r| (repo(r), r.tag.clone().unwrap_or_default()));
+                let tags = removes().map(|r| (repo(r), r.tag.as_deref().unwrap_or_default().to_string()));
                 self.removed.tags.extend(tags);
             }
             PhaseName::Revisions => {
@@ -142,7 +144,7 @@ impl<'i> Run<'i> {
                 self.removed.revisions.extend(revs);
             }
             PhaseName::LayerLinks => {
-                let repos = removes().filter_map(|r| r.repo.clone());
+                let repos = removes().filter_map(|r| r.repo.as_deref().map(String::from));
                 self.removed.link_repos.extend(repos);
             }
             PhaseName::Blobs => {
@@ -154,7 +156,7 @@ impl<'i> Run<'i> {
                 self.prefixes.extend(prefixes);
             }
             PhaseName::Uploads => {
-                let ups = removes().map(|r| (repo(r), r.id.clone().unwrap_or_default()));
+                let ups = removes().map(|r| (repo(r), r.id.as_deref().unwrap_or_default().to_string()));
                 self.removed.uploads.extend(ups);
             }
             PhaseName::Repositories => {}
@@ -167,6 +169,8 @@ impl<'i> Run<'i> {
     /// sort by key would take a copy of the records; issue 18).
     fn merge_kept_blobs(&mut self, recs: &mut Vec<Option<RmRecord>>) {
         let kept = std::mem::take(&mut self.kept_blobs);
+        // Room for exactly these: growing would double the records' vector.
+        recs.reserve_exact(kept.len());
         recs.splice(0..0, kept.into_iter().map(Some));
         recs.sort_by_cached_key(|r| r.as_ref().and_then(|r| r.digest));
     }
@@ -283,7 +287,7 @@ impl<'a> Runner<'a> {
             .map(|((repo, tag), want)| {
                 let (verdict, points) = self.guard.tag(repo, tag, **want);
                 let mut rec = RmRecord::new("tag").repo(repo);
-                rec.tag = Some(tag.clone());
+                rec.tag = Some(tag.as_str().into());
                 rec.digest = if matches!(verdict, Verdict::Kept(_)) {
                     **want
                 } else {
@@ -300,7 +304,7 @@ impl<'a> Runner<'a> {
             let going = plans
                 .iter()
                 .filter(|(_, v)| *v == Verdict::Go)
-                .filter_map(|(r, _)| Some((r.repo.clone()?, r.tag.clone()?)));
+                .filter_map(|(r, _)| Some((r.repo.as_deref()?.to_string(), r.tag.as_deref()?.to_string())));
             let excl = Exclusions {
                 tags: going.collect(),
                 revisions: input.revisions.iter().cloned().collect(),
@@ -426,7 +430,7 @@ impl<'a> Runner<'a> {
                 let _counted = Counted(self.progress());
                 let mut rec = RmRecord::new("layer-link").repo(repo).digest(*name);
                 if blob != name {
-                    rec.target = Some(*blob);
+                    rec.target = Some(Box::new(*blob));
                 }
                 let dir = paths::layer_link_dir(repo, name);
                 match self.guard.layer_link(repo, *name, *guarded, unstable) {
@@ -452,7 +456,9 @@ impl<'a> Runner<'a> {
     /// new link. A push that landed since the last look is caught now: its
     /// blobs keep their data and get their links back.
     fn after_layer_links(&self, run: &mut Run, recs: &[Option<RmRecord>]) {
-        for (((repo, _), (_, d)), rec) in run.link_jobs.iter().zip(recs) {
+        // Done with here: not held through the blob phase (issue 18).
+        let link_jobs = std::mem::take(&mut run.link_jobs);
+        for (((repo, _), (_, d)), rec) in link_jobs.iter().zip(recs) {
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
@@ -496,7 +502,8 @@ impl<'a> Runner<'a> {
     /// be a manifest is copied first (see [`Copies`]), and kept if it
     /// cannot be.
     fn blobs(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
-        let ds: Vec<Digest> = run.doomed.iter().copied().collect();
+        // Moved out, not copied: nothing reads the set after this phase.
+        let ds: Vec<Digest> = std::mem::take(&mut run.doomed).into_iter().collect();
         self.start("blobs", ds.len());
         if !self.guard.dry_run() && !ds.is_empty() {
             match self.store().backend().trash() {
@@ -677,7 +684,7 @@ impl<'a> Runner<'a> {
         ups.par_iter()
             .map(|(repo, id)| {
                 let mut rec = RmRecord::new("upload").repo(repo);
-                rec.id = Some(id.clone());
+                rec.id = Some(id.as_str().into());
                 let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
                 self.progress().inc(1);
                 rec
