@@ -365,6 +365,12 @@ impl<'a> Runner<'a> {
         if let Some(hook) = &self.guard.cfg.hooks.after_revisions {
             (hook.0)();
         }
+        // A dry run removed nothing, so nothing it did can race a push: it
+        // keeps its first look (on object storage one listing of the
+        // bucket, not two; issue 18), as it skips the look after the links.
+        if self.guard.dry_run() {
+            return Ok(());
+        }
         // An index pushed as its children's links went writes its own link
         // a moment after the registry checked theirs.
         if !run.removed.revisions.is_empty() {
@@ -795,9 +801,6 @@ impl<'a> Runner<'a> {
                 }
                 tries += 1;
                 m.again(self.store(), &excl, asked, &muted)?;
-            }
-            if self.guard.dry_run() {
-                return Ok(false);
             }
             let back: Vec<(String, Digest, String)> = removed
                 .revisions

@@ -671,6 +671,19 @@ fn s3_the_scenario_costs_a_tenth_of_the_registrys_own_gc() {
         ours > 0 && ours * 10 <= theirs,
         "ours {ours}, the registry's {theirs}"
     );
+    // reg-rm's dry run lists the bucket once, as reg-orphans does: it
+    // removes nothing, so it takes no second look (a real run lists again
+    // before each; issue 18).
+    let rm = through(by_config("reg-rm", &reg, &["--dry-run", "--min-age", "0s"]))
+        .stdin(&orphans.stdout)
+        .run();
+    assert!(rm.success().stdout.contains("would-delete"), "{}", rm.stdout);
+    assert!(
+        lists(&rm) <= lists(&orphans),
+        "reg-rm --dry-run: {}; reg-orphans: {}",
+        rm.stderr.trim(),
+        orphans.stderr.trim()
+    );
 }
 
 /// The LISTs a tool's summary counts (`…; 9 requests: 4 LIST, 5 GET`).
