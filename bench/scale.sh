@@ -6,7 +6,8 @@
 # kind), directly and through a proxy that holds every request --delay-ms.
 #
 # Usage: bench/scale.sh [--blobs N]... [--bin DIR]... [--delay-ms D] [--seed S]
-#                       [--dir BASE] [--mems3 PATH] [--proxy PATH] [--save]
+#                       [--dir BASE] [--mems3 PATH] [--proxy PATH]
+#                       [--inventory csv|parquet] [--save]
 #
 #   --blobs N      stored blobs of a generated tree (repeatable; default
 #                  43000: about 100,000 objects; 130000: ~300k; 440000: ~1M)
@@ -22,6 +23,11 @@
 #   --mems3 PATH   the S3 server (default ../shared/bench/mems3.py)
 #   --proxy PATH   the delay proxy (default: target/{release,debug}/delay-proxy,
 #                  built if neither is there)
+#   --inventory F  also run reg-refs and reg-orphans from an S3 Inventory
+#                  report of the bucket (F: csv or parquet), written into
+#                  mems3 by reg-tests' inventory-report; their records are
+#                  compared with the live listing's, and reg-orphans runs
+#                  with --min-age 1h (a report must be younger than it)
 #   --save         also append the tables to bench/results.md
 #
 # GEN_TREE=PATH: the tree generator to use (default: this repository's
@@ -45,6 +51,7 @@ proxy=
 save=0
 direct=1
 pipeline=1
+inventory=
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,6 +65,7 @@ while [ $# -gt 0 ]; do
     --mems3) mems3=${2:?}; shift 2 ;;
     --proxy) proxy=${2:?}; shift 2 ;;
     --save) save=1; shift ;;
+    --inventory) inventory=${2:?}; shift 2 ;;
     -h|--help) usage ;;
     *) echo "scale.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -81,6 +89,18 @@ if [ -z "$proxy" ] && [ "$delay" != 0 ]; then
   done
   [ -n "$proxy" ] || { (cd "$repo" && cargo build --release -q -p reg-tests --bin delay-proxy); proxy=$target/release/delay-proxy; }
 fi
+
+report_tool=
+if [ -n "$inventory" ]; then
+  for p in "$target/release/inventory-report" "$target/debug/inventory-report"; do
+    [ -x "$p" ] && { report_tool=$p; break; }
+  done
+  [ -n "$report_tool" ] || { (cd "$repo" && cargo build -q -p reg-tests --bin inventory-report); report_tool=$target/debug/inventory-report; }
+fi
+# reg-orphans' grace period: none, unless a report is used (the tools
+# refuse a report older than --min-age).
+orphans_age=0s
+[ -z "$inventory" ] || orphans_age=1h
 
 start_work reg-bench-scale
 
@@ -109,49 +129,55 @@ took() { tail -1 "$1.time" | awk '{ printf "%s %.1f %s", $1, $2 + $3, $4 }'; }
 
 rows=()
 declare -A firsts
-run_build() { # label mems3_port endpoint bin objects tree_id
-  local label=$1 port=$2 ep=$3 bin=$4 objects=$5 id=$6 url=s3://bench/registry
-  local cache out t w c r req
+run_build() { # label mems3_port endpoint bin objects tree_id [inventory_url]
+  local label=$1 port=$2 ep=$3 bin=$4 objects=$5 id=$6 inv=${7:-} url=s3://bench/registry
+  local cache out t w c r req shown=$1
+  local -a from=()
+  if [ -n "$inv" ]; then
+    from=(--inventory "$inv")
+    shown="$label, $inventory report"
+  fi
   cache=$(mktemp -d "$work/cache.XXXXXX")
-  out=$work/$id-$label-$(echo "$bin" | md5sum | cut -c1-8)
+  out=$work/$id-$label-${inv:+inv-}$(echo "$bin" | md5sum | cut -c1-8)
   export AWS_ENDPOINT_URL=$ep
   local -a env=(env XDG_CACHE_HOME="$cache")
   for tool in refs orphans rm; do
     reset "$port"
     case $tool in
-      refs) timed "$out.refs" "${env[@]}" "$bin/reg-refs" --tagged-only "$url" </dev/null >"$out.refs.out" 2>"$out.refs.err" ;;
-      orphans) timed "$out.orphans" "${env[@]}" "$bin/reg-orphans" --min-age 0s "$url" <"$out.refs.out" >"$out.orphans.out" 2>"$out.orphans.err" ;;
+      refs) timed "$out.refs" "${env[@]}" "$bin/reg-refs" --tagged-only "${from[@]}" "$url" </dev/null >"$out.refs.out" 2>"$out.refs.err" ;;
+      orphans) timed "$out.orphans" "${env[@]}" "$bin/reg-orphans" --min-age "$orphans_age" "${from[@]}" "$url" <"$out.refs.out" >"$out.orphans.out" 2>"$out.orphans.err" ;;
       rm) timed "$out.rm" "${env[@]}" "$bin/reg-rm" --dry-run --min-age 0s "$url" <"$out.orphans.out" >"$out.rm.out" 2>"$out.rm.err" ;;
     esac
     t=$(took "$out.$tool")
     req=$(stats "$port")
     read -r w c r <<<"$t"
-    rows+=("| $objects | $label | $bin | reg-${tool} | $w s | $c s | $((r / 1024)) MiB | $(awk "BEGIN { printf \"%.0f\", $r * 1024 / $objects }") | $req |")
-    note "$objects $label reg-$tool: $w s wall, $c s CPU, $((r / 1024)) MiB, $req"
+    rows+=("| $objects | $shown | $bin | reg-${tool} | $w s | $c s | $((r / 1024)) MiB | $(awk "BEGIN { printf \"%.0f\", $r * 1024 / $objects }") | $req |")
+    note "$objects $shown reg-$tool: $w s wall, $c s CPU, $((r / 1024)) MiB, $req"
   done
-  if [ "$pipeline" = 1 ]; then
+  if [ "$pipeline" = 1 ] && [ -z "$inv" ]; then
     cache=$(mktemp -d "$work/cache.XXXXXX")
     reset "$port"
     local t0; t0=$(now)
     XDG_CACHE_HOME=$cache "$bin/reg-refs" --tagged-only "$url" 2>/dev/null |
-      XDG_CACHE_HOME=$cache "$bin/reg-orphans" --min-age 0s "$url" 2>/dev/null |
+      XDG_CACHE_HOME=$cache "$bin/reg-orphans" --min-age "$orphans_age" "$url" 2>/dev/null |
       XDG_CACHE_HOME=$cache "$bin/reg-rm" --dry-run --min-age 0s "$url" >"$out.pipe.out" 2>/dev/null
     w=$(secs "$t0" "$(now)")
     req=$(stats "$port")
     rows+=("| $objects | $label | $bin | pipeline | $w s | | | | $req |")
     note "$objects $label pipeline: $w s, $req"
   fi
-  # Records must not depend on the build: compared with the first build's.
+  # Records must not depend on the build, nor on a report standing in for
+  # the listing: compared with the first build's live run.
   local key=$id-$label
   if [ -z "${firsts[$key]:-}" ]; then
     firsts[$key]=$out
   else
     for f in refs orphans rm; do
       if cmp -s "${firsts[$key]}.$f.out" "$out.$f.out"; then
-        note "$objects $label reg-$f: records identical to $(basename "${firsts[$key]}")'s"
+        note "$objects $shown reg-$f: records identical to $(basename "${firsts[$key]}")'s"
       else
-        note "$objects $label reg-$f: RECORDS DIFFER from the first build's"
-        rows+=("| $objects | $label | $bin | reg-$f | records DIFFER from the first build's | | | | |")
+        note "$objects $shown reg-$f: RECORDS DIFFER from the first build's"
+        rows+=("| $objects | $shown | $bin | reg-$f | records DIFFER from the first build's live run | | | | |")
       fi
     done
   fi
@@ -173,13 +199,23 @@ for n in "${blobs[@]}"; do
     sleep 2
   done
   note "$(tail -1 "$work/mems3-$n.log")"
+  inv=
+  if [ -n "$inventory" ]; then
+    inv=$("$report_tool" "http://127.0.0.1:$port" bench inventory "$inventory" 8 2>"$work/inventory-$n.err") ||
+      { note "inventory-report failed:"; cat "$work/inventory-$n.err" >&2; exit 1; }
+    note "$(tail -1 "$work/inventory-$n.err"): $inv"
+  fi
   if [ "$direct" = 1 ]; then
-    for b in "${bins[@]}"; do run_build direct "$port" "http://127.0.0.1:$port" "$b" "$objects" "$n"; done
+    for b in "${bins[@]}"; do
+      run_build direct "$port" "http://127.0.0.1:$port" "$b" "$objects" "$n"
+      [ -z "$inv" ] || run_build direct "$port" "http://127.0.0.1:$port" "$b" "$objects" "$n" "$inv"
+    done
   fi
   if [ "$delay" != 0 ]; then
     start_delay_proxy "$proxy" "$port" "$delay" "$work/proxy-$n.port"
     for b in "${bins[@]}"; do
       run_build "${delay} ms" "$port" "http://127.0.0.1:$proxy_port" "$b" "$objects" "$n"
+      [ -z "$inv" ] || run_build "${delay} ms" "$port" "http://127.0.0.1:$proxy_port" "$b" "$objects" "$n" "$inv"
     done
     kill "$proxy_pid" 2>/dev/null || true
   fi
