@@ -738,6 +738,15 @@ pub struct InventoryUsed {
     pub listed: u64,
 }
 
+/// A report's rows as listings: a run per data file for each area, rows
+/// per area, and the report's objects and those within the areas.
+struct ReportRows {
+    runs: Vec<Vec<Run>>,
+    in_area: Vec<u64>,
+    objects: u64,
+    listed: u64,
+}
+
 impl ObjectBackend {
     /// Takes the listings of the areas the layout named (`blobs/`,
     /// `repositories/`) from the S3 Inventory report whose `manifest.json`
@@ -799,34 +808,10 @@ impl ObjectBackend {
         let now = self.server_now()?.unwrap_or(local_now);
         manifest.check_age(now, max_age)?;
         let areas: Vec<&'static str> = self.plan.read().expect("plan").iter().map(|a| a.prefix).collect();
-        // Each data file's rows of an area are encoded as they come, like
-        // a LIST's pages: one run per file and area. Rows in key order are
-        // encoded compactly; a row that is not goes in the run's exact
-        // overlay, and runs of files whose key ranges overlap are merged by
-        // `Listing::of`. (Rows held as strings until the end took ~290
-        // bytes an object at 317k objects: bench/results.md.)
-        let mut runs: Vec<Vec<Run>> = areas.iter().map(|_| Vec::new()).collect();
-        let mut in_area = vec![0u64; areas.len()];
-        let (mut objects, mut listed) = (0u64, 0u64);
-        for file in &manifest.files {
-            let file_shown = loc.data_file(&file.key);
-            let bytes = fetch(&file.key, &file_shown)?;
-            let mut cur: Vec<Run> = areas.iter().map(|_| Run::default()).collect();
-            manifest.read_file(file, &file_shown, bytes, &mut |key, size, mtime, etag| {
-                objects += 1;
-                if let Some((i, rel, o)) = self.report_object(&areas, key, size, mtime, etag) {
-                    cur[i].push(&rel, o.size, o.mtime, o.md5);
-                    in_area[i] += 1;
-                    listed += 1;
-                }
-            })?;
-            for (area, run) in runs.iter_mut().zip(cur) {
-                area.push(run);
-            }
-        }
-        self.check_report_covers(&areas, &in_area, &shown)?;
+        let rows = self.report_rows(&manifest, &loc, &areas, &fetch)?;
+        self.check_report_covers(&areas, &rows.in_area, &shown)?;
         let mut cached = self.areas.lock().expect("areas");
-        for (a, area) in areas.iter().zip(runs) {
+        for (a, area) in areas.iter().zip(rows.runs) {
             cached.insert(a, Ok(Arc::new(RwLock::new(Listing::of(area)))));
         }
         *self.inventory.lock().expect("inventory") = Some(shown.clone());
@@ -834,9 +819,48 @@ impl ObjectBackend {
             manifest: shown,
             created: manifest.created,
             files: manifest.files.len(),
-            objects,
-            listed,
+            objects: rows.objects,
+            listed: rows.listed,
         })
+    }
+
+    /// Every data file of `manifest`, read: each file's rows of an area
+    /// are encoded as they come, like a LIST's pages, into one run per
+    /// file and area. Rows in key order are encoded compactly; a row that
+    /// is not goes in the run's exact overlay, and runs of files whose key
+    /// ranges overlap are merged by `Listing::of`. (Rows held as strings
+    /// until the end took ~290 bytes an object at 317k objects:
+    /// bench/results.md.)
+    fn report_rows(
+        &self,
+        manifest: &inventory::Manifest,
+        loc: &inventory::Location,
+        areas: &[&'static str],
+        fetch: &dyn Fn(&str, &str) -> Result<bytes::Bytes>,
+    ) -> Result<ReportRows> {
+        let mut rows = ReportRows {
+            runs: areas.iter().map(|_| Vec::new()).collect(),
+            in_area: vec![0; areas.len()],
+            objects: 0,
+            listed: 0,
+        };
+        for file in &manifest.files {
+            let file_shown = loc.data_file(&file.key);
+            let bytes = fetch(&file.key, &file_shown)?;
+            let mut cur: Vec<Run> = areas.iter().map(|_| Run::default()).collect();
+            manifest.read_file(file, &file_shown, bytes, &mut |key, size, mtime, etag| {
+                rows.objects += 1;
+                if let Some((i, rel, o)) = self.report_object(areas, key, size, mtime, etag) {
+                    cur[i].push(&rel, o.size, o.mtime, o.md5);
+                    rows.in_area[i] += 1;
+                    rows.listed += 1;
+                }
+            })?;
+            for (area, run) in rows.runs.iter_mut().zip(cur) {
+                area.push(run);
+            }
+        }
+        Ok(rows)
     }
 
     /// One object of a report as the cached listing keeps it: the area it
