@@ -150,6 +150,13 @@ impl Mark {
         Ok(m)
     }
 
+    /// Lets go of the manifests this mark read, which only a walk again
+    /// ([`Mark::again`]) would use: a run that will not look again (a dry
+    /// run) does not hold them through its phases (issue 18).
+    pub fn forget_manifests(&mut self) {
+        self.cache = None;
+    }
+
     /// Why the blob `d` is live, if it is.
     pub fn blob(&self, d: &Digest) -> Option<&str> {
         self.blobs.get(d).map(String::as_str)

@@ -80,17 +80,23 @@ impl Http {
 
 impl HttpConnector for Http {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let inner = ReqwestConnector::default().connect(options)?;
         Ok(HttpClient::new(Counting {
-            inner,
+            inner: ReqwestConnector::default().connect(options)?,
+            lists: ReqwestConnector::default().connect(options)?,
             http: self.clone(),
         }))
     }
 }
 
+/// Listings go through a pool of connections of their own: a connection
+/// keeps the read buffer its largest answer grew (~330 KiB for a LIST page),
+/// so the reads that follow a listing (manifests, a few KiB each) do not
+/// hold 32 such buffers, and the listing's connections close once idle
+/// ([`super::s3::client_options`]; issue 18).
 #[derive(Debug)]
 struct Counting {
     inner: HttpClient,
+    lists: HttpClient,
     http: Http,
 }
 
@@ -99,7 +105,12 @@ impl HttpService for Counting {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let kind = self.http.provider.classify(&req);
         self.http.counts.count(kind);
-        let r = self.inner.execute(req).await;
+        let client = if kind == RequestKind::List {
+            &self.lists
+        } else {
+            &self.inner
+        };
+        let r = client.execute(req).await;
         match r {
             Ok(resp) if resp.status().is_server_error() => {
                 self.http.counts.throttled.fetch_add(1, Ordering::Relaxed);

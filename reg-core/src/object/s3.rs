@@ -177,8 +177,18 @@ pub(super) fn client_options(allow_http: bool) -> ClientOptions {
     ClientOptions::new()
         .with_timeout(Duration::from_secs(60))
         .with_connect_timeout(Duration::from_secs(10))
+        // A pooled connection keeps the read buffer its largest answer grew
+        // (~330 KiB for a LIST page, 10 MiB for 32 listing at once; hyper's
+        // limit cannot be set through reqwest). Closed after 2 s idle, the
+        // listing's connections do not hold that through the phases that
+        // follow it (90 s by default; issue 18). Requests that follow each
+        // other keep their connections.
+        .with_pool_idle_timeout(POOL_IDLE)
         .with_allow_http(allow_http)
 }
+
+/// How long an idle connection is kept for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(2);
 
 impl Provider for S3Config {
     fn base_url(&self) -> String {

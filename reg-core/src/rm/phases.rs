@@ -312,7 +312,12 @@ impl<'a> Runner<'a> {
             self.progress().set_context("checking what is live");
             let m = Mark::compute(self.store(), &excl, run.asked(), self.guard.msgs);
             self.progress().set_context("");
-            let m = m.map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
+            let mut m =
+                m.map_err(|e| e.context("cannot prove what is unreachable, so nothing was deleted"))?;
+            if self.guard.dry_run() {
+                // A dry run never marks again (see `after_revisions`).
+                m.forget_manifests();
+            }
             run.mark = Some(m);
         }
         run.plans = plans;
