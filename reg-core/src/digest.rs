@@ -470,6 +470,7 @@ impl std::hash::Hasher for IdHasher {
 /// A set built by pushing and then sorted once ([`SortedSet::finish`]):
 /// exactly the size of its keys, without a hash table's slack (a table of a
 /// million digests can take twice their size). Lookups are binary searches.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SortedSet<K> {
     pub(crate) items: Vec<K>,
     /// How many items the last compaction left.
@@ -505,6 +506,10 @@ impl Key for u64 {
 }
 
 impl Key for (u32, u64) {}
+
+/// Whole digests (reg-rm's named blobs): their order is by algorithm
+/// first, so no index by the first two bytes.
+impl Key for Digest {}
 
 impl Key for u32 {}
 
@@ -558,6 +563,26 @@ impl<K: Key> SortedSet<K> {
 
     pub(crate) fn len(&self) -> usize {
         self.items.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// In order (once [`SortedSet::finish`]ed).
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, K> {
+        self.items.iter()
+    }
+}
+
+impl<K: Key> FromIterator<K> for SortedSet<K> {
+    fn from_iter<I: IntoIterator<Item = K>>(iter: I) -> SortedSet<K> {
+        let mut s = SortedSet::default();
+        for k in iter {
+            s.insert(k);
+        }
+        s.finish();
+        s
     }
 }
 

@@ -23,26 +23,28 @@
 //! from, so that the caller can mark again before the blob phase.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, SortedSet};
 use crate::layout::Store;
 use crate::messages::Messages;
 use crate::record::RefRecord;
 use crate::refs::{self, Broken};
 
-/// What this run removes: left out of the roots.
+/// What this run removes: left out of the roots. Shared with each walk's
+/// [`refs::Config`], not copied into it (issue 18).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exclusions {
     /// `(repo, tag)` removed by this run.
-    pub tags: HashSet<(String, String)>,
+    pub tags: Arc<HashSet<(String, String)>>,
     /// `(repo, manifest)` revisions removed by this run.
-    pub revisions: HashSet<(String, Digest)>,
+    pub revisions: Arc<HashSet<(String, Digest)>>,
 }
 
 /// The named items whose liveness the caller wants to know.
 #[derive(Clone, Copy, Debug)]
 pub struct Asked<'a> {
-    pub blobs: &'a BTreeSet<Digest>,
+    pub(crate) blobs: &'a SortedSet<Digest>,
     pub revisions: &'a BTreeSet<(String, Digest)>,
 }
 
@@ -261,7 +263,7 @@ mod tests {
     use std::fs;
 
     fn mark(v2: &std::path::Path, excl: &Exclusions, blobs: &[Digest], revs: &[(&str, Digest)]) -> Mark {
-        let blobs: BTreeSet<Digest> = blobs.iter().copied().collect();
+        let blobs: SortedSet<Digest> = blobs.iter().copied().collect();
         let revisions: BTreeSet<(String, Digest)> = revs.iter().map(|(r, d)| (r.to_string(), *d)).collect();
         let asked = Asked {
             blobs: &blobs,
@@ -272,8 +274,8 @@ mod tests {
 
     fn without_revisions(revs: &[(&str, Digest)]) -> Exclusions {
         Exclusions {
-            tags: HashSet::new(),
-            revisions: revs.iter().map(|(r, d)| (r.to_string(), *d)).collect(),
+            tags: Arc::default(),
+            revisions: Arc::new(revs.iter().map(|(r, d)| (r.to_string(), *d)).collect()),
         }
     }
 
@@ -343,15 +345,14 @@ mod tests {
 
         // A tag the run removes protects nothing; the revision link still does.
         let excl = Exclusions {
-            tags: [("lib".to_string(), "latest".to_string())].into(),
-            revisions: HashSet::new(),
+            tags: Arc::new([("lib".to_string(), "latest".to_string())].into()),
+            revisions: Arc::default(),
         };
         let m = mark(v2, &excl, &asked, &[]);
         assert!(m.blob(&idx).unwrap().contains("revisions are roots"));
         let mut excl = excl;
-        excl.revisions.insert(("lib".into(), idx));
-        excl.revisions
-            .extend(revs.iter().map(|(r, d)| (r.to_string(), *d)));
+        Arc::make_mut(&mut excl.revisions).insert(("lib".into(), idx));
+        Arc::make_mut(&mut excl.revisions).extend(revs.iter().map(|(r, d)| (r.to_string(), *d)));
         let m = mark(v2, &excl, &asked, &[]);
         for d in asked {
             assert_eq!(m.blob(&d), None, "{d}: nothing is left to reach it");

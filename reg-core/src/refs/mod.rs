@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
@@ -71,11 +72,11 @@ pub struct Config {
     pub repos: Vec<String>,
     /// Tags treated as gone: not listed, not roots (reg-rm's mark leaves out
     /// the tags its run removes).
-    pub skip_tags: HashSet<(String, String)>,
+    pub skip_tags: Arc<HashSet<(String, String)>>,
     /// Revisions that are never roots, whatever the policy (reg-rm's mark:
     /// the revisions its run removes). They are still listed, so a live
     /// subject or index can make them live.
-    pub skip_revisions: HashSet<(String, Digest)>,
+    pub skip_revisions: Arc<HashSet<(String, Digest)>>,
     /// A manifest that is there but cannot be used (unreadable, not a
     /// manifest, wrong digest) counts as a broken image, like a missing one,
     /// instead of failing the walk (reg-rm's mark, which decides per item).

@@ -1,14 +1,14 @@
 //! The guards: read-only decisions on the live tree, each testable alone.
 //! Nothing here changes the tree; [`super::act`] does, on a [`Verdict`].
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use rayon::prelude::*;
 
 use super::{Config, Mode};
-use crate::digest::{Algorithm, Digest};
+use crate::digest::{Algorithm, Digest, SortedSet};
 use crate::layout::{paths, LinkKind, LinkName, Store};
 use crate::mark::Mark;
 use crate::messages::{count, Messages};
@@ -206,7 +206,7 @@ impl Guard<'_> {
     /// False if some repository could not be read completely.
     pub(super) fn blob_links(
         &self,
-        blobs: &BTreeSet<Digest>,
+        blobs: &SortedSet<Digest>,
         removed: &Removed,
     ) -> (HashMap<Digest, BlobLinks>, bool) {
         let progress = self.msgs.progress();
@@ -254,7 +254,7 @@ impl Guard<'_> {
 
     /// One repository's `_layers` and revision links to the `blobs` (see
     /// [`Self::blob_links`]).
-    fn repo_blob_links(&self, repo: &str, blobs: &BTreeSet<Digest>, removed: &Removed) -> RepoLinks {
+    fn repo_blob_links(&self, repo: &str, blobs: &SortedSet<Digest>, removed: &Removed) -> RepoLinks {
         let mut ok = true;
         let mut layers: Vec<(Digest, Digest, SystemTime)> = self
             .links_to(
@@ -307,7 +307,7 @@ impl Guard<'_> {
         repo: &str,
         link: &dyn Fn(&str, &Digest) -> String,
         listed: crate::layout::Listing<Digest>,
-        want: &BTreeSet<Digest>,
+        want: &SortedSet<Digest>,
         ok: &mut bool,
     ) -> Vec<(Digest, SystemTime)> {
         // An unknown algorithm's links are the mark's (it keeps what they
@@ -559,6 +559,7 @@ mod tests {
     use super::*;
     use crate::mark::{Asked, Exclusions};
     use crate::testutil::*;
+    use std::collections::BTreeSet;
     use std::fs;
     use std::time::Duration;
 
@@ -596,7 +597,7 @@ mod tests {
 
     fn mark(store: &Store, excl: &Exclusions, revs: &BTreeSet<(String, Digest)>) -> Mark {
         let asked = Asked {
-            blobs: &BTreeSet::new(),
+            blobs: &SortedSet::default(),
             revisions: revs,
         };
         Mark::compute(store, excl, asked, &Messages::muted("test")).unwrap()
@@ -661,8 +662,8 @@ mod tests {
         let named: BTreeSet<(String, Digest)> =
             [a, old, bare].iter().map(|d| ("lib".to_string(), *d)).collect();
         let excl = Exclusions {
-            tags: HashSet::new(),
-            revisions: named.iter().cloned().collect(),
+            tags: Default::default(),
+            revisions: std::sync::Arc::new(named.iter().cloned().collect()),
         };
         let m = mark(&fx.store, &excl, &named);
         let c = cfg(Duration::ZERO);

@@ -15,7 +15,7 @@ use super::guard::{Guard, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, RmRecord, Stopped, Writer};
 use super::{Config, Mode};
-use crate::digest::Digest;
+use crate::digest::{Digest, SortedSet};
 use crate::layout::{paths, Store};
 use crate::mark::{Asked, Exclusions, Mark};
 use crate::messages::Messages;
@@ -306,8 +306,8 @@ impl<'a> Runner<'a> {
                 .filter(|(_, v)| *v == Verdict::Go)
                 .filter_map(|(r, _)| Some((r.repo.as_deref()?.to_string(), r.tag.as_deref()?.to_string())));
             let excl = Exclusions {
-                tags: going.collect(),
-                revisions: input.revisions.iter().cloned().collect(),
+                tags: Arc::new(going.collect()),
+                revisions: Arc::new(input.revisions.iter().cloned().collect()),
             };
             self.progress().set_context("checking what is live");
             let m = Mark::compute(self.store(), &excl, run.asked(), self.guard.msgs);
@@ -413,7 +413,7 @@ impl<'a> Runner<'a> {
         let mut link_jobs: BTreeMap<(Arc<str>, Digest), (bool, Digest)> = BTreeMap::new();
         if let (false, Some(m)) = (run.input.blobs.is_empty(), &run.mark) {
             let (mut links, scan_ok) = self.guard.blob_links(&run.input.blobs, &run.removed);
-            for d in &run.input.blobs {
+            for d in run.input.blobs.iter() {
                 let l = links.remove(d).unwrap_or_default();
                 match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
                     Some(why) => run.kept_blobs.push(RmRecord::new("blob").digest(*d).kept(why)),
@@ -641,7 +641,8 @@ impl<'a> Runner<'a> {
         self.progress().set_context("looking again");
         // Every link counts, those this run removed too: one there now was
         // written again since (this is no dry run).
-        let (links, scan_ok) = self.guard.blob_links(gone, &Removed::default());
+        let set: SortedSet<Digest> = gone.iter().copied().collect();
+        let (links, scan_ok) = self.guard.blob_links(&set, &Removed::default());
         self.progress().set_context("");
         for rec in recs.iter_mut().flatten() {
             let Some(d) = rec.digest.filter(|d| gone.contains(d)) else {
@@ -796,8 +797,8 @@ impl<'a> Runner<'a> {
         let muted = self.guard.msgs.muted_sharing_progress();
         loop {
             let excl = Exclusions {
-                tags: removed.tags.clone(),
-                revisions: removed.revisions.clone(),
+                tags: Arc::new(removed.tags.clone()),
+                revisions: Arc::new(removed.revisions.clone()),
             };
             let mut tries = 0;
             while !m.still_valid(self.store(), &excl, &muted)? {
@@ -905,8 +906,8 @@ impl<'a> Runner<'a> {
     ) {
         let muted = self.guard.msgs.muted_sharing_progress();
         let excl = Exclusions {
-            tags: removed.tags.clone(),
-            revisions: removed.revisions.clone(),
+            tags: Arc::new(removed.tags.clone()),
+            revisions: Arc::new(removed.revisions.clone()),
         };
         let looked = match mark.still_valid(self.store(), &excl, &muted) {
             Ok(true) => Ok(()),
@@ -922,9 +923,9 @@ impl<'a> Runner<'a> {
             }
             return;
         }
-        let set: BTreeSet<Digest> = doomed.clone();
+        let set: SortedSet<Digest> = doomed.iter().copied().collect();
         let (links, scan_ok) = self.guard.blob_links(&set, removed);
-        for d in set {
+        for d in set.items {
             let why = if let Some(why) = mark.blob(&d) {
                 Some(format!("live again during this run ({why})"))
             } else if !scan_ok {

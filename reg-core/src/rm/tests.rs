@@ -134,6 +134,23 @@ fn copy_into(from: &Path, to: &Path) {
 
 // ---- input
 
+/// The named blobs are held as a sorted list, not a set: named in any
+/// order and more than once, each is there once and is found, and
+/// nothing else is.
+#[test]
+fn input_blobs_in_any_order_are_each_found_once() {
+    let ds: Vec<Digest> = (0..1000u32).map(|i| Digest::sha256_of(&i.to_le_bytes())).collect();
+    let mut text = String::new();
+    for d in ds.iter().rev().chain(ds.iter().step_by(7)) {
+        text.push_str(&format!("{d}\n"));
+    }
+    let i = parse_input(text.as_bytes()).unwrap();
+    assert_eq!(i.blobs.len(), ds.len());
+    assert!(ds.iter().all(|d| i.blobs.contains(d)));
+    assert!(!i.blobs.contains(&Digest::sha256_of(b"not named")));
+    assert!(i.blobs.iter().zip(i.blobs.iter().skip(1)).all(|(a, b)| a < b));
+}
+
 #[test]
 fn input_kinds_and_trailers() {
     let d = Digest::sha256_of(b"x");
@@ -1035,7 +1052,7 @@ fn an_index_pushed_while_its_children_go_gets_them_back() {
         &Store::fs(&v2),
         &Exclusions::default(),
         Asked {
-            blobs: &[a, ac, al, b, bc, bl].into(),
+            blobs: &[a, ac, al, b, bc, bl].into_iter().collect(),
             revisions: &[("lib".to_string(), a), ("lib".to_string(), b)].into(),
         },
         &Messages::muted("test"),
@@ -1085,7 +1102,7 @@ fn a_push_that_lands_while_links_go_keeps_its_blobs_and_gets_its_links_back() {
         &Store::fs(&v2),
         &Exclusions::default(),
         Asked {
-            blobs: &[oc, ol].into(),
+            blobs: &[oc, ol].into_iter().collect(),
             revisions: &BTreeSet::new(),
         },
         &Messages::muted("test"),
