@@ -213,7 +213,7 @@ impl<'a> Deleter<'a> {
         }
         if failed.is_empty() {
             for rec in recs.iter_mut().flatten() {
-                rec.pending.clear();
+                rec.confirmed();
             }
             return;
         }
@@ -245,11 +245,11 @@ impl<'a> Deleter<'a> {
         for slot in recs.iter_mut() {
             if slot
                 .as_ref()
-                .is_some_and(|r| r.pending.iter().any(|p| bad_rels.contains(p)))
+                .is_some_and(|r| r.queued().iter().any(|p| bad_rels.contains(p)))
             {
                 *slot = None;
             } else if let Some(r) = slot {
-                r.pending.clear();
+                r.confirmed();
             }
         }
     }
@@ -281,7 +281,7 @@ impl<'a> Deleter<'a> {
                     rec.action = a;
                     rec.bytes += bytes;
                     if batched {
-                        rec.pending.push(rel.clone());
+                        rec.queue(rel.clone());
                     }
                 }
                 Ok(Gone::Absent) => {}

@@ -47,7 +47,7 @@ use crate::registry_config::BlobCache;
 
 pub use aside::HELD;
 pub use input::{check_input, parse_input, Input, InputError};
-pub use report::{Action, RmRecord, Stats, Stopped};
+pub use report::{Action, Kind, RmRecord, Stats, Stopped};
 
 /// What to do with what is named.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

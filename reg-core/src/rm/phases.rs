@@ -13,7 +13,7 @@ use super::aside::Aside;
 use super::copies::Copies;
 use super::guard::{Guard, Removed, Verdict};
 use super::input::Input;
-use super::report::{Action, RmRecord, Stopped, Writer};
+use super::report::{Action, Kind, RmRecord, Stopped, Writer};
 use super::{Config, Mode};
 use crate::digest::{Digest, SortedSet};
 use crate::layout::{paths, Store};
@@ -73,9 +73,23 @@ impl PhaseName {
     }
 }
 
-/// A `_layers` link to act on: (repo, link name) → (guarded, the blob it
-/// links to).
-type LinkJob = ((Arc<str>, Digest), (bool, Digest));
+/// A `_layers` link to act on: 72 bytes, not 104 (the blob it links to is
+/// almost always its name; issue 18).
+struct LinkJob {
+    repo: Arc<str>,
+    name: Digest,
+    /// The blob it links to when that is not `name` (an alias).
+    alias_of: Option<Box<Digest>>,
+    /// Kept if the mark or a check says so (named alone, not with its blob).
+    guarded: bool,
+}
+
+impl LinkJob {
+    /// The blob it links to.
+    fn blob(&self) -> Digest {
+        self.alias_of.as_deref().copied().unwrap_or(self.name)
+    }
+}
 
 /// What one run carries from phase to phase.
 struct Run<'i> {
@@ -286,7 +300,7 @@ impl<'a> Runner<'a> {
             .par_iter()
             .map(|((repo, tag), want)| {
                 let (verdict, points) = self.guard.tag(repo, tag, **want);
-                let mut rec = RmRecord::new("tag").repo(repo);
+                let mut rec = RmRecord::new(Kind::Tag).repo(repo);
                 rec.tag = Some(tag.as_str().into());
                 rec.digest = if matches!(verdict, Verdict::Kept(_)) {
                     **want
@@ -416,7 +430,9 @@ impl<'a> Runner<'a> {
             for d in run.input.blobs.iter() {
                 let l = links.remove(d).unwrap_or_default();
                 match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
-                    Some(why) => run.kept_blobs.push(RmRecord::new("blob").digest(*d).kept(why)),
+                    Some(why) => run
+                        .kept_blobs
+                        .push(RmRecord::new(Kind::Blob).digest(*d).kept(why)),
                     None => {
                         run.doomed.insert(*d);
                         for (repo, name, _) in l.layer_links {
@@ -432,19 +448,26 @@ impl<'a> Runner<'a> {
                 .entry((repo.as_str().into(), *d))
                 .or_insert((!run.doomed.contains(d), *d));
         }
-        run.link_jobs = link_jobs.into_iter().collect();
+        run.link_jobs = link_jobs
+            .into_iter()
+            .map(|((repo, name), (guarded, blob))| LinkJob {
+                repo,
+                name,
+                alias_of: (blob != name).then(|| Box::new(blob)),
+                guarded,
+            })
+            .collect();
         self.start("_layers links", run.link_jobs.len());
         let unstable = run.unstable;
         run.link_jobs
             .par_iter()
-            .map(|((repo, name), (guarded, blob))| {
+            .map(|job| {
                 let _counted = Counted(self.progress());
-                let mut rec = RmRecord::new("layer-link").repo(repo).digest(*name);
-                if blob != name {
-                    rec.target = Some(Box::new(*blob));
-                }
+                let (repo, name) = (&job.repo, &job.name);
+                let mut rec = RmRecord::new(Kind::LayerLink).repo(repo).digest(*name);
+                rec.target = job.alias_of.clone();
                 let dir = paths::layer_link_dir(repo, name);
-                match self.guard.layer_link(repo, *name, *guarded, unstable) {
+                match self.guard.layer_link(repo, *name, job.guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
                         // Only once it is old: a link directory whose link
                         // went a moment ago is being removed by another run
@@ -469,13 +492,14 @@ impl<'a> Runner<'a> {
     fn after_layer_links(&self, run: &mut Run, recs: &[Option<RmRecord>]) {
         // Done with here: not held through the blob phase (issue 18).
         let link_jobs = std::mem::take(&mut run.link_jobs);
-        for (((repo, _), (_, d)), rec) in link_jobs.iter().zip(recs) {
+        for (job, rec) in link_jobs.iter().zip(recs) {
+            let (repo, d) = (&job.repo, &job.blob());
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
             if !gone && run.doomed.remove(d) {
                 run.kept_blobs.push(
-                    RmRecord::new("blob")
+                    RmRecord::new(Kind::Blob)
                         .digest(*d)
                         .kept(format!("its _layers link in {repo} could not be removed")),
                 );
@@ -525,7 +549,7 @@ impl<'a> Runner<'a> {
         let copies = run.copies.as_ref();
         ds.par_iter()
             .map(|d| {
-                let rec = RmRecord::new("blob").digest(*d);
+                let rec = RmRecord::new(Kind::Blob).digest(*d);
                 let verdict = match self.guard.blob_now(*d) {
                     (Verdict::Go, Some(size)) if copies.is_some() && Copies::wanted(size) => {
                         self.copied_first(copies, *d)
@@ -664,7 +688,7 @@ impl<'a> Runner<'a> {
                     format!("{why}: putting its data back failed (see errors)")
                 }
             };
-            *rec = std::mem::replace(rec, RmRecord::new("blob"))
+            *rec = std::mem::replace(rec, RmRecord::new(Kind::Blob))
                 .done(Action::Kept, 0)
                 .kept(note);
         }
@@ -695,7 +719,7 @@ impl<'a> Runner<'a> {
         self.start("uploads", ups.len());
         ups.par_iter()
             .map(|(repo, id)| {
-                let mut rec = RmRecord::new("upload").repo(repo);
+                let mut rec = RmRecord::new(Kind::Upload).repo(repo);
                 rec.id = Some(id.as_str().into());
                 let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
                 self.progress().inc(1);
@@ -830,7 +854,12 @@ impl<'a> Runner<'a> {
                     if r.as_ref()
                         .is_some_and(|r| r.repo.as_deref() == Some(repo.as_str()) && r.digest == Some(d))
                     {
-                        *r = Some(RmRecord::new("revision").repo(&repo).digest(d).kept(note.clone()));
+                        *r = Some(
+                            RmRecord::new(Kind::Revision)
+                                .repo(&repo)
+                                .digest(d)
+                                .kept(note.clone()),
+                        );
                     }
                 }
             }
@@ -838,7 +867,7 @@ impl<'a> Runner<'a> {
     }
 
     fn rm_revision(&self, repo: &str, d: Digest, mark: &Mark) -> Option<RmRecord> {
-        let rec = RmRecord::new("revision").repo(repo).digest(d);
+        let rec = RmRecord::new(Kind::Revision).repo(repo).digest(d);
         match self.guard.revision(repo, d, mark) {
             Verdict::AbsentWithLeftovers => {
                 self.act.remove_index_entries(repo, d);
@@ -856,7 +885,7 @@ impl<'a> Runner<'a> {
     }
 
     fn rm_repo(&self, repo: &str, removed: &Removed) -> Option<RmRecord> {
-        let rec = RmRecord::new("repo").repo(repo);
+        let rec = RmRecord::new(Kind::Repo).repo(repo);
         // Its own directories only: a nested repository may live beside them.
         let own: Vec<String> = super::repo::OWN
             .iter()
@@ -959,7 +988,7 @@ impl<'a> Runner<'a> {
                 back.join(", ")
             ));
         }
-        RmRecord::new("blob").digest(d).kept(why)
+        RmRecord::new(Kind::Blob).digest(d).kept(why)
     }
 }
 
@@ -977,4 +1006,14 @@ impl Drop for Counted<'_> {
 fn prefix_dir(d: &Digest) -> String {
     let hex = d.hex();
     format!("{}/{}/{}", paths::BLOBS, d.algorithm().name(), &hex[..2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_job_is_72_bytes() {
+        assert_eq!(std::mem::size_of::<LinkJob>(), 72);
+    }
 }

@@ -139,7 +139,9 @@ fn copy_into(from: &Path, to: &Path) {
 /// nothing else is.
 #[test]
 fn input_blobs_in_any_order_are_each_found_once() {
-    let ds: Vec<Digest> = (0..1000u32).map(|i| Digest::sha256_of(&i.to_le_bytes())).collect();
+    let ds: Vec<Digest> = (0..1000u32)
+        .map(|i| Digest::sha256_of(&i.to_le_bytes()))
+        .collect();
     let mut text = String::new();
     for d in ds.iter().rev().chain(ds.iter().step_by(7)) {
         text.push_str(&format!("{d}\n"));
