@@ -467,6 +467,7 @@ impl ObjectBackend {
         Lister {
             pages: self.src.pages.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(LIST_CONCURRENCY)),
+            cutting: Arc::new(tokio::sync::Semaphore::new(LIST_CONCURRENCY)),
             split: Box::new(move |dir: &str| {
                 let Some(rel) = dir.strip_prefix(&v2) else {
                     return false;
