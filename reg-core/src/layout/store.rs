@@ -78,8 +78,8 @@ impl Store {
         }
     }
 
-    /// Keeps the bytes of every manifest read in `dir` (one file per
-    /// digest, written once), and reads them from there when the blob is
+    /// Keeps the bytes of every manifest read in `dir` (appended to packs
+    /// by digest, each once), and reads them from there when the blob is
     /// still stored: manifests are immutable, so a second run on object
     /// storage reads only manifests it has not seen. Each is checked
     /// against its digest whichever way it came.
@@ -1045,20 +1045,25 @@ mod tests {
         let s = Store::fs(&v2).with_manifest_cache(&cache);
         assert!(s.manifest(&d).unwrap().is_some());
         // Written by the cache's own thread: there once it is flushed.
-        s.manifest_cache.as_ref().unwrap().flush();
-        let cached = cache.join(d.to_string());
-        assert_eq!(fs::read(&cached).unwrap(), m);
+        let c = s.manifest_cache.as_ref().unwrap();
+        c.flush();
+        assert_eq!(c.read(&d).as_deref(), Some(&m[..]));
         // Read from the cache: the stored bytes may even be gone bad.
         fs::write(v2.join(paths::blob_data(&d)), b"garbage").unwrap();
         assert!(s.manifest(&d).unwrap().is_some());
-        // A cache file that does not hash to its name is not used.
-        fs::write(&cached, b"not it").unwrap();
+        // An entry that does not hash to its digest is not used.
+        let pack = fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = fs::read(&pack).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&pack, &bytes).unwrap();
         assert!(matches!(
             s.manifest(&d).unwrap_err().kind(),
             ErrorKind::BadManifest(_)
         ));
         // A blob no longer stored is missing, whatever the cache holds.
-        fs::write(&cached, m).unwrap();
+        c.keep(&d, m.to_vec());
+        c.flush();
+        assert_eq!(c.read(&d).as_deref(), Some(&m[..]));
         fs::remove_file(v2.join(paths::blob_data(&d))).unwrap();
         assert!(s.manifest(&d).unwrap().is_none());
     }
@@ -1100,10 +1105,22 @@ mod tests {
         s.manifest_cache.as_ref().unwrap().flush();
         // From the cache now: the good ones only, and a bad cache entry is
         // read from the store again.
-        assert!(cache.join(ds[0].to_string()).exists());
-        assert!(!cache.join(ds[3].to_string()).exists());
-        fs::write(cache.join(ds[1].to_string()), m(0)).unwrap();
+        let c = s.manifest_cache.as_ref().unwrap();
+        assert!(c.read(&ds[0]).is_some());
+        assert!(c.read(&ds[3]).is_none());
+        let pack = fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = fs::read(&pack).unwrap();
+        let one = m(1);
+        let at = bytes
+            .windows(one.len())
+            .position(|w| w == one.as_bytes())
+            .unwrap();
+        bytes[at + 5] ^= 1;
+        fs::write(&pack, &bytes).unwrap();
         check(&s);
+        // Read from the store, it is kept again.
+        c.flush();
+        assert!(c.read(&ds[1]).is_some());
     }
 
     #[test]
