@@ -19,8 +19,9 @@
 //! cache (reg-refs piped into reg-rm) never write into one pack, and an
 //! entry is in the index only once the whole record is written.
 //!
-//! The index (digest to pack and offset) is made when the cache is opened,
-//! from the records' headers, and keys each entry by 8 bytes of its digest:
+//! The index (digest to pack and offset) is made when the cache is first
+//! used (reg-rm, piped from reg-refs, opens it as reg-refs starts and uses
+//! it once reg-refs is done), from the records' headers, and keys each entry by 8 bytes of its digest:
 //! two digests sharing them cost a read from the store, never a wrong
 //! manifest, since what is read is checked against the whole digest.
 //!
@@ -121,6 +122,10 @@ struct Dir {
     packs: RwLock<Vec<Pack>>,
     /// Entries by [`key`].
     index: RwLock<HashMap<u64, Loc>>,
+    /// The packs were read (at the first read or write, not when the cache
+    /// is opened: reg-rm opens it as reg-refs, piped into it, starts to
+    /// write, and reads it once reg-refs is done).
+    loaded: std::sync::Once,
     /// The pack the writer appends to, once it has one.
     writing: Mutex<Option<Writing>>,
     /// A write failed: no more are tried (each would cost a failure more).
@@ -262,8 +267,8 @@ static PACKS_MADE: AtomicU64 = AtomicU64::new(0);
 
 impl ManifestCache {
     /// The cache in `dir` (made when first written), holding at most about
-    /// `bound` bytes; evicts at once if it holds more, then reads the
-    /// headers of what is left.
+    /// `bound` bytes; evicts at once if it holds more. What is left is read
+    /// (the headers of its records) when first used.
     pub fn new(dir: impl Into<PathBuf>, bound: u64) -> ManifestCache {
         let dir = Arc::new(Dir {
             dir: dir.into(),
@@ -273,11 +278,11 @@ impl ManifestCache {
             evicting: Mutex::new(()),
             packs: RwLock::new(Vec::new()),
             index: RwLock::new(HashMap::new()),
+            loaded: std::sync::Once::new(),
             writing: Mutex::new(None),
             broken: AtomicBool::new(false),
         });
         dir.evict();
-        dir.load();
         let (tx, rx) = sync_channel(WRITE_QUEUE);
         let d = dir.clone();
         let writer = std::thread::Builder::new()
@@ -302,6 +307,7 @@ impl ManifestCache {
     /// not is dropped from the index, and `None` returned: the caller reads
     /// the store.
     pub fn read(&self, d: &Digest) -> Option<Vec<u8>> {
+        self.dir.loaded.call_once(|| self.dir.load());
         let loc = *self.dir.index.read().expect("index").get(&key(d))?;
         let packs = self.dir.packs.read().expect("packs");
         let pack = packs.get(loc.pack())?;
@@ -440,11 +446,11 @@ impl Dir {
     /// indexes it once written whole. Bytes that do not hash to `d` are not
     /// written, nor a digest already kept.
     fn keep(&self, d: &Digest, bytes: &[u8]) {
-        if bytes.len() > ENTRY_LIMIT
-            || self.broken.load(Ordering::Relaxed)
-            || !d.matches(bytes)
-            || self.index.read().expect("index").contains_key(&key(d))
-        {
+        if bytes.len() > ENTRY_LIMIT || self.broken.load(Ordering::Relaxed) || !d.matches(bytes) {
+            return;
+        }
+        self.loaded.call_once(|| self.load());
+        if self.index.read().expect("index").contains_key(&key(d)) {
             return;
         }
         let rec = record(d, bytes);
@@ -847,6 +853,24 @@ mod tests {
         let c = ManifestCache::new(dir.path(), DEFAULT_BOUND);
         for (d, bytes) in &items {
             assert_eq!(c.read(d).as_ref(), Some(bytes));
+        }
+    }
+
+    /// reg-rm opens the cache as reg-refs, piped into it, starts, and reads
+    /// it once reg-refs is done: it finds what reg-refs wrote after it was
+    /// opened.
+    #[test]
+    fn a_cache_finds_what_was_written_after_it_was_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let items = items(10, 100);
+        let rm = ManifestCache::new(dir.path(), DEFAULT_BOUND);
+        let refs = ManifestCache::new(dir.path(), DEFAULT_BOUND);
+        for (d, b) in &items {
+            refs.keep(d, b.clone());
+        }
+        drop(refs);
+        for (d, b) in &items {
+            assert_eq!(rm.read(d).as_ref(), Some(b));
         }
     }
 
