@@ -778,16 +778,40 @@ fn s3_a_corrupt_manifest_cache_is_read_again_and_everything_pulls() {
     assert_eq!(filled.success().stdout, uncached.stdout);
 
     // Each entry takes the next one's bytes (valid manifests, of other
-    // digests); the first is then cut in half.
+    // digests); the first is then cut in half. The entries are records in
+    // packs (see reg-core's manifest_cache): `R`, the digest's length and
+    // text, the data's length (4 bytes, little-endian), the data.
     let corrupt = || {
-        let entries = files_below(&home.path().join("reg-tools"));
-        assert!(entries.len() >= 2, "the cache kept {} entries", entries.len());
-        let bytes: Vec<Vec<u8>> = entries.iter().map(|f| std::fs::read(f).unwrap()).collect();
-        for (i, f) in entries.iter().enumerate() {
-            std::fs::write(f, &bytes[(i + 1) % bytes.len()]).unwrap();
+        let packs = files_below(&home.path().join("reg-tools"));
+        assert!(!packs.is_empty(), "the cache kept no pack");
+        for pack in packs {
+            let bytes = std::fs::read(&pack).unwrap();
+            let head = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+            let mut entries: Vec<(&[u8], &[u8])> = Vec::new();
+            let mut at = head;
+            while at < bytes.len() {
+                assert_eq!(bytes[at], b'R', "a record at {at} of {}", pack.display());
+                let n = usize::from(bytes[at + 1]);
+                let digest = &bytes[at + 2..at + 2 + n];
+                let len = u32::from_le_bytes(bytes[at + 2 + n..at + 6 + n].try_into().unwrap()) as usize;
+                entries.push((digest, &bytes[at + 6 + n..at + 6 + n + len]));
+                at += 6 + n + len;
+            }
+            assert!(entries.len() >= 2, "the cache kept {} entries", entries.len());
+            let mut out = bytes[..head].to_vec();
+            for (i, (digest, _)) in entries.iter().enumerate() {
+                let mut data = entries[(i + 1) % entries.len()].1;
+                if i == 0 {
+                    data = &data[..data.len() / 2];
+                }
+                out.push(b'R');
+                out.push(digest.len() as u8);
+                out.extend_from_slice(digest);
+                out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                out.extend_from_slice(data);
+            }
+            std::fs::write(&pack, out).unwrap();
         }
-        let first = &bytes[1];
-        std::fs::write(&entries[0], &first[..first.len() / 2]).unwrap();
     };
     corrupt();
     let refs = with_home(by_url(
