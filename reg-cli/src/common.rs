@@ -62,8 +62,8 @@ pub struct Common {
     /// against it before use) is as good as the original: for object
     /// storage, where each read is a request. On object storage the cache
     /// is on by default, in $XDG_CACHE_HOME/reg-tools/manifests (else
-    /// ~/.cache/reg-tools/manifests), holding at most about 4 GiB (the
-    /// entries used longest ago go first).
+    /// ~/.cache/reg-tools/manifests), holding at most about 4 GiB in pack
+    /// files of up to 64 MiB (the packs used longest ago go first).
     #[arg(long, value_name = "DIR")]
     pub manifest_cache: Option<PathBuf>,
 
