@@ -121,7 +121,7 @@ struct Dir {
     /// Every pack this process reads: a [`Loc`] names one by its place here.
     packs: RwLock<Vec<Pack>>,
     /// Entries by [`key`].
-    index: RwLock<HashMap<u64, Loc>>,
+    index: RwLock<Index>,
     /// The packs were read (at the first read or write, not when the cache
     /// is opened: reg-rm opens it as reg-refs, piped into it, starts to
     /// write, and reads it once reg-refs is done).
@@ -160,6 +160,9 @@ struct Loc(u64);
 impl Loc {
     const OFF_BITS: u32 = 40;
 
+    /// An entry dropped from the sorted list (no pack has this place).
+    const GONE: Loc = Loc(u64::MAX);
+
     fn new(pack: usize, off: u64) -> Loc {
         Loc(((pack as u64) << Self::OFF_BITS) | off)
     }
@@ -170,6 +173,86 @@ impl Loc {
 
     fn off(self) -> u64 {
         self.0 & ((1 << Self::OFF_BITS) - 1)
+    }
+}
+
+/// Entries by [`key`]: a sorted list, 16 bytes an entry (a hash map took
+/// twice that and more), and the entries written since it was last merged
+/// in a map of at most [`MERGE_EVERY`].
+#[derive(Debug, Default)]
+struct Index {
+    sorted: Vec<(u64, Loc)>,
+    recent: HashMap<u64, Loc>,
+}
+
+/// Entries written are merged into the sorted list this many at a time.
+const MERGE_EVERY: usize = 4096;
+
+impl Index {
+    /// The entries of the packs, in the packs' order: where a key is there
+    /// more than once, the last is its entry (written after the others).
+    fn load(&mut self, mut entries: Vec<(u64, Loc)>) {
+        entries.sort_by_key(|e| e.0);
+        let mut sorted: Vec<(u64, Loc)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            match sorted.last_mut() {
+                Some(last) if last.0 == e.0 => *last = e,
+                _ => sorted.push(e),
+            }
+        }
+        self.sorted = sorted;
+        self.recent.clear();
+    }
+
+    fn get(&self, k: u64) -> Option<Loc> {
+        if let Some(loc) = self.recent.get(&k) {
+            return Some(*loc);
+        }
+        let i = self.sorted.binary_search_by_key(&k, |e| e.0).ok()?;
+        let loc = self.sorted[i].1;
+        (loc != Loc::GONE).then_some(loc)
+    }
+
+    fn insert(&mut self, k: u64, loc: Loc) {
+        self.recent.insert(k, loc);
+        if self.recent.len() >= MERGE_EVERY {
+            self.merge();
+        }
+    }
+
+    /// Drops `k`'s entry if it is at `loc`.
+    fn remove(&mut self, k: u64, loc: Loc) {
+        if self.recent.get(&k) == Some(&loc) {
+            self.recent.remove(&k);
+        } else if let Ok(i) = self.sorted.binary_search_by_key(&k, |e| e.0) {
+            if self.sorted[i].1 == loc {
+                self.sorted[i].1 = Loc::GONE;
+            }
+        }
+    }
+
+    /// The recent entries into the sorted list; a recent one replaces a
+    /// listed one of its key.
+    fn merge(&mut self) {
+        let mut recent: Vec<(u64, Loc)> = self.recent.drain().collect();
+        recent.sort_unstable_by_key(|e| e.0);
+        let old = std::mem::take(&mut self.sorted);
+        let mut merged = Vec::with_capacity(old.len() + recent.len());
+        let (mut a, mut b) = (old.into_iter().peekable(), recent.into_iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 < y.0 => a.next(),
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    a.next();
+                    b.next()
+                }
+                (_, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => break,
+            };
+            merged.extend(next);
+        }
+        self.sorted = merged;
     }
 }
 
@@ -277,7 +360,7 @@ impl ManifestCache {
             held: AtomicU64::new(0),
             evicting: Mutex::new(()),
             packs: RwLock::new(Vec::new()),
-            index: RwLock::new(HashMap::new()),
+            index: RwLock::new(Index::default()),
             loaded: std::sync::Once::new(),
             writing: Mutex::new(None),
             broken: AtomicBool::new(false),
@@ -308,7 +391,7 @@ impl ManifestCache {
     /// the store.
     pub fn read(&self, d: &Digest) -> Option<Vec<u8>> {
         self.dir.loaded.call_once(|| self.dir.load());
-        let loc = *self.dir.index.read().expect("index").get(&key(d))?;
+        let loc = self.dir.index.read().expect("index").get(key(d))?;
         let packs = self.dir.packs.read().expect("packs");
         let pack = packs.get(loc.pack())?;
         let bytes = match head_at(&pack.file, loc.off(), u64::MAX) {
@@ -390,13 +473,13 @@ impl Dir {
             .collect();
         paths.sort();
         let mut packs = self.packs.write().expect("packs");
-        let mut index = self.index.write().expect("index");
+        let mut entries = Vec::new();
         for path in paths {
             let Ok(file) = File::open(&path) else { continue };
             let scanned = scan(&file);
             let end = scanned.as_ref().map(|(_, end)| *end);
             for (k, off) in scanned.map(|(found, _)| found).unwrap_or_default() {
-                index.insert(k, Loc::new(packs.len(), off));
+                entries.push((k, Loc::new(packs.len(), off)));
             }
             packs.push(Pack {
                 path,
@@ -405,14 +488,12 @@ impl Dir {
                 touched: AtomicBool::new(false),
             });
         }
+        self.index.write().expect("index").load(entries);
     }
 
     /// Drops `d`'s entry from the index if it is still at `loc`.
     fn forget(&self, d: &Digest, loc: Loc) {
-        let mut index = self.index.write().expect("index");
-        if index.get(&key(d)) == Some(&loc) {
-            index.remove(&key(d));
-        }
+        self.index.write().expect("index").remove(key(d), loc);
     }
 
     /// The writer thread: every job in order, until the queue is dropped.
@@ -450,7 +531,7 @@ impl Dir {
             return;
         }
         self.loaded.call_once(|| self.load());
-        if self.index.read().expect("index").contains_key(&key(d)) {
+        if self.index.read().expect("index").get(key(d)).is_some() {
             return;
         }
         let rec = record(d, bytes);
@@ -653,7 +734,7 @@ mod tests {
 
     /// The pack holding `d`'s entry, as `c` knows it.
     fn pack_of(c: &ManifestCache, d: &Digest) -> PathBuf {
-        let loc = c.dir.index.read().unwrap()[&key(d)];
+        let loc = c.dir.index.read().unwrap().get(key(d)).unwrap();
         c.dir.packs.read().unwrap()[loc.pack()].path.clone()
     }
 
@@ -872,6 +953,44 @@ mod tests {
         for (d, b) in &items {
             assert_eq!(rm.read(d).as_ref(), Some(b));
         }
+    }
+
+    /// The index answers each key with its last entry, across merges of
+    /// what was written into the sorted list, and drops an entry only where
+    /// it still is.
+    #[test]
+    fn the_index_keeps_the_last_entry_of_each_key() {
+        let mut index = Index::default();
+        // Keys 0..1000 in the packs, even ones twice (the second wins).
+        let mut loaded: Vec<(u64, Loc)> = (0..1000).map(|k| (k * 7, Loc::new(0, k))).collect();
+        loaded.extend((0..1000).step_by(2).map(|k| (k * 7, Loc::new(1, k))));
+        index.load(loaded);
+        assert_eq!(index.sorted.len(), 1000);
+        assert_eq!(index.get(14), Some(Loc::new(1, 2)));
+        assert_eq!(index.get(21), Some(Loc::new(0, 3)));
+        assert_eq!(index.get(22), None);
+        // Written: new keys and some of the loaded ones, past two merges.
+        let n = 2 * MERGE_EVERY as u64 + 10;
+        for k in 0..n {
+            index.insert(k * 5, Loc::new(2, k));
+        }
+        assert!(index.recent.len() < MERGE_EVERY);
+        for k in 0..n {
+            assert_eq!(index.get(k * 5), Some(Loc::new(2, k)), "key {}", k * 5);
+        }
+        assert_eq!(index.get(21), Some(Loc::new(0, 3)));
+        assert_eq!(index.get(35), Some(Loc::new(2, 7)));
+        assert!(index.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+        // Removed only where it is: in the list, then in the recent map.
+        index.remove(21, Loc::new(1, 3));
+        assert_eq!(index.get(21), Some(Loc::new(0, 3)));
+        index.remove(21, Loc::new(0, 3));
+        assert_eq!(index.get(21), None);
+        let last = (n - 1) * 5;
+        index.remove(last, Loc::new(2, n - 1));
+        assert_eq!(index.get(last), None);
+        index.insert(21, Loc::new(3, 0));
+        assert_eq!(index.get(21), Some(Loc::new(3, 0)));
     }
 
     /// A cache that cannot write (its directory is a file) reads nothing
