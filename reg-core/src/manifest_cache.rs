@@ -738,6 +738,20 @@ mod tests {
         c.dir.packs.read().unwrap()[loc.pack()].path.clone()
     }
 
+    /// Keeps each of `items` in `c`.
+    fn keep_all(c: &ManifestCache, items: &[(Digest, Vec<u8>)]) {
+        for (d, b) in items {
+            c.keep(d, b.clone());
+        }
+    }
+
+    /// `c` reads each of `items` as kept.
+    fn reads_all(c: &ManifestCache, items: &[(Digest, Vec<u8>)]) {
+        for (d, b) in items {
+            assert_eq!(c.read(d).as_ref(), Some(b), "{d}");
+        }
+    }
+
     fn items(n: u32, len: usize) -> Vec<(Digest, Vec<u8>)> {
         (0..n)
             .map(|i| {
@@ -895,14 +909,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let items = items(WRITE_QUEUE as u32 + 100, 8);
         let c = ManifestCache::new(dir.path(), DEFAULT_BOUND);
-        for (d, b) in &items {
-            c.keep(d, b.clone());
-        }
+        keep_all(&c, &items);
         drop(c);
-        let c = ManifestCache::new(dir.path(), DEFAULT_BOUND);
-        for (d, b) in &items {
-            assert_eq!(c.read(d).as_ref(), Some(b));
-        }
+        reads_all(&ManifestCache::new(dir.path(), DEFAULT_BOUND), &items);
     }
 
     /// Two tools writing at once (reg-refs piped into reg-rm) each append
@@ -923,18 +932,11 @@ mod tests {
         drop(a);
         drop(b);
         let c = ManifestCache::new(dir.path(), DEFAULT_BOUND);
-        for (d, bytes) in &items[..30] {
-            assert_eq!(c.read(d).as_ref(), Some(bytes));
-        }
-        for (d, bytes) in &items[30..] {
-            c.keep(d, bytes.clone());
-        }
+        reads_all(&c, &items[..30]);
+        keep_all(&c, &items[30..]);
         drop(c);
         assert_eq!(packs(dir.path()).len(), 2);
-        let c = ManifestCache::new(dir.path(), DEFAULT_BOUND);
-        for (d, bytes) in &items {
-            assert_eq!(c.read(d).as_ref(), Some(bytes));
-        }
+        reads_all(&ManifestCache::new(dir.path(), DEFAULT_BOUND), &items);
     }
 
     /// reg-rm opens the cache as reg-refs, piped into it, starts, and reads
@@ -946,13 +948,9 @@ mod tests {
         let items = items(10, 100);
         let rm = ManifestCache::new(dir.path(), DEFAULT_BOUND);
         let refs = ManifestCache::new(dir.path(), DEFAULT_BOUND);
-        for (d, b) in &items {
-            refs.keep(d, b.clone());
-        }
+        keep_all(&refs, &items);
         drop(refs);
-        for (d, b) in &items {
-            assert_eq!(rm.read(d).as_ref(), Some(b));
-        }
+        reads_all(&rm, &items);
     }
 
     /// The index answers each key with its last entry, across merges of
