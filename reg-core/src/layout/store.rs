@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::digest::{Algorithm, Digest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{Area, Backend, Fs, Scanned, Stop};
+use crate::storage::{Area, Backend, Fs, Parts, Scanned, Stop};
 use crate::time::Time;
 
 use super::*;
@@ -47,16 +47,16 @@ fn split_repositories(dir: &str) -> bool {
 /// when not there.
 type ReadBytes = Option<(Vec<u8>, bool)>;
 
-/// A part of the tree held by [`Store::hold_blobs_in`]; forgotten when
-/// dropped.
-pub struct HeldPart<'a> {
+/// Parts of the tree held by [`Store::hold_blobs_in`] or
+/// [`Store::hold_repositories`]; forgotten when dropped.
+pub struct HeldParts<'a> {
     store: &'a Store,
-    part: Option<String>,
+    parts: Vec<String>,
 }
 
-impl Drop for HeldPart<'_> {
+impl Drop for HeldParts<'_> {
     fn drop(&mut self) {
-        if let Some(part) = &self.part {
+        for part in &self.parts {
             self.store.backend.release_part(part);
         }
     }
@@ -734,19 +734,48 @@ impl Store {
     /// [`crate::storage::Backend::list_by_parts`]): for a walk of the blob
     /// store that goes prefix by prefix. The filesystem has nothing to hold.
     pub fn list_blobs_by_prefix(&self) {
-        self.backend.list_by_parts(paths::BLOBS, 2);
+        self.backend.list_by_parts(paths::BLOBS, Parts::Depth(2));
     }
 
-    /// Holds the listing of blob prefix directory `p` until the returned
-    /// guard drops (after [`Store::list_blobs_by_prefix`]). A listing that
-    /// fails is not held: the next scan of `p` lists it again and reports
-    /// the failure.
-    pub fn hold_blobs_in(&self, p: &BlobPrefix) -> HeldPart<'_> {
-        let part = format!("{}/{}/{}", paths::BLOBS, p.alg.name(), p.prefix);
-        let held = self.backend.hold_part(&part).is_ok();
-        HeldPart {
+    /// From now on `repositories/` is held a repository at a time, those
+    /// [`Store::hold_repositories`] holds, not listed whole: for a walk
+    /// that goes repository by repository. [`Store::repositories`] then
+    /// finds them with delimited listings, one a directory of names.
+    pub fn list_repositories_by_repository(&self) {
+        self.backend.list_by_parts(paths::REPOSITORIES, Parts::Repository);
+    }
+
+    /// Holds the listings of blob prefix directories `ps` (listed at once)
+    /// until the returned guard drops (after
+    /// [`Store::list_blobs_by_prefix`]). A listing that fails is not held:
+    /// the next scan there lists again and reports the failure.
+    pub fn hold_blobs_in(&self, ps: &[BlobPrefix]) -> HeldParts<'_> {
+        self.hold(
+            ps.iter()
+                .map(|p| format!("{}/{}/{}", paths::BLOBS, p.alg.name(), p.prefix))
+                .collect(),
+        )
+    }
+
+    /// Holds the listings of repositories `names` (their own keys, not
+    /// those of repositories nested in them; listed at once) until the
+    /// returned guard drops (after
+    /// [`Store::list_repositories_by_repository`]), as
+    /// [`Store::hold_blobs_in`].
+    pub fn hold_repositories(&self, names: &[String]) -> HeldParts<'_> {
+        self.hold(names.iter().map(|n| format!("{}/_", paths::repo(n))).collect())
+    }
+
+    fn hold(&self, parts: Vec<String>) -> HeldParts<'_> {
+        let results = self.backend.hold_parts(&parts);
+        HeldParts {
             store: self,
-            part: held.then_some(part),
+            parts: parts
+                .into_iter()
+                .zip(results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(p, _)| p)
+                .collect(),
         }
     }
 

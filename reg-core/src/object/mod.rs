@@ -55,7 +55,7 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, PutPayload};
 
 use crate::error::{Error, Failure, Result};
-use crate::storage::{Area, Backend, Capabilities, Meta, Requests, Scanned, Stop};
+use crate::storage::{Area, Backend, Capabilities, Meta, Parts, Requests, Scanned, Stop};
 use compact::{Listing, Run, CHUNK};
 use http::{Http, Md5s, ServerClock};
 use list::{Convert, Failed, Lister, LIST_CONCURRENCY};
@@ -152,6 +152,21 @@ struct Seed {
 /// (at most 256 parts of half a page: ~128,000 keys of `blobs/`, ~6 MB).
 const PARTS_IN_A_FIRST_PAGE: usize = 2;
 
+/// Directories above the parts of an area held a part at a time listed
+/// (with a delimiter, [`LIST_CONCURRENCY`] in flight) before what they
+/// hold is looked at: bounds what is held of a level with many (the
+/// repositories of a flat namespace).
+const ABOVE_PARTS_AT_ONCE: usize = 256;
+
+/// A scan above the parts of an area held a part at a time
+/// ([`ObjectBackend::scan_above_parts`]): what it was asked.
+#[derive(Clone, Copy)]
+struct AboveParts<'a> {
+    prefix: &'a str,
+    stop: Stop<'a>,
+    meta: bool,
+}
+
 /// Test hook: with `REG_TEST_BY_PARTS` set, an area asked to be held by
 /// parts ([`Backend::list_by_parts`]) is, however small its first page
 /// says it is: the end-to-end tests run reg-orphans that way on a small
@@ -167,9 +182,9 @@ pub struct ObjectBackend {
     v2: String,
     /// The areas the layout will scan ([`Backend::plan`]).
     plan: RwLock<Vec<Area>>,
-    /// Areas held a part at a time, and the depth of their parts below
-    /// them ([`Backend::list_by_parts`]).
-    by_parts: RwLock<Vec<(&'static str, usize)>>,
+    /// Areas held a part at a time, and how they are cut into parts
+    /// ([`Backend::list_by_parts`]).
+    by_parts: RwLock<Vec<(&'static str, Parts)>>,
     /// The parts held now ([`Backend::hold_part`]).
     parts: Mutex<HashMap<String, Listed>>,
     areas: Mutex<BTreeMap<&'static str, AreaListing>>,
@@ -569,17 +584,23 @@ impl ObjectBackend {
     /// Where `rel` lies in an area held a part at a time: its part, or
     /// `None` above the parts' level; not at all in another area.
     fn part_of(&self, rel: &str) -> Option<Option<String>> {
+        let (area, parts) = self.parts_rule(rel)?;
+        Some(parts.of(area, rel))
+    }
+
+    /// The area held a part at a time that `rel` lies in, and its parts.
+    fn parts_rule(&self, rel: &str) -> Option<(&'static str, Parts)> {
         let by_parts = self.by_parts.read().expect("by_parts");
-        let &(area, depth) = by_parts
+        by_parts
             .iter()
-            .find(|(a, _)| rel == *a || rel.strip_prefix(a).is_some_and(|r| r.starts_with('/')))?;
-        let below: Vec<&str> = rel[area.len()..].split('/').skip(1).take(depth).collect();
-        Some((below.len() == depth).then(|| format!("{area}/{}", below.join("/"))))
+            .find(|(a, _)| rel == *a || rel.strip_prefix(a).is_some_and(|r| r.starts_with('/')))
+            .copied()
     }
 
     /// A scan of `prefix`, which lies above the parts of an area held a
-    /// part at a time: delimited listings down to the parts' level, then
-    /// the parts that `stop` does not cut (each listed, not kept).
+    /// part at a time: delimited listings down to the parts' level, those
+    /// of one level at once, then the parts that `stop` does not cut (each
+    /// listed, not kept).
     fn scan_above_parts(
         &self,
         prefix: &str,
@@ -588,51 +609,85 @@ impl ObjectBackend {
         visit: &mut dyn FnMut(Scanned),
     ) -> Result<bool> {
         let mut found = false;
-        let mut dirs = vec![(prefix.to_string(), 0usize)];
-        while let Some((dir, depth)) = dirs.pop() {
-            let listed = self
-                .rt
-                .block_on(self.src.store.list_with_delimiter(Some(&self.key(&dir))))
-                .map_err(|e| self.store_err(&dir, &e))?;
-            for o in &listed.objects {
-                // A "directory marker" some tools write: nothing to list.
-                if let Some(rel) = self
-                    .rel(o.location.as_ref())
-                    .filter(|r| *r != dir && !r.ends_with('/'))
-                {
-                    found = true;
-                    visit(Scanned::Object {
-                        key: rel.to_string(),
-                        meta: meta.then(|| meta_of(&self.obj_of(o))),
-                    });
+        let mut level = vec![prefix.to_string()];
+        let mut depth = 0;
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for dirs in level.chunks(ABOVE_PARTS_AT_ONCE) {
+                let listed: Vec<object_store::Result<object_store::ListResult>> = self.rt.block_on(
+                    futures::stream::iter(dirs)
+                        .map(|dir| async move {
+                            let key = self.key(dir);
+                            self.src.store.list_with_delimiter(Some(&key)).await
+                        })
+                        .buffered(LIST_CONCURRENCY)
+                        .collect(),
+                );
+                let scan = AboveParts { prefix, stop, meta };
+                for (dir, listed) in dirs.iter().zip(listed) {
+                    let listed = listed.map_err(|e| self.store_err(dir, &e))?;
+                    found |= self.visit_above_parts(&scan, (dir, depth), &listed, visit, &mut next)?;
                 }
             }
-            for p in &listed.common_prefixes {
-                let Some(child) = self.rel(p.as_ref()).map(str::to_string) else {
-                    continue;
-                };
+            level = next;
+            depth += 1;
+        }
+        Ok(found)
+    }
+
+    /// One delimited listing of [`ObjectBackend::scan_above_parts`], of
+    /// `dir` at `depth` below the scan's prefix: its objects and the
+    /// children that the scan's `stop` cuts are visited, the parts below it
+    /// scanned, the directories above the parts go to `next`. Whether it
+    /// held anything.
+    fn visit_above_parts(
+        &self,
+        scan: &AboveParts,
+        (dir, depth): (&str, usize),
+        listed: &object_store::ListResult,
+        visit: &mut dyn FnMut(Scanned),
+        next: &mut Vec<String>,
+    ) -> Result<bool> {
+        let AboveParts { prefix, stop, meta } = *scan;
+        let mut found = false;
+        for o in &listed.objects {
+            // A "directory marker" some tools write: nothing to list.
+            if let Some(rel) = self
+                .rel(o.location.as_ref())
+                .filter(|r| *r != dir && !r.ends_with('/'))
+            {
                 found = true;
-                let below = &child[prefix.len() + 1..];
-                if stop(below, depth + 1) {
-                    visit(Scanned::Prefix(child));
-                } else if self.part_of(&child).is_some_and(|p| p.is_none()) {
-                    dirs.push((child, depth + 1));
-                } else {
-                    let mut failed = None;
-                    cut(
-                        prefix,
-                        &mut |each| {
-                            if let Err(e) = self.each_below(&child, each) {
-                                failed = Some(e);
-                            }
-                        },
-                        stop,
-                        meta,
-                        visit,
-                    );
-                    if let Some(e) = failed {
-                        return Err(e);
-                    }
+                visit(Scanned::Object {
+                    key: rel.to_string(),
+                    meta: meta.then(|| meta_of(&self.obj_of(o))),
+                });
+            }
+        }
+        for p in &listed.common_prefixes {
+            let Some(child) = self.rel(p.as_ref()).map(str::to_string) else {
+                continue;
+            };
+            found = true;
+            let below = &child[prefix.len() + 1..];
+            if stop(below, depth + 1) {
+                visit(Scanned::Prefix(child));
+            } else if self.part_of(&child).is_some_and(|p| p.is_none()) {
+                next.push(child);
+            } else {
+                let mut failed = None;
+                cut(
+                    prefix,
+                    &mut |each| {
+                        if let Err(e) = self.each_below(&child, each) {
+                            failed = Some(e);
+                        }
+                    },
+                    stop,
+                    meta,
+                    visit,
+                );
+                if let Some(e) = failed {
+                    return Err(e);
                 }
             }
         }
@@ -1296,7 +1351,7 @@ impl Backend for ObjectBackend {
         self.refuse_key(rel).map_or(Ok(()), Err)
     }
 
-    fn list_by_parts(&self, area: &'static str, parts_depth: usize) {
+    fn list_by_parts(&self, area: &'static str, parts: Parts) {
         if self.areas.lock().expect("areas").contains_key(area) {
             return;
         }
@@ -1311,14 +1366,12 @@ impl Backend for ObjectBackend {
                 seeds.remove(area);
             }
             if let Some(seed) = seeds.get(area) {
-                let parts: std::collections::HashSet<Vec<&str>> = seed
+                let seen: std::collections::HashSet<String> = seed
                     .objects
                     .iter()
-                    .filter_map(|m| self.rel(m.location.as_ref()))
-                    .filter_map(|rel| rel.strip_prefix(area)?.strip_prefix('/'))
-                    .map(|below| below.split('/').take(parts_depth).collect())
+                    .filter_map(|m| parts.of(area, self.rel(m.location.as_ref())?))
                     .collect();
-                if seed.whole || parts.len() > PARTS_IN_A_FIRST_PAGE {
+                if seed.whole || seen.len() > PARTS_IN_A_FIRST_PAGE {
                     return;
                 }
             }
@@ -1326,17 +1379,55 @@ impl Backend for ObjectBackend {
         }
         let mut by_parts = self.by_parts.write().expect("by_parts");
         if !by_parts.iter().any(|(a, _)| *a == area) {
-            by_parts.push((area, parts_depth));
+            by_parts.push((area, parts));
         }
     }
 
     fn hold_part(&self, part: &str) -> Result<()> {
-        if self.part_of(part).flatten().as_deref() != Some(part) {
-            return Ok(());
-        }
-        let listed = Arc::new(RwLock::new(self.list_now(part)?));
-        self.parts.lock().expect("parts").insert(part.to_string(), listed);
-        Ok(())
+        self.hold_parts(&[part.to_string()]).pop().unwrap_or(Ok(()))
+    }
+
+    /// Lists the parts at once (their LISTs share the listing's bound of
+    /// requests in flight); a part whose listing fails is not held.
+    fn hold_parts(&self, parts: &[String]) -> Vec<Result<()>> {
+        let rules: Vec<Option<Parts>> = parts
+            .iter()
+            .map(|p| {
+                let (area, rule) = self.parts_rule(p)?;
+                (rule.of(area, p).as_deref() == Some(p.as_str())).then_some(rule)
+            })
+            .collect();
+        let convert = |m: &object_store::ObjectMeta| self.entry(m);
+        let lister = self.lister(&convert);
+        let listed: Vec<Option<std::result::Result<Vec<Run>, Failed>>> = self.rt.block_on(
+            futures::stream::iter(parts.iter().zip(&rules))
+                .map(|(part, rule)| {
+                    let lister = &lister;
+                    let full = rule.map(|r| format!("{}/{}", self.v2, r.listed_prefix(part)));
+                    async move {
+                        match full {
+                            Some(full) => Some(lister.list(full, None).await),
+                            None => None,
+                        }
+                    }
+                })
+                .buffered(LIST_CONCURRENCY)
+                .collect(),
+        );
+        let mut held = self.parts.lock().expect("parts");
+        parts
+            .iter()
+            .zip(listed)
+            .map(|(part, runs)| match runs {
+                // Not a part: nothing to hold.
+                None => Ok(()),
+                Some(Ok(runs)) => {
+                    held.insert(part.clone(), Arc::new(RwLock::new(Listing::of(runs))));
+                    Ok(())
+                }
+                Some(Err(f)) => Err(Error::storage(self.display(part), f.failure, f.message)),
+            })
+            .collect()
     }
 
     fn release_part(&self, part: &str) {
@@ -1481,7 +1572,7 @@ mod tests {
             let b = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
             b.plan(&crate::layout::AREAS);
             if parts {
-                b.list_by_parts(crate::layout::paths::BLOBS, 2);
+                b.list_by_parts(crate::layout::paths::BLOBS, crate::storage::Parts::Depth(2));
             }
             b
         };
@@ -1544,10 +1635,126 @@ mod tests {
         let small = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
         small.plan(&crate::layout::AREAS);
         small.check_root().unwrap();
-        small.list_by_parts(crate::layout::paths::BLOBS, 2);
+        small.list_by_parts(crate::layout::paths::BLOBS, crate::storage::Parts::Depth(2));
         assert!(small.by_parts.read().unwrap().is_empty());
         assert_eq!(scan(&small, "blobs", &prefixes), scan(&whole, "blobs", &prefixes));
         assert!(small.areas.lock().unwrap().contains_key("blobs"));
+    }
+
+    /// `repositories/` held a repository at a time scans as it does listed
+    /// whole, nested names and stray keys too; a held repository answers
+    /// from its own listing, without its nested repositories' keys; the
+    /// area is never listed whole.
+    #[test]
+    fn repositories_held_one_at_a_time_scan_as_a_whole_area() {
+        use crate::storage::Backend as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let v2 = "srv/registry/docker/registry/v2";
+        let put = |rel: &str| {
+            let path = Key::from(format!("{v2}/{rel}"));
+            futures::executor::block_on(store.put(&path, vec![1u8, 2, 3].into())).unwrap();
+        };
+        for k in [
+            "repositories/a/_layers/sha256/aa/link",
+            "repositories/a/_manifests/tags/t/current/link",
+            "repositories/a/b/_layers/sha256/bb/link",
+            "repositories/a/b/c/_uploads/u/startedat",
+            "repositories/a/stray",
+            "repositories/x/_manifests/revisions/sha256/cc/link",
+            "repositories/x/_odd/y",
+            "repositories/_top/z",
+        ] {
+            put(k);
+        }
+        let open = |parts: bool| {
+            let b = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
+            b.plan(&crate::layout::AREAS);
+            if parts {
+                b.list_by_parts(crate::layout::paths::REPOSITORIES, Parts::Repository);
+            }
+            b
+        };
+        let scan = |b: &ObjectBackend, prefix: &str, stop: Stop| {
+            let mut seen = Vec::new();
+            let found = b
+                .scan(prefix, stop, true, &mut |item| {
+                    seen.push(match item {
+                        Scanned::Prefix(p) => format!("prefix {p}"),
+                        Scanned::Object { key, meta } => format!("object {key} {:?}", meta.map(|m| m.size)),
+                        Scanned::Problem(e) => format!("problem {e}"),
+                    })
+                })
+                .unwrap();
+            seen.sort();
+            (found, seen)
+        };
+        let (whole, by_parts) = (open(false), open(true));
+        let names = |rel: &str, _: usize| rel.rsplit('/').next().is_some_and(|c| c.starts_with('_'));
+        let everything = |_: &str, _: usize| false;
+        let first = |_: &str, d: usize| d == 1;
+        for (prefix, stop) in [
+            ("repositories", &names as Stop),
+            ("repositories", &everything),
+            ("repositories", &first),
+            ("repositories/a", &names),
+            ("repositories/a", &everything),
+            ("repositories/a/_layers", &everything),
+            ("repositories/a/b/_layers", &everything),
+            ("repositories/x/_odd", &everything),
+            ("repositories/none", &everything),
+        ] {
+            assert_eq!(
+                scan(&by_parts, prefix, stop),
+                scan(&whole, prefix, stop),
+                "{prefix}"
+            );
+        }
+        assert_eq!(
+            Parts::Repository.of("repositories", "repositories/a/b/_layers/sha256"),
+            Some("repositories/a/b/_".into())
+        );
+        assert_eq!(Parts::Repository.of("repositories", "repositories/a/b"), None);
+        // Held: answered from the repository's own listing.
+        for r in by_parts.hold_parts(&["repositories/a/_".into(), "repositories/a/b/_".into()]) {
+            r.unwrap();
+        }
+        let late = "repositories/a/_layers/sha256/dd/link";
+        put(late);
+        assert!(by_parts
+            .stat("repositories/a/_layers/sha256/aa/link")
+            .unwrap()
+            .is_some());
+        assert!(by_parts.stat(late).unwrap().is_none(), "held: as listed");
+        assert_eq!(
+            scan(&by_parts, "repositories/a/b/_layers", &everything).1,
+            ["object repositories/a/b/_layers/sha256/bb/link Some(3)"]
+        );
+        let held = by_parts
+            .parts
+            .lock()
+            .unwrap()
+            .get("repositories/a/_")
+            .cloned()
+            .unwrap();
+        let mut in_a = Vec::new();
+        below(&held, "repositories/", &mut |k, _| in_a.push(k));
+        assert_eq!(
+            in_a,
+            [
+                "repositories/a/_layers/sha256/aa/link",
+                "repositories/a/_manifests/tags/t/current/link"
+            ],
+            "a repository's part holds none of its nested ones' keys"
+        );
+        by_parts.release_part("repositories/a/_");
+        by_parts.release_part("repositories/a/b/_");
+        assert!(
+            by_parts.stat(late).unwrap().is_some(),
+            "released: asked of the store"
+        );
+        assert!(by_parts.parts.lock().unwrap().is_empty());
+        assert!(!by_parts.areas.lock().unwrap().contains_key("repositories"));
+        assert!(whole.areas.lock().unwrap().contains_key("repositories"));
     }
 
     #[test]

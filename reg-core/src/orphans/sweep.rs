@@ -52,9 +52,11 @@ pub(super) struct RepoScan {
 /// are reported through `msgs` and keep what they concern; an unreadable
 /// manifest that the grace period must follow is fatal (nothing is printed).
 pub fn find(store: &Store, refs: &LiveRefs, cfg: &Config, msgs: &Messages) -> anyhow::Result<Found> {
-    // Walked a prefix directory at a time, `blobs/` is never held whole
-    // (on object storage; issue 18).
+    // Walked a prefix directory at a time, `blobs/` is never held whole,
+    // nor `repositories/`, walked a batch of repositories at a time (on
+    // object storage; issue 18).
     store.list_blobs_by_prefix();
+    store.list_repositories_by_repository();
     store.check_blob_store()?;
     let mut found = Found {
         storage_root: store.root_id(),
@@ -122,6 +124,7 @@ fn walk_blobs(
     let mut candidates = Blobs::default();
     let mut kept = Vec::new();
     for batch in prefixes.items.chunks(BLOB_BATCH) {
+        let _held = store.hold_blobs_in(batch);
         let parts: Vec<BlobPart> = batch
             .par_iter()
             .map(|p| walk_prefix(store, refs, cfg, msgs, p))
@@ -151,7 +154,6 @@ fn walk_prefix(
     msgs: &Messages,
     p: &crate::layout::BlobPrefix,
 ) -> BlobPart {
-    let _held = store.hold_blobs_in(p);
     let l = store.blob_digests_in(p);
     msgs.progress().add_also(l.items.len() as u64);
     let mut part = BlobPart {
@@ -224,6 +226,7 @@ fn walk_repos(
     let names = std::mem::take(&mut found.names);
     // A batch of repositories at a time: what their scans hold stays small.
     for (batch_no, batch) in names.chunks(REPO_BATCH).enumerate() {
+        let _held = store.hold_repositories(batch);
         let scans: Vec<anyhow::Result<RepoScan>> = batch
             .par_iter()
             .map(|r| {

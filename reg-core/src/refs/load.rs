@@ -46,6 +46,7 @@ pub(super) fn list_roots(
     // what is held packed at once stays small.
     let mut out = Vec::with_capacity(repos.len());
     for batch in repos.chunks(LIST_BATCH) {
+        let _held = store.hold_repositories(batch);
         let listed: Vec<(Listed, Vec<Error>)> = batch
             .par_iter()
             .map(|r| list_repo(store, cfg, now, msgs, r))

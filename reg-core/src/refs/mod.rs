@@ -315,7 +315,12 @@ pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow:
 /// reported through `msgs`). Nothing is written either way: the caller
 /// writes the graph with [`write()`] only once it is complete. Missing
 /// manifests are warned about through `msgs` and counted.
+///
+/// On object storage `repositories/` is held a batch of repositories at a
+/// time, never whole (issue 18): nothing after the roots are listed looks
+/// there but a missing manifest's `_layers` link (a request each).
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
+    store.list_repositories_by_repository();
     collect_with(store, cfg, msgs, ManifestStore::default())
 }
 

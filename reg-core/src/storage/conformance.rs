@@ -104,6 +104,31 @@ fn scans_cut_where_told(b: &dyn Backend, at: &str) {
     .unwrap();
     depth2.sort();
     assert_eq!(depth2, ["blobs/sha256/aa", "blobs/sha256/ab"], "{at}: depth");
+    // Repositories held one at a time, where a backend holds parts: a
+    // repository's scans give its own keys, never a nested one's.
+    let held = [
+        "repositories/app/_".to_string(),
+        "repositories/app/sub/_".to_string(),
+    ];
+    for r in b.hold_parts(&held) {
+        r.unwrap_or_else(|e| panic!("{at}: held: {e}"));
+    }
+    for (dir, want) in [
+        ("repositories/app/_layers", FIXTURES[2].0),
+        ("repositories/app/sub/_layers", FIXTURES[4].0),
+    ] {
+        let mut keys = Vec::new();
+        b.scan(dir, &|_, _| false, false, &mut |s| {
+            if let Scanned::Object { key, .. } = s {
+                keys.push(key)
+            }
+        })
+        .unwrap();
+        assert_eq!(keys, [want], "{at}: held {dir}");
+    }
+    for p in &held {
+        b.release_part(p);
+    }
     // Nothing stored: false, nothing visited.
     let mut none = 0;
     assert!(!b
@@ -217,14 +242,17 @@ mod tests {
         super::run(&b);
     }
 
-    /// The same with `blobs/` held a prefix directory at a time (as
-    /// reg-orphans holds it on a large bucket).
+    /// The same with `blobs/` held a prefix directory at a time and
+    /// `repositories/` a repository at a time (as reg-orphans holds them on
+    /// a large bucket).
     #[test]
-    fn object_stores_conform_in_memory_with_blobs_by_parts() {
+    fn object_stores_conform_in_memory_with_areas_by_parts() {
+        use crate::storage::{Backend, Parts};
         let store = Arc::new(object_store::memory::InMemory::new());
         let b = crate::object::ObjectBackend::over(store, "srv/registry").unwrap();
-        crate::storage::Backend::plan(&b, &crate::layout::AREAS);
-        crate::storage::Backend::list_by_parts(&b, crate::layout::paths::BLOBS, 2);
+        b.plan(&crate::layout::AREAS);
+        b.list_by_parts(crate::layout::paths::BLOBS, Parts::Depth(2));
+        b.list_by_parts(crate::layout::paths::REPOSITORIES, Parts::Repository);
         super::run(&b);
     }
 }

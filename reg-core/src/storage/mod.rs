@@ -99,6 +99,58 @@ pub struct Area {
     pub split: fn(&str) -> bool,
 }
 
+/// How an area held a part at a time is cut into parts
+/// ([`Backend::list_by_parts`]). A part is named by the key prefix its keys
+/// share ([`Parts::of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parts {
+    /// Each directory this many levels below the area: `blobs/<alg>/<xx>`
+    /// at 2.
+    Depth(usize),
+    /// Each repository's own keys, those starting with
+    /// `repositories/<name>/_`: its `_manifests`, `_layers` and `_uploads`.
+    /// A component of a repository name never starts with `_`, so the keys
+    /// of a repository nested in it (`<name>/<child>/...`) are not among
+    /// them, and every key a repository's walk reads is.
+    Repository,
+}
+
+impl Parts {
+    /// The part `rel` (a key or directory below the area `area`, or `area`
+    /// itself) lies in, named by its prefix: `None` above the parts, where
+    /// the scans of [`Backend::list_by_parts`] find them.
+    pub fn of(self, area: &str, rel: &str) -> Option<String> {
+        let below = rel.strip_prefix(area)?;
+        let below = below.strip_prefix('/')?;
+        match self {
+            Parts::Depth(depth) => {
+                let dirs: Vec<&str> = below.split('/').take(depth).collect();
+                (dirs.len() == depth).then(|| format!("{area}/{}", dirs.join("/")))
+            }
+            Parts::Repository => {
+                let mut name_len = 0;
+                for component in below.split('/') {
+                    if component.starts_with('_') {
+                        return Some(format!("{area}/{}_", &below[..name_len]));
+                    }
+                    name_len += component.len() + 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// The key prefix a part's listing asks for: a directory at a depth,
+    /// the part's name itself for a repository (not a directory: `_`
+    /// starts the names of three).
+    pub fn listed_prefix(self, part: &str) -> String {
+        match self {
+            Parts::Depth(_) => format!("{part}/"),
+            Parts::Repository => part.to_string(),
+        }
+    }
+}
+
 /// What a backend can do, as it states it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -193,19 +245,19 @@ pub trait Backend: Send + Sync {
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>>;
 
     /// From now on, the planned area `area` is not listed whole: it is
-    /// held a part at a time, each part the directory `parts_depth` levels
-    /// below `area`, listed when [`Backend::hold_part`] asks and forgotten
-    /// when [`Backend::release_part`] says. A scan above that level finds
-    /// the parts with delimited listings; anything else below `area` is
-    /// asked of the store (a HEAD, a listing not kept). reg-orphans, which
-    /// walks `blobs/` one prefix directory at a time, holds only the
-    /// directories it is walking. Ignored where the area is held already
-    /// (from an inventory report), where an object store's first page of
-    /// it says it is small (its parts hold less than half a page each:
-    /// listed one by one they would cost more requests than the whole),
-    /// and by the filesystem.
-    fn list_by_parts(&self, area: &'static str, parts_depth: usize) {
-        let _ = (area, parts_depth);
+    /// held a part at a time, its parts as `parts` cuts them, each listed
+    /// when [`Backend::hold_part`] asks and forgotten when
+    /// [`Backend::release_part`] says. A scan above the parts finds them
+    /// with delimited listings; anything else below `area` is asked of the
+    /// store (a HEAD, a listing not kept). reg-orphans, which walks `blobs/`
+    /// one prefix directory at a time and `repositories/` a batch of
+    /// repositories at a time, holds only what it is walking. Ignored where
+    /// the area is held already (from an inventory report), where an object
+    /// store's first page of it says it is small (its parts hold less than
+    /// half a page each: listed one by one they would cost more requests
+    /// than the whole), and by the filesystem.
+    fn list_by_parts(&self, area: &'static str, parts: Parts) {
+        let _ = (area, parts);
     }
 
     /// Lists the part `part` (see [`Backend::list_by_parts`]) and keeps it
@@ -213,6 +265,13 @@ pub trait Backend: Send + Sync {
     fn hold_part(&self, part: &str) -> Result<()> {
         let _ = part;
         Ok(())
+    }
+
+    /// [`Backend::hold_part`] of each of `parts`, a result for each in
+    /// their order; a backend whose listings are requests lists them at
+    /// once.
+    fn hold_parts(&self, parts: &[String]) -> Vec<Result<()>> {
+        parts.iter().map(|p| self.hold_part(p)).collect()
     }
 
     /// Forgets the part `part` held by [`Backend::hold_part`].

@@ -694,20 +694,36 @@ fn lists(run: &Run) -> usize {
         .sum()
 }
 
-/// reg-orphans holding `blobs/` a prefix directory at a time (as on a
-/// large bucket; forced here on a small one by the test hook): the same
-/// orphans as listing it whole, found with more LISTs (one a prefix
-/// directory); the collection made from them leaves every tagged image
-/// pulling from the real registry.
+/// reg-refs and reg-orphans holding `repositories/` a repository at a
+/// time and `blobs/` a prefix directory at a time (as on a large bucket;
+/// forced here on a small one by the test hook): the same references and
+/// orphans as listing them whole, found with more LISTs (one a repository
+/// and one a prefix directory); the collection made from them leaves every
+/// tagged image pulling from the real registry.
 #[test]
-fn s3_orphans_with_blobs_held_by_prefix_collect_and_everything_pulls() {
-    let name = "s3_orphans_with_blobs_held_by_prefix_collect_and_everything_pulls";
+fn s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls() {
+    let name = "s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls";
     let Some((_moto, mut reg, p)) = s3_scenario(name) else {
         return;
     };
     reg.stop().unwrap();
-    let refs = by_config("reg-refs", &reg, &["--tagged-only"]).run();
+    let refs = |by_parts: bool| {
+        let mut t = by_config("reg-refs", &reg, &["--tagged-only", "--stats"]);
+        if by_parts {
+            t = t.env(reg_core::object::BY_PARTS_ENV, "1");
+        }
+        t.run()
+    };
+    let (refs, refs_by_parts) = (refs(false), refs(true));
     refs.success();
+    refs_by_parts.success();
+    assert_eq!(refs_by_parts.stdout, refs.stdout);
+    assert!(
+        lists(&refs_by_parts) > lists(&refs),
+        "held by repository: {}\nwhole: {}",
+        refs_by_parts.stderr,
+        refs.stderr
+    );
     let orphans = |by_parts: bool| {
         let mut t = by_config("reg-orphans", &reg, &["--stats", "--min-age", "0s"]).stdin(&refs.stdout);
         if by_parts {
@@ -721,7 +737,7 @@ fn s3_orphans_with_blobs_held_by_prefix_collect_and_everything_pulls() {
     assert_eq!(by_parts.stdout, whole.stdout);
     assert!(
         lists(&by_parts) > lists(&whole),
-        "held by prefix: {}\nwhole: {}",
+        "held by parts: {}\nwhole: {}",
         by_parts.stderr,
         whole.stderr
     );
