@@ -1544,6 +1544,49 @@ mod tests {
         assert_eq!(none, 0);
     }
 
+    /// Three bytes at `rel` below the `v2` of [`over`]'s backends.
+    fn put_3_bytes(store: &object_store::memory::InMemory, rel: &str) {
+        let path = Key::from(format!("srv/registry/docker/registry/v2/{rel}"));
+        futures::executor::block_on(store.put(&path, vec![1u8, 2, 3].into())).unwrap();
+    }
+
+    /// A backend over `store` at `srv/registry`, planned as the layout
+    /// plans it, with `parts` (an area and its parts) held a part at a time.
+    fn over(
+        store: &Arc<object_store::memory::InMemory>,
+        parts: Option<(&'static str, Parts)>,
+    ) -> ObjectBackend {
+        let b = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
+        b.plan(&crate::layout::AREAS);
+        if let Some((area, parts)) = parts {
+            b.list_by_parts(area, parts);
+        }
+        b
+    }
+
+    /// Each scan (a prefix and where it stops) visits the same in `a` as in `b`.
+    fn scan_alike(a: &ObjectBackend, b: &ObjectBackend, scans: &[(&str, Stop)]) {
+        for &(prefix, stop) in scans {
+            assert_eq!(scanned(a, prefix, stop), scanned(b, prefix, stop), "{prefix}");
+        }
+    }
+
+    /// What a scan of `prefix` visits, sorted, and whether it found anything.
+    fn scanned(b: &ObjectBackend, prefix: &str, stop: Stop) -> (bool, Vec<String>) {
+        let mut seen = Vec::new();
+        let found = b
+            .scan(prefix, stop, true, &mut |item| {
+                seen.push(match item {
+                    Scanned::Prefix(p) => format!("prefix {p}"),
+                    Scanned::Object { key, meta } => format!("object {key} {:?}", meta.map(|m| m.size)),
+                    Scanned::Problem(e) => format!("problem {e}"),
+                })
+            })
+            .unwrap();
+        seen.sort();
+        (found, seen)
+    }
+
     /// An area held a part at a time: a scan above the parts finds what a
     /// whole listing finds; a held part answers from its listing (what
     /// was written since is not in it), a released one from the store; the
@@ -1552,11 +1595,7 @@ mod tests {
     fn an_area_held_a_part_at_a_time_scans_as_a_whole_one() {
         use crate::storage::Backend as _;
         let store = Arc::new(object_store::memory::InMemory::new());
-        let v2 = "srv/registry/docker/registry/v2";
-        let put = |rel: &str| {
-            let path = Key::from(format!("{v2}/{rel}"));
-            futures::executor::block_on(store.put(&path, vec![1u8, 2, 3].into())).unwrap();
-        };
+        let put = |rel: &str| put_3_bytes(&store, rel);
         let blob = |p: &str, n: u8| format!("blobs/sha256/{p}/{p}{}/data", format!("{n:02x}").repeat(31));
         for k in [
             blob("aa", 1),
@@ -1569,46 +1608,28 @@ mod tests {
             put(&k);
         }
         let open = |parts: bool| {
-            let b = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
-            b.plan(&crate::layout::AREAS);
-            if parts {
-                b.list_by_parts(crate::layout::paths::BLOBS, crate::storage::Parts::Depth(2));
-            }
-            b
-        };
-        let scan = |b: &ObjectBackend, prefix: &str, stop: Stop| {
-            let mut seen = Vec::new();
-            let found = b
-                .scan(prefix, stop, true, &mut |item| {
-                    seen.push(match item {
-                        Scanned::Prefix(p) => format!("prefix {p}"),
-                        Scanned::Object { key, meta } => format!("object {key} {:?}", meta.map(|m| m.size)),
-                        Scanned::Problem(e) => format!("problem {e}"),
-                    })
-                })
-                .unwrap();
-            seen.sort();
-            (found, seen)
+            over(
+                &store,
+                parts.then_some((crate::layout::paths::BLOBS, Parts::Depth(2))),
+            )
         };
         let (whole, by_parts) = (open(false), open(true));
         let prefixes = |rel: &str, depth: usize| depth == 2 || rel == "md5";
         let digests = |_: &str, _: usize| true;
         let everything = |_: &str, _: usize| false;
-        for (prefix, stop) in [
-            ("blobs", &prefixes as Stop),
-            ("blobs", &everything),
-            ("blobs/sha256", &prefixes),
-            ("blobs/sha256/aa", &digests),
-            ("blobs/sha256/zz", &digests),
-        ] {
-            assert_eq!(
-                scan(&by_parts, prefix, stop),
-                scan(&whole, prefix, stop),
-                "{prefix}"
-            );
-        }
+        scan_alike(
+            &by_parts,
+            &whole,
+            &[
+                ("blobs", &prefixes as Stop),
+                ("blobs", &everything),
+                ("blobs/sha256", &prefixes),
+                ("blobs/sha256/aa", &digests),
+                ("blobs/sha256/zz", &digests),
+            ],
+        );
         assert_eq!(
-            scan(&by_parts, "blobs", &prefixes).1,
+            scanned(&by_parts, "blobs", &prefixes).1,
             [
                 "object blobs/sha256/stray Some(3)",
                 "prefix blobs/md5",
@@ -1637,7 +1658,10 @@ mod tests {
         small.check_root().unwrap();
         small.list_by_parts(crate::layout::paths::BLOBS, crate::storage::Parts::Depth(2));
         assert!(small.by_parts.read().unwrap().is_empty());
-        assert_eq!(scan(&small, "blobs", &prefixes), scan(&whole, "blobs", &prefixes));
+        assert_eq!(
+            scanned(&small, "blobs", &prefixes),
+            scanned(&whole, "blobs", &prefixes)
+        );
         assert!(small.areas.lock().unwrap().contains_key("blobs"));
     }
 
@@ -1649,11 +1673,7 @@ mod tests {
     fn repositories_held_one_at_a_time_scan_as_a_whole_area() {
         use crate::storage::Backend as _;
         let store = Arc::new(object_store::memory::InMemory::new());
-        let v2 = "srv/registry/docker/registry/v2";
-        let put = |rel: &str| {
-            let path = Key::from(format!("{v2}/{rel}"));
-            futures::executor::block_on(store.put(&path, vec![1u8, 2, 3].into())).unwrap();
-        };
+        let put = |rel: &str| put_3_bytes(&store, rel);
         for k in [
             "repositories/a/_layers/sha256/aa/link",
             "repositories/a/_manifests/tags/t/current/link",
@@ -1667,48 +1687,30 @@ mod tests {
             put(k);
         }
         let open = |parts: bool| {
-            let b = ObjectBackend::over(store.clone(), "srv/registry").unwrap();
-            b.plan(&crate::layout::AREAS);
-            if parts {
-                b.list_by_parts(crate::layout::paths::REPOSITORIES, Parts::Repository);
-            }
-            b
-        };
-        let scan = |b: &ObjectBackend, prefix: &str, stop: Stop| {
-            let mut seen = Vec::new();
-            let found = b
-                .scan(prefix, stop, true, &mut |item| {
-                    seen.push(match item {
-                        Scanned::Prefix(p) => format!("prefix {p}"),
-                        Scanned::Object { key, meta } => format!("object {key} {:?}", meta.map(|m| m.size)),
-                        Scanned::Problem(e) => format!("problem {e}"),
-                    })
-                })
-                .unwrap();
-            seen.sort();
-            (found, seen)
+            over(
+                &store,
+                parts.then_some((crate::layout::paths::REPOSITORIES, Parts::Repository)),
+            )
         };
         let (whole, by_parts) = (open(false), open(true));
         let names = |rel: &str, _: usize| rel.rsplit('/').next().is_some_and(|c| c.starts_with('_'));
         let everything = |_: &str, _: usize| false;
         let first = |_: &str, d: usize| d == 1;
-        for (prefix, stop) in [
-            ("repositories", &names as Stop),
-            ("repositories", &everything),
-            ("repositories", &first),
-            ("repositories/a", &names),
-            ("repositories/a", &everything),
-            ("repositories/a/_layers", &everything),
-            ("repositories/a/b/_layers", &everything),
-            ("repositories/x/_odd", &everything),
-            ("repositories/none", &everything),
-        ] {
-            assert_eq!(
-                scan(&by_parts, prefix, stop),
-                scan(&whole, prefix, stop),
-                "{prefix}"
-            );
-        }
+        scan_alike(
+            &by_parts,
+            &whole,
+            &[
+                ("repositories", &names as Stop),
+                ("repositories", &everything),
+                ("repositories", &first),
+                ("repositories/a", &names),
+                ("repositories/a", &everything),
+                ("repositories/a/_layers", &everything),
+                ("repositories/a/b/_layers", &everything),
+                ("repositories/x/_odd", &everything),
+                ("repositories/none", &everything),
+            ],
+        );
         assert_eq!(
             Parts::Repository.of("repositories", "repositories/a/b/_layers/sha256"),
             Some("repositories/a/b/_".into())
@@ -1726,7 +1728,7 @@ mod tests {
             .is_some());
         assert!(by_parts.stat(late).unwrap().is_none(), "held: as listed");
         assert_eq!(
-            scan(&by_parts, "repositories/a/b/_layers", &everything).1,
+            scanned(&by_parts, "repositories/a/b/_layers", &everything).1,
             ["object repositories/a/b/_layers/sha256/bb/link Some(3)"]
         );
         let held = by_parts

@@ -694,6 +694,30 @@ fn lists(run: &Run) -> usize {
         .sum()
 }
 
+/// `t` holding the areas it asks to hold by parts so, however small the
+/// bucket, when `by_parts` (the test hook).
+fn held_by_parts(t: Tool, by_parts: bool) -> Tool {
+    if by_parts {
+        t.env(reg_core::object::BY_PARTS_ENV, "1")
+    } else {
+        t
+    }
+}
+
+/// A run holding areas by parts printed what the run listing them whole
+/// printed, both succeeding, with more LISTs.
+fn same_records_from_more_lists(by_parts: &Run, whole: &Run) {
+    whole.success();
+    by_parts.success();
+    assert_eq!(by_parts.stdout, whole.stdout);
+    assert!(
+        lists(by_parts) > lists(whole),
+        "held by parts: {}\nwhole: {}",
+        by_parts.stderr,
+        whole.stderr
+    );
+}
+
 /// reg-refs and reg-orphans holding `repositories/` a repository at a
 /// time and `blobs/` a prefix directory at a time (as on a large bucket;
 /// forced here on a small one by the test hook): the same references and
@@ -708,39 +732,20 @@ fn s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls() {
     };
     reg.stop().unwrap();
     let refs = |by_parts: bool| {
-        let mut t = by_config("reg-refs", &reg, &["--tagged-only", "--stats"]);
-        if by_parts {
-            t = t.env(reg_core::object::BY_PARTS_ENV, "1");
-        }
-        t.run()
+        held_by_parts(
+            by_config("reg-refs", &reg, &["--tagged-only", "--stats"]),
+            by_parts,
+        )
+        .run()
     };
     let (refs, refs_by_parts) = (refs(false), refs(true));
-    refs.success();
-    refs_by_parts.success();
-    assert_eq!(refs_by_parts.stdout, refs.stdout);
-    assert!(
-        lists(&refs_by_parts) > lists(&refs),
-        "held by repository: {}\nwhole: {}",
-        refs_by_parts.stderr,
-        refs.stderr
-    );
+    same_records_from_more_lists(&refs_by_parts, &refs);
     let orphans = |by_parts: bool| {
-        let mut t = by_config("reg-orphans", &reg, &["--stats", "--min-age", "0s"]).stdin(&refs.stdout);
-        if by_parts {
-            t = t.env(reg_core::object::BY_PARTS_ENV, "1");
-        }
-        t.run()
+        let t = by_config("reg-orphans", &reg, &["--stats", "--min-age", "0s"]).stdin(&refs.stdout);
+        held_by_parts(t, by_parts).run()
     };
     let (whole, by_parts) = (orphans(false), orphans(true));
-    whole.success();
-    by_parts.success();
-    assert_eq!(by_parts.stdout, whole.stdout);
-    assert!(
-        lists(&by_parts) > lists(&whole),
-        "held by parts: {}\nwhole: {}",
-        by_parts.stderr,
-        whole.stderr
-    );
+    same_records_from_more_lists(&by_parts, &whole);
     let rm = by_config("reg-rm", &reg, &["--min-age", "0s"])
         .stdin(&by_parts.stdout)
         .run();
