@@ -779,6 +779,35 @@ impl Store {
         }
     }
 
+    /// Calls `walk` on each batch of `items` (`size` at a time, with its
+    /// number) while the listings `hold` takes for it are held. The next
+    /// batch's are listed meanwhile, on a thread of their own, so that its
+    /// LISTs are not waited for after this batch is walked; no batch's
+    /// listings are held longer than its walk and the one before it. The
+    /// first error of `walk` ends the walk.
+    pub fn walk_held<'s, T: Sync, E>(
+        &'s self,
+        items: &[T],
+        size: usize,
+        hold: impl Fn(&[T]) -> HeldParts<'s> + Sync,
+        mut walk: impl FnMut(usize, &[T]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let batches: Vec<&[T]> = items.chunks(size.max(1)).collect();
+        let hold = &hold;
+        std::thread::scope(|s| {
+            let mut next = batches.first().map(|&b| s.spawn(move || hold(b)));
+            for (i, &batch) in batches.iter().enumerate() {
+                let held = next
+                    .take()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+                next = batches.get(i + 1).map(|&b| s.spawn(move || hold(b)));
+                walk(i, batch)?;
+                drop(held);
+            }
+            Ok(())
+        })
+    }
+
     /// The digests of the blob directories under one prefix directory,
     /// sorted, without looking inside them (no `stat` of `data`).
     pub fn blob_digests_in(&self, p: &BlobPrefix) -> Listing<Digest> {
@@ -871,6 +900,48 @@ mod tests {
     use super::*;
     use std::fs;
     use std::path::Path;
+
+    /// Each batch is walked once, in order, with its number, after its
+    /// listings were taken; an error ends the walk (the batch after it may
+    /// have been held already, never walked).
+    #[test]
+    fn walk_held_walks_each_batch_once_held_and_stops_at_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::fs(dir.path());
+        let items: Vec<u32> = (0..8).collect();
+        let holds = std::sync::Mutex::new(Vec::new());
+        let hold = |b: &[u32]| {
+            holds.lock().unwrap().push(b.to_vec());
+            HeldParts {
+                store: &store,
+                parts: Vec::new(),
+            }
+        };
+        let mut walked = Vec::new();
+        let done: std::result::Result<(), &str> = store.walk_held(&items, 3, hold, |i, b| {
+            assert!(holds.lock().unwrap().contains(&b.to_vec()), "held before walked");
+            walked.push((i, b.to_vec()));
+            Ok(())
+        });
+        assert_eq!(done, Ok(()));
+        assert_eq!(walked, [(0, vec![0, 1, 2]), (1, vec![3, 4, 5]), (2, vec![6, 7])]);
+        assert_eq!(holds.lock().unwrap().len(), 3, "each batch held once");
+        holds.lock().unwrap().clear();
+        let mut walks = 0;
+        let done = store.walk_held(&items, 2, hold, |i, _| {
+            walks += 1;
+            if i == 1 {
+                Err("stop")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((done, walks), (Err("stop"), 2));
+        assert!(
+            holds.lock().unwrap().len() <= 3,
+            "at most the next batch held ahead"
+        );
+    }
 
     /// The registry's reference grammar, name by name: accepted, refused.
     #[test]

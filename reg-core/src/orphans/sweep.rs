@@ -123,22 +123,27 @@ fn walk_blobs(
     );
     let mut candidates = Blobs::default();
     let mut kept = Vec::new();
-    for batch in prefixes.items.chunks(BLOB_BATCH) {
-        let _held = store.hold_blobs_in(batch);
-        let parts: Vec<BlobPart> = batch
-            .par_iter()
-            .map(|p| walk_prefix(store, refs, cfg, msgs, p))
-            .collect();
-        for mut p in parts {
-            for e in p.errors {
-                msgs.problem(e);
+    let Ok(()) = store.walk_held(
+        &prefixes.items,
+        BLOB_BATCH,
+        |batch| store.hold_blobs_in(batch),
+        |_, batch| {
+            let parts: Vec<BlobPart> = batch
+                .par_iter()
+                .map(|p| walk_prefix(store, refs, cfg, msgs, p))
+                .collect();
+            for mut p in parts {
+                for e in p.errors {
+                    msgs.problem(e);
+                }
+                found.stored_blobs += p.stored;
+                found.too_young += p.too_young;
+                candidates.append(&mut p.candidates);
+                kept.extend(p.kept);
             }
-            found.stored_blobs += p.stored;
-            found.too_young += p.too_young;
-            candidates.append(&mut p.candidates);
-            kept.extend(p.kept);
-        }
-    }
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
     candidates.sort();
     kept.sort_unstable();
     (candidates, kept)
@@ -225,31 +230,36 @@ fn walk_repos(
     let mut held = DigestSet::new();
     let names = std::mem::take(&mut found.names);
     // A batch of repositories at a time: what their scans hold stays small.
-    for (batch_no, batch) in names.chunks(REPO_BATCH).enumerate() {
-        let _held = store.hold_repositories(batch);
-        let scans: Vec<anyhow::Result<RepoScan>> = batch
-            .par_iter()
-            .map(|r| {
-                let s = scan_repo(store, refs, cfg, stored, r);
-                msgs.progress().inc(1);
-                s
-            })
-            .collect();
-        for (i, scan) in scans.into_iter().enumerate() {
-            let mut scan = scan?;
-            for e in std::mem::take(&mut scan.errors) {
-                msgs.problem(e);
+    store.walk_held(
+        &names,
+        REPO_BATCH,
+        |batch| store.hold_repositories(batch),
+        |batch_no, batch| {
+            let scans: Vec<anyhow::Result<RepoScan>> = batch
+                .par_iter()
+                .map(|r| {
+                    let s = scan_repo(store, refs, cfg, stored, r);
+                    msgs.progress().inc(1);
+                    s
+                })
+                .collect();
+            for (i, scan) in scans.into_iter().enumerate() {
+                let mut scan = scan?;
+                for e in std::mem::take(&mut scan.errors) {
+                    msgs.problem(e);
+                }
+                for w in std::mem::take(&mut scan.warnings) {
+                    msgs.warn(w);
+                }
+                hides_links |= scan.hides_links;
+                for d in std::mem::take(&mut scan.held) {
+                    held.insert(d);
+                }
+                found.add_repo((batch_no * REPO_BATCH + i) as u32, &batch[i], scan);
             }
-            for w in std::mem::take(&mut scan.warnings) {
-                msgs.warn(w);
-            }
-            hides_links |= scan.hides_links;
-            for d in std::mem::take(&mut scan.held) {
-                held.insert(d);
-            }
-            found.add_repo((batch_no * REPO_BATCH + i) as u32, &batch[i], scan);
-        }
-    }
+            Ok::<(), anyhow::Error>(())
+        },
+    )?;
     found.names = names;
     Ok((held, hides_links))
 }

@@ -45,16 +45,21 @@ pub(super) fn list_roots(
     // A batch of repositories at a time, listed in parallel, then interned:
     // what is held packed at once stays small.
     let mut out = Vec::with_capacity(repos.len());
-    for batch in repos.chunks(LIST_BATCH) {
-        let _held = store.hold_repositories(batch);
-        let listed: Vec<(Listed, Vec<Error>)> = batch
-            .par_iter()
-            .map(|r| list_repo(store, cfg, now, msgs, r))
-            .collect();
-        for (l, errors) in listed {
-            out.push(intern_listed(l, errors, cache, msgs, &mut problems));
-        }
-    }
+    let Ok(()) = store.walk_held(
+        &repos,
+        LIST_BATCH,
+        |batch| store.hold_repositories(batch),
+        |_, batch| {
+            let listed: Vec<(Listed, Vec<Error>)> = batch
+                .par_iter()
+                .map(|r| list_repo(store, cfg, now, msgs, r))
+                .collect();
+            for (l, errors) in listed {
+                out.push(intern_listed(l, errors, cache, msgs, &mut problems));
+            }
+            Ok::<(), std::convert::Infallible>(())
+        },
+    );
     if !problems.is_empty() {
         return Err(fail(
             msgs,
