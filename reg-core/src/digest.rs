@@ -568,11 +568,6 @@ impl<K: Key> SortedSet<K> {
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
-
-    /// In order (once [`SortedSet::finish`]ed).
-    pub(crate) fn iter(&self) -> std::slice::Iter<'_, K> {
-        self.items.iter()
-    }
 }
 
 impl<K: Key> FromIterator<K> for SortedSet<K> {

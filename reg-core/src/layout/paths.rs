@@ -9,6 +9,11 @@ pub fn blob_dir(d: &Digest) -> String {
     let hex = d.hex();
     format!("blobs/{}/{}/{}", d.algorithm().name(), &hex[..2], hex)
 }
+/// `blobs/<alg>/<xx>`, the prefix directory of `d`'s blob directory.
+pub fn blob_prefix_dir(d: &Digest) -> String {
+    let hex = d.hex();
+    format!("blobs/{}/{}", d.algorithm().name(), &hex[..2])
+}
 pub fn blob_data(d: &Digest) -> String {
     blob_dir(d) + "/data"
 }

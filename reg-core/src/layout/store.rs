@@ -43,6 +43,41 @@ fn split_repositories(dir: &str) -> bool {
         && last.and_then(Algorithm::from_name).is_some())
 }
 
+/// How many repositories' listings [`Store::walk_by_repository`] holds for
+/// a batch (and as many for the next): at 1M objects some 600 keys each.
+pub const REPOSITORIES_HELD: usize = 64;
+
+/// How many blob prefix directories [`Store::walk_by_blob_prefix`] holds
+/// for a batch: at 1M objects some 1,700 blobs each.
+pub const BLOB_PREFIXES_HELD: usize = 16;
+
+/// `items` in batches of the items of `per` parts (`part_of` names an
+/// item's): each batch's parts and where its items are. A run of items of
+/// one part is never split; items out of order make a part come up again.
+fn part_batches<T>(
+    items: &[T],
+    per: usize,
+    part_of: impl Fn(&T) -> String,
+) -> Vec<(Vec<String>, std::ops::Range<usize>)> {
+    let mut batches = Vec::new();
+    let (mut start, mut parts) = (0, Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let part = part_of(item);
+        if parts.last() == Some(&part) {
+            continue;
+        }
+        if parts.len() == per.max(1) {
+            batches.push((std::mem::take(&mut parts), start..i));
+            start = i;
+        }
+        parts.push(part);
+    }
+    if !parts.is_empty() {
+        batches.push((parts, start..items.len()));
+    }
+    batches
+}
+
 /// A manifest's bytes as read, `true` when from the manifest cache; `None`
 /// when not there.
 type ReadBytes = Option<(Vec<u8>, bool)>;
@@ -808,6 +843,64 @@ impl Store {
         })
     }
 
+    /// Calls `walk` on `items` a batch at a time while the listings of the
+    /// repositories the batch's items lie in are held (after
+    /// [`Store::list_repositories_by_repository`]; the next batch's are
+    /// listed meanwhile, as [`Store::walk_held`] does): a batch holds the
+    /// items of [`REPOSITORIES_HELD`] repositories, never part of one's.
+    /// Items sorted by repository have each held once.
+    pub fn walk_by_repository<T: Sync>(
+        &self,
+        items: &[T],
+        repo_of: impl Fn(&T) -> &str,
+        walk: impl FnMut(&[T]),
+    ) {
+        self.walk_by_parts(
+            items,
+            REPOSITORIES_HELD,
+            |t| format!("{}/_", paths::repo(repo_of(t))),
+            walk,
+        );
+    }
+
+    /// [`Store::walk_by_repository`] for items that name blobs: a batch
+    /// holds the blob prefix directories of its digests
+    /// ([`BLOB_PREFIXES_HELD`] of them; after [`Store::list_blobs_by_prefix`]).
+    /// Items sorted by digest have each held once.
+    pub fn walk_by_blob_prefix<T: Sync>(
+        &self,
+        items: &[T],
+        digest_of: impl Fn(&T) -> Digest,
+        walk: impl FnMut(&[T]),
+    ) {
+        self.walk_by_parts(
+            items,
+            BLOB_PREFIXES_HELD,
+            |t| paths::blob_prefix_dir(&digest_of(t)),
+            walk,
+        );
+    }
+
+    /// Walks `items` held, in the batches [`part_batches`] makes.
+    fn walk_by_parts<T: Sync>(
+        &self,
+        items: &[T],
+        per: usize,
+        part_of: impl Fn(&T) -> String,
+        mut walk: impl FnMut(&[T]),
+    ) {
+        let batches = part_batches(items, per, part_of);
+        let Ok(()) = self.walk_held(
+            &batches,
+            1,
+            |b| self.hold(b[0].0.clone()),
+            |_, b| {
+                walk(&items[b[0].1.clone()]);
+                Ok::<(), std::convert::Infallible>(())
+            },
+        );
+    }
+
     /// The digests of the blob directories under one prefix directory,
     /// sorted, without looking inside them (no `stat` of `data`).
     pub fn blob_digests_in(&self, p: &BlobPrefix) -> Listing<Digest> {
@@ -941,6 +1034,69 @@ mod tests {
             holds.lock().unwrap().len() <= 3,
             "at most the next batch held ahead"
         );
+    }
+
+    #[test]
+    fn items_are_batched_by_whole_parts() {
+        let items = ["a", "a", "b", "c", "c", "c", "d", "a"];
+        let batches = part_batches(&items, 2, |s| s.to_string());
+        let shown: Vec<(Vec<&str>, std::ops::Range<usize>)> = batches
+            .iter()
+            .map(|(p, r)| (p.iter().map(String::as_str).collect(), r.clone()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (vec!["a", "b"], 0..3),
+                (vec!["c", "d"], 3..7),
+                // Out of order: held again.
+                (vec!["a"], 7..8),
+            ]
+        );
+        assert!(part_batches(&[] as &[&str], 2, |s| s.to_string()).is_empty());
+        let one: Vec<_> = part_batches(&items, 0, |s| s.to_string())
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(one, [0..2, 2..3, 3..6, 6..7, 7..8], "at least a part a batch");
+    }
+
+    #[test]
+    fn walks_by_repository_and_blob_prefix_visit_every_item_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::fs(dir.path());
+        let repos: Vec<String> = (0..(2 * REPOSITORIES_HELD + 3))
+            .map(|i| format!("r{}", i / 2))
+            .collect();
+        let mut seen = Vec::new();
+        store.walk_by_repository(
+            &repos,
+            |r| r,
+            |b| {
+                assert!(b.first() != seen.last(), "a repository in one batch");
+                seen.extend_from_slice(b);
+            },
+        );
+        assert_eq!(seen, repos);
+        let mut ds: Vec<Digest> = (0..1000u32)
+            .map(|i| Digest::sha256_of(&i.to_be_bytes()))
+            .collect();
+        ds.sort();
+        let mut walked = Vec::new();
+        let mut batches = 0;
+        store.walk_by_blob_prefix(
+            &ds,
+            |d| *d,
+            |b| {
+                batches += 1;
+                walked.extend_from_slice(b);
+            },
+        );
+        assert_eq!(walked, ds);
+        let mut prefixes: Vec<String> = ds.iter().map(paths::blob_prefix_dir).collect();
+        prefixes.dedup();
+        assert!(prefixes.len() > BLOB_PREFIXES_HELD);
+        assert_eq!(batches, prefixes.len().div_ceil(BLOB_PREFIXES_HELD));
     }
 
     /// The registry's reference grammar, name by name: accepted, refused.

@@ -67,6 +67,14 @@ impl Removed {
     }
 }
 
+/// Manifests whose data is not stored, and those whose data could not be
+/// looked up (reported): see [`Guard::manifest_data`].
+#[derive(Default, Debug)]
+pub(super) struct ManifestData {
+    missing: SortedSet<Digest>,
+    failed: SortedSet<Digest>,
+}
+
 /// The read-only checks of one run.
 pub(super) struct Guard<'a> {
     pub(super) store: &'a Store,
@@ -152,7 +160,7 @@ impl Guard<'_> {
     /// A revision: kept while the mark reaches it, while what a broken live
     /// manifest of its repository references is unknown, while young, and
     /// while its manifest's data is missing (unless `--accept-broken`).
-    pub(super) fn revision(&self, repo: &str, d: Digest, mark: &Mark) -> Verdict {
+    pub(super) fn revision(&self, repo: &str, d: Digest, mark: &Mark, data: &ManifestData) -> Verdict {
         let link = paths::revision_link(repo, &d);
         let Ok(mtime) = self.mtime(&link) else {
             return Verdict::Failed;
@@ -181,22 +189,48 @@ impl Guard<'_> {
             return Verdict::Kept(self.young_reason());
         }
         if !self.cfg.accept_broken {
-            match self.store.blob_meta(&d) {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    return Verdict::Kept(
-                        "its manifest's data is missing (a damaged or unmounted blob store?): \
-                         not deleted on that ground without --accept-broken"
-                            .into(),
-                    )
-                }
-                Err(e) => {
-                    self.msgs.error(e);
-                    return Verdict::Failed;
-                }
+            if data.failed.contains(&d) {
+                return Verdict::Failed;
+            }
+            if data.missing.contains(&d) {
+                return Verdict::Kept(
+                    "its manifest's data is missing (a damaged or unmounted blob store?): \
+                     not deleted on that ground without --accept-broken"
+                        .into(),
+                );
             }
         }
         Verdict::Go
+    }
+
+    /// Which of the manifests `ds` (sorted) have no data stored, looked up
+    /// a batch of blob prefix directories at a time before their revisions
+    /// are judged (on a large bucket, a look each would be a request each).
+    /// Nothing is looked up with `--accept-broken`, which never asks.
+    pub(super) fn manifest_data(&self, ds: &[Digest]) -> ManifestData {
+        let mut data = ManifestData::default();
+        if self.cfg.accept_broken {
+            return data;
+        }
+        self.store.walk_by_blob_prefix(
+            ds,
+            |d| *d,
+            |batch| {
+                for d in batch {
+                    match self.store.blob_meta(d) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => data.missing.insert(*d),
+                        Err(e) => {
+                            self.msgs.error(e);
+                            data.failed.insert(*d);
+                        }
+                    }
+                }
+            },
+        );
+        data.missing.finish();
+        data.failed.finish();
+        data
     }
 
     // ---- blobs and their links
@@ -223,15 +257,18 @@ impl Guard<'_> {
             ),
             Some(repos.items.len() as u64),
         );
-        let per: Vec<(String, RepoLinks)> = repos
-            .items
-            .par_iter()
-            .map(|repo| {
-                let found = self.repo_blob_links(repo, blobs, removed);
-                progress.inc(1);
-                (repo.clone(), found)
-            })
-            .collect();
+        let mut per: Vec<(String, RepoLinks)> = Vec::with_capacity(repos.items.len());
+        self.store.walk_by_repository(
+            &repos.items,
+            |repo| repo,
+            |batch| {
+                per.par_extend(batch.par_iter().map(|repo| {
+                    let found = self.repo_blob_links(repo, blobs, removed);
+                    progress.inc(1);
+                    (repo.clone(), found)
+                }))
+            },
+        );
         let mut out: HashMap<Digest, BlobLinks> = HashMap::new();
         for (repo, (layers, revs, repo_ok)) in per {
             // One name shared by every link of the repository (a blob of
@@ -668,14 +705,23 @@ mod tests {
         let m = mark(&fx.store, &excl, &named);
         let c = cfg(Duration::ZERO);
         let g = fx.guard(&c);
-        assert!(matches!(g.revision("lib", a, &m), Verdict::Kept(w) if w.contains("a child of index")));
-        assert_eq!(g.revision("lib", old, &m), Verdict::Go);
-        assert!(matches!(g.revision("lib", bare, &m), Verdict::Kept(w) if w.contains("data is missing")));
         let gone = Digest::sha256_of(b"never pushed");
-        assert_eq!(g.revision("lib", gone, &m), Verdict::AbsentWithLeftovers);
+        let mut ds = vec![a, old, bare, gone];
+        ds.sort();
+        let data = g.manifest_data(&ds);
+        assert!(
+            matches!(g.revision("lib", a, &m, &data), Verdict::Kept(w) if w.contains("a child of index"))
+        );
+        assert_eq!(g.revision("lib", old, &m, &data), Verdict::Go);
+        assert!(
+            matches!(g.revision("lib", bare, &m, &data), Verdict::Kept(w) if w.contains("data is missing"))
+        );
+        assert_eq!(g.revision("lib", gone, &m, &data), Verdict::AbsentWithLeftovers);
+        // Not looked up: taken as stored (the phase looks up every one).
+        assert_eq!(g.revision("lib", bare, &m, &ManifestData::default()), Verdict::Go);
         let young = cfg(Duration::from_secs(3 * 86400));
         let g = fx.guard(&young);
-        assert!(matches!(g.revision("lib", old, &m), Verdict::Kept(w) if w.contains("younger")));
+        assert!(matches!(g.revision("lib", old, &m, &data), Verdict::Kept(w) if w.contains("younger")));
     }
 
     #[test]

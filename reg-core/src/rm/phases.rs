@@ -2,7 +2,7 @@
 //! ([`super::guard`]), acts through the deleter ([`super::act`]) and hands
 //! its records to the single writer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::act::Deleter;
 use super::aside::Aside;
 use super::copies::Copies;
-use super::guard::{Guard, Removed, Verdict};
+use super::guard::{Guard, ManifestData, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, Kind, RmRecord, Stopped, Writer};
 use super::{Config, Mode};
@@ -166,7 +166,7 @@ impl<'i> Run<'i> {
                     .iter()
                     .flatten()
                     .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
-                    .filter_map(|r| r.digest.map(|d| prefix_dir(&d)));
+                    .filter_map(|r| r.digest.map(|d| paths::blob_prefix_dir(&d)));
                 self.prefixes.extend(prefixes);
             }
             PhaseName::Uploads => {
@@ -296,21 +296,25 @@ impl<'a> Runner<'a> {
                 Some(tags.len() as u64),
             );
         }
-        let plans: Vec<(RmRecord, Verdict)> = tags
-            .par_iter()
-            .map(|((repo, tag), want)| {
-                let (verdict, points) = self.guard.tag(repo, tag, **want);
-                let mut rec = RmRecord::new(Kind::Tag).repo(repo);
-                rec.tag = Some(tag.as_str().into());
-                rec.digest = if matches!(verdict, Verdict::Kept(_)) {
-                    **want
-                } else {
-                    points
-                };
-                self.progress().inc(1);
-                (rec, verdict)
-            })
-            .collect();
+        let mut plans: Vec<(RmRecord, Verdict)> = Vec::with_capacity(tags.len());
+        self.store().walk_by_repository(
+            &tags,
+            |((repo, _), _)| repo,
+            |batch| {
+                plans.par_extend(batch.par_iter().map(|((repo, tag), want)| {
+                    let (verdict, points) = self.guard.tag(repo, tag, **want);
+                    let mut rec = RmRecord::new(Kind::Tag).repo(repo);
+                    rec.tag = Some(tag.as_str().into());
+                    rec.digest = if matches!(verdict, Verdict::Kept(_)) {
+                        **want
+                    } else {
+                        points
+                    };
+                    self.progress().inc(1);
+                    (rec, verdict)
+                }))
+            },
+        );
         let mut run = Run::new(input);
         let needs_mark =
             !input.revisions.is_empty() || !input.blobs.is_empty() || !input.layer_links.is_empty();
@@ -342,19 +346,24 @@ impl<'a> Runner<'a> {
     fn tags(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
         let plans = std::mem::take(&mut run.plans);
         self.start("tags", plans.len());
-        plans
-            .into_par_iter()
-            .map(|(rec, verdict)| {
-                let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
-                let verdict = match (verdict, self.guard.tag_moved(&repo, &tag, rec.digest)) {
-                    (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
-                    (v, _) => v,
-                };
-                let rec = self.apply(rec, verdict, &[paths::tag_dir(&repo, &tag)]);
-                self.progress().inc(1);
-                rec
-            })
-            .collect()
+        let mut recs = Vec::with_capacity(plans.len());
+        self.store().walk_by_repository(
+            &plans,
+            |(rec, _)| rec.repo.as_deref().unwrap_or_default(),
+            |batch| {
+                recs.par_extend(batch.par_iter().map(|(rec, verdict)| {
+                    let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
+                    let verdict = match (verdict, self.guard.tag_moved(&repo, &tag, rec.digest)) {
+                        (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
+                        (v, _) => v.clone(),
+                    };
+                    let rec = self.apply(rec.clone(), verdict, &[paths::tag_dir(&repo, &tag)]);
+                    self.progress().inc(1);
+                    rec
+                }))
+            },
+        );
+        recs
     }
 
     /// Revisions the mark does not reach, with their tag index entries.
@@ -363,14 +372,25 @@ impl<'a> Runner<'a> {
             return Vec::new();
         };
         let revs: Vec<_> = run.input.revisions.iter().collect();
+        let mut ds: Vec<Digest> = revs.iter().map(|(_, d)| *d).collect();
+        ds.sort_unstable();
+        ds.dedup();
+        let data = self.guard.manifest_data(&ds);
+        drop(ds);
         self.start("revisions", revs.len());
-        revs.par_iter()
-            .map(|(repo, d)| {
-                let rec = self.rm_revision(repo, *d, m);
-                self.progress().inc(1);
-                rec
-            })
-            .collect()
+        let mut recs = Vec::with_capacity(revs.len());
+        self.store().walk_by_repository(
+            &revs,
+            |(repo, _)| repo,
+            |batch| {
+                recs.par_extend(batch.par_iter().map(|(repo, d)| {
+                    let rec = self.rm_revision(repo, *d, m, &data);
+                    self.progress().inc(1);
+                    rec
+                }))
+            },
+        );
+        recs
     }
 
     /// The roots may have changed since the mark (pushes, or revisions
@@ -422,66 +442,80 @@ impl<'a> Runner<'a> {
 
     /// Decides the blobs, then removes their links and the links named.
     fn layer_links(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
-        // (repo, link name) → (guarded, the blob it links to). A blob's
-        // links include aliases: links under another algorithm naming it.
-        let mut link_jobs: BTreeMap<(Arc<str>, Digest), (bool, Digest)> = BTreeMap::new();
+        // A blob's links include aliases: links under another algorithm
+        // naming it. Pushed, then sorted by (repo, link name) with the first
+        // of each kept (a list, not a map: a third of the memory).
+        let mut link_jobs: Vec<LinkJob> = Vec::new();
+        let job = |repo: Arc<str>, name: Digest, guarded: bool, blob: Digest| LinkJob {
+            repo,
+            name,
+            alias_of: (blob != name).then(|| Box::new(blob)),
+            guarded,
+        };
         if let (false, Some(m)) = (run.input.blobs.is_empty(), &run.mark) {
             let (mut links, scan_ok) = self.guard.blob_links(&run.input.blobs, &run.removed);
-            for d in run.input.blobs.iter() {
-                let l = links.remove(d).unwrap_or_default();
-                match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
-                    Some(why) => run
-                        .kept_blobs
-                        .push(RmRecord::new(Kind::Blob).digest(*d).kept(why)),
-                    None => {
-                        run.doomed.insert(*d);
-                        for (repo, name, _) in l.layer_links {
-                            link_jobs.insert((repo, name), (false, *d));
+            // The blobs' data looked at a batch of prefix directories at a time.
+            self.store().walk_by_blob_prefix(
+                &run.input.blobs.items,
+                |d| *d,
+                |batch| {
+                    for d in batch {
+                        let l = links.remove(d).unwrap_or_default();
+                        match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
+                            Some(why) => run
+                                .kept_blobs
+                                .push(RmRecord::new(Kind::Blob).digest(*d).kept(why)),
+                            None => {
+                                run.doomed.insert(*d);
+                                for (repo, name, _) in l.layer_links {
+                                    link_jobs.push(job(repo, name, false, *d));
+                                }
+                            }
                         }
                     }
-                }
-            }
+                },
+            );
         }
         for (repo, d) in &run.input.layer_links {
-            // Named explicitly: guarded unless its blob is going too.
-            link_jobs
-                .entry((repo.as_str().into(), *d))
-                .or_insert((!run.doomed.contains(d), *d));
+            // Named explicitly: guarded unless its blob is going too; a
+            // link its blob's decision brought is that one (first, kept).
+            link_jobs.push(job(repo.as_str().into(), *d, !run.doomed.contains(d), *d));
         }
-        run.link_jobs = link_jobs
-            .into_iter()
-            .map(|((repo, name), (guarded, blob))| LinkJob {
-                repo,
-                name,
-                alias_of: (blob != name).then(|| Box::new(blob)),
-                guarded,
-            })
-            .collect();
+        // Stable: of one link, the first pushed stays.
+        link_jobs.sort_by(|a, b| (&a.repo, a.name).cmp(&(&b.repo, b.name)));
+        link_jobs.dedup_by(|later, first| (&later.repo, later.name) == (&first.repo, first.name));
+        link_jobs.shrink_to_fit();
+        run.link_jobs = link_jobs;
         self.start("_layers links", run.link_jobs.len());
         let unstable = run.unstable;
-        run.link_jobs
-            .par_iter()
-            .map(|job| {
-                let _counted = Counted(self.progress());
-                let (repo, name) = (&job.repo, &job.name);
-                let mut rec = RmRecord::new(Kind::LayerLink).repo(repo).digest(*name);
-                rec.target = job.alias_of.clone();
-                let dir = paths::layer_link_dir(repo, name);
-                match self.guard.layer_link(repo, *name, job.guarded, unstable) {
-                    Verdict::AbsentWithLeftovers => {
-                        // Only once it is old: a link directory whose link
-                        // went a moment ago is being removed by another run
-                        // (whose removal then counts), or written by the
-                        // registry.
-                        if self.guard.empty_dir_old(&dir) {
-                            self.act.sweep(&dir);
+        let mut recs = Vec::with_capacity(run.link_jobs.len());
+        self.store().walk_by_repository(
+            &run.link_jobs,
+            |job| &job.repo,
+            |batch| {
+                recs.par_extend(batch.par_iter().map(|job| {
+                    let _counted = Counted(self.progress());
+                    let (repo, name) = (&job.repo, &job.name);
+                    let mut rec = RmRecord::new(Kind::LayerLink).repo(repo).digest(*name);
+                    rec.target = job.alias_of.clone();
+                    let dir = paths::layer_link_dir(repo, name);
+                    match self.guard.layer_link(repo, *name, job.guarded, unstable) {
+                        Verdict::AbsentWithLeftovers => {
+                            // Only once it is old: a link directory whose link
+                            // went a moment ago is being removed by another run
+                            // (whose removal then counts), or written by the
+                            // registry.
+                            if self.guard.empty_dir_old(&dir) {
+                                self.act.sweep(&dir);
+                            }
+                            Some(rec.done(Action::Absent, 0))
                         }
-                        Some(rec.done(Action::Absent, 0))
+                        v => self.apply(rec, v, &[dir]),
                     }
-                    v => self.apply(rec, v, &[dir]),
-                }
-            })
-            .collect()
+                }))
+            },
+        );
+        recs
     }
 
     /// A blob whose links could not all go stays. Once links are removed, a
@@ -547,20 +581,26 @@ impl<'a> Runner<'a> {
             }
         }
         let copies = run.copies.as_ref();
-        ds.par_iter()
-            .map(|d| {
-                let rec = RmRecord::new(Kind::Blob).digest(*d);
-                let verdict = match self.guard.blob_now(*d) {
-                    (Verdict::Go, Some(size)) if copies.is_some() && Copies::wanted(size) => {
-                        self.copied_first(copies, *d)
-                    }
-                    (v, _) => v,
-                };
-                let rec = self.apply(rec, verdict, &[paths::blob_dir(d)]);
-                self.progress().inc(1);
-                rec
-            })
-            .collect()
+        let mut recs = Vec::with_capacity(ds.len());
+        self.store().walk_by_blob_prefix(
+            &ds,
+            |d| *d,
+            |batch| {
+                recs.par_extend(batch.par_iter().map(|d| {
+                    let rec = RmRecord::new(Kind::Blob).digest(*d);
+                    let verdict = match self.guard.blob_now(*d) {
+                        (Verdict::Go, Some(size)) if copies.is_some() && Copies::wanted(size) => {
+                            self.copied_first(copies, *d)
+                        }
+                        (v, _) => v,
+                    };
+                    let rec = self.apply(rec, verdict, &[paths::blob_dir(d)]);
+                    self.progress().inc(1);
+                    rec
+                }))
+            },
+        );
+        recs
     }
 
     /// Where this run's blobs go until the last look: the trash, or a
@@ -717,15 +757,21 @@ impl<'a> Runner<'a> {
     fn uploads(&self, run: &Run) -> Vec<Option<RmRecord>> {
         let ups: Vec<_> = run.input.uploads.iter().collect();
         self.start("uploads", ups.len());
-        ups.par_iter()
-            .map(|(repo, id)| {
-                let mut rec = RmRecord::new(Kind::Upload).repo(repo);
-                rec.id = Some(id.as_str().into());
-                let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
-                self.progress().inc(1);
-                rec
-            })
-            .collect()
+        let mut recs = Vec::with_capacity(ups.len());
+        self.store().walk_by_repository(
+            &ups,
+            |(repo, _)| repo,
+            |batch| {
+                recs.par_extend(batch.par_iter().map(|(repo, id)| {
+                    let mut rec = RmRecord::new(Kind::Upload).repo(repo);
+                    rec.id = Some(id.as_str().into());
+                    let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
+                    self.progress().inc(1);
+                    rec
+                }))
+            },
+        );
+        recs
     }
 
     /// Repositories, one at a time (nested ones share parents), each
@@ -759,17 +805,24 @@ impl<'a> Runner<'a> {
             self.progress().inc(1);
         }
         let repos: BTreeSet<&String> = run.input.revisions.iter().map(|(r, _)| r).collect();
+        let repos: Vec<&String> = repos.into_iter().collect();
         self.progress().start(
             Phase::new("removing empty revision directories", "repositories"),
             Some(repos.len() as u64),
         );
-        for repo in repos {
-            for d in self.store().revision_digests(repo).items {
-                let dir = paths::revision_dir(repo, &d);
-                n += u64::from(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir));
-            }
-            self.progress().inc(1);
-        }
+        self.store().walk_by_repository(
+            &repos,
+            |r| r,
+            |batch| {
+                for repo in batch {
+                    for d in self.store().revision_digests(repo).items {
+                        let dir = paths::revision_dir(repo, &d);
+                        n += u64::from(self.guard.empty_dir_old(&dir) && self.act.remove_empty(&dir));
+                    }
+                    self.progress().inc(1);
+                }
+            },
+        );
         n
     }
 
@@ -866,9 +919,9 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn rm_revision(&self, repo: &str, d: Digest, mark: &Mark) -> Option<RmRecord> {
+    fn rm_revision(&self, repo: &str, d: Digest, mark: &Mark, data: &ManifestData) -> Option<RmRecord> {
         let rec = RmRecord::new(Kind::Revision).repo(repo).digest(d);
-        match self.guard.revision(repo, d, mark) {
+        match self.guard.revision(repo, d, mark, data) {
             Verdict::AbsentWithLeftovers => {
                 self.act.remove_index_entries(repo, d);
                 Some(rec.done(Action::Absent, 0))
@@ -891,6 +944,10 @@ impl<'a> Runner<'a> {
             .iter()
             .map(|d| format!("{}/{d}", paths::repo(repo)))
             .collect();
+        // Its listing held while it is judged (a large bucket: one listing,
+        // not a request a link), never while it is removed: the second
+        // look after its keys go must list again.
+        let held = self.store().hold_repositories(&[repo.to_string()]);
         let verdict = match self.guard.repo(repo, removed) {
             // On object storage a repository is its objects: when this run
             // removed its last ones it is gone already, and it is this run
@@ -901,7 +958,10 @@ impl<'a> Runner<'a> {
         };
         let rec = match verdict {
             // Its keys, then a second look (a push may land meanwhile).
-            Verdict::Go if !self.guard.dry_run() => self.remove_repo(rec, repo)?,
+            Verdict::Go if !self.guard.dry_run() => {
+                drop(held);
+                self.remove_repo(rec, repo)?
+            }
             v => self.apply(rec, v, &own)?,
         };
         if rec.action.removes() && !self.guard.dry_run() {
@@ -1000,12 +1060,6 @@ impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.inc(1);
     }
-}
-
-/// `blobs/<alg>/<xx>`
-fn prefix_dir(d: &Digest) -> String {
-    let hex = d.hex();
-    format!("{}/{}/{}", paths::BLOBS, d.algorithm().name(), &hex[..2])
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ fn input_blobs_in_any_order_are_each_found_once() {
     assert_eq!(i.blobs.len(), ds.len());
     assert!(ds.iter().all(|d| i.blobs.contains(d)));
     assert!(!i.blobs.contains(&Digest::sha256_of(b"not named")));
-    assert!(i.blobs.iter().zip(i.blobs.iter().skip(1)).all(|(a, b)| a < b));
+    assert!(i.blobs.items.windows(2).all(|w| w[0] < w[1]));
 }
 
 #[test]

@@ -10,9 +10,11 @@
 //! accepts.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
-use reg_tests::oci::{layer, Content, Image, Platform};
+use reg_tests::oci::{layer, Content, Image, Platform, MT_OCI_MANIFEST};
 use reg_tests::proxy::{Fault, Kind, Proxy};
+use reg_tests::tools::{reader, wait_limited};
 use reg_tests::{
     everything_live_pulls, s3_programs_available, Moto, Pushed, Registry, Run, S3Storage, Scenario, Tool,
 };
@@ -719,11 +721,13 @@ fn same_records_from_more_lists(by_parts: &Run, whole: &Run) {
 }
 
 /// reg-refs and reg-orphans holding `repositories/` a repository at a
-/// time and `blobs/` a prefix directory at a time (as on a large bucket;
-/// forced here on a small one by the test hook): the same references and
-/// orphans as listing them whole, found with more LISTs (one a repository
-/// and one a prefix directory); the collection made from them leaves every
-/// tagged image pulling from the real registry.
+/// time and `blobs/` a prefix directory at a time, and reg-rm holding
+/// `repositories/` a batch of repositories at a time (as on a large
+/// bucket; forced here on a small one by the test hook): the same
+/// references, orphans and dry run as listing them whole, found with more
+/// LISTs (one a repository and one a prefix directory); the collection
+/// made from them by parts leaves every tagged image pulling from the real
+/// registry.
 #[test]
 fn s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls() {
     let name = "s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls";
@@ -746,9 +750,14 @@ fn s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls() {
     };
     let (whole, by_parts) = (orphans(false), orphans(true));
     same_records_from_more_lists(&by_parts, &whole);
-    let rm = by_config("reg-rm", &reg, &["--min-age", "0s"])
-        .stdin(&by_parts.stdout)
-        .run();
+    let rm = |by_parts: bool, args: &[&str]| {
+        let t = by_config("reg-rm", &reg, &[&["--min-age", "0s"], args].concat()).stdin(&whole.stdout);
+        held_by_parts(t, by_parts).run()
+    };
+    let (dry_whole, dry_by_parts) = (rm(false, &["--dry-run"]), rm(true, &["--dry-run"]));
+    same_records_from_more_lists(&dry_by_parts, &dry_whole);
+    assert!(dry_whole.stdout.contains("would-delete"));
+    let rm = rm(true, &[]);
     rm.success();
     let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
     assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
@@ -861,4 +870,92 @@ fn s3_a_corrupt_manifest_cache_is_read_again_and_everything_pulls() {
     assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
+}
+
+/// The window of a repository's removal (see the filesystem's
+/// `a_push_while_reg_rm_removes_its_repository_still_fetches`) on a bucket
+/// whose `repositories/` reg-rm holds a batch of repositories at a time
+/// (forced by the test hook): the repository is judged empty from a held
+/// listing, the same image is pushed again while reg-rm is paused before
+/// removing it, and its second look must list the bucket anew, not read
+/// the listing it judged from. The image still fetches and pulls, and
+/// reg-rm says it kept the repository.
+#[test]
+fn s3_a_push_while_reg_rm_removes_a_repository_held_by_parts_still_fetches() {
+    let test = "s3_a_push_while_reg_rm_removes_a_repository_held_by_parts_still_fetches";
+    if !s3_programs_available(test) {
+        return;
+    }
+    let moto = Moto::start().unwrap_or_else(|e| panic!("{test}: starting moto: {e:#}"));
+    moto.create_bucket("registry").unwrap();
+    let s3 = S3Storage {
+        endpoint: moto.endpoint(),
+        bucket: "registry".into(),
+        root: "srv/registry".into(),
+    };
+    let reg = Registry::start_s3(s3).unwrap_or_else(|e| panic!("{test}: starting the registry: {e:#}"));
+    let api = reg.api();
+    let img = Image::build(
+        "ci/app:v1",
+        Platform::linux("amd64"),
+        vec![layer("ci base"), layer("ci app")],
+    );
+    // The same image lives on elsewhere, so its blobs are not garbage.
+    api.push("shared/app", Some("v1"), &img).unwrap();
+    api.push("ci/app", Some("v1"), &img).unwrap();
+    api.delete_manifest("ci/app", &img.manifest.digest).unwrap();
+    let by_parts = |t: Tool| held_by_parts(t, true);
+    let refs = by_parts(by_config("reg-refs", &reg, &[])).run();
+    refs.success();
+    let orphans = by_parts(by_config("reg-orphans", &reg, &["--min-age", "0s"]))
+        .stdin(&refs.stdout)
+        .run();
+    orphans.success();
+    assert!(
+        orphans.stdout.contains(r#"{"kind":"repo","repo":"ci/app"}"#),
+        "{}",
+        orphans.stdout
+    );
+
+    let pause = tempfile::tempdir().unwrap();
+    let rm = by_parts(by_config("reg-rm", &reg, &["--min-age", "0s", "--settle", "0s"]))
+        .stdin(&orphans.stdout)
+        .env("REG_RM_PAUSE_BEFORE_REPO_REMOVAL", pause.path());
+    let cmd = rm.command_line();
+    let (mut child, writer) = rm.spawn();
+    let stdout = reader(child.stdout.take().unwrap());
+    let stderr = reader(child.stderr.take().unwrap());
+    let until = Instant::now() + Duration::from_secs(60);
+    while !pause.path().join("paused").exists() {
+        assert!(Instant::now() < until, "`{cmd}` never reached the repository");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The re-push: the links answer, so the manifest alone is accepted.
+    for blob in img.layer_blobs() {
+        assert!(api.blob_exists("ci/app", &blob.digest).unwrap());
+    }
+    api.put_manifest("ci/app", "v1", MT_OCI_MANIFEST, &img.manifest.bytes)
+        .unwrap_or_else(|e| panic!("the re-push was refused: {e:#}\n{}", reg.log_contents()));
+    std::fs::write(pause.path().join("resume"), b"").unwrap();
+    let status = wait_limited(&mut child, Duration::from_secs(60)).expect("reg-rm finishes");
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    let (out, err) = (
+        String::from_utf8(stdout.join().unwrap()).unwrap(),
+        String::from_utf8(stderr.join().unwrap()).unwrap(),
+    );
+    assert!(status.success(), "`{cmd}`: {status}\n{err}");
+    assert_eq!(
+        api.fetch_all("ci/app", "v1")
+            .unwrap_or_else(|e| panic!("ci/app:v1 no longer fetches: {e:#}\n{out}\n{err}")),
+        3
+    );
+    let rec = out
+        .lines()
+        .find(|l| l.contains(r#""kind":"repo""#))
+        .unwrap_or_else(|| panic!("no repo record:\n{out}"));
+    assert!(rec.contains(r#""action":"kept""#), "{rec}");
+    reg_tests::skopeo::pull_all(&reg.image_ref("ci/app:v1")).unwrap();
+    reg_tests::skopeo::pull_all(&reg.image_ref("shared/app:v1")).unwrap();
 }
