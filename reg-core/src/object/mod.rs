@@ -187,6 +187,11 @@ pub struct ObjectBackend {
     by_parts: RwLock<Vec<(&'static str, Parts)>>,
     /// The parts held now ([`Backend::hold_part`]).
     parts: Mutex<HashMap<String, Listed>>,
+    /// The delimited listings above the parts (one a directory), kept until
+    /// anything is written or deleted, or [`Backend::refresh`]: a run that
+    /// finds the repositories twice (reg-rm) lists them once, as a whole
+    /// area's listing is kept.
+    above: Mutex<HashMap<String, Arc<object_store::ListResult>>>,
     areas: Mutex<BTreeMap<&'static str, AreaListing>>,
     /// First pages listed by [`ObjectBackend::check_root`], kept for the
     /// areas' listings.
@@ -280,6 +285,7 @@ impl ObjectBackend {
             plan: RwLock::default(),
             by_parts: RwLock::default(),
             parts: Mutex::default(),
+            above: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
             listing: Mutex::default(),
@@ -307,6 +313,7 @@ impl ObjectBackend {
             plan: RwLock::default(),
             by_parts: RwLock::default(),
             parts: Mutex::default(),
+            above: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
             listing: Mutex::default(),
@@ -614,25 +621,42 @@ impl ObjectBackend {
         while !level.is_empty() {
             let mut next = Vec::new();
             for dirs in level.chunks(ABOVE_PARTS_AT_ONCE) {
-                let listed: Vec<object_store::Result<object_store::ListResult>> = self.rt.block_on(
+                let listed: Vec<Result<Arc<object_store::ListResult>>> = self.rt.block_on(
                     futures::stream::iter(dirs)
-                        .map(|dir| async move {
-                            let key = self.key(dir);
-                            self.src.store.list_with_delimiter(Some(&key)).await
-                        })
+                        .map(|dir| self.list_above_parts(dir))
                         .buffered(LIST_CONCURRENCY)
                         .collect(),
                 );
                 let scan = AboveParts { prefix, stop, meta };
                 for (dir, listed) in dirs.iter().zip(listed) {
-                    let listed = listed.map_err(|e| self.store_err(dir, &e))?;
-                    found |= self.visit_above_parts(&scan, (dir, depth), &listed, visit, &mut next)?;
+                    found |= self.visit_above_parts(&scan, (dir, depth), &*listed?, visit, &mut next)?;
                 }
             }
             level = next;
             depth += 1;
         }
         Ok(found)
+    }
+
+    /// The delimited listing of `dir`, kept (see `above`) or listed now.
+    async fn list_above_parts(&self, dir: &str) -> Result<Arc<object_store::ListResult>> {
+        let kept = self.above.lock().expect("above").get(dir).cloned();
+        if let Some(listed) = kept {
+            return Ok(listed);
+        }
+        let key = self.key(dir);
+        let listed = self
+            .src
+            .store
+            .list_with_delimiter(Some(&key))
+            .await
+            .map_err(|e| self.store_err(dir, &e))?;
+        let listed = Arc::new(listed);
+        self.above
+            .lock()
+            .expect("above")
+            .insert(dir.to_string(), listed.clone());
+        Ok(listed)
     }
 
     /// One delimited listing of [`ObjectBackend::scan_above_parts`], of
@@ -711,6 +735,9 @@ impl ObjectBackend {
 
     /// Forgets `keys` in the cache (deleted); never lists to do so.
     fn forget(&self, keys: &[String]) {
+        if !keys.is_empty() {
+            self.above.lock().expect("above").clear();
+        }
         for k in keys {
             if let Some(listing) = self.loaded(k) {
                 listing.write().expect("area").remove(k);
@@ -1332,6 +1359,7 @@ impl Backend for ObjectBackend {
         });
         let written = r.map_err(|e| self.store_err(rel, &e))?;
         if written {
+            self.above.lock().expect("above").clear();
             if let Some(listing) = self.loaded(rel) {
                 listing.write().expect("area").insert(
                     rel.to_string(),
@@ -1438,6 +1466,7 @@ impl Backend for ObjectBackend {
     /// report gave them before.
     fn refresh(&self) {
         self.parts.lock().expect("parts").clear();
+        self.above.lock().expect("above").clear();
         self.areas.lock().expect("areas").clear();
         self.seeds.lock().expect("seeds").clear();
         self.inventory.lock().expect("inventory").take();
@@ -1757,6 +1786,49 @@ mod tests {
         assert!(by_parts.parts.lock().unwrap().is_empty());
         assert!(!by_parts.areas.lock().unwrap().contains_key("repositories"));
         assert!(whole.areas.lock().unwrap().contains_key("repositories"));
+    }
+
+    /// The repositories found above their parts are found once: a second
+    /// scan answers from the delimited listings kept, until the backend
+    /// writes or deletes anything, or is refreshed (reg-rm finds the
+    /// repositories for its mark and again for the blobs' links).
+    #[test]
+    fn listings_above_parts_are_kept_until_a_change_or_a_refresh() {
+        use crate::storage::Backend as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let put = |rel: &str| put_3_bytes(&store, rel);
+        put("repositories/a/_layers/sha256/aa/link");
+        let b = over(
+            &store,
+            Some((crate::layout::paths::REPOSITORIES, Parts::Repository)),
+        );
+        let names = |rel: &str, _: usize| rel.rsplit('/').next().is_some_and(|c| c.starts_with('_'));
+        let found = |b: &ObjectBackend| scanned(b, "repositories", &names).1;
+        assert_eq!(found(&b), ["prefix repositories/a/_layers"]);
+        put("repositories/b/_layers/sha256/bb/link");
+        assert_eq!(found(&b), ["prefix repositories/a/_layers"], "kept");
+        b.refresh();
+        let both = ["prefix repositories/a/_layers", "prefix repositories/b/_layers"];
+        assert_eq!(found(&b), both, "refreshed: listed again");
+        put("repositories/c/_layers/sha256/cc/link");
+        assert!(b
+            .write_new("repositories/a/_layers/sha256/dd/link", b"x")
+            .unwrap());
+        assert_eq!(found(&b).len(), 3, "after a write: listed again");
+        assert_eq!(found(&b).len(), 3);
+        put("repositories/d/_layers/sha256/dd/link");
+        for r in b.delete_batch(&["repositories/c/_layers/sha256/cc/link".into()]) {
+            assert!(r.unwrap());
+        }
+        assert_eq!(
+            found(&b),
+            [
+                "prefix repositories/a/_layers",
+                "prefix repositories/b/_layers",
+                "prefix repositories/d/_layers"
+            ],
+            "after a delete: listed again"
+        );
     }
 
     #[test]
