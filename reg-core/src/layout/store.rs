@@ -102,6 +102,9 @@ pub struct Store {
     pub(super) backend: Box<dyn Backend>,
     /// Manifest bytes by digest (see [`Store::with_manifest_cache`]).
     manifest_cache: Option<crate::manifest_cache::ManifestCache>,
+    /// Manifests found stored by [`Store::look_up_manifests`] (the first
+    /// eight bytes of each digest), until [`Store::refresh`].
+    stored_manifests: std::sync::RwLock<Option<crate::digest::SortedSet<u64>>>,
 }
 
 impl Store {
@@ -110,6 +113,7 @@ impl Store {
         Store {
             backend,
             manifest_cache: None,
+            stored_manifests: Default::default(),
         }
     }
 
@@ -132,6 +136,7 @@ impl Store {
 
     /// Forgets cached listings (see [`Backend::refresh`]).
     pub fn refresh(&self) {
+        *self.stored_manifests.write().expect("stored manifests") = None;
         self.backend.refresh();
     }
 
@@ -250,9 +255,53 @@ impl Store {
     /// blob is still stored (a deleted manifest is missing).
     fn cached_manifest(&self, d: &Digest) -> Result<ReadBytes> {
         match &self.manifest_cache {
-            Some(c) if self.backend.stat(&paths::blob_data(d))?.is_some() => Ok(c.read(d).map(|b| (b, true))),
+            Some(c) if self.known_stored(d) || self.backend.stat(&paths::blob_data(d))?.is_some() => {
+                Ok(c.read(d).map(|b| (b, true)))
+            }
             _ => Ok(None),
         }
+    }
+
+    /// Before the manifests `ds` are read, with the manifest cache on and
+    /// `blobs/` held a prefix directory at a time (a large bucket): looks
+    /// up which are stored, a batch of prefix directories at a time, so
+    /// that the cache's check that a manifest is still stored answers from
+    /// here, not with a request each (issue 18). What is not found here
+    /// (or could not be looked up) is asked of the store when read.
+    ///
+    /// Only the first eight bytes of each digest are kept: a manifest taken
+    /// for another that shares them would be read from the cache though
+    /// its data went, which keeps what it references (never the other way;
+    /// see [`crate::digest::key`]).
+    pub fn look_up_manifests(&self, mut ds: Vec<Digest>) {
+        if self.manifest_cache.is_none() || !self.backend.held_by_parts(paths::BLOBS) {
+            return;
+        }
+        ds.sort_unstable();
+        ds.dedup();
+        let mut stored = crate::digest::SortedSet::default();
+        self.walk_by_blob_prefix(
+            &ds,
+            |d| *d,
+            |batch| {
+                for d in batch {
+                    if let Ok(Some(_)) = self.blob_meta(d) {
+                        stored.insert(crate::digest::key(d));
+                    }
+                }
+            },
+        );
+        stored.finish();
+        *self.stored_manifests.write().expect("stored manifests") = Some(stored);
+    }
+
+    /// Whether [`Store::look_up_manifests`] found `d` stored (since the
+    /// last [`Store::refresh`]); false says nothing.
+    pub fn known_stored(&self, d: &Digest) -> bool {
+        let stored = self.stored_manifests.read().expect("stored manifests");
+        stored
+            .as_ref()
+            .is_some_and(|s| s.contains(&crate::digest::key(d)))
     }
 
     /// Checks and parses what was read of `d` (`true`: from the cache);

@@ -1411,6 +1411,14 @@ impl Backend for ObjectBackend {
         }
     }
 
+    fn held_by_parts(&self, area: &str) -> bool {
+        self.by_parts
+            .read()
+            .expect("by_parts")
+            .iter()
+            .any(|(a, _)| *a == area)
+    }
+
     fn hold_part(&self, part: &str) -> Result<()> {
         self.hold_parts(&[part.to_string()]).pop().unwrap_or(Ok(()))
     }
@@ -1829,6 +1837,44 @@ mod tests {
             ],
             "after a delete: listed again"
         );
+    }
+
+    /// With `blobs/` held by prefix and the manifest cache on, the
+    /// manifests a walk will read are looked up a batch of prefix
+    /// directories at a time: those stored are known so until a refresh;
+    /// one missing is not; nothing is looked up without the cache, or with
+    /// `blobs/` listed whole.
+    #[test]
+    fn manifests_are_looked_up_by_prefix_only_where_that_saves_requests() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let (here, gone) = (
+            crate::digest::Digest::sha256_of(b"here"),
+            crate::digest::Digest::sha256_of(b"gone"),
+        );
+        put_3_bytes(&store, &crate::layout::paths::blob_data(&here));
+        let cache = tempfile::tempdir().unwrap();
+        let open = |by_parts: bool, cached: bool| {
+            let b = over(
+                &store,
+                by_parts.then_some((crate::layout::paths::BLOBS, Parts::Depth(2))),
+            );
+            let s = crate::layout::Store::new(Box::new(b));
+            if cached {
+                s.with_manifest_cache(cache.path())
+            } else {
+                s
+            }
+        };
+        let s = open(true, true);
+        s.look_up_manifests(vec![gone, here, here]);
+        assert!(s.known_stored(&here));
+        assert!(!s.known_stored(&gone));
+        s.refresh();
+        assert!(!s.known_stored(&here), "refreshed: asked again");
+        for s in [open(true, false), open(false, true)] {
+            s.look_up_manifests(vec![here]);
+            assert!(!s.known_stored(&here));
+        }
     }
 
     #[test]

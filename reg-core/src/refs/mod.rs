@@ -316,11 +316,15 @@ pub fn root_fingerprint(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow:
 /// writes the graph with [`write()`] only once it is complete. Missing
 /// manifests are warned about through `msgs` and counted.
 ///
-/// On object storage `repositories/` is held a batch of repositories at a
+/// On a large bucket `repositories/` is held a batch of repositories at a
 /// time, never whole (issue 18): nothing after the roots are listed looks
-/// there but a missing manifest's `_layers` link (a request each).
+/// there but a missing manifest's `_layers` link (a request each). So is
+/// `blobs/`, a batch of prefix directories at a time: it is looked at only
+/// for whether the manifests the roots name are stored (the manifest
+/// cache's check, [`Store::look_up_manifests`]).
 pub fn collect(store: &Store, cfg: &Config, msgs: &Messages) -> anyhow::Result<Graph> {
     store.list_repositories_by_repository();
+    store.list_blobs_by_prefix();
     collect_with(store, cfg, msgs, ManifestStore::default())
 }
 
@@ -362,6 +366,15 @@ pub fn collect_with(
     let now = cfg.now.unwrap_or_else(SystemTime::now);
     let mut cache = prior.0;
     let roots = list_roots(store, cfg, now, msgs, &mut cache)?;
+    // Every manifest a root names, whether stored, looked up at once (on a
+    // large bucket with the manifest cache; nothing otherwise).
+    store.look_up_manifests(
+        cache
+            .ids()
+            .filter(|&id| !matches!(cache.state(id), State::Parsed { .. }))
+            .map(|id| cache.digest(id))
+            .collect(),
+    );
 
     let later = want_roots(&roots, &mut cache);
     let (counts, waves) = load_waves(store, cfg, msgs, &roots, &mut cache, later)?;

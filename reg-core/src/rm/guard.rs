@@ -205,15 +205,21 @@ impl Guard<'_> {
 
     /// Which of the manifests `ds` (sorted) have no data stored, looked up
     /// a batch of blob prefix directories at a time before their revisions
-    /// are judged (on a large bucket, a look each would be a request each).
+    /// are judged (on a large bucket, a look each would be a request each),
+    /// but for those the mark found stored ([`Store::known_stored`]).
     /// Nothing is looked up with `--accept-broken`, which never asks.
     pub(super) fn manifest_data(&self, ds: &[Digest]) -> ManifestData {
         let mut data = ManifestData::default();
         if self.cfg.accept_broken {
             return data;
         }
+        let ds: Vec<Digest> = ds
+            .iter()
+            .filter(|d| !self.store.known_stored(d))
+            .copied()
+            .collect();
         self.store.walk_by_blob_prefix(
-            ds,
+            &ds,
             |d| *d,
             |batch| {
                 for d in batch {

@@ -169,10 +169,10 @@ pub fn run<W: Write>(
     msgs: &Messages,
 ) -> anyhow::Result<Stats> {
     check_input(input, store, cfg.untag)?;
-    // On a large bucket the phases hold a batch of repositories at a time,
-    // not the whole listing (issue 18). `blobs/` stays whole: the mark
-    // looks there for every manifest it takes from the manifest cache.
+    // On a large bucket the phases hold a batch of repositories (or blob
+    // prefix directories) at a time, not the whole listing (issue 18).
     store.list_repositories_by_repository();
+    store.list_blobs_by_prefix();
     store.check_blob_store()?;
     if let Mode::Trash(dir) = &cfg.mode {
         // Checked and made by the backend's trash; refused without one.

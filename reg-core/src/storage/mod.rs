@@ -260,6 +260,13 @@ pub trait Backend: Send + Sync {
         let _ = (area, parts);
     }
 
+    /// Whether `area` is held a part at a time (after
+    /// [`Backend::list_by_parts`] chose to).
+    fn held_by_parts(&self, area: &str) -> bool {
+        let _ = area;
+        false
+    }
+
     /// Lists the part `part` (see [`Backend::list_by_parts`]) and keeps it
     /// until [`Backend::release_part`]; nothing where `part` is not one.
     fn hold_part(&self, part: &str) -> Result<()> {
