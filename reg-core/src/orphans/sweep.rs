@@ -5,8 +5,8 @@
 use super::*;
 
 /// How many repositories are scanned (in parallel) before their results
-/// are gathered.
-const REPO_BATCH: usize = 64;
+/// are gathered: as many as a batch holds.
+const REPO_BATCH: usize = crate::layout::REPOSITORIES_HELD;
 
 /// Whether a listing problem may hide link files (young links, or a tag
 /// the input does not name). A garbled link, a tag directory without its
@@ -20,7 +20,7 @@ fn may_hide_links(e: &Error) -> bool {
 
 /// How many blob prefix directories are walked (in parallel) before their
 /// candidates are gathered: bounds what is held twice.
-const BLOB_BATCH: usize = 16;
+const BLOB_BATCH: usize = crate::layout::BLOB_PREFIXES_HELD;
 
 struct BlobPart {
     stored: u64,

@@ -139,8 +139,9 @@ pub(super) fn list_repo(
     (l, errors)
 }
 
-/// How many repositories [`list_roots`] lists before interning them.
-pub(super) const LIST_BATCH: usize = 64;
+/// How many repositories [`list_roots`] lists before interning them: as
+/// many as a batch holds.
+pub(super) const LIST_BATCH: usize = crate::layout::REPOSITORIES_HELD;
 
 /// One repository as listed: digests packed (33 bytes a sha256 one) until
 /// they are interned.
