@@ -565,6 +565,13 @@ impl<K: Key> SortedSet<K> {
         self.items.len()
     }
 
+    /// Keeps only the keys `keep` says to, in order (a finished set stays
+    /// finished).
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&K) -> bool) {
+        self.items.retain(keep);
+        self.finish();
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

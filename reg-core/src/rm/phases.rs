@@ -104,7 +104,7 @@ struct Run<'i> {
     unstable: bool,
     /// Blobs to delete (their `_layers` links are in `link_jobs`); moved
     /// out by the blob phase.
-    doomed: BTreeSet<Digest>,
+    doomed: SortedSet<Digest>,
     /// Blobs decided kept before the blob phase.
     kept_blobs: Vec<RmRecord>,
     /// The `_layers` links acted on: (repo, link name) → (guarded, blob);
@@ -128,7 +128,7 @@ impl<'i> Run<'i> {
             mark: None,
             removed: Removed::default(),
             unstable: false,
-            doomed: BTreeSet::new(),
+            doomed: SortedSet::default(),
             kept_blobs: Vec::new(),
             link_jobs: Vec::new(),
             prefixes: BTreeSet::new(),
@@ -475,6 +475,8 @@ impl<'a> Runner<'a> {
                     }
                 },
             );
+            // Looked up from here on: sorted, deduplicated and trimmed.
+            run.doomed.finish();
         }
         for (repo, d) in &run.input.layer_links {
             // Named explicitly: guarded unless its blob is going too; a
@@ -526,18 +528,22 @@ impl<'a> Runner<'a> {
     fn after_layer_links(&self, run: &mut Run, recs: &[Option<RmRecord>]) {
         // Done with here: not held through the blob phase (issue 18).
         let link_jobs = std::mem::take(&mut run.link_jobs);
+        let mut kept = std::collections::HashSet::new();
         for (job, rec) in link_jobs.iter().zip(recs) {
             let (repo, d) = (&job.repo, &job.blob());
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
-            if !gone && run.doomed.remove(d) {
+            if !gone && run.doomed.contains(d) && kept.insert(*d) {
                 run.kept_blobs.push(
                     RmRecord::new(Kind::Blob)
                         .digest(*d)
                         .kept(format!("its _layers link in {repo} could not be removed")),
                 );
             }
+        }
+        if !kept.is_empty() {
+            run.doomed.retain(|d| !kept.contains(d));
         }
         let Run {
             mark,
@@ -572,7 +578,7 @@ impl<'a> Runner<'a> {
     /// cannot be.
     fn blobs(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
         // Moved out, not copied: nothing reads the set after this phase.
-        let ds: Vec<Digest> = std::mem::take(&mut run.doomed).into_iter().collect();
+        let ds: Vec<Digest> = std::mem::take(&mut run.doomed).items;
         self.start("blobs", ds.len());
         if !self.guard.dry_run() && !ds.is_empty() {
             match self.store().backend().trash() {
@@ -986,7 +992,7 @@ impl<'a> Runner<'a> {
     /// doomed blob that is live now or that a repository links again.
     fn recheck_doomed(
         &self,
-        doomed: &mut BTreeSet<Digest>,
+        doomed: &mut SortedSet<Digest>,
         link_recs: &[Option<RmRecord>],
         blob_recs: &mut Vec<RmRecord>,
         mark: &mut Mark,
@@ -1007,14 +1013,14 @@ impl<'a> Runner<'a> {
             self.guard.msgs.error(format!(
                 "the tree could not be read again after removing links: {e:#}; keeping every blob"
             ));
-            for d in std::mem::take(doomed) {
+            for d in std::mem::take(doomed).items {
                 blob_recs.push(self.keep_and_restore(d, link_recs, "could not check again (see errors)"));
             }
             return;
         }
-        let set: SortedSet<Digest> = doomed.iter().copied().collect();
-        let (links, scan_ok) = self.guard.blob_links(&set, removed);
-        for d in set.items {
+        let (links, scan_ok) = self.guard.blob_links(doomed, removed);
+        let mut kept = std::collections::HashSet::new();
+        for &d in &doomed.items {
             let why = if let Some(why) = mark.blob(&d) {
                 Some(format!("live again during this run ({why})"))
             } else if !scan_ok {
@@ -1032,9 +1038,12 @@ impl<'a> Runner<'a> {
                 None
             };
             if let Some(why) = why {
-                doomed.remove(&d);
+                kept.insert(d);
                 blob_recs.push(self.keep_and_restore(d, link_recs, &why));
             }
+        }
+        if !kept.is_empty() {
+            doomed.retain(|d| !kept.contains(d));
         }
     }
 
