@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 use reg_tests::oci::{layer, Content, Image, ImageIndex, Platform, MT_OCI_MANIFEST};
 use reg_tests::tools::{reader, wait_limited};
 use reg_tests::tree::{age_tree, age_tree_settled, THREE_DAYS};
-use reg_tests::{
-    registry_programs_available, s3_programs_available, skopeo, Moto, Registry, S3Storage, Tool,
-};
+use reg_tests::{registry_programs_available, s3_programs_available, skopeo, Moto, Registry, Tool};
 
 /// One push: `content` to `repo:tag`.
 struct Push {
@@ -312,17 +310,9 @@ fn live_s3_pushes_during_collections_every_pushed_tag_pulls() {
     if !s3_programs_available(name) {
         return;
     }
-    let moto = Moto::start().unwrap_or_else(|e| panic!("{name}: starting moto: {e:#}"));
-    moto.create_bucket("registry").unwrap();
-    let s3 = S3Storage {
-        endpoint: moto.endpoint(),
-        bucket: "registry".into(),
-        root: "srv/registry".into(),
-    };
-    let reg = Registry::start_s3(s3.clone())
-        .unwrap_or_else(|e| panic!("{name}: starting the registry: {e:#}\n{}", moto.log()));
+    let (moto, reg) = crate::s3::s3_registry(name);
     let store = Store::S3 {
-        url: s3.url(),
+        url: reg.s3().expect("an s3 registry").url(),
         env: Moto::env_for(&moto.endpoint()),
     };
     let ops = operations(4);
@@ -353,18 +343,37 @@ fn a_push_while_reg_rm_removes_its_repository_still_fetches() {
         return;
     }
     let reg = Registry::start().unwrap_or_else(|e| panic!("{test}: starting the registry: {e:#}"));
+    let on_root = |name: &str| Tool::new(name).arg(reg.root());
+    repush_while_reg_rm_removes_the_repository(
+        &reg,
+        || age_tree(reg.root(), THREE_DAYS),
+        [on_root("reg-refs"), on_root("reg-orphans"), on_root("reg-rm")],
+    );
+}
+
+/// The window of issue 16 on `reg`, whatever its storage: `ci/app:v1`
+/// pushed (and `shared/app:v1`, the same image, so its blobs are not
+/// garbage), its manifest deleted, the tree aged (`age`), then
+/// `reg-refs | reg-orphans | reg-rm` (`tools`, their storage and flags
+/// given) paused before the repository's removal while the image is
+/// pushed again. The image still fetches and pulls, and reg-rm kept the
+/// repository and wrote its links back.
+pub(crate) fn repush_while_reg_rm_removes_the_repository(
+    reg: &Registry,
+    age: impl FnOnce(),
+    [refs, orphans, rm]: [Tool; 3],
+) {
     let api = reg.api();
     let img = image("ci/app:v1", &["ci base", "ci app"]);
-    // The same image lives on elsewhere, so its blobs are not garbage.
     api.push("shared/app", Some("v1"), &img).unwrap();
     api.push("ci/app", Some("v1"), &img).unwrap();
     api.delete_manifest("ci/app", &img.manifest.digest).unwrap();
     assert!(api.get_manifest("ci/app", "v1").unwrap().is_none());
-    age_tree(reg.root(), THREE_DAYS);
+    age();
 
-    let refs = Tool::new("reg-refs").arg(reg.root()).run();
+    let refs = refs.run();
     refs.success();
-    let orphans = Tool::new("reg-orphans").arg(reg.root()).stdin(&refs.stdout).run();
+    let orphans = orphans.stdin(&refs.stdout).run();
     orphans.success();
     assert!(
         orphans.stdout.contains(r#"{"kind":"repo","repo":"ci/app"}"#),
@@ -373,8 +382,7 @@ fn a_push_while_reg_rm_removes_its_repository_still_fetches() {
     );
 
     let pause = tempfile::tempdir().unwrap();
-    let rm = Tool::new("reg-rm")
-        .arg(reg.root())
+    let rm = rm
         .stdin(&orphans.stdout)
         .env("REG_RM_PAUSE_BEFORE_REPO_REMOVAL", pause.path());
     let cmd = rm.command_line();

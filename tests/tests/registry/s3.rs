@@ -10,11 +10,9 @@
 //! accepts.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
 
-use reg_tests::oci::{layer, Content, Image, Platform, MT_OCI_MANIFEST};
+use reg_tests::oci::{layer, Content, Image, Platform};
 use reg_tests::proxy::{Fault, Kind, Proxy};
-use reg_tests::tools::{reader, wait_limited};
 use reg_tests::{
     everything_live_pulls, s3_programs_available, Moto, Pushed, Registry, Run, S3Storage, Scenario, Tool,
 };
@@ -43,6 +41,15 @@ pub(crate) fn s3_scenario(test: &str) -> Option<(Moto, Registry, Pushed)> {
     if !s3_programs_available(test) {
         return None;
     }
+    let (moto, reg) = s3_registry(test);
+    let pushed = Scenario::push(&reg)
+        .unwrap_or_else(|e| panic!("{test}: {e:#}\n--- registry log:\n{}", reg.log_contents()));
+    Some((moto, reg, pushed))
+}
+
+/// moto on 127.0.0.1 with the bucket `registry`, and the registry's s3
+/// driver storing there under `srv/registry`.
+pub(crate) fn s3_registry(test: &str) -> (Moto, Registry) {
     let moto = Moto::start().unwrap_or_else(|e| panic!("{test}: starting moto: {e:#}"));
     moto.create_bucket("registry").unwrap();
     let s3 = S3Storage {
@@ -52,9 +59,7 @@ pub(crate) fn s3_scenario(test: &str) -> Option<(Moto, Registry, Pushed)> {
     };
     let reg = Registry::start_s3(s3)
         .unwrap_or_else(|e| panic!("{test}: starting the registry: {e:#}\n{}", moto.log()));
-    let pushed = Scenario::push(&reg)
-        .unwrap_or_else(|e| panic!("{test}: {e:#}\n--- registry log:\n{}", reg.log_contents()));
-    Some((moto, reg, pushed))
+    (moto, reg)
 }
 
 /// `tool --config <the registry's config.yml> ARGS` (the s3 section).
@@ -886,76 +891,16 @@ fn s3_a_push_while_reg_rm_removes_a_repository_held_by_parts_still_fetches() {
     if !s3_programs_available(test) {
         return;
     }
-    let moto = Moto::start().unwrap_or_else(|e| panic!("{test}: starting moto: {e:#}"));
-    moto.create_bucket("registry").unwrap();
-    let s3 = S3Storage {
-        endpoint: moto.endpoint(),
-        bucket: "registry".into(),
-        root: "srv/registry".into(),
-    };
-    let reg = Registry::start_s3(s3).unwrap_or_else(|e| panic!("{test}: starting the registry: {e:#}"));
-    let api = reg.api();
-    let img = Image::build(
-        "ci/app:v1",
-        Platform::linux("amd64"),
-        vec![layer("ci base"), layer("ci app")],
+    let (_moto, reg) = s3_registry(test);
+    let tool = |name: &str, args: &[&str]| held_by_parts(by_config(name, &reg, args), true);
+    let now = ["--min-age", "0s"];
+    crate::live::repush_while_reg_rm_removes_the_repository(
+        &reg,
+        || {},
+        [
+            tool("reg-refs", &[]),
+            tool("reg-orphans", &now),
+            tool("reg-rm", &[&now[..], &["--settle", "0s"]].concat()),
+        ],
     );
-    // The same image lives on elsewhere, so its blobs are not garbage.
-    api.push("shared/app", Some("v1"), &img).unwrap();
-    api.push("ci/app", Some("v1"), &img).unwrap();
-    api.delete_manifest("ci/app", &img.manifest.digest).unwrap();
-    let by_parts = |t: Tool| held_by_parts(t, true);
-    let refs = by_parts(by_config("reg-refs", &reg, &[])).run();
-    refs.success();
-    let orphans = by_parts(by_config("reg-orphans", &reg, &["--min-age", "0s"]))
-        .stdin(&refs.stdout)
-        .run();
-    orphans.success();
-    assert!(
-        orphans.stdout.contains(r#"{"kind":"repo","repo":"ci/app"}"#),
-        "{}",
-        orphans.stdout
-    );
-
-    let pause = tempfile::tempdir().unwrap();
-    let rm = by_parts(by_config("reg-rm", &reg, &["--min-age", "0s", "--settle", "0s"]))
-        .stdin(&orphans.stdout)
-        .env("REG_RM_PAUSE_BEFORE_REPO_REMOVAL", pause.path());
-    let cmd = rm.command_line();
-    let (mut child, writer) = rm.spawn();
-    let stdout = reader(child.stdout.take().unwrap());
-    let stderr = reader(child.stderr.take().unwrap());
-    let until = Instant::now() + Duration::from_secs(60);
-    while !pause.path().join("paused").exists() {
-        assert!(Instant::now() < until, "`{cmd}` never reached the repository");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The re-push: the links answer, so the manifest alone is accepted.
-    for blob in img.layer_blobs() {
-        assert!(api.blob_exists("ci/app", &blob.digest).unwrap());
-    }
-    api.put_manifest("ci/app", "v1", MT_OCI_MANIFEST, &img.manifest.bytes)
-        .unwrap_or_else(|e| panic!("the re-push was refused: {e:#}\n{}", reg.log_contents()));
-    std::fs::write(pause.path().join("resume"), b"").unwrap();
-    let status = wait_limited(&mut child, Duration::from_secs(60)).expect("reg-rm finishes");
-    if let Some(w) = writer {
-        w.join().unwrap();
-    }
-    let (out, err) = (
-        String::from_utf8(stdout.join().unwrap()).unwrap(),
-        String::from_utf8(stderr.join().unwrap()).unwrap(),
-    );
-    assert!(status.success(), "`{cmd}`: {status}\n{err}");
-    assert_eq!(
-        api.fetch_all("ci/app", "v1")
-            .unwrap_or_else(|e| panic!("ci/app:v1 no longer fetches: {e:#}\n{out}\n{err}")),
-        3
-    );
-    let rec = out
-        .lines()
-        .find(|l| l.contains(r#""kind":"repo""#))
-        .unwrap_or_else(|| panic!("no repo record:\n{out}"));
-    assert!(rec.contains(r#""action":"kept""#), "{rec}");
-    reg_tests::skopeo::pull_all(&reg.image_ref("ci/app:v1")).unwrap();
-    reg_tests::skopeo::pull_all(&reg.image_ref("shared/app:v1")).unwrap();
 }
