@@ -912,6 +912,21 @@ impl Store {
         );
     }
 
+    /// `each` of `items`, in parallel within each batch of
+    /// [`Store::walk_by_repository`]: the results in the items' order.
+    pub fn map_by_repository<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        repo_of: impl Fn(&T) -> &str,
+        each: impl Fn(&T) -> R + Sync + Send,
+    ) -> Vec<R> {
+        let mut out = Vec::with_capacity(items.len());
+        self.walk_by_repository(items, repo_of, |batch| {
+            out.par_extend(batch.par_iter().map(&each))
+        });
+        out
+    }
+
     /// [`Store::walk_by_repository`] for items that name blobs: a batch
     /// holds the blob prefix directories of its digests
     /// ([`BLOB_PREFIXES_HELD`] of them; after [`Store::list_blobs_by_prefix`]).

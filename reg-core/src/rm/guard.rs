@@ -5,8 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rayon::prelude::*;
-
 use super::{Config, Mode};
 use crate::digest::{Algorithm, Digest, SortedSet};
 use crate::layout::{paths, LinkKind, LinkName, Store};
@@ -263,16 +261,13 @@ impl Guard<'_> {
             ),
             Some(repos.items.len() as u64),
         );
-        let mut per: Vec<(String, RepoLinks)> = Vec::with_capacity(repos.items.len());
-        self.store.walk_by_repository(
+        let per: Vec<(String, RepoLinks)> = self.store.map_by_repository(
             &repos.items,
             |repo| repo,
-            |batch| {
-                per.par_extend(batch.par_iter().map(|repo| {
-                    let found = self.repo_blob_links(repo, blobs, removed);
-                    progress.inc(1);
-                    (repo.clone(), found)
-                }))
+            |repo| {
+                let found = self.repo_blob_links(repo, blobs, removed);
+                progress.inc(1);
+                (repo.clone(), found)
             },
         );
         let mut out: HashMap<Digest, BlobLinks> = HashMap::new();

@@ -296,23 +296,20 @@ impl<'a> Runner<'a> {
                 Some(tags.len() as u64),
             );
         }
-        let mut plans: Vec<(RmRecord, Verdict)> = Vec::with_capacity(tags.len());
-        self.store().walk_by_repository(
+        let plans: Vec<(RmRecord, Verdict)> = self.store().map_by_repository(
             &tags,
             |((repo, _), _)| repo,
-            |batch| {
-                plans.par_extend(batch.par_iter().map(|((repo, tag), want)| {
-                    let (verdict, points) = self.guard.tag(repo, tag, **want);
-                    let mut rec = RmRecord::new(Kind::Tag).repo(repo);
-                    rec.tag = Some(tag.as_str().into());
-                    rec.digest = if matches!(verdict, Verdict::Kept(_)) {
-                        **want
-                    } else {
-                        points
-                    };
-                    self.progress().inc(1);
-                    (rec, verdict)
-                }))
+            |((repo, tag), want)| {
+                let (verdict, points) = self.guard.tag(repo, tag, **want);
+                let mut rec = RmRecord::new(Kind::Tag).repo(repo);
+                rec.tag = Some(tag.as_str().into());
+                rec.digest = if matches!(verdict, Verdict::Kept(_)) {
+                    **want
+                } else {
+                    points
+                };
+                self.progress().inc(1);
+                (rec, verdict)
             },
         );
         let mut run = Run::new(input);
@@ -346,24 +343,20 @@ impl<'a> Runner<'a> {
     fn tags(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
         let plans = std::mem::take(&mut run.plans);
         self.start("tags", plans.len());
-        let mut recs = Vec::with_capacity(plans.len());
-        self.store().walk_by_repository(
+        self.store().map_by_repository(
             &plans,
             |(rec, _)| rec.repo.as_deref().unwrap_or_default(),
-            |batch| {
-                recs.par_extend(batch.par_iter().map(|(rec, verdict)| {
-                    let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
-                    let verdict = match (verdict, self.guard.tag_moved(&repo, &tag, rec.digest)) {
-                        (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
-                        (v, _) => v.clone(),
-                    };
-                    let rec = self.apply(rec.clone(), verdict, &[paths::tag_dir(&repo, &tag)]);
-                    self.progress().inc(1);
-                    rec
-                }))
+            |(rec, verdict)| {
+                let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
+                let verdict = match (verdict, self.guard.tag_moved(&repo, &tag, rec.digest)) {
+                    (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
+                    (v, _) => v.clone(),
+                };
+                let rec = self.apply(rec.clone(), verdict, &[paths::tag_dir(&repo, &tag)]);
+                self.progress().inc(1);
+                rec
             },
-        );
-        recs
+        )
     }
 
     /// Revisions the mark does not reach, with their tag index entries.
@@ -378,19 +371,15 @@ impl<'a> Runner<'a> {
         let data = self.guard.manifest_data(&ds);
         drop(ds);
         self.start("revisions", revs.len());
-        let mut recs = Vec::with_capacity(revs.len());
-        self.store().walk_by_repository(
+        self.store().map_by_repository(
             &revs,
             |(repo, _)| repo,
-            |batch| {
-                recs.par_extend(batch.par_iter().map(|(repo, d)| {
-                    let rec = self.rm_revision(repo, *d, m, &data);
-                    self.progress().inc(1);
-                    rec
-                }))
+            |(repo, d)| {
+                let rec = self.rm_revision(repo, *d, m, &data);
+                self.progress().inc(1);
+                rec
             },
-        );
-        recs
+        )
     }
 
     /// The roots may have changed since the mark (pushes, or revisions
@@ -490,34 +479,29 @@ impl<'a> Runner<'a> {
         run.link_jobs = link_jobs;
         self.start("_layers links", run.link_jobs.len());
         let unstable = run.unstable;
-        let mut recs = Vec::with_capacity(run.link_jobs.len());
-        self.store().walk_by_repository(
+        self.store().map_by_repository(
             &run.link_jobs,
             |job| &job.repo,
-            |batch| {
-                recs.par_extend(batch.par_iter().map(|job| {
-                    let _counted = Counted(self.progress());
-                    let (repo, name) = (&job.repo, &job.name);
-                    let mut rec = RmRecord::new(Kind::LayerLink).repo(repo).digest(*name);
-                    rec.target = job.alias_of.clone();
-                    let dir = paths::layer_link_dir(repo, name);
-                    match self.guard.layer_link(repo, *name, job.guarded, unstable) {
-                        Verdict::AbsentWithLeftovers => {
-                            // Only once it is old: a link directory whose link
-                            // went a moment ago is being removed by another run
-                            // (whose removal then counts), or written by the
-                            // registry.
-                            if self.guard.empty_dir_old(&dir) {
-                                self.act.sweep(&dir);
-                            }
-                            Some(rec.done(Action::Absent, 0))
+            |job| {
+                let _counted = Counted(self.progress());
+                let (repo, name) = (&job.repo, &job.name);
+                let mut rec = RmRecord::new(Kind::LayerLink).repo(repo).digest(*name);
+                rec.target = job.alias_of.clone();
+                let dir = paths::layer_link_dir(repo, name);
+                match self.guard.layer_link(repo, *name, job.guarded, unstable) {
+                    Verdict::AbsentWithLeftovers => {
+                        // Only once it is old: a link directory whose link went
+                        // a moment ago is being removed by another run (whose
+                        // removal then counts), or written by the registry.
+                        if self.guard.empty_dir_old(&dir) {
+                            self.act.sweep(&dir);
                         }
-                        v => self.apply(rec, v, &[dir]),
+                        Some(rec.done(Action::Absent, 0))
                     }
-                }))
+                    v => self.apply(rec, v, &[dir]),
+                }
             },
-        );
-        recs
+        )
     }
 
     /// A blob whose links could not all go stays. Once links are removed, a
@@ -763,21 +747,17 @@ impl<'a> Runner<'a> {
     fn uploads(&self, run: &Run) -> Vec<Option<RmRecord>> {
         let ups: Vec<_> = run.input.uploads.iter().collect();
         self.start("uploads", ups.len());
-        let mut recs = Vec::with_capacity(ups.len());
-        self.store().walk_by_repository(
+        self.store().map_by_repository(
             &ups,
             |(repo, _)| repo,
-            |batch| {
-                recs.par_extend(batch.par_iter().map(|(repo, id)| {
-                    let mut rec = RmRecord::new(Kind::Upload).repo(repo);
-                    rec.id = Some(id.as_str().into());
-                    let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
-                    self.progress().inc(1);
-                    rec
-                }))
+            |(repo, id)| {
+                let mut rec = RmRecord::new(Kind::Upload).repo(repo);
+                rec.id = Some(id.as_str().into());
+                let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
+                self.progress().inc(1);
+                rec
             },
-        );
-        recs
+        )
     }
 
     /// Repositories, one at a time (nested ones share parents), each
