@@ -38,7 +38,7 @@ pub struct Exclusions {
     /// `(repo, tag)` removed by this run.
     pub tags: Arc<HashSet<(String, String)>>,
     /// `(repo, manifest)` revisions removed by this run.
-    pub revisions: Arc<HashSet<(String, Digest)>>,
+    pub revisions: Arc<BTreeSet<(String, Digest)>>,
 }
 
 /// The named items whose liveness the caller wants to know.

@@ -76,7 +76,7 @@ pub struct Config {
     /// Revisions that are never roots, whatever the policy (reg-rm's mark:
     /// the revisions its run removes). They are still listed, so a live
     /// subject or index can make them live.
-    pub skip_revisions: Arc<HashSet<(String, Digest)>>,
+    pub skip_revisions: Arc<std::collections::BTreeSet<(String, Digest)>>,
     /// A manifest that is there but cannot be used (unreadable, not a
     /// manifest, wrong digest) counts as a broken image, like a missing one,
     /// instead of failing the walk (reg-rm's mark, which decides per item).

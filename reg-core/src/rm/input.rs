@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
+use std::sync::Arc;
 
 pub use crate::input::InputError;
 use crate::input::Lines;
@@ -17,7 +18,8 @@ use crate::layout::{check_repo_name, check_tag, check_upload_id, Store};
 pub struct Input {
     /// `(repo, tag)` → the digest the record said the tag points at.
     pub tags: BTreeMap<(String, String), Option<Digest>>,
-    pub revisions: BTreeSet<(String, Digest)>,
+    /// Shared with the mark's exclusions, not copied there (issue 18).
+    pub revisions: Arc<BTreeSet<(String, Digest)>>,
     pub layer_links: BTreeSet<(String, Digest)>,
     /// Sorted once read: 40 bytes a digest, not a B-tree's ~80 (issue 18).
     pub(crate) blobs: SortedSet<Digest>,
@@ -114,7 +116,7 @@ fn parse_lines(r: impl BufRead) -> Result<Input, InputError> {
                 input.tags.insert(key, digest);
             }
             Item::Revision { repo, digest } => {
-                input.revisions.insert((repo, digest));
+                Arc::make_mut(&mut input.revisions).insert((repo, digest));
             }
             Item::LayerLink { repo, digest } => {
                 input.layer_links.insert((repo, digest));

@@ -322,7 +322,7 @@ impl<'a> Runner<'a> {
                 .filter_map(|(r, _)| Some((r.repo.as_deref()?.to_string(), r.tag.as_deref()?.to_string())));
             let excl = Exclusions {
                 tags: Arc::new(going.collect()),
-                revisions: Arc::new(input.revisions.iter().cloned().collect()),
+                revisions: input.revisions.clone(),
             };
             self.progress().set_context("checking what is live");
             let m = Mark::compute(self.store(), &excl, run.asked(), self.guard.msgs);
@@ -861,7 +861,7 @@ impl<'a> Runner<'a> {
         loop {
             let excl = Exclusions {
                 tags: Arc::new(removed.tags.clone()),
-                revisions: Arc::new(removed.revisions.clone()),
+                revisions: Arc::new(removed.revisions.iter().cloned().collect()),
             };
             let mut tries = 0;
             while !m.still_valid(self.store(), &excl, &muted)? {
@@ -982,7 +982,7 @@ impl<'a> Runner<'a> {
         let muted = self.guard.msgs.muted_sharing_progress();
         let excl = Exclusions {
             tags: Arc::new(removed.tags.clone()),
-            revisions: Arc::new(removed.revisions.clone()),
+            revisions: Arc::new(removed.revisions.iter().cloned().collect()),
         };
         let looked = match mark.still_valid(self.store(), &excl, &muted) {
             Ok(true) => Ok(()),
