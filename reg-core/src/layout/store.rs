@@ -272,7 +272,7 @@ impl Store {
     /// Only the first eight bytes of each digest are kept: a manifest taken
     /// for another that shares them would be read from the cache though
     /// its data went, which keeps what it references (never the other way;
-    /// see [`crate::digest::key`]).
+    /// see `digest::key`).
     pub fn look_up_manifests(&self, mut ds: Vec<Digest>) {
         if self.manifest_cache.is_none() || !self.backend.held_by_parts(paths::BLOBS) {
             return;
