@@ -108,6 +108,18 @@ impl Moto {
         Ok(())
     }
 
+    /// Deletes object `key` of `bucket`, as a registry's blob deletion would.
+    /// (A signed request: moto refuses an unsigned DELETE.)
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let store = crate::inventory::store(&self.endpoint(), bucket)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(store.delete(&object_store::path::Path::from(key)))
+            .with_context(|| format!("deleting {bucket}/{key}"))?;
+        Ok(())
+    }
+
     /// The `AWS_*` variables a tool needs to reach `endpoint` (this server,
     /// or a proxy in front of it) with `s3://` ROOTs.
     pub fn env_for(endpoint: &str) -> Vec<(String, String)> {
