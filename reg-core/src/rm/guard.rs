@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{Config, Mode};
-use crate::digest::{Algorithm, Digest, SortedSet};
+use crate::digest::{Algorithm, Digest, SortedSet, Subset};
 use crate::layout::{paths, LinkKind, LinkName, Store};
 use crate::mark::Mark;
 use crate::messages::{count, Messages};
@@ -42,6 +42,33 @@ pub(super) struct BlobLinks {
     pub(super) layer_links: Vec<(Arc<str>, Digest, SystemTime)>,
     /// Repositories with a revision link to it.
     pub(super) revisions: Vec<Arc<str>>,
+}
+
+/// The blobs whose links [`Guard::blob_links`] looks for: a set of them,
+/// or the part of the blobs named that is doomed.
+pub(super) trait Blobs: Sync {
+    fn has(&self, d: &Digest) -> bool;
+    fn count(&self) -> usize;
+}
+
+impl Blobs for SortedSet<Digest> {
+    fn has(&self, d: &Digest) -> bool {
+        self.contains(d)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Blobs for Subset<'_, Digest> {
+    fn has(&self, d: &Digest) -> bool {
+        self.contains(d)
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
 }
 
 /// What this run removed (or would, in a dry run), so later guards see the
@@ -244,7 +271,7 @@ impl Guard<'_> {
     /// False if some repository could not be read completely.
     pub(super) fn blob_links(
         &self,
-        blobs: &SortedSet<Digest>,
+        blobs: &impl Blobs,
         removed: &Removed,
     ) -> (HashMap<Digest, BlobLinks>, bool) {
         let progress = self.msgs.progress();
@@ -255,7 +282,7 @@ impl Guard<'_> {
             Phase::new(
                 format!(
                     "finding the _layers links of {}",
-                    count(blobs.len() as u64, "blob", "blobs")
+                    count(blobs.count() as u64, "blob", "blobs")
                 ),
                 "repositories",
             ),
@@ -292,7 +319,7 @@ impl Guard<'_> {
 
     /// One repository's `_layers` and revision links to the `blobs` (see
     /// [`Self::blob_links`]).
-    fn repo_blob_links(&self, repo: &str, blobs: &SortedSet<Digest>, removed: &Removed) -> RepoLinks {
+    fn repo_blob_links(&self, repo: &str, blobs: &impl Blobs, removed: &Removed) -> RepoLinks {
         let mut ok = true;
         let mut layers: Vec<(Digest, Digest, SystemTime)> = self
             .links_to(
@@ -326,7 +353,7 @@ impl Guard<'_> {
                 ok = false;
             }
         }
-        for a in aliases.items.into_iter().filter(|a| blobs.contains(&a.target)) {
+        for a in aliases.items.into_iter().filter(|a| blobs.has(&a.target)) {
             match (a.kind, a.name) {
                 (LinkKind::LayerLink, LinkName::Digest(name)) => layers.push((a.target, name, a.mtime)),
                 (LinkKind::Revision, LinkName::Digest(name))
@@ -345,7 +372,7 @@ impl Guard<'_> {
         repo: &str,
         link: &dyn Fn(&str, &Digest) -> String,
         listed: crate::layout::Listing<Digest>,
-        want: &SortedSet<Digest>,
+        want: &impl Blobs,
         ok: &mut bool,
     ) -> Vec<(Digest, SystemTime)> {
         // An unknown algorithm's links are the mark's (it keeps what they
@@ -355,7 +382,7 @@ impl Guard<'_> {
             *ok = false;
         }
         let mut out = Vec::new();
-        for d in listed.items.into_iter().filter(|d| want.contains(d)) {
+        for d in listed.items.into_iter().filter(|d| want.has(d)) {
             match self.store.link_mtime(&link(repo, &d)) {
                 Ok(Some(m)) => out.push((d, m)),
                 Ok(None) => {}

@@ -15,7 +15,7 @@ use super::guard::{Guard, ManifestData, Removed, Verdict};
 use super::input::Input;
 use super::report::{Action, Kind, RmRecord, Stopped, Writer};
 use super::{Config, Mode};
-use crate::digest::{Digest, SortedSet};
+use crate::digest::{Digest, SortedSet, Subset};
 use crate::layout::{paths, Store};
 use crate::mark::{Asked, Exclusions, Mark};
 use crate::messages::Messages;
@@ -102,9 +102,9 @@ struct Run<'i> {
     removed: Removed,
     /// The roots kept changing under the marks: every blob stays.
     unstable: bool,
-    /// Blobs to delete (their `_layers` links are in `link_jobs`); moved
-    /// out by the blob phase.
-    doomed: SortedSet<Digest>,
+    /// Blobs to delete, of those named (their `_layers` links are in
+    /// `link_jobs`); emptied by the blob phase.
+    doomed: Subset<'i, Digest>,
     /// Blobs decided kept before the blob phase.
     kept_blobs: Vec<RmRecord>,
     /// The `_layers` links acted on: (repo, link name) → (guarded, blob);
@@ -128,7 +128,7 @@ impl<'i> Run<'i> {
             mark: None,
             removed: Removed::default(),
             unstable: false,
-            doomed: SortedSet::default(),
+            doomed: Subset::none_of(&input.blobs),
             kept_blobs: Vec::new(),
             link_jobs: Vec::new(),
             prefixes: BTreeSet::new(),
@@ -455,7 +455,7 @@ impl<'a> Runner<'a> {
                                 .kept_blobs
                                 .push(RmRecord::new(Kind::Blob).digest(*d).kept(why)),
                             None => {
-                                run.doomed.insert(*d);
+                                run.doomed.insert(d);
                                 for (repo, name, _) in l.layer_links {
                                     link_jobs.push(job(repo, name, false, *d));
                                 }
@@ -464,8 +464,6 @@ impl<'a> Runner<'a> {
                     }
                 },
             );
-            // Looked up from here on: sorted, deduplicated and trimmed.
-            run.doomed.finish();
         }
         for (repo, d) in &run.input.layer_links {
             // Named explicitly: guarded unless its blob is going too; a
@@ -561,8 +559,11 @@ impl<'a> Runner<'a> {
     /// be a manifest is copied first (see [`Copies`]), and kept if it
     /// cannot be.
     fn blobs(&self, run: &mut Run) -> Vec<Option<RmRecord>> {
-        // Moved out, not copied: nothing reads the set after this phase.
-        let ds: Vec<Digest> = std::mem::take(&mut run.doomed).items;
+        // Where they are among the blobs named (4 bytes each, not 40):
+        // nothing reads the set after this phase.
+        let blobs = &run.input.blobs.items;
+        let ds: Vec<u32> = run.doomed.positions().map(|i| i as u32).collect();
+        run.doomed.clear();
         self.start("blobs", ds.len());
         if !self.guard.dry_run() && !ds.is_empty() {
             match self.store().backend().trash() {
@@ -574,9 +575,10 @@ impl<'a> Runner<'a> {
         let mut recs = Vec::with_capacity(ds.len());
         self.store().walk_by_blob_prefix(
             &ds,
-            |d| *d,
+            |&i| blobs[i as usize],
             |batch| {
-                recs.par_extend(batch.par_iter().map(|d| {
+                recs.par_extend(batch.par_iter().map(|&i| {
+                    let d = &blobs[i as usize];
                     let rec = RmRecord::new(Kind::Blob).digest(*d);
                     let verdict = match self.guard.blob_now(*d) {
                         (Verdict::Go, Some(size)) if copies.is_some() && Copies::wanted(size) => {
@@ -972,7 +974,7 @@ impl<'a> Runner<'a> {
     /// doomed blob that is live now or that a repository links again.
     fn recheck_doomed(
         &self,
-        doomed: &mut SortedSet<Digest>,
+        doomed: &mut Subset<Digest>,
         link_recs: &[Option<RmRecord>],
         blob_recs: &mut Vec<RmRecord>,
         mark: &mut Mark,
@@ -993,14 +995,15 @@ impl<'a> Runner<'a> {
             self.guard.msgs.error(format!(
                 "the tree could not be read again after removing links: {e:#}; keeping every blob"
             ));
-            for d in std::mem::take(doomed).items {
+            for d in doomed.iter() {
                 blob_recs.push(self.keep_and_restore(d, link_recs, "could not check again (see errors)"));
             }
+            doomed.clear();
             return;
         }
         let (links, scan_ok) = self.guard.blob_links(doomed, removed);
         let mut kept = std::collections::HashSet::new();
-        for &d in &doomed.items {
+        for d in doomed.iter() {
             let why = if let Some(why) = mark.blob(&d) {
                 Some(format!("live again during this run ({why})"))
             } else if !scan_ok {
