@@ -61,6 +61,11 @@ fn path_id(rel: &str) -> u128 {
     u128::from(half(0)) << 64 | u128::from(half(1))
 }
 
+/// Whether `rel` is in the blob store.
+fn is_blob_path(rel: &str) -> bool {
+    rel.strip_prefix(paths::BLOBS).is_some_and(|r| r.starts_with('/'))
+}
+
 /// A repository's tag index entries: digest → the tags whose `index/`
 /// names it.
 type TagIndex = HashMap<Digest, Vec<String>>;
@@ -161,15 +166,17 @@ impl<'a> Deleter<'a> {
                 (self.queue(rel), Action::Deleted)
             }
             Mode::Delete => match self.hold.get() {
-                Some(dir) if rel.strip_prefix(paths::BLOBS).is_some_and(|r| r.starts_with('/')) => {
-                    (self.store.trash(rel, dir), Action::Deleted)
-                }
+                Some(dir) if is_blob_path(rel) => (self.store.trash(rel, dir), Action::Deleted),
                 _ => (self.store.delete(rel), Action::Deleted),
             },
         };
         match res {
             Ok(true) => {
-                if dry {
+                // Only what a later phase could reach: uploads and
+                // repositories are under `repositories/`, and nothing after
+                // the blob phase removes under `blobs/` (at 1M objects a
+                // dry run's set went from 130k to 269k paths).
+                if dry && !is_blob_path(rel) {
                     self.simulated.lock().expect("simulated set").insert(path_id(rel));
                 }
                 Ok(Gone::Removed(action, bytes))
@@ -396,7 +403,7 @@ impl<'a> Deleter<'a> {
         let mut back = Vec::new();
         for r in link_recs.iter().flatten() {
             // A link named `d`, or an alias link (named otherwise) to it.
-            let links_to_d = r.target.as_deref().copied().or(r.digest) == Some(d);
+            let links_to_d = r.alias_target().or(r.digest) == Some(d);
             if links_to_d && matches!(r.action, Action::Deleted | Action::Trashed) {
                 let (Some(repo), Some(name)) = (&r.repo, r.digest) else {
                     continue;

@@ -150,7 +150,7 @@ impl<'i> Run<'i> {
         let repo = |r: &RmRecord| r.repo.as_deref().unwrap_or_default().to_string();
         match phase {
             PhaseName::Tags => {
-                let tags = removes().map(|r| (repo(r), r.tag.as_deref().unwrap_or_default().to_string()));
+                let tags = removes().map(|r| (repo(r), r.tag_name().unwrap_or_default().to_string()));
                 self.removed.tags.extend(tags);
             }
             PhaseName::Revisions => {
@@ -170,7 +170,7 @@ impl<'i> Run<'i> {
                 self.prefixes.extend(prefixes);
             }
             PhaseName::Uploads => {
-                let ups = removes().map(|r| (repo(r), r.id.as_deref().unwrap_or_default().to_string()));
+                let ups = removes().map(|r| (repo(r), r.upload_id().unwrap_or_default().to_string()));
                 self.removed.uploads.extend(ups);
             }
             PhaseName::Repositories => {}
@@ -301,8 +301,7 @@ impl<'a> Runner<'a> {
             |((repo, _), _)| repo,
             |((repo, tag), want)| {
                 let (verdict, points) = self.guard.tag(repo, tag, **want);
-                let mut rec = RmRecord::new(Kind::Tag).repo(repo);
-                rec.tag = Some(tag.as_str().into());
+                let mut rec = RmRecord::new(Kind::Tag).repo(repo).tag(tag);
                 rec.digest = if matches!(verdict, Verdict::Kept(_)) {
                     **want
                 } else {
@@ -319,7 +318,7 @@ impl<'a> Runner<'a> {
             let going = plans
                 .iter()
                 .filter(|(_, v)| *v == Verdict::Go)
-                .filter_map(|(r, _)| Some((r.repo.as_deref()?.to_string(), r.tag.as_deref()?.to_string())));
+                .filter_map(|(r, _)| Some((r.repo.as_deref()?.to_string(), r.tag_name()?.to_string())));
             let excl = Exclusions {
                 tags: Arc::new(going.collect()),
                 revisions: input.revisions.clone(),
@@ -347,12 +346,12 @@ impl<'a> Runner<'a> {
             &plans,
             |(rec, _)| rec.repo.as_deref().unwrap_or_default(),
             |(rec, verdict)| {
-                let (repo, tag) = (rec.repo.clone()?, rec.tag.clone()?);
-                let verdict = match (verdict, self.guard.tag_moved(&repo, &tag, rec.digest)) {
+                let (repo, tag) = (rec.repo.clone()?, rec.tag_name()?);
+                let verdict = match (verdict, self.guard.tag_moved(&repo, tag, rec.digest)) {
                     (Verdict::Go, Some(now)) => Verdict::Kept(format!("the tag now points at {now}")),
                     (v, _) => v.clone(),
                 };
-                let rec = self.apply(rec.clone(), verdict, &[paths::tag_dir(&repo, &tag)]);
+                let rec = self.apply(rec.clone(), verdict, &[paths::tag_dir(&repo, tag)]);
                 self.progress().inc(1);
                 rec
             },
@@ -483,8 +482,10 @@ impl<'a> Runner<'a> {
             |job| {
                 let _counted = Counted(self.progress());
                 let (repo, name) = (&job.repo, &job.name);
-                let mut rec = RmRecord::new(Kind::LayerLink).repo(repo).digest(*name);
-                rec.target = job.alias_of.clone();
+                let rec = RmRecord::new(Kind::LayerLink)
+                    .repo_shared(repo)
+                    .digest(*name)
+                    .target(job.alias_of.as_deref().copied());
                 let dir = paths::layer_link_dir(repo, name);
                 match self.guard.layer_link(repo, *name, job.guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
@@ -753,8 +754,7 @@ impl<'a> Runner<'a> {
             &ups,
             |(repo, _)| repo,
             |(repo, id)| {
-                let mut rec = RmRecord::new(Kind::Upload).repo(repo);
-                rec.id = Some(id.as_str().into());
+                let rec = RmRecord::new(Kind::Upload).repo(repo).id(id);
                 let rec = self.apply(rec, self.guard.upload(repo, id), &[paths::upload_dir(repo, id)]);
                 self.progress().inc(1);
                 rec
@@ -863,7 +863,13 @@ impl<'a> Runner<'a> {
         loop {
             let excl = Exclusions {
                 tags: Arc::new(removed.tags.clone()),
-                revisions: Arc::new(removed.revisions.iter().cloned().collect()),
+                revisions: Arc::new(
+                    removed
+                        .revisions
+                        .iter()
+                        .map(|(r, d)| (r.to_string(), d))
+                        .collect(),
+                ),
             };
             let mut tries = 0;
             while !m.still_valid(self.store(), &excl, &muted)? {
@@ -876,7 +882,7 @@ impl<'a> Runner<'a> {
             let back: Vec<(String, Digest, String)> = removed
                 .revisions
                 .iter()
-                .filter_map(|(r, d)| m.revision(r, d).map(|why| (r.clone(), *d, why.to_string())))
+                .filter_map(|(r, d)| m.revision(r, &d).map(|why| (r.to_string(), d, why.to_string())))
                 .collect();
             if back.is_empty() {
                 return Ok(false);
@@ -890,7 +896,7 @@ impl<'a> Runner<'a> {
                         note.push_str("; writing its revision link back failed (see errors)");
                     }
                 }
-                removed.revisions.remove(&(repo.clone(), d));
+                removed.revisions.remove(&repo, &d);
                 for r in recs.iter_mut() {
                     if r.as_ref()
                         .is_some_and(|r| r.repo.as_deref() == Some(repo.as_str()) && r.digest == Some(d))
@@ -984,7 +990,13 @@ impl<'a> Runner<'a> {
         let muted = self.guard.msgs.muted_sharing_progress();
         let excl = Exclusions {
             tags: Arc::new(removed.tags.clone()),
-            revisions: Arc::new(removed.revisions.iter().cloned().collect()),
+            revisions: Arc::new(
+                removed
+                    .revisions
+                    .iter()
+                    .map(|(r, d)| (r.to_string(), d))
+                    .collect(),
+            ),
         };
         let looked = match mark.still_valid(self.store(), &excl, &muted) {
             Ok(true) => Ok(()),
