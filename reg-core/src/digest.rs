@@ -615,10 +615,15 @@ impl<'s, K: Key> Subset<'s, K> {
         true
     }
 
-    pub(crate) fn contains(&self, k: &K) -> bool {
+    /// Where `k` is in the whole set, if it is in this part of it.
+    pub(crate) fn position(&self, k: &K) -> Option<usize> {
         self.of
             .position(k)
-            .is_some_and(|i| self.bits[i / 64] & (1 << (i % 64)) != 0)
+            .filter(|&i| self.bits[i / 64] & (1 << (i % 64)) != 0)
+    }
+
+    pub(crate) fn contains(&self, k: &K) -> bool {
+        self.position(k).is_some()
     }
 
     /// Where each key in it is in the whole set, in order.

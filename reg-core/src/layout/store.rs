@@ -54,10 +54,10 @@ pub const BLOB_PREFIXES_HELD: usize = 16;
 /// `items` in batches of the items of `per` parts (`part_of` names an
 /// item's): each batch's parts and where its items are. A run of items of
 /// one part is never split; items out of order make a part come up again.
-fn part_batches<T>(
-    items: &[T],
+fn part_batches<'t, T>(
+    items: &'t [T],
     per: usize,
-    part_of: impl Fn(&T) -> String,
+    part_of: impl Fn(&'t T) -> String,
 ) -> Vec<(Vec<String>, std::ops::Range<usize>)> {
     let mut batches = Vec::new();
     let (mut start, mut parts) = (0, Vec::new());
@@ -898,10 +898,10 @@ impl Store {
     /// listed meanwhile, as [`Store::walk_held`] does): a batch holds the
     /// items of [`REPOSITORIES_HELD`] repositories, never part of one's.
     /// Items sorted by repository have each held once.
-    pub fn walk_by_repository<T: Sync>(
+    pub fn walk_by_repository<'t, T: Sync>(
         &self,
-        items: &[T],
-        repo_of: impl Fn(&T) -> &str,
+        items: &'t [T],
+        repo_of: impl Fn(&'t T) -> &'t str,
         walk: impl FnMut(&[T]),
     ) {
         self.walk_by_parts(
@@ -914,10 +914,10 @@ impl Store {
 
     /// `each` of `items`, in parallel within each batch of
     /// [`Store::walk_by_repository`]: the results in the items' order.
-    pub fn map_by_repository<T: Sync, R: Send>(
+    pub fn map_by_repository<'t, T: Sync, R: Send>(
         &self,
-        items: &[T],
-        repo_of: impl Fn(&T) -> &str,
+        items: &'t [T],
+        repo_of: impl Fn(&'t T) -> &'t str,
         each: impl Fn(&T) -> R + Sync + Send,
     ) -> Vec<R> {
         let mut out = Vec::with_capacity(items.len());
@@ -931,10 +931,10 @@ impl Store {
     /// holds the blob prefix directories of its digests
     /// ([`BLOB_PREFIXES_HELD`] of them; after [`Store::list_blobs_by_prefix`]).
     /// Items sorted by digest have each held once.
-    pub fn walk_by_blob_prefix<T: Sync>(
+    pub fn walk_by_blob_prefix<'t, T: Sync>(
         &self,
-        items: &[T],
-        digest_of: impl Fn(&T) -> Digest,
+        items: &'t [T],
+        digest_of: impl Fn(&'t T) -> Digest,
         walk: impl FnMut(&[T]),
     ) {
         self.walk_by_parts(
@@ -946,11 +946,11 @@ impl Store {
     }
 
     /// Walks `items` held, in the batches [`part_batches`] makes.
-    fn walk_by_parts<T: Sync>(
+    fn walk_by_parts<'t, T: Sync>(
         &self,
-        items: &[T],
+        items: &'t [T],
         per: usize,
-        part_of: impl Fn(&T) -> String,
+        part_of: impl Fn(&'t T) -> String,
         mut walk: impl FnMut(&[T]),
     ) {
         let batches = part_batches(items, per, part_of);

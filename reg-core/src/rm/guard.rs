@@ -32,7 +32,10 @@ pub(super) enum Verdict {
 /// One repository's links to blobs: (blob, link name, mtime) of its
 /// `_layers` links; the blobs a revision link names; false if it could not
 /// be read completely.
-type RepoLinks = (Vec<(Digest, Digest, SystemTime)>, Vec<Digest>, bool);
+/// One repository's links to the blobs looked for: `_layers` links (the
+/// blob's position in its set, the link's name when it is an alias, its
+/// mtime), the blobs with a revision link, and whether it was read whole.
+type RepoLinks = (Vec<(u32, Option<Box<Digest>>, SystemTime)>, Vec<u32>, bool);
 
 /// Where a blob is still referenced by links, from a scan of every repository.
 #[derive(Default, Clone, Debug)]
@@ -47,13 +50,14 @@ pub(super) struct BlobLinks {
 /// The blobs whose links [`Guard::blob_links`] looks for: a set of them,
 /// or the part of the blobs named that is doomed.
 pub(super) trait Blobs: Sync {
-    fn has(&self, d: &Digest) -> bool;
+    /// Where `d` is in the set, if it is one of these.
+    fn position(&self, d: &Digest) -> Option<usize>;
     fn count(&self) -> usize;
 }
 
 impl Blobs for SortedSet<Digest> {
-    fn has(&self, d: &Digest) -> bool {
-        self.contains(d)
+    fn position(&self, d: &Digest) -> Option<usize> {
+        SortedSet::position(self, d)
     }
 
     fn count(&self) -> usize {
@@ -62,12 +66,61 @@ impl Blobs for SortedSet<Digest> {
 }
 
 impl Blobs for Subset<'_, Digest> {
-    fn has(&self, d: &Digest) -> bool {
-        self.contains(d)
+    fn position(&self, d: &Digest) -> Option<usize> {
+        Subset::position(self, d)
     }
 
     fn count(&self) -> usize {
         self.len()
+    }
+}
+
+/// Every repository's links to some blobs ([`Guard::blob_links`]): flat
+/// lists sorted by the blob's position in its set, 32 bytes a `_layers`
+/// link and 8 a revision link, not a map of digests to lists (at 1M
+/// objects the map took 30 MB while it was built; issue 18).
+pub(super) struct FoundLinks<'b, B> {
+    blobs: &'b B,
+    repos: Vec<Arc<str>>,
+    layers: Vec<FoundLayer>,
+    /// (blob, repository) of each revision link.
+    revisions: Vec<(u32, u32)>,
+}
+
+struct FoundLayer {
+    blob: u32,
+    repo: u32,
+    /// The link's name when it is an alias (not the blob's digest).
+    alias: Option<Box<Digest>>,
+    mtime: SystemTime,
+}
+
+impl<B: Blobs> FoundLinks<'_, B> {
+    /// Blob `d`'s links (none if it is not one of the blobs looked for).
+    pub(super) fn get(&self, d: &Digest) -> BlobLinks {
+        let Some(pos) = self.blobs.position(d) else {
+            return BlobLinks::default();
+        };
+        let pos = pos as u32;
+        let from = self.layers.partition_point(|l| l.blob < pos);
+        let to = from + self.layers[from..].partition_point(|l| l.blob == pos);
+        let layer_links = self.layers[from..to]
+            .iter()
+            .map(|l| {
+                let name = l.alias.as_deref().copied().unwrap_or(*d);
+                (self.repos[l.repo as usize].clone(), name, l.mtime)
+            })
+            .collect();
+        let from = self.revisions.partition_point(|&(b, _)| b < pos);
+        let revisions = self.revisions[from..]
+            .iter()
+            .take_while(|&&(b, _)| b == pos)
+            .map(|&(_, r)| self.repos[r as usize].clone())
+            .collect();
+        BlobLinks {
+            layer_links,
+            revisions,
+        }
     }
 }
 
@@ -324,11 +377,11 @@ impl Guard<'_> {
     /// Every repository's `_layers` and revision links to the `blobs` (not
     /// counting revisions this run removed), with the `_layers` links' ages.
     /// False if some repository could not be read completely.
-    pub(super) fn blob_links(
+    pub(super) fn blob_links<'b, B: Blobs>(
         &self,
-        blobs: &impl Blobs,
+        blobs: &'b B,
         removed: &Removed,
-    ) -> (HashMap<Digest, BlobLinks>, bool) {
+    ) -> (FoundLinks<'b, B>, bool) {
         let progress = self.msgs.progress();
         progress.start(Phase::new("listing repositories", ""), None);
         let repos = self.store.repositories();
@@ -343,32 +396,45 @@ impl Guard<'_> {
             ),
             Some(repos.items.len() as u64),
         );
-        let per: Vec<(String, RepoLinks)> = self.store.map_by_repository(
+        let per: Vec<RepoLinks> = self.store.map_by_repository(
             &repos.items,
             |repo| repo,
             |repo| {
                 let found = self.repo_blob_links(repo, blobs, removed);
                 progress.inc(1);
-                (repo.clone(), found)
+                found
             },
         );
-        let mut out: HashMap<Digest, BlobLinks> = HashMap::new();
-        for (repo, (layers, revs, repo_ok)) in per {
+        let mut out = FoundLinks {
+            blobs,
+            repos: Vec::new(),
+            layers: Vec::new(),
+            revisions: Vec::new(),
+        };
+        for (repo, (layers, revs, repo_ok)) in repos.items.into_iter().zip(per) {
+            ok &= repo_ok;
+            if layers.is_empty() && revs.is_empty() {
+                continue;
+            }
             // One name shared by every link of the repository (a blob of
             // many repositories has many links; each a counted reference,
             // not a copy of the name).
-            let repo: Arc<str> = repo.into();
-            ok &= repo_ok;
-            for (d, name, m) in layers {
-                push_one(
-                    &mut out.entry(d).or_default().layer_links,
-                    (repo.clone(), name, m),
-                );
-            }
-            for d in revs {
-                push_one(&mut out.entry(d).or_default().revisions, repo.clone());
-            }
+            let r = out.repos.len() as u32;
+            out.repos.push(repo.into());
+            out.layers
+                .extend(layers.into_iter().map(|(blob, alias, mtime)| FoundLayer {
+                    blob,
+                    repo: r,
+                    alias,
+                    mtime,
+                }));
+            out.revisions.extend(revs.into_iter().map(|blob| (blob, r)));
         }
+        // Stable: a blob's links stay in the repositories' order.
+        out.layers.sort_by_key(|l| l.blob);
+        out.layers.shrink_to_fit();
+        out.revisions.sort_by_key(|&(b, _)| b);
+        out.revisions.shrink_to_fit();
         (out, ok)
     }
 
@@ -376,7 +442,7 @@ impl Guard<'_> {
     /// [`Self::blob_links`]).
     fn repo_blob_links(&self, repo: &str, blobs: &impl Blobs, removed: &Removed) -> RepoLinks {
         let mut ok = true;
-        let mut layers: Vec<(Digest, Digest, SystemTime)> = self
+        let mut layers: Vec<(u32, Option<Box<Digest>>, SystemTime)> = self
             .links_to(
                 repo,
                 &paths::layer_link,
@@ -385,9 +451,9 @@ impl Guard<'_> {
                 &mut ok,
             )
             .into_iter()
-            .map(|(d, m)| (d, d, m))
+            .map(|(pos, _, m)| (pos, None, m))
             .collect();
-        let mut revs: Vec<Digest> = self
+        let mut revs: Vec<u32> = self
             .links_to(
                 repo,
                 &paths::revision_link,
@@ -396,8 +462,8 @@ impl Guard<'_> {
                 &mut ok,
             )
             .into_iter()
-            .map(|(d, _)| d)
-            .filter(|d| !removed.revisions.contains(repo, d))
+            .filter(|(_, d, _)| !removed.revisions.contains(repo, d))
+            .map(|(pos, _, _)| pos)
             .collect();
         // Links under another algorithm that name one of the blobs:
         // they go with it (`_layers`), or keep it (a revision).
@@ -408,12 +474,18 @@ impl Guard<'_> {
                 ok = false;
             }
         }
-        for a in aliases.items.into_iter().filter(|a| blobs.has(&a.target)) {
+        for a in aliases.items {
+            let Some(pos) = blobs.position(&a.target) else {
+                continue;
+            };
+            let pos = pos as u32;
             match (a.kind, a.name) {
-                (LinkKind::LayerLink, LinkName::Digest(name)) => layers.push((a.target, name, a.mtime)),
+                (LinkKind::LayerLink, LinkName::Digest(name)) => {
+                    layers.push((pos, Some(Box::new(name)), a.mtime))
+                }
                 (LinkKind::Revision, LinkName::Digest(name)) if removed.revisions.contains(repo, &name) => {}
                 // A revision alias, or a link no tool can name: keeps it.
-                _ => revs.push(a.target),
+                _ => revs.push(pos),
             }
         }
         (layers, revs, ok)
@@ -428,7 +500,7 @@ impl Guard<'_> {
         listed: crate::layout::Listing<Digest>,
         want: &impl Blobs,
         ok: &mut bool,
-    ) -> Vec<(Digest, SystemTime)> {
+    ) -> Vec<(u32, Digest, SystemTime)> {
         // An unknown algorithm's links are the mark's (it keeps what they
         // name); anything else could hide a link.
         for e in listed.errors.into_iter().filter(|e| !e.is_warning()) {
@@ -436,9 +508,12 @@ impl Guard<'_> {
             *ok = false;
         }
         let mut out = Vec::new();
-        for d in listed.items.into_iter().filter(|d| want.has(d)) {
+        for d in listed.items {
+            let Some(pos) = want.position(&d) else {
+                continue;
+            };
             match self.store.link_mtime(&link(repo, &d)) {
-                Ok(Some(m)) => out.push((d, m)),
+                Ok(Some(m)) => out.push((pos as u32, d, m)),
                 Ok(None) => {}
                 Err(e) => {
                     self.msgs.error(e);
@@ -664,15 +739,6 @@ impl Guard<'_> {
 /// Why everything waits for another run when the roots would not hold still.
 pub(super) const UNSTABLE: &str = "tags or revisions kept changing while reg-rm looked (pushes?): run again";
 
-/// Pushes `x` on `v`, with room for just it when `v` was empty: most blobs
-/// have one link, and a first push makes room for four (massif: a dry run
-/// at 317k objects held 7.5 MB of link vectors, a quarter of them used).
-fn push_one<T>(v: &mut Vec<T>, x: T) {
-    if v.capacity() == 0 {
-        v.reserve_exact(1);
-    }
-    v.push(x);
-}
 #[cfg(test)]
 mod tests {
     use super::*;

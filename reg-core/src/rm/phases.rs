@@ -2,7 +2,7 @@
 //! ([`super::guard`]), acts through the deleter ([`super::act`]) and hands
 //! its records to the single writer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -73,21 +73,100 @@ impl PhaseName {
     }
 }
 
-/// A `_layers` link to act on: 72 bytes, not 104 (the blob it links to is
-/// almost always its name; issue 18).
+/// A `_layers` link to act on: 24 bytes, not 72 (its blob is almost
+/// always one of the blobs named and its name that blob's digest; issue
+/// 18).
 struct LinkJob {
-    repo: Arc<str>,
-    name: Digest,
-    /// The blob it links to when that is not `name` (an alias).
-    alias_of: Option<Box<Digest>>,
+    /// Its repository, in [`LinkJobs::repos`].
+    repo: u32,
+    /// Where the blob it links to is among the blobs named; [`NOT_NAMED`]
+    /// if it is not (a link named alone).
+    blob: u32,
+    /// The link's name when it is not the blob's digest (an alias), or the
+    /// blob when it is not among those named.
+    other: Option<Box<Digest>>,
     /// Kept if the mark or a check says so (named alone, not with its blob).
     guarded: bool,
 }
 
-impl LinkJob {
+/// [`LinkJob::blob`] of a blob not among those named.
+const NOT_NAMED: u32 = u32::MAX;
+
+/// The `_layers` links to act on, sorted by (repository, link name), and
+/// their repositories' names, each once.
+#[derive(Default)]
+struct LinkJobs {
+    repos: Vec<Arc<str>>,
+    jobs: Vec<LinkJob>,
+}
+
+impl LinkJobs {
+    /// Adds the link `name` in `repo` to `blob`; `repos` finds the index of
+    /// a repository already added.
+    fn push(
+        &mut self,
+        repos: &mut HashMap<Arc<str>, u32>,
+        (repo, name, blob): (Arc<str>, Digest, Digest),
+        guarded: bool,
+        named: &SortedSet<Digest>,
+    ) {
+        let next = self.repos.len() as u32;
+        let r = *repos.entry(repo.clone()).or_insert_with(|| {
+            self.repos.push(repo);
+            next
+        });
+        let (pos, other) = match named.position(&blob) {
+            Some(p) => (p as u32, (name != blob).then(|| Box::new(name))),
+            // Only links named alone have a blob not named, and they are
+            // named for themselves (name = blob).
+            None => (NOT_NAMED, Some(Box::new(name))),
+        };
+        debug_assert!(pos != NOT_NAMED || name == blob);
+        self.jobs.push(LinkJob {
+            repo: r,
+            blob: pos,
+            other,
+            guarded,
+        });
+    }
+
+    /// Sorted by (repository, link name), the first pushed of a link kept.
+    fn finish(&mut self, named: &[Digest]) {
+        let mut jobs = std::mem::take(&mut self.jobs);
+        // Stable: of one link, the first pushed stays.
+        jobs.sort_by(|a, b| self.key(a, named).cmp(&self.key(b, named)));
+        jobs.dedup_by(|later, first| self.key(later, named) == self.key(first, named));
+        jobs.shrink_to_fit();
+        self.jobs = jobs;
+    }
+
+    fn key<'a>(&'a self, j: &LinkJob, named: &[Digest]) -> (&'a str, Digest) {
+        (&self.repos[j.repo as usize], self.name(j, named))
+    }
+
+    fn repo(&self, j: &LinkJob) -> &Arc<str> {
+        &self.repos[j.repo as usize]
+    }
+
+    /// The link's name.
+    fn name(&self, j: &LinkJob, named: &[Digest]) -> Digest {
+        match (&j.other, j.blob) {
+            (Some(other), _) => **other,
+            (None, pos) => named[pos as usize],
+        }
+    }
+
     /// The blob it links to.
-    fn blob(&self) -> Digest {
-        self.alias_of.as_deref().copied().unwrap_or(self.name)
+    fn blob(&self, j: &LinkJob, named: &[Digest]) -> Digest {
+        match (j.blob, &j.other) {
+            (NOT_NAMED, Some(other)) => **other,
+            (pos, _) => named[pos as usize],
+        }
+    }
+
+    /// The blob it links to when that is not its name (an alias).
+    fn alias_of(&self, j: &LinkJob, named: &[Digest]) -> Option<Digest> {
+        (j.blob != NOT_NAMED && j.other.is_some()).then(|| named[j.blob as usize])
     }
 }
 
@@ -107,9 +186,9 @@ struct Run<'i> {
     doomed: Subset<'i, Digest>,
     /// Blobs decided kept before the blob phase.
     kept_blobs: Vec<RmRecord>,
-    /// The `_layers` links acted on: (repo, link name) → (guarded, blob);
-    /// dropped once the layer-link phase is done.
-    link_jobs: Vec<LinkJob>,
+    /// The `_layers` links acted on; dropped once the layer-link phase is
+    /// done.
+    link_jobs: LinkJobs,
     /// `blobs/<alg>/<xx>` directories that lost a blob.
     prefixes: BTreeSet<String>,
     /// Copies of the blobs deleted that could be manifests (see
@@ -130,7 +209,7 @@ impl<'i> Run<'i> {
             unstable: false,
             doomed: Subset::none_of(&input.blobs),
             kept_blobs: Vec::new(),
-            link_jobs: Vec::new(),
+            link_jobs: LinkJobs::default(),
             prefixes: BTreeSet::new(),
             copies: None,
             aside: None,
@@ -433,22 +512,18 @@ impl<'a> Runner<'a> {
         // A blob's links include aliases: links under another algorithm
         // naming it. Pushed, then sorted by (repo, link name) with the first
         // of each kept (a list, not a map: a third of the memory).
-        let mut link_jobs: Vec<LinkJob> = Vec::new();
-        let job = |repo: Arc<str>, name: Digest, guarded: bool, blob: Digest| LinkJob {
-            repo,
-            name,
-            alias_of: (blob != name).then(|| Box::new(blob)),
-            guarded,
-        };
-        if let (false, Some(m)) = (run.input.blobs.is_empty(), &run.mark) {
-            let (mut links, scan_ok) = self.guard.blob_links(&run.input.blobs, &run.removed);
+        let named = &run.input.blobs;
+        let mut link_jobs = LinkJobs::default();
+        let mut repos = HashMap::new();
+        if let (false, Some(m)) = (named.is_empty(), &run.mark) {
+            let (links, scan_ok) = self.guard.blob_links(named, &run.removed);
             // The blobs' data looked at a batch of prefix directories at a time.
             self.store().walk_by_blob_prefix(
-                &run.input.blobs.items,
+                &named.items,
                 |d| *d,
                 |batch| {
                     for d in batch {
-                        let l = links.remove(d).unwrap_or_default();
+                        let l = links.get(d);
                         match self.guard.blob(*d, &l, m, run.unstable, scan_ok) {
                             Some(why) => run
                                 .kept_blobs
@@ -456,7 +531,7 @@ impl<'a> Runner<'a> {
                             None => {
                                 run.doomed.insert(d);
                                 for (repo, name, _) in l.layer_links {
-                                    link_jobs.push(job(repo, name, false, *d));
+                                    link_jobs.push(&mut repos, (repo, name, *d), false, named);
                                 }
                             }
                         }
@@ -467,25 +542,25 @@ impl<'a> Runner<'a> {
         for (repo, d) in &run.input.layer_links {
             // Named explicitly: guarded unless its blob is going too; a
             // link its blob's decision brought is that one (first, kept).
-            link_jobs.push(job(repo.as_str().into(), *d, !run.doomed.contains(d), *d));
+            let guarded = !run.doomed.contains(d);
+            link_jobs.push(&mut repos, (repo.as_str().into(), *d, *d), guarded, named);
         }
-        // Stable: of one link, the first pushed stays.
-        link_jobs.sort_by(|a, b| (&a.repo, a.name).cmp(&(&b.repo, b.name)));
-        link_jobs.dedup_by(|later, first| (&later.repo, later.name) == (&first.repo, first.name));
-        link_jobs.shrink_to_fit();
+        drop(repos);
+        link_jobs.finish(&named.items);
         run.link_jobs = link_jobs;
-        self.start("_layers links", run.link_jobs.len());
+        self.start("_layers links", run.link_jobs.jobs.len());
         let unstable = run.unstable;
+        let jobs = &run.link_jobs;
         self.store().map_by_repository(
-            &run.link_jobs,
-            |job| &job.repo,
+            &jobs.jobs,
+            |job| jobs.repo(job),
             |job| {
                 let _counted = Counted(self.progress());
-                let (repo, name) = (&job.repo, &job.name);
+                let (repo, name) = (jobs.repo(job), &jobs.name(job, &named.items));
                 let rec = RmRecord::new(Kind::LayerLink)
                     .repo_shared(repo)
                     .digest(*name)
-                    .target(job.alias_of.as_deref().copied());
+                    .target(jobs.alias_of(job, &named.items));
                 let dir = paths::layer_link_dir(repo, name);
                 match self.guard.layer_link(repo, *name, job.guarded, unstable) {
                     Verdict::AbsentWithLeftovers => {
@@ -511,9 +586,10 @@ impl<'a> Runner<'a> {
     fn after_layer_links(&self, run: &mut Run, recs: &[Option<RmRecord>]) {
         // Done with here: not held through the blob phase (issue 18).
         let link_jobs = std::mem::take(&mut run.link_jobs);
+        let named = &run.input.blobs.items;
         let mut kept = std::collections::HashSet::new();
-        for (job, rec) in link_jobs.iter().zip(recs) {
-            let (repo, d) = (&job.repo, &job.blob());
+        for (job, rec) in link_jobs.jobs.iter().zip(recs) {
+            let (repo, d) = (link_jobs.repo(job), &link_jobs.blob(job, named));
             let gone = rec
                 .as_ref()
                 .is_some_and(|r| r.action.removes() || r.action == Action::Absent);
@@ -705,9 +781,8 @@ impl<'a> Runner<'a> {
             let Some(d) = rec.digest.filter(|d| gone.contains(d)) else {
                 continue;
             };
-            let linked = links
-                .get(&d)
-                .and_then(|l| l.revisions.first().or(l.layer_links.first().map(|x| &x.0)));
+            let l = links.get(&d);
+            let linked = l.revisions.first().or(l.layer_links.first().map(|x| &x.0));
             let why = match (linked, scan_ok) {
                 (Some(repo), _) => format!("pushed again in {repo} while this run deleted it"),
                 (None, false) => "could not read every repository again (see errors)".to_string(),
@@ -1020,9 +1095,8 @@ impl<'a> Runner<'a> {
                 Some(format!("live again during this run ({why})"))
             } else if !scan_ok {
                 Some("could not read every repository again (see errors)".to_string())
-            } else if let Some(l) = links
-                .get(&d)
-                .filter(|l| !l.layer_links.is_empty() || !l.revisions.is_empty())
+            } else if let Some(l) =
+                Some(links.get(&d)).filter(|l| !l.layer_links.is_empty() || !l.revisions.is_empty())
             {
                 let repo = l.layer_links.first().map(|x| &x.0).or(l.revisions.first());
                 Some(format!(
@@ -1071,7 +1145,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_link_job_is_72_bytes() {
-        assert_eq!(std::mem::size_of::<LinkJob>(), 72);
+    fn a_link_job_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<LinkJob>(), 24);
     }
 }
