@@ -98,20 +98,20 @@ const NOT_NAMED: u32 = u32::MAX;
 struct LinkJobs {
     repos: Vec<Arc<str>>,
     jobs: Vec<LinkJob>,
+    /// Each repository's index in `repos`, while links are pushed.
+    index: HashMap<Arc<str>, u32>,
 }
 
 impl LinkJobs {
-    /// Adds the link `name` in `repo` to `blob`; `repos` finds the index of
-    /// a repository already added.
+    /// Adds the link `name` in `repo` to `blob`.
     fn push(
         &mut self,
-        repos: &mut HashMap<Arc<str>, u32>,
         (repo, name, blob): (Arc<str>, Digest, Digest),
         guarded: bool,
         named: &SortedSet<Digest>,
     ) {
         let next = self.repos.len() as u32;
-        let r = *repos.entry(repo.clone()).or_insert_with(|| {
+        let r = *self.index.entry(repo.clone()).or_insert_with(|| {
             self.repos.push(repo);
             next
         });
@@ -132,6 +132,7 @@ impl LinkJobs {
 
     /// Sorted by (repository, link name), the first pushed of a link kept.
     fn finish(&mut self, named: &[Digest]) {
+        self.index = HashMap::new();
         let mut jobs = std::mem::take(&mut self.jobs);
         // Stable: of one link, the first pushed stays.
         jobs.sort_by(|a, b| self.key(a, named).cmp(&self.key(b, named)));
@@ -514,7 +515,6 @@ impl<'a> Runner<'a> {
         // of each kept (a list, not a map: a third of the memory).
         let named = &run.input.blobs;
         let mut link_jobs = LinkJobs::default();
-        let mut repos = HashMap::new();
         if let (false, Some(m)) = (named.is_empty(), &run.mark) {
             let (links, scan_ok) = self.guard.blob_links(named, &run.removed);
             // The blobs' data looked at a batch of prefix directories at a time.
@@ -531,7 +531,7 @@ impl<'a> Runner<'a> {
                             None => {
                                 run.doomed.insert(d);
                                 for (repo, name, _) in l.layer_links {
-                                    link_jobs.push(&mut repos, (repo, name, *d), false, named);
+                                    link_jobs.push((repo, name, *d), false, named);
                                 }
                             }
                         }
@@ -543,9 +543,8 @@ impl<'a> Runner<'a> {
             // Named explicitly: guarded unless its blob is going too; a
             // link its blob's decision brought is that one (first, kept).
             let guarded = !run.doomed.contains(d);
-            link_jobs.push(&mut repos, (repo.as_str().into(), *d, *d), guarded, named);
+            link_jobs.push((repo.as_str().into(), *d, *d), guarded, named);
         }
-        drop(repos);
         link_jobs.finish(&named.items);
         run.link_jobs = link_jobs;
         self.start("_layers links", run.link_jobs.jobs.len());
