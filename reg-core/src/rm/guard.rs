@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::{Config, Mode};
 use crate::digest::{Algorithm, Digest, SortedSet, Subset};
 use crate::layout::{paths, LinkKind, LinkName, Store};
-use crate::mark::Mark;
+use crate::mark::{Exclusions, Mark};
 use crate::messages::{count, Messages};
 use crate::progress::Phase;
 use crate::time::{future_warning, AgePolicy, Time};
@@ -191,6 +191,15 @@ impl RepoDigests {
 }
 
 impl Removed {
+    /// The roots a mark leaves out: what this run removed.
+    pub(super) fn exclusions(&self) -> Exclusions {
+        let revisions = self.revisions.iter().map(|(r, d)| (r.to_string(), d));
+        Exclusions {
+            tags: Arc::new(self.tags.clone()),
+            revisions: Arc::new(revisions.collect()),
+        }
+    }
+
     /// Whether this run removed anything of `repo`.
     pub(super) fn emptied(&self, repo: &str) -> bool {
         self.link_repos.contains(repo)

@@ -935,16 +935,7 @@ impl<'a> Runner<'a> {
     ) -> anyhow::Result<bool> {
         let muted = self.guard.msgs.muted_sharing_progress();
         loop {
-            let excl = Exclusions {
-                tags: Arc::new(removed.tags.clone()),
-                revisions: Arc::new(
-                    removed
-                        .revisions
-                        .iter()
-                        .map(|(r, d)| (r.to_string(), d))
-                        .collect(),
-                ),
-            };
+            let excl = removed.exclusions();
             let mut tries = 0;
             while !m.still_valid(self.store(), &excl, &muted)? {
                 if tries == MARK_TRIES {
@@ -1062,16 +1053,7 @@ impl<'a> Runner<'a> {
         asked: Asked,
     ) {
         let muted = self.guard.msgs.muted_sharing_progress();
-        let excl = Exclusions {
-            tags: Arc::new(removed.tags.clone()),
-            revisions: Arc::new(
-                removed
-                    .revisions
-                    .iter()
-                    .map(|(r, d)| (r.to_string(), d))
-                    .collect(),
-            ),
-        };
+        let excl = removed.exclusions();
         let looked = match mark.still_valid(self.store(), &excl, &muted) {
             Ok(true) => Ok(()),
             Ok(false) => mark.again(self.store(), &excl, asked, &muted),
