@@ -734,18 +734,20 @@ impl ObjectBackend {
     }
 
     /// Forgets `keys` in the cache (deleted); never lists to do so.
-    fn forget(&self, keys: &[String]) {
-        if !keys.is_empty() {
-            self.above.lock().expect("above").clear();
-        }
+    fn forget<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        let mut any = false;
         for k in keys {
+            any = true;
             if let Some(listing) = self.loaded(k) {
                 listing.write().expect("area").remove(k);
             }
         }
+        if any {
+            self.above.lock().expect("above").clear();
+        }
     }
 
-    async fn delete_chunk(&self, keys: Vec<String>) -> Vec<Result<bool>> {
+    async fn delete_chunk(&self, keys: &[String]) -> Vec<Result<bool>> {
         let mut results: Vec<Option<Result<bool>>> = (0..keys.len()).map(|_| None).collect();
         let mut todo: Vec<usize> = (0..keys.len()).collect();
         let mut wait = Duration::from_millis(200);
@@ -1321,21 +1323,21 @@ impl Backend for ObjectBackend {
                 .map(|k| Err(self.err(k, "refusing to change: not a plain key below the storage root")))
                 .collect();
         }
-        let chunks: Vec<Vec<String>> = keys.chunks(DELETE_BATCH).map(|c| c.to_vec()).collect();
+        // The keys are borrowed by each batch, not copied (a phase at 1M
+        // objects deletes 139k keys; issue 18).
         let results: Vec<Vec<Result<bool>>> = self.rt.block_on(
-            futures::stream::iter(chunks)
+            futures::stream::iter(keys.chunks(DELETE_BATCH))
                 .map(|c| self.delete_chunk(c))
                 .buffered(DELETE_CONCURRENCY)
                 .collect(),
         );
         let results: Vec<Result<bool>> = results.into_iter().flatten().collect();
-        let gone: Vec<String> = keys
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|(k, _)| k.clone())
-            .collect();
-        self.forget(&gone);
+        self.forget(
+            keys.iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(k, _)| k.as_str()),
+        );
         results
     }
 

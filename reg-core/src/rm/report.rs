@@ -83,12 +83,11 @@ pub struct RmRecord {
     /// The tag, alias target, upload id and reason, for the records that
     /// have any.
     rare: Option<Box<Rare>>,
-    /// What this record removes that is still queued for a batched delete
-    /// (object storage), until [`super::act::Deleter::flush`] confirms it.
-    /// A thin box: most records never have any (8 bytes, not 24; a boxed
-    /// slice would be 16).
-    #[allow(clippy::box_collection)]
-    pending: Option<Box<Vec<String>>>,
+    /// The ticket under which what this record removes is queued for a
+    /// batched delete (object storage), until
+    /// [`super::act::Deleter::flush`] confirms it (a copy of its paths
+    /// took 144 bytes a record; issue 18).
+    pending: Option<u32>,
 }
 
 /// What few records have.
@@ -157,14 +156,15 @@ impl RmRecord {
         }
     }
 
-    /// Queues `rel` as removed by this record, until a flush confirms it.
-    pub(super) fn queue(&mut self, rel: String) {
-        self.pending.get_or_insert_with(Box::default).push(rel);
+    /// What this record removes is queued under `ticket`, until a flush
+    /// confirms it.
+    pub(super) fn queued_as(&mut self, ticket: u32) {
+        self.pending = Some(ticket);
     }
 
-    /// What is queued, not yet confirmed.
-    pub(super) fn queued(&self) -> &[String] {
-        self.pending.as_deref().map_or(&[], Vec::as_slice)
+    /// The ticket of what is queued, not yet confirmed.
+    pub(super) fn ticket(&self) -> Option<u32> {
+        self.pending
     }
 
     /// Confirmed: nothing queued any more.
