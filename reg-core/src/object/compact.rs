@@ -215,20 +215,87 @@ fn decode_change(v: u64) -> i64 {
 /// What [`Block::walk`] calls on each object.
 type Walk<'a> = dyn FnMut(&[u8], u64, i64, u8, &[u8]) -> bool + 'a;
 
+/// Blocks written to a file instead of held: the listing of an inventory
+/// report, which stands for the whole bucket for a whole run (a live
+/// listing is held a part at a time). An unnamed temporary file in the
+/// temporary directory (`TMPDIR`), gone when the run ends however it
+/// ends; about 45 bytes an object. A block is read back with one `pread`
+/// each time it is walked; what is read stays in the page cache, not in
+/// the process's memory.
+#[derive(Debug)]
+pub(super) struct Spool {
+    file: std::fs::File,
+    end: std::sync::atomic::AtomicU64,
+}
+
+impl Spool {
+    pub(super) fn new() -> std::io::Result<Spool> {
+        Ok(Spool {
+            file: tempfile::tempfile()?,
+            end: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Where the spool's file is made, for messages.
+    pub(super) fn dir() -> std::path::PathBuf {
+        std::env::temp_dir()
+    }
+
+    fn put(&self, bytes: &[u8]) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let at = self
+            .end
+            .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.file.write_all_at(bytes, at)?;
+        Ok(at)
+    }
+
+    /// A block's bytes, read back. A temporary file written by this run
+    /// that cannot be read back is a broken disk: the run stops there
+    /// (its output is then cut short, which the next tool refuses), never
+    /// goes on with a listing that lacks what was in it.
+    fn get(&self, at: u64, len: u32) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0; len as usize];
+        if let Err(e) = self.file.read_exact_at(&mut out, at) {
+            panic!(
+                "cannot read back the listing spooled to a temporary file in {}: {e}",
+                Spool::dir().display()
+            );
+        }
+        out
+    }
+}
+
 /// Up to [`BLOCK`] objects, sorted, encoded. The first object's key is
 /// whole (nothing shared) and its time is in nanoseconds since the epoch;
-/// each later one's is the change from the one before.
+/// each later one's is the change from the one before. Held, or in a
+/// [`Spool`] with its first key held (what a search reads).
 #[derive(Debug)]
-struct Block {
-    bytes: Box<[u8]>,
+enum Block {
+    Held(Box<[u8]>),
+    Spooled {
+        spool: std::sync::Arc<Spool>,
+        at: u64,
+        len: u32,
+        first: Box<[u8]>,
+    },
 }
 
 impl Block {
+    fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Block::Held(b) => std::borrow::Cow::Borrowed(b),
+            Block::Spooled { spool, at, len, .. } => std::borrow::Cow::Owned(spool.get(*at, *len)),
+        }
+    }
+
     /// Walks the block's objects in order: `f` gets each key (bytes), size,
     /// time (nanoseconds) and MD5 field (its tag, and the raw bytes after
     /// it), and says whether to go on.
     fn walk(&self, f: &mut Walk) {
-        let b = &self.bytes;
+        let b = self.bytes();
+        let b = &*b;
         let mut key: Vec<u8> = Vec::with_capacity(128);
         let (mut at, mut mtime) = (0usize, 0i64);
         while at < b.len() {
@@ -305,7 +372,14 @@ impl Block {
 
     /// The first key of the block, into `key` (cleared first).
     fn first_into(&self, key: &mut Vec<u8>) {
-        let b = &self.bytes;
+        let b = match self {
+            Block::Held(b) => b,
+            Block::Spooled { first, .. } => {
+                key.clear();
+                key.extend_from_slice(first);
+                return;
+            }
+        };
         let mut at = 0;
         let _shared = get_varint(b, &mut at);
         let len = get_varint(b, &mut at) as usize;
@@ -342,6 +416,8 @@ pub(super) struct Run {
     prev: String,
     prev_mtime: i64,
     exact: BTreeMap<String, Obj>,
+    spool: Option<std::sync::Arc<Spool>>,
+    spool_failed: Option<std::io::Error>,
 }
 
 impl Run {
@@ -409,10 +485,46 @@ impl Run {
         if self.in_cur == 0 {
             return;
         }
-        self.blocks.push(Block {
-            bytes: std::mem::take(&mut self.cur).into_boxed_slice(),
-        });
+        let held = Block::Held(std::mem::take(&mut self.cur).into_boxed_slice());
         self.in_cur = 0;
+        let Some(spool) = &self.spool else {
+            self.blocks.push(held);
+            return;
+        };
+        let Block::Held(bytes) = &held else { unreachable!() };
+        match spool.put(bytes) {
+            Ok(at) => {
+                let mut first = Vec::new();
+                held.first_into(&mut first);
+                self.blocks.push(Block::Spooled {
+                    spool: spool.clone(),
+                    at,
+                    len: u32::try_from(bytes.len()).expect("a block is a few KiB"),
+                    first: first.into_boxed_slice(),
+                });
+            }
+            // Held, and the failure told by `Run::finish`.
+            Err(e) => {
+                self.blocks.push(held);
+                self.spool_failed.get_or_insert(e);
+            }
+        }
+    }
+
+    /// A run whose sealed blocks go to `spool`.
+    pub(super) fn spooled(spool: std::sync::Arc<Spool>) -> Run {
+        Run {
+            spool: Some(spool),
+            ..Run::default()
+        }
+    }
+
+    /// Seals the run: its last block is written like the others, and the
+    /// first failure to write one to the spool, if any, is returned (the
+    /// blocks that failed are held instead).
+    pub(super) fn finish(&mut self) -> std::io::Result<()> {
+        self.seal();
+        self.spool_failed.take().map_or(Ok(()), Err)
     }
 
     /// `objects` sorted, as a run.
@@ -468,6 +580,7 @@ impl Listing {
             // Overlapping parts (never from a registry's layout): merged
             // the slow way.
             let mut all = BTreeMap::new();
+            let spool = runs.iter().find_map(|r| r.spool.clone());
             for r in runs {
                 for b in &r.blocks {
                     all.extend(b.decode(true));
@@ -475,7 +588,10 @@ impl Listing {
                 all.extend(r.exact);
             }
             let (fit, exact): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, o)| nanos(o.mtime).is_some());
-            let mut r = Run::default();
+            let mut r = match spool {
+                Some(spool) => Run::spooled(spool),
+                None => Run::default(),
+            };
             for (k, o) in fit {
                 r.push(&k, o.size, o.mtime, o.md5);
             }
@@ -715,10 +831,42 @@ mod tests {
             objects.push(at(k, t));
         }
 
-        let listing = Listing::of(vec![Run::of(objects.clone())]);
         let mut want = objects.clone();
         want.sort_by(|a, b| a.0.cmp(&b.0));
+        for spooled in [false, true] {
+            let listing = if spooled {
+                // In a spool, in two runs that overlap (merged the slow
+                // way, into the spool again).
+                let spool = std::sync::Arc::new(Spool::new().unwrap());
+                let mut runs = vec![Run::spooled(spool.clone()), Run::spooled(spool)];
+                for (i, (k, o)) in want.iter().enumerate() {
+                    runs[i % 2].push(k, o.size, o.mtime, o.md5);
+                }
+                for r in &mut runs {
+                    r.finish().unwrap();
+                }
+                Listing::of(runs)
+            } else {
+                Listing::of(vec![Run::of(objects.clone())])
+            };
+            assert!(listing
+                .blocks
+                .iter()
+                .all(|b| matches!(b, Block::Spooled { .. }) == spooled));
+            gives_back(&listing, &want, &l1, &l2);
+        }
+        let spool = std::sync::Arc::new(Spool::new().unwrap());
+        let mut run = Run::spooled(spool);
         for (k, o) in &want {
+            run.push(k, o.size, o.mtime, o.md5);
+        }
+        run.finish().unwrap();
+        gives_back(&Listing::of(vec![run]), &want, &l1, &l2);
+    }
+
+    fn gives_back(listing: &Listing, want: &[(String, Obj)], l1: &str, l2: &str) {
+        let linked_md5 = |k: &str| Some(super::super::md5_of(linked(k).unwrap().as_bytes()));
+        for (k, o) in want {
             let got = listing.get(k).unwrap_or_else(|| panic!("{k:?} lost"));
             let o = match (o.md5, linked(k)) {
                 // Only links keep an MD5.
@@ -738,8 +886,8 @@ mod tests {
         let keys: Vec<String> = want.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(all, keys);
         // An MD5 the key explains is one byte; others are kept whole.
-        assert_eq!(listing.get(&l1).unwrap().md5, linked_md5(&l1));
-        assert_eq!(listing.get(&l2).unwrap().md5, Some([9; 16]));
+        assert_eq!(listing.get(l1).unwrap().md5, linked_md5(l1));
+        assert_eq!(listing.get(l2).unwrap().md5, Some([9; 16]));
     }
 
     /// A registry's blob keys take about 44 bytes each: 31 or 32 of
@@ -764,7 +912,7 @@ mod tests {
         objects.sort_by(|a, b| a.0.cmp(&b.0));
         let run = Run::of(objects);
         assert!(run.exact.is_empty());
-        let bytes: usize = run.blocks.iter().map(|b| b.bytes.len()).sum();
+        let bytes: usize = run.blocks.iter().map(|b| b.bytes().len()).sum();
         let per = bytes as f64 / n as f64;
         assert!((40.0..=45.0).contains(&per), "{per:.1} bytes a key");
     }

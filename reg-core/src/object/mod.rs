@@ -56,7 +56,7 @@ use object_store::{ObjectStore, PutPayload};
 
 use crate::error::{Error, Failure, Result};
 use crate::storage::{Area, Backend, Capabilities, Meta, Parts, Requests, Scanned, Stop};
-use compact::{Listing, Run, CHUNK};
+use compact::{Listing, Run, Spool, CHUNK};
 use http::{Http, Md5s, ServerClock};
 use list::{Convert, Failed, Lister, LIST_CONCURRENCY};
 use provider::Provider;
@@ -923,6 +923,7 @@ impl ObjectBackend {
         areas: &[&'static str],
         fetch: &dyn Fn(&str, &str) -> Result<bytes::Bytes>,
     ) -> Result<ReportRows> {
+        let spool = Arc::new(Spool::new().map_err(spool_err)?);
         let mut rows = ReportRows {
             runs: areas.iter().map(|_| Vec::new()).collect(),
             in_area: vec![0; areas.len()],
@@ -932,7 +933,7 @@ impl ObjectBackend {
         for file in &manifest.files {
             let file_shown = loc.data_file(&file.key);
             let bytes = fetch(&file.key, &file_shown)?;
-            let mut cur: Vec<Run> = areas.iter().map(|_| Run::default()).collect();
+            let mut cur: Vec<Run> = areas.iter().map(|_| Run::spooled(spool.clone())).collect();
             manifest.read_file(file, &file_shown, bytes, &mut |key, size, mtime, etag| {
                 rows.objects += 1;
                 if let Some((i, rel, o)) = self.report_object(areas, key, size, mtime, etag) {
@@ -941,7 +942,8 @@ impl ObjectBackend {
                     rows.listed += 1;
                 }
             })?;
-            for (area, run) in rows.runs.iter_mut().zip(cur) {
+            for (area, mut run) in rows.runs.iter_mut().zip(cur) {
+                run.finish().map_err(spool_err)?;
                 area.push(run);
             }
         }
@@ -1032,6 +1034,14 @@ impl ObjectBackend {
             self.nothing_here()
         }
     }
+}
+
+/// A failure to write the report's listing to its temporary file.
+fn spool_err(e: std::io::Error) -> Error {
+    Error::other(
+        Spool::dir(),
+        format!("cannot write the inventory report's listing to a temporary file here (set TMPDIR to move it): {e}"),
+    )
 }
 
 /// A blocking reader over a GET's body.

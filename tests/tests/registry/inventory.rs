@@ -282,6 +282,20 @@ fn s3_inventory_reports_list_as_a_live_listing_without_listing_the_areas() {
             "says",
         ],
     );
+    // Nowhere to spool the report's listing (TMPDIR not there): an error
+    // naming the directory and what to do, nothing on stdout.
+    let (url, _) = publish(&moto, Format::Parquet, "parquet", |_| {});
+    let nowhere = download.path().join("not-there");
+    for tool in ["reg-refs", "reg-orphans"] {
+        let run = by_url(tool, &reg, &ep, &["--inventory", &url, "--min-age", MIN_AGE])
+            .env("TMPDIR", &nowhere)
+            .stdin(&live_refs.stdout)
+            .run();
+        run.expect_code(1)
+            .stdout_empty()
+            .stderr_has(nowhere.to_str().unwrap())
+            .stderr_has("set TMPDIR");
+    }
     // A report that does not exist.
     refused(
         &format!("s3://{INVENTORY_BUCKET}/reports/none/manifest.json"),
