@@ -65,12 +65,37 @@ fn path_id(rel: &str) -> u128 {
     u128::from(half(0)) << 64 | u128::from(half(1))
 }
 
-/// A path queued for a batched delete: the keys under it, and the ticket
-/// of the record that queued it (none for garbage no record names).
+/// A path queued for a batched delete: the keys under it, as what follows
+/// the path (a blob's `/data` is 8 bytes, not a copy of the path: the
+/// queued keys of a real run's blob phase at 1M objects were 25 MB as
+/// whole keys), and the ticket of the record that queued it (none for
+/// garbage no record names).
 struct Queued {
-    rel: String,
-    keys: Vec<String>,
+    rel: Box<str>,
+    tails: Box<[Box<str>]>,
     ticket: Option<u32>,
+}
+
+/// Keys made whole and deleted at a time by [`Deleter::flush`]: 16
+/// batched deletes, four rounds of the four a store takes at once.
+const FLUSH_WAVE: usize = 16_000;
+
+/// `queued` cut in order into waves of at most `max` keys (a path with
+/// more is a wave of its own).
+fn waves(queued: &[Queued], max: usize) -> Vec<&[Queued]> {
+    let mut out = Vec::new();
+    let mut rest = queued;
+    while !rest.is_empty() {
+        let (mut end, mut n) = (0, 0);
+        while end < rest.len() && (end == 0 || n + rest[end].tails.len() <= max) {
+            n += rest[end].tails.len();
+            end += 1;
+        }
+        let (wave, after) = rest.split_at(end);
+        out.push(wave);
+        rest = after;
+    }
+    out
 }
 
 /// Whether `rel` is in the blob store.
@@ -204,40 +229,62 @@ impl<'a> Deleter<'a> {
     }
 
     /// Queues the keys under `rel` (or `rel` itself) for the next
-    /// [`Deleter::flush`]; false if there are none.
+    /// [`Deleter::flush`]; false if there are none. Kept as what follows
+    /// `rel` (`/data` for a blob), made whole a wave at a time by the flush.
     fn queue(&self, rel: &str, ticket: Option<u32>) -> crate::Result<bool> {
         let keys = self.store.keys_under(rel)?;
         if keys.is_empty() {
             return Ok(false);
         }
-        let rel = rel.to_string();
-        self.queued
-            .lock()
-            .expect("queue")
-            .push(Queued { rel, keys, ticket });
+        let tails = keys
+            .iter()
+            .map(|k| {
+                k.strip_prefix(rel).map(Box::from).ok_or_else(|| {
+                    crate::Error::other(self.store.display(rel), format!("listed {k:?} under it"))
+                })
+            })
+            .collect::<crate::Result<_>>()?;
+        self.queued.lock().expect("queue").push(Queued {
+            rel: rel.into(),
+            tails,
+            ticket,
+        });
         Ok(true)
     }
 
     /// Sends the queued deletions, in batches (at most 1,000 keys a
-    /// request), and makes `recs` say what happened: a record whose keys
-    /// did not all go is dropped (as a failed removal is), after an error
-    /// naming exactly which of its keys were deleted and which were not.
-    /// Call before anything looks at the store again.
+    /// request, [`FLUSH_WAVE`] keys made whole at a time), and makes `recs`
+    /// say what happened: a record whose keys did not all go is dropped (as
+    /// a failed removal is), after an error naming exactly which of its
+    /// keys were deleted and which were not. Call before anything looks at
+    /// the store again.
     pub(super) fn flush(&self, recs: &mut [Option<RmRecord>]) {
         let queued = std::mem::take(&mut *self.queued.lock().expect("queue"));
         if queued.is_empty() {
             return;
         }
-        // Moved into one list, not copied (a phase at 1M objects deletes
-        // 139k keys; issue 18); each path keeps where its keys are.
-        let mut keys: Vec<String> = Vec::with_capacity(queued.iter().map(|q| q.keys.len()).sum());
-        let spans: Vec<(String, std::ops::Range<usize>, Option<u32>)> = queued
-            .into_iter()
-            .map(|q| {
-                let from = keys.len();
-                keys.extend(q.keys);
-                (q.rel, from..keys.len(), q.ticket)
-            })
+        let mut bad = HashSet::new();
+        for wave in waves(&queued, FLUSH_WAVE) {
+            self.flush_wave(wave, &mut bad);
+        }
+        for slot in recs.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|r| r.ticket().is_some_and(|t| bad.contains(&t)))
+            {
+                *slot = None;
+            } else if let Some(r) = slot {
+                r.confirmed();
+            }
+        }
+    }
+
+    /// Deletes one wave's keys; adds to `bad` the tickets of the paths
+    /// whose keys did not all go, each named in an error.
+    fn flush_wave(&self, wave: &[Queued], bad: &mut HashSet<u32>) {
+        let keys: Vec<String> = wave
+            .iter()
+            .flat_map(|q| q.tails.iter().map(move |t| format!("{}{t}", q.rel)))
             .collect();
         let results = self.store.backend().delete_batch(&keys);
         let mut failed: std::collections::HashMap<&str, String> = Default::default();
@@ -248,24 +295,22 @@ impl<'a> Deleter<'a> {
         }
         drop(results);
         if failed.is_empty() {
-            for rec in recs.iter_mut().flatten() {
-                rec.confirmed();
-            }
             return;
         }
-        let mut bad = HashSet::new();
-        for (rel, span, ticket) in &spans {
-            let ks = &keys[span.clone()];
+        let mut from = 0;
+        for q in wave {
+            let ks = &keys[from..from + q.tails.len()];
+            from += q.tails.len();
             let (not, done): (Vec<&String>, Vec<&String>) =
                 ks.iter().partition(|k| failed.contains_key(k.as_str()));
             if not.is_empty() {
                 continue;
             }
-            bad.extend(*ticket);
+            bad.extend(q.ticket);
             let why: Vec<String> = not.iter().map(|k| failed[k.as_str()].clone()).collect();
             self.msgs.error(format!(
                 "{}: not removed: deleted {} of its {} keys{}; not deleted: {}",
-                self.store.display(rel).display(),
+                self.store.display(&q.rel).display(),
                 done.len(),
                 ks.len(),
                 if done.is_empty() {
@@ -278,16 +323,6 @@ impl<'a> Deleter<'a> {
                 },
                 why.join("; "),
             ));
-        }
-        for slot in recs.iter_mut() {
-            if slot
-                .as_ref()
-                .is_some_and(|r| r.ticket().is_some_and(|t| bad.contains(&t)))
-            {
-                *slot = None;
-            } else if let Some(r) = slot {
-                r.confirmed();
-            }
         }
     }
 
@@ -446,5 +481,34 @@ impl<'a> Deleter<'a> {
             }
         }
         back
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_take_every_queued_path_once_in_order_within_the_bound() {
+        let q = |i: usize, keys: usize| Queued {
+            rel: format!("p{i}").into(),
+            tails: (0..keys).map(|k| format!("/{k}").into()).collect(),
+            ticket: Some(i as u32),
+        };
+        let sizes = [1, 1, 3, 2, 7, 1, 4, 4, 1];
+        let queued: Vec<Queued> = sizes.iter().enumerate().map(|(i, &n)| q(i, n)).collect();
+        for max in [1, 2, 4, 5, 8, 100] {
+            let waves = waves(&queued, max);
+            let names: Vec<&str> = waves.iter().flat_map(|w| w.iter().map(|q| &*q.rel)).collect();
+            let want: Vec<String> = (0..sizes.len()).map(|i| format!("p{i}")).collect();
+            assert_eq!(names, want, "max {max}");
+            for w in &waves {
+                let keys: usize = w.iter().map(|q| q.tails.len()).sum();
+                assert!(keys <= max || w.len() == 1, "max {max}: a wave of {keys} keys");
+                assert!(!w.is_empty());
+            }
+        }
+        assert_eq!(waves(&queued, 5).len(), 5);
+        assert!(waves(&[], 5).is_empty());
     }
 }
