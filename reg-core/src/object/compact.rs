@@ -270,7 +270,7 @@ impl Spool {
 /// Up to [`BLOCK`] objects, sorted, encoded. The first object's key is
 /// whole (nothing shared) and its time is in nanoseconds since the epoch;
 /// each later one's is the change from the one before. Held, or in a
-/// [`Spool`] with its first key held (what a search reads).
+/// [`Spool`] with its first key held as encoded (what a search reads).
 #[derive(Debug)]
 enum Block {
     Held(Box<[u8]>),
@@ -288,6 +288,23 @@ impl Block {
             Block::Held(b) => std::borrow::Cow::Borrowed(b),
             Block::Spooled { spool, at, len, .. } => std::borrow::Cow::Owned(spool.get(*at, *len)),
         }
+    }
+
+    /// The block written to `spool`, its first key held.
+    fn spooled(&self, spool: &std::sync::Arc<Spool>) -> std::io::Result<Block> {
+        let bytes = self.bytes();
+        let at = spool.put(&bytes)?;
+        // The first key as encoded (its hex packed: about 50 bytes where
+        // a blob's key is 86).
+        let mut i = 0;
+        let _shared = get_varint(&bytes, &mut i);
+        let len = get_varint(&bytes, &mut i) as usize;
+        Ok(Block::Spooled {
+            spool: spool.clone(),
+            at,
+            len: u32::try_from(bytes.len()).expect("a block is a few KiB"),
+            first: bytes[i..i + len].into(),
+        })
     }
 
     /// Walks the block's objects in order: `f` gets each key (bytes), size,
@@ -376,7 +393,7 @@ impl Block {
             Block::Held(b) => b,
             Block::Spooled { first, .. } => {
                 key.clear();
-                key.extend_from_slice(first);
+                decode_text(first, &mut 0, first.len(), key);
                 return;
             }
         };
@@ -491,18 +508,8 @@ impl Run {
             self.blocks.push(held);
             return;
         };
-        let Block::Held(bytes) = &held else { unreachable!() };
-        match spool.put(bytes) {
-            Ok(at) => {
-                let mut first = Vec::new();
-                held.first_into(&mut first);
-                self.blocks.push(Block::Spooled {
-                    spool: spool.clone(),
-                    at,
-                    len: u32::try_from(bytes.len()).expect("a block is a few KiB"),
-                    first: first.into_boxed_slice(),
-                });
-            }
+        match held.spooled(spool) {
+            Ok(b) => self.blocks.push(b),
             // Held, and the failure told by `Run::finish`.
             Err(e) => {
                 self.blocks.push(held);
@@ -630,6 +637,23 @@ impl Listing {
 
     fn block_get(&self, key: &str) -> Option<Obj> {
         self.blocks[self.block_of(key)?].find(key)
+    }
+
+    /// Moves its blocks into `spool`, keeping each block's first key; a
+    /// block the spool cannot take stays held (and so do those after it).
+    pub(super) fn spool_into(&mut self, spool: &std::sync::Arc<Spool>) -> std::io::Result<()> {
+        for b in &mut self.blocks {
+            if matches!(b, Block::Held(_)) {
+                *b = b.spooled(spool)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether its blocks are all in a spool.
+    #[cfg(test)]
+    pub(super) fn is_spooled(&self) -> bool {
+        self.blocks.iter().all(|b| matches!(b, Block::Spooled { .. }))
     }
 
     /// Whether it holds no object.

@@ -187,6 +187,9 @@ pub struct ObjectBackend {
     by_parts: RwLock<Vec<(&'static str, Parts)>>,
     /// The parts held now ([`Backend::hold_part`]).
     parts: Mutex<HashMap<String, Listed>>,
+    /// Where the parts listed are kept after their release, spooled
+    /// ([`Backend::keep_parts`]); `None` while they are forgotten.
+    kept: Mutex<Option<Arc<Spool>>>,
     /// The delimited listings above the parts (one a directory), kept until
     /// anything is written or deleted, or [`Backend::refresh`]: a run that
     /// finds the repositories twice (reg-rm) lists them once, as a whole
@@ -285,6 +288,7 @@ impl ObjectBackend {
             plan: RwLock::default(),
             by_parts: RwLock::default(),
             parts: Mutex::default(),
+            kept: Mutex::default(),
             above: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
@@ -313,6 +317,7 @@ impl ObjectBackend {
             plan: RwLock::default(),
             by_parts: RwLock::default(),
             parts: Mutex::default(),
+            kept: Mutex::default(),
             above: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
@@ -1438,13 +1443,21 @@ impl Backend for ObjectBackend {
     /// Lists the parts at once (their LISTs share the listing's bound of
     /// requests in flight); a part whose listing fails is not held.
     fn hold_parts(&self, parts: &[String]) -> Vec<Result<()>> {
-        let rules: Vec<Option<Parts>> = parts
-            .iter()
-            .map(|p| {
-                let (area, rule) = self.parts_rule(p)?;
-                (rule.of(area, p).as_deref() == Some(p.as_str())).then_some(rule)
-            })
-            .collect();
+        let kept = self.kept.lock().expect("kept").clone();
+        let rules: Vec<Option<Parts>> = {
+            let held = self.parts.lock().expect("parts");
+            parts
+                .iter()
+                .map(|p| {
+                    // Kept from an earlier walk: held already.
+                    if kept.is_some() && held.contains_key(p) {
+                        return None;
+                    }
+                    let (area, rule) = self.parts_rule(p)?;
+                    (rule.of(area, p).as_deref() == Some(p.as_str())).then_some(rule)
+                })
+                .collect()
+        };
         let convert = |m: &object_store::ObjectMeta| self.entry(m);
         let lister = self.lister(&convert);
         let listed: Vec<Option<std::result::Result<Vec<Run>, Failed>>> = self.rt.block_on(
@@ -1470,7 +1483,16 @@ impl Backend for ObjectBackend {
                 // Not a part: nothing to hold.
                 None => Ok(()),
                 Some(Ok(runs)) => {
-                    held.insert(part.clone(), Arc::new(RwLock::new(Listing::of(runs))));
+                    let mut listing = Listing::of(runs);
+                    if let Some(spool) = &kept {
+                        // A temporary file that cannot take more: parts
+                        // are listed each time again from here on, and
+                        // this one is released after its walk.
+                        if listing.spool_into(spool).is_err() {
+                            self.kept.lock().expect("kept").take();
+                        }
+                    }
+                    held.insert(part.clone(), Arc::new(RwLock::new(listing)));
                     Ok(())
                 }
                 Some(Err(f)) => Err(Error::storage(self.display(part), f.failure, f.message)),
@@ -1479,7 +1501,22 @@ impl Backend for ObjectBackend {
     }
 
     fn release_part(&self, part: &str) {
-        self.parts.lock().expect("parts").remove(part);
+        if self.kept.lock().expect("kept").is_none() {
+            self.parts.lock().expect("parts").remove(part);
+        }
+    }
+
+    fn keep_parts(&self) -> Result<()> {
+        let mut kept = self.kept.lock().expect("kept");
+        if kept.is_none() {
+            *kept = Some(Arc::new(Spool::new().map_err(|e| {
+                Error::other(
+                    Spool::dir(),
+                    format!("cannot make a temporary file for the listings (set TMPDIR to move it): {e}"),
+                )
+            })?));
+        }
+        Ok(())
     }
 
     /// Listings come from LISTs after this, also where an inventory
@@ -1718,6 +1755,51 @@ mod tests {
     /// whole, nested names and stray keys too; a held repository answers
     /// from its own listing, without its nested repositories' keys; the
     /// area is never listed whole.
+    #[test]
+    fn parts_kept_are_held_again_without_a_listing_until_a_refresh() {
+        use crate::storage::Backend as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let put = |rel: &str| put_3_bytes(&store, rel);
+        let blob = |p: &str, n: u8| format!("blobs/sha256/{p}/{p}{}/data", format!("{n:02x}").repeat(31));
+        for n in 0..100 {
+            put(&blob("aa", n));
+        }
+        put(&blob("bb", 1));
+        let everything = |_: &str, _: usize| false;
+        for keep in [false, true] {
+            let b = over(&store, Some((crate::layout::paths::BLOBS, Parts::Depth(2))));
+            if keep {
+                b.keep_parts().unwrap();
+            }
+            b.hold_part("blobs/sha256/aa").unwrap();
+            let first = scanned(&b, "blobs/sha256/aa", &everything);
+            assert_eq!(first.1.len(), 100);
+            b.release_part("blobs/sha256/aa");
+            let late = blob("aa", 200);
+            put(&late);
+            // Held again: kept as first listed (in the spool), or listed anew.
+            b.hold_part("blobs/sha256/aa").unwrap();
+            let again = scanned(&b, "blobs/sha256/aa", &everything);
+            assert_eq!(b.stat(&late).unwrap().is_some(), !keep);
+            assert_eq!(again.1.len(), if keep { 100 } else { 101 });
+            if keep {
+                assert_eq!(again, first);
+                let held = b.parts.lock().unwrap();
+                let kept = held["blobs/sha256/aa"].read().unwrap();
+                assert!(kept.is_spooled(), "kept out of memory");
+            }
+            // A refresh forgets what was kept.
+            b.refresh();
+            b.hold_part("blobs/sha256/aa").unwrap();
+            assert!(b.stat(&late).unwrap().is_some());
+            b.release_part("blobs/sha256/aa");
+            futures::executor::block_on(
+                store.delete(&Key::from(format!("srv/registry/docker/registry/v2/{late}"))),
+            )
+            .unwrap();
+        }
+    }
+
     #[test]
     fn repositories_held_one_at_a_time_scan_as_a_whole_area() {
         use crate::storage::Backend as _;

@@ -331,6 +331,14 @@ impl<'a> Runner<'a> {
     /// place below flushes their deletions (object storage batches them),
     /// notes what went and writes them, so no phase can forget a step.
     pub(super) fn phases<W: Write>(&self, input: &Input, w: &mut Writer<W>) -> anyhow::Result<()> {
+        if self.guard.dry_run() {
+            // Nothing changes by its hand and it keeps its first look
+            // (see `after_revisions`): what it lists once serves its walks
+            // (on object storage 1.6 listings of the bucket, not 5.5).
+            if let Err(e) = self.store().backend().keep_parts() {
+                self.guard.msgs.warn(format!("{e}; listing again for each walk"));
+            }
+        }
         let mut run = self.prepare(input)?;
         for phase in PhaseName::ALL {
             let mut recs = match phase {

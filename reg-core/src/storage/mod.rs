@@ -286,6 +286,19 @@ pub trait Backend: Send + Sync {
         let _ = part;
     }
 
+    /// From now on, parts listed are kept when released, out of memory
+    /// where the backend can (an object store's in an unnamed temporary
+    /// file, about 45 bytes an object, with a few bytes an object held),
+    /// and held again without a request, until [`Backend::refresh`]. For
+    /// a run that walks the same parts several times and changes nothing:
+    /// reg-rm --dry-run, which walks `repositories/` four times and
+    /// `blobs/` twice. An error where the temporary file cannot be made;
+    /// where it cannot take more, parts are listed each time again from
+    /// there on (slower, never wrong).
+    fn keep_parts(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Forgets what the backend has cached of earlier listings, so that the
     /// next scans see the store as it is now (reg-rm, before looking again).
     fn refresh(&self) {}
