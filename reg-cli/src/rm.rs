@@ -35,6 +35,10 @@ mod hooks {
     /// The test hook's environment variable.
     const FAIL_AFTER_ENV: &str = "REG_RM_FAIL_AFTER";
 
+    /// Test hook: `REG_RM_FLUSH_WAVE=N` sends queued deletes once N keys
+    /// are queued (see `rm::Hooks::flush_wave`).
+    const FLUSH_WAVE_ENV: &str = "REG_RM_FLUSH_WAVE";
+
     /// Test hook: `REG_RM_PAUSE_BEFORE_REPO_REMOVAL=DIR` makes reg-rm, each time
     /// it has listed an empty repository's keys and is about to remove them,
     /// create `DIR/paused` and wait until `DIR/resume` exists (at most a
@@ -52,16 +56,19 @@ mod hooks {
 
     /// The test hooks the environment asks for.
     pub(super) fn from_env() -> anyhow::Result<rm::Hooks> {
-        let fail_after = match std::env::var(FAIL_AFTER_ENV) {
-            Ok(v) => Some(
-                v.trim()
-                    .parse::<u64>()
-                    .with_context(|| format!("{FAIL_AFTER_ENV}={v:?}: not a number"))?,
-            ),
-            Err(_) => None,
+        let number = |var: &str| -> anyhow::Result<Option<u64>> {
+            match std::env::var(var) {
+                Ok(v) => Ok(Some(
+                    v.trim()
+                        .parse::<u64>()
+                        .with_context(|| format!("{var}={v:?}: not a number"))?,
+                )),
+                Err(_) => Ok(None),
+            }
         };
         Ok(rm::Hooks {
-            fail_after,
+            fail_after: number(FAIL_AFTER_ENV)?,
+            flush_wave: number(FLUSH_WAVE_ENV)?.map(|n| n as usize),
             before_repo_removal: std::env::var_os(PAUSE_ENV).map(|dir| {
                 let dir = PathBuf::from(dir);
                 rm::Hook(Arc::new(move || pause_in(&dir)))

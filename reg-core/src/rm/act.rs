@@ -37,10 +37,16 @@ pub(super) struct Deleter<'a> {
     /// removed last (most recent at the back): listed once per repository,
     /// not once per revision and tag.
     tag_index: Mutex<VecDeque<(String, Arc<TagIndex>)>>,
-    /// Object storage: removals queued for one batched delete per phase
+    /// Object storage: removals queued for batched deletes, sent once
+    /// [`Config::flush_wave`] keys are queued and at the end of each phase
     /// ([`Deleter::flush`]): each path, the keys under it, and the ticket
     /// of the record that queued it.
-    queued: Mutex<Vec<Queued>>,
+    queued: Mutex<Queue>,
+    /// Held while queued deletes are sent: one wave at a time.
+    sending: Mutex<()>,
+    /// The tickets of the paths whose keys did not all go, since the last
+    /// [`Deleter::flush`].
+    bad: Mutex<HashSet<u32>>,
     /// The next record's ticket: what a flush drops a record by when its
     /// keys did not all go (4 bytes a record, not a copy of its paths).
     tickets: AtomicU32,
@@ -76,9 +82,17 @@ struct Queued {
     ticket: Option<u32>,
 }
 
-/// Keys made whole and deleted at a time by [`Deleter::flush`]: 16
-/// batched deletes, four rounds of the four a store takes at once.
-const FLUSH_WAVE: usize = 16_000;
+/// The paths queued, and their keys.
+#[derive(Default)]
+struct Queue {
+    items: Vec<Queued>,
+    keys: usize,
+}
+
+/// Keys queued that are sent at once (see [`Deleter::queue`]), made
+/// whole and deleted a wave at a time: 16 batched deletes, four rounds of
+/// the four a store takes at once.
+pub(super) const FLUSH_WAVE: usize = 16_000;
 
 /// `queued` cut in order into waves of at most `max` keys (a path with
 /// more is a wave of its own).
@@ -122,7 +136,9 @@ impl<'a> Deleter<'a> {
             gate: Mutex::new(()),
             simulated: Mutex::new(HashSet::new()),
             tag_index: Mutex::new(VecDeque::new()),
-            queued: Mutex::new(Vec::new()),
+            queued: Mutex::default(),
+            sending: Mutex::new(()),
+            bad: Mutex::default(),
             tickets: AtomicU32::new(0),
             hold: std::sync::OnceLock::new(),
         }
@@ -236,7 +252,7 @@ impl<'a> Deleter<'a> {
         if keys.is_empty() {
             return Ok(false);
         }
-        let tails = keys
+        let tails: Box<[Box<str>]> = keys
             .iter()
             .map(|k| {
                 k.strip_prefix(rel).map(Box::from).ok_or_else(|| {
@@ -244,29 +260,56 @@ impl<'a> Deleter<'a> {
                 })
             })
             .collect::<crate::Result<_>>()?;
-        self.queued.lock().expect("queue").push(Queued {
-            rel: rel.into(),
-            tails,
-            ticket,
-        });
+        let full = {
+            let mut q = self.queued.lock().expect("queue");
+            q.keys += tails.len();
+            q.items.push(Queued {
+                rel: rel.into(),
+                tails,
+                ticket,
+            });
+            q.keys >= self.cfg.flush_wave()
+        };
+        // Sent now, not held to the end of the phase (a real run's blob
+        // phase at 1M objects queued 139k paths; issue 18): nothing in a
+        // phase looks again at what another item of it removes. By this
+        // thread, unless another one is sending.
+        if full {
+            self.send_queued(false);
+        }
         Ok(true)
     }
 
-    /// Sends the queued deletions, in batches (at most 1,000 keys a
-    /// request, [`FLUSH_WAVE`] keys made whole at a time), and makes `recs`
-    /// say what happened: a record whose keys did not all go is dropped (as
-    /// a failed removal is), after an error naming exactly which of its
-    /// keys were deleted and which were not. Call before anything looks at
-    /// the store again.
-    pub(super) fn flush(&self, recs: &mut [Option<RmRecord>]) {
-        let queued = std::mem::take(&mut *self.queued.lock().expect("queue"));
-        if queued.is_empty() {
-            return;
-        }
+    /// Sends what is queued, a wave at a time, noting the tickets of the
+    /// paths whose keys did not all go. Waits for a send in progress if
+    /// `wait`; otherwise leaves the queue to it.
+    fn send_queued(&self, wait: bool) {
+        let _sending = if wait {
+            self.sending.lock().expect("sending")
+        } else {
+            match self.sending.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::WouldBlock) => return,
+                Err(e) => panic!("sending: {e}"),
+            }
+        };
+        let items = std::mem::take(&mut *self.queued.lock().expect("queue")).items;
         let mut bad = HashSet::new();
-        for wave in waves(&queued, FLUSH_WAVE) {
+        for wave in waves(&items, self.cfg.flush_wave()) {
             self.flush_wave(wave, &mut bad);
         }
+        self.bad.lock().expect("bad").extend(bad);
+    }
+
+    /// The end of a phase: sends the deletions still queued, in batches
+    /// (at most 1,000 keys a request, [`FLUSH_WAVE`] keys made whole at a
+    /// time), and makes `recs` say what happened to all of the phase's: a
+    /// record whose keys did not all go is dropped (as a failed removal
+    /// is), after an error naming exactly which of its keys were deleted
+    /// and which were not. Call before anything looks at the store again.
+    pub(super) fn flush(&self, recs: &mut [Option<RmRecord>]) {
+        self.send_queued(true);
+        let bad = std::mem::take(&mut *self.bad.lock().expect("bad"));
         for slot in recs.iter_mut() {
             if slot
                 .as_ref()

@@ -112,6 +112,10 @@ pub struct Hooks {
     /// Runs once an empty repository's keys are listed for removal, before
     /// they are removed (tests push there).
     pub before_repo_removal: Option<Hook>,
+    /// Queued deletes sent once this many keys are queued, not 16,000
+    /// (`REG_RM_FLUSH_WAVE` in the binary): a small registry's run then
+    /// sends them in the middle of its phases, as a large one's does.
+    pub flush_wave: Option<usize>,
 }
 
 #[cfg(any(test, feature = "test-hooks"))]
@@ -120,6 +124,11 @@ impl Config {
     pub(crate) fn fail_after(&self) -> Option<u64> {
         self.hooks.fail_after
     }
+
+    /// The keys queued that are sent at once (see [`Hooks::flush_wave`]).
+    pub(crate) fn flush_wave(&self) -> usize {
+        self.hooks.flush_wave.unwrap_or(act::FLUSH_WAVE).max(1)
+    }
 }
 
 #[cfg(not(any(test, feature = "test-hooks")))]
@@ -127,6 +136,11 @@ impl Config {
     /// Never, without the `test-hooks` feature.
     pub(crate) fn fail_after(&self) -> Option<u64> {
         None
+    }
+
+    /// The keys queued that are sent at once.
+    pub(crate) fn flush_wave(&self) -> usize {
+        act::FLUSH_WAVE
     }
 }
 

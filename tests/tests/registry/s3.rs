@@ -443,6 +443,115 @@ fn s3_faults_end_in_a_retry_or_a_clean_failure() {
     everything_live_pulls(&reg, &p);
 }
 
+/// Queued deletes sent in the middle of a phase (`REG_RM_FLUSH_WAVE=1`: as
+/// soon as a path is queued, as a large bucket's run does every 16,000
+/// keys), one of them failing key by key through its five tries: an error
+/// names it, no record is printed for it, every record printed as deleted
+/// is gone from the bucket, and a second run finishes the job with every
+/// image still pulling.
+#[test]
+fn s3_deletes_sent_mid_phase_print_only_what_went() {
+    let name = "s3_deletes_sent_mid_phase_print_only_what_went";
+    // The 14th DeleteObjects: with one path a request, one of the blob
+    // phase's (after 2 revisions, their tag index entries and 7 links).
+    const FAILING: usize = 14;
+    let Some((moto, mut reg, p)) = s3_scenario(name) else {
+        return;
+    };
+    reg.stop().unwrap();
+    // One wave at a time: a request of the blob phase and its four
+    // retries.
+    let faults = Proxy::start(moto.port(), |k, n| match k {
+        Kind::DeleteObjects if (FAILING..FAILING + 5).contains(&n) => Fault::KeyErrors,
+        _ => Fault::Forward,
+    })
+    .unwrap();
+    let ep = faults.endpoint();
+    let refs = by_url("reg-refs", &reg, &ep, &["--tagged-only"]).run();
+    let list = by_url("reg-orphans", &reg, &ep, &["--min-age", "0s"])
+        .stdin(&refs.success().stdout)
+        .run();
+    // One thread: each path is sent by the worker that queued it, never
+    // left to the end of the phase for another's send in progress.
+    let first = by_url("reg-rm", &reg, &ep, &["--min-age", "0s", "-j", "1"])
+        .env("REG_RM_FLUSH_WAVE", "1")
+        .stdin(&list.success().stdout)
+        .run();
+    first.expect_code(1).stderr_has("not removed: deleted 0 of its");
+    assert_eq!(faults.injected(), 5);
+    let stored = |reg: &Registry, kind: &str| -> BTreeSet<(String, String)> {
+        by_url("reg-ls", reg, &moto.endpoint(), &["--kind", kind])
+            .run()
+            .success()
+            .records()
+            .iter()
+            .map(|r| {
+                let repo = r["repo"].as_str().unwrap_or_default().to_string();
+                (repo, r["digest"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let recs = first.records();
+    let deleted: Vec<&Value> = recs.iter().filter(|r| r["action"] == "deleted").collect();
+    assert!(deleted.len() > 10, "{}", first.stdout);
+    // The record that queued a path not removed is not printed: no record
+    // printed as deleted names its digest (in its repository).
+    let not_removed: Vec<&str> = first
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once(": not removed: ").map(|(path, _)| path))
+        .collect();
+    assert!(
+        not_removed.iter().any(|p| p.contains("/blobs/sha256/")),
+        "a blob's delete failed: {}",
+        first.stderr
+    );
+    for path in &not_removed {
+        for r in &deleted {
+            let hex = r["digest"].as_str().map_or("", |d| &d[7..]);
+            let in_repo = r["repo"]
+                .as_str()
+                .is_none_or(|repo| path.contains(&format!("/repositories/{repo}/")));
+            assert!(
+                hex.is_empty() || !path.contains(hex) || !in_repo,
+                "{path} was not removed, yet {r} is printed"
+            );
+        }
+    }
+    for kind in ["blob", "layer-link", "revision"] {
+        let now = stored(&reg, kind);
+        for r in deleted.iter().filter(|r| r["kind"] == kind) {
+            let repo = r["repo"].as_str().unwrap_or_default().to_string();
+            let d = r["digest"].as_str().unwrap().to_string();
+            assert!(!now.contains(&(repo, d)), "printed as deleted, still stored: {r}");
+        }
+    }
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+    reg.stop().unwrap();
+
+    // A second run, sending mid-phase too, finishes the job.
+    let refs = by_url("reg-refs", &reg, &moto.endpoint(), &["--tagged-only"]).run();
+    let list = by_url("reg-orphans", &reg, &moto.endpoint(), &["--min-age", "0s"])
+        .stdin(&refs.success().stdout)
+        .run();
+    let second = by_url("reg-rm", &reg, &moto.endpoint(), &["--min-age", "0s"])
+        .env("REG_RM_FLUSH_WAVE", "1")
+        .stdin(&list.success().stdout)
+        .run();
+    second.success();
+    let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
+    let freed: BTreeSet<String> = blobs_with(&recs, Some("deleted"))
+        .union(&blobs_with(&second.records(), Some("deleted")))
+        .cloned()
+        .collect();
+    assert_eq!(freed, want);
+    let blobs: BTreeSet<String> = stored(&reg, "blob").into_iter().map(|(_, d)| d).collect();
+    assert_eq!(blobs, p.tagged_reachable);
+    reg.restart().unwrap();
+    everything_live_pulls(&reg, &p);
+}
+
 /// `s3://bucket/typo`, or a `rootdirectory` one letter off: a prefix with
 /// neither `repositories/` nor `blobs/` is an error naming it and what is
 /// stored one level up, in every tool; never a registry with nothing in it.
