@@ -874,6 +874,21 @@ fn s3_orphans_with_areas_held_by_parts_collect_and_everything_pulls() {
     rm.success();
     let want: BTreeSet<String> = p.blob_set().difference(&p.tagged_reachable).cloned().collect();
     assert_eq!(blobs_with(&rm.records(), Some("deleted")), want);
+    // The dry run, which keeps the parts it listed for its later walks,
+    // promised exactly what the real run (listing again) removed.
+    let items = |run: &Run, action: &str| -> BTreeSet<String> {
+        run.records()
+            .iter()
+            .filter(|r| r["action"] == action)
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {}",
+                    r["kind"], r["repo"], r["digest"], r["id"], r["bytes"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(items(&dry_by_parts, "would-delete"), items(&rm, "deleted"));
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
 }
