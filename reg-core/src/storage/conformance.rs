@@ -33,6 +33,7 @@ pub fn run(b: &dyn Backend) {
     writes_once(b, &at("write_new"));
     b.refresh();
     scans_cut_where_told(b, &at("scan"));
+    kept_parts_scan_as_listed(b, &at("keep_parts"));
     reads_and_stats(b, &at("read/stat"));
     read_expecting_gives_the_content(b, &at("read_expecting"));
     deletes_one_a_prefix_and_a_batch(b, &at("delete"));
@@ -135,6 +136,36 @@ fn scans_cut_where_told(b: &dyn Backend, at: &str) {
         .scan("repositories/nothing", &|_, _| false, false, &mut |_| none += 1)
         .unwrap());
     assert_eq!(none, 0, "{at}: empty prefix");
+}
+
+/// Parts kept after their release ([`Backend::keep_parts`], from here on
+/// for the rest of the checks: kept listings then see this backend's own
+/// writes and deletes) scan as they did when first held, held again.
+fn kept_parts_scan_as_listed(b: &dyn Backend, at: &str) {
+    b.keep_parts().unwrap_or_else(|e| panic!("{at}: {e}"));
+    let part = "repositories/app/_".to_string();
+    let scan = || {
+        let mut keys = Vec::new();
+        b.scan("repositories/app", &|_, _| false, true, &mut |s| {
+            if let Scanned::Object { key, meta } = s {
+                keys.push((key, meta.map(|m| m.size)))
+            }
+        })
+        .unwrap();
+        keys.sort();
+        keys
+    };
+    let before = scan();
+    for round in 0..2 {
+        for r in b.hold_parts(std::slice::from_ref(&part)) {
+            r.unwrap_or_else(|e| panic!("{at}: held: {e}"));
+        }
+        assert_eq!(scan(), before, "{at}: held, round {round}");
+        b.release_part(&part);
+        assert_eq!(scan(), before, "{at}: released, round {round}");
+    }
+    b.refresh();
+    assert_eq!(scan(), before, "{at}: after a refresh");
 }
 
 fn reads_and_stats(b: &dyn Backend, at: &str) {
