@@ -64,6 +64,8 @@ pub struct Mark {
     pub parsed: u64,
     /// What this walk read, for the next one.
     cache: Option<refs::ManifestStore>,
+    /// Whether a walk again keeps what it read ([`Mark::forget_manifests`]).
+    keep: bool,
 }
 
 fn config(excl: &Exclusions) -> refs::Config {
@@ -98,7 +100,11 @@ impl Mark {
         msgs: &Messages,
     ) -> anyhow::Result<()> {
         let cache = self.cache.take().unwrap_or_default();
+        let keep = self.keep;
         *self = Mark::walk(store, excl, asked, msgs, cache)?;
+        if !keep {
+            self.forget_manifests();
+        }
         Ok(())
     }
 
@@ -118,6 +124,7 @@ impl Mark {
             fingerprint: graph.fingerprint,
             parsed: graph.stats.parsed,
             cache: None,
+            keep: true,
         };
         let mut note = |repo: &str, d: Digest, manifest_too: bool, why: &dyn Fn() -> String| {
             if asked.blobs.contains(&d) && !m.blobs.contains_key(&d) {
@@ -152,11 +159,14 @@ impl Mark {
         Ok(m)
     }
 
-    /// Lets go of the manifests this mark read, which only a walk again
-    /// ([`Mark::again`]) would use: a run that will not look again (a dry
-    /// run) does not hold them through its phases (issue 18).
+    /// Lets go of the manifests this mark read, now and after each walk
+    /// again, which would otherwise read only the manifests it has not
+    /// read: a run that will not look again (a dry run), or whose store
+    /// reads manifests again without a request (a local tree, the
+    /// manifest cache), does not hold them through its phases (issue 18).
     pub fn forget_manifests(&mut self) {
         self.cache = None;
+        self.keep = false;
     }
 
     /// Why the blob `d` is live, if it is.
@@ -428,5 +438,47 @@ mod tests {
         assert!(m.still_valid(&store, &excl, &muted).unwrap());
         image(v2, "new/repo", Some("x"), "three");
         assert!(!m.still_valid(&store, &excl, &muted).unwrap());
+    }
+
+    #[test]
+    fn a_mark_that_forgot_its_manifests_reads_them_again_and_reaches_as_much() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let (a, _, _) = image(v2, "app", Some("v1"), "one");
+        let (b, _, _) = image(v2, "app", Some("v2"), "two");
+        let store = Store::fs(v2);
+        let muted = Messages::muted("test");
+        let (excl, blobs, revisions) = (Exclusions::default(), SortedSet::default(), BTreeSet::new());
+        let asked = Asked {
+            blobs: &blobs,
+            revisions: &revisions,
+        };
+        let mut kept = Mark::compute(&store, &excl, asked, &muted).unwrap();
+        let mut forgot = Mark::compute(&store, &excl, asked, &muted).unwrap();
+        forgot.forget_manifests();
+        assert!(forgot.cache.is_none());
+        // A push: an index over both images.
+        let idx = index(v2, "app", "multi", &[a, b]);
+        let revisions: BTreeSet<(String, Digest)> = [a, b, idx].map(|d| ("app".to_string(), d)).into();
+        let asked = Asked {
+            blobs: &blobs,
+            revisions: &revisions,
+        };
+        kept.again(&store, &excl, asked, &muted).unwrap();
+        forgot.again(&store, &excl, asked, &muted).unwrap();
+        assert_eq!(forgot.parsed, 3);
+        for d in [a, b, idx] {
+            assert!(forgot.revision("app", &d).is_some(), "{d}");
+            assert_eq!(forgot.revision("app", &d), kept.revision("app", &d));
+        }
+        // It reads them again each time: `b`'s data gone is seen by it, not
+        // by the mark that kept what it read.
+        fs::remove_dir_all(v2.join(paths::blob_dir(&b))).unwrap();
+        kept.again(&store, &excl, asked, &muted).unwrap();
+        forgot.again(&store, &excl, asked, &muted).unwrap();
+        assert!(kept.complete());
+        assert_eq!(forgot.broken.iter().map(|x| x.digest).collect::<Vec<_>>(), [b]);
+        assert!(kept.cache.is_some() && forgot.cache.is_none());
+        assert!(kept.cache.is_some() && forgot.cache.is_none());
     }
 }

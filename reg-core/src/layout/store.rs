@@ -134,6 +134,12 @@ impl Store {
         self
     }
 
+    /// Whether a manifest read again costs no request to a remote store:
+    /// the tree is local, or the manifest cache keeps what was read.
+    pub fn rereads_manifests_locally(&self) -> bool {
+        self.manifest_cache.is_some() || self.backend.dirs().is_some()
+    }
+
     /// Forgets cached listings (see [`Backend::refresh`]).
     pub fn refresh(&self) {
         *self.stored_manifests.write().expect("stored manifests") = None;
