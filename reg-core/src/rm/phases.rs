@@ -751,7 +751,9 @@ impl<'a> Runner<'a> {
     fn after_blobs(&self, run: &mut Run, recs: &mut [Option<RmRecord>]) {
         let (copies, aside) = (run.copies.as_ref(), run.aside.as_ref());
         let held = |d: &Digest| copies.is_some_and(|c| c.has(d)) || aside.is_some_and(|a| a.has(d));
-        let gone: BTreeSet<Digest> = recs
+        // One sorted list (40 bytes a blob), which the look below takes as
+        // it is: no set beside it (issue 18).
+        let gone: SortedSet<Digest> = recs
             .iter()
             .flatten()
             .filter(|r| matches!(r.action, Action::Deleted | Action::Trashed))
@@ -778,7 +780,7 @@ impl<'a> Runner<'a> {
     /// Brings back the blobs of `gone` that a link names again.
     fn bring_back(
         &self,
-        gone: &BTreeSet<Digest>,
+        gone: &SortedSet<Digest>,
         copies: Option<&Copies>,
         aside: Option<&Aside>,
         recs: &mut [Option<RmRecord>],
@@ -787,8 +789,7 @@ impl<'a> Runner<'a> {
         self.progress().set_context("looking again");
         // Every link counts, those this run removed too: one there now was
         // written again since (this is no dry run).
-        let set: SortedSet<Digest> = gone.iter().copied().collect();
-        let (links, scan_ok) = self.guard.blob_links(&set, &Removed::default());
+        let (links, scan_ok) = self.guard.blob_links(gone, &Removed::default());
         self.progress().set_context("");
         for rec in recs.iter_mut().flatten() {
             let Some(d) = rec.digest.filter(|d| gone.contains(d)) else {
