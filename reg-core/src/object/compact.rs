@@ -226,13 +226,21 @@ type Walk<'a> = dyn FnMut(&[u8], u64, i64, u8, &[u8]) -> bool + 'a;
 pub(super) struct Spool {
     file: std::fs::File,
     end: std::sync::atomic::AtomicU64,
+    /// Bytes it takes at most, as if the disk were full there (tests).
+    limit: u64,
 }
 
 impl Spool {
     pub(super) fn new() -> std::io::Result<Spool> {
+        Spool::within(u64::MAX)
+    }
+
+    /// A spool that fails as a full disk would past `limit` bytes.
+    pub(super) fn within(limit: u64) -> std::io::Result<Spool> {
         Ok(Spool {
             file: tempfile::tempfile()?,
             end: std::sync::atomic::AtomicU64::new(0),
+            limit,
         })
     }
 
@@ -246,6 +254,9 @@ impl Spool {
         let at = self
             .end
             .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if at.saturating_add(bytes.len() as u64) > self.limit {
+            return Err(std::io::ErrorKind::StorageFull.into());
+        }
         self.file.write_all_at(bytes, at)?;
         Ok(at)
     }

@@ -190,6 +190,8 @@ pub struct ObjectBackend {
     /// Where the parts listed are kept after their release, spooled
     /// ([`Backend::keep_parts`]); `None` while they are forgotten.
     kept: Mutex<Option<Arc<Spool>>>,
+    /// Why keeping parts stopped (the temporary file could not take more).
+    kept_stopped: Mutex<Option<String>>,
     /// The delimited listings above the parts (one a directory), kept until
     /// anything is written or deleted, or [`Backend::refresh`]: a run that
     /// finds the repositories twice (reg-rm) lists them once, as a whole
@@ -289,6 +291,7 @@ impl ObjectBackend {
             by_parts: RwLock::default(),
             parts: Mutex::default(),
             kept: Mutex::default(),
+            kept_stopped: Mutex::default(),
             above: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
@@ -318,6 +321,7 @@ impl ObjectBackend {
             by_parts: RwLock::default(),
             parts: Mutex::default(),
             kept: Mutex::default(),
+            kept_stopped: Mutex::default(),
             above: Mutex::default(),
             areas: Mutex::default(),
             seeds: Mutex::default(),
@@ -1488,8 +1492,16 @@ impl Backend for ObjectBackend {
                         // A temporary file that cannot take more: parts
                         // are listed each time again from here on, and
                         // this one is released after its walk.
-                        if listing.spool_into(spool).is_err() {
+                        if let Err(e) = listing.spool_into(spool) {
                             self.kept.lock().expect("kept").take();
+                            self.kept_stopped.lock().expect("kept").get_or_insert_with(|| {
+                                format!(
+                                    "{}: the temporary file of the listings could not take more ({e}); \
+                                     parts were listed again for each walk from then on \
+                                     (set TMPDIR to a directory with more room)",
+                                    Spool::dir().display()
+                                )
+                            });
                         }
                     }
                     held.insert(part.clone(), Arc::new(RwLock::new(listing)));
@@ -1504,6 +1516,10 @@ impl Backend for ObjectBackend {
         if self.kept.lock().expect("kept").is_none() {
             self.parts.lock().expect("parts").remove(part);
         }
+    }
+
+    fn kept_parts_stopped(&self) -> Option<String> {
+        self.kept_stopped.lock().expect("kept").clone()
     }
 
     fn keep_parts(&self) -> Result<()> {
@@ -1755,6 +1771,38 @@ mod tests {
     /// whole, nested names and stray keys too; a held repository answers
     /// from its own listing, without its nested repositories' keys; the
     /// area is never listed whole.
+    /// A temporary file that cannot take a part's listing (a full disk):
+    /// the part is held from memory, keeping stops (parts are listed anew
+    /// after that), and the backend says why, naming the directory.
+    #[test]
+    fn parts_are_listed_again_once_the_spool_is_full_and_the_backend_says_why() {
+        use crate::storage::Backend as _;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let put = |rel: &str| put_3_bytes(&store, rel);
+        let blob = |n: u8| format!("blobs/sha256/aa/aa{}/data", format!("{n:02x}").repeat(31));
+        for n in 0..100 {
+            put(&blob(n));
+        }
+        let everything = |_: &str, _: usize| false;
+        let b = over(&store, Some((crate::layout::paths::BLOBS, Parts::Depth(2))));
+        b.keep_parts().unwrap();
+        assert_eq!(b.kept_parts_stopped(), None);
+        *b.kept.lock().unwrap() = Some(Arc::new(Spool::within(10).unwrap()));
+        b.hold_part("blobs/sha256/aa").unwrap();
+        assert_eq!(scanned(&b, "blobs/sha256/aa", &everything).1.len(), 100);
+        b.release_part("blobs/sha256/aa");
+        put(&blob(200));
+        b.hold_part("blobs/sha256/aa").unwrap();
+        assert_eq!(
+            scanned(&b, "blobs/sha256/aa", &everything).1.len(),
+            101,
+            "listed anew"
+        );
+        let why = b.kept_parts_stopped().expect("why keeping stopped");
+        assert!(why.starts_with(&format!("{}: ", Spool::dir().display())), "{why}");
+        assert!(why.contains("set TMPDIR"), "{why}");
+    }
+
     #[test]
     fn parts_kept_are_held_again_without_a_listing_until_a_refresh() {
         use crate::storage::Backend as _;

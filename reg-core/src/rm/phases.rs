@@ -371,6 +371,9 @@ impl<'a> Runner<'a> {
         if !self.guard.dry_run() {
             w.stats.empty_dirs = self.empty_dirs(&run);
         }
+        if let Some(why) = self.store().backend().kept_parts_stopped() {
+            self.guard.msgs.warn(why);
+        }
         Ok(())
     }
 

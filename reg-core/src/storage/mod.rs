@@ -299,6 +299,12 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Why keeping parts ([`Backend::keep_parts`]) stopped, if it did: for
+    /// a note to the operator, whose run was slower for it.
+    fn kept_parts_stopped(&self) -> Option<String> {
+        None
+    }
+
     /// Forgets what the backend has cached of earlier listings, so that the
     /// next scans see the store as it is now (reg-rm, before looking again).
     fn refresh(&self) {}
