@@ -1297,6 +1297,25 @@ impl Backend for ObjectBackend {
         self.read_with_meta(rel, limit)
     }
 
+    /// One GET of the range `0..n`. An empty object (no range to answer)
+    /// or an answer that is not the range asked for is read whole instead.
+    fn read_start(&self, rel: &str, n: u64, limit: u64) -> Result<Option<(Vec<u8>, u64)>> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(0..n)),
+            ..Default::default()
+        };
+        let got = self.rt.block_on(async {
+            let got = self.src.store.get_opts(&self.key(rel), opts).await?;
+            let size = got.meta.size;
+            Ok::<_, object_store::Error>((got.bytes().await?, size))
+        });
+        match got {
+            Ok((bytes, size)) if bytes.len() as u64 == n.min(size) => Ok(Some((bytes.to_vec(), size))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            _ => Ok(self.read(rel, limit)?.map(|b| crate::storage::start_of(b, n))),
+        }
+    }
+
     fn open(&self, rel: &str) -> Result<Option<Box<dyn Read + Send>>> {
         let got = match self.rt.block_on(self.src.store.get(&self.key(rel))) {
             Ok(g) => g,

@@ -54,6 +54,18 @@ impl Spool {
     }
 }
 
+/// How much of a blob is read first to tell whether it could be a manifest.
+const LOOK: u64 = 64 << 10;
+
+/// Whether `bytes` start a JSON object, as Go's decoder reads one: white
+/// space, then `{`. `None` when they are only white space.
+fn json_object(bytes: &[u8]) -> Option<bool> {
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))?;
+    Some(*first == b'{')
+}
+
 impl Copies {
     /// A spool in the temporary directory (`TMPDIR`), unlinked at once so
     /// that nothing is left behind whatever ends the run.
@@ -87,13 +99,24 @@ impl Copies {
 
     /// Copies blob `d` from `store` if it reads as a JSON object; false if
     /// it is not one (nothing to copy). An error means no copy was made.
+    /// Its first [`LOOK`] bytes are read first: a layer is told by them
+    /// (one ranged GET on object storage, not up to 4 MiB), and most
+    /// manifests and configs are whole in them.
     pub(super) fn copy(&self, store: &Store, d: Digest) -> crate::Result<bool> {
-        let Some(bytes) = store.read_blob(&d, MANIFEST_LIMIT)? else {
+        let rel = crate::layout::paths::blob_data(&d);
+        let Some((start, size)) = store.backend().read_start(&rel, LOOK, MANIFEST_LIMIT)? else {
             return Ok(false);
         };
-        // Go's JSON decoder skips leading white space, nothing else.
-        let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-        if first != Some(&b'{') {
+        let bytes = match json_object(&start) {
+            Some(false) => return Ok(false),
+            _ if start.len() as u64 == size => start,
+            // A JSON object longer than the look, or only white space so far.
+            _ => match store.read_blob(&d, MANIFEST_LIMIT)? {
+                Some(bytes) => bytes,
+                None => return Ok(false),
+            },
+        };
+        if json_object(&bytes) != Some(true) {
             return Ok(false);
         }
         let mut s = self.inner.lock().expect("copies");
@@ -151,6 +174,28 @@ mod tests {
         // Absent: nothing to copy.
         assert!(!c.copy(&store, Digest::sha256_of(b"never stored")).unwrap());
         assert!(Copies::wanted(MANIFEST_LIMIT) && !Copies::wanted(MANIFEST_LIMIT + 1));
+    }
+
+    /// Blobs longer than the first look: a JSON object is copied whole,
+    /// also after more white space than the look holds; a layer is not,
+    /// nor white space alone.
+    #[test]
+    fn blobs_longer_than_the_look_are_copied_whole_when_json_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path();
+        let store = Store::fs(v2);
+        let c = Copies::new().unwrap();
+        let long = LOOK as usize + 1000;
+        let json = format!("{{\"a\":\"{}\"}}", "x".repeat(long)).into_bytes();
+        let spaced = [vec![b' '; long], b"{}".to_vec()].concat();
+        let layer = [b"\x1f\x8b".to_vec(), vec![b'{'; long]].concat();
+        let blank = vec![b'\n'; long];
+        for (bytes, copied) in [(&json, true), (&spaced, true), (&layer, false), (&blank, false)] {
+            let d = blob(v2, bytes);
+            assert_eq!(c.copy(&store, d).unwrap(), copied, "{} bytes", bytes.len());
+            let back = c.get(&d).unwrap();
+            assert_eq!(back.as_ref(), copied.then_some(bytes), "{} bytes", bytes.len());
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn run(b: &dyn Backend) {
     scans_cut_where_told(b, &at("scan"));
     kept_parts_scan_as_listed(b, &at("keep_parts"));
     reads_and_stats(b, &at("read/stat"));
+    reads_the_start(b, &at("read_start"));
     read_expecting_gives_the_content(b, &at("read_expecting"));
     deletes_one_a_prefix_and_a_batch(b, &at("delete"));
     refuses_keys_out_of_the_root(b, &at("refusals"));
@@ -196,6 +197,37 @@ fn reads_and_stats(b: &dyn Backend, at: &str) {
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut r, &mut got).unwrap();
     assert_eq!(got, v, "{at}: open");
+}
+
+fn reads_the_start(b: &dyn Backend, at: &str) {
+    let (k, v) = FIXTURES[1];
+    let size = v.len() as u64;
+    for n in [0, 4, size - 1, size, size + 10] {
+        let (start, whole) = b.read_start(k, n, 100).unwrap().unwrap();
+        let n = n.min(size) as usize;
+        assert_eq!(
+            (start.as_slice(), whole),
+            (&v[..n], size),
+            "{at}: the first {n} bytes"
+        );
+    }
+    assert!(
+        b.read_start("blobs/sha256/zz/none/data", 4, 100)
+            .unwrap()
+            .is_none(),
+        "{at}: absent"
+    );
+    // An empty object: nothing to start with, but there.
+    let empty = "blobs/sha256/ee/ee00/data";
+    assert!(b.write_new(empty, b"").unwrap(), "{at}: empty");
+    b.refresh();
+    assert_eq!(
+        b.read_start(empty, 4, 100).unwrap(),
+        Some((Vec::new(), 0)),
+        "{at}: empty"
+    );
+    assert!(b.delete(empty).unwrap(), "{at}: empty");
+    b.refresh();
 }
 
 fn read_expecting_gives_the_content(b: &dyn Backend, at: &str) {

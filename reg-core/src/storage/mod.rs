@@ -217,6 +217,16 @@ pub trait Backend: Send + Sync {
     /// one request; link files are read this way by the millions.
     fn read_with_meta(&self, rel: &str, limit: u64) -> Result<Option<(Vec<u8>, Meta)>>;
 
+    /// The first `n` bytes of `rel` (all of it when shorter) and its whole
+    /// size; `None` if it does not exist. A look at how an object starts
+    /// without reading the rest: an object store asks for that range only
+    /// (reg-rm looks at each blob it deletes that could be a manifest, and
+    /// most are layers of up to 4 MiB). Here, the whole of it, at most
+    /// `limit` bytes, as [`Backend::read`].
+    fn read_start(&self, rel: &str, n: u64, limit: u64) -> Result<Option<(Vec<u8>, u64)>> {
+        Ok(self.read(rel, limit)?.map(|b| start_of(b, n)))
+    }
+
     /// Like [`Backend::read_with_meta`], for an object the caller expects
     /// to hold one of `expected` (a link file naming a known digest): a
     /// backend that can tell from metadata it already has that it does (an
@@ -412,4 +422,12 @@ pub trait Trash {
 /// The refusal of a trash by a backend without one.
 pub fn no_trash(trash: &Path) -> Error {
     Error::new(trash, crate::error::ErrorKind::NoTrash)
+}
+
+/// The first `n` bytes of a whole object's `bytes`, and its size
+/// ([`Backend::read_start`] from a whole read).
+pub(crate) fn start_of(mut bytes: Vec<u8>, n: u64) -> (Vec<u8>, u64) {
+    let size = bytes.len() as u64;
+    bytes.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    (bytes, size)
 }
