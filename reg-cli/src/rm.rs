@@ -45,6 +45,12 @@ mod hooks {
     /// minute): end-to-end tests push there, through the registry.
     const PAUSE_ENV: &str = "REG_RM_PAUSE_BEFORE_REPO_REMOVAL";
 
+    /// Test hook: `REG_RM_PAUSE_AFTER_BLOBS=DIR`, the same pause once the
+    /// blob phase has deleted blobs that could come back, before its last
+    /// look: end-to-end tests write links there, as a push racing the
+    /// deletion does.
+    const PAUSE_AFTER_BLOBS_ENV: &str = "REG_RM_PAUSE_AFTER_BLOBS";
+
     /// The pause of [`PAUSE_ENV`].
     fn pause_in(dir: &Path) {
         let _ = std::fs::write(dir.join("paused"), b"");
@@ -52,6 +58,14 @@ mod hooks {
         while !dir.join("resume").exists() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A pause in the directory `var` names, if it is set.
+    fn pause(var: &str) -> Option<rm::Hook> {
+        std::env::var_os(var).map(|dir| {
+            let dir = PathBuf::from(dir);
+            rm::Hook(Arc::new(move || pause_in(&dir)))
+        })
     }
 
     /// The test hooks the environment asks for.
@@ -69,10 +83,8 @@ mod hooks {
         Ok(rm::Hooks {
             fail_after: number(FAIL_AFTER_ENV)?,
             flush_wave: number(FLUSH_WAVE_ENV)?.map(|n| n as usize),
-            before_repo_removal: std::env::var_os(PAUSE_ENV).map(|dir| {
-                let dir = PathBuf::from(dir);
-                rm::Hook(Arc::new(move || pause_in(&dir)))
-            }),
+            before_repo_removal: pause(PAUSE_ENV),
+            after_blobs: pause(PAUSE_AFTER_BLOBS_ENV),
             ..rm::Hooks::default()
         })
     }

@@ -1095,3 +1095,106 @@ fn s3_a_manifest_gone_from_the_bucket_is_missing_though_cached_with_blobs_held_b
     reg.restart().unwrap();
     everything_live_pulls(&reg, &p);
 }
+
+/// A manifest pushed again in the moment its data goes: the registry found
+/// the data and wrote only its links, then reg-rm deleted the data. Its
+/// last look finds the links and writes the data back from its copies,
+/// byte for byte: the manifest, and a config longer than the 64 KiB
+/// reg-rm reads first of a blob (read whole after that look). The image
+/// pulls again afterwards, as does the one tagged all along, whose layer
+/// it shares.
+#[test]
+fn s3_a_manifest_pushed_again_while_its_data_goes_is_written_back_and_pulls() {
+    let test = "s3_a_manifest_pushed_again_while_its_data_goes_is_written_back_and_pulls";
+    if !s3_programs_available(test) {
+        return;
+    }
+    let (moto, mut reg) = s3_registry(test);
+    let api = reg.api();
+    let kept = Image::build("kept", Platform::linux("amd64"), vec![layer("shared base")]);
+    let long_name = format!("gone {}", "x".repeat(70_000));
+    let gone = Image::build(&long_name, Platform::linux("amd64"), vec![layer("shared base")]);
+    assert!(
+        gone.config.size() > 64 << 10,
+        "a config longer than the first look"
+    );
+    api.push("app", Some("kept"), &kept).unwrap();
+    api.push("app", Some("gone"), &gone).unwrap();
+    api.delete_manifest("app", &gone.manifest.digest).unwrap();
+
+    let now = ["--min-age", "0s"];
+    let refs = by_config("reg-refs", &reg, &[]).run();
+    refs.success();
+    let orphans = by_config("reg-orphans", &reg, &now).stdin(&refs.stdout).run();
+    orphans.success();
+    let doomed = blobs_with(&orphans.records(), None);
+    for d in [&gone.manifest.digest, &gone.config.digest] {
+        assert!(doomed.contains(d), "{d} is not an orphan:\n{}", orphans.stdout);
+    }
+
+    let pause = tempfile::tempdir().unwrap();
+    let rm = by_config("reg-rm", &reg, &[&now[..], &["--settle", "0s"]].concat())
+        .stdin(&orphans.stdout)
+        .env("REG_RM_PAUSE_AFTER_BLOBS", pause.path());
+    let cmd = rm.command_line();
+    let (mut child, writer) = rm.spawn();
+    let stdout = reg_tests::tools::reader(child.stdout.take().unwrap());
+    let stderr = reg_tests::tools::reader(child.stderr.take().unwrap());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pause.path().join("paused").exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "`{cmd}` never paused after its blobs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The data is gone; the push's links are written now.
+    let v2 = "srv/registry/docker/registry/v2";
+    for d in [&gone.manifest.digest, &gone.config.digest] {
+        assert!(!api.blob_exists("app", d).unwrap_or(false), "{d} still served");
+    }
+    let (m, c) = (&gone.manifest.digest, &gone.config.digest);
+    let m_hex = m.strip_prefix("sha256:").unwrap();
+    let c_hex = c.strip_prefix("sha256:").unwrap();
+    let app = format!("{v2}/repositories/app");
+    for (key, link) in [
+        (format!("{app}/_layers/sha256/{c_hex}/link"), c),
+        (format!("{app}/_manifests/revisions/sha256/{m_hex}/link"), m),
+        (
+            format!("{app}/_manifests/tags/again/index/sha256/{m_hex}/link"),
+            m,
+        ),
+        (format!("{app}/_manifests/tags/again/current/link"), m),
+    ] {
+        moto.put_object("registry", &key, link.as_bytes()).unwrap();
+    }
+    std::fs::write(pause.path().join("resume"), b"").unwrap();
+    let status = reg_tests::tools::wait_limited(&mut child, std::time::Duration::from_secs(60))
+        .expect("reg-rm finishes");
+    if let Some(w) = writer {
+        w.join().unwrap();
+    }
+    let (out, err) = (
+        String::from_utf8(stdout.join().unwrap()).unwrap(),
+        String::from_utf8(stderr.join().unwrap()).unwrap(),
+    );
+    assert!(status.success(), "`{cmd}`: {status}\n{err}");
+    for d in [m, c] {
+        let rec = out
+            .lines()
+            .find(|l| l.contains(r#""kind":"blob""#) && l.contains(d.as_str()))
+            .unwrap_or_else(|| panic!("no record of {d}:\n{out}"));
+        assert!(
+            rec.contains(r#""action":"kept""#) && rec.contains("its data was written back"),
+            "{rec}"
+        );
+    }
+    reg.restart().unwrap();
+    assert_eq!(
+        reg.api().get_manifest("app", "again").unwrap().map(|(_, b)| b),
+        Some(gone.manifest.bytes.clone()),
+        "the manifest, byte for byte"
+    );
+    reg_tests::skopeo::pull_all(&reg.image_ref("app:again")).unwrap();
+    reg_tests::skopeo::pull_all(&reg.image_ref("app:kept")).unwrap();
+}
